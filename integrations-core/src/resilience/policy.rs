@@ -1,0 +1,594 @@
+//! The composed policy: bulkhead → deadline → rate limit → circuit breaker → retry → timeout.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::breaker::{BreakerPermit, CircuitBreaker, CircuitBreakerConfig};
+use super::bulkhead::{Bulkhead, BulkheadPermit};
+use super::limiter::RateLimiter;
+use super::retry::{GiveUpReason, RetryDecision, RetryPolicy};
+use crate::error::{Error, Result};
+use crate::metrics::{IntegrationMetrics, MetricsRegistry};
+
+/// What the policy tells the closure about the attempt it is making.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub number: u32,
+    /// The operation given to [`Policy::call`].
+    pub operation: &'static str,
+}
+
+impl Attempt {
+    /// Whether this is a retry (attempt 2 or later).
+    pub fn is_retry(&self) -> bool {
+        self.number > 1
+    }
+}
+
+/// The resilience policy of one provider: every piece of this module composed in the documented
+/// order (see the [module docs](super)). Cloning shares the limiter, breaker, bulkhead and
+/// metrics.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+/// use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
+/// use integrations_core::metrics::MetricsRegistry;
+/// use integrations_core::{Error, Policy};
+///
+/// let registry = MetricsRegistry::new();
+/// let policy = Policy::builder("sendgrid")
+///     .rate_limiter(RateLimiter::per_second(NonZeroU32::new(10).unwrap()))
+///     .circuit_breaker(CircuitBreakerConfig::new())
+///     .retry(RetryPolicy::new(3, Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2.0)))
+///     .attempt_timeout(Duration::from_secs(10))
+///     .deadline(Duration::from_secs(30))
+///     .bulkhead(32, Duration::from_millis(100))
+///     .metrics(&registry)
+///     .build();
+///
+/// let sent = policy
+///     .call("send_mail", |attempt| async move {
+///         if attempt.number == 1 { Err(Error::unavailable("502 Bad Gateway")) } else { Ok("accepted") }
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(sent, "accepted");
+/// assert_eq!(policy.metrics().retries(), 1);
+/// assert_eq!(registry.snapshot().get("sendgrid").unwrap().successes, 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Cow<'static, str>,
+    bulkhead: Option<Bulkhead>,
+    deadline: Option<Duration>,
+    limiter: Option<RateLimiter>,
+    breaker: Option<CircuitBreaker>,
+    retry: RetryPolicy,
+    attempt_timeout: Option<Duration>,
+    metrics: Arc<IntegrationMetrics>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("Policy")
+            .field("provider", &i.provider)
+            .field("bulkhead", &i.bulkhead)
+            .field("deadline", &i.deadline)
+            .field("rate_limiter", &i.limiter)
+            .field("circuit_breaker", &i.breaker)
+            .field("retry", &i.retry)
+            .field("attempt_timeout", &i.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Policy`]. Defaults: [`RetryPolicy::DEFAULT`], a circuit breaker with
+/// [`CircuitBreakerConfig::DEFAULT`], a per-attempt timeout of
+/// [`PolicyBuilder::DEFAULT_ATTEMPT_TIMEOUT`] (30 s), no rate limiter, no bulkhead, no overall
+/// deadline, metrics in [`MetricsRegistry::global`].
+#[must_use = "call `build()`"]
+#[derive(Debug)]
+pub struct PolicyBuilder {
+    provider: Cow<'static, str>,
+    bulkhead: Option<(usize, Duration)>,
+    deadline: Option<Duration>,
+    limiter: Option<RateLimiter>,
+    breaker: Option<CircuitBreakerConfig>,
+    retry: RetryPolicy,
+    attempt_timeout: Option<Duration>,
+    registry: Option<MetricsRegistry>,
+}
+
+impl PolicyBuilder {
+    /// Per-attempt timeout unless set otherwise.
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Takes a permit of `limiter` before the call and before every retry.
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+    /// Guards the call with a circuit breaker of `config`.
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.breaker = Some(config);
+        self
+    }
+    /// No circuit breaker.
+    pub fn no_circuit_breaker(mut self) -> Self {
+        self.breaker = None;
+        self
+    }
+    /// Retries per `retry` ([`RetryPolicy::none`] for none).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+    /// Cuts each attempt off after `timeout` (a retryable [`Error::Timeout`]).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+    /// No per-attempt timeout (the overall deadline, if any, still applies).
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+    /// Bounds the whole call — bulkhead wait, rate-limit waits, attempts and backoff sleeps — by
+    /// `deadline`.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+    /// At most `max_concurrent` calls at once, a further one waiting up to `max_wait` for a slot.
+    pub fn bulkhead(mut self, max_concurrent: usize, max_wait: Duration) -> Self {
+        self.bulkhead = Some((max_concurrent, max_wait));
+        self
+    }
+    /// Records into `registry` instead of the global one.
+    pub fn metrics(mut self, registry: &MetricsRegistry) -> Self {
+        self.registry = Some(registry.clone());
+        self
+    }
+
+    /// The policy.
+    pub fn build(self) -> Policy {
+        let registry = self
+            .registry
+            .as_ref()
+            .unwrap_or_else(|| MetricsRegistry::global());
+        let metrics = registry.integration(&self.provider);
+        let breaker = self.breaker.map(|config| {
+            CircuitBreaker::with_metrics(self.provider.clone(), config, Arc::clone(&metrics))
+        });
+        Policy {
+            inner: Arc::new(Inner {
+                bulkhead: self.bulkhead.map(|(n, wait)| Bulkhead::new(n, wait)),
+                deadline: self.deadline,
+                limiter: self.limiter,
+                breaker,
+                retry: self.retry,
+                attempt_timeout: self.attempt_timeout,
+                metrics,
+                provider: self.provider,
+            }),
+        }
+    }
+}
+
+/// How one attempt ended.
+enum AttemptEnd<T> {
+    Done(Result<T>),
+    /// The overall deadline passed during the attempt.
+    Deadline(Error),
+}
+
+impl Policy {
+    /// A builder for `provider`'s policy.
+    pub fn builder(provider: impl Into<Cow<'static, str>>) -> PolicyBuilder {
+        PolicyBuilder {
+            provider: provider.into(),
+            bulkhead: None,
+            deadline: None,
+            limiter: None,
+            breaker: Some(CircuitBreakerConfig::DEFAULT),
+            retry: RetryPolicy::DEFAULT,
+            attempt_timeout: Some(PolicyBuilder::DEFAULT_ATTEMPT_TIMEOUT),
+            registry: None,
+        }
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &str {
+        &self.inner.provider
+    }
+    /// The provider's metrics.
+    pub fn metrics(&self) -> &Arc<IntegrationMetrics> {
+        &self.inner.metrics
+    }
+    /// The circuit breaker, to observe or steer by hand.
+    pub fn circuit_breaker(&self) -> Option<&CircuitBreaker> {
+        self.inner.breaker.as_ref()
+    }
+    /// The rate limiter.
+    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.inner.limiter.as_ref()
+    }
+    /// The bulkhead.
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.inner.bulkhead.as_ref()
+    }
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+    /// The per-attempt timeout.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.inner.attempt_timeout
+    }
+    /// The overall deadline.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.inner.deadline
+    }
+
+    /// Runs `f` under the policy, retrying errors that [`Error::is_retryable`] calls retryable.
+    ///
+    /// `f` is called once per attempt with the [`Attempt`]; it must make the request anew each
+    /// time (reusing one idempotency key across attempts).
+    ///
+    /// # Errors
+    /// The last attempt's error, or the policy's own: [`Error::BulkheadFull`],
+    /// [`Error::RateLimited`] (client-side, not processed), [`Error::CircuitOpen`],
+    /// [`Error::Timeout`] (attempt timeout on the last attempt, or the overall deadline). Every
+    /// error carries the provider (unless it named one already) and the operation.
+    pub async fn call<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T>
+    where
+        F: FnMut(Attempt) -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        self.run(operation, Error::is_retryable, f).await
+    }
+
+    /// Like [`call`](Policy::call), with `classify` deciding which errors are retried (for
+    /// example to retry a [`Error::Conflict`] that a provider raises for a lock held by a
+    /// concurrent request). `Retry-After`, the retry limit and the deadline still apply.
+    ///
+    /// # Errors
+    /// As [`call`](Policy::call).
+    pub async fn call_classified<T, F, Fut, C>(
+        &self,
+        operation: &'static str,
+        classify: C,
+        f: F,
+    ) -> Result<T>
+    where
+        C: Fn(&Error) -> bool + Send + Sync,
+        F: FnMut(Attempt) -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        self.run(operation, classify, f).await
+    }
+
+    async fn run<T, F, Fut, C>(&self, operation: &'static str, classify: C, mut f: F) -> Result<T>
+    where
+        C: Fn(&Error) -> bool,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let inner = &*self.inner;
+        inner.metrics.record_call();
+        // An open circuit refuses before anything is waited for or spent (no rate-limit permit is
+        // used up by a call that would be refused).
+        if let Some(b) = &inner.breaker {
+            if let Err(e) = b.check(operation) {
+                return Err(self.rejected(e, operation));
+            }
+        }
+        let start = Instant::now();
+        let deadline = inner.deadline.and_then(|d| start.checked_add(d));
+
+        // Bulkhead, outermost: the slot is held through waits and backoff sleeps.
+        let mut waited = false;
+        let _slot = match &inner.bulkhead {
+            None => None,
+            Some(b) => match b.try_acquire() {
+                Some(slot) => Some(slot),
+                None => {
+                    waited = true;
+                    Some(
+                        self.wait_for_bulkhead(b, operation, start, deadline)
+                            .await?,
+                    )
+                }
+            },
+        };
+        // The rate limiter and the breaker guard the logical call.
+        if let Some(limiter) = &inner.limiter {
+            match self
+                .take_permit(limiter, operation, 1, Some(start), deadline)
+                .await
+            {
+                Ok(w) => waited |= w,
+                Err(e) => return Err(self.rejected(e, operation)),
+            }
+        }
+        let permit: Option<BreakerPermit<'_>> = match &inner.breaker {
+            None => None,
+            Some(b) => match b.try_acquire(operation) {
+                Ok(p) => Some(p),
+                Err(e) => return Err(self.rejected(e, operation)),
+            },
+        };
+
+        let mut retries = 0u32;
+        // The first attempt's timeout runs from now; reading the clock again only if we waited.
+        let mut attempt_start = if waited { Instant::now() } else { start };
+        let result = loop {
+            let attempt = Attempt {
+                number: retries + 1,
+                operation,
+            };
+            let error = match self.attempt(attempt, attempt_start, deadline, &mut f).await {
+                AttemptEnd::Done(Ok(v)) => break Ok(v),
+                AttemptEnd::Done(Err(e)) => e,
+                AttemptEnd::Deadline(e) => break Err(e),
+            };
+            let delay = match inner.retry.decide(retries, &error, classify(&error)) {
+                RetryDecision::Retry { delay, reason } => {
+                    let wakes = Instant::now().checked_add(delay);
+                    if deadline.is_some_and(|d| wakes.is_none_or(|w| w >= d)) {
+                        self.give_up(attempt, GiveUpReason::Deadline, &error);
+                        break Err(error);
+                    }
+                    inner.metrics.record_retry();
+                    tracing::info!(
+                        provider = &*inner.provider,
+                        operation,
+                        attempt = attempt.number,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        reason = reason.as_str(),
+                        error = %error,
+                        "retry scheduled"
+                    );
+                    delay
+                }
+                RetryDecision::GiveUp(reason) => {
+                    self.give_up(attempt, reason, &error);
+                    break Err(error);
+                }
+            };
+            tokio::time::sleep(delay).await;
+            retries += 1;
+            // Every retry takes a permit too, so retries never push the provider past its quota.
+            if let Some(limiter) = &inner.limiter {
+                if self
+                    .take_permit(limiter, operation, retries + 1, None, deadline)
+                    .await
+                    .is_err()
+                {
+                    self.give_up(attempt, GiveUpReason::RateLimited, &error);
+                    break Err(error);
+                }
+            }
+            attempt_start = Instant::now();
+        };
+
+        if let Some(permit) = permit {
+            permit.record_result(&result);
+        }
+        let latency = start.elapsed();
+        match result {
+            Ok(v) => {
+                inner.metrics.record_success(latency);
+                tracing::trace!(
+                    provider = &*inner.provider,
+                    operation,
+                    attempts = retries + 1,
+                    latency_us = latency.as_micros() as u64,
+                    "call succeeded"
+                );
+                Ok(v)
+            }
+            Err(e) => {
+                inner.metrics.record_failure(e.kind(), latency);
+                let e = self.decorate(e, operation);
+                tracing::debug!(
+                    provider = &*inner.provider,
+                    operation,
+                    attempts = retries + 1,
+                    latency_us = latency.as_micros() as u64,
+                    error = %e,
+                    "call failed"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// One attempt, cut off at the attempt timeout or the overall deadline, whichever is first.
+    async fn attempt<T, F, Fut>(
+        &self,
+        attempt: Attempt,
+        now: Instant,
+        deadline: Option<Instant>,
+        f: &mut F,
+    ) -> AttemptEnd<T>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let inner = &*self.inner;
+        let own = inner.attempt_timeout.and_then(|t| now.checked_add(t));
+        let (cut_off, by_deadline) = match (own, deadline) {
+            (None, None) => return AttemptEnd::Done(f(attempt).await),
+            (Some(a), Some(d)) if d <= a => (d, true),
+            (Some(a), _) => (a, false),
+            (None, Some(d)) => (d, true),
+        };
+        if let Ok(result) = tokio::time::timeout_at(cut_off, f(attempt)).await {
+            return AttemptEnd::Done(result);
+        }
+        inner.metrics.record_timeout();
+        let provider = &*inner.provider;
+        let operation = attempt.operation;
+        if by_deadline {
+            let total = inner.deadline.unwrap_or_default();
+            tracing::warn!(
+                provider,
+                operation,
+                attempt = attempt.number,
+                deadline_ms = total.as_millis() as u64,
+                "overall deadline exceeded"
+            );
+            AttemptEnd::Deadline(Error::timeout(format!(
+                "overall deadline of {total:?} exceeded"
+            )))
+        } else {
+            let t = inner.attempt_timeout.unwrap_or_default();
+            tracing::warn!(
+                provider,
+                operation,
+                attempt = attempt.number,
+                timeout_ms = t.as_millis() as u64,
+                "attempt timed out"
+            );
+            AttemptEnd::Done(Err(Error::timeout(format!(
+                "attempt timed out after {t:?}"
+            ))))
+        }
+    }
+
+    async fn wait_for_bulkhead(
+        &self,
+        bulkhead: &Bulkhead,
+        operation: &'static str,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<BulkheadPermit> {
+        let budget = match deadline {
+            Some(d) => bulkhead.max_wait().min(d.saturating_duration_since(now)),
+            None => bulkhead.max_wait(),
+        };
+        match bulkhead.acquire_within(budget).await {
+            Ok(slot) => Ok(slot),
+            Err(e) => {
+                self.inner.metrics.record_bulkhead_rejection();
+                tracing::warn!(
+                    provider = &*self.inner.provider,
+                    operation,
+                    max_concurrent = bulkhead.max_concurrent(),
+                    "bulkhead full: call refused"
+                );
+                Err(self.rejected(e, operation))
+            }
+        }
+    }
+
+    /// A rate-limiter permit for attempt `number`, within `max_wait` and the deadline; `true` if
+    /// it had to wait. `now`, when given, is a clock reading taken a moment ago.
+    async fn take_permit(
+        &self,
+        limiter: &RateLimiter,
+        operation: &'static str,
+        number: u32,
+        now: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        let inner = &*self.inner;
+        let provider = &*inner.provider;
+        // Fast path: a free permit, checked against the caller's clock reading when it has one.
+        let free = match now {
+            Some(now) => limiter.check_at(now),
+            None => limiter.check(),
+        };
+        if free.is_ok() {
+            return Ok(false);
+        }
+        let budget = match deadline {
+            Some(d) => limiter
+                .max_wait()
+                .min(d.saturating_duration_since(Instant::now())),
+            None => limiter.max_wait(),
+        };
+        let waited = limiter
+            .acquire_observed(budget, |wait| {
+                inner.metrics.record_rate_limited_wait();
+                tracing::debug!(
+                    provider,
+                    operation,
+                    attempt = number,
+                    wait_ms = wait.as_millis() as u64,
+                    "rate limited: waiting for a permit"
+                );
+            })
+            .await;
+        match waited {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                inner.metrics.record_rate_limited_rejection();
+                tracing::warn!(
+                    provider,
+                    operation,
+                    attempt = number,
+                    retry_after_ms = e.retry_after().map_or(0, |d| d.as_millis() as u64),
+                    "rate limited: no permit within the wait budget"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn give_up(&self, attempt: Attempt, reason: GiveUpReason, error: &Error) {
+        if reason == GiveUpReason::NotRetryable {
+            tracing::debug!(
+                provider = &*self.inner.provider,
+                operation = attempt.operation,
+                attempt = attempt.number,
+                error = %error,
+                "not retryable: returning the error"
+            );
+            return;
+        }
+        tracing::warn!(
+            provider = &*self.inner.provider,
+            operation = attempt.operation,
+            attempt = attempt.number,
+            reason = reason.as_str(),
+            error = %error,
+            "giving up"
+        );
+    }
+
+    /// A call refused before its first attempt: counted as a failure without latency.
+    #[cold]
+    fn rejected(&self, e: Error, operation: &'static str) -> Error {
+        self.inner.metrics.record_rejection(e.kind());
+        self.decorate(e, operation)
+    }
+
+    fn decorate(&self, e: Error, operation: &'static str) -> Error {
+        let e = e.or_provider(self.inner.provider.clone());
+        if e.context().operation.is_none() {
+            e.with_operation(operation)
+        } else {
+            e
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
