@@ -610,9 +610,12 @@ impl Error {
     pub fn provider_name(&self) -> Option<&str> {
         self.context().provider.as_deref()
     }
-    /// Provider error code.
+    /// Provider error code; for [`Error::Declined`] without one in the context, the decline's code.
     pub fn code(&self) -> Option<&str> {
-        self.context().code.as_deref()
+        self.context().code.as_deref().or(match self {
+            Error::Declined { code, .. } => code.as_deref(),
+            _ => None,
+        })
     }
     /// Provider request id.
     pub fn request_id(&self) -> Option<&str> {
@@ -705,6 +708,7 @@ mod tests {
             "declined (card_declined) [insufficient_funds]: Your card has insufficient funds."
         );
         assert!(!e.is_retryable());
+        assert_eq!(e.code(), Some("card_declined"));
     }
 
     #[test]

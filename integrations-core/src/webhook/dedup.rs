@@ -1,0 +1,372 @@
+//! Dedup of inbound events: the first delivery of an event id has an effect, a redelivery does not.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::clock::{Clock, SystemClock};
+use crate::{Error, Result};
+
+/// Whether a key was seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DedupOutcome {
+    /// First time within the TTL: process the event.
+    New,
+    /// Already recorded and not yet expired: acknowledge and do nothing.
+    Duplicate,
+}
+
+impl DedupOutcome {
+    /// `true` for [`DedupOutcome::New`].
+    pub const fn is_new(self) -> bool {
+        matches!(self, DedupOutcome::New)
+    }
+    /// `true` for [`DedupOutcome::Duplicate`].
+    pub const fn is_duplicate(self) -> bool {
+        matches!(self, DedupOutcome::Duplicate)
+    }
+}
+
+/// A store of recently seen keys (event ids), with an atomic insert-if-absent.
+///
+/// Implementations must make [`DedupStore::insert_if_absent`] atomic: of any number of concurrent
+/// calls with one key, exactly one sees [`DedupOutcome::New`] (DynamoDB's conditional `PutItem`,
+/// SQL's `INSERT … ON CONFLICT DO NOTHING`, [`InMemoryDedupStore`]'s lock).
+#[async_trait]
+pub trait DedupStore: Send + Sync + fmt::Debug {
+    /// Records `key` for `ttl` unless a record of it is still live.
+    ///
+    /// # Errors
+    /// Whatever the backing store raises; [`Error::Unavailable`] when it cannot take more keys.
+    async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome>;
+}
+
+#[async_trait]
+impl<S: DedupStore + ?Sized> DedupStore for Arc<S> {
+    async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
+        (**self).insert_if_absent(key, ttl).await
+    }
+}
+
+/// Longest TTL honoured; longer ones are capped (100 years: "forever" for a process).
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Default bound on stored keys of an [`InMemoryDedupStore`].
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
+
+/// Default number of expired entries removed per insert.
+pub const DEFAULT_SWEEP_BATCH: usize = 64;
+
+#[derive(Default)]
+struct Entries {
+    expiry_of: HashMap<String, SystemTime>,
+    by_expiry: BTreeSet<(SystemTime, String)>,
+}
+
+impl Entries {
+    /// Removes up to `limit` entries that expired at or before `now`; returns how many.
+    fn sweep(&mut self, now: SystemTime, limit: usize) -> usize {
+        let mut removed = 0;
+        while removed < limit {
+            match self.by_expiry.first() {
+                Some((exp, _)) if *exp <= now => {}
+                _ => break,
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.expiry_of.remove(&key);
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// An in-process [`DedupStore`]: a map of key → expiry behind a mutex, for a single instance (use
+/// a shared store such as DynamoDB when several processes receive the same webhooks).
+///
+/// Each insert also removes a bounded number of expired entries (oldest first, O(log n) each), so
+/// memory follows the live keys without a background task. The store holds at most
+/// [`DEFAULT_MAX_ENTRIES`] live keys unless told otherwise; past that, inserts of new keys fail
+/// with [`Error::Unavailable`] (the sender retries later) rather than forgetting live keys.
+///
+/// ```
+/// use std::time::Duration;
+/// use integrations_core::webhook::{DedupOutcome, DedupStore, FixedClock, InMemoryDedupStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let clock = FixedClock::from_unix(1_700_000_000);
+/// let store = InMemoryDedupStore::new().with_clock(clock.clone());
+/// let ttl = Duration::from_secs(3600);
+/// assert_eq!(store.insert_if_absent("evt_1", ttl).await?, DedupOutcome::New);
+/// assert_eq!(store.insert_if_absent("evt_1", ttl).await?, DedupOutcome::Duplicate);
+/// clock.advance(ttl);
+/// assert_eq!(store.insert_if_absent("evt_1", ttl).await?, DedupOutcome::New);
+/// # Ok::<(), integrations_core::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct InMemoryDedupStore {
+    clock: Arc<dyn Clock>,
+    entries: Mutex<Entries>,
+    max_entries: usize,
+    sweep_batch: usize,
+}
+
+impl InMemoryDedupStore {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        InMemoryDedupStore {
+            clock: Arc::new(SystemClock),
+            entries: Mutex::new(Entries::default()),
+            max_entries: DEFAULT_MAX_ENTRIES,
+            sweep_batch: DEFAULT_SWEEP_BATCH,
+        }
+    }
+
+    /// Uses `clock` for expiry (a [`FixedClock`](super::FixedClock) in tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Bounds the number of stored keys (at least 1).
+    #[must_use]
+    pub fn with_max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
+    }
+
+    /// Sets how many expired entries each insert removes at most (at least 1).
+    #[must_use]
+    pub fn with_sweep_batch(mut self, n: usize) -> Self {
+        self.sweep_batch = n.max(1);
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stored keys, including expired ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.lock().expiry_of.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` is recorded and live now.
+    pub fn contains(&self, key: &str) -> bool {
+        let now = self.clock.now();
+        self.lock().expiry_of.get(key).is_some_and(|exp| *exp > now)
+    }
+
+    /// Removes every expired entry; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        let now = self.clock.now();
+        self.lock().sweep(now, usize::MAX)
+    }
+
+    /// Forgets `key`, so its next delivery is [`DedupOutcome::New`] again (for a handler whose
+    /// processing failed after recording the key). Returns whether it was stored.
+    pub fn remove(&self, key: &str) -> bool {
+        let mut entries = self.lock();
+        match entries.expiry_of.remove(key) {
+            Some(exp) => {
+                entries.by_expiry.remove(&(exp, key.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert_sync(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
+        let now = self.clock.now();
+        let expiry = now
+            .checked_add(ttl.min(MAX_TTL))
+            .ok_or_else(|| Error::invalid_input("ttl", "expiry is beyond the clock's range"))?;
+        let mut entries = self.lock();
+        entries.sweep(now, self.sweep_batch);
+        match entries.expiry_of.get(key).copied() {
+            Some(exp) if exp > now => return Ok(DedupOutcome::Duplicate),
+            Some(expired) => {
+                entries.by_expiry.remove(&(expired, key.to_owned()));
+            }
+            None => {
+                if entries.expiry_of.len() >= self.max_entries
+                    && entries.sweep(now, usize::MAX) == 0
+                {
+                    return Err(Error::unavailable(format!(
+                        "in-memory dedup store holds its maximum of {} live keys",
+                        self.max_entries
+                    ))
+                    .not_processed());
+                }
+            }
+        }
+        if expiry > now {
+            entries.expiry_of.insert(key.to_owned(), expiry);
+            entries.by_expiry.insert((expiry, key.to_owned()));
+        } else {
+            // A zero TTL records nothing: every delivery is new.
+            entries.expiry_of.remove(key);
+        }
+        Ok(DedupOutcome::New)
+    }
+}
+
+impl Default for InMemoryDedupStore {
+    fn default() -> Self {
+        InMemoryDedupStore::new()
+    }
+}
+
+impl fmt::Debug for InMemoryDedupStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryDedupStore")
+            .field("entries", &self.len())
+            .field("max_entries", &self.max_entries)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl DedupStore for InMemoryDedupStore {
+    async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
+        self.insert_sync(key, ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::FixedClock;
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn store() -> (InMemoryDedupStore, FixedClock) {
+        let clock = FixedClock::from_unix(1_700_000_000);
+        (InMemoryDedupStore::new().with_clock(clock.clone()), clock)
+    }
+
+    #[tokio::test]
+    async fn second_insert_is_duplicate_until_expiry() {
+        let (s, clock) = store();
+        assert_eq!(
+            s.insert_if_absent("a", HOUR).await.unwrap(),
+            DedupOutcome::New
+        );
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_duplicate());
+        assert!(s.insert_if_absent("b", HOUR).await.unwrap().is_new());
+        clock.advance(HOUR - Duration::from_secs(1));
+        assert!(s.contains("a"));
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_duplicate());
+        clock.advance(Duration::from_secs(1));
+        assert!(!s.contains("a"));
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_new());
+        // The re-insert took a fresh TTL.
+        clock.advance(HOUR / 2);
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_duplicate());
+    }
+
+    #[tokio::test]
+    async fn zero_ttl_records_nothing() {
+        let (s, _) = store();
+        assert!(
+            s.insert_if_absent("z", Duration::ZERO)
+                .await
+                .unwrap()
+                .is_new()
+        );
+        assert!(
+            s.insert_if_absent("z", Duration::ZERO)
+                .await
+                .unwrap()
+                .is_new()
+        );
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_in_bounded_batches() {
+        let (s, clock) = store();
+        let s = s.with_sweep_batch(10);
+        for i in 0..100 {
+            s.insert_if_absent(&format!("k{i}"), HOUR).await.unwrap();
+        }
+        assert_eq!(s.len(), 100);
+        clock.advance(HOUR);
+        s.insert_if_absent("fresh", HOUR).await.unwrap();
+        assert_eq!(s.len(), 91, "one insert sweeps at most 10");
+        s.insert_if_absent("fresh2", HOUR).await.unwrap();
+        assert_eq!(s.len(), 82);
+        assert_eq!(s.purge_expired(), 80);
+        assert_eq!(s.len(), 2);
+        assert!(s.contains("fresh") && s.contains("fresh2"));
+    }
+
+    #[tokio::test]
+    async fn full_store_refuses_new_keys_but_recovers_after_expiry() {
+        let (s, clock) = store();
+        let s = s.with_max_entries(2);
+        s.insert_if_absent("a", HOUR).await.unwrap();
+        s.insert_if_absent("b", HOUR * 2).await.unwrap();
+        let e = s.insert_if_absent("c", HOUR).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
+        assert!(e.is_retryable());
+        // Known keys still answer.
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_duplicate());
+        clock.advance(HOUR);
+        assert!(s.insert_if_absent("c", HOUR).await.unwrap().is_new());
+    }
+
+    #[tokio::test]
+    async fn remove_allows_redelivery() {
+        let (s, _) = store();
+        s.insert_if_absent("a", HOUR).await.unwrap();
+        assert!(s.remove("a"));
+        assert!(!s.remove("a"));
+        assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_inserts_of_one_key_yield_exactly_one_new() {
+        for round in 0..20 {
+            let store: Arc<dyn DedupStore> = Arc::new(InMemoryDedupStore::new());
+            let barrier = Arc::new(tokio::sync::Barrier::new(32));
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let store = Arc::clone(&store);
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        store.insert_if_absent("evt_same", HOUR).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut new = 0;
+            for t in tasks {
+                if t.await.unwrap().is_new() {
+                    new += 1;
+                }
+            }
+            assert_eq!(new, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_counts_only() {
+        let (s, _) = store();
+        let d = format!("{s:?}");
+        assert!(
+            d.contains("InMemoryDedupStore") && d.contains("entries: 0"),
+            "{d}"
+        );
+    }
+}
