@@ -12,6 +12,8 @@
 //! | [`resilience`] | backoff, retry, circuit breaker, rate limiter, bulkhead, composed as one [`Policy`] |
 //! | [`metrics`] | per-integration counters and latency percentiles, as a snapshot or Prometheus text |
 //! | [`webhook`] | constant-time HMAC, timestamp tolerance, body limits, dedup store, Standard Webhooks |
+//! | [`outbox`] | durable side effects: outbox with leases, dead-letter queue and replay; SQLite store (feature `sqlite`) |
+//! | [`saga`] | steps with compensations, progress recorded so a crashed saga resumes or compensates |
 //! | [`failover`] | an ordered list of providers that moves on only when the previous one did not act |
 //! | `http` | shared rustls `reqwest` client and a helper running a request under a policy (feature `http`) |
 //! | `testing` | recording, scriptable test doubles and the behaviour suites providers must pass (feature `testing`) |
@@ -20,6 +22,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `http` | yes | `reqwest` (rustls only) and [`http`](crate::http) |
+//! | `sqlite` | no | the embedded SQLite outbox and saga store |
 //! | `testing` | no | `testing`: stubs and behaviour suites |
 #![warn(
     missing_docs,
@@ -36,8 +39,10 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod money;
+pub mod outbox;
 pub mod provider;
 pub mod resilience;
+pub mod saga;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhook;
@@ -48,6 +53,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use provider::{
     EmailMessage, EmailProvider, Mailbox, Notification, Notifier, PaymentProvider, Row, SheetsSink,
 };
+pub use resilience::Policy;
 
 /// `integrations/<version>`, the user agent of every outbound request.
 pub const USER_AGENT: &str = concat!("integrations/", env!("CARGO_PKG_VERSION"));
