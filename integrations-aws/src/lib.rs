@@ -1,0 +1,120 @@
+//! # integrations-aws
+//!
+//! Amazon Web Services for the `integrations` crate family: SigV4-signed clients (signing by AWS's
+//! own [`aws-sigv4`](https://docs.rs/aws-sigv4) crate) that send every request through
+//! `integrations_core::http::send`, so core's policy (rate limit → circuit breaker → retry →
+//! per-attempt timeout) and metrics apply, with one `parse_error` per AWS protocol mapping AWS
+//! error codes to core's [`Error`](integrations_core::Error).
+//!
+//! | item | what it gives you | feature |
+//! |---|---|---|
+//! | [`AwsBuilder`], [`AwsConfig`] | region, credentials, endpoints (`AWS_ENDPOINT_URL[_<SERVICE>]`), HTTP client, policy | always |
+//! | [`CredentialsProvider`], [`Credentials`], [`EnvironmentCredentials`], [`ProfileCredentials`], [`DefaultCredentialsChain`] | where keys come from; plug your own in | always |
+//! | [`dynamodb::DynamoOrderStore`], [`dynamodb::DynamoDedupStore`], [`dynamodb::DynamoDb`] | order store with conditional writes, core's `DedupStore`, serde ↔ attribute values | `dynamodb` |
+//! | [`sns::SnsNotifier`], [`sns::SnsClient`], [`sns::SnsMessageVerifier`], [`sns::SnsInboundHandler`] | core's `Notifier`; inbound message verification (SignatureVersion 1 and 2) and subscription confirmation | `sns` |
+//! | [`ses::SesEmail`] | core's `EmailProvider` on SES v2 (content and stored templates) | `ses` |
+//! | [`sqs::SqsClient`] | send (batched), long-poll receive, delete, visibility, queue + dead-letter queue | `sqs` |
+//! | [`cloudwatch::CloudWatchMetrics`], [`cloudwatch::CloudWatchLogs`], [`cloudwatch::CloudWatchLogsLayer`] | `PutMetricData` from core's metrics snapshot; `PutLogEvents`; a non-blocking `tracing` layer | `cloudwatch` |
+//!
+//! ## Features
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `dynamodb` | yes | [`dynamodb`] |
+//! | `sns` | yes | [`sns`] (adds `rsa`, `x509-cert`, `sha1`, `sha2` for inbound verification) |
+//! | `ses` | yes | [`ses`] |
+//! | `sqs` | yes | [`sqs`] |
+//! | `cloudwatch` | yes | [`cloudwatch`] (adds `tracing-subscriber`) |
+//!
+//! Each feature compiles alone: `default-features = false, features = ["sqs"]`.
+//!
+//! ## Configuration
+//! [`AwsBuilder::from_env`] reads `AWS_REGION` / `AWS_DEFAULT_REGION` (else the profile's
+//! `region`), credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//! `AWS_SESSION_TOKEN`, else the shared `credentials`/`config` files' profile `AWS_PROFILE`, and
+//! endpoints from `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`DYNAMODB`, `SNS`, `SESV2`,
+//! `SQS`, `CLOUDWATCH`, `CLOUDWATCH_LOGS`).
+//!
+//! **Not built yet**: web identity / STS role assumption, SSO, `credential_process`, container
+//! and instance-metadata credentials (implement [`CredentialsProvider`] for these); the config
+//! file's `endpoint_url` and `services` sections; SigV4a; SES attachments and bulk sends; SQS
+//! batch receive/delete helpers; a DynamoDB outbox store.
+//!
+//! ```no_run
+//! # async fn demo() -> integrations_core::Result<()> {
+//! use integrations_aws::AwsBuilder;
+//! use integrations_aws::sns::SnsNotifier;
+//! use integrations_core::{Notification, Notifier};
+//!
+//! let config = AwsBuilder::from_env().build()?;
+//! let notifier = SnsNotifier::new(&config, "arn:aws:sns:eu-west-1:123456789012:orders");
+//! notifier.publish(&Notification::new("order 42 paid").subject("Order paid")).await?;
+//! # Ok(()) }
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+// Without a service feature only configuration and credentials are compiled; the settings that
+// only the service clients read are then unused.
+#![cfg_attr(
+    not(any(
+        feature = "dynamodb",
+        feature = "sns",
+        feature = "ses",
+        feature = "sqs",
+        feature = "cloudwatch"
+    )),
+    allow(dead_code)
+)]
+
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sns",
+    feature = "ses",
+    feature = "sqs",
+    feature = "cloudwatch"
+))]
+mod client;
+mod config;
+mod credentials;
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sns",
+    feature = "ses",
+    feature = "sqs",
+    feature = "cloudwatch"
+))]
+mod error;
+mod profile;
+mod service;
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sns",
+    feature = "ses",
+    feature = "sqs",
+    feature = "cloudwatch"
+))]
+mod xml;
+
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "ses")]
+pub mod ses;
+#[cfg(feature = "sns")]
+pub mod sns;
+#[cfg(feature = "sqs")]
+pub mod sqs;
+
+pub use config::{AwsBuilder, AwsConfig, Service, default_policy};
+pub use credentials::{
+    Credentials, CredentialsProvider, DefaultCredentialsChain, EnvironmentCredentials,
+    ProfileCredentials,
+};
+
+/// The crate's provider family name; errors and metrics carry the service's own name
+/// ([`Service::provider_name`]: `aws-sqs`, `aws-dynamodb`, …).
+pub const PROVIDER: &str = "aws";

@@ -1,0 +1,313 @@
+//! Inbound SNS message verification with a self-signed certificate made in the test.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use integrations_aws::sns::{
+    CertificateFetcher, SignatureVersion, SnsClient, SnsInbound, SnsInboundHandler, SnsMessage,
+    SnsMessageType, SnsMessageVerifier,
+};
+use integrations_aws::{AwsBuilder, Credentials};
+use integrations_core::webhook::FixedClock;
+use integrations_core::{Error, ErrorKind, Result, SignatureFailure};
+use rand_core::OsRng;
+use rsa::RsaPrivateKey;
+use url::Url;
+use wiremock::matchers::{body_string_contains, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::der::EncodePem;
+use x509_cert::der::pem::LineEnding;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::time::Validity;
+
+const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:orders";
+
+struct Keys {
+    key: RsaPrivateKey,
+    pem: Vec<u8>,
+    other_pem: Vec<u8>,
+}
+
+fn self_signed(key: &RsaPrivateKey) -> Vec<u8> {
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
+    let cert = CertificateBuilder::new(
+        Profile::Root,
+        SerialNumber::from(1u32),
+        Validity::from_now(Duration::from_secs(3600)).unwrap(),
+        Name::from_str("CN=sns.amazonaws.com").unwrap(),
+        spki,
+        &signer,
+    )
+    .unwrap()
+    .build::<rsa::pkcs1v15::Signature>()
+    .unwrap();
+    cert.to_pem(LineEnding::LF).unwrap().into_bytes()
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let key = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        let other = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        Keys {
+            pem: self_signed(&key),
+            other_pem: self_signed(&other),
+            key,
+        }
+    })
+}
+
+/// Serves one PEM for any URL and counts fetches.
+#[derive(Debug, Clone)]
+struct Fetcher {
+    pem: Vec<u8>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl Fetcher {
+    fn new(pem: &[u8]) -> Self {
+        Fetcher {
+            pem: pem.to_vec(),
+            fetches: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+#[async_trait]
+impl CertificateFetcher for Fetcher {
+    async fn fetch(&self, url: &Url) -> Result<Vec<u8>> {
+        assert_eq!(url.as_str(), CERT_URL);
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        Ok(self.pem.clone())
+    }
+}
+
+fn notification() -> SnsMessage {
+    let body = serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": TOPIC,
+        "Subject": "Order paid",
+        "Message": "{\"order_id\":42}",
+        "Timestamp": "2026-11-21T10:00:00.000Z",
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
+        "MessageAttributes": {"event": {"Type": "String", "Value": "order.paid"}},
+    });
+    serde_json::from_value(body).unwrap()
+}
+
+fn confirmation() -> SnsMessage {
+    let mut m = notification();
+    m.kind = SnsMessageType::SubscriptionConfirmation;
+    m.subject = None;
+    m.unsubscribe_url = None;
+    m.message_attributes.clear();
+    m.message = format!("You have chosen to subscribe to the topic {TOPIC}.");
+    m.token = Some("2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736".into());
+    m.subscribe_url = Some(format!(
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f"
+    ));
+    m
+}
+
+fn signed(mut m: SnsMessage, v: SignatureVersion) -> Vec<u8> {
+    m.sign(&keys().key, v).unwrap();
+    serde_json::to_vec(&m).unwrap()
+}
+
+fn reason(e: &Error) -> SignatureFailure {
+    match e {
+        Error::InvalidSignature { reason, .. } => reason.clone(),
+        other => panic!("expected an invalid signature, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn both_signature_versions_verify_and_the_certificate_is_fetched_once() {
+    let fetcher = Fetcher::new(&keys().pem);
+    let v = SnsMessageVerifier::with_fetcher(fetcher.clone());
+    for version in [
+        SignatureVersion::V1,
+        SignatureVersion::V2,
+        SignatureVersion::V1,
+    ] {
+        let m = v.verify(&signed(notification(), version)).await.unwrap();
+        assert_eq!(m.kind, SnsMessageType::Notification);
+        assert_eq!(m.message_attributes["event"].value, "order.paid");
+    }
+    let m = v
+        .verify(&signed(confirmation(), SignatureVersion::V2))
+        .await
+        .unwrap();
+    assert_eq!(m.kind, SnsMessageType::SubscriptionConfirmation);
+    assert_eq!(fetcher.fetches.load(Ordering::SeqCst), 1, "cached");
+}
+
+#[tokio::test]
+async fn tampering_or_another_key_does_not_verify() {
+    let v = SnsMessageVerifier::with_fetcher(Fetcher::new(&keys().pem));
+    let body = signed(notification(), SignatureVersion::V2);
+    let mut m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    m["Message"] = "{\"order_id\":43}".into();
+    let e = v
+        .verify(&serde_json::to_vec(&m).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), SignatureFailure::NoMatch);
+
+    // A signature made for version 2 does not pass as version 1.
+    m["Message"] = "{\"order_id\":42}".into();
+    m["SignatureVersion"] = "1".into();
+    assert_eq!(
+        reason(
+            &v.verify(&serde_json::to_vec(&m).unwrap())
+                .await
+                .unwrap_err()
+        ),
+        SignatureFailure::NoMatch
+    );
+
+    let other = SnsMessageVerifier::with_fetcher(Fetcher::new(&keys().other_pem));
+    assert_eq!(
+        reason(&other.verify(&body).await.unwrap_err()),
+        SignatureFailure::NoMatch
+    );
+
+    // The subject is signed when present.
+    let mut m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    m.as_object_mut().unwrap().remove("Subject");
+    assert_eq!(
+        reason(
+            &v.verify(&serde_json::to_vec(&m).unwrap())
+                .await
+                .unwrap_err()
+        ),
+        SignatureFailure::NoMatch
+    );
+}
+
+#[tokio::test]
+async fn untrusted_certificate_urls_are_refused_before_fetching() {
+    let fetcher = Fetcher::new(&keys().pem);
+    let v = SnsMessageVerifier::with_fetcher(fetcher.clone());
+    for url in [
+        "https://sns.us-east-1.amazonaws.com.evil.example/x.pem",
+        "http://sns.us-east-1.amazonaws.com/x.pem",
+        "https://example.com/x.pem",
+    ] {
+        let mut m = notification();
+        m.signing_cert_url = url.into();
+        let e = v
+            .verify(&signed(m, SignatureVersion::V1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(reason(&e), SignatureFailure::InvalidKey(_)),
+            "{url}: {e}"
+        );
+    }
+    assert_eq!(fetcher.fetches.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn malformed_unsupported_oversized_and_stale_messages_are_refused() {
+    let v = SnsMessageVerifier::with_fetcher(Fetcher::new(&keys().pem)).with_body_limit(4096);
+    assert!(matches!(
+        reason(&v.verify(b"not json").await.unwrap_err()),
+        SignatureFailure::MalformedHeader(_)
+    ));
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&signed(notification(), SignatureVersion::V1)).unwrap();
+    m["SignatureVersion"] = "3".into();
+    assert_eq!(
+        reason(
+            &v.verify(&serde_json::to_vec(&m).unwrap())
+                .await
+                .unwrap_err()
+        ),
+        SignatureFailure::NoSupportedSignature
+    );
+    let mut big = notification();
+    big.message = "x".repeat(5000);
+    assert!(matches!(
+        reason(
+            &v.verify(&signed(big, SignatureVersion::V1))
+                .await
+                .unwrap_err()
+        ),
+        SignatureFailure::BodyTooLarge { .. }
+    ));
+
+    let clock = FixedClock::from_unix(1_795_255_200); // 2026-11-21T10:00:00Z
+    let aged = SnsMessageVerifier::with_fetcher(Fetcher::new(&keys().pem))
+        .with_max_age(Duration::from_secs(3600))
+        .with_clock(clock.clone());
+    let body = signed(notification(), SignatureVersion::V2);
+    aged.verify(&body).await.unwrap();
+    clock.advance(Duration::from_secs(3601));
+    assert!(matches!(
+        reason(&aged.verify(&body).await.unwrap_err()),
+        SignatureFailure::TimestampOutsideTolerance { .. }
+    ));
+}
+
+#[tokio::test]
+async fn handler_confirms_subscriptions_to_allowed_topics_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=ConfirmSubscription"))
+        .and(body_string_contains("Token=2336412f37fb"))
+        .and(body_string_contains("AuthenticateOnUnsubscribe=true"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            "<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-east-1:123456789012:orders:sub-1</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let cfg = AwsBuilder::new()
+        .with_region("us-east-1")
+        .with_credentials(Credentials::new("AKIDEXAMPLE", "secret"))
+        .with_endpoint(server.uri())
+        .build()
+        .unwrap();
+    let handler = SnsInboundHandler::new(
+        SnsMessageVerifier::with_fetcher(Fetcher::new(&keys().pem)),
+        SnsClient::new(&cfg),
+        [TOPIC],
+    );
+    let got = handler
+        .handle(&signed(confirmation(), SignatureVersion::V1))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        SnsInbound::SubscriptionConfirmed {
+            topic_arn: TOPIC.into(),
+            subscription_arn: "arn:aws:sns:us-east-1:123456789012:orders:sub-1".into(),
+        }
+    );
+    let got = handler
+        .handle(&signed(notification(), SignatureVersion::V2))
+        .await
+        .unwrap();
+    assert!(matches!(got, SnsInbound::Notification(m) if m.message == "{\"order_id\":42}"));
+
+    let mut foreign = confirmation();
+    foreign.topic_arn = "arn:aws:sns:us-east-1:999999999999:attacker".into();
+    let e = handler
+        .handle(&signed(foreign, SignatureVersion::V1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+}
