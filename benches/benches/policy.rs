@@ -1,0 +1,126 @@
+//! Cost of the resilience policy, each against a baseline in the same run.
+//!
+//! 1. `policy_call`: the composed policy (generous rate limiter, circuit breaker, retry,
+//!    per-attempt timeout) around a trivial async fn, next to the same fn under a bare
+//!    `tokio::time::timeout`.
+//! 2. `short_circuit`: a call refused by a forced-open breaker, through the policy and through the
+//!    breaker alone.
+//! 3. `limiter_check`: our limiter's non-waiting check next to `governor`'s own direct limiter with
+//!    the default clock, and the cost of one clock reading.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::resilience::{
+    Backoff, CircuitBreakerConfig, Quota, RateLimiter, RetryPolicy,
+};
+use integrations_core::{Error, Policy, Result};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("current-thread runtime")
+}
+
+async fn trivial(x: u64) -> Result<u64> {
+    Ok(black_box(x) + 1)
+}
+
+/// A billion permits a second: never exhausted by a bench loop.
+fn huge_quota() -> Quota {
+    Quota::per_second(NonZeroU32::new(1_000_000_000).expect("non-zero"))
+}
+
+fn composed(registry: &MetricsRegistry) -> Policy {
+    Policy::builder("bench")
+        .metrics(registry)
+        .rate_limiter(RateLimiter::new(huge_quota()))
+        .circuit_breaker(CircuitBreakerConfig::new())
+        .retry(RetryPolicy::new(
+            3,
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 2.0),
+        ))
+        .attempt_timeout(TIMEOUT)
+        .build()
+}
+
+fn policy_call(c: &mut Criterion) {
+    let rt = runtime();
+    let registry = MetricsRegistry::new();
+    let policy = composed(&registry);
+    let bare_policy = Policy::builder("bench-bare")
+        .metrics(&registry)
+        .no_circuit_breaker()
+        .retry(RetryPolicy::none())
+        .attempt_timeout(TIMEOUT)
+        .build();
+
+    let mut group = c.benchmark_group("policy_call");
+    group.bench_function("bare_tokio_timeout", |b| {
+        b.to_async(&rt).iter(|| async {
+            tokio::time::timeout(TIMEOUT, trivial(1))
+                .await
+                .expect("in time")
+        });
+    });
+    group.bench_function("composed_policy", |b| {
+        b.to_async(&rt)
+            .iter(|| async { policy.call("op", |_| trivial(1)).await });
+    });
+    group.bench_function("policy_timeout_only", |b| {
+        b.to_async(&rt)
+            .iter(|| async { bare_policy.call("op", |_| trivial(1)).await });
+    });
+    group.finish();
+    assert!(registry.integration("bench").successes() > 0);
+}
+
+fn short_circuit(c: &mut Criterion) {
+    let rt = runtime();
+    let registry = MetricsRegistry::new();
+    let policy = composed(&registry);
+    let breaker = policy.circuit_breaker().expect("breaker").clone();
+    breaker.force_open();
+
+    let mut group = c.benchmark_group("short_circuit");
+    group.bench_function("policy_call_forced_open", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r: Result<u64> = policy.call("op", |_| trivial(1)).await;
+            black_box(r.expect_err("refused"))
+        });
+    });
+    group.bench_function("breaker_try_acquire_forced_open", |b| {
+        b.iter(|| black_box(breaker.try_acquire("op").map(drop).expect_err("refused")));
+    });
+    group.bench_function("build_error_baseline", |b| {
+        b.iter(|| black_box(Error::circuit_open(String::new()).with_provider("bench")));
+    });
+    group.finish();
+}
+
+fn limiter_check(c: &mut Criterion) {
+    let ours = RateLimiter::new(huge_quota());
+    let raw = governor::RateLimiter::direct(huge_quota());
+
+    let mut group = c.benchmark_group("limiter_check");
+    // What one clock reading costs here: the floor under every check below.
+    group.bench_function("clock_read_baseline", |b| {
+        b.iter(|| black_box(std::time::Instant::now()));
+    });
+    group.bench_function("governor_direct", |b| {
+        b.iter(|| black_box(raw.check().is_ok()));
+    });
+    group.bench_function("ours_tokio_clock", |b| {
+        b.iter(|| black_box(ours.check().is_ok()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, policy_call, short_circuit, limiter_check);
+criterion_main!(benches);
