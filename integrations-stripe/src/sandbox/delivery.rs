@@ -1,0 +1,129 @@
+//! Signed webhook delivery to registered callbacks (synchronously, in order) and URLs (by one
+//! background task, in order, with retries).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::state::{Outgoing, now};
+use super::{DeliveryRecord, Shared, WebhookDelivery};
+use crate::webhook::{SIGNATURE_HEADER, sign_for_test};
+
+/// Attempts per URL delivery.
+const ATTEMPTS: u32 = 3;
+
+/// A delivery to a URL, for the background task.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) url: String,
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) payload: Bytes,
+}
+
+fn signed(shared: &Shared, out: &Outgoing) -> WebhookDelivery {
+    WebhookDelivery {
+        event_id: out.id.clone(),
+        event_type: out.event_type.clone(),
+        signature: sign_for_test(&out.payload, &shared.config.webhook_secret, now()),
+        payload: out.payload.clone(),
+    }
+}
+
+/// Hands each event to every callback now, and queues it for every URL.
+pub(crate) fn dispatch(shared: &Shared, outgoing: Vec<Outgoing>) {
+    if outgoing.is_empty() {
+        return;
+    }
+    let callbacks = shared.callbacks();
+    let urls = shared.lock().webhook_urls.clone();
+    for out in outgoing {
+        for callback in &callbacks {
+            callback(signed(shared, &out));
+            let mut st = shared.lock();
+            st.counters.webhooks_delivered += 1;
+            st.deliveries.push(DeliveryRecord {
+                event_id: out.id.clone(),
+                event_type: out.event_type.clone(),
+                target: "callback".to_owned(),
+                attempts: 1,
+                status: None,
+                delivered: true,
+            });
+        }
+        for url in &urls {
+            shared.pending.fetch_add(1, Ordering::SeqCst);
+            let job = Job {
+                url: url.clone(),
+                event_id: out.id.clone(),
+                event_type: out.event_type.clone(),
+                payload: out.payload.clone(),
+            };
+            if shared.jobs.send(job).is_err() {
+                shared.pending.fetch_sub(1, Ordering::SeqCst);
+                shared.idle.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Delivers queued jobs one by one until the channel closes or the task is aborted.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    http: reqwest::Client,
+) {
+    while let Some(job) = jobs.recv().await {
+        let mut attempts = 0;
+        let mut status = None;
+        let mut delivered = false;
+        while attempts < ATTEMPTS && !delivered {
+            if attempts > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempts)).await;
+            }
+            attempts += 1;
+            // Signed at each attempt, with the time of that attempt, as Stripe does.
+            let signature = sign_for_test(&job.payload, &shared.config.webhook_secret, now());
+            let sent = http
+                .post(&job.url)
+                .header("content-type", "application/json; charset=utf-8")
+                .header(
+                    "user-agent",
+                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                )
+                .header(SIGNATURE_HEADER, signature)
+                .timeout(Duration::from_secs(10))
+                .body(job.payload.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => {
+                    status = Some(resp.status().as_u16());
+                    delivered = resp.status().is_success();
+                }
+                Err(e) => {
+                    tracing::debug!(url = %job.url, error = %e.without_url(), "stripe sandbox: webhook delivery failed")
+                }
+            }
+        }
+        {
+            let mut st = shared.lock();
+            if delivered {
+                st.counters.webhooks_delivered += 1;
+            }
+            st.deliveries.push(DeliveryRecord {
+                event_id: job.event_id,
+                event_type: job.event_type,
+                target: job.url,
+                attempts,
+                status,
+                delivered,
+            });
+        }
+        shared.pending.fetch_sub(1, Ordering::SeqCst);
+        shared.idle.notify_waiters();
+    }
+}

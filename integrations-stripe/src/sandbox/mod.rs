@@ -1,0 +1,454 @@
+//! A local, in-process Stripe (feature `sandbox`) that the real [`StripeClient`] runs against
+//! unchanged.
+//!
+//! | speaks | details |
+//! |---|---|
+//! | auth | `Authorization: Bearer sk_test_…` required; Stripe's 401 body otherwise |
+//! | payment intents | create, retrieve, update, confirm, capture (full or partial), cancel, list; `requires_payment_method` → `requires_confirmation` → `succeeded`, or `requires_capture` with manual capture |
+//! | test cards | `pm_card_visa` (and other brands) succeed; `pm_card_chargeDeclined`, `…InsufficientFunds`, `…ExpiredCard`, `…IncorrectCvc`, `…ProcessingError`, `…LostCard`, `…StolenCard`, `…Fraudulent` decline with Stripe's 402 body and leave `last_payment_error` |
+//! | refunds | full or partial, Stripe's over-refund refusal, `charge.refunded` and `refund.created` events, list by payment intent |
+//! | customers, charges, events | create/retrieve customers, retrieve charges, retrieve and list events |
+//! | idempotency | same key and parameters → the stored first response, with `Idempotent-Replayed: true`; same key, other parameters → 400 `idempotency_error` |
+//! | webhooks | every event signed with the sandbox's `whsec_…` secret and delivered to callbacks ([`Sandbox::on_webhook`]) and URLs ([`Sandbox::add_webhook_endpoint`]) |
+//! | faults | [`Sandbox::fail_next`]: 500, 429 with `Retry-After`, hang past the client timeout, or process and drop the connection |
+//! | counters | payment intents created, charges and captures per intent ([`Sandbox::intent_counters`]) |
+//!
+//! ```
+//! use integrations_core::{Currency, IdempotencyKey, Money};
+//! use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
+//! use integrations_stripe::sandbox::Sandbox;
+//! use integrations_stripe::StripePayments;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> integrations_core::Result<()> {
+//! let sandbox = Sandbox::start().await.expect("bind a loopback port");
+//! let payments = StripePayments::new(sandbox.client()?);
+//! let key = IdempotencyKey::derive("order-42", "payment")?;
+//! let req = CreatePayment::new(Money::from_minor(5998, Currency::USD))
+//!     .payment_method("pm_card_visa")
+//!     .confirm(true);
+//! let payment = payments.create_payment(&req, &key).await?;
+//! assert_eq!(payment.status, PaymentStatus::Succeeded);
+//! assert_eq!(sandbox.intent_counters(&payment.id).unwrap().successful_charges, 1);
+//! # Ok(()) }
+//! ```
+
+mod delivery;
+mod intents;
+mod objects;
+mod params;
+mod render;
+mod server;
+mod state;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use integrations_core::Result;
+use integrations_core::webhook::WebhookSecret;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::client::StripeClient;
+use crate::config::{DEFAULT_API_VERSION, StripeBuilder};
+use state::{Outgoing, State};
+
+/// The key the sandbox hands out; any `sk_test_…` key is accepted.
+pub const SANDBOX_SECRET_KEY: &str = "sk_test_sandbox_51Integrations";
+
+/// How long a [`Fault::Hang`] holds a request unless told otherwise.
+pub const DEFAULT_HANG: Duration = Duration::from_secs(300);
+
+/// A fault for the next request(s), set with [`Sandbox::fail_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// 500 `api_error`, before processing (nothing happened).
+    ServerError,
+    /// 429 `rate_limit` with `Retry-After`, before processing.
+    RateLimited {
+        /// The `Retry-After` sent (rounded up to whole seconds).
+        retry_after: Duration,
+    },
+    /// Held for the hang duration (past any client timeout), then answered 500 without having
+    /// been processed.
+    Hang,
+    /// Processed normally (state changed, idempotent result stored, events sent), then the
+    /// connection is closed without a response: the case an idempotency key exists for.
+    DropAfterAccept,
+}
+
+/// Totals since the sandbox started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Authenticated and unauthenticated requests received.
+    pub requests: u64,
+    /// Payment intents created.
+    pub payment_intents_created: u64,
+    /// Charge attempts (one per confirmation), declined ones included.
+    pub charges: u64,
+    /// Charges that succeeded (authorised).
+    pub successful_charges: u64,
+    /// Captures (automatic on confirmation, or manual).
+    pub captures: u64,
+    /// Refunds made.
+    pub refunds: u64,
+    /// Responses replayed for a reused idempotency key.
+    pub idempotent_replays: u64,
+    /// Webhook deliveries that succeeded.
+    pub webhooks_delivered: u64,
+}
+
+/// What happened to one payment intent: a payment made twice shows here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntentCounters {
+    /// Confirmations processed.
+    pub confirmations: u64,
+    /// Charge attempts.
+    pub charges: u64,
+    /// Successful charges.
+    pub successful_charges: u64,
+    /// Captures.
+    pub captures: u64,
+    /// Refunds.
+    pub refunds: u64,
+}
+
+/// One request as the sandbox saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestRecord {
+    /// `GET`, `POST`.
+    pub method: String,
+    /// Path, without the query.
+    pub path: String,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// Status answered (or, after [`Fault::DropAfterAccept`], that would have been).
+    pub status: u16,
+    /// Whether the response was an idempotent replay.
+    pub replayed: bool,
+    /// The fault injected into this request.
+    pub fault: Option<Fault>,
+}
+
+/// One delivery of an event to a callback or URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryRecord {
+    /// `evt_…`.
+    pub event_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// The URL, or `"callback"`.
+    pub target: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last HTTP status received (URLs only).
+    pub status: Option<u16>,
+    /// Whether it was accepted (2xx).
+    pub delivered: bool,
+}
+
+/// A signed event as handed to a callback: exactly the bytes and header an HTTP endpoint gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebhookDelivery {
+    /// `evt_…`.
+    pub event_id: String,
+    /// Event type (`payment_intent.succeeded`).
+    pub event_type: String,
+    /// The raw JSON body.
+    pub payload: bytes::Bytes,
+    /// The `Stripe-Signature` header value.
+    pub signature: String,
+}
+
+type Callback = Arc<dyn Fn(WebhookDelivery) + Send + Sync>;
+
+pub(crate) struct Config {
+    pub(crate) hang: Duration,
+    pub(crate) webhook_secret: WebhookSecret,
+    pub(crate) webhook_secret_text: String,
+    pub(crate) api_version: String,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub(crate) config: Config,
+    callbacks: Mutex<Vec<Callback>>,
+    pub(crate) jobs: mpsc::UnboundedSender<delivery::Job>,
+    pub(crate) pending: AtomicUsize,
+    pub(crate) idle: Notify,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn callbacks(&self) -> Vec<Callback> {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Configures a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    webhook_secret: Option<String>,
+    hang: Duration,
+    api_version: String,
+}
+
+impl SandboxBuilder {
+    /// The webhook signing secret (default: a random `whsec_…`).
+    #[must_use]
+    pub fn webhook_secret(mut self, secret: impl Into<String>) -> Self {
+        self.webhook_secret = Some(secret.into());
+        self
+    }
+
+    /// How long [`Fault::Hang`] holds a request (default [`DEFAULT_HANG`]).
+    #[must_use]
+    pub fn hang_duration(mut self, hang: Duration) -> Self {
+        self.hang = hang;
+        self
+    }
+
+    /// The API version events are rendered with (default [`DEFAULT_API_VERSION`]).
+    #[must_use]
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    ///
+    /// # Errors
+    /// The I/O error if no loopback port can be bound.
+    pub async fn start(self) -> std::io::Result<Sandbox> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let secret_text = self
+            .webhook_secret
+            .unwrap_or_else(|| state::random_token("whsec", 32));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                api_version: self.api_version.clone(),
+                ..State::default()
+            }),
+            config: Config {
+                hang: self.hang,
+                webhook_secret: WebhookSecret::new(secret_text.clone()),
+                webhook_secret_text: secret_text,
+                api_version: self.api_version,
+            },
+            callbacks: Mutex::new(Vec::new()),
+            jobs: tx,
+            pending: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        let server = tokio::spawn(server::serve(listener, shared.clone()));
+        let deliverer = tokio::spawn(delivery::run(
+            shared.clone(),
+            rx,
+            integrations_core::http::default_client(),
+        ));
+        Ok(Sandbox {
+            addr,
+            shared,
+            server,
+            deliverer,
+        })
+    }
+}
+
+/// A running sandbox. Dropping it stops the server and aborts open connections.
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+    deliverer: JoinHandle<()>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.deliverer.abort();
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox with the defaults.
+    ///
+    /// # Errors
+    /// As [`SandboxBuilder::start`].
+    pub async fn start() -> std::io::Result<Sandbox> {
+        Sandbox::builder().start().await
+    }
+
+    /// A [`SandboxBuilder`].
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder {
+            webhook_secret: None,
+            hang: DEFAULT_HANG,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`, for [`StripeBuilder::with_api_base`].
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A test key the sandbox accepts.
+    pub fn secret_key(&self) -> &'static str {
+        SANDBOX_SECRET_KEY
+    }
+
+    /// A builder pointed at the sandbox with [`Sandbox::secret_key`]; add a policy or client.
+    pub fn client_builder(&self) -> StripeBuilder {
+        StripeBuilder::new()
+            .with_secret_key(SANDBOX_SECRET_KEY)
+            .with_api_base(self.base_url())
+    }
+
+    /// A client with the default policy, pointed at the sandbox.
+    ///
+    /// # Errors
+    /// As [`StripeBuilder::build`] (not expected: the settings are valid).
+    pub fn client(&self) -> Result<StripeClient> {
+        self.client_builder().build()
+    }
+
+    /// The secret every delivery is signed with.
+    pub fn webhook_secret(&self) -> WebhookSecret {
+        self.shared.config.webhook_secret.clone()
+    }
+
+    /// The same secret as text (`whsec_…`), e.g. for `STRIPE_WEBHOOK_SECRET`.
+    pub fn webhook_secret_text(&self) -> &str {
+        &self.shared.config.webhook_secret_text
+    }
+
+    /// Applies `fault` to each of the next `n` requests.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut st = self.shared.lock();
+        st.faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Faults not yet applied.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().faults.len()
+    }
+
+    /// Delivers every later event to `url` (HTTP POST, signed, up to 3 attempts).
+    pub fn add_webhook_endpoint(&self, url: impl Into<String>) {
+        self.shared.lock().webhook_urls.push(url.into());
+    }
+
+    /// Hands every later event to `callback`, synchronously, before the API response that
+    /// caused it is sent.
+    pub fn on_webhook(&self, callback: impl Fn(WebhookDelivery) + Send + Sync + 'static) {
+        self.shared
+            .callbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(callback));
+    }
+
+    /// Delivers an event again (as Stripe retries or a Dashboard resend would), freshly
+    /// signed. Returns `false` if there is no such event.
+    pub fn resend_event(&self, event_id: &str) -> bool {
+        let out = {
+            let st = self.shared.lock();
+            st.event(event_id).map(|e| Outgoing {
+                id: event_id.to_owned(),
+                event_type: e
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                payload: bytes::Bytes::from(serde_json::to_vec_pretty(e).unwrap_or_default()),
+            })
+        };
+        match out {
+            Some(out) => {
+                delivery::dispatch(&self.shared, vec![out]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until every queued URL delivery has finished (delivered or given up).
+    pub async fn flush_webhooks(&self) {
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.shared.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Totals so far.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters
+    }
+
+    /// What happened to one payment intent, `None` if it does not exist.
+    pub fn intent_counters(&self, payment_intent: &str) -> Option<IntentCounters> {
+        self.shared.lock().per_intent.get(payment_intent).copied()
+    }
+
+    /// Every payment intent, oldest first, as the API renders it.
+    pub fn payment_intents(&self) -> Vec<Value> {
+        let st = self.shared.lock();
+        st.intent_order
+            .iter()
+            .filter_map(|id| st.intents.get(id))
+            .map(|pi| render::intent(&st, pi, &[]))
+            .collect()
+    }
+
+    /// Every event, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.lock().events.clone()
+    }
+
+    /// Every request received, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Every webhook delivery so far.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.shared.lock().deliveries.clone()
+    }
+}
