@@ -1,0 +1,213 @@
+//! Access tokens for a service account: the JWT-bearer exchange, a cache refreshed ahead of expiry,
+//! and one refresh shared by every concurrent caller (single flight).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use integrations_core::http::{self, HttpResponse};
+use integrations_core::{Error, Policy, Result};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::client::{parse_error, replicate};
+use crate::credentials::ServiceAccountKey;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// An access token and when it stops working (on tokio's clock). `Debug` hides the token.
+#[derive(Clone)]
+pub(crate) struct AccessToken {
+    value: Arc<str>,
+    /// When a refresh is due: the refresh margin before expiry, or half-way for short lifetimes.
+    refresh_at: Instant,
+    expires: Instant,
+}
+
+impl AccessToken {
+    pub(crate) fn secret(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+#[derive(Default)]
+struct Cache {
+    token: Option<AccessToken>,
+    /// When the last refresh failed, and how, to hand to callers that queued behind it.
+    failure: Option<(Instant, Error)>,
+}
+
+/// Exchanges signed assertions for access tokens and caches them.
+pub(crate) struct TokenSource {
+    key: ServiceAccountKey,
+    scope: String,
+    token_url: String,
+    http: reqwest::Client,
+    policy: Policy,
+    refresh_before: Duration,
+    cache: Mutex<Cache>,
+    refresh: tokio::sync::Mutex<()>,
+    fetches: AtomicU64,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("client_email", &self.key.client_email())
+            .field("scope", &self.scope)
+            .field("token_url", &self.token_url)
+            .field("refresh_before", &self.refresh_before)
+            .field("fetches", &self.fetches.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub(crate) fn new(
+        key: ServiceAccountKey,
+        scope: String,
+        token_url: String,
+        http: reqwest::Client,
+        policy: Policy,
+        refresh_before: Duration,
+    ) -> Self {
+        TokenSource {
+            key,
+            scope,
+            token_url,
+            http,
+            policy,
+            refresh_before,
+            cache: Mutex::new(Cache::default()),
+            refresh: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &ServiceAccountKey {
+        &self.key
+    }
+
+    /// Token exchanges made so far.
+    pub(crate) fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached token when it is good for longer than the refresh margin.
+    fn fresh(&self) -> Option<AccessToken> {
+        let cache = self.cache();
+        let t = cache.token.as_ref()?;
+        (Instant::now() < t.refresh_at).then(|| t.clone())
+    }
+
+    /// A token good for at least the refresh margin, fetching one if needed. Concurrent callers
+    /// wait for one shared refresh; if it fails, they all get its error. A refresh that fails
+    /// while the cached token is still valid falls back to that token.
+    ///
+    /// # Errors
+    /// The token endpoint's error ([`Error::Unauthenticated`] for `invalid_grant`, …).
+    pub(crate) async fn token(&self) -> Result<AccessToken> {
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let queued_at = Instant::now();
+        let _flight = self.refresh.lock().await;
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        if let Some((at, e)) = &self.cache().failure
+            && *at >= queued_at
+        {
+            return Err(replicate(e));
+        }
+        match self.fetch().await {
+            Ok(t) => {
+                let mut cache = self.cache();
+                cache.token = Some(t.clone());
+                cache.failure = None;
+                Ok(t)
+            }
+            Err(e) => {
+                let mut cache = self.cache();
+                if let Some(still_valid) =
+                    cache.token.clone().filter(|t| t.expires > Instant::now())
+                {
+                    tracing::warn!(provider = crate::PROVIDER, error = %e, "token refresh failed; using the current token until it expires");
+                    return Ok(still_valid);
+                }
+                cache.failure = Some((Instant::now(), replicate(&e)));
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets `stale` (a token the API refused with 401) so the next call fetches a new one.
+    /// A token that was already replaced is left alone, so concurrent 401s cause one refresh.
+    pub(crate) fn invalidate(&self, stale: &AccessToken) {
+        let mut cache = self.cache();
+        if cache
+            .token
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(&t.value, &stale.value))
+        {
+            cache.token = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<AccessToken> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let assertion = self
+            .key
+            .assertion(&self.scope, self.key.token_uri(), SystemTime::now())?;
+        let form = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", assertion.as_str()),
+        ];
+        let sent_at = Instant::now();
+        let resp: HttpResponse = http::send(
+            &self.policy,
+            "oauth.token",
+            |_| self.http.post(&self.token_url).form(&form),
+            parse_error,
+        )
+        .await?;
+        let body: TokenResponse = resp.json()?;
+        if body.access_token.is_empty() {
+            return Err(
+                Error::provider("the token endpoint returned an empty access token")
+                    .with_provider(crate::PROVIDER),
+            );
+        }
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
+        tracing::debug!(
+            provider = crate::PROVIDER,
+            lifetime_s = lifetime.as_secs(),
+            "access token fetched"
+        );
+        let margin = self.refresh_before.min(lifetime / 2);
+        Ok(AccessToken {
+            value: Arc::from(body.access_token),
+            refresh_at: sent_at + lifetime - margin,
+            expires: sent_at + lifetime,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! # integrations-sheets
+//!
+//! Google Sheets for the `integrations` family: service-account authentication, the
+//! `spreadsheets.values` API, core's [`SheetsSink`](integrations_core::SheetsSink) with batching
+//! under Google's quota and without duplicate rows, and a local sandbox.
+//!
+//! | item | what it gives you |
+//! |---|---|
+//! | [`GoogleSheetsBuilder`] | configuration: credentials from `GOOGLE_APPLICATION_CREDENTIALS` (path or JSON), spreadsheet, endpoints, policies, batching |
+//! | [`ServiceAccountKey`] | a parsed service-account key and its RS256 JWT assertion (`iss`, `scope`, `aud`, `iat`, `exp`, `kid`) |
+//! | [`GoogleSheetsClient`] | `values.get`, `values.update`, `values.batchUpdate`, `values.append` under per-minute read and write limits, token cache with single-flight refresh, 401 → refresh once |
+//! | [`GoogleSheetsSink`] | [`SheetsSink`](integrations_core::SheetsSink): rows buffered per sheet and flushed as one append by size, time, `flush` or shutdown; bounded buffer; key-checked retries; update by key with one read per batch |
+//! | [`A1Range`] | A1 notation built and parsed, sheet names quoted (`'It''s here'!A1:C`) |
+//! | [`parse_error`] | Google's API and OAuth error JSON → [`integrations_core::Error`] |
+//! | `sandbox` | an in-process Sheets + token endpoint with quota and fault injection, and throwaway keys (feature `sandbox`) |
+//!
+//! ## Features
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `sandbox` | no | `sandbox`: `Sandbox`, `Fault`, `test_service_account` (pulls in `hyper` server and `rsa`) |
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod a1;
+mod auth;
+mod client;
+mod config;
+pub mod credentials;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+mod sink;
+pub mod values;
+
+pub use a1::{A1Error, A1Range, CellRef};
+pub use client::{GoogleSheetsClient, parse_error};
+pub use config::{
+    DEFAULT_BASE_URL, DEFAULT_REFRESH_BEFORE, DEFAULT_REQUESTS_PER_MINUTE, ENV_BASE_URL,
+    ENV_CREDENTIALS, ENV_SPREADSHEET_ID, ENV_TOKEN_URL, GoogleSheetsBuilder,
+};
+pub use credentials::ServiceAccountKey;
+pub use sink::{BatchConfig, GoogleSheetsSink};
+pub use values::{
+    AppendResponse, BatchUpdateResponse, UpdateResponse, ValueInputOption, ValueRange,
+    ValueRenderOption,
+};
+
+/// This crate's provider name, in errors, metrics and logs.
+pub const PROVIDER: &str = "google-sheets";

@@ -1,0 +1,546 @@
+//! The sandbox's in-memory spreadsheet grid and Google's value semantics over it.
+
+use serde_json::Value;
+
+use crate::a1::{A1Range, Bounds, MAX_COLUMN};
+
+/// Google's default grid of a new sheet: 1000 rows by 26 columns (it grows as data arrives).
+const DEFAULT_ROWS: u32 = 1000;
+const DEFAULT_COLUMNS: u32 = 26;
+/// The sandbox's grid limit: no sheet grows past a million rows.
+pub(crate) const MAX_ROWS: u32 = 1_000_000;
+
+/// How input strings are interpreted (`valueInputOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputOption {
+    Raw,
+    UserEntered,
+}
+
+/// How cells are rendered in responses (`valueRenderOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenderOption {
+    Formatted,
+    Unformatted,
+}
+
+/// One sheet (tab): rows of cells, `Value::Null` for an empty cell.
+#[derive(Debug, Clone)]
+pub(crate) struct Sheet {
+    pub(crate) title: String,
+    rows: Vec<Vec<Value>>,
+}
+
+/// The rectangle a write touched (1-based rows, 0-based columns, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Area {
+    pub(crate) first_row: u32,
+    pub(crate) last_row: u32,
+    pub(crate) first_column: u32,
+    pub(crate) last_column: u32,
+}
+
+impl Area {
+    pub(crate) fn render(&self, sheet: &str) -> String {
+        A1Range::area(
+            sheet,
+            self.first_column,
+            self.first_row,
+            self.last_column,
+            self.last_row,
+        )
+        .to_string()
+    }
+    pub(crate) fn rows(&self) -> u32 {
+        self.last_row - self.first_row + 1
+    }
+    pub(crate) fn columns(&self) -> u32 {
+        self.last_column - self.first_column + 1
+    }
+}
+
+/// What a write did, for the `updates` / `UpdateValuesResponse` of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) area: Option<Area>,
+    pub(crate) cells: u32,
+}
+
+/// Result of an append: the table found and where the rows went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub(crate) table: Option<Area>,
+    pub(crate) written: Written,
+}
+
+/// A write that does not fit its range (Google answers 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutOfRange(pub(crate) String);
+
+/// The bounds a write to `range` may fill: a single cell (`A1`) is only the top-left corner, the
+/// values extend from it as far as they go; a two-ended range limits them.
+pub(crate) fn write_bounds(range: &A1Range) -> Bounds {
+    let b = range.bounds();
+    if range.end().is_none() {
+        Bounds {
+            last_row: None,
+            last_column: None,
+            ..b
+        }
+    } else {
+        b
+    }
+}
+
+/// Turns one input value into the stored cell.
+pub(crate) fn store(v: &Value, input: InputOption) -> Value {
+    match v {
+        Value::String(s) if s.is_empty() => Value::Null,
+        Value::String(s) if input == InputOption::UserEntered => parse_user_entered(s),
+        Value::Array(_) | Value::Object(_) => Value::String(v.to_string()),
+        other => other.clone(),
+    }
+}
+
+fn parse_user_entered(s: &str) -> Value {
+    if let Some(text) = s.strip_prefix('\'') {
+        return Value::String(text.to_owned());
+    }
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("true") {
+        return Value::Bool(true);
+    }
+    if t.eq_ignore_ascii_case("false") {
+        return Value::Bool(false);
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+        && let Some(n) = serde_json::Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
+    Value::String(s.to_owned())
+}
+
+/// Renders one stored cell.
+pub(crate) fn render(v: &Value, option: RenderOption) -> Value {
+    match (v, option) {
+        (Value::Null, _) => Value::String(String::new()),
+        (Value::Bool(b), RenderOption::Formatted) => {
+            Value::String(if *b { "TRUE" } else { "FALSE" }.to_owned())
+        }
+        (Value::Number(n), RenderOption::Formatted) => Value::String(n.to_string()),
+        (other, _) => other.clone(),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    v.is_null()
+}
+
+impl Sheet {
+    pub(crate) fn new(title: impl Into<String>) -> Self {
+        Sheet {
+            title: title.into(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// The grid size Google reports: at least 1000 × 26, more when data goes further.
+    pub(crate) fn grid(&self) -> (u32, u32) {
+        let rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+        let cols = self
+            .rows
+            .iter()
+            .map(|r| u32::try_from(r.len()).unwrap_or(u32::MAX))
+            .max()
+            .unwrap_or(0);
+        (rows.max(DEFAULT_ROWS), cols.max(DEFAULT_COLUMNS))
+    }
+
+    fn cell(&self, row: u32, column: u32) -> &Value {
+        static NULL: Value = Value::Null;
+        self.rows
+            .get(row as usize - 1)
+            .and_then(|r| r.get(column as usize))
+            .unwrap_or(&NULL)
+    }
+
+    fn set(&mut self, row: u32, column: u32, v: Value) {
+        let r = row as usize - 1;
+        if self.rows.len() <= r {
+            self.rows.resize_with(r + 1, Vec::new);
+        }
+        let cells = &mut self.rows[r];
+        if cells.len() <= column as usize {
+            cells.resize(column as usize + 1, Value::Null);
+        }
+        cells[column as usize] = v;
+    }
+
+    /// The bounds clipped to the grid: `(first_row, last_row, first_col, last_col)`.
+    pub(crate) fn clip(&self, b: &Bounds) -> Area {
+        let (rows, cols) = self.grid();
+        Area {
+            first_row: b.first_row,
+            last_row: b.last_row.unwrap_or(rows).max(b.first_row),
+            first_column: b.first_column,
+            last_column: b.last_column.unwrap_or(cols - 1).max(b.first_column),
+        }
+    }
+
+    /// Rows of rendered values inside `area`, trailing empty cells and rows dropped (as Google does).
+    pub(crate) fn read(&self, area: &Area, option: RenderOption) -> Vec<Vec<Value>> {
+        let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+        let last_row = area.last_row.min(data_rows);
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        for r in area.first_row..=last_row {
+            let row = self.rows.get(r as usize - 1);
+            let len = row.map_or(0, |cells| cells.len() as u32);
+            let last_col = area.last_column.min(len.saturating_sub(1));
+            let mut cells: Vec<Value> = if len == 0 || area.first_column >= len {
+                Vec::new()
+            } else {
+                (area.first_column..=last_col)
+                    .map(|c| self.cell(r, c).clone())
+                    .collect()
+            };
+            while cells.last().is_some_and(is_empty) {
+                cells.pop();
+            }
+            out.push(cells.iter().map(|v| render(v, option)).collect());
+        }
+        while out.last().is_some_and(Vec::is_empty) {
+            out.pop();
+        }
+        out
+    }
+
+    /// Writes `values` starting at the area's top-left cell. `Null` input leaves a cell as it is.
+    ///
+    /// # Errors
+    /// [`OutOfRange`] when the values do not fit a closed `area`.
+    pub(crate) fn write(
+        &mut self,
+        area: &Bounds,
+        values: &[Vec<Value>],
+        input: InputOption,
+        range_text: &str,
+    ) -> Result<Written, OutOfRange> {
+        let last_written = u64::from(area.first_row) + (values.len().max(1) as u64) - 1;
+        if last_written > u64::from(MAX_ROWS) {
+            return Err(OutOfRange(format!(
+                "Range ({range_text}) exceeds grid limits. Max rows: {MAX_ROWS}, max columns: {}",
+                MAX_COLUMN + 1
+            )));
+        }
+        if let Some(last) = area.last_row
+            && values.len() as u64 > u64::from(last - area.first_row + 1)
+        {
+            return Err(OutOfRange(format!(
+                "Requested writing within range [{range_text}], but tried writing to row [{}]",
+                u64::from(area.first_row) + values.len() as u64 - 1
+            )));
+        }
+        let widest = values.iter().map(Vec::len).max().unwrap_or(0) as u64;
+        let limit = area.last_column.unwrap_or(MAX_COLUMN);
+        if widest > 0 && u64::from(area.first_column) + widest - 1 > u64::from(limit) {
+            return Err(OutOfRange(format!(
+                "Requested writing within range [{range_text}], but tried writing to column [{}]",
+                crate::a1::column_letters(
+                    (u64::from(area.first_column) + widest - 1).min(u64::from(u32::MAX)) as u32
+                )
+            )));
+        }
+        let mut cells = 0u32;
+        for (i, row) in values.iter().enumerate() {
+            let r = area.first_row + i as u32;
+            for (j, v) in row.iter().enumerate() {
+                if v.is_null() {
+                    continue;
+                }
+                self.set(r, area.first_column + j as u32, store(v, input));
+                cells += 1;
+            }
+        }
+        let area = (widest > 0 || !values.is_empty()).then(|| Area {
+            first_row: area.first_row,
+            last_row: area.first_row + values.len().max(1) as u32 - 1,
+            first_column: area.first_column,
+            last_column: area.first_column + widest.max(1) as u32 - 1,
+        });
+        Ok(Written { area, cells })
+    }
+
+    fn row_has_data(&self, row: u32, first_col: u32, last_col: Option<u32>) -> bool {
+        self.rows.get(row as usize - 1).is_some_and(|cells| {
+            cells
+                .iter()
+                .enumerate()
+                .skip(first_col as usize)
+                .take_while(|(c, _)| last_col.is_none_or(|l| *c as u32 <= l))
+                .any(|(_, v)| !is_empty(v))
+        })
+    }
+
+    /// Google's append: find the table in `range` (the first run of non-empty rows at or below its
+    /// first row), then write `values` on the rows after it, inserting new rows when `insert`.
+    pub(crate) fn append(
+        &mut self,
+        range: &Bounds,
+        values: &[Vec<Value>],
+        input: InputOption,
+        insert: bool,
+    ) -> Result<Appended, OutOfRange> {
+        let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
+        let last_searched = range.last_row.unwrap_or(data_rows).min(data_rows);
+        let first_data = (range.first_row..=last_searched)
+            .find(|r| self.row_has_data(*r, range.first_column, range.last_column));
+        let table = first_data.map(|start| {
+            let mut end = start;
+            while end < data_rows
+                && self.row_has_data(end + 1, range.first_column, range.last_column)
+            {
+                end += 1;
+            }
+            let widest = (start..=end)
+                .map(|r| self.rows[r as usize - 1].len() as u32)
+                .max()
+                .unwrap_or(1);
+            Area {
+                first_row: start,
+                last_row: end,
+                first_column: range.first_column,
+                last_column: range
+                    .last_column
+                    .unwrap_or(widest.saturating_sub(1))
+                    .max(range.first_column),
+            }
+        });
+        let at = table.map_or(range.first_row, |t| t.last_row + 1);
+        if u64::from(at) + values.len() as u64 > u64::from(MAX_ROWS) {
+            return Err(OutOfRange(format!(
+                "Appending {} rows after row {} exceeds grid limits. Max rows: {MAX_ROWS}",
+                values.len(),
+                at - 1
+            )));
+        }
+        if insert && (at as usize) <= self.rows.len() {
+            let idx = at as usize - 1;
+            self.rows.splice(
+                idx..idx,
+                std::iter::repeat_with(Vec::new).take(values.len()),
+            );
+        }
+        let target = Bounds {
+            first_column: range.first_column,
+            last_column: None,
+            first_row: at,
+            last_row: None,
+        };
+        let written = self.write(&target, values, input, "")?;
+        Ok(Appended { table, written })
+    }
+
+    /// Every row rendered as text, for test assertions.
+    pub(crate) fn snapshot(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let mut cells: Vec<String> = r
+                    .iter()
+                    .map(|v| match render(v, RenderOption::Formatted) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect();
+                while cells.last().is_some_and(String::is_empty) {
+                    cells.pop();
+                }
+                cells
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b(s: &str) -> Bounds {
+        write_bounds(&A1Range::parse(s).unwrap())
+    }
+
+    fn rows(v: Value) -> Vec<Vec<Value>> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn append_finds_the_table_and_inserts_after_it() {
+        let mut s = Sheet::new("S");
+        let first = s
+            .append(
+                &b("A1"),
+                &rows(json!([["k1", 1], ["k2", 2]])),
+                InputOption::Raw,
+                true,
+            )
+            .unwrap();
+        assert_eq!(first.table, None);
+        assert_eq!(first.written.area.unwrap().render("S"), "S!A1:B2");
+        assert_eq!(first.written.cells, 4);
+        let second = s
+            .append(
+                &b("A1"),
+                &rows(json!([["k3", 3, true]])),
+                InputOption::Raw,
+                true,
+            )
+            .unwrap();
+        assert_eq!(second.table.unwrap().render("S"), "S!A1:B2");
+        assert_eq!(second.written.area.unwrap().render("S"), "S!A3:C3");
+        assert_eq!(
+            s.snapshot(),
+            vec![vec!["k1", "1"], vec!["k2", "2"], vec!["k3", "3", "TRUE"]]
+        );
+    }
+
+    #[test]
+    fn insert_rows_shifts_what_lies_below_the_table() {
+        let mut s = Sheet::new("S");
+        s.write(&b("A1"), &rows(json!([["h"]])), InputOption::Raw, "A1")
+            .unwrap();
+        s.write(&b("A4"), &rows(json!([["footer"]])), InputOption::Raw, "A4")
+            .unwrap();
+        let a = s
+            .append(
+                &b("A1"),
+                &rows(json!([["x"], ["y"]])),
+                InputOption::Raw,
+                true,
+            )
+            .unwrap();
+        assert_eq!(a.written.area.unwrap().render("S"), "S!A2:A3");
+        assert_eq!(s.snapshot()[5], vec!["footer"]);
+        let mut o = Sheet::new("S");
+        o.write(&b("A1"), &rows(json!([["h"]])), InputOption::Raw, "A1")
+            .unwrap();
+        o.write(&b("A3"), &rows(json!([["below"]])), InputOption::Raw, "A3")
+            .unwrap();
+        o.append(
+            &b("A1"),
+            &rows(json!([["x"], ["y"]])),
+            InputOption::Raw,
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.snapshot(), vec![vec!["h"], vec!["x"], vec!["y"]]);
+    }
+
+    #[test]
+    fn writes_past_the_grid_limit_are_refused_not_allocated() {
+        let mut s = Sheet::new("S");
+        let far = A1Range::parse("S!A999999").unwrap();
+        let e = s
+            .write(
+                &write_bounds(&far),
+                &rows(json!([["a"], ["b"], ["c"]])),
+                InputOption::Raw,
+                "S!A999999",
+            )
+            .unwrap_err();
+        assert!(e.0.contains("exceeds grid limits"), "{e:?}");
+        let top = A1Range::parse("S!A4294967295").unwrap();
+        assert!(
+            s.write(
+                &write_bounds(&top),
+                &rows(json!([["a"]])),
+                InputOption::Raw,
+                "x"
+            )
+            .is_err()
+        );
+        assert!(s.snapshot().is_empty());
+        let three = rows(json!([["a"], ["b"], ["c"]]));
+        assert!(
+            s.append(&write_bounds(&far), &three, InputOption::Raw, true)
+                .is_err()
+        );
+        assert!(s.snapshot().is_empty());
+    }
+
+    #[test]
+    fn reads_drop_trailing_empties_and_render() {
+        let mut s = Sheet::new("S");
+        s.write(
+            &b("A1"),
+            &rows(json!([["a", "", 5], [], ["c"]])),
+            InputOption::UserEntered,
+            "A1",
+        )
+        .unwrap();
+        s.write(
+            &b("A2"),
+            &rows(json!([[null, "=SUM(1)"]])),
+            InputOption::UserEntered,
+            "A2",
+        )
+        .unwrap();
+        let area = s.clip(&A1Range::parse("A:A").unwrap().bounds());
+        assert_eq!(area.last_row, 1000);
+        assert_eq!(
+            s.read(&area, RenderOption::Formatted),
+            rows(json!([["a"], [], ["c"]]))
+        );
+        let all = s.clip(&A1Range::parse("A1:C3").unwrap().bounds());
+        assert_eq!(
+            s.read(&all, RenderOption::Unformatted),
+            rows(json!([["a", "", 5], ["", "=SUM(1)"], ["c"]]))
+        );
+        assert!(
+            s.read(
+                &s.clip(&A1Range::parse("D1:D9").unwrap().bounds()),
+                RenderOption::Formatted
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn user_entered_parses_numbers_and_booleans() {
+        assert_eq!(store(&json!("42"), InputOption::UserEntered), json!(42));
+        assert_eq!(store(&json!("4.5"), InputOption::UserEntered), json!(4.5));
+        assert_eq!(store(&json!("true"), InputOption::UserEntered), json!(true));
+        assert_eq!(store(&json!("'42"), InputOption::UserEntered), json!("42"));
+        assert_eq!(store(&json!("42"), InputOption::Raw), json!("42"));
+        assert_eq!(store(&json!(""), InputOption::Raw), Value::Null);
+    }
+
+    #[test]
+    fn writes_outside_a_closed_range_are_refused() {
+        let mut s = Sheet::new("S");
+        let e = s
+            .write(
+                &b("A1:B1"),
+                &rows(json!([["a"], ["b"]])),
+                InputOption::Raw,
+                "S!A1:B1",
+            )
+            .unwrap_err();
+        assert!(e.0.contains("tried writing to row [2]"), "{e:?}");
+        let e = s
+            .write(
+                &b("A1:B1"),
+                &rows(json!([["a", "b", "c"]])),
+                InputOption::Raw,
+                "S!A1:B1",
+            )
+            .unwrap_err();
+        assert!(e.0.contains("column [C]"), "{e:?}");
+        assert!(s.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,453 @@
+//! The sandbox's `spreadsheets.values` endpoints: get, update, append, batchUpdate.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::grid::{InputOption, RenderOption, Written, write_bounds};
+use super::state::{QuotaKind, State};
+use super::{Endpoint, Fault, RecordedRequest, Reply};
+use crate::a1::A1Range;
+
+/// Scopes that grant access to spreadsheets.
+const SHEETS_SCOPES: [&str; 4] = [
+    "https://www.googleapis.com/auth/spreadsheets",
+    "https://www.googleapis.com/auth/drive",
+    "https://www.googleapis.com/auth/drive.file",
+    "https://www.googleapis.com/auth/cloud-platform",
+];
+
+/// A parsed values request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) spreadsheet: String,
+    pub(crate) range: Option<String>,
+}
+
+/// Parses `/v4/spreadsheets/{id}/values/{range}[:append]` and `/v4/spreadsheets/{id}/values:batchUpdate`.
+pub(crate) fn route(method: &http::Method, path: &str) -> Option<Route> {
+    let rest = path.strip_prefix("/v4/spreadsheets/")?;
+    let (id, rest) = rest.split_once('/')?;
+    let spreadsheet = decode(id)?;
+    if rest == "values:batchUpdate" {
+        return (method == http::Method::POST).then_some(Route {
+            endpoint: Endpoint::BatchUpdate,
+            spreadsheet,
+            range: None,
+        });
+    }
+    let raw = rest.strip_prefix("values/")?;
+    let (endpoint, raw) = match (method, raw.strip_suffix(":append")) {
+        (&http::Method::POST, Some(r)) => (Endpoint::Append, r),
+        (&http::Method::GET, None) => (Endpoint::Get, raw),
+        (&http::Method::PUT, None) => (Endpoint::Update, raw),
+        _ => return None,
+    };
+    Some(Route {
+        endpoint,
+        spreadsheet,
+        range: Some(decode(raw)?),
+    })
+}
+
+fn decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::google(400, "INVALID_ARGUMENT", message)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ValueRangeIn {
+    range: Option<String>,
+    major_dimension: Option<String>,
+    values: Option<Vec<Vec<Value>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchUpdateIn {
+    value_input_option: Option<String>,
+    #[serde(default)]
+    data: Vec<ValueRangeIn>,
+}
+
+fn rows_of(v: ValueRangeIn) -> Result<Vec<Vec<Value>>, Reply> {
+    let values = v.values.unwrap_or_default();
+    match v.major_dimension.as_deref() {
+        None | Some("ROWS") | Some("DIMENSION_UNSPECIFIED") => Ok(values),
+        Some("COLUMNS") => Ok(transpose(&values)),
+        Some(other) => Err(bad_request(format!(
+            "Invalid value at 'data.major_dimension' (type.googleapis.com/google.apps.sheets.v4.Dimension), \"{other}\""
+        ))),
+    }
+}
+
+fn transpose(values: &[Vec<Value>]) -> Vec<Vec<Value>> {
+    let width = values.iter().map(Vec::len).max().unwrap_or(0);
+    (0..width)
+        .map(|c| {
+            values
+                .iter()
+                .map(|col| col.get(c).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect()
+}
+
+fn input_option(raw: Option<&str>, field: &str) -> Result<InputOption, Reply> {
+    match raw {
+        Some("RAW") => Ok(InputOption::Raw),
+        Some("USER_ENTERED") => Ok(InputOption::UserEntered),
+        None | Some("") | Some("INPUT_VALUE_OPTION_UNSPECIFIED") => Err(bad_request(format!(
+            "'{field}' is required but not specified"
+        ))),
+        Some(other) => Err(bad_request(format!(
+            "Invalid value at '{field}' (type.googleapis.com/google.apps.sheets.v4.ValueInputOption), \"{other}\""
+        ))),
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("Invalid JSON payload received. {e}")))
+}
+
+/// Handles one values request after routing: auth, fault injection, quota, then the operation.
+pub(crate) fn handle(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let user = match bearer.and_then(|t| state.token(t)) {
+        Some(issued) => {
+            if !issued
+                .scopes
+                .iter()
+                .any(|s| SHEETS_SCOPES.contains(&s.as_str()))
+            {
+                return Reply::google(
+                    403,
+                    "PERMISSION_DENIED",
+                    "Request had insufficient authentication scopes.",
+                );
+            }
+            issued.client_email.clone()
+        }
+        None => {
+            state.stats.unauthenticated += 1;
+            return Reply::google(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+            )
+            .with_header("www-authenticate", "Bearer realm=\"https://accounts.google.com/\"");
+        }
+    };
+    let kind = if route.endpoint == Endpoint::Get {
+        state.stats.read_requests += 1;
+        QuotaKind::Read
+    } else {
+        state.stats.write_requests += 1;
+        QuotaKind::Write
+    };
+    let mut drop_after = false;
+    match state.take_fault(route.endpoint) {
+        None => {}
+        Some(Fault::ServerError) => {
+            return Reply::google(500, "INTERNAL", "Internal error encountered.");
+        }
+        Some(Fault::RateLimited { retry_after }) => {
+            let r = Reply::json(429, state.quota_error_body(kind));
+            return match retry_after {
+                Some(d) => r.with_header("retry-after", &d.as_secs().to_string()),
+                None => r,
+            };
+        }
+        Some(Fault::Hang) => return Reply::hang(),
+        Some(Fault::DropAfterAccept) => drop_after = true,
+    }
+    if !state.take_quota(&user, kind) {
+        state.stats.quota_rejections += 1;
+        return Reply::json(429, state.quota_error_body(kind));
+    }
+    let reply = operate(state, route, query, body);
+    let (range, rows) = (route.range.clone(), reply.rows);
+    state.log.push(RecordedRequest {
+        endpoint: route.endpoint,
+        range,
+        status: reply.status,
+        rows,
+    });
+    if drop_after { reply.dropped() } else { reply }
+}
+
+fn operate(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Reply {
+    if !state.spreadsheets.contains_key(&route.spreadsheet) {
+        return Reply::google(404, "NOT_FOUND", "Requested entity was not found.");
+    }
+    let result = match route.endpoint {
+        Endpoint::Get => get(state, route, query),
+        Endpoint::Append => append(state, route, query, body),
+        Endpoint::Update => update(state, route, query, body),
+        Endpoint::BatchUpdate => batch_update(state, route, body),
+        Endpoint::Token => Err(Reply::google(
+            404,
+            "NOT_FOUND",
+            "Requested entity was not found.",
+        )),
+    };
+    result.unwrap_or_else(|r| r)
+}
+
+fn parse_range(text: &str) -> Result<A1Range, Reply> {
+    A1Range::parse(text).map_err(|_| bad_request(format!("Unable to parse range: {text}")))
+}
+
+/// The range, resolving a bare word that names a sheet (`Orders`) to that sheet.
+fn resolve(state: &State, spreadsheet: &str, text: &str) -> Result<A1Range, Reply> {
+    let named = state
+        .spreadsheets
+        .get(spreadsheet)
+        .is_some_and(|sheets| sheets.iter().any(|s| s.title == text));
+    if named {
+        Ok(A1Range::sheet(text))
+    } else {
+        parse_range(text)
+    }
+}
+
+fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Result<Reply, Reply> {
+    let text = route.range.as_deref().unwrap_or_default();
+    let range = resolve(state, &route.spreadsheet, text)?;
+    let render = match query.get("valueRenderOption").map(String::as_str) {
+        None | Some("FORMATTED_VALUE") => RenderOption::Formatted,
+        Some("UNFORMATTED_VALUE") | Some("FORMULA") => RenderOption::Unformatted,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "Invalid value at 'value_render_option', \"{other}\""
+            )));
+        }
+    };
+    let columns = match query.get("majorDimension").map(String::as_str) {
+        None | Some("ROWS") | Some("DIMENSION_UNSPECIFIED") => false,
+        Some("COLUMNS") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "Invalid value at 'major_dimension', \"{other}\""
+            )));
+        }
+    };
+    let sheet = state
+        .sheet_mut(&route.spreadsheet, range.sheet_name(), false)
+        .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
+    let area = sheet.clip(&range.bounds());
+    let mut values = sheet.read(&area, render);
+    if columns {
+        values = transpose(&values);
+        for col in &mut values {
+            while col.last().is_some_and(|v| v == "" || v.is_null()) {
+                col.pop();
+            }
+        }
+    }
+    let mut out = json!({"range": area.render(&sheet.title), "majorDimension": if columns { "COLUMNS" } else { "ROWS" }});
+    let rows = values.len();
+    if !values.is_empty() {
+        out["values"] = Value::from(values);
+    }
+    Ok(Reply::json(200, out).with_rows(rows))
+}
+
+fn append(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Reply, Reply> {
+    let input = input_option(
+        query.get("valueInputOption").map(String::as_str),
+        "valueInputOption",
+    )?;
+    let insert = match query.get("insertDataOption").map(String::as_str) {
+        None | Some("OVERWRITE") => false,
+        Some("INSERT_ROWS") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "Invalid value at 'insert_data_option', \"{other}\""
+            )));
+        }
+    };
+    let text = route.range.as_deref().unwrap_or_default();
+    let range = resolve(state, &route.spreadsheet, text)?;
+    let values = rows_of(parse_body(body)?)?;
+    let id = route.spreadsheet.clone();
+    let sheet = state
+        .sheet_mut(&id, range.sheet_name(), true)
+        .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
+    let done = sheet
+        .append(&write_bounds(&range), &values, input, insert)
+        .map_err(|e| bad_request(e.0))?;
+    let mut out = json!({
+        "spreadsheetId": id,
+        "updates": updates(&id, &sheet.title, &done.written),
+    });
+    if let Some(table) = done.table {
+        out["tableRange"] = Value::from(table.render(&sheet.title));
+    }
+    Ok(Reply::json(200, out).with_rows(values.len()))
+}
+
+fn updates(id: &str, sheet: &str, w: &Written) -> Value {
+    let mut u = json!({"spreadsheetId": id});
+    if let Some(area) = w.area {
+        u["updatedRange"] = Value::from(area.render(sheet));
+        u["updatedRows"] = Value::from(area.rows());
+        u["updatedColumns"] = Value::from(area.columns());
+        u["updatedCells"] = Value::from(w.cells);
+    }
+    u
+}
+
+fn update(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Reply, Reply> {
+    let input = input_option(
+        query.get("valueInputOption").map(String::as_str),
+        "valueInputOption",
+    )?;
+    let text = route.range.as_deref().unwrap_or_default();
+    let range = resolve(state, &route.spreadsheet, text)?;
+    let body: ValueRangeIn = parse_body(body)?;
+    if let Some(in_body) = body.range.as_deref()
+        && resolve(state, &route.spreadsheet, in_body)? != range
+    {
+        return Err(bad_request(format!(
+            "Requested range in the body [{in_body}] does not match the range in the URL [{text}]"
+        )));
+    }
+    let values = rows_of(body)?;
+    let id = route.spreadsheet.clone();
+    let sheet = state
+        .sheet_mut(&id, range.sheet_name(), false)
+        .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
+    let written = sheet
+        .write(&write_bounds(&range), &values, input, text)
+        .map_err(|e| bad_request(e.0))?;
+    Ok(Reply::json(200, updates(&id, &sheet.title, &written)).with_rows(values.len()))
+}
+
+fn batch_update(state: &mut State, route: &Route, body: &[u8]) -> Result<Reply, Reply> {
+    let body: BatchUpdateIn = parse_body(body)?;
+    let input = input_option(body.value_input_option.as_deref(), "valueInputOption")?;
+    let id = route.spreadsheet.clone();
+    // Validate every range first: a batch update applies all of its data or none.
+    let mut plan = Vec::with_capacity(body.data.len());
+    for (i, v) in body.data.into_iter().enumerate() {
+        let Some(text) = v.range.clone() else {
+            return Err(bad_request(format!("Invalid data[{i}]: range is required")));
+        };
+        let range = resolve(state, &id, &text)?;
+        if state.sheet_mut(&id, range.sheet_name(), false).is_none() {
+            return Err(bad_request(format!("Unable to parse range: {text}")));
+        }
+        plan.push((text, range, rows_of(v)?));
+    }
+    let mut snapshot = state.spreadsheets.get(&id).cloned();
+    let mut responses = Vec::new();
+    let (mut cells, mut rows_total, mut columns_total) = (0u32, 0u32, 0u32);
+    let mut sheets_touched: Vec<String> = Vec::new();
+    let mut row_count = 0;
+    for (text, range, values) in &plan {
+        let Some(sheet) = state.sheet_mut(&id, range.sheet_name(), false) else {
+            continue;
+        };
+        match sheet.write(&write_bounds(range), values, input, text) {
+            Ok(w) => {
+                cells += w.cells;
+                if let Some(a) = w.area {
+                    rows_total += a.rows();
+                    columns_total += a.columns();
+                }
+                if !sheets_touched.contains(&sheet.title) {
+                    sheets_touched.push(sheet.title.clone());
+                }
+                row_count += values.len();
+                responses.push(updates(&id, &sheet.title, &w));
+            }
+            Err(e) => {
+                if let (Some(saved), Some(slot)) =
+                    (snapshot.take(), state.spreadsheets.get_mut(&id))
+                {
+                    *slot = saved;
+                }
+                return Err(bad_request(e.0));
+            }
+        }
+    }
+    Ok(Reply::json(
+        200,
+        json!({
+            "spreadsheetId": id,
+            "totalUpdatedRows": rows_total,
+            "totalUpdatedColumns": columns_total,
+            "totalUpdatedCells": cells,
+            "totalUpdatedSheets": sheets_touched.len(),
+            "responses": responses,
+        }),
+    )
+    .with_rows(row_count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        let r = route(
+            &http::Method::POST,
+            "/v4/spreadsheets/abc/values/%27It%27%27s%20here%27%21A1:append",
+        )
+        .unwrap();
+        assert_eq!(r.endpoint, Endpoint::Append);
+        assert_eq!(r.spreadsheet, "abc");
+        assert_eq!(r.range.as_deref(), Some("'It''s here'!A1"));
+        let r = route(
+            &http::Method::GET,
+            "/v4/spreadsheets/abc/values/Sheet1%21A%3AA",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.endpoint, r.range.as_deref()),
+            (Endpoint::Get, Some("Sheet1!A:A"))
+        );
+        let r = route(&http::Method::PUT, "/v4/spreadsheets/abc/values/S!A2:C2").unwrap();
+        assert_eq!(r.endpoint, Endpoint::Update);
+        let r = route(
+            &http::Method::POST,
+            "/v4/spreadsheets/abc/values:batchUpdate",
+        )
+        .unwrap();
+        assert_eq!((r.endpoint, r.range), (Endpoint::BatchUpdate, None));
+        assert!(route(&http::Method::DELETE, "/v4/spreadsheets/abc/values/A1").is_none());
+        assert!(route(&http::Method::GET, "/v3/whatever").is_none());
+    }
+}

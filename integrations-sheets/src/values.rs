@@ -1,0 +1,242 @@
+//! Wire types of `spreadsheets.values` and the conversion between core's [`Cell`] and JSON.
+
+use integrations_core::provider::Cell;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Largest integer a JSON number carries exactly through Google (an IEEE double): 2^53.
+const EXACT_INT: i64 = 1 << 53;
+
+/// How Google interprets written strings (`valueInputOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ValueInputOption {
+    /// Stored exactly as given (`"=1+1"` stays text). The default: no surprises in analytics rows.
+    #[default]
+    Raw,
+    /// Parsed as if typed into the UI (numbers, dates, formulas).
+    UserEntered,
+}
+
+impl ValueInputOption {
+    /// `"RAW"` or `"USER_ENTERED"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ValueInputOption::Raw => "RAW",
+            ValueInputOption::UserEntered => "USER_ENTERED",
+        }
+    }
+}
+
+/// How Google renders read values (`valueRenderOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ValueRenderOption {
+    /// As displayed (every value a string). The default.
+    #[default]
+    FormattedValue,
+    /// Numbers and booleans as JSON numbers and booleans.
+    UnformattedValue,
+    /// Formulas as written.
+    Formula,
+}
+
+impl ValueRenderOption {
+    /// The wire name (`"FORMATTED_VALUE"`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ValueRenderOption::FormattedValue => "FORMATTED_VALUE",
+            ValueRenderOption::UnformattedValue => "UNFORMATTED_VALUE",
+            ValueRenderOption::Formula => "FORMULA",
+        }
+    }
+}
+
+/// Values read from a range (`ValueRange`), row-major.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ValueRange {
+    /// The range Google answered for (`Sheet1!A1:A1000`).
+    pub range: String,
+    /// Rows; trailing empty rows and cells are absent, as Google sends them.
+    pub values: Vec<Vec<Cell>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ValueRangeWire {
+    #[serde(default)]
+    range: String,
+    #[serde(default, rename = "majorDimension")]
+    major_dimension: Option<String>,
+    #[serde(default)]
+    values: Vec<Vec<Value>>,
+}
+
+impl From<ValueRangeWire> for ValueRange {
+    fn from(w: ValueRangeWire) -> Self {
+        let rows: Vec<Vec<Cell>> = w
+            .values
+            .iter()
+            .map(|r| r.iter().map(cell_from_json).collect())
+            .collect();
+        let values = if w.major_dimension.as_deref() == Some("COLUMNS") {
+            let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+            (0..width)
+                .map(|i| {
+                    rows.iter()
+                        .map(|col| col.get(i).cloned().unwrap_or(Cell::Empty))
+                        .collect()
+                })
+                .collect()
+        } else {
+            rows
+        };
+        ValueRange {
+            range: w.range,
+            values,
+        }
+    }
+}
+
+/// Google's `UpdateValuesResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct UpdateResponse {
+    /// The spreadsheet.
+    pub spreadsheet_id: String,
+    /// The range written (`'It''s here'!A5:C7`), absent when nothing was.
+    pub updated_range: Option<String>,
+    /// Rows with at least one cell written.
+    pub updated_rows: u32,
+    /// Columns with at least one cell written.
+    pub updated_columns: u32,
+    /// Cells written.
+    pub updated_cells: u32,
+}
+
+/// Google's `AppendValuesResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct AppendResponse {
+    /// The spreadsheet.
+    pub spreadsheet_id: String,
+    /// The table the rows were appended to, before the append (absent on an empty sheet).
+    pub table_range: Option<String>,
+    /// Where the rows went.
+    pub updates: UpdateResponse,
+}
+
+/// Google's `BatchUpdateValuesResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct BatchUpdateResponse {
+    /// The spreadsheet.
+    pub spreadsheet_id: String,
+    /// Rows written, over all ranges.
+    pub total_updated_rows: u32,
+    /// Columns written, over all ranges.
+    pub total_updated_columns: u32,
+    /// Cells written, over all ranges.
+    pub total_updated_cells: u32,
+    /// Sheets touched.
+    pub total_updated_sheets: u32,
+    /// One answer per range, in request order.
+    pub responses: Vec<UpdateResponse>,
+}
+
+/// A cell as Google's JSON: text as a string, integers as numbers up to ±2^53 (larger ones as text,
+/// which a double would round), booleans, and `Empty` as `""` so that an update clears the cell.
+pub fn cell_to_json(c: &Cell) -> Value {
+    match c {
+        Cell::Text(s) => Value::String(s.clone()),
+        Cell::Int(i) if (-EXACT_INT..=EXACT_INT).contains(i) => Value::from(*i),
+        Cell::Int(i) => Value::String(i.to_string()),
+        Cell::Bool(b) => Value::Bool(*b),
+        Cell::Empty => Value::String(String::new()),
+    }
+}
+
+/// A cell from Google's JSON: strings (`""` is `Empty`), integral numbers as `Int`, other numbers
+/// as their text, booleans.
+pub fn cell_from_json(v: &Value) -> Cell {
+    match v {
+        Value::Null => Cell::Empty,
+        Value::String(s) if s.is_empty() => Cell::Empty,
+        Value::String(s) => Cell::Text(s.clone()),
+        Value::Bool(b) => Cell::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cell::Int(i),
+            None => Cell::Text(n.to_string()),
+        },
+        other => Cell::Text(other.to_string()),
+    }
+}
+
+/// Rows of cells as Google's `values` array.
+pub(crate) fn rows_to_json(rows: &[Vec<Cell>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| Value::Array(r.iter().map(cell_to_json).collect()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cells_round_trip_through_json() {
+        for c in [
+            Cell::Text("order-1".into()),
+            Cell::Int(1250),
+            Cell::Int(-7),
+            Cell::Bool(true),
+            Cell::Empty,
+        ] {
+            assert_eq!(cell_from_json(&cell_to_json(&c)), c);
+        }
+        assert_eq!(
+            cell_to_json(&Cell::Int(i64::MAX)),
+            json!("9223372036854775807")
+        );
+        assert_eq!(
+            cell_to_json(&Cell::Int(1 << 53)),
+            json!(9007199254740992_i64)
+        );
+        assert_eq!(cell_from_json(&json!(2.5)), Cell::Text("2.5".into()));
+    }
+
+    #[test]
+    fn wire_types_decode_googles_json() {
+        let a: AppendResponse = serde_json::from_value(json!({
+            "spreadsheetId": "s", "tableRange": "Sheet1!A1:C5",
+            "updates": {"spreadsheetId": "s", "updatedRange": "Sheet1!A6:C7", "updatedRows": 2, "updatedColumns": 3, "updatedCells": 6}
+        }))
+        .unwrap();
+        assert_eq!(a.updates.updated_range.as_deref(), Some("Sheet1!A6:C7"));
+        assert_eq!(a.updates.updated_rows, 2);
+        let v: ValueRange = serde_json::from_value::<ValueRangeWire>(json!({
+            "range": "S!A1:B2", "majorDimension": "COLUMNS", "values": [["a", "b"], ["1"]]
+        }))
+        .unwrap()
+        .into();
+        assert_eq!(
+            v.values,
+            vec![
+                vec![Cell::Text("a".into()), Cell::Text("1".into())],
+                vec![Cell::Text("b".into()), Cell::Empty]
+            ]
+        );
+        let empty: ValueRange = serde_json::from_value::<ValueRangeWire>(
+            json!({"range": "S!A1:A1000", "majorDimension": "ROWS"}),
+        )
+        .unwrap()
+        .into();
+        assert!(empty.values.is_empty());
+    }
+}

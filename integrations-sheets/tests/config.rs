@@ -1,0 +1,196 @@
+//! Configuration: credentials from `GOOGLE_APPLICATION_CREDENTIALS` (path or JSON), errors naming
+//! what is missing or malformed, and `Debug` never showing the private key or a token.
+
+use integrations_core::ErrorKind;
+use integrations_core::provider::SheetsSink;
+use integrations_sheets::sandbox::{Sandbox, test_service_account};
+use integrations_sheets::{
+    A1Range, ENV_BASE_URL, ENV_CREDENTIALS, ENV_SPREADSHEET_ID, ENV_TOKEN_URL, GoogleSheetsBuilder,
+};
+use serde_json::Value;
+
+fn set(name: &str, value: Option<&str>) {
+    // SAFETY: this is the only test of this binary that touches the environment, and it does not
+    // spawn threads while doing so.
+    unsafe {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
+    }
+}
+
+#[test]
+fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
+    for v in [
+        ENV_CREDENTIALS,
+        ENV_SPREADSHEET_ID,
+        ENV_BASE_URL,
+        ENV_TOKEN_URL,
+    ] {
+        set(v, None);
+    }
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(
+        (e.kind(), e.field()),
+        (ErrorKind::Configuration, Some(ENV_CREDENTIALS))
+    );
+
+    let sa = test_service_account("env@env-project.iam.gserviceaccount.com").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("sa.json");
+    std::fs::write(&key_path, sa.json()).unwrap();
+    set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(e.field(), Some(ENV_SPREADSHEET_ID), "{e}");
+
+    set(ENV_SPREADSHEET_ID, Some("sheet-from-env"));
+    let client = GoogleSheetsBuilder::from_env().build().unwrap();
+    assert_eq!(client.client_email(), sa.client_email());
+    assert_eq!(client.spreadsheet_id(), "sheet-from-env");
+
+    // The JSON itself in the variable.
+    set(ENV_CREDENTIALS, Some(sa.json()));
+    assert!(GoogleSheetsBuilder::from_env().build().is_ok());
+
+    // A user credential is not a service-account key.
+    let user = r#"{"type": "authorized_user", "client_id": "x.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "r"}"#;
+    let user_path = dir.path().join("user.json");
+    std::fs::write(&user_path, user).unwrap();
+    set(ENV_CREDENTIALS, Some(user_path.to_str().unwrap()));
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(e.field(), Some(ENV_CREDENTIALS));
+    assert!(e.to_string().contains("not a service-account key"), "{e}");
+
+    // A key whose PEM is damaged.
+    let mut broken: Value = serde_json::from_str(sa.json()).unwrap();
+    let pem = broken["private_key"]
+        .as_str()
+        .unwrap()
+        .replace("MII", "XXX");
+    broken["private_key"] = Value::from(pem);
+    set(ENV_CREDENTIALS, Some(&broken.to_string()));
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(e.field(), Some(ENV_CREDENTIALS));
+    assert!(e.to_string().contains("`private_key`"), "{e}");
+
+    set(
+        ENV_CREDENTIALS,
+        Some(dir.path().join("missing.json").to_str().unwrap()),
+    );
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert!(e.to_string().contains("cannot read the key file"), "{e}");
+
+    set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
+    set(ENV_BASE_URL, Some("ftp://example.com"));
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(e.field(), Some("base_url"));
+    set(ENV_BASE_URL, None);
+    set(ENV_TOKEN_URL, Some("not a url"));
+    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    assert_eq!(e.field(), Some("token_url"));
+    for v in [ENV_CREDENTIALS, ENV_SPREADSHEET_ID, ENV_TOKEN_URL] {
+        set(v, None);
+    }
+}
+
+#[test]
+fn builder_errors_name_the_setting() {
+    let sa = test_service_account("b@p.iam.gserviceaccount.com").unwrap();
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_json(sa.json())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some(ENV_SPREADSHEET_ID));
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_file("/no/such/key.json")
+        .with_spreadsheet_id("x")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("credentials_file"));
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_json("{}")
+        .with_spreadsheet_id("x")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("credentials_json"));
+    assert!(e.to_string().contains("not a service-account key"), "{e}");
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_json(sa.json())
+        .with_spreadsheet_id("x")
+        .with_scope(" ")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("scope"));
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_json(sa.json())
+        .with_spreadsheet_id("x")
+        .build_sink()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("runtime"), "no tokio runtime here");
+}
+
+#[tokio::test]
+async fn debug_never_shows_the_private_key_or_the_token() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
+    let sa = sandbox.service_account().clone();
+    let json: Value = serde_json::from_str(sa.json()).unwrap();
+    let pem = json["private_key"].as_str().unwrap().to_owned();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let fragments: Vec<&str> = (0..body.len() - 24)
+        .step_by(200)
+        .map(|i| &body[i..i + 24])
+        .collect();
+
+    let builder = sandbox.client_builder();
+    let sink = builder.clone().build_sink().unwrap();
+    let client = sink.client().clone();
+    // Make the client hold a live token.
+    client.get(&A1Range::columns("Orders", 0, 0)).await.unwrap();
+    sink.append_rows("Orders", vec![integrations_core::Row::new("k").cell(1_i64)])
+        .await
+        .unwrap();
+
+    let mut shown = String::new();
+    for s in [
+        format!("{builder:?}"),
+        format!("{builder:#?}"),
+        format!("{client:?}"),
+        format!("{sink:#?}"),
+        format!("{:?}", sa.key().unwrap()),
+        format!("{sa:?}"),
+        format!("{sandbox:?}"),
+        format!(
+            "{:?}",
+            GoogleSheetsBuilder::new().with_credentials_json(sa.json())
+        ),
+    ] {
+        shown.push_str(&s);
+        shown.push('\n');
+    }
+    assert!(
+        shown.contains(sa.client_email()),
+        "the account is shown: {shown}"
+    );
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    for f in &fragments {
+        assert!(!shown.contains(f), "a piece of the key leaked: {f}");
+    }
+    assert!(!shown.contains("ya29."), "an access token leaked: {shown}");
+    assert!(!shown.contains("private_key\":"), "{shown}");
+    // Errors about the key do not quote it either.
+    let mut broken = json.clone();
+    broken["private_key"] = Value::from(pem.replace("MII", "XXX"));
+    let e = GoogleSheetsBuilder::new()
+        .with_credentials_json(broken.to_string())
+        .with_spreadsheet_id("x")
+        .build()
+        .unwrap_err();
+    let text = format!("{e} {e:?}");
+    for f in &fragments {
+        assert!(!text.contains(f), "{text}");
+    }
+    sink.shutdown().await.unwrap();
+    assert_eq!(sink.name(), "google-sheets");
+}

@@ -1,0 +1,327 @@
+//! `GoogleSheetsSink` against the sandbox: the core suite, no duplicates under faults, update by
+//! key, batching thresholds, back-pressure, shutdown. All on tokio's paused clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast_builder, keys, requests_to};
+use integrations_core::ErrorKind;
+use integrations_core::provider::{Row, SheetsSink, UpdateOutcome};
+use integrations_core::testing::{SheetsSuiteConfig, sheets_sink_suite};
+use integrations_sheets::sandbox::{Endpoint, Fault, Sandbox};
+use integrations_sheets::{A1Range, BatchConfig};
+use serde_json::json;
+use tokio::time::Instant;
+
+fn orders(range: std::ops::Range<u32>) -> Vec<Row> {
+    range
+        .map(|i| {
+            Row::new(format!("order-{i}/paid"))
+                .cell("EUR")
+                .cell(i64::from(i) * 100)
+        })
+        .collect()
+}
+
+async fn sandbox_with(sheet: &str) -> Sandbox {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.add_sheet(sandbox.spreadsheet_id(), sheet);
+    sandbox
+}
+
+#[tokio::test(start_paused = true)]
+async fn sink_passes_the_core_suite_against_the_sandbox() {
+    let sandbox = sandbox_with("Suite sheet").await;
+    let sink = sandbox.client_builder().build_sink().unwrap();
+    sheets_sink_suite(&sink, &SheetsSuiteConfig::new("Suite sheet", "suite-run")).await;
+    assert_eq!(sink.name(), "google-sheets");
+    assert_eq!(sandbox.stats().quota_rejections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_after_accept_does_not_duplicate_rows() {
+    let sheet = "It's here";
+    let sandbox = sandbox_with(sheet).await;
+    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    sandbox.fail_next_on(Endpoint::Append, 1, Fault::DropAfterAccept);
+
+    let out = sink.append_rows(sheet, orders(0..3)).await.unwrap();
+    assert_eq!((out.appended, out.already_present), (3, 0));
+    assert_eq!(
+        keys(&sandbox, sheet),
+        ["order-0/paid", "order-1/paid", "order-2/paid"]
+    );
+    // The dropped append was carried out; the retry read the key column, found every row and
+    // sent nothing more.
+    let appends = requests_to(&sandbox, Endpoint::Append);
+    assert_eq!(appends.len(), 1);
+    assert_eq!(appends[0].range.as_deref(), Some("'It''s here'!A1"));
+    assert_eq!(
+        requests_to(&sandbox, Endpoint::Get).len(),
+        2,
+        "initial key read + check after the drop"
+    );
+
+    // The same call again (an outbox redelivery) adds nothing.
+    let again = sink.append_rows(sheet, orders(0..3)).await.unwrap();
+    assert_eq!((again.appended, again.already_present), (0, 3));
+    assert_eq!(keys(&sandbox, sheet).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_after_accept_mid_batch_resends_only_the_missing_rows() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    sink.append_rows("Orders", orders(0..2)).await.unwrap();
+    // A hang (nothing written) then a 500 (nothing written): both ambiguous to the client.
+    sandbox.fail_next_on(Endpoint::Append, 1, Fault::Hang);
+    sandbox.fail_next_on(Endpoint::Append, 1, Fault::ServerError);
+    let started = Instant::now();
+    let out = sink.append_rows("Orders", orders(0..5)).await.unwrap();
+    assert_eq!((out.appended, out.already_present), (3, 2));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the hang was cut off by the attempt timeout"
+    );
+    assert_eq!(
+        keys(&sandbox, "Orders"),
+        (0..5)
+            .map(|i| format!("order-{i}/paid"))
+            .collect::<Vec<_>>()
+    );
+    let appends = requests_to(&sandbox, Endpoint::Append);
+    assert_eq!(appends.iter().map(|r| r.rows).collect::<Vec<_>>(), [2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_client_append_is_not_retried_when_the_outcome_is_unknown() {
+    let sandbox = sandbox_with("Orders").await;
+    let client = fast_builder(&sandbox).build().unwrap();
+    sandbox.fail_next_on(Endpoint::Append, 1, Fault::DropAfterAccept);
+    let rows: Vec<Vec<_>> = orders(0..2).iter().map(Row::to_values).collect();
+    let e = client
+        .append(&A1Range::cell("Orders", 0, 1), &rows)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(!e.is_failover_safe(), "the rows may have landed");
+    assert_eq!(
+        keys(&sandbox, "Orders").len(),
+        2,
+        "landed once, not retried blindly"
+    );
+    // A 429 certainly did not land: that one is retried.
+    sandbox.fail_next_on(
+        Endpoint::Append,
+        1,
+        Fault::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+        },
+    );
+    let ok = client
+        .append(&A1Range::cell("Orders", 0, 1), &rows[..1])
+        .await
+        .unwrap();
+    assert_eq!(ok.updates.updated_range.as_deref(), Some("Orders!A3:C3"));
+    assert_eq!(ok.table_range.as_deref(), Some("Orders!A1:C2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_sink_sees_rows_written_before_it_started() {
+    let sandbox = sandbox_with("Orders").await;
+    let first = fast_builder(&sandbox).build_sink().unwrap();
+    first.append_rows("Orders", orders(0..3)).await.unwrap();
+    first.shutdown().await.unwrap();
+    let second = fast_builder(&sandbox).build_sink().unwrap();
+    let out = second.append_rows("Orders", orders(0..5)).await.unwrap();
+    assert_eq!((out.appended, out.already_present), (2, 3));
+    assert_eq!(keys(&sandbox, "Orders").len(), 5);
+    // Duplicates inside one call count as already present too.
+    let dup = second
+        .append_rows("Orders", [orders(7..8), orders(7..8)].concat())
+        .await
+        .unwrap();
+    assert_eq!((dup.appended, dup.already_present), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn updates_read_the_key_column_once_per_batch() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let seeded = (0..30)
+        .map(|i| vec![json!(format!("order-{i}")), json!("placed")])
+        .collect();
+    sandbox.seed_rows(sandbox.spreadsheet_id(), "Status", seeded);
+    let sink = fast_builder(&sandbox)
+        .with_batch(BatchConfig::new().with_max_delay(Duration::from_secs(1)))
+        .build_sink()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in (0..20).step_by(2).chain([99]) {
+        let sink = sink.clone();
+        tasks.push(tokio::spawn(async move {
+            sink.update_row("Status", Row::new(format!("order-{i}")).cell("paid"))
+                .await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    let expected: Vec<UpdateOutcome> = (0..20)
+        .step_by(2)
+        .map(|i| UpdateOutcome::Updated { row: i + 1 })
+        .chain([UpdateOutcome::NotFound])
+        .collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(
+        requests_to(&sandbox, Endpoint::Get).len(),
+        1,
+        "one key-column read for 11 updates"
+    );
+    let writes = requests_to(&sandbox, Endpoint::BatchUpdate);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].rows, 10);
+    let rows = sandbox.rows(sandbox.spreadsheet_id(), "Status").unwrap();
+    assert_eq!(rows[4], ["order-4", "paid"]);
+    assert_eq!(rows[5], ["order-5", "placed"]);
+
+    let many = sink
+        .update_rows(
+            "Status",
+            vec![
+                Row::new("order-1").cell("shipped"),
+                Row::new("nope").cell("x"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        [UpdateOutcome::Updated { row: 2 }, UpdateOutcome::NotFound]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn update_on_an_empty_sheet_is_not_found_without_a_write() {
+    let sandbox = sandbox_with("Empty").await;
+    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let out = sink
+        .update_row("Empty", Row::new("order-1").cell("paid"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::NotFound);
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 1);
+    assert_eq!(sandbox.stats().write_requests, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sheet_flushes_on_time_or_size() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox)
+        .with_batch(
+            BatchConfig::new()
+                .with_max_rows(5)
+                .with_max_delay(Duration::from_secs(2)),
+        )
+        .build_sink()
+        .unwrap();
+    let t0 = Instant::now();
+    sink.append_rows("Orders", orders(0..1)).await.unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let t1 = Instant::now();
+    sink.append_rows("Orders", orders(1..6)).await.unwrap();
+    assert!(
+        t1.elapsed() < Duration::from_secs(2),
+        "a full batch goes at once: {:?}",
+        t1.elapsed()
+    );
+    // A call larger than a batch is split into several appends.
+    let out = sink.append_rows("Orders", orders(10..22)).await.unwrap();
+    assert_eq!(out.appended, 12);
+    let sizes: Vec<usize> = requests_to(&sandbox, Endpoint::Append)
+        .iter()
+        .map(|r| r.rows)
+        .collect();
+    assert_eq!(sizes, [1, 5, 5, 5, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_buffer_makes_callers_wait() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox)
+        .with_batch(
+            BatchConfig::new()
+                .with_max_rows(100)
+                .with_buffer_rows(10)
+                .with_max_delay(Duration::from_secs(3600)),
+        )
+        .build_sink()
+        .unwrap();
+    let a = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.append_rows("Orders", orders(0..10)).await }
+    });
+    tokio::task::yield_now().await;
+    let b = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.append_rows("Orders", orders(10..15)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!a.is_finished() && !b.is_finished());
+    // The flush carries A's rows only: B was still waiting for space.
+    sink.flush().await.unwrap();
+    assert_eq!(a.await.unwrap().unwrap().appended, 10);
+    sink.flush().await.unwrap();
+    assert_eq!(b.await.unwrap().unwrap().appended, 5);
+    let sizes: Vec<usize> = requests_to(&sandbox, Endpoint::Append)
+        .iter()
+        .map(|r| r.rows)
+        .collect();
+    assert_eq!(sizes, [10, 5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_flushes_then_refuses() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox)
+        .with_batch(BatchConfig::new().with_max_delay(Duration::from_secs(3600)))
+        .build_sink()
+        .unwrap();
+    let pending = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.append_rows("Orders", orders(0..4)).await }
+    });
+    tokio::task::yield_now().await;
+    let t0 = Instant::now();
+    sink.shutdown().await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert_eq!(pending.await.unwrap().unwrap().appended, 4);
+    assert_eq!(keys(&sandbox, "Orders").len(), 4);
+    let e = sink.append_rows("Orders", orders(5..6)).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    let e = sink.append_rows("", orders(5..6)).await.unwrap_err();
+    assert_eq!(e.field(), Some("sheet"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_reach_every_caller_of_the_batch() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    // No such sheet: Google answers 400 "Unable to parse range".
+    let (a, b) = tokio::join!(
+        sink.append_rows("Missing", orders(0..1)),
+        sink.append_rows("Missing", orders(1..2)),
+    );
+    for e in [a.unwrap_err(), b.unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.field(), Some("range"));
+        assert_eq!(e.code(), Some("INVALID_ARGUMENT"));
+    }
+    let e = sink.flush().await;
+    assert!(e.is_ok(), "nothing left to flush: {e:?}");
+}
