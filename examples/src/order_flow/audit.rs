@@ -1,0 +1,229 @@
+//! After the run: what the providers themselves received, and the invariants checked against it.
+//!
+//! Sandboxes are asked directly (Stripe's per-intent counters, the messages each SendGrid
+//! sandbox accepted, the rows of the sheet, the lines of the notifications file). A real provider
+//! that cannot be asked — SendGrid and SES keep no queryable outbox, and reading a whole real
+//! sheet back is beyond an example — is judged from the job handlers' own records (the ledger),
+//! and the report says so.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
+use integrations_core::Result;
+use integrations_stripe::api::ListPaymentIntents;
+use serde_json::Value;
+
+use super::jobs::{OrderEventKind, SHEET};
+use super::ledger::Ledger;
+use super::notifier::JsonlNotifier;
+use super::orders::OrderBook;
+use super::providers::Services;
+
+/// What the payment provider says about the run's payments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentAudit {
+    /// Where the numbers come from.
+    pub source: String,
+    /// Payment intents created for this run's orders.
+    pub intents: u64,
+    /// Orders with more than one payment intent (should be none).
+    pub orders_with_several_intents: Vec<String>,
+    /// Intents charged successfully more than once (should be none); empty when unknown.
+    pub intents_charged_twice: Vec<String>,
+    /// Most successful charges on one intent (`None` when the provider cannot say).
+    pub max_charges_per_intent: Option<u64>,
+    /// Successful charges per order id (sandbox only).
+    pub charges_by_order: BTreeMap<String, u64>,
+    /// Responses replayed for a reused idempotency key (sandbox only).
+    pub idempotent_replays: Option<u64>,
+    /// Refunds made (sandbox only).
+    pub refunds: Option<u64>,
+}
+
+/// The effects delivered, per order, as the receiving side saw them.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// Where the emails were counted.
+    pub email_source: &'static str,
+    /// `(template, provider)` per email per order.
+    pub emails: HashMap<String, Vec<(String, String)>>,
+    /// Where the rows were counted.
+    pub rows_source: &'static str,
+    /// The row's status column per order.
+    pub rows: HashMap<String, String>,
+    /// Where the notifications were counted.
+    pub notifications_source: &'static str,
+    /// Notifications per order, by event (`order_confirmation`, …).
+    pub notifications: HashMap<String, BTreeMap<String, usize>>,
+}
+
+impl Evidence {
+    /// Emails of `template` for `order_id`.
+    pub fn emails_of(&self, order_id: &str, template: &str) -> usize {
+        self.emails
+            .get(order_id)
+            .map_or(0, |v| v.iter().filter(|(t, _)| t == template).count())
+    }
+
+    /// Notifications about `event` for `order_id`.
+    pub fn notifications_of(&self, order_id: &str, event: OrderEventKind) -> usize {
+        self.notifications
+            .get(order_id)
+            .and_then(|m| m.get(event.template()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Asks Stripe (the sandbox's counters, or the real API's list of intents) about the payments.
+///
+/// # Errors
+/// The API's errors (real Stripe).
+pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Result<PaymentAudit> {
+    let mut audit = PaymentAudit::default();
+    let ours = |v: Option<&str>| v.and_then(|id| book.get(id)).map(|r| r.order.id);
+    let mut per_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(sandbox) = &services.stripe_sandbox {
+        audit.source = "Stripe sandbox counters".into();
+        let mut max = 0;
+        for pi in sandbox.payment_intents() {
+            let id = pi["id"].as_str().unwrap_or_default().to_owned();
+            let Some(order) = ours(pi["metadata"]["order_id"].as_str()) else {
+                continue;
+            };
+            let charges = sandbox
+                .intent_counters(&id)
+                .map_or(0, |c| c.successful_charges);
+            max = max.max(charges);
+            if charges > 1 {
+                audit.intents_charged_twice.push(id.clone());
+            }
+            *audit.charges_by_order.entry(order.clone()).or_default() += charges;
+            per_order.entry(order).or_default().push(id);
+        }
+        let c = sandbox.counters();
+        audit.max_charges_per_intent = Some(max);
+        audit.idempotent_replays = Some(c.idempotent_replays);
+        audit.refunds = Some(c.refunds);
+    } else {
+        audit.source = "Stripe API: GET /v1/payment_intents (charges per intent not listed)".into();
+        let mut intents = services
+            .stripe_client
+            .payment_intents_stream(ListPaymentIntents::default());
+        while let Some(pi) = intents.next().await {
+            let pi = pi?;
+            if pi.created < since {
+                break;
+            }
+            if let Some(order) = ours(pi.metadata.get("order_id").map(String::as_str)) {
+                per_order.entry(order).or_default().push(pi.id);
+            }
+        }
+    }
+    audit.intents = per_order.values().map(|v| v.len() as u64).sum();
+    audit.orders_with_several_intents = per_order
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, _)| k)
+        .collect();
+    Ok(audit)
+}
+
+fn custom_arg<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body["custom_args"][name]
+        .as_str()
+        .or_else(|| body["personalizations"][0]["custom_args"][name].as_str())
+}
+
+/// Collects what the email providers, the sheet and the notifier received.
+///
+/// # Errors
+/// If the notifications file cannot be read back.
+pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) -> Result<Evidence> {
+    let mut ev = Evidence::default();
+    let orders = book.all();
+    let sandboxes: Vec<(&integrations_sendgrid::sandbox::Sandbox, String)> = [
+        (
+            services.sendgrid_sandbox.as_ref(),
+            integrations_sendgrid::PROVIDER,
+        ),
+        (
+            services.backup_sandbox.as_ref(),
+            super::providers::BACKUP_LABEL,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(s, name)| s.map(|s| (s, name.to_owned())))
+    .collect();
+    let all_email_sandboxes = sandboxes.len() == services.email.providers().len();
+    if all_email_sandboxes {
+        ev.email_source = "messages accepted by the SendGrid sandboxes";
+        for (sandbox, name) in sandboxes {
+            for m in sandbox.messages() {
+                let (Some(order), Some(template)) = (
+                    custom_arg(&m.body, "order_id"),
+                    m.body["categories"][0].as_str(),
+                ) else {
+                    continue;
+                };
+                ev.emails
+                    .entry(order.to_owned())
+                    .or_default()
+                    .push((template.to_owned(), name.clone()));
+            }
+        }
+    } else {
+        ev.email_source = "job handlers' records (a real email provider cannot be asked)";
+        for r in &orders {
+            ev.emails
+                .insert(r.order.id.clone(), ledger.get(&r.order.id).emails);
+        }
+    }
+    if let Some(sandbox) = &services.sheets_sandbox {
+        ev.rows_source = "rows of the Sheets sandbox";
+        for row in sandbox
+            .rows(sandbox.spreadsheet_id(), SHEET)
+            .unwrap_or_default()
+        {
+            if let (Some(key), Some(status)) = (row.first(), row.get(1)) {
+                ev.rows.insert(key.clone(), status.clone());
+            }
+        }
+    } else {
+        ev.rows_source = "job handlers' records (the real sheet is not read back)";
+        for r in &orders {
+            let d = ledger.get(&r.order.id);
+            if d.rows_updated > 0 {
+                ev.rows
+                    .insert(r.order.id.clone(), "partially_refunded".into());
+            } else if d.rows_appended > 0 {
+                ev.rows.insert(r.order.id.clone(), "paid".into());
+            }
+        }
+    }
+    if let Some(path) = &services.notifications_file {
+        ev.notifications_source = "lines of notifications.jsonl";
+        for line in JsonlNotifier::read_lines(path).await? {
+            if let (Some(order), Some(event)) = (
+                line.attributes.get("order_id"),
+                line.attributes.get("event"),
+            ) {
+                *ev.notifications
+                    .entry(order.clone())
+                    .or_default()
+                    .entry(event.clone())
+                    .or_default() += 1;
+            }
+        }
+    } else {
+        ev.notifications_source = "job handlers' records (SNS is not read back)";
+        for r in &orders {
+            let by_event = ledger.get(&r.order.id).notifications;
+            ev.notifications.insert(
+                r.order.id.clone(),
+                by_event.into_iter().map(|(k, v)| (k, v as usize)).collect(),
+            );
+        }
+    }
+    Ok(ev)
+}

@@ -1,0 +1,491 @@
+//! Webhook intake: Stripe's signed event → verified → recorded once, with its jobs, in the outbox.
+//!
+//! The endpoint answers `2xx` only after the event and its jobs are committed (or the event was
+//! recorded before), `400` for a delivery that does not verify, and `500` when the store fails,
+//! so that Stripe delivers again. Dedup is the outbox's own: the event id is recorded in the same
+//! transaction as the jobs, so a redelivery — before or after a crash — writes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use futures_util::StreamExt;
+use integrations_core::outbox::{OutboxStore, RecordOutcome};
+use integrations_core::{Error, ErrorKind, Money, Result, SignatureFailure};
+use integrations_stripe::StripeClient;
+use integrations_stripe::api::ListEvents;
+use integrations_stripe::types::Event;
+use integrations_stripe::webhook::{SIGNATURE_HEADER, WebhookVerifier};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::jobs::{OrderEvent, OrderEventKind};
+use super::orders::{OrderBook, OrderRecord};
+
+/// The path the webhook endpoint serves.
+pub const WEBHOOK_PATH: &str = "/webhooks/stripe";
+
+/// Event types the flow acts on; every other type is acknowledged and ignored.
+pub const HANDLED_TYPES: [&str; 3] = [
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "refund.created",
+];
+
+/// What the intake saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IntakeStats {
+    /// Deliveries received (signed or fetched).
+    pub received: u64,
+    /// Deliveries refused: signature, timestamp or body did not verify.
+    pub rejected: u64,
+    /// Events recorded with their jobs (first delivery).
+    pub recorded: u64,
+    /// Jobs recorded with them.
+    pub jobs_recorded: u64,
+    /// Redeliveries of an event already recorded: acknowledged, nothing written.
+    pub duplicates: u64,
+    /// Verified events of a type the flow does not act on.
+    pub ignored: u64,
+    /// Handled events about an order this run does not know (another run's, another app's), or
+    /// whose object could not be read.
+    pub foreign: u64,
+    /// Store failures (answered 500, so the sender retries).
+    pub store_errors: u64,
+    /// Recorded events per type.
+    pub by_type: BTreeMap<String, u64>,
+    /// Ids of events recorded per order, by type: `(order_id, type) → event ids`.
+    #[serde(skip)]
+    pub events_of: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded with `jobs` jobs.
+    Recorded {
+        /// Jobs recorded.
+        jobs: usize,
+    },
+    /// Recorded before: nothing written.
+    Duplicate,
+    /// A type the flow does not act on, or an order it does not know.
+    Ignored,
+}
+
+/// Verifies, routes and records payment events.
+#[derive(Debug)]
+pub struct Intake {
+    outbox: Arc<dyn OutboxStore>,
+    orders: Arc<OrderBook>,
+    verifier: Option<WebhookVerifier>,
+    max_attempts: u32,
+    stats: Mutex<IntakeStats>,
+}
+
+impl Intake {
+    /// An intake recording into `outbox`, looking orders up in `orders`; signed deliveries are
+    /// checked with `verifier` (all refused without one).
+    pub fn new(
+        outbox: Arc<dyn OutboxStore>,
+        orders: Arc<OrderBook>,
+        verifier: Option<WebhookVerifier>,
+        max_attempts: u32,
+    ) -> Self {
+        Intake {
+            outbox,
+            orders,
+            verifier,
+            max_attempts,
+            stats: Mutex::new(IntakeStats::default()),
+        }
+    }
+
+    fn stats_mut(&self) -> MutexGuard<'_, IntakeStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> IntakeStats {
+        self.stats_mut().clone()
+    }
+
+    /// Handles a signed delivery: verifies the raw bytes, then [`Intake::accept`]s the event.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] for a delivery that does not verify; the store's errors.
+    pub async fn handle_signed(&self, body: &[u8], signature: Option<&str>) -> Result<Outcome> {
+        self.stats_mut().received += 1;
+        let verified = match (&self.verifier, signature) {
+            (Some(verifier), Some(header)) => verifier.verify(body, header),
+            (None, _) => Err(Error::invalid_signature(SignatureFailure::InvalidKey(
+                "no webhook signing secret configured (STRIPE_WEBHOOK_SECRET)".to_owned(),
+            ))),
+            (_, None) => Err(Error::invalid_signature(SignatureFailure::MalformedHeader(
+                format!("no {SIGNATURE_HEADER} header"),
+            ))),
+        };
+        match verified {
+            Ok(event) => self.accept(&event).await,
+            Err(e) => {
+                self.stats_mut().rejected += 1;
+                tracing::warn!(error = %e, "stripe webhook refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles an event fetched over Stripe's authenticated API (no signature to check).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn handle_fetched(&self, event: &Event) -> Result<Outcome> {
+        self.stats_mut().received += 1;
+        self.accept(event).await
+    }
+
+    /// Routes a verified event and records it with its jobs, once.
+    async fn accept(&self, event: &Event) -> Result<Outcome> {
+        let Some(r) = self.route(event) else {
+            return Ok(Outcome::Ignored);
+        };
+        let ev = OrderEvent::new(
+            r.kind,
+            &event.id,
+            &r.record,
+            r.amount,
+            &r.payment_id,
+            r.reason,
+            event.created,
+        )?;
+        let jobs = ev.jobs(self.max_attempts)?;
+        let n = jobs.len();
+        match self.outbox.record_event(&event.id, jobs).await {
+            Ok(RecordOutcome::Recorded { .. }) => {
+                let mut st = self.stats_mut();
+                st.recorded += 1;
+                st.jobs_recorded += n as u64;
+                *st.by_type.entry(event.type_.clone()).or_default() += 1;
+                st.events_of
+                    .entry((ev.order_id.clone(), event.type_.clone()))
+                    .or_default()
+                    .push(event.id.clone());
+                Ok(Outcome::Recorded { jobs: n })
+            }
+            Ok(RecordOutcome::Duplicate) => {
+                self.stats_mut().duplicates += 1;
+                tracing::info!(event = %event.id, "webhook redelivery ignored: event already recorded");
+                Ok(Outcome::Duplicate)
+            }
+            Err(e) => {
+                self.stats_mut().store_errors += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves a handled event to one of this run's orders; `None` (counted) for other types
+    /// and for events about orders this run does not know.
+    fn route(&self, event: &Event) -> Option<Routed> {
+        let known = |order_id: Option<&String>, payment_id: &str| {
+            order_id
+                .and_then(|id| self.orders.get(id))
+                .or_else(|| self.orders.by_payment(payment_id))
+        };
+        let routed = match event.type_.as_str() {
+            t @ ("payment_intent.succeeded" | "payment_intent.payment_failed") => {
+                event.payment_intent().and_then(|pi| {
+                    let record = known(pi.metadata.get("order_id"), &pi.id)?;
+                    let (kind, amount, reason) = if t == "payment_intent.succeeded" {
+                        (OrderEventKind::Paid, pi.amount_received, None)
+                    } else {
+                        let reason = pi
+                            .last_payment_error
+                            .as_ref()
+                            .and_then(|e| e.decline_code.clone().or_else(|| e.code.clone()));
+                        (OrderEventKind::PaymentFailed, pi.amount, reason)
+                    };
+                    Some(Routed {
+                        kind,
+                        record,
+                        amount,
+                        payment_id: pi.id.clone(),
+                        reason,
+                    })
+                })
+            }
+            "refund.created" => event.refund().and_then(|refund| {
+                let payment_id = refund.payment_intent.clone().unwrap_or_default();
+                Some(Routed {
+                    kind: OrderEventKind::Refunded,
+                    record: known(refund.metadata.get("order_id"), &payment_id)?,
+                    amount: refund.amount,
+                    payment_id,
+                    reason: refund.reason.clone(),
+                })
+            }),
+            _ => {
+                self.stats_mut().ignored += 1;
+                return None;
+            }
+        };
+        if routed.is_none() {
+            self.stats_mut().foreign += 1;
+        }
+        routed
+    }
+}
+
+/// A handled event resolved to one of the run's orders.
+struct Routed {
+    kind: OrderEventKind,
+    record: OrderRecord,
+    amount: Money,
+    payment_id: String,
+    reason: Option<String>,
+}
+
+async fn webhook(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    match intake.handle_signed(&body, signature).await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidSignature | ErrorKind::InvalidInput
+            ) =>
+        {
+            (StatusCode::BAD_REQUEST, "refused")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook not recorded; answering 500 so it is redelivered");
+            (StatusCode::INTERNAL_SERVER_ERROR, "try again")
+        }
+    }
+}
+
+/// The webhook endpoint, served on `127.0.0.1:<port>` until dropped.
+#[derive(Debug)]
+pub struct WebhookServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl WebhookServer {
+    /// Serves [`WEBHOOK_PATH`] for `intake` on a loopback port.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if no port can be bound.
+    pub async fn start(intake: Arc<Intake>) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::unavailable(format!("cannot bind the webhook endpoint: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::unavailable(format!("webhook endpoint address: {e}")))?;
+        let app = Router::new()
+            .route(WEBHOOK_PATH, post(webhook))
+            .with_state(intake);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "webhook endpoint stopped");
+            }
+        });
+        Ok(WebhookServer { addr, task })
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}{WEBHOOK_PATH}", self.addr)
+    }
+}
+
+impl Drop for WebhookServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// With the real Stripe, which cannot reach a local endpoint: polls `GET /v1/events` for the
+/// handled types every `every`, newest first down to `since` (unix seconds), and hands each new
+/// event to the intake, until `stop` turns `true`.
+pub async fn poll_stripe_events(
+    client: StripeClient,
+    intake: Arc<Intake>,
+    since: i64,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut seen = HashSet::new();
+    loop {
+        for t in HANDLED_TYPES {
+            let mut events = client.events_stream(ListEvents::of_type(t));
+            while let Some(next) = events.next().await {
+                match next {
+                    Ok(event) if event.created < since => break,
+                    Ok(event) => {
+                        if seen.contains(&event.id) {
+                            continue;
+                        }
+                        match intake.handle_fetched(&event).await {
+                            Ok(_) => {
+                                seen.insert(event.id.clone());
+                            }
+                            Err(e) => tracing::warn!(error = %e, "fetched event not recorded"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing stripe events failed");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order_flow::checkout::checkout;
+    use crate::order_flow::orders::{Order, OrderState};
+    use integrations_core::outbox::InMemoryOutbox;
+    use integrations_core::webhook::{WebhookSecret, unix_seconds};
+    use integrations_stripe::StripePayments;
+    use integrations_stripe::sandbox::Sandbox;
+    use integrations_stripe::webhook::sign_for_test;
+    use std::time::SystemTime;
+
+    /// A paid order in the sandbox, and the raw bodies of its events by type.
+    async fn paid_order() -> (Sandbox, Arc<OrderBook>, BTreeMap<String, Vec<u8>>) {
+        let sandbox = Sandbox::start().await.unwrap();
+        let payments = StripePayments::new(sandbox.client().unwrap());
+        let book = Arc::new(OrderBook::new());
+        let state = checkout(&payments, &book, Order::sample("t", 1, None)).await;
+        assert_eq!(state, OrderState::Paid);
+        let bodies = sandbox
+            .events()
+            .into_iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    serde_json::to_vec(&e).unwrap(),
+                )
+            })
+            .collect();
+        (sandbox, book, bodies)
+    }
+
+    fn intake(sandbox: &Sandbox, book: Arc<OrderBook>) -> (Arc<InMemoryOutbox>, Arc<Intake>) {
+        let outbox = Arc::new(InMemoryOutbox::new());
+        let verifier = WebhookVerifier::new(sandbox.webhook_secret());
+        let intake = Intake::new(outbox.clone(), book, Some(verifier), 5);
+        (outbox, Arc::new(intake))
+    }
+
+    #[tokio::test]
+    async fn records_once_and_refuses_what_does_not_verify() {
+        let (sandbox, book, bodies) = paid_order().await;
+        let (outbox, intake) = intake(&sandbox, book);
+        let now = unix_seconds(SystemTime::now());
+        let body = &bodies["payment_intent.succeeded"];
+        let sig = sign_for_test(body, &sandbox.webhook_secret(), now);
+
+        let first = intake.handle_signed(body, Some(&sig)).await.unwrap();
+        assert_eq!(first, Outcome::Recorded { jobs: 4 });
+        let again = intake.handle_signed(body, Some(&sig)).await.unwrap();
+        assert_eq!(again, Outcome::Duplicate);
+        assert_eq!(outbox.counts().await.unwrap().pending, 4);
+
+        let forged = sign_for_test(body, &WebhookSecret::new("whsec_someone_else"), now);
+        let mut tampered = body.clone();
+        tampered.extend_from_slice(b" ");
+        let stale = sign_for_test(body, &sandbox.webhook_secret(), now - 3600);
+        for (body, sig) in [
+            (body.as_slice(), Some(forged.as_str())),
+            (&tampered, Some(sig.as_str())),
+            (body, Some(stale.as_str())),
+            (body, None),
+        ] {
+            let e = intake.handle_signed(body, sig).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidSignature, "{e}");
+        }
+
+        let other = &bodies["payment_intent.created"];
+        let sig = sign_for_test(other, &sandbox.webhook_secret(), now);
+        assert_eq!(
+            intake.handle_signed(other, Some(&sig)).await.unwrap(),
+            Outcome::Ignored
+        );
+
+        let s = intake.stats();
+        assert_eq!((s.received, s.recorded, s.duplicates), (7, 1, 1));
+        assert_eq!((s.rejected, s.ignored, s.foreign), (4, 1, 0));
+        assert_eq!(s.jobs_recorded, 4);
+        assert_eq!(s.by_type["payment_intent.succeeded"], 1);
+        assert_eq!(
+            outbox.counts().await.unwrap().pending,
+            4,
+            "nothing more recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_of_unknown_orders_are_acknowledged_not_recorded() {
+        let (sandbox, _, bodies) = paid_order().await;
+        let (outbox, intake) = intake(&sandbox, Arc::new(OrderBook::new()));
+        let body = &bodies["payment_intent.succeeded"];
+        let sig = sign_for_test(
+            body,
+            &sandbox.webhook_secret(),
+            unix_seconds(SystemTime::now()),
+        );
+        assert_eq!(
+            intake.handle_signed(body, Some(&sig)).await.unwrap(),
+            Outcome::Ignored
+        );
+        assert_eq!(intake.stats().foreign, 1);
+        assert_eq!(outbox.counts().await.unwrap().events, 0);
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_answers_by_outcome() {
+        let (sandbox, book, bodies) = paid_order().await;
+        let (_, intake) = intake(&sandbox, book);
+        let server = WebhookServer::start(intake.clone()).await.unwrap();
+        let http = integrations_core::http::default_client();
+        let body = bodies["payment_intent.succeeded"].clone();
+        let post = |sig: String| {
+            http.post(server.url())
+                .header(SIGNATURE_HEADER, sig)
+                .body(body.clone())
+                .send()
+        };
+        let now = unix_seconds(SystemTime::now());
+        let good = sign_for_test(&body, &sandbox.webhook_secret(), now);
+        assert_eq!(post(good.clone()).await.unwrap().status().as_u16(), 200);
+        assert_eq!(
+            post(good).await.unwrap().status().as_u16(),
+            200,
+            "a duplicate is acknowledged"
+        );
+        let bad = sign_for_test(&body, &WebhookSecret::new("whsec_wrong"), now);
+        assert_eq!(post(bad).await.unwrap().status().as_u16(), 400);
+        assert_eq!(intake.stats().recorded, 1);
+    }
+}

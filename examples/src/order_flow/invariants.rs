@@ -1,0 +1,547 @@
+//! The invariants a run must keep; any failure makes the example exit non-zero.
+
+use integrations_core::outbox::OutboxCounts;
+use serde::Serialize;
+
+use super::audit::{Evidence, PaymentAudit};
+use super::checkout::RefundMade;
+use super::intake::IntakeStats;
+use super::jobs::OrderEventKind;
+use super::ledger::BusinessMetrics;
+use super::orders::{OrderRecord, OrderState};
+
+/// One checked invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invariant {
+    /// What must hold.
+    pub name: &'static str,
+    /// Whether it held.
+    pub ok: bool,
+    /// The numbers behind the verdict, or what broke it.
+    pub detail: String,
+}
+
+/// No payment was made twice.
+pub const NO_DOUBLE_PAYMENT: &str = "no payment made twice";
+/// Every job was delivered or dead-lettered.
+pub const NO_LOST_JOB: &str = "no job lost";
+/// Every paid order got its email, row and notification.
+pub const PAID_FULFILLED: &str = "every paid order has its email, analytics row and notification";
+
+/// A webhook event delivered again on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redelivery {
+    /// The event.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The order it is about.
+    pub order_id: String,
+}
+
+/// Everything the invariants are judged on.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// Every order.
+    pub orders: &'a [OrderRecord],
+    /// What the receiving side got.
+    pub evidence: &'a Evidence,
+    /// What the payment provider says.
+    pub payments: &'a PaymentAudit,
+    /// The outbox at the end.
+    pub outbox: OutboxCounts,
+    /// Whether the outbox drained before the timeout.
+    pub drained: bool,
+    /// The webhook intake's counters.
+    pub intake: &'a IntakeStats,
+    /// The shop's counters.
+    pub business: &'a BusinessMetrics,
+    /// The refund, if it was made.
+    pub refund: Option<&'a RefundMade>,
+    /// The event delivered twice, if any.
+    pub redelivered: Option<&'a Redelivery>,
+}
+
+fn check(name: &'static str, problems: Vec<String>, ok_detail: String) -> Invariant {
+    let ok = problems.is_empty();
+    let detail = if ok {
+        ok_detail
+    } else {
+        let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
+        let more = problems.len().saturating_sub(shown.len());
+        let tail = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        format!("{}{tail}", shown.join("; "))
+    };
+    Invariant { name, ok, detail }
+}
+
+fn is_paid(r: &OrderRecord) -> bool {
+    matches!(r.state, OrderState::Paid | OrderState::PartiallyRefunded)
+}
+
+/// Judges `f`.
+pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
+    let paid: Vec<&OrderRecord> = f.orders.iter().filter(|r| is_paid(r)).collect();
+    let declined: Vec<&OrderRecord> = f
+        .orders
+        .iter()
+        .filter(|r| matches!(r.state, OrderState::Declined(_)))
+        .collect();
+    let events = |order: &str, t: &str| {
+        f.intake
+            .events_of
+            .get(&(order.to_owned(), t.to_owned()))
+            .map_or(0, Vec::len)
+    };
+    let mut out = Vec::new();
+
+    let unfinished: Vec<String> = f
+        .orders
+        .iter()
+        .filter(|r| !is_paid(r) && !matches!(r.state, OrderState::Declined(_)))
+        .map(|r| format!("{} is {}", r.order.id, r.state))
+        .collect();
+    out.push(check(
+        "every checkout ended paid or declined",
+        unfinished,
+        format!("{} paid, {} declined", paid.len(), declined.len()),
+    ));
+
+    let p = f.payments;
+    let mut problems: Vec<String> = p
+        .orders_with_several_intents
+        .iter()
+        .map(|o| format!("{o} has several payment intents"))
+        .chain(
+            p.intents_charged_twice
+                .iter()
+                .map(|i| format!("{i} charged twice")),
+        )
+        .collect();
+    let with_intent = f.orders.iter().filter(|r| r.payment_id.is_some()).count() as u64;
+    if p.intents != with_intent {
+        problems.push(format!(
+            "{} intents for {with_intent} orders with a payment",
+            p.intents
+        ));
+    }
+    if !p.charges_by_order.is_empty() {
+        for r in f.orders {
+            let charges = p.charges_by_order.get(&r.order.id).copied().unwrap_or(0);
+            let want = u64::from(is_paid(r));
+            if charges != want {
+                problems.push(format!(
+                    "{} ({}) has {charges} successful charges",
+                    r.order.id, r.state
+                ));
+            }
+        }
+    }
+    let max = p
+        .max_charges_per_intent
+        .map_or_else(|| "not reported by the API".to_owned(), |m| m.to_string());
+    out.push(check(
+        NO_DOUBLE_PAYMENT,
+        problems,
+        format!(
+            "{} intents for {with_intent} orders (1 each); most successful charges on one intent: {max}",
+            p.intents
+        ),
+    ));
+
+    let o = f.outbox;
+    let mut problems = Vec::new();
+    if !f.drained || o.pending > 0 || o.leased > 0 {
+        problems.push(format!(
+            "outbox not drained: {} pending, {} leased",
+            o.pending, o.leased
+        ));
+    }
+    if o.done + o.dead != f.intake.jobs_recorded {
+        problems.push(format!(
+            "{} done + {} dead-lettered != {} recorded",
+            o.done, o.dead, f.intake.jobs_recorded
+        ));
+    }
+    out.push(check(
+        NO_LOST_JOB,
+        problems,
+        format!(
+            "{} recorded = {} done + {} dead-lettered",
+            f.intake.jobs_recorded, o.done, o.dead
+        ),
+    ));
+
+    let e = f.evidence;
+    let mut problems = Vec::new();
+    for r in &paid {
+        let id = r.order.id.as_str();
+        if e.emails_of(id, OrderEventKind::Paid.template()) == 0 {
+            problems.push(format!("{id}: no confirmation email"));
+        }
+        if !e.rows.contains_key(id) {
+            problems.push(format!("{id}: no analytics row"));
+        }
+        if e.notifications_of(id, OrderEventKind::Paid) == 0 {
+            problems.push(format!("{id}: no notification"));
+        }
+    }
+    out.push(check(
+        PAID_FULFILLED,
+        problems,
+        format!(
+            "{} of {} (emails: {}; rows: {}; notifications: {})",
+            paid.len(),
+            paid.len(),
+            e.email_source,
+            e.rows_source,
+            e.notifications_source
+        ),
+    ));
+
+    let mut problems = Vec::new();
+    for r in &declined {
+        let id = r.order.id.as_str();
+        if e.emails_of(id, OrderEventKind::PaymentFailed.template()) == 0 {
+            problems.push(format!("{id}: no payment-failed email"));
+        }
+        if e.emails_of(id, OrderEventKind::Paid.template()) > 0 || e.rows.contains_key(id) {
+            problems.push(format!("{id}: treated as paid"));
+        }
+    }
+    out.push(check(
+        "every declined order got a payment-failed email and nothing of a paid one",
+        problems,
+        format!("{} declined orders", declined.len()),
+    ));
+
+    let mut problems = Vec::new();
+    for r in f.orders {
+        let id = r.order.id.as_str();
+        let (t, want) = if is_paid(r) {
+            ("payment_intent.succeeded", 1)
+        } else if matches!(r.state, OrderState::Declined(_)) {
+            ("payment_intent.payment_failed", 1)
+        } else {
+            continue;
+        };
+        let n = events(id, t);
+        if n != want {
+            problems.push(format!("{id}: {t} recorded {n} times"));
+        }
+    }
+    out.push(check(
+        "each payment event recorded exactly once",
+        problems,
+        format!("{} events recorded", f.intake.recorded),
+    ));
+
+    if let Some(rd) = f.redelivered {
+        let mut problems = Vec::new();
+        if f.intake.duplicates == 0 {
+            problems.push(format!("{} was not seen as a duplicate", rd.event_id));
+        }
+        if events(&rd.order_id, &rd.event_type) != 1 {
+            problems.push(format!("{} recorded again", rd.event_id));
+        }
+        if e.emails_of(&rd.order_id, OrderEventKind::Paid.template()) != 1 {
+            problems.push(format!(
+                "{}: not exactly one confirmation email",
+                rd.order_id
+            ));
+        }
+        out.push(check(
+            "a redelivered webhook has no second effect",
+            problems,
+            format!(
+                "{} duplicate deliveries acknowledged, nothing recorded",
+                f.intake.duplicates
+            ),
+        ));
+    }
+
+    match f.refund {
+        Some(rf) => {
+            let id = rf.order_id.as_str();
+            let mut problems = Vec::new();
+            if events(id, "refund.created") != 1 {
+                problems.push("refund.created not recorded once".to_owned());
+            }
+            if e.emails_of(id, OrderEventKind::Refunded.template()) == 0 {
+                problems.push("no refund email".to_owned());
+            }
+            if e.rows.get(id).map(String::as_str) != Some("partially_refunded") {
+                problems.push(format!("row status {:?}", e.rows.get(id)));
+            }
+            if e.notifications_of(id, OrderEventKind::Refunded) == 0 {
+                problems.push("no refund notification".to_owned());
+            }
+            if f.business.refunds != 1 {
+                problems.push(format!("{} refunds counted", f.business.refunds));
+            }
+            out.push(check(
+                "the partial refund reached email, sheet, notifications and metrics",
+                problems,
+                format!("{} refunded on {id}", rf.amount),
+            ));
+        }
+        None => out.push(check(
+            "the partial refund reached email, sheet, notifications and metrics",
+            vec!["no refund was made".to_owned()],
+            String::new(),
+        )),
+    }
+
+    let revenue: i64 = paid
+        .iter()
+        .filter_map(|r| r.order.total().ok())
+        .map(|m| m.minor())
+        .sum();
+    let b = f.business;
+    let counted: i64 = b.revenue_minor.values().sum();
+    let mut problems = Vec::new();
+    if b.orders_paid != paid.len() as u64 || b.payments_failed != declined.len() as u64 {
+        problems.push(format!(
+            "counted {} paid / {} failed, expected {} / {}",
+            b.orders_paid,
+            b.payments_failed,
+            paid.len(),
+            declined.len()
+        ));
+    }
+    if counted != revenue {
+        problems.push(format!(
+            "revenue counted {counted}, expected {revenue} (minor units)"
+        ));
+    }
+    out.push(check(
+        "business metrics count each event exactly once",
+        problems,
+        format!(
+            "{} paid, {} failed, {} refund(s)",
+            b.orders_paid, b.payments_failed, b.refunds
+        ),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order_flow::orders::Order;
+    use integrations_core::Money;
+
+    struct World {
+        orders: Vec<OrderRecord>,
+        evidence: Evidence,
+        payments: PaymentAudit,
+        outbox: OutboxCounts,
+        intake: IntakeStats,
+        business: BusinessMetrics,
+        refund: RefundMade,
+    }
+
+    /// Order 0 paid and partly refunded, order 1 paid, order 7 declined: everything delivered.
+    fn healthy() -> World {
+        let rec = |n: usize, state: OrderState| OrderRecord {
+            order: Order::sample("t", n, None),
+            state,
+            payment_id: Some(format!("pi_{n}")),
+            refunded_minor: 0,
+        };
+        let orders = vec![
+            rec(0, OrderState::PartiallyRefunded),
+            rec(1, OrderState::Paid),
+            rec(7, OrderState::Declined("generic_decline".into())),
+        ];
+        let (o0, o1, o7) = (
+            orders[0].order.id.clone(),
+            orders[1].order.id.clone(),
+            orders[2].order.id.clone(),
+        );
+        let mut evidence = Evidence::default();
+        let email = |t: &str| (t.to_owned(), "sendgrid".to_owned());
+        evidence.emails.insert(
+            o0.clone(),
+            vec![email("order_confirmation"), email("refund_issued")],
+        );
+        evidence
+            .emails
+            .insert(o1.clone(), vec![email("order_confirmation")]);
+        evidence
+            .emails
+            .insert(o7.clone(), vec![email("payment_failed")]);
+        evidence
+            .rows
+            .insert(o0.clone(), "partially_refunded".into());
+        evidence.rows.insert(o1.clone(), "paid".into());
+        for (o, events) in [
+            (&o0, &["order_confirmation", "refund_issued"][..]),
+            (&o1, &["order_confirmation"]),
+            (&o7, &["payment_failed"]),
+        ] {
+            let m = evidence.notifications.entry(o.clone()).or_default();
+            for e in events {
+                m.insert((*e).to_owned(), 1);
+            }
+        }
+        let mut payments = PaymentAudit {
+            intents: 3,
+            max_charges_per_intent: Some(1),
+            ..PaymentAudit::default()
+        };
+        payments.charges_by_order = [(o0.clone(), 1), (o1.clone(), 1), (o7.clone(), 0)].into();
+        let mut intake = IntakeStats {
+            recorded: 4,
+            jobs_recorded: 15,
+            duplicates: 1,
+            ..IntakeStats::default()
+        };
+        for (o, t) in [
+            (&o0, "payment_intent.succeeded"),
+            (&o0, "refund.created"),
+            (&o1, "payment_intent.succeeded"),
+            (&o7, "payment_intent.payment_failed"),
+        ] {
+            intake
+                .events_of
+                .insert((o.clone(), t.to_owned()), vec![format!("evt_{o}_{t}")]);
+        }
+        let revenue =
+            orders[0].order.total().unwrap().minor() + orders[1].order.total().unwrap().minor();
+        let business = BusinessMetrics {
+            orders_paid: 2,
+            payments_failed: 1,
+            refunds: 1,
+            revenue_minor: [("USD".to_owned(), revenue)].into(),
+            ..BusinessMetrics::default()
+        };
+        let total = orders[0].order.total().unwrap();
+        World {
+            refund: RefundMade {
+                order_id: o0,
+                refund_id: "re_1".into(),
+                amount: Money::from_minor(100, total.currency()),
+                total,
+            },
+            orders,
+            evidence,
+            payments,
+            outbox: OutboxCounts {
+                done: 15,
+                events: 4,
+                ..OutboxCounts::default()
+            },
+            intake,
+            business,
+        }
+    }
+
+    fn judged(w: &World, drained: bool) -> Vec<Invariant> {
+        let redelivery = Redelivery {
+            event_id: "evt_x".into(),
+            event_type: "payment_intent.succeeded".into(),
+            order_id: w.orders[1].order.id.clone(),
+        };
+        judge(&Facts {
+            orders: &w.orders,
+            evidence: &w.evidence,
+            payments: &w.payments,
+            outbox: w.outbox,
+            drained,
+            intake: &w.intake,
+            business: &w.business,
+            refund: Some(&w.refund),
+            redelivered: Some(&redelivery),
+        })
+    }
+
+    fn failed(invariants: &[Invariant]) -> Vec<&'static str> {
+        invariants
+            .iter()
+            .filter(|i| !i.ok)
+            .map(|i| i.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_run_keeps_every_invariant() {
+        let w = healthy();
+        let all = judged(&w, true);
+        assert_eq!(all.len(), 9);
+        assert!(failed(&all).is_empty(), "{all:#?}");
+    }
+
+    #[test]
+    fn a_double_charge_is_caught() {
+        let mut w = healthy();
+        let paid = w.orders[1].order.id.clone();
+        w.payments.charges_by_order.insert(paid, 2);
+        w.payments.intents_charged_twice.push("pi_1".into());
+        assert_eq!(failed(&judged(&w, true)), [NO_DOUBLE_PAYMENT]);
+        let mut w = healthy();
+        w.payments
+            .orders_with_several_intents
+            .push(w.orders[1].order.id.clone());
+        assert_eq!(failed(&judged(&w, true)), [NO_DOUBLE_PAYMENT]);
+    }
+
+    #[test]
+    fn a_lost_job_is_caught() {
+        let mut w = healthy();
+        w.outbox.done = 14;
+        assert_eq!(failed(&judged(&w, true)), [NO_LOST_JOB]);
+        let w = healthy();
+        assert_eq!(failed(&judged(&w, false)), [NO_LOST_JOB]);
+    }
+
+    #[test]
+    fn a_paid_order_without_its_effects_is_caught() {
+        for missing in ["email", "row", "notification"] {
+            let mut w = healthy();
+            let id = w.orders[1].order.id.clone();
+            match missing {
+                "email" => drop(w.evidence.emails.remove(&id)),
+                "row" => drop(w.evidence.rows.remove(&id)),
+                _ => drop(w.evidence.notifications.remove(&id)),
+            }
+            let f = failed(&judged(&w, true));
+            assert!(f.contains(&PAID_FULFILLED), "{missing}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn an_event_recorded_twice_or_a_stuck_order_is_caught() {
+        let mut w = healthy();
+        let key = (
+            w.orders[1].order.id.clone(),
+            "payment_intent.succeeded".to_owned(),
+        );
+        w.intake
+            .events_of
+            .get_mut(&key)
+            .unwrap()
+            .push("evt_again".into());
+        let f = failed(&judged(&w, true));
+        assert!(
+            f.contains(&"each payment event recorded exactly once"),
+            "{f:?}"
+        );
+        assert!(
+            f.contains(&"a redelivered webhook has no second effect"),
+            "{f:?}"
+        );
+
+        let mut w = healthy();
+        w.orders[1].state = OrderState::PaymentPending;
+        let f = failed(&judged(&w, true));
+        assert!(
+            f.contains(&"every checkout ended paid or declined"),
+            "{f:?}"
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The outbox side of the flow: what each payment event fans out to, and the handlers that
+//! deliver it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use integrations_core::outbox::{Job, JobHandler, NewJob};
+use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
+use integrations_core::{Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink};
+use integrations_sendgrid::template::{LineItem as TemplateLine, SeedEmail, TemplateRegistry};
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{BusinessEvent, Ledger, OrderMetrics};
+use super::orders::{LineItem, OrderRecord};
+
+/// Job kind: the customer email (through the email failover).
+pub const EMAIL: &str = "email";
+/// Job kind: append the order's analytics row.
+pub const SHEETS_APPEND: &str = "sheets.append";
+/// Job kind: update the order's analytics row.
+pub const SHEETS_UPDATE: &str = "sheets.update";
+/// Job kind: publish a notification.
+pub const NOTIFY: &str = "notify";
+/// Job kind: count the event in the business metrics.
+pub const METRICS: &str = "metrics";
+
+/// What happened to an order, as a verified webhook told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEventKind {
+    /// `payment_intent.succeeded`.
+    Paid,
+    /// `payment_intent.payment_failed`.
+    PaymentFailed,
+    /// `refund.created`.
+    Refunded,
+}
+
+impl OrderEventKind {
+    /// The email template the event sends.
+    pub fn template(self) -> &'static str {
+        match self {
+            OrderEventKind::Paid => "order_confirmation",
+            OrderEventKind::PaymentFailed => "payment_failed",
+            OrderEventKind::Refunded => "refund_issued",
+        }
+    }
+
+    /// The job kinds the event fans out to.
+    pub fn job_kinds(self) -> &'static [&'static str] {
+        match self {
+            OrderEventKind::Paid => &[EMAIL, SHEETS_APPEND, NOTIFY, METRICS],
+            OrderEventKind::PaymentFailed => &[EMAIL, NOTIFY, METRICS],
+            OrderEventKind::Refunded => &[EMAIL, SHEETS_UPDATE, NOTIFY, METRICS],
+        }
+    }
+}
+
+/// The payload of every job of one event: what the handlers need, so that delivery never reads
+/// the order store (which may have moved on by then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    /// What happened.
+    pub kind: OrderEventKind,
+    /// The Stripe event id.
+    pub event_id: String,
+    /// The order.
+    pub order_id: String,
+    /// Customer's name.
+    pub customer_name: String,
+    /// Customer's address.
+    pub customer_email: String,
+    /// The order's lines.
+    pub items: Vec<LineItem>,
+    /// Currency of the amounts.
+    pub currency: Currency,
+    /// The order total, in minor units.
+    pub total_minor: i64,
+    /// The amount the event is about (paid, attempted or refunded), in minor units.
+    pub amount_minor: i64,
+    /// The payment intent.
+    pub payment_id: String,
+    /// Decline or refund reason.
+    pub reason: Option<String>,
+    /// When the event happened (unix seconds).
+    pub occurred_at: i64,
+}
+
+impl OrderEvent {
+    /// The event about `record`.
+    pub fn new(
+        kind: OrderEventKind,
+        event_id: &str,
+        record: &OrderRecord,
+        amount: Money,
+        payment_id: &str,
+        reason: Option<String>,
+        occurred_at: i64,
+    ) -> Result<Self> {
+        let order = &record.order;
+        Ok(OrderEvent {
+            kind,
+            event_id: event_id.to_owned(),
+            order_id: order.id.clone(),
+            customer_name: order.customer_name.clone(),
+            customer_email: order.customer_email.clone(),
+            items: order.items.clone(),
+            currency: order.currency,
+            total_minor: order.total()?.minor(),
+            amount_minor: amount.minor(),
+            payment_id: payment_id.to_owned(),
+            reason,
+            occurred_at,
+        })
+    }
+
+    /// The jobs to record with the event, one per kind it fans out to.
+    ///
+    /// # Errors
+    /// If the payload cannot be encoded (not expected).
+    pub fn jobs(&self, max_attempts: u32) -> Result<Vec<NewJob>> {
+        let payload = serde_json::to_value(self)
+            .map_err(|e| Error::provider(format!("cannot encode a job payload: {e}")))?;
+        Ok(self
+            .kind
+            .job_kinds()
+            .iter()
+            .map(|kind| NewJob::new(*kind, payload.clone()).with_max_attempts(max_attempts))
+            .collect())
+    }
+
+    /// Decodes a job's payload.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `payload` (not retryable: the job goes to the dead-letter
+    /// queue, where it can be inspected).
+    pub fn of(job: &Job) -> Result<Self> {
+        serde_json::from_value(job.payload.clone())
+            .map_err(|e| Error::invalid_input("payload", format!("job {}: {e}", job.id)))
+    }
+
+    fn money(&self, minor: i64) -> Money {
+        Money::from_minor(minor, self.currency)
+    }
+
+    fn seed_email(&self) -> SeedEmail {
+        let customer_name = self.customer_name.clone();
+        let order_id = self.order_id.clone();
+        match self.kind {
+            OrderEventKind::Paid => SeedEmail::OrderConfirmation {
+                customer_name,
+                order_id,
+                items: self
+                    .items
+                    .iter()
+                    .map(|i| TemplateLine {
+                        name: i.name.clone(),
+                        quantity: i.quantity,
+                        unit_price: self.money(i.unit_price_minor),
+                    })
+                    .collect(),
+                total: self.money(self.total_minor),
+            },
+            OrderEventKind::PaymentFailed => SeedEmail::PaymentFailed {
+                customer_name,
+                order_id,
+                amount: self.money(self.amount_minor),
+                reason: self.reason.clone(),
+            },
+            OrderEventKind::Refunded => SeedEmail::RefundIssued {
+                customer_name,
+                order_id,
+                amount: self.money(self.amount_minor),
+                reason: self.reason.clone(),
+            },
+        }
+    }
+}
+
+/// Sends the customer email through the email provider (the failover).
+#[derive(Debug)]
+pub struct EmailJob {
+    /// The provider (SendGrid → backup).
+    pub email: Arc<dyn EmailProvider>,
+    /// The order flow's templates.
+    pub templates: Arc<TemplateRegistry>,
+    /// Sender.
+    pub from: Mailbox,
+    /// Where deliveries are recorded.
+    pub ledger: Arc<Ledger>,
+}
+
+#[async_trait]
+impl JobHandler for EmailJob {
+    async fn handle(&self, job: &Job) -> Result<()> {
+        let ev = OrderEvent::of(job)?;
+        let message = ev
+            .seed_email()
+            .message(
+                &self.templates,
+                self.from.clone(),
+                Mailbox::named(ev.customer_email.clone(), ev.customer_name.clone()),
+                self.email.capabilities(),
+            )?
+            .custom_arg("event_id", ev.event_id.clone())
+            .build();
+        let sent = self.email.send(&message).await?;
+        self.ledger
+            .email_sent(&ev.order_id, ev.kind.template(), &sent.provider);
+        Ok(())
+    }
+}
+
+/// The sheet every order's row goes to.
+pub const SHEET: &str = "Orders";
+
+/// The analytics row of an order: key (column A) is the order id.
+pub fn analytics_row(ev: &OrderEvent, status: &str, refunded_minor: i64) -> Row {
+    Row::new(ev.order_id.clone())
+        .cell(status)
+        .cell(ev.money(ev.total_minor).to_decimal_string())
+        .cell(ev.currency.code())
+        .cell(ev.items.len() as i64)
+        .cell(ev.payment_id.clone())
+        .cell(ev.money(refunded_minor).to_decimal_string())
+        .cell(ev.occurred_at)
+}
+
+/// Appends (on payment) or updates (on refund) the order's analytics row.
+#[derive(Debug)]
+pub struct SheetsJob {
+    /// The sink (batched appends under the quota).
+    pub sink: Arc<dyn SheetsSink>,
+    /// Where deliveries are recorded.
+    pub ledger: Arc<Ledger>,
+}
+
+#[async_trait]
+impl JobHandler for SheetsJob {
+    async fn handle(&self, job: &Job) -> Result<()> {
+        let ev = OrderEvent::of(job)?;
+        match ev.kind {
+            OrderEventKind::Refunded => {
+                let row = analytics_row(&ev, "partially_refunded", ev.amount_minor);
+                match self.sink.update_row(SHEET, row).await? {
+                    UpdateOutcome::Updated { .. } => self.ledger.row_updated(&ev.order_id),
+                    // The row's append job has not run yet: try again later.
+                    _ => {
+                        return Err(Error::unavailable(format!(
+                            "the row of {} is not in the sheet yet",
+                            ev.order_id
+                        ))
+                        .with_retry_hint(true));
+                    }
+                }
+            }
+            OrderEventKind::Paid | OrderEventKind::PaymentFailed => {
+                // `append_rows` returns once the batch carrying the row is at Google (or the
+                // row's key was already there): the effect is durable before the job is marked.
+                self.sink
+                    .append_rows(SHEET, vec![analytics_row(&ev, "paid", 0)])
+                    .await?;
+                self.ledger.row_appended(&ev.order_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Publishes a notification; the job's key is the dedup id (SNS FIFO, the JSONL notifier).
+#[derive(Debug)]
+pub struct NotifyJob {
+    /// The notifier.
+    pub notifier: Arc<dyn Notifier>,
+    /// Where deliveries are recorded.
+    pub ledger: Arc<Ledger>,
+}
+
+#[async_trait]
+impl JobHandler for NotifyJob {
+    async fn handle(&self, job: &Job) -> Result<()> {
+        let ev = OrderEvent::of(job)?;
+        let amount = ev.money(ev.amount_minor);
+        let (subject, body) = match ev.kind {
+            OrderEventKind::Paid => (
+                "Order paid",
+                format!("Order {} paid: {amount}", ev.order_id),
+            ),
+            OrderEventKind::PaymentFailed => (
+                "Payment failed",
+                format!(
+                    "Payment for order {} failed ({}): {amount}",
+                    ev.order_id,
+                    ev.reason.as_deref().unwrap_or("declined")
+                ),
+            ),
+            OrderEventKind::Refunded => (
+                "Refund issued",
+                format!("Order {} refunded {amount}", ev.order_id),
+            ),
+        };
+        let n = Notification::new(body)
+            .subject(subject)
+            .attribute("order_id", ev.order_id.clone())
+            .attribute("event", ev.kind.template())
+            .dedup_id(job.idempotency_key.as_str())
+            .group_id(ev.order_id.clone());
+        self.notifier.publish(&n).await?;
+        self.ledger.notified(&ev.order_id, ev.kind.template());
+        Ok(())
+    }
+}
+
+/// Counts the event in the business metrics, once per job key.
+#[derive(Debug)]
+pub struct MetricsJob {
+    /// The counters.
+    pub metrics: Arc<OrderMetrics>,
+}
+
+#[async_trait]
+impl JobHandler for MetricsJob {
+    async fn handle(&self, job: &Job) -> Result<()> {
+        let ev = OrderEvent::of(job)?;
+        let event = match ev.kind {
+            OrderEventKind::Paid => BusinessEvent::Paid,
+            OrderEventKind::PaymentFailed => BusinessEvent::Failed,
+            OrderEventKind::Refunded => BusinessEvent::Refunded,
+        };
+        self.metrics.record(
+            job.idempotency_key.as_str(),
+            event,
+            ev.currency.code(),
+            ev.amount_minor,
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order_flow::orders::{Order, OrderState};
+    use integrations_core::testing::{StubEmailProvider, StubNotifier, StubSheetsSink};
+    use integrations_core::{IdempotencyKey, outbox::JobId};
+
+    fn event(kind: OrderEventKind) -> OrderEvent {
+        let order = Order::sample("t", 1, None);
+        let total = order.total().unwrap();
+        let record = OrderRecord {
+            order,
+            state: OrderState::Paid,
+            payment_id: Some("pi_1".into()),
+            refunded_minor: 0,
+        };
+        OrderEvent::new(kind, "evt_1", &record, total, "pi_1", None, 1_700_000_000).unwrap()
+    }
+
+    fn job(ev: &OrderEvent, kind: &str) -> Job {
+        let new = ev
+            .jobs(3)
+            .unwrap()
+            .into_iter()
+            .find(|j| j.kind == kind)
+            .unwrap();
+        Job {
+            id: JobId::new("1"),
+            event_id: ev.event_id.clone(),
+            kind: kind.into(),
+            idempotency_key: IdempotencyKey::derive(&ev.event_id, kind).unwrap(),
+            payload: new.payload,
+            attempt: 1,
+            max_attempts: 3,
+            created_at: std::time::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn events_fan_out_to_their_kinds() {
+        let kinds = |k| {
+            event(k)
+                .jobs(5)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(OrderEventKind::Paid),
+            [EMAIL, SHEETS_APPEND, NOTIFY, METRICS]
+        );
+        assert_eq!(
+            kinds(OrderEventKind::PaymentFailed),
+            [EMAIL, NOTIFY, METRICS]
+        );
+        assert_eq!(
+            kinds(OrderEventKind::Refunded),
+            [EMAIL, SHEETS_UPDATE, NOTIFY, METRICS]
+        );
+        let ev = event(OrderEventKind::Paid);
+        assert_eq!(OrderEvent::of(&job(&ev, EMAIL)).unwrap(), ev);
+    }
+
+    #[tokio::test]
+    async fn handlers_deliver_and_record() {
+        let ledger = Arc::new(Ledger::new());
+        let email = Arc::new(StubEmailProvider::new_ok());
+        let h = EmailJob {
+            email: email.clone(),
+            templates: Arc::new(TemplateRegistry::seed()),
+            from: Mailbox::named("orders@example.com", "Shop"),
+            ledger: ledger.clone(),
+        };
+        let ev = event(OrderEventKind::Paid);
+        h.handle(&job(&ev, EMAIL)).await.unwrap();
+        let sent = email.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].custom_args["order_id"], ev.order_id);
+        assert_eq!(ledger.get(&ev.order_id).emails_of("order_confirmation"), 1);
+
+        let sink = Arc::new(StubSheetsSink::new_ok());
+        let sheets = SheetsJob {
+            sink: sink.clone(),
+            ledger: ledger.clone(),
+        };
+        let refund = event(OrderEventKind::Refunded);
+        let early = sheets
+            .handle(&job(&refund, SHEETS_UPDATE))
+            .await
+            .unwrap_err();
+        assert!(
+            early.is_retryable(),
+            "an update before the append is retried: {early}"
+        );
+        sheets.handle(&job(&ev, SHEETS_APPEND)).await.unwrap();
+        sheets.handle(&job(&refund, SHEETS_UPDATE)).await.unwrap();
+        assert_eq!(ledger.get(&ev.order_id).rows_updated, 1);
+
+        let notifier = Arc::new(StubNotifier::new_ok());
+        let n = NotifyJob {
+            notifier: notifier.clone(),
+            ledger: ledger.clone(),
+        };
+        n.handle(&job(&ev, NOTIFY)).await.unwrap();
+        let published = notifier.published();
+        assert_eq!(published[0].dedup_id.as_deref(), Some("evt_1/notify"));
+
+        let metrics = Arc::new(OrderMetrics::new());
+        let m = MetricsJob {
+            metrics: metrics.clone(),
+        };
+        m.handle(&job(&ev, METRICS)).await.unwrap();
+        m.handle(&job(&ev, METRICS)).await.unwrap();
+        assert_eq!(metrics.snapshot().orders_paid, 1);
+    }
+}

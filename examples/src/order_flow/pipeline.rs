@@ -1,0 +1,145 @@
+//! The event side of a run: SQLite outbox, webhook endpoint (or the real Stripe's event poller)
+//! and the dispatcher delivering the jobs, started before checkout and stopped after the drain.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use integrations_core::outbox::{
+    Dispatcher, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
+};
+use integrations_core::resilience::Backoff;
+use integrations_core::{Error, Result};
+use integrations_sendgrid::template::TemplateRegistry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::config::FlowConfig;
+use super::intake::{Intake, WebhookServer, poll_stripe_events};
+use super::jobs::{
+    EMAIL, EmailJob, METRICS, MetricsJob, NOTIFY, NotifyJob, SHEETS_APPEND, SHEETS_UPDATE,
+    SheetsJob,
+};
+use super::ledger::{Ledger, OrderMetrics};
+use super::orders::OrderBook;
+use super::providers::Services;
+
+/// What the pipeline's parts share with the rest of the run.
+#[derive(Debug, Clone)]
+pub(super) struct Shared {
+    pub(super) book: Arc<OrderBook>,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) metrics: Arc<OrderMetrics>,
+}
+
+/// The running pipeline.
+#[derive(Debug)]
+pub(super) struct Pipeline {
+    pub(super) outbox: Arc<SqliteOutbox>,
+    pub(super) intake: Arc<Intake>,
+    endpoint: WebhookServer,
+    poller: Option<JoinHandle<()>>,
+    stop_poll: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
+    dispatching: JoinHandle<RunStats>,
+}
+
+impl Pipeline {
+    /// Opens the outbox in `dir`, serves the webhook endpoint (registered with the Stripe
+    /// sandbox, or a poller of the real Stripe's events from `since`), and starts dispatching.
+    pub(super) async fn start(
+        config: &FlowConfig,
+        services: &Services,
+        dir: &Path,
+        since: i64,
+        worker_id: String,
+        shared: &Shared,
+    ) -> Result<Self> {
+        let outbox = Arc::new(SqliteOutbox::open(dir.join("outbox.db")).await?);
+        let intake = Arc::new(Intake::new(
+            outbox.clone(),
+            shared.book.clone(),
+            services.verifier.clone(),
+            config.max_attempts,
+        ));
+        let endpoint = WebhookServer::start(intake.clone()).await?;
+        let (stop_poll, stop_rx) = watch::channel(false);
+        let poller = match &services.stripe_sandbox {
+            Some(sandbox) => {
+                sandbox.add_webhook_endpoint(endpoint.url());
+                None
+            }
+            None => Some(tokio::spawn(poll_stripe_events(
+                services.stripe_client.clone(),
+                intake.clone(),
+                since,
+                Duration::from_secs(2),
+                stop_rx,
+            ))),
+        };
+
+        let sheets = Arc::new(SheetsJob {
+            sink: services.sheets_sink(),
+            ledger: shared.ledger.clone(),
+        });
+        let email = EmailJob {
+            email: services.email.clone(),
+            templates: Arc::new(TemplateRegistry::seed()),
+            from: services.from.clone(),
+            ledger: shared.ledger.clone(),
+        };
+        let notify = NotifyJob {
+            notifier: services.notifier.clone(),
+            ledger: shared.ledger.clone(),
+        };
+        let metrics = MetricsJob {
+            metrics: shared.metrics.clone(),
+        };
+        // Short backoffs: a job failed by the outage comes back within seconds, by when the
+        // breaker has sent the email to the backup (or SendGrid is back).
+        let dispatcher = Dispatcher::builder(outbox.clone())
+            .handler(EMAIL, email)
+            .shared_handler(SHEETS_APPEND, sheets.clone())
+            .shared_handler(SHEETS_UPDATE, sheets)
+            .handler(NOTIFY, notify)
+            .handler(METRICS, metrics)
+            .worker_id(worker_id)
+            .concurrency(config.dispatch_concurrency)
+            .lease(Duration::from_secs(90))
+            .handler_timeout(Duration::from_secs(75))
+            .poll_interval(Duration::from_millis(20))
+            .backoff(Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+                2.0,
+            ))
+            .build()?;
+        let (shutdown, signal) = shutdown_channel();
+        let dispatching = tokio::spawn(async move { dispatcher.run(signal).await });
+        Ok(Pipeline {
+            outbox,
+            intake,
+            endpoint,
+            poller,
+            stop_poll,
+            shutdown,
+            dispatching,
+        })
+    }
+
+    /// Stops polling, lets the dispatcher finish the deliveries in flight, closes the endpoint,
+    /// and returns the dispatcher's totals.
+    pub(super) async fn stop(self) -> Result<RunStats> {
+        let _ = self.stop_poll.send(true);
+        if let Some(p) = self.poller {
+            let _ = p.await;
+        }
+        self.shutdown.trigger();
+        let stats = self
+            .dispatching
+            .await
+            .map_err(|e| Error::provider(format!("the dispatcher task failed: {e}")))?;
+        drop(self.endpoint);
+        Ok(stats)
+    }
+}

@@ -1,0 +1,108 @@
+//! The resilience policies of a run, one per integration, all recording into the run's
+//! [`MetricsRegistry`] (the report's table).
+//!
+//! Against a real provider they follow its published limits and its official SDK's retries;
+//! against an in-process sandbox the backoffs are short and the SendGrid breaker is sized so that
+//! the injected outage opens it within a few calls and a probe half a second later can close it.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use integrations_core::Policy;
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::resilience::{
+    Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy, SlidingWindow,
+};
+use integrations_stripe::Mode;
+
+/// Stripe: the test-mode rate limit (25/s) and the SDKs' two retries for the real API; 500/s and
+/// short backoffs for the sandbox.
+pub fn stripe(registry: &MetricsRegistry, local: bool) -> Policy {
+    // The real: Stripe's published test-mode limit and the official SDKs' retries. The sandbox
+    // runs in process: no quota to respect, and short backoffs keep the run fast.
+    let (rps, backoff, timeout) = if local {
+        (
+            500,
+            Backoff::new(Duration::from_millis(20), Duration::from_millis(200), 2.0),
+            10,
+        )
+    } else {
+        (
+            Mode::Test.published_rate_limit(),
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(5), 2.0),
+            80,
+        )
+    };
+    Policy::builder(integrations_stripe::PROVIDER)
+        .rate_limiter(RateLimiter::per_second(
+            NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN),
+        ))
+        .circuit_breaker(CircuitBreakerConfig::DEFAULT)
+        .retry(RetryPolicy::new(2, backoff).with_max_retry_after(Duration::from_secs(10)))
+        .attempt_timeout(Duration::from_secs(timeout))
+        .metrics(registry)
+        .build()
+}
+
+/// An email provider named `name` (the name its metrics are kept under).
+pub fn email(name: &'static str, registry: &MetricsRegistry, local: bool) -> Policy {
+    // Locally the breaker is sized so a short burst of 500s opens it within a few calls and a
+    // probe half a second later can close it: the outage shows within a run of seconds.
+    let (backoff, breaker, timeout) = if local {
+        (
+            Backoff::new(Duration::from_millis(10), Duration::from_millis(100), 2.0),
+            CircuitBreakerConfig::new()
+                .with_window(SlidingWindow::Count(10))
+                .with_minimum_calls(6)
+                .with_failure_rate_threshold(50)
+                .with_open_duration(Duration::from_millis(500))
+                .with_half_open_probes(2),
+            5,
+        )
+    } else {
+        (
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(10), 2.0),
+            CircuitBreakerConfig::DEFAULT,
+            30,
+        )
+    };
+    Policy::builder(name)
+        .retry(RetryPolicy::new(2, backoff).with_max_retry_after(Duration::from_secs(60)))
+        .circuit_breaker(breaker)
+        .attempt_timeout(Duration::from_secs(timeout))
+        .metrics(registry)
+        .build()
+}
+
+/// Google Sheets: 60 writes a minute, evenly spaced (Google's per-user limit, which the sandbox
+/// enforces too), five retries.
+pub fn sheets(name: &'static str, registry: &MetricsRegistry, local: bool) -> Policy {
+    // Google's published 60 writes a minute per user, evenly spaced; the sandbox enforces it too.
+    let backoff = if local {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 2.0)
+    } else {
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(32), 2.0)
+    };
+    Policy::builder(name)
+        .rate_limiter(
+            RateLimiter::per_minute(NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN))
+                .with_burst(NonZeroU32::MIN)
+                .with_max_wait(Duration::from_secs(60)),
+        )
+        .retry(RetryPolicy::new(5, backoff))
+        .attempt_timeout(Duration::from_secs(30))
+        .metrics(registry)
+        .build()
+}
+
+/// A local integration (the JSONL notifier, the OAuth token endpoint, SNS): two quick retries.
+pub fn local(name: &'static str, registry: &MetricsRegistry) -> Policy {
+    Policy::builder(name)
+        .retry(RetryPolicy::new(
+            2,
+            Backoff::new(Duration::from_millis(10), Duration::from_millis(100), 2.0),
+        ))
+        .attempt_timeout(Duration::from_secs(5))
+        .metrics(registry)
+        .build()
+}

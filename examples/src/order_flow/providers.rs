@@ -1,0 +1,434 @@
+//! The services a run uses: in-process sandboxes, or the real providers when credentials are set.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use integrations_aws::AwsBuilder;
+use integrations_aws::ses::SesEmail;
+use integrations_aws::sns::SnsNotifier;
+use integrations_core::failover::Failover;
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::provider::{
+    EmailCapabilities, EmailMessage, EmailProvider, Mailbox, PaymentProvider, SentEmail,
+};
+use integrations_core::{Error, Notifier, Result, SheetsSink};
+use integrations_sendgrid::SendGridBuilder;
+use integrations_sheets::{BatchConfig, GoogleSheetsBuilder, GoogleSheetsSink};
+use integrations_stripe::webhook::WebhookVerifier;
+use integrations_stripe::{Mode, StripeBuilder, StripeClient, StripePayments};
+
+use super::config::{
+    ENV_EMAIL_FROM, ENV_EMAIL_TO, ENV_GOOGLE, ENV_SENDGRID, ENV_SNS_TOPIC, ENV_SPREADSHEET,
+    ENV_STRIPE, Environment,
+};
+use super::jobs::SHEET;
+use super::notifier::{self, JsonlNotifier};
+use super::policies;
+
+/// The name of the second email provider when it is a SendGrid sandbox.
+pub const BACKUP_LABEL: &str = "sendgrid-backup";
+
+/// An email provider reporting itself (and its receipts) under another name, so two instances
+/// of one provider can be told apart in a failover.
+#[derive(Debug)]
+pub struct Labelled<E> {
+    label: &'static str,
+    inner: E,
+}
+
+impl<E> Labelled<E> {
+    /// `inner`, named `label`.
+    pub fn new(label: &'static str, inner: E) -> Self {
+        Labelled { label, inner }
+    }
+}
+
+#[async_trait]
+impl<E: EmailProvider> EmailProvider for Labelled<E> {
+    fn name(&self) -> &str {
+        self.label
+    }
+    fn capabilities(&self) -> EmailCapabilities {
+        self.inner.capabilities()
+    }
+    async fn send(&self, message: &EmailMessage) -> Result<SentEmail> {
+        let sent = self.inner.send(message).await?;
+        Ok(SentEmail::new(self.label, sent.message_id))
+    }
+}
+
+/// Which implementation serves one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// `payments`, `email`, `email backup`, `analytics`, `notifications`, `metrics`.
+    pub role: &'static str,
+    /// What serves it.
+    pub what: String,
+    /// Whether it is a real service (credentials from the environment).
+    pub real: bool,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = if self.real { "REAL" } else { "local" };
+        write!(f, "{:<14} {:<5} {}", self.role, tag, self.what)
+    }
+}
+
+/// The services of one run. Dropping it stops the sandboxes.
+#[derive(Debug)]
+pub struct Services {
+    /// Payments (Stripe).
+    pub payments: Arc<StripePayments>,
+    /// The Stripe client, for listing events (real Stripe).
+    pub stripe_client: StripeClient,
+    /// Verifies signed webhook deliveries (`None`: real Stripe without `STRIPE_WEBHOOK_SECRET`).
+    pub verifier: Option<WebhookVerifier>,
+    /// The Stripe sandbox, when used.
+    pub stripe_sandbox: Option<integrations_stripe::sandbox::Sandbox>,
+    /// Email: primary, then backup.
+    pub email: Arc<Failover<dyn EmailProvider>>,
+    /// The primary SendGrid sandbox, when used.
+    pub sendgrid_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
+    /// The backup SendGrid sandbox, when used.
+    pub backup_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
+    /// Sender.
+    pub from: Mailbox,
+    /// Inbox every customer email goes to, when set (real email providers).
+    pub recipient: Option<String>,
+    /// Analytics rows.
+    pub sheets: GoogleSheetsSink,
+    /// The Sheets sandbox, when used.
+    pub sheets_sandbox: Option<integrations_sheets::sandbox::Sandbox>,
+    /// Notifications.
+    pub notifier: Arc<dyn Notifier>,
+    /// The JSONL file, when the local notifier is used.
+    pub notifications_file: Option<std::path::PathBuf>,
+    /// Which implementation serves each role.
+    pub backends: Vec<Backend>,
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::unavailable(format!("cannot start the {what} sandbox: {e}")).with_source(e)
+}
+
+impl Services {
+    /// Starts the sandboxes (or builds the real clients) for `env`, recording every call's
+    /// metrics in `registry`, with files in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] naming a missing or refused setting (a live Stripe key, a real
+    /// email provider without `ORDER_FLOW_EMAIL_FROM`/`ORDER_FLOW_EMAIL_TO`, …);
+    /// [`Error::Unavailable`] if a sandbox cannot bind a port.
+    pub async fn start(env: &Environment, registry: &MetricsRegistry, dir: &Path) -> Result<Self> {
+        let mut backends = Vec::new();
+        let mut backend = |role, what: String, real| backends.push(Backend { role, what, real });
+
+        // Checked first: a real email provider must not mail made-up customers.
+        let real_sendgrid = env.has(ENV_SENDGRID);
+        let (from, recipient) = if real_sendgrid || env.has_aws() {
+            let need = |name| {
+                env.get(name).map(str::to_owned).ok_or_else(|| {
+                    Error::configuration(
+                        name,
+                        "required with a real email provider: a verified sender, and an inbox you own for the customer emails",
+                    )
+                })
+            };
+            (
+                Mailbox::named(need(ENV_EMAIL_FROM)?, "Order flow example"),
+                Some(need(ENV_EMAIL_TO)?),
+            )
+        } else {
+            (Mailbox::named("orders@example.com", "Trailhead Shop"), None)
+        };
+
+        // Payments.
+        let real_stripe = env.has(ENV_STRIPE);
+        let (stripe_client, stripe_sandbox, verifier) = if real_stripe {
+            let client = StripeBuilder::from_env()
+                .with_policy(policies::stripe(registry, false))
+                .build()?;
+            if client.mode() == Mode::Live {
+                return Err(Error::configuration(
+                    ENV_STRIPE,
+                    "a live key: this example pays with test cards; use a test-mode key (sk_test_…)",
+                ));
+            }
+            // Stripe cannot reach a local endpoint: events are read back over the API, and a
+            // signing secret (if set) only serves deliveries forwarded by `stripe listen`.
+            let verifier = WebhookVerifier::from_env().ok();
+            backend(
+                "payments",
+                "Stripe (test mode), events read back from /v1/events".into(),
+                true,
+            );
+            (client, None, verifier)
+        } else {
+            let sandbox = integrations_stripe::sandbox::Sandbox::start()
+                .await
+                .map_err(io("Stripe"))?;
+            let client = sandbox
+                .client_builder()
+                .with_policy(policies::stripe(registry, true))
+                .build()?;
+            let verifier = Some(WebhookVerifier::new(sandbox.webhook_secret()));
+            backend(
+                "payments",
+                format!("Stripe sandbox at {}, signed webhooks", sandbox.base_url()),
+                false,
+            );
+            (client, Some(sandbox), verifier)
+        };
+        let payments = Arc::new(StripePayments::new(stripe_client.clone()));
+
+        // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
+        let (primary, sendgrid_sandbox): (Arc<dyn EmailProvider>, _) = if real_sendgrid {
+            let sg = SendGridBuilder::from_env()
+                .with_policy(policies::email(
+                    integrations_sendgrid::PROVIDER,
+                    registry,
+                    false,
+                ))
+                .build()?;
+            backend("email", "SendGrid".into(), true);
+            (Arc::new(sg), None)
+        } else {
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+                .await
+                .map_err(io("SendGrid"))?;
+            let sg = sandbox
+                .email()
+                .with_policy(policies::email(
+                    integrations_sendgrid::PROVIDER,
+                    registry,
+                    true,
+                ))
+                .build()?;
+            backend(
+                "email",
+                format!("SendGrid sandbox at {}", sandbox.base_url()),
+                false,
+            );
+            (Arc::new(sg), Some(sandbox))
+        };
+        let (backup, backup_sandbox): (Arc<dyn EmailProvider>, _) = if env.has_aws() {
+            let aws = AwsBuilder::from_env()
+                .with_policy(policies::email("aws-ses", registry, false))
+                .build()?;
+            backend(
+                "email backup",
+                format!("Amazon SES ({})", aws.region()),
+                true,
+            );
+            (Arc::new(SesEmail::new(&aws)), None)
+        } else {
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+                .await
+                .map_err(io("backup SendGrid"))?;
+            let sg = sandbox
+                .email()
+                .with_policy(policies::email(BACKUP_LABEL, registry, !real_sendgrid))
+                .build()?;
+            backend(
+                "email backup",
+                format!(
+                    "second SendGrid sandbox at {}, labelled {BACKUP_LABEL}",
+                    sandbox.base_url()
+                ),
+                false,
+            );
+            (Arc::new(Labelled::new(BACKUP_LABEL, sg)), Some(sandbox))
+        };
+        let email =
+            Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
+        // Analytics rows.
+        let real_sheets = env.has(ENV_GOOGLE);
+        let sheets_builder = |b: GoogleSheetsBuilder, local: bool| {
+            b.with_write_policy(policies::sheets(
+                integrations_sheets::PROVIDER,
+                registry,
+                local,
+            ))
+            .with_read_policy(policies::sheets(
+                integrations_sheets::PROVIDER,
+                registry,
+                local,
+            ))
+            .with_token_policy(policies::local("google-oauth", registry))
+            .with_batch(
+                BatchConfig::new().with_max_delay(Duration::from_millis(if local {
+                    250
+                } else {
+                    2000
+                })),
+            )
+        };
+        let (sheets, sheets_sandbox) = if real_sheets {
+            let id = env.spreadsheet_id().ok_or_else(|| {
+                Error::configuration(
+                    ENV_SPREADSHEET,
+                    "required with GOOGLE_APPLICATION_CREDENTIALS",
+                )
+            })?;
+            let sink = sheets_builder(
+                GoogleSheetsBuilder::from_env().with_spreadsheet_id(id),
+                false,
+            )
+            .build_sink()?;
+            backend(
+                "analytics",
+                format!("Google Sheets, spreadsheet {id}, sheet {SHEET}"),
+                true,
+            );
+            (sink, None)
+        } else {
+            let sandbox = integrations_sheets::sandbox::Sandbox::start().await?;
+            sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
+            let sink = sheets_builder(sandbox.client_builder(), true).build_sink()?;
+            backend(
+                "analytics",
+                format!(
+                    "Google Sheets sandbox at {}, sheet {SHEET}",
+                    sandbox.base_url()
+                ),
+                false,
+            );
+            (sink, Some(sandbox))
+        };
+
+        // Notifications.
+        let (notifier, notifications_file): (Arc<dyn Notifier>, _) =
+            match (env.has_aws(), env.get(ENV_SNS_TOPIC)) {
+                (true, Some(topic)) => {
+                    let aws = AwsBuilder::from_env()
+                        .with_policy(policies::local("aws-sns", registry))
+                        .build()?;
+                    backend("notifications", format!("Amazon SNS topic {topic}"), true);
+                    (Arc::new(SnsNotifier::new(&aws, topic)), None)
+                }
+                (aws, _) => {
+                    let path = dir.join("notifications.jsonl");
+                    let n = JsonlNotifier::create(&path, policies::local(notifier::NAME, registry))
+                        .await?;
+                    let why = if aws {
+                        format!(" ({ENV_SNS_TOPIC} not set)")
+                    } else {
+                        String::new()
+                    };
+                    backend(
+                        "notifications",
+                        format!("JsonlNotifier → {}{why}", path.display()),
+                        false,
+                    );
+                    (Arc::new(n), Some(path))
+                }
+            };
+        backend(
+            "outbox",
+            format!("SqliteOutbox → {}", dir.join("outbox.db").display()),
+            false,
+        );
+        backend(
+            "metrics",
+            "core MetricsRegistry + shop counters (metrics.prom)".into(),
+            false,
+        );
+
+        Ok(Services {
+            payments,
+            stripe_client,
+            verifier,
+            stripe_sandbox,
+            email,
+            sendgrid_sandbox,
+            backup_sandbox,
+            from,
+            recipient,
+            sheets,
+            sheets_sandbox,
+            notifier,
+            notifications_file,
+            backends,
+        })
+    }
+
+    /// Whether every service is a sandbox.
+    pub fn all_sandboxes(&self) -> bool {
+        self.backends.iter().all(|b| !b.real)
+    }
+
+    /// The sink as core's trait object.
+    pub fn sheets_sink(&self) -> Arc<dyn SheetsSink> {
+        Arc::new(self.sheets.clone())
+    }
+
+    /// Payments as core's trait object.
+    pub fn payment_provider(&self) -> Arc<dyn PaymentProvider> {
+        self.payments.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use integrations_core::testing::StubEmailProvider;
+
+    #[tokio::test]
+    async fn labelled_renames_provider_and_receipts() {
+        let stub = StubEmailProvider::new_ok();
+        let l = Labelled::new(BACKUP_LABEL, stub);
+        assert_eq!(l.name(), BACKUP_LABEL);
+        let msg = EmailMessage::builder("a@example.com")
+            .to("b@example.com")
+            .subject("s")
+            .text("t")
+            .build();
+        assert_eq!(l.send(&msg).await.unwrap().provider, BACKUP_LABEL);
+    }
+
+    #[tokio::test]
+    async fn sandboxes_start_with_no_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = MetricsRegistry::new();
+        let s = Services::start(&Environment::empty(), &registry, dir.path())
+            .await
+            .unwrap();
+        assert!(s.all_sandboxes());
+        assert!(s.stripe_sandbox.is_some() && s.backup_sandbox.is_some());
+        let roles: Vec<&str> = s.backends.iter().map(|b| b.role).collect();
+        assert_eq!(
+            roles,
+            [
+                "payments",
+                "email",
+                "email backup",
+                "analytics",
+                "notifications",
+                "outbox",
+                "metrics"
+            ]
+        );
+        let debug = format!("{s:?}");
+        let stripe = s.stripe_sandbox.as_ref().unwrap();
+        assert!(!debug.contains(stripe.secret_key()), "API key in Debug");
+        assert!(
+            !debug.contains(stripe.webhook_secret_text()),
+            "webhook secret in Debug"
+        );
+        let sendgrid = s.sendgrid_sandbox.as_ref().unwrap();
+        assert!(!debug.contains(sendgrid.api_key()), "SendGrid key in Debug");
+    }
+
+    #[tokio::test]
+    async fn a_real_email_provider_needs_sender_and_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::from_lookup(|k| (k == ENV_SENDGRID).then(|| "SG.fake".to_owned()));
+        let err = Services::start(&env, &MetricsRegistry::new(), dir.path())
+            .await
+            .unwrap_err();
+        assert_eq!(err.field(), Some(ENV_EMAIL_FROM));
+    }
+}

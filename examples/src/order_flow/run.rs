@@ -1,0 +1,385 @@
+//! [`run`]: one batch of orders through the whole flow.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::outbox::{OutboxCounts, OutboxStore};
+use integrations_core::webhook::unix_seconds;
+use integrations_core::{Error, Result};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::audit;
+use super::checkout::{checkout, partial_refund};
+use super::config::FlowConfig;
+use super::intake::Intake;
+use super::invariants::{Facts, Redelivery, judge};
+use super::ledger::{Ledger, OrderMetrics};
+use super::orders::{Order, OrderBook, OrderState};
+use super::pipeline::{Pipeline, Shared};
+use super::progress::Progress;
+use super::providers::{Backend, Services};
+use super::report::{DeadLetterLine, OutageReport, Report};
+
+fn run_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{:x}{:04x}", millis, fastrand::u16(..))
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
+}
+
+/// Waits until the outbox has nothing pending or leased, or `timeout` passes; `true` if drained.
+async fn drain(
+    outbox: &dyn OutboxStore,
+    progress: &Progress,
+    recorded: impl Fn() -> u64,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(c) = outbox.counts().await {
+            progress.jobs(c.done + c.dead, recorded(), "delivering");
+            if c.pending == 0 && c.leased == 0 {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A run whose services are up: [`Flow::start`], look at [`Flow::backends`], then [`Flow::run`].
+#[derive(Debug)]
+pub struct Flow {
+    config: FlowConfig,
+    started: Instant,
+    since: i64,
+    run_id: String,
+    dir: tempfile::TempDir,
+    registry: MetricsRegistry,
+    services: Services,
+}
+
+/// Runs `config.orders` orders through the flow and reports what happened: [`Flow::start`] then
+/// [`Flow::run`].
+///
+/// # Errors
+/// As [`Flow::start`] and [`Flow::run`].
+pub async fn run(config: FlowConfig) -> Result<Report> {
+    Flow::start(config).await?.run().await
+}
+
+impl Flow {
+    /// Creates the temporary directory and starts the sandboxes (or builds the real clients).
+    ///
+    /// # Errors
+    /// A configuration refused (a live Stripe key, a real email provider without a sender or
+    /// inbox, …); a port or directory that cannot be opened.
+    pub async fn start(config: FlowConfig) -> Result<Flow> {
+        let started = Instant::now();
+        let since = unix_seconds(SystemTime::now()) - 5;
+        let dir = tempfile::Builder::new()
+            .prefix("order_flow-")
+            .tempdir()
+            .map_err(io("cannot create a temporary directory"))?;
+        let registry = MetricsRegistry::new();
+        let services = Services::start(&config.env, &registry, dir.path()).await?;
+        Ok(Flow {
+            config,
+            started,
+            since,
+            run_id: run_id(),
+            dir,
+            registry,
+            services,
+        })
+    }
+
+    /// Which implementation serves each role.
+    pub fn backends(&self) -> &[Backend] {
+        &self.services.backends
+    }
+
+    /// Pushes the orders through and reports.
+    ///
+    /// The temporary directory (outbox database, notifications, metrics) is removed at the end
+    /// unless [`FlowConfig::keep_files`] is set. Needs a multi-threaded tokio runtime: the
+    /// dispatcher runs concurrently with checkout.
+    ///
+    /// # Errors
+    /// Only for a run that could not finish: the outbox store failing, a file that cannot be
+    /// written. Broken invariants are not errors: see [`Report::ok`].
+    pub async fn run(self) -> Result<Report> {
+        let Flow {
+            config,
+            started,
+            since,
+            run_id,
+            dir,
+            registry,
+            services,
+        } = self;
+        let shared = Shared {
+            book: Arc::new(OrderBook::new()),
+            ledger: Arc::new(Ledger::new()),
+            metrics: Arc::new(OrderMetrics::new()),
+        };
+        let book = &shared.book;
+        let pipeline = Pipeline::start(
+            &config,
+            &services,
+            dir.path(),
+            since,
+            format!("order-flow-{run_id}"),
+            &shared,
+        )
+        .await?;
+        let intake = pipeline.intake.clone();
+        let outbox = pipeline.outbox.clone();
+
+        // Checkout, concurrently; the faults go in on the way.
+        let progress = Progress::new(config.orders, config.progress.clone());
+        let ticker = config.progress.is_some().then(|| {
+            let (outbox, intake, progress) = (outbox.clone(), intake.clone(), progress.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(c) = outbox.counts().await {
+                        let recorded = intake.stats().jobs_recorded;
+                        progress.jobs(c.done + c.dead, recorded, "delivering");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        let permits = Arc::new(Semaphore::new(config.checkout_concurrency));
+        let mut checkouts = JoinSet::new();
+        let mut stripe_faults = Vec::new();
+        for n in 0..config.orders {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::unavailable("checkout permits closed"))?;
+            inject_faults(n, &config, &services, &mut stripe_faults);
+            let order = Order::sample(&run_id, n, services.recipient.as_deref());
+            let (payments, book, progress) =
+                (services.payment_provider(), book.clone(), progress.clone());
+            checkouts.spawn(async move {
+                let state = checkout(payments.as_ref(), &book, order).await;
+                progress.order_done(&state.to_string());
+                drop(permit);
+            });
+        }
+        while checkouts.join_next().await.is_some() {}
+
+        // One partial refund, on the first paid order.
+        let first_paid = book
+            .all()
+            .into_iter()
+            .find(|r| r.state == OrderState::Paid)
+            .map(|r| r.order.id);
+        let (refund, refund_error) = match &first_paid {
+            Some(id) => match partial_refund(services.payments.as_ref(), book, id).await {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => (None, Some("no paid order to refund".to_owned())),
+        };
+
+        // Every event in; then one delivered again.
+        let expected_events = |book: &OrderBook| {
+            book.all()
+                .iter()
+                .filter(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_)))
+                .count() as u64
+                + u64::from(refund.is_some())
+        };
+        let wait_events = Instant::now() + config.drain_timeout;
+        while intake.stats().recorded < expected_events(book) && Instant::now() < wait_events {
+            if let Some(sandbox) = &services.stripe_sandbox {
+                sandbox.flush_webhooks().await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let redelivered = redeliver(&services, &intake, first_paid.as_deref()).await;
+
+        let recorded = || intake.stats().jobs_recorded;
+        let drained = drain(outbox.as_ref(), &progress, recorded, config.drain_timeout).await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        let dispatch = pipeline.stop().await?;
+        if let Err(e) = services.sheets.shutdown().await {
+            tracing::warn!(error = %e, "sheets sink did not flush cleanly");
+        }
+        progress.finish();
+
+        // The report.
+        let outbox_counts: OutboxCounts = outbox.counts().await?;
+        let dead_letters = outbox
+            .dead_letters(100)
+            .await?
+            .into_iter()
+            .map(|d| DeadLetterLine {
+                job_id: d.job.id.to_string(),
+                kind: d.job.kind,
+                event_id: d.job.event_id,
+                attempts: d.job.attempt,
+                error: format!("{}: {}", d.error.kind, d.error.message),
+            })
+            .collect();
+        let snapshot = registry.snapshot();
+        let business = shared.metrics.snapshot();
+        let prometheus = format!(
+            "{}{}",
+            registry.render_prometheus(),
+            business.render_prometheus()
+        );
+        tokio::fs::write(dir.path().join("metrics.prom"), prometheus)
+            .await
+            .map_err(io("cannot write metrics.prom"))?;
+        let payments = audit::payments(&services, book, since).await?;
+        let evidence = audit::evidence(&services, &shared.ledger, book).await?;
+        let orders = book.all();
+        let intake_stats = intake.stats();
+        let invariants = judge(&Facts {
+            orders: &orders,
+            evidence: &evidence,
+            payments: &payments,
+            outbox: outbox_counts,
+            drained,
+            intake: &intake_stats,
+            business: &business,
+            refund: refund.as_ref(),
+            redelivered: redelivered.as_ref(),
+        });
+        let mut states = BTreeMap::new();
+        for r in &orders {
+            *states.entry(r.state.to_string()).or_insert(0) += 1;
+        }
+        let email_served: Vec<(String, u64)> = services
+            .email
+            .providers()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .zip(services.email.served_counts())
+            .collect();
+        let outage = config
+            .outage
+            .filter(|_| services.sendgrid_sandbox.is_some())
+            .map(|outage| OutageReport {
+                outage,
+                short_circuits: snapshot
+                    .get(integrations_sendgrid::PROVIDER)
+                    .map_or(0, |s| s.short_circuits),
+                served_by_backup: email_served.get(1).map_or(0, |(_, n)| *n),
+            });
+        let files = config.keep_files.then(|| dir.keep());
+        Ok(Report {
+            run_id,
+            orders: config.orders,
+            elapsed: started.elapsed(),
+            backends: services.backends.clone(),
+            states,
+            integrations: snapshot.integrations,
+            email_served,
+            outbox: outbox_counts,
+            dispatch,
+            dead_letters,
+            intake: intake_stats,
+            payments,
+            refund,
+            refund_error,
+            redelivered,
+            outage,
+            stripe_faults,
+            business,
+            files,
+            invariants,
+        })
+    }
+}
+
+/// Injects the configured faults as checkout reaches order `n`: the SendGrid outage, and (half
+/// and three quarters through) a Stripe request processed but its answer lost, then two 500s.
+fn inject_faults(n: usize, config: &FlowConfig, services: &Services, log: &mut Vec<String>) {
+    if let (Some(outage), Some(sg)) = (config.outage, &services.sendgrid_sandbox)
+        && n == outage.after_orders
+    {
+        sg.fail_next(
+            outage.failed_requests,
+            integrations_sendgrid::sandbox::Fault::ServerError,
+        );
+        tracing::warn!(
+            requests = outage.failed_requests,
+            "SendGrid outage injected"
+        );
+    }
+    let Some(stripe) = services
+        .stripe_sandbox
+        .as_ref()
+        .filter(|_| config.stripe_faults)
+    else {
+        return;
+    };
+    use integrations_stripe::sandbox::Fault;
+    if n == config.orders / 2 {
+        stripe.fail_next(1, Fault::DropAfterAccept);
+        log.push(format!(
+            "at order {n}: one request processed, then its connection dropped without an answer"
+        ));
+    } else if n == config.orders * 3 / 4 {
+        stripe.fail_next(2, Fault::ServerError);
+        log.push(format!("at order {n}: two requests answered 500"));
+    }
+}
+
+/// Delivers the `payment_intent.succeeded` event of `order_id` a second time: the sandbox resends
+/// it, signed anew; with the real Stripe it is fetched again and handed to the intake.
+async fn redeliver(
+    services: &Services,
+    intake: &Intake,
+    order_id: Option<&str>,
+) -> Option<Redelivery> {
+    let order_id = order_id?;
+    let event_type = "payment_intent.succeeded";
+    let event_id = intake
+        .stats()
+        .events_of
+        .get(&(order_id.to_owned(), event_type.to_owned()))?
+        .first()?
+        .clone();
+    let before = intake.stats().duplicates;
+    match &services.stripe_sandbox {
+        Some(sandbox) => {
+            if !sandbox.resend_event(&event_id) {
+                return None;
+            }
+            sandbox.flush_webhooks().await;
+        }
+        None => {
+            let event = services
+                .stripe_client
+                .retrieve_event(&event_id)
+                .await
+                .ok()?;
+            intake.handle_fetched(&event).await.ok()?;
+        }
+    }
+    if intake.stats().duplicates == before {
+        tracing::warn!(event = %event_id, "the redelivered event was not seen as a duplicate");
+    }
+    Some(Redelivery {
+        event_id,
+        event_type: event_type.to_owned(),
+        order_id: order_id.to_owned(),
+    })
+}
