@@ -14,6 +14,8 @@
 //! | [`sns::SnsNotifier`], [`sns::SnsClient`], [`sns::SnsMessageVerifier`], [`sns::SnsInboundHandler`] | core's `Notifier`; inbound message verification (SignatureVersion 1 and 2) and subscription confirmation | `sns` |
 //! | [`ses::SesEmail`] | core's `EmailProvider` on SES v2 (content and stored templates) | `ses` |
 //! | [`sqs::SqsClient`] | send (batched), long-poll receive, delete, visibility, queue + dead-letter queue | `sqs` |
+//! | [`axum::VerifiedSnsMessage`] | an axum extractor verifying inbound SNS messages on the raw body | `axum` |
+//! | [`outbox::DynamoSqsOutbox`] | core's `OutboxStore` across machines: events and jobs in DynamoDB (conditional writes, one transaction per event), work queue and dead-letter queue in SQS | `outbox` |
 //! | [`cloudwatch::CloudWatchMetrics`], [`cloudwatch::CloudWatchLogs`], [`cloudwatch::CloudWatchLogsLayer`] | `PutMetricData` from core's metrics snapshot; `PutLogEvents`; a non-blocking `tracing` layer | `cloudwatch` |
 //!
 //! ## Features
@@ -24,6 +26,8 @@
 //! | `ses` | yes | [`ses`] |
 //! | `sqs` | yes | [`sqs`] |
 //! | `cloudwatch` | yes | [`cloudwatch`] (adds `tracing-subscriber`) |
+//! | `outbox` | no | [`outbox`] (enables `dynamodb` and `sqs`) |
+//! | `axum` | no | [`axum`]: the inbound SNS extractor (implies `sns`, adds `axum`) |
 //!
 //! Each feature compiles alone: `default-features = false, features = ["sqs"]`.
 //!
@@ -37,7 +41,7 @@
 //! **Not built yet**: web identity / STS role assumption, SSO, `credential_process`, container
 //! and instance-metadata credentials (implement [`CredentialsProvider`] for these); the config
 //! file's `endpoint_url` and `services` sections; SigV4a; SES attachments and bulk sends; SQS
-//! batch receive/delete helpers; a DynamoDB outbox store.
+//! batch receive/delete helpers.
 //!
 //! ```no_run
 //! # async fn demo() -> integrations_core::Result<()> {
@@ -98,10 +102,14 @@ mod service;
 ))]
 mod xml;
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 #[cfg(feature = "ses")]
 pub mod ses;
 #[cfg(feature = "sns")]

@@ -6,6 +6,8 @@ mod moto {
     pub(crate) mod auth;
     pub(crate) mod cloudwatch;
     pub(crate) mod dynamodb;
+    #[cfg(feature = "outbox")]
+    pub(crate) mod outbox;
     pub(crate) mod ses;
     pub(crate) mod sns;
     pub(crate) mod sqs;

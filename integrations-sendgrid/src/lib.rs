@@ -13,11 +13,13 @@
 //! | [`parse_error`] | the one mapping of SendGrid answers to core's [`Error`](integrations_core::Error) |
 //! | [`template`] | a registry of templates with required variables; hosted (`d-…`) or rendered locally with HTML escaping; the order flow's five emails |
 //! | [`webhook`] | Signed Event Webhook verification (ECDSA P-256), timestamp tolerance, typed events, dedup by `sg_event_id`, a signer for tests |
+//! | `axum` | `SendGridEvents`, an axum extractor verifying the Signed Event Webhook on the raw body (feature `axum`) |
 //! | `sandbox` | an in-process `/v3/mail/send` with SendGrid's validation and errors, rate limits, fault injection and signed event delivery (feature `sandbox`) |
 //!
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
+//! | `axum` | no | `axum`: the webhook extractor |
 //! | `sandbox` | no | `sandbox`: the local SendGrid server (axum, hyper) |
 //!
 //! ## Sending
@@ -91,6 +93,8 @@
     rust_2018_idioms
 )]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod config;
 mod email;

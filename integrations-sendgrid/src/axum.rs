@@ -1,0 +1,254 @@
+//! An [axum](https://docs.rs/axum) extractor for the Signed Event Webhook (feature `axum`).
+//!
+//! [`SendGridEvents`] reads the raw request body — never a parsed-and-reserialised one, which
+//! would no longer verify — checks the ECDSA signature and timestamp with the
+//! [`EventWebhookVerifier`] it finds in the router's state (through [`FromRef`]), and only then
+//! parses the batch. A request that does not verify never reaches the handler: the extractor
+//! answers with a [`WebhookRejection`] (400 for a bad signature, 413 for a body over the limit).
+//!
+//! The body is buffered under axum's `DefaultBodyLimit` (2 MiB unless the router sets another)
+//! and then checked against the verifier's own limit (1 MiB by default).
+//!
+//! ```
+//! use axum::extract::FromRef;
+//! use axum::routing::post;
+//! use axum::Router;
+//! use integrations_sendgrid::axum::SendGridEvents;
+//! use integrations_sendgrid::webhook::{EventWebhookSigner, EventWebhookVerifier};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     sendgrid: EventWebhookVerifier,
+//! }
+//!
+//! impl FromRef<AppState> for EventWebhookVerifier {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.sendgrid.clone()
+//!     }
+//! }
+//!
+//! async fn events(SendGridEvents(events): SendGridEvents) -> &'static str {
+//!     for event in &events {
+//!         tracing::info!(id = event.dedup_key(), kind = ?event.event_type(), "email event");
+//!     }
+//!     "ok"
+//! }
+//!
+//! // In production: `EventWebhookVerifier::from_env()?` (SENDGRID_WEBHOOK_PUBLIC_KEY).
+//! let verifier = EventWebhookSigner::generate().verifier();
+//! let app: Router = Router::new()
+//!     .route("/webhooks/sendgrid", post(events))
+//!     .with_state(AppState { sendgrid: verifier });
+//! # let _ = app;
+//! ```
+
+use std::fmt;
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use integrations_core::{Error, ErrorKind, SignatureFailure};
+
+use crate::PROVIDER;
+use crate::webhook::{Event, EventWebhookVerifier};
+
+/// The verified events of one Signed Event Webhook request.
+#[derive(Debug, Clone)]
+pub struct SendGridEvents(pub Vec<Event>);
+
+impl<S> FromRequest<S> for SendGridEvents
+where
+    S: Send + Sync,
+    EventWebhookVerifier: FromRef<S>,
+{
+    type Rejection = WebhookRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = EventWebhookVerifier::from_ref(state);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            WebhookRejection::new(
+                status,
+                Error::invalid_input("body", e.body_text()).with_provider(PROVIDER),
+            )
+        })?;
+        verifier
+            .construct_events(&headers, &body)
+            .map(SendGridEvents)
+            .map_err(WebhookRejection::from)
+    }
+}
+
+/// Why [`SendGridEvents`] refused a request: the core [`Error`] and the HTTP status answered.
+///
+/// | error | status |
+/// |---|---|
+/// | body over the verifier's limit, or axum's | 413 |
+/// | missing or malformed headers, no match, stale timestamp, a body that is not an event batch | 400 |
+/// | anything else | 500 |
+pub struct WebhookRejection {
+    status: StatusCode,
+    error: Error,
+}
+
+impl WebhookRejection {
+    fn new(status: StatusCode, error: Error) -> Self {
+        WebhookRejection { status, error }
+    }
+
+    /// The status the rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Why the request was refused.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The error, for handlers that answer in their own format.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl From<Error> for WebhookRejection {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::InvalidSignature {
+                reason: SignatureFailure::BodyTooLarge { .. },
+                ..
+            } => StatusCode::PAYLOAD_TOO_LARGE,
+            e if matches!(
+                e.kind(),
+                ErrorKind::InvalidSignature | ErrorKind::InvalidInput | ErrorKind::Provider
+            ) =>
+            {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        WebhookRejection { status, error }
+    }
+}
+
+impl fmt::Debug for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRejection")
+            .field("status", &self.status)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl fmt::Display for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.error)
+    }
+}
+
+impl std::error::Error for WebhookRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl IntoResponse for WebhookRejection {
+    fn into_response(self) -> Response {
+        tracing::warn!(status = %self.status, error = %self.error, "SendGrid event webhook refused");
+        (self.status, self.error.to_string()).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::{EventType, EventWebhookSigner};
+    use axum::body::Body;
+    use integrations_core::webhook::FixedClock;
+
+    const T: i64 = 1_700_000_000;
+    const BODY: &[u8] = br#"[{"email":"a@example.com","timestamp":1700000000,"event":"delivered","sg_event_id":"ZXZ0","sg_message_id":"MSGID.filter-1.0","order_id":"42"}]"#;
+
+    fn request(headers: &http::HeaderMap, body: &'static [u8]) -> Request {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/webhooks/sendgrid")
+            .body(Body::from(body))
+            .unwrap();
+        req.headers_mut().extend(headers.clone());
+        req
+    }
+
+    fn verifier(signer: &EventWebhookSigner) -> EventWebhookVerifier {
+        signer.verifier().with_clock(FixedClock::from_unix(T + 5))
+    }
+
+    #[tokio::test]
+    async fn verified_batches_are_extracted() {
+        let signer = EventWebhookSigner::generate();
+        let signed = signer.sign_for_test(T, BODY);
+        let state = verifier(&signer);
+        let Ok(SendGridEvents(events)) =
+            SendGridEvents::from_request(request(&signed.headers(), BODY), &state).await
+        else {
+            panic!("a signed batch was refused");
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type(), EventType::Delivered);
+        assert_eq!(events[0].custom_arg("order_id"), Some("42"));
+    }
+
+    #[tokio::test]
+    async fn forged_altered_and_stale_requests_are_refused() {
+        let signer = EventWebhookSigner::generate();
+        let state = verifier(&signer);
+
+        let other = EventWebhookSigner::generate().sign_for_test(T, BODY);
+        let e = SendGridEvents::from_request(request(&other.headers(), BODY), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.error().kind(), ErrorKind::InvalidSignature);
+
+        let signed = signer.sign_for_test(T, BODY);
+        let altered: &[u8] = br#"[{"email":"b@example.com","timestamp":1700000000,"event":"delivered","sg_event_id":"ZXZ0","sg_message_id":"MSGID.filter-1.0","order_id":"42"}]"#;
+        let e = SendGridEvents::from_request(request(&signed.headers(), altered), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+
+        let stale = signer.sign_for_test(T - 3600, BODY);
+        let e = SendGridEvents::from_request(request(&stale.headers(), BODY), &state)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e.error(),
+            Error::InvalidSignature {
+                reason: SignatureFailure::TimestampOutsideTolerance { .. },
+                ..
+            }
+        ));
+
+        let e = SendGridEvents::from_request(request(&http::HeaderMap::new(), BODY), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413() {
+        let signer = EventWebhookSigner::generate();
+        let signed = signer.sign_for_test(T, BODY);
+        let state = verifier(&signer).with_body_limit(16);
+        let e = SendGridEvents::from_request(request(&signed.headers(), BODY), &state)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(format!("{e}").contains("413"), "{e}");
+    }
+}
