@@ -1,0 +1,151 @@
+//! # integrations-order-service
+//!
+//! The seed's order REST API as an [axum](https://docs.rs/axum) service on the `integrations`
+//! crates: orders in SQLite, payments through a [`PaymentProvider`](integrations_core::PaymentProvider)
+//! (Stripe), verified webhooks recorded with their side effects in the durable outbox, a
+//! dispatcher delivering those effects (email, analytics row, notification), and monitoring
+//! from live data.
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `POST /api/orders` | API key | validate (400 naming the field; total = sum of the lines), store, create the payment (`order/payment` idempotency key); `Idempotency-Key` header honoured |
+//! | `GET /api/orders/{id}` | API key | one order |
+//! | `GET /api/orders?limit&cursor` | API key | newest first, cursor pagination (`lastKey` accepted) |
+//! | `POST /api/payments/confirm` | API key | confirm the order's own payment intent (a foreign one is refused) |
+//! | `POST /api/payments/refund` | API key | full or partial refund, never above what is left |
+//! | `POST /api/monitoring/dead-letters/{id}/replay` | API key | put a dead letter back |
+//! | `GET /api/monitoring/health` | — | `ok` / `degraded`, 503 when the stores fail |
+//! | `GET /metrics` | — | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
+//! | `GET /integrations` | — | integrations with live metrics, outbox counts, dead letters (JSON) |
+//! | `GET /` | — | the monitoring page (server-rendered HTML) |
+//! | `POST /webhooks/stripe` | signature | verify → apply to the order → record event + jobs in one outbox transaction → 200 |
+//! | `POST /webhooks/sendgrid` | signature | email events onto their orders, deduplicated |
+//! | `POST /webhooks/sns` | signature | inbound SNS of accepted topics, deduplicated |
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`state`] | [`AppState`] and its builder |
+//! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time |
+//! | [`validate`] | request validation naming fields; amounts as exact decimal strings |
+//! | [`orders`] | the order model and its SQLite store |
+//! | [`effects`] | the jobs of a paid order and their handlers |
+//! | [`monitoring`] | health, metrics, integrations, the page |
+//! | [`stripe_webhook`] | the Stripe webhook extractor |
+//! | [`wiring`] | live providers from the environment, sandboxes otherwise |
+//! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
+//! | [`notifier`] | the local notifier |
+//! | [`api`] | the response envelope and error → status mapping |
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+pub mod api;
+pub mod auth;
+pub mod effects;
+mod html;
+pub mod monitoring;
+pub mod notifier;
+pub mod orders;
+mod page;
+mod routes;
+pub mod server;
+pub mod state;
+pub mod stripe_webhook;
+pub mod validate;
+pub mod wiring;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use integrations_core::Error;
+
+pub use state::{AppState, AppStateBuilder, IntegrationInfo, IntegrationMode, SnsWebhook};
+
+/// Metadata key carrying the order id on payments, and custom argument carrying it on
+/// confirmation emails (so provider events can be matched back to the order).
+pub const ORDER_ID_METADATA: &str = "order_id";
+
+/// Largest API request body (an order of [`validate::MAX_ITEMS`] lines fits easily).
+pub const API_BODY_LIMIT: usize = 256 * 1024;
+
+/// `N` bytes from the operating system's CSPRNG, as lowercase hex.
+pub(crate) fn random_hex<const N: usize>() -> String {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; N];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    api::ApiError::from(Error::not_found(format!("no route {}", uri.path()))).into_response()
+}
+
+async fn not_configured(uri: Uri) -> Response {
+    api::ApiError::new(
+        StatusCode::NOT_FOUND,
+        Error::configuration(
+            "webhook",
+            format!("{} is not configured on this service", uri.path()),
+        ),
+    )
+    .into_response()
+}
+
+/// The service's router (see the crate docs for the routes).
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/orders",
+            post(routes::orders::create).get(routes::orders::list),
+        )
+        .route("/api/orders/{id}", get(routes::orders::get))
+        .route("/api/payments/confirm", post(routes::payments::confirm))
+        .route("/api/payments/refund", post(routes::payments::refund))
+        .route(
+            "/api/monitoring/dead-letters/{id}/replay",
+            post(monitoring::replay),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.api_keys().clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let public = Router::new()
+        .route("/", get(monitoring::page))
+        .route("/api/monitoring/health", get(monitoring::health))
+        .route("/metrics", get(monitoring::metrics))
+        .route("/integrations", get(monitoring::integrations))
+        .route(
+            "/api/monitoring/integrations",
+            get(monitoring::integrations),
+        )
+        .route("/webhooks/stripe", post(routes::webhooks::stripe));
+    let mut router = api.merge(public).with_state(state.clone());
+
+    router = match state.inner.sendgrid.clone() {
+        Some(verifier) => router.merge(
+            Router::new()
+                .route("/webhooks/sendgrid", post(routes::webhooks::sendgrid))
+                .with_state(routes::webhooks::SendGridRoute {
+                    app: state.clone(),
+                    verifier,
+                }),
+        ),
+        None => router.route("/webhooks/sendgrid", post(not_configured)),
+    };
+    router = match state.inner.sns.clone() {
+        Some(sns) => router.merge(
+            Router::new()
+                .route("/webhooks/sns", post(routes::webhooks::sns))
+                .with_state(routes::webhooks::SnsRoute { app: state, sns }),
+        ),
+        None => router.route("/webhooks/sns", post(not_configured)),
+    };
+    router.fallback(not_found)
+}

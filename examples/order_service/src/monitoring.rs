@@ -1,0 +1,278 @@
+//! Monitoring: `GET /api/monitoring/health`, `GET /metrics` (Prometheus text), `GET /integrations`
+//! (JSON), `GET /` (the page), `POST /api/monitoring/dead-letters/{id}/replay`.
+//!
+//! Every view is read from live data at request time: the metrics registry the providers'
+//! policies record into, the outbox's counts and dead-letter queue, the order store.
+
+use std::fmt::Write as _;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use integrations_core::Result;
+use integrations_core::metrics::{Health, IntegrationSnapshot};
+use integrations_core::outbox::{DeadLetter, JobId, OutboxCounts};
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, ok};
+use crate::orders::{OrderStatus, rfc3339};
+use crate::page;
+use crate::state::{AppState, IntegrationInfo};
+
+/// Dead letters listed on the page and in `/integrations`.
+pub const DEAD_LETTERS_SHOWN: usize = 50;
+
+/// Content type of `/metrics`: Prometheus text exposition format 0.0.4.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One configured integration with its live metrics.
+#[derive(Debug, Clone)]
+pub struct IntegrationView {
+    /// What it is.
+    pub info: IntegrationInfo,
+    /// Its metrics now.
+    pub metrics: Option<IntegrationSnapshot>,
+}
+
+impl IntegrationView {
+    /// Health from the breaker and availability (healthy before any call).
+    pub fn health(&self) -> Health {
+        self.metrics.as_ref().map_or(Health::Healthy, |m| m.health)
+    }
+}
+
+/// Everything the monitoring views show, read at one moment.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// Configured integrations, in configuration order; then any other integration with
+    /// metrics in the registry.
+    pub integrations: Vec<IntegrationView>,
+    /// Outbox jobs per state.
+    pub outbox: OutboxCounts,
+    /// The oldest dead letters, up to [`DEAD_LETTERS_SHOWN`].
+    pub dead_letters: Vec<DeadLetter>,
+    /// Orders per status.
+    pub orders: Vec<(OrderStatus, u64)>,
+    /// Seconds since the service started.
+    pub uptime_secs: u64,
+    /// When this was read, unix milliseconds.
+    pub generated_at: i64,
+}
+
+impl Overview {
+    /// The worst health among the integrations.
+    pub fn overall(&self) -> Health {
+        let hs = self.integrations.iter().map(IntegrationView::health);
+        hs.fold(Health::Healthy, |worst, h| match (worst, h) {
+            (Health::Down, _) | (_, Health::Down) => Health::Down,
+            (Health::Degraded, _) | (_, Health::Degraded) => Health::Degraded,
+            _ => Health::Healthy,
+        })
+    }
+}
+
+/// Reads the [`Overview`].
+///
+/// # Errors
+/// The outbox's or the order store's failures.
+pub async fn overview(app: &AppState) -> Result<Overview> {
+    let snapshot = app.metrics().snapshot();
+    let mut integrations: Vec<IntegrationView> = app
+        .integrations()
+        .iter()
+        .map(|info| IntegrationView {
+            info: info.clone(),
+            metrics: snapshot.get(&info.name).cloned(),
+        })
+        .collect();
+    for s in &snapshot.integrations {
+        if !app.integrations().iter().any(|i| i.name == s.name) {
+            integrations.push(IntegrationView {
+                info: IntegrationInfo::new(
+                    s.name.clone(),
+                    "other",
+                    crate::state::IntegrationMode::Live,
+                ),
+                metrics: Some(s.clone()),
+            });
+        }
+    }
+    let outbox = app.outbox().counts().await?;
+    let dead_letters = app.outbox().dead_letters(DEAD_LETTERS_SHOWN).await?;
+    let orders = app.orders().status_counts().await?;
+    Ok(Overview {
+        integrations,
+        outbox,
+        dead_letters,
+        orders,
+        uptime_secs: app.inner.started.elapsed().as_secs(),
+        generated_at: now_ms(),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A dead letter as JSON (the error's kind, provider, code, status; not its free text, which may
+/// quote personal data).
+pub fn dead_letter_json(d: &DeadLetter) -> Value {
+    json!({
+        "jobId": d.job.id.as_str(),
+        "kind": d.job.kind,
+        "eventId": d.job.event_id,
+        "attempts": d.job.attempt,
+        "error": {
+            "kind": d.error.kind.as_str(),
+            "provider": d.error.provider,
+            "code": d.error.code,
+            "status": d.error.status,
+        },
+        "deadAt": rfc3339(millis(d.dead_at)),
+    })
+}
+
+/// `GET /api/monitoring/health`: 200 with `ok` or `degraded` (an integration degraded or down),
+/// 503 when the service's own stores fail.
+pub(crate) async fn health(State(app): State<AppState>) -> Response {
+    match overview(&app).await {
+        Ok(o) => {
+            let status = match o.overall() {
+                Health::Healthy => "ok",
+                _ => "degraded",
+            };
+            let integrations: Vec<Value> = o
+                .integrations
+                .iter()
+                .map(|i| {
+                    json!({
+                        "name": i.info.name,
+                        "health": i.health().as_str(),
+                        "breaker": i.metrics.as_ref().map(|m| m.breaker_state.as_str()),
+                    })
+                })
+                .collect();
+            ok(
+                StatusCode::OK,
+                json!({
+                    "status": status,
+                    "uptimeSeconds": o.uptime_secs,
+                    "checks": { "orderStore": "ok", "outbox": "ok" },
+                    "integrations": integrations,
+                }),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: core's per-integration metrics plus the outbox and orders, as Prometheus
+/// text.
+pub(crate) async fn metrics(
+    State(app): State<AppState>,
+) -> std::result::Result<Response, ApiError> {
+    let o = overview(&app).await?;
+    let mut text = app.metrics().render_prometheus();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(text, "{name}{labels} {v}");
+        }
+    };
+    let c = o.outbox;
+    gauge(
+        "order_service_outbox_jobs",
+        "Outbox jobs by state.",
+        &[
+            ("pending", c.pending),
+            ("leased", c.leased),
+            ("done", c.done),
+            ("dead", c.dead),
+        ]
+        .map(|(s, v)| (format!("{{state=\"{s}\"}}"), v)),
+    );
+    gauge(
+        "order_service_outbox_events",
+        "Webhook event ids recorded (deduplication records).",
+        &[(String::new(), c.events)],
+    );
+    let orders: Vec<(String, u64)> = OrderStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = o
+                .orders
+                .iter()
+                .find(|(st, _)| st == s)
+                .map_or(0, |(_, n)| *n);
+            (format!("{{status=\"{}\"}}", s.as_str()), n)
+        })
+        .collect();
+    gauge("order_service_orders", "Orders by status.", &orders);
+    gauge(
+        "order_service_uptime_seconds",
+        "Seconds since the service started.",
+        &[(String::new(), o.uptime_secs)],
+    );
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
+    );
+    Ok(resp)
+}
+
+/// `GET /integrations`: the integrations with their live metrics, the outbox and dead letters.
+pub(crate) async fn integrations(
+    State(app): State<AppState>,
+) -> std::result::Result<Response, ApiError> {
+    let o = overview(&app).await?;
+    let integrations: Vec<Value> = o
+        .integrations
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.info.name,
+                "role": i.info.role,
+                "mode": i.info.mode,
+                "health": i.health().as_str(),
+                "metrics": i.metrics,
+            })
+        })
+        .collect();
+    let dead: Vec<Value> = o.dead_letters.iter().map(dead_letter_json).collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!({
+            "status": o.overall().as_str(),
+            "integrations": integrations,
+            "outbox": o.outbox,
+            "deadLetters": dead,
+        }),
+    ))
+}
+
+/// `GET /`: the monitoring page.
+pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Response, ApiError> {
+    let o = overview(&app).await?;
+    Ok(Html(page::render(&o)).into_response())
+}
+
+/// `POST /api/monitoring/dead-letters/{id}/replay`: puts a dead letter back to pending.
+pub(crate) async fn replay(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> std::result::Result<Response, ApiError> {
+    app.outbox().replay(&JobId::new(id.clone())).await?;
+    tracing::info!(job = %id, "dead letter replayed");
+    Ok(ok(StatusCode::OK, json!({ "replayed": id })))
+}

@@ -1,0 +1,195 @@
+//! `POST /webhooks/stripe`, `/webhooks/sendgrid`, `/webhooks/sns`: verified on the raw body by
+//! extractors, deduplicated by the outbox's event record, 200 only once the effect is durable.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use integrations_aws::axum::{VerifiedSnsMessage, WebhookRejection as SnsRejection};
+use integrations_aws::sns::{SnsMessageType, SnsMessageVerifier};
+use integrations_core::outbox::NewJob;
+use integrations_core::{Error, Result};
+use integrations_sendgrid::axum::{SendGridEvents, WebhookRejection as SendGridRejection};
+use integrations_sendgrid::webhook::EventWebhookVerifier;
+use integrations_stripe::types::Event;
+use serde_json::json;
+
+use crate::ORDER_ID_METADATA;
+use crate::api::{ApiError, ok};
+use crate::effects::paid_jobs;
+use crate::orders::OrderStatus;
+use crate::state::{AppState, SnsWebhook};
+use crate::stripe_webhook::StripeEvent;
+
+/// The state of `/webhooks/sendgrid`: the app and the verifier its extractor needs.
+#[derive(Clone)]
+pub(crate) struct SendGridRoute {
+    pub(crate) app: AppState,
+    pub(crate) verifier: EventWebhookVerifier,
+}
+
+impl FromRef<SendGridRoute> for EventWebhookVerifier {
+    fn from_ref(s: &SendGridRoute) -> Self {
+        s.verifier.clone()
+    }
+}
+
+/// The state of `/webhooks/sns`.
+#[derive(Clone)]
+pub(crate) struct SnsRoute {
+    pub(crate) app: AppState,
+    pub(crate) sns: SnsWebhook,
+}
+
+impl FromRef<SnsRoute> for Arc<SnsMessageVerifier> {
+    fn from_ref(s: &SnsRoute) -> Self {
+        Arc::clone(&s.sns.verifier)
+    }
+}
+
+/// Applies a payment event to its order (idempotently: a settled order does not move) and
+/// returns the jobs it causes.
+async fn payment_event(app: &AppState, event: &Event) -> Result<Vec<NewJob>> {
+    let Some(pi) = event.payment_intent() else {
+        return Ok(Vec::new());
+    };
+    let Some(order_id) = pi.metadata.get(ORDER_ID_METADATA) else {
+        tracing::debug!(event = %event.id, "payment intent without an order: not ours");
+        return Ok(Vec::new());
+    };
+    let Some(order) = app.inner.orders.get(order_id).await? else {
+        tracing::warn!(event = %event.id, order = %order_id, "event for an unknown order");
+        return Ok(Vec::new());
+    };
+    if order.payment_id.as_deref() != Some(pi.id.as_str()) {
+        tracing::warn!(event = %event.id, order = %order.id, "event for a payment the order does not own");
+        return Ok(Vec::new());
+    }
+    let status = match event.event_type() {
+        "payment_intent.succeeded" => {
+            if pi.amount_received != order.details.total {
+                tracing::error!(
+                    event = %event.id, order = %order.id,
+                    received = %pi.amount_received, total = %order.details.total,
+                    "payment succeeded for another amount than the order's: not marked paid"
+                );
+                return Ok(Vec::new());
+            }
+            OrderStatus::Paid
+        }
+        "payment_intent.payment_failed" => OrderStatus::PaymentFailed,
+        "payment_intent.processing" => OrderStatus::Processing,
+        "payment_intent.requires_action" => OrderStatus::RequiresAction,
+        "payment_intent.amount_capturable_updated" => OrderStatus::Authorized,
+        "payment_intent.canceled" => OrderStatus::Canceled,
+        _ => return Ok(Vec::new()),
+    };
+    let updated = app
+        .inner
+        .orders
+        .update_payment_status(&order.id, status)
+        .await?;
+    tracing::info!(event = %event.id, order = %order.id, from = %order.status, to = %updated.status, "payment event applied");
+    Ok(if status == OrderStatus::Paid {
+        paid_jobs(&order.id)
+    } else {
+        Vec::new()
+    })
+}
+
+/// `POST /webhooks/stripe`: verify → apply to the order → record the event and its jobs in one
+/// outbox transaction (a redelivered event records nothing) → 200. A store failure answers 5xx
+/// so Stripe redelivers.
+pub(crate) async fn stripe(
+    State(app): State<AppState>,
+    StripeEvent(event): StripeEvent,
+) -> std::result::Result<Response, ApiError> {
+    let jobs = payment_event(&app, &event).await?;
+    let n = jobs.len();
+    let outcome = app
+        .inner
+        .outbox
+        .record_event(&format!("stripe:{}", event.id), jobs)
+        .await?;
+    tracing::info!(event = %event.id, kind = %event.type_, jobs = n, duplicate = outcome.is_duplicate(), "Stripe event");
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "received": true, "duplicate": outcome.is_duplicate() }),
+    ))
+}
+
+/// `POST /webhooks/sendgrid`: records each email event's type on its order (by the event's own
+/// timestamp, so out-of-order batches settle on the latest) and its `sg_event_id` in the outbox.
+pub(crate) async fn sendgrid(
+    State(route): State<SendGridRoute>,
+    events: std::result::Result<SendGridEvents, SendGridRejection>,
+) -> std::result::Result<Response, ApiError> {
+    let SendGridEvents(events) = events.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
+    let app = &route.app;
+    let (mut fresh, mut duplicates) = (0u32, 0u32);
+    for e in &events {
+        if let Some(order_id) = e.custom_arg(ORDER_ID_METADATA) {
+            app.inner
+                .orders
+                .set_email_status(order_id, e.event_type().as_str(), e.timestamp)
+                .await?;
+        }
+        let outcome = app
+            .inner
+            .outbox
+            .record_event(&format!("sendgrid:{}", e.dedup_key()), Vec::new())
+            .await?;
+        if outcome.is_duplicate() {
+            duplicates += 1;
+        } else {
+            fresh += 1;
+        }
+    }
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "received": fresh, "duplicates": duplicates }),
+    ))
+}
+
+/// `POST /webhooks/sns`: messages of accepted topics only; notifications are recorded once by
+/// `MessageId`; subscription confirmations are confirmed when a client is configured.
+pub(crate) async fn sns(
+    State(route): State<SnsRoute>,
+    msg: std::result::Result<VerifiedSnsMessage, SnsRejection>,
+) -> std::result::Result<Response, ApiError> {
+    let VerifiedSnsMessage(msg) = msg.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
+    if !route.sns.topics.contains(&msg.topic_arn) {
+        return Err(Error::forbidden(format!("topic {} is not accepted", msg.topic_arn)).into());
+    }
+    match msg.kind {
+        SnsMessageType::Notification => {
+            let outcome = route
+                .app
+                .inner
+                .outbox
+                .record_event(&format!("sns:{}", msg.message_id), Vec::new())
+                .await?;
+            tracing::info!(id = %msg.message_id, topic = %msg.topic_arn, duplicate = outcome.is_duplicate(), "SNS notification");
+            Ok(ok(
+                StatusCode::OK,
+                json!({ "received": true, "duplicate": outcome.is_duplicate() }),
+            ))
+        }
+        SnsMessageType::SubscriptionConfirmation => {
+            let Some(client) = &route.sns.confirm_with else {
+                tracing::warn!(topic = %msg.topic_arn, "SNS subscription request not confirmed: no SNS client configured");
+                return Err(Error::configuration(
+                    "SNS_TOPIC_ARNS",
+                    "no SNS client configured to confirm subscriptions",
+                )
+                .into());
+            };
+            let token = msg.token.as_deref().unwrap_or_default();
+            let arn = client.confirm_subscription(&msg.topic_arn, token).await?;
+            tracing::info!(topic = %msg.topic_arn, subscription = %arn, "SNS subscription confirmed");
+            Ok(ok(StatusCode::OK, json!({ "confirmed": arn })))
+        }
+        _ => Ok(ok(StatusCode::OK, json!({ "received": true }))),
+    }
+}

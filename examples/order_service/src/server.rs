@@ -1,0 +1,243 @@
+//! [`Server`]: the whole service on a socket — stores, providers (live or sandboxes), the outbox
+//! dispatcher, the router — as `main` runs it and as end-to-end tests start it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::outbox::{
+    Dispatcher, OutboxStore, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
+};
+use integrations_core::resilience::Backoff;
+use integrations_core::{Error, Result};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::ApiKeys;
+use crate::effects::Effects;
+use crate::orders::OrderStore;
+use crate::state::AppState;
+use crate::wiring::Services;
+
+/// The SQLite file (orders and outbox) inside the data directory.
+pub const DB_FILE: &str = "order-service.db";
+
+/// Backoff between attempts of a failed outbox job: 1 s doubling to 5 min, full jitter.
+pub const DEFAULT_DISPATCHER_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(300), 2.0);
+
+/// Reads a configuration variable by name.
+pub type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// How to start a [`Server`].
+pub struct ServerConfig {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub addr: SocketAddr,
+    /// Where the SQLite file lives; `None` uses a temporary directory removed on shutdown.
+    pub data_dir: Option<PathBuf>,
+    /// Accepted API keys.
+    pub api_keys: ApiKeys,
+    /// The registry shown by `/metrics` and the page.
+    pub metrics: MetricsRegistry,
+    /// Reads configuration variables (`std::env::var` in `main`; tests pass one returning
+    /// `None` to run on sandboxes only).
+    pub lookup: Lookup,
+    /// The dispatcher's wait between polls of an idle outbox.
+    pub poll_interval: Duration,
+    /// The dispatcher's backoff between attempts of a failed job.
+    pub dispatcher_backoff: Backoff,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("addr", &self.addr)
+            .field("data_dir", &self.data_dir)
+            .field("api_keys", &self.api_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// Loopback on a free port, a temporary data directory, sandboxes for every provider, the
+    /// given keys, a fresh metrics registry.
+    pub fn local(api_keys: ApiKeys) -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            api_keys,
+            metrics: MetricsRegistry::new(),
+            lookup: Box::new(|_| None),
+            poll_interval: Duration::from_millis(200),
+            dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
+        }
+    }
+}
+
+/// A running service.
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    services: Services,
+    dispatcher: Dispatcher,
+    stop_dispatcher: ShutdownTrigger,
+    dispatcher_task: JoinHandle<RunStats>,
+    stop_http: Option<tokio::sync::oneshot::Sender<()>>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("services", &self.services)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the stores, wires the providers, binds, points the sandboxes' webhooks at itself,
+    /// and starts serving and dispatching.
+    ///
+    /// # Errors
+    /// The stores' or providers' configuration errors; [`Error::Unavailable`] if the address
+    /// cannot be bound.
+    pub async fn start(config: ServerConfig) -> Result<Server> {
+        let (dir, temp_dir) = match config.data_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::tempdir().map_err(|e| {
+                    Error::unavailable(format!("no temporary directory: {e}")).with_source(e)
+                })?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::configuration("ORDER_SERVICE_DATA_DIR", format!("{}: {e}", dir.display()))
+        })?;
+        let db = dir.join(DB_FILE);
+        let outbox: Arc<dyn OutboxStore> = Arc::new(SqliteOutbox::open(&db).await?);
+        let orders = OrderStore::open(&db).await?;
+
+        let listener = TcpListener::bind(config.addr).await.map_err(|e| {
+            Error::unavailable(format!("cannot listen on {}: {e}", config.addr)).with_source(e)
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::unavailable(format!("no local address: {e}")))?;
+
+        let services = Services::from_lookup(&*config.lookup, &config.metrics).await?;
+        services.connect_sandbox_webhooks(&format!("http://{addr}"));
+
+        let mut builder = AppState::builder(
+            orders.clone(),
+            Arc::clone(&services.payments),
+            Arc::clone(&outbox),
+            config.api_keys,
+            services.stripe_webhook.clone(),
+        )
+        .metrics(config.metrics);
+        if let Some(v) = &services.sendgrid_webhook {
+            builder = builder.sendgrid_webhook(v.clone());
+        }
+        if let Some(s) = &services.sns_webhook {
+            builder = builder.sns_webhook(s.clone());
+        }
+        for i in &services.integrations {
+            builder = builder.integration(i.clone());
+        }
+        let state = builder.build();
+
+        let effects = Effects::new(
+            orders,
+            Arc::clone(&services.email),
+            services.email_from.clone(),
+            Arc::clone(&services.sheets),
+            Arc::clone(&services.notifier),
+        );
+        let dispatcher = effects
+            .register(Dispatcher::builder(outbox))
+            .poll_interval(config.poll_interval)
+            .backoff(config.dispatcher_backoff)
+            .build()?;
+        let (stop_dispatcher, signal) = shutdown_channel();
+        let d = dispatcher.clone();
+        let dispatcher_task = tokio::spawn(async move { d.run(signal).await });
+
+        let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = crate::app(state.clone());
+        let http_task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, data_dir = %dir.display(), "order service listening");
+        Ok(Server {
+            addr,
+            state,
+            services,
+            dispatcher,
+            stop_dispatcher,
+            dispatcher_task,
+            stop_http: Some(stop_http),
+            http_task,
+            _temp_dir: temp_dir,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The providers and sandboxes.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The outbox dispatcher (already running; `run_until_idle` drains it now).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Stops accepting requests, finishes the ones in flight and the deliveries in flight.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the HTTP server failed.
+    pub async fn shutdown(mut self) -> Result<RunStats> {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        let served = (&mut self.http_task).await;
+        self.stop_dispatcher.trigger();
+        let stats = (&mut self.dispatcher_task).await.unwrap_or_default();
+        match served {
+            Ok(Ok(())) => Ok(stats),
+            Ok(Err(e)) => Err(Error::unavailable(format!("HTTP server failed: {e}"))),
+            Err(e) => Err(Error::unavailable(format!("HTTP server task failed: {e}"))),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.http_task.abort();
+        self.stop_dispatcher.trigger();
+    }
+}

@@ -1,0 +1,281 @@
+//! [`AppState`]: what every handler shares.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::extract::FromRef;
+use integrations_aws::sns::{SnsClient, SnsMessageVerifier};
+use integrations_core::PaymentProvider;
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::outbox::OutboxStore;
+use integrations_sendgrid::webhook::EventWebhookVerifier;
+use integrations_stripe::webhook::WebhookVerifier;
+use serde::Serialize;
+
+use crate::auth::ApiKeys;
+use crate::orders::OrderStore;
+
+/// How an integration is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationMode {
+    /// The real service, with credentials from the environment.
+    Live,
+    /// The provider crate's in-process sandbox.
+    Sandbox,
+    /// In-process, no provider at all (the local notifier).
+    Local,
+}
+
+impl IntegrationMode {
+    /// `"live"`, `"sandbox"` or `"local"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IntegrationMode::Live => "live",
+            IntegrationMode::Sandbox => "sandbox",
+            IntegrationMode::Local => "local",
+        }
+    }
+}
+
+/// One configured integration, as the monitoring page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntegrationInfo {
+    /// The name its policy records metrics under (`"stripe"`, `"google-sheets"`).
+    pub name: String,
+    /// What it does for the service (`"payments"`).
+    pub role: String,
+    /// Live, sandbox or local.
+    pub mode: IntegrationMode,
+}
+
+impl IntegrationInfo {
+    /// An integration `name` playing `role`.
+    pub fn new(name: impl Into<String>, role: impl Into<String>, mode: IntegrationMode) -> Self {
+        IntegrationInfo {
+            name: name.into(),
+            role: role.into(),
+            mode,
+        }
+    }
+}
+
+/// Inbound SNS: the verifier, the topics whose messages are accepted, and optionally a client to
+/// confirm subscriptions to them.
+#[derive(Debug, Clone)]
+pub struct SnsWebhook {
+    /// Shared, so its certificate cache serves every request.
+    pub verifier: Arc<SnsMessageVerifier>,
+    /// Accepted topic ARNs; messages of any other topic are refused with 403.
+    pub topics: BTreeSet<String>,
+    /// Confirms subscription requests of accepted topics, when set.
+    pub confirm_with: Option<SnsClient>,
+}
+
+impl SnsWebhook {
+    /// Accepts messages of `topics`, verified by `verifier`.
+    pub fn new(verifier: SnsMessageVerifier, topics: impl IntoIterator<Item = String>) -> Self {
+        SnsWebhook {
+            verifier: Arc::new(verifier),
+            topics: topics.into_iter().collect(),
+            confirm_with: None,
+        }
+    }
+
+    /// Confirms subscriptions to the accepted topics with `client`.
+    #[must_use]
+    pub fn confirm_with(mut self, client: SnsClient) -> Self {
+        self.confirm_with = Some(client);
+        self
+    }
+}
+
+impl FromRef<SnsWebhook> for Arc<SnsMessageVerifier> {
+    fn from_ref(s: &SnsWebhook) -> Self {
+        Arc::clone(&s.verifier)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) orders: OrderStore,
+    pub(crate) payments: Arc<dyn PaymentProvider>,
+    pub(crate) outbox: Arc<dyn OutboxStore>,
+    pub(crate) metrics: MetricsRegistry,
+    pub(crate) api_keys: ApiKeys,
+    pub(crate) stripe: WebhookVerifier,
+    pub(crate) sendgrid: Option<EventWebhookVerifier>,
+    pub(crate) sns: Option<SnsWebhook>,
+    pub(crate) integrations: Vec<IntegrationInfo>,
+    refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) started: Instant,
+}
+
+/// Everything the handlers share: stores, the payment provider, the outbox, metrics, keys and
+/// webhook verifiers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("AppState")
+            .field("orders", &i.orders)
+            .field("payments", &i.payments.name())
+            .field("outbox", &i.outbox)
+            .field("api_keys", &i.api_keys)
+            .field("integrations", &i.integrations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A builder with the parts every service needs.
+    pub fn builder(
+        orders: OrderStore,
+        payments: Arc<dyn PaymentProvider>,
+        outbox: Arc<dyn OutboxStore>,
+        api_keys: ApiKeys,
+        stripe_webhook: WebhookVerifier,
+    ) -> AppStateBuilder {
+        AppStateBuilder {
+            orders,
+            payments,
+            outbox,
+            api_keys,
+            stripe: stripe_webhook,
+            metrics: MetricsRegistry::global().clone(),
+            sendgrid: None,
+            sns: None,
+            integrations: Vec::new(),
+        }
+    }
+
+    /// The order store.
+    pub fn orders(&self) -> &OrderStore {
+        &self.inner.orders
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> &Arc<dyn OutboxStore> {
+        &self.inner.outbox
+    }
+
+    /// The metrics shown on `/metrics` and the monitoring page.
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.inner.metrics
+    }
+
+    /// The accepted API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.inner.api_keys
+    }
+
+    /// The configured integrations.
+    pub fn integrations(&self) -> &[IntegrationInfo] {
+        &self.inner.integrations
+    }
+
+    /// The lock serialising refunds of order `id` (so two concurrent refunds cannot both pass
+    /// the remaining-amount check).
+    pub(crate) fn refund_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .refund_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Drop the locks nobody holds or waits for any more.
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        Arc::clone(locks.entry(id.to_owned()).or_default())
+    }
+}
+
+impl FromRef<AppState> for WebhookVerifier {
+    fn from_ref(s: &AppState) -> Self {
+        s.inner.stripe.clone()
+    }
+}
+
+impl FromRef<AppState> for ApiKeys {
+    fn from_ref(s: &AppState) -> Self {
+        s.inner.api_keys.clone()
+    }
+}
+
+/// Builds an [`AppState`]; see [`AppState::builder`].
+pub struct AppStateBuilder {
+    orders: OrderStore,
+    payments: Arc<dyn PaymentProvider>,
+    outbox: Arc<dyn OutboxStore>,
+    api_keys: ApiKeys,
+    stripe: WebhookVerifier,
+    metrics: MetricsRegistry,
+    sendgrid: Option<EventWebhookVerifier>,
+    sns: Option<SnsWebhook>,
+    integrations: Vec<IntegrationInfo>,
+}
+
+impl fmt::Debug for AppStateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppStateBuilder")
+            .field("integrations", &self.integrations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppStateBuilder {
+    /// The registry whose metrics the service shows (default: the global one, which every
+    /// provider's default policy records into).
+    #[must_use]
+    pub fn metrics(mut self, registry: MetricsRegistry) -> Self {
+        self.metrics = registry;
+        self
+    }
+
+    /// Accepts SendGrid's Signed Event Webhook on `/webhooks/sendgrid`.
+    #[must_use]
+    pub fn sendgrid_webhook(mut self, verifier: EventWebhookVerifier) -> Self {
+        self.sendgrid = Some(verifier);
+        self
+    }
+
+    /// Accepts SNS messages on `/webhooks/sns`.
+    #[must_use]
+    pub fn sns_webhook(mut self, sns: SnsWebhook) -> Self {
+        self.sns = Some(sns);
+        self
+    }
+
+    /// Lists an integration on the monitoring page (and creates its metrics, so it shows before
+    /// its first call).
+    #[must_use]
+    pub fn integration(mut self, info: IntegrationInfo) -> Self {
+        self.integrations.push(info);
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        for i in &self.integrations {
+            self.metrics.integration(&i.name);
+        }
+        AppState {
+            inner: Arc::new(Inner {
+                orders: self.orders,
+                payments: self.payments,
+                outbox: self.outbox,
+                metrics: self.metrics,
+                api_keys: self.api_keys,
+                stripe: self.stripe,
+                sendgrid: self.sendgrid,
+                sns: self.sns,
+                integrations: self.integrations,
+                refund_locks: Mutex::new(HashMap::new()),
+                started: Instant::now(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Wiring the service to its providers: each one live when its credentials are set, otherwise
+//! the provider crate's in-process sandbox (the local notifier for notifications).
+//!
+//! | integration | live when set | otherwise |
+//! |---|---|---|
+//! | Stripe (payments, webhooks) | `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` | `integrations_stripe::sandbox` |
+//! | SendGrid (email, event webhook) | `SENDGRID_API_KEY` (+ `SENDGRID_WEBHOOK_PUBLIC_KEY`) | `integrations_sendgrid::sandbox` |
+//! | Google Sheets (analytics) | `GOOGLE_APPLICATION_CREDENTIALS`, `GOOGLE_SHEETS_SPREADSHEET_ID` | `integrations_sheets::sandbox` |
+//! | Amazon SNS (notifications) | `SNS_TOPIC_ARN` and the standard `AWS_*` | [`LocalNotifier`] |
+//! | inbound SNS | `SNS_INBOUND_TOPIC_ARNS` (comma-separated) | not mounted |
+//!
+//! Live providers use their crate's default policy (recording into the global metrics
+//! registry); sandboxes get a policy recording into the registry passed in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use integrations_aws::AwsBuilder;
+use integrations_aws::sns::{SnsClient, SnsMessageVerifier, SnsNotifier};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::provider::Mailbox;
+use integrations_core::resilience::{Backoff, CircuitBreakerConfig, Policy, RetryPolicy};
+use integrations_core::{EmailProvider, Notifier, PaymentProvider, Result, SheetsSink};
+use integrations_sendgrid::webhook::{EventType, EventWebhookVerifier};
+use integrations_sendgrid::{SendGridBuilder, sandbox as sendgrid_sandbox};
+use integrations_sheets::{GoogleSheetsBuilder, sandbox as sheets_sandbox};
+use integrations_stripe::webhook::WebhookVerifier;
+use integrations_stripe::{StripeBuilder, StripePayments, sandbox as stripe_sandbox};
+
+use crate::effects::DEFAULT_SHEET;
+use crate::notifier::LocalNotifier;
+use crate::state::{IntegrationInfo, IntegrationMode, SnsWebhook};
+
+/// Sender of the confirmation emails: `ORDER_SERVICE_EMAIL_FROM`, default `orders@example.com`.
+pub const EMAIL_FROM_ENV: &str = "ORDER_SERVICE_EMAIL_FROM";
+
+/// The providers the service runs on, and the sandboxes that must live as long as it does.
+pub struct Services {
+    /// Payments.
+    pub payments: Arc<dyn PaymentProvider>,
+    /// Verifier of `/webhooks/stripe`.
+    pub stripe_webhook: WebhookVerifier,
+    /// Confirmation email.
+    pub email: Arc<dyn EmailProvider>,
+    /// Sender of the confirmation email.
+    pub email_from: Mailbox,
+    /// Verifier of `/webhooks/sendgrid`, when configured.
+    pub sendgrid_webhook: Option<EventWebhookVerifier>,
+    /// Analytics rows.
+    pub sheets: Arc<dyn SheetsSink>,
+    /// Notifications.
+    pub notifier: Arc<dyn Notifier>,
+    /// Inbound SNS, when configured.
+    pub sns_webhook: Option<SnsWebhook>,
+    /// What is live and what is a sandbox, for the monitoring page.
+    pub integrations: Vec<IntegrationInfo>,
+    /// The Stripe sandbox, when Stripe is not live.
+    pub stripe_sandbox: Option<stripe_sandbox::Sandbox>,
+    /// The SendGrid sandbox, when SendGrid is not live.
+    pub sendgrid_sandbox: Option<sendgrid_sandbox::Sandbox>,
+    /// The Sheets sandbox, when Sheets is not live.
+    pub sheets_sandbox: Option<sheets_sandbox::Sandbox>,
+    /// The local notifier, when SNS is not live.
+    pub local_notifier: Option<Arc<LocalNotifier>>,
+}
+
+impl fmt::Debug for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Services")
+            .field("integrations", &self.integrations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy sandboxed providers run under: short retries, a breaker, 10 s per attempt,
+/// metrics into `registry`.
+pub fn sandbox_policy(name: &'static str, registry: &MetricsRegistry) -> Policy {
+    Policy::builder(name)
+        .circuit_breaker(CircuitBreakerConfig::DEFAULT)
+        .retry(RetryPolicy::new(
+            2,
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 2.0),
+        ))
+        .attempt_timeout(Duration::from_secs(10))
+        .metrics(registry)
+        .build()
+}
+
+fn set(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).filter(|v| !v.trim().is_empty())
+}
+
+fn io(what: &str, e: &std::io::Error) -> integrations_core::Error {
+    integrations_core::Error::unavailable(format!("could not start the {what} sandbox: {e}"))
+}
+
+impl Services {
+    /// Wires every provider from the environment.
+    ///
+    /// # Errors
+    /// A live provider's configuration error (naming the variable), or a sandbox that cannot bind
+    /// a loopback port.
+    pub async fn from_env(registry: &MetricsRegistry) -> Result<Services> {
+        Services::from_lookup(&|n| std::env::var(n).ok(), registry).await
+    }
+
+    /// Like [`Services::from_env`], reading variables through `lookup`. (The live Google Sheets
+    /// and AWS clients read their own settings from the process environment: their builders take
+    /// no lookup. `lookup` still decides whether they are used.)
+    ///
+    /// # Errors
+    /// As [`Services::from_env`].
+    pub async fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        registry: &MetricsRegistry,
+    ) -> Result<Services> {
+        let mut integrations = Vec::new();
+
+        let (payments, stripe_webhook, stripe_sandbox): (Arc<dyn PaymentProvider>, _, _) =
+            if set(lookup, "STRIPE_SECRET_KEY").is_some() {
+                let client = StripeBuilder::from_lookup(|n| lookup(n)).build()?;
+                let verifier = WebhookVerifier::from_lookup(|n| lookup(n))?;
+                integrations.push(IntegrationInfo::new(
+                    "stripe",
+                    "payments",
+                    IntegrationMode::Live,
+                ));
+                (Arc::new(StripePayments::new(client)), verifier, None)
+            } else {
+                let sb = stripe_sandbox::Sandbox::start()
+                    .await
+                    .map_err(|e| io("Stripe", &e))?;
+                let client = sb
+                    .client_builder()
+                    .with_policy(sandbox_policy("stripe", registry))
+                    .build()?;
+                let verifier = WebhookVerifier::new(sb.webhook_secret());
+                integrations.push(IntegrationInfo::new(
+                    "stripe",
+                    "payments",
+                    IntegrationMode::Sandbox,
+                ));
+                (Arc::new(StripePayments::new(client)), verifier, Some(sb))
+            };
+
+        let (email, sendgrid_webhook, sendgrid_sandbox): (Arc<dyn EmailProvider>, _, _) =
+            if set(lookup, "SENDGRID_API_KEY").is_some() {
+                let verifier = match set(lookup, "SENDGRID_WEBHOOK_PUBLIC_KEY") {
+                    Some(key) => Some(EventWebhookVerifier::new(&key)?),
+                    None => None,
+                };
+                integrations.push(IntegrationInfo::new(
+                    "sendgrid",
+                    "email",
+                    IntegrationMode::Live,
+                ));
+                (
+                    Arc::new(SendGridBuilder::from_lookup(|n| lookup(n)).build()?),
+                    verifier,
+                    None,
+                )
+            } else {
+                let sb = sendgrid_sandbox::Sandbox::start()
+                    .await
+                    .map_err(|e| io("SendGrid", &e))?;
+                let email = sb
+                    .email()
+                    .with_policy(sandbox_policy("sendgrid", registry))
+                    .build()?;
+                let verifier = sb.webhook_verifier();
+                integrations.push(IntegrationInfo::new(
+                    "sendgrid",
+                    "email",
+                    IntegrationMode::Sandbox,
+                ));
+                (Arc::new(email), Some(verifier), Some(sb))
+            };
+
+        let live_sheets = set(lookup, "GOOGLE_APPLICATION_CREDENTIALS").is_some()
+            && set(lookup, "GOOGLE_SHEETS_SPREADSHEET_ID").is_some();
+        let (sheets, sheets_sandbox): (Arc<dyn SheetsSink>, _) = if live_sheets {
+            integrations.push(IntegrationInfo::new(
+                "google-sheets",
+                "analytics",
+                IntegrationMode::Live,
+            ));
+            (
+                Arc::new(GoogleSheetsBuilder::from_env().build_sink()?),
+                None,
+            )
+        } else {
+            let sb = sheets_sandbox::Sandbox::start().await?;
+            sb.add_sheet(sb.spreadsheet_id(), DEFAULT_SHEET);
+            let sink = sb
+                .client_builder()
+                .with_write_policy(sandbox_policy("google-sheets", registry))
+                .with_read_policy(sandbox_policy("google-sheets", registry))
+                .with_token_policy(sandbox_policy("google-sheets", registry))
+                .build_sink()?;
+            integrations.push(IntegrationInfo::new(
+                "google-sheets",
+                "analytics",
+                IntegrationMode::Sandbox,
+            ));
+            (Arc::new(sink), Some(sb))
+        };
+
+        let aws = || AwsBuilder::from_env().build();
+        let (notifier, local_notifier): (Arc<dyn Notifier>, _) = match set(lookup, "SNS_TOPIC_ARN")
+        {
+            Some(arn) => {
+                let n = SnsNotifier::new(&aws()?, arn);
+                integrations.push(IntegrationInfo::new(
+                    n.name().to_owned(),
+                    "notifications",
+                    IntegrationMode::Live,
+                ));
+                (Arc::new(n), None)
+            }
+            None => {
+                let n = Arc::new(LocalNotifier::new(registry));
+                integrations.push(IntegrationInfo::new(
+                    n.name().to_owned(),
+                    "notifications",
+                    IntegrationMode::Local,
+                ));
+                (n.clone(), Some(n))
+            }
+        };
+
+        let sns_webhook = match set(lookup, "SNS_INBOUND_TOPIC_ARNS") {
+            None => None,
+            Some(raw) => {
+                let topics = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned);
+                let hook = SnsWebhook::new(SnsMessageVerifier::new(), topics);
+                Some(match aws() {
+                    Ok(config) => hook.confirm_with(SnsClient::new(&config)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no AWS configuration: SNS subscriptions will not be confirmed");
+                        hook
+                    }
+                })
+            }
+        };
+
+        let from = set(lookup, EMAIL_FROM_ENV).unwrap_or_else(|| "orders@example.com".to_owned());
+        Ok(Services {
+            payments,
+            stripe_webhook,
+            email,
+            email_from: Mailbox::named(from, "Order service"),
+            sendgrid_webhook,
+            sheets,
+            notifier,
+            sns_webhook,
+            integrations,
+            stripe_sandbox,
+            sendgrid_sandbox,
+            sheets_sandbox,
+            local_notifier,
+        })
+    }
+
+    /// Points the sandboxes' webhooks at the service listening on `base_url`
+    /// (`http://127.0.0.1:8080`): Stripe events to `/webhooks/stripe`, SendGrid event batches
+    /// (`processed`, `delivered` for every message) to `/webhooks/sendgrid`.
+    pub fn connect_sandbox_webhooks(&self, base_url: &str) {
+        let base = base_url.trim_end_matches('/');
+        if let Some(sb) = &self.stripe_sandbox {
+            sb.add_webhook_endpoint(format!("{base}/webhooks/stripe"));
+        }
+        if let Some(sb) = &self.sendgrid_sandbox {
+            sb.set_webhook_target(Some(sendgrid_sandbox::WebhookTarget::Url(format!(
+                "{base}/webhooks/sendgrid"
+            ))));
+            sb.set_auto_events(&[EventType::Processed, EventType::Delivered]);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `POST /api/payments/confirm` and `POST /api/payments/refund` on the Stripe sandbox.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::Harness;
+use serde_json::json;
+
+#[tokio::test]
+async fn confirm_pays_the_order_with_its_own_intent() {
+    let h = Harness::new().await;
+    let data = h.create_order().await;
+    let order = &data["order"];
+    let r = h.confirm(order, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["order"]["status"], "paid");
+    assert_eq!(r.json["data"]["payment"]["status"], "succeeded");
+    assert_eq!(r.json["data"]["payment"]["amountReceived"], "60.00");
+    let pi = order["paymentIntentId"].as_str().unwrap();
+    assert_eq!(h.stripe.intent_counters(pi).unwrap().successful_charges, 1);
+
+    // Confirming again is harmless: the intent is settled, nothing is charged twice.
+    let r = h.confirm(order, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(h.stripe.intent_counters(pi).unwrap().successful_charges, 1);
+}
+
+#[tokio::test]
+async fn a_foreign_intent_is_refused_before_anything_is_charged() {
+    let h = Harness::new().await;
+    let mine = h.create_order().await["order"].clone();
+    let theirs = h.create_order().await["order"].clone();
+    let r = h
+        .post(
+            "/api/payments/confirm",
+            &json!({
+                "orderId": mine["id"],
+                "paymentIntentId": theirs["paymentIntentId"],
+                "paymentMethod": "pm_card_visa",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.field(), Some("paymentIntentId"));
+    assert_eq!(r.code(), Some("payment_intent_mismatch"));
+    for o in [&mine, &theirs] {
+        let pi = o["paymentIntentId"].as_str().unwrap();
+        assert_eq!(h.stripe.intent_counters(pi).unwrap().successful_charges, 0);
+        let now = h
+            .get(&format!("/api/orders/{}", o["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(now.json["data"]["order"]["status"], "pending");
+    }
+    // An intent the service never created at all.
+    let r = h
+        .post(
+            "/api/payments/confirm",
+            &json!({"orderId": mine["id"], "paymentIntentId": "pi_someone_else"}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("payment_intent_mismatch"));
+    // Unknown order; missing fields name the field.
+    let r = h
+        .post(
+            "/api/payments/confirm",
+            &json!({"orderId": "ord_missing", "paymentIntentId": "pi_1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .post("/api/payments/confirm", &json!({"orderId": mine["id"]}))
+        .await;
+    assert_eq!(r.field(), Some("paymentIntentId"));
+    let r = h
+        .post(
+            "/api/payments/confirm",
+            &json!({"orderId": mine["id"], "paymentIntentId": mine["paymentIntentId"]}),
+        )
+        .await;
+    assert_eq!(r.field(), Some("paymentMethod"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_declined_card_is_402_and_the_order_can_be_paid_with_another() {
+    let h = Harness::new().await;
+    let order = h.create_order().await["order"].clone();
+    let r = h
+        .confirm(&order, "pm_card_chargeDeclinedInsufficientFunds")
+        .await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.text);
+    assert_eq!(r.json["error"]["type"], "declined");
+    assert_eq!(r.json["error"]["declineCode"], "insufficient_funds");
+    let now = h
+        .get(&format!("/api/orders/{}", order["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(now.json["data"]["order"]["status"], "payment_failed");
+
+    let r = h.confirm(&order, "pm_card_visa").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["order"]["status"], "paid");
+}
+
+#[tokio::test]
+async fn refunds_are_partial_guarded_and_never_exceed_what_is_left() {
+    let h = Harness::new().await;
+    let unpaid = h.create_order().await["order"].clone();
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": unpaid["id"], "amount": "1.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.code(), Some("order_not_refundable"));
+
+    let order = h.paid_order().await;
+    let id = order["id"].clone();
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "25.50", "reason": "requested_by_customer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["refund"]["amount"], "25.50");
+    assert_eq!(r.json["data"]["order"]["status"], "partially_refunded");
+    assert_eq!(r.json["data"]["remaining"], "34.50");
+
+    for (amount, field, code) in [
+        (json!("34.51"), "amount", Some("amount_too_large")),
+        (json!("60.00"), "amount", Some("amount_too_large")),
+        (json!("0"), "amount", None),
+        (json!("1.001"), "amount", None),
+        (json!(1.0), "amount", None),
+    ] {
+        let r = h
+            .post(
+                "/api/payments/refund",
+                &json!({"orderId": id, "amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{amount}: {}", r.text);
+        assert_eq!(r.field(), Some(field));
+        if code.is_some() {
+            assert_eq!(r.code(), code);
+        }
+    }
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "reason": "because"}),
+        )
+        .await;
+    assert_eq!(r.field(), Some("reason"));
+    assert_eq!(
+        h.stripe.counters().refunds,
+        1,
+        "refused refunds never reached Stripe"
+    );
+
+    // No amount: refund what is left.
+    let r = h
+        .post("/api/payments/refund", &json!({"orderId": id}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["refund"]["amount"], "34.50");
+    assert_eq!(r.json["data"]["order"]["status"], "refunded");
+    assert_eq!(r.json["data"]["order"]["refundedAmount"], "60.00");
+    let r = h
+        .post("/api/payments/refund", &json!({"orderId": id}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(h.stripe.counters().refunds, 2);
+
+    // Each refund had its own key, derived from the order and numbered.
+    let keys: Vec<_> = h
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    let id = id.as_str().unwrap();
+    assert_eq!(keys, [format!("{id}/refund/1"), format!("{id}/refund/2")]);
+}
+
+#[tokio::test]
+async fn concurrent_refunds_cannot_both_take_the_last_of_the_money() {
+    let h = Harness::new().await;
+    let order = h.paid_order().await;
+    let body = json!({"orderId": order["id"], "amount": "40.00"});
+    let (a, b) = tokio::join!(
+        h.post("/api/payments/refund", &body),
+        h.post("/api/payments/refund", &body)
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "{} / {}", a.text, b.text);
+    assert_eq!(h.stripe.counters().refunds, 1);
+}
