@@ -246,6 +246,31 @@ async fn permanent_failure_dead_letters_at_once() {
 }
 
 #[tokio::test]
+async fn an_open_circuit_or_full_bulkhead_is_retried_later_not_dead_lettered() {
+    for kind in [ErrorKind::CircuitOpen, ErrorKind::BulkheadFull] {
+        let (clock, store) = setup();
+        let ids = record(&*store, "evt_1", vec![NewJob::new("email", json!({}))]).await;
+        let h = Recorder::new(move |_| {
+            Err(match kind {
+                ErrorKind::CircuitOpen => Error::circuit_open("sendgrid breaker open"),
+                _ => Error::bulkhead_full("sendgrid bulkhead full"),
+            }
+            .with_provider("sendgrid"))
+        });
+        let d = dispatcher(store.clone(), &clock, "email", h.clone());
+        let stats = d.run_until_idle().await.unwrap();
+        assert_eq!(
+            (stats.claimed, stats.dead_lettered, stats.retried),
+            (1, 0, 1),
+            "{kind}"
+        );
+        assert!(store.dead_letters(10).await.unwrap().is_empty(), "{kind}");
+        let job = store.job(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(job.last_error.as_ref().map(|e| e.kind), Some(kind));
+    }
+}
+
+#[tokio::test]
 async fn a_kind_without_handler_is_retried_not_dropped() {
     let (clock, store) = setup();
     let ids = record(&*store, "evt_1", vec![NewJob::new("new.kind", json!({}))]).await;
@@ -346,6 +371,36 @@ async fn concurrency_is_bounded() {
         3,
         "at most `concurrency` in flight, and used fully"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waker_delivers_new_jobs_without_waiting_out_the_poll_interval() {
+    let (clock, store) = setup();
+    let h = Recorder::new(|_| Ok(()));
+    let d = Dispatcher::builder(store.clone())
+        .handler("work", h.clone())
+        .poll_interval(Duration::from_secs(3600))
+        .clock(clock)
+        .build()
+        .unwrap();
+    let waker = d.waker();
+    let (trigger, signal) = shutdown_channel();
+    let worker = tokio::spawn({
+        let d = d.clone();
+        async move { d.run(signal).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await; // idle, asleep for an hour
+    record(&*store, "evt_1", vec![NewJob::new("work", json!({}))]).await;
+    waker.wake();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        h.calls().len(),
+        1,
+        "delivered at once, not after the hour's poll"
+    );
+    trigger.trigger();
+    let stats = worker.await.unwrap();
+    assert_eq!((stats.claimed, stats.succeeded), (1, 1));
 }
 
 #[tokio::test(start_paused = true)]

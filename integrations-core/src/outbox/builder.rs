@@ -150,6 +150,7 @@ impl DispatcherBuilder {
                 poll_interval: self.poll_interval,
                 backoff: self.backoff,
                 clock: self.clock,
+                wake: Arc::new(tokio::sync::Notify::new()),
             }),
         })
     }

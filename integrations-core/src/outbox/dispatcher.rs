@@ -18,7 +18,7 @@ use super::store::{LEASE_LOST, OutboxStore};
 use super::types::{ClaimedJob, FailOutcome, Job};
 use crate::resilience::Backoff;
 use crate::webhook::Clock;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// What a run of the dispatcher did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -91,6 +91,27 @@ pub(super) struct Inner {
     pub(super) poll_interval: Duration,
     pub(super) backoff: Backoff,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) wake: Arc<tokio::sync::Notify>,
+}
+
+/// Wakes an idle [`Dispatcher::run`] loop at once instead of at its next poll: call
+/// [`DispatcherWaker::wake`] right after [`OutboxStore::record_event`] so the new jobs are
+/// delivered without waiting out `poll_interval`. Cheap to clone; a wake while the loop is busy is
+/// kept and consumed at its next idle moment, so none is lost.
+#[derive(Clone)]
+pub struct DispatcherWaker(Arc<tokio::sync::Notify>);
+
+impl DispatcherWaker {
+    /// Wakes the dispatcher.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl fmt::Debug for DispatcherWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherWaker").finish_non_exhaustive()
+    }
 }
 
 /// Claims jobs from an [`OutboxStore`] and dispatches each to the [`JobHandler`] registered for
@@ -186,9 +207,15 @@ impl Dispatcher {
         }
     }
 
+    /// A handle that wakes [`Dispatcher::run`] when new jobs are recorded.
+    pub fn waker(&self) -> DispatcherWaker {
+        DispatcherWaker(Arc::clone(&self.inner.wake))
+    }
+
     /// Runs until `shutdown` fires: keeps up to `concurrency` deliveries in flight, polls every
-    /// `poll_interval` when there is nothing to claim, and on shutdown stops claiming and waits
-    /// for the deliveries in flight (each bounded by `handler_timeout`).
+    /// `poll_interval` when there is nothing to claim (or sooner, when a [`DispatcherWaker`]
+    /// says new jobs were recorded), and on shutdown stops claiming and waits for the deliveries
+    /// in flight (each bounded by `handler_timeout`).
     ///
     /// Store failures are logged, counted and retried at the next poll; they never end the loop.
     pub async fn run(&self, mut shutdown: ShutdownSignal) -> RunStats {
@@ -221,6 +248,7 @@ impl Dispatcher {
                 tokio::select! {
                     Some(joined) = tasks.join_next(), if !tasks.is_empty() => stats.joined(joined),
                     () = tokio::time::sleep(inner.poll_interval), if idle => {}
+                    () = inner.wake.notified(), if idle => {}
                     () = shutdown.wait() => {}
                 }
             }
@@ -257,7 +285,7 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
                 Err(e) => store_failure("complete", &e),
             },
             Err(err) => {
-                let retry_at = err.is_retryable().then(|| {
+                let retry_at = retry_later(&err).then(|| {
                     let backoff = inner.backoff.delay(job.attempt.saturating_sub(1));
                     let wait = backoff.max(err.retry_after().unwrap_or_default());
                     let now = inner.clock.now();
@@ -280,6 +308,14 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
     }
     .instrument(span)
     .await
+}
+
+/// Whether a failed job is tried again later rather than dead-lettered: every retryable error, and
+/// the guards that refused without reaching the provider (an open circuit, a full bulkhead). Those
+/// are final for one call under the policy — retrying them there would only spin — but for a
+/// durable job they mean "not now": the job waits its backoff and the breaker is asked again.
+fn retry_later(err: &Error) -> bool {
+    err.is_retryable() || matches!(err.kind(), ErrorKind::CircuitOpen | ErrorKind::BulkheadFull)
 }
 
 fn store_failure(op: &str, e: &Error) -> Outcome {

@@ -108,7 +108,7 @@ pub use builder::DispatcherBuilder;
 pub(crate) use db::{Db, corrupt, sql_error};
 #[cfg(feature = "sqlite")]
 pub use db::{SQLITE, SqliteOptions, Synchronous};
-pub use dispatcher::{Dispatcher, RunStats};
+pub use dispatcher::{Dispatcher, DispatcherWaker, RunStats};
 pub(crate) use error_record::Redacted;
 pub use error_record::{ErrorRecord, parse_error_kind};
 pub use handler::{
