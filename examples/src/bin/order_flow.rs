@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Err(e) => {
             eprintln!("order_flow: {e}");
             return ExitCode::from(2);
@@ -42,14 +42,28 @@ fn main() -> ExitCode {
         }
     };
     let orders = config.orders;
+    let state_dir = config.state_dir.clone();
     let run = async move {
         let flow = Flow::start(config).await?;
-        println!("order_flow: {orders} orders through");
+        let run = flow.run_state();
+        match (&state_dir, run.starts) {
+            (Some(dir), 1) => println!(
+                "order_flow: {orders} orders through, run {} kept in {}",
+                run.run_id,
+                dir.display()
+            ),
+            (Some(dir), n) => println!(
+                "order_flow: resuming run {} from {} (start {n})",
+                run.run_id,
+                dir.display()
+            ),
+            (None, _) => println!("order_flow: {orders} orders through"),
+        }
         for b in flow.backends() {
             println!("  {b}");
         }
         if flow.backends().iter().all(|b| !b.real) {
-            println!("  (no credentials set: every service is local; see --help for real ones)");
+            println!("  (every service is local; see --help for real ones)");
         }
         println!();
         flow.run().await

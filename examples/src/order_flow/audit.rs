@@ -51,10 +51,18 @@ pub struct Evidence {
     pub rows_source: &'static str,
     /// The row's status column per order.
     pub rows: HashMap<String, String>,
+    /// Rows per order (counted in the sheet; empty when the sheet cannot be read).
+    pub row_counts: HashMap<String, usize>,
     /// Where the notifications were counted.
     pub notifications_source: &'static str,
     /// Notifications per order, by event (`order_confirmation`, …).
     pub notifications: HashMap<String, BTreeMap<String, usize>>,
+    /// Whether the emails were counted by the email providers themselves (sandboxes).
+    pub emails_at_provider: bool,
+    /// Whether the rows were counted in the sheet itself.
+    pub rows_at_provider: bool,
+    /// Whether the notifications were counted where they were published (the local file).
+    pub notifications_at_provider: bool,
 }
 
 impl Evidence {
@@ -63,6 +71,19 @@ impl Evidence {
         self.emails
             .get(order_id)
             .map_or(0, |v| v.iter().filter(|(t, _)| t == template).count())
+    }
+
+    /// Emails beyond the first of each template for each order.
+    pub fn duplicate_emails(&self) -> u64 {
+        let mut extra = 0;
+        for emails in self.emails.values() {
+            let mut per_template: BTreeMap<&str, u64> = BTreeMap::new();
+            for (template, _) in emails {
+                *per_template.entry(template.as_str()).or_default() += 1;
+            }
+            extra += per_template.values().map(|n| n - 1).sum::<u64>();
+        }
+        extra
     }
 
     /// Notifications about `event` for `order_id`.
@@ -158,6 +179,7 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     let all_email_sandboxes = sandboxes.len() == services.email.providers().len();
     if all_email_sandboxes {
         ev.email_source = "messages accepted by the SendGrid sandboxes";
+        ev.emails_at_provider = true;
         for (sandbox, name) in sandboxes {
             for m in sandbox.messages() {
                 let (Some(order), Some(template)) = (
@@ -181,12 +203,16 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     }
     if let Some(sandbox) = &services.sheets_sandbox {
         ev.rows_source = "rows of the Sheets sandbox";
+        ev.rows_at_provider = true;
         for row in sandbox
             .rows(sandbox.spreadsheet_id(), SHEET)
             .unwrap_or_default()
         {
             if let (Some(key), Some(status)) = (row.first(), row.get(1)) {
                 ev.rows.insert(key.clone(), status.clone());
+                if book.get(key).is_some() {
+                    *ev.row_counts.entry(key.clone()).or_default() += 1;
+                }
             }
         }
     } else {
@@ -203,6 +229,7 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     }
     if let Some(path) = &services.notifications_file {
         ev.notifications_source = "lines of notifications.jsonl";
+        ev.notifications_at_provider = true;
         for line in JsonlNotifier::read_lines(path).await? {
             if let (Some(order), Some(event)) = (
                 line.attributes.get("order_id"),

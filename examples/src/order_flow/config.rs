@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use super::chaos::ChaosFault;
 
 /// Stripe secret key; set → the real Stripe (test mode only).
 pub const ENV_STRIPE: &str = "STRIPE_SECRET_KEY";
@@ -24,8 +27,14 @@ pub const ENV_SNS_TOPIC: &str = "ORDER_FLOW_SNS_TOPIC_ARN";
 pub const ENV_EMAIL_FROM: &str = "ORDER_FLOW_EMAIL_FROM";
 /// Inbox every customer email goes to; required with a real email provider.
 pub const ENV_EMAIL_TO: &str = "ORDER_FLOW_EMAIL_TO";
+/// Stripe's API base URL (`integrations-stripe` reads it); a loopback one is a local endpoint.
+pub const ENV_STRIPE_API_BASE: &str = "STRIPE_API_BASE";
+/// SendGrid's API base URL (`integrations-sendgrid` reads it); a loopback one is a local endpoint.
+pub const ENV_SENDGRID_API_BASE: &str = "SENDGRID_API_BASE";
+/// Google Sheets' base URL (`integrations-sheets` reads it); a loopback one is a local endpoint.
+pub const ENV_SHEETS_BASE_URL: &str = "GOOGLE_SHEETS_BASE_URL";
 
-const READ: [&str; 11] = [
+const READ: [&str; 14] = [
     ENV_STRIPE,
     ENV_SENDGRID,
     ENV_GOOGLE,
@@ -37,6 +46,9 @@ const READ: [&str; 11] = [
     ENV_EMAIL_FROM,
     ENV_EMAIL_TO,
     "AWS_REGION",
+    ENV_STRIPE_API_BASE,
+    ENV_SENDGRID_API_BASE,
+    ENV_SHEETS_BASE_URL,
 ];
 
 /// The variables that choose real services over sandboxes. Values are secrets: `Debug` shows
@@ -97,6 +109,19 @@ impl Environment {
     pub fn has_aws(&self) -> bool {
         self.has(ENV_AWS_KEY) || self.has(ENV_AWS_PROFILE)
     }
+
+    /// Whether the base URL in variable `name` points at this machine (`127.0.0.1`, `::1`,
+    /// `localhost`): a sandbox or emulator, with no published quota to respect.
+    pub fn is_loopback(&self, name: &str) -> bool {
+        self.get(name)
+            .and_then(|v| url::Url::parse(v).ok())
+            .is_some_and(|u| match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            })
+    }
 }
 
 /// The injected email-provider outage.
@@ -132,7 +157,28 @@ pub struct FlowConfig {
     pub keep_files: bool,
     /// Which services are real.
     pub env: Environment,
+    /// Where the run keeps its state — outbox, orders, delivery ledger, business counters,
+    /// notifications — so that a process killed at any point can be started again on it and
+    /// resume; `None`: a temporary directory.
+    pub state_dir: Option<PathBuf>,
+    /// The run's id, part of every order id and so of every idempotency key; `None`: a fresh
+    /// one, or the one recorded in [`FlowConfig::state_dir`].
+    pub run_id: Option<String>,
+    /// The lease each outbox job is claimed under: how soon a job held by a process that died is
+    /// claimed again. Each delivery gets five sixths of it.
+    pub lease: Duration,
+    /// How often the events of a Stripe that cannot reach the webhook endpoint (the real one,
+    /// or a sandbox in another process) are listed.
+    pub event_poll: Duration,
+    /// Overrides every policy's per-attempt timeout (e.g. short, for hang faults).
+    pub attempt_timeout: Option<Duration>,
+    /// Faults to inject into the sandboxes as checkout goes.
+    pub chaos: Vec<ChaosFault>,
 }
+
+/// The lease with [`FlowConfig::state_dir`] unless set: a run killed and restarted waits at
+/// most this long for the jobs the dead process held.
+pub const STATE_DIR_LEASE: Duration = Duration::from_secs(5);
 
 impl FlowConfig {
     /// `orders` orders on sandboxes only, whatever the environment says, with the outage after
@@ -152,7 +198,37 @@ impl FlowConfig {
             drain_timeout: Duration::from_secs(120),
             keep_files: false,
             env: Environment::empty(),
+            state_dir: None,
+            run_id: None,
+            lease: Duration::from_secs(90),
+            event_poll: Duration::from_secs(2),
+            attempt_timeout: None,
+            chaos: Vec::new(),
         }
+    }
+
+    /// The time each delivery gets: five sixths of the lease, so a live worker never loses it.
+    pub fn handler_timeout(&self) -> Duration {
+        self.lease * 5 / 6
+    }
+}
+
+/// Checks a run id: 1 to 40 ASCII letters, digits, `-` or `_` (it goes into order ids and
+/// idempotency keys).
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    let ok = (1..=40).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "run id `{id}`: 1 to 40 ASCII letters, digits, `-` or `_`"
+        ))
     }
 }
 
@@ -161,8 +237,8 @@ impl FlowConfig {
 pub enum Command {
     /// Print [`USAGE`].
     Help,
-    /// Run.
-    Run(FlowConfig),
+    /// Run (boxed: a configuration is large next to `Help`).
+    Run(Box<FlowConfig>),
 }
 
 /// The command line's help.
@@ -173,6 +249,8 @@ notifications and metrics; then a report, and a non-zero exit if an invariant fa
 
 USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-requests N]
                   [--no-stripe-faults] [--no-progress] [--keep-files] [--sandbox]
+                  [--state-dir DIR] [--run-id ID] [--dispatch-concurrency N] [--max-attempts N]
+                  [--lease-ms N] [--poll-ms N] [--attempt-timeout-ms N] [--chaos SPEC]...
 
   --orders N            orders to push through (default 200)
   --concurrency N       checkouts in flight at once (default 16)
@@ -183,10 +261,30 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
   --keep-files          keep the temporary directory (outbox.db, notifications.jsonl, metrics.prom)
   --sandbox             ignore credentials in the environment; sandboxes only
 
+  --state-dir DIR       keep the run's state in DIR (outbox.db, orders.jsonl, ledger.jsonl,
+                        metrics.jsonl, notifications.jsonl, run.json) and resume the run found
+                        there: kill the process at any point and start it again with the same
+                        arguments; nothing is lost or done twice (emails excepted: one accepted
+                        by SendGrid just before the kill may be sent again). Lease 5 s unless set.
+  --run-id ID           the run's id, part of every order id and idempotency key (default: fresh,
+                        or the one in DIR)
+  --dispatch-concurrency N  outbox deliveries in flight at once (default 32)
+  --max-attempts N      delivery attempts per job before the dead-letter queue (default 8)
+  --lease-ms N          lease of each claimed outbox job (default 90000)
+  --poll-ms N           how often Stripe's events are listed when it cannot reach the webhook
+                        endpoint (a real Stripe, or one in another process; default 2000)
+  --attempt-timeout-ms N  every policy's per-attempt timeout (default: each provider's own)
+  --chaos SPEC          inject a fault into a sandbox: TARGET:FAULT:N@ORDER, target stripe,
+                        sendgrid, sheets or notifier, fault 500, 429[=SECONDS], hang or drop
+                        (act, then close the connection unanswered), for N requests from
+                        order ORDER on; repeatable
+
 With no credentials every service is an in-process sandbox. With STRIPE_SECRET_KEY (test mode),
 SENDGRID_API_KEY (+ ORDER_FLOW_EMAIL_FROM, ORDER_FLOW_EMAIL_TO), GOOGLE_APPLICATION_CREDENTIALS
 (+ SHEETS_SPREADSHEET_ID, a sheet named Orders) or AWS credentials (SES backup email; SNS with
-ORDER_FLOW_SNS_TOPIC_ARN) the real services are used instead. RUST_LOG sets the log filter.";
+ORDER_FLOW_SNS_TOPIC_ARN) the real services are used instead; STRIPE_API_BASE, SENDGRID_API_BASE
+and GOOGLE_SHEETS_BASE_URL point them elsewhere (a loopback URL counts as a local endpoint, with
+the sandbox policies). RUST_LOG sets the log filter.";
 
 /// Parses the arguments after the program name, with `env` as the environment.
 ///
@@ -202,12 +300,26 @@ where
     let mut progress = true;
     let mut outage_requests = None;
     let mut no_outage = false;
+    let mut lease = None;
     let mut args = args.into_iter();
     let number = |flag: &str, v: Option<S>| -> Result<usize, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a number"))?;
         v.as_ref()
             .parse::<usize>()
             .map_err(|_| format!("{flag}: `{}` is not a number", v.as_ref()))
+    };
+    let positive = |flag: &str, v: Option<S>| -> Result<usize, String> {
+        match number(flag, v)? {
+            0 => Err(format!("{flag} must be at least 1")),
+            n => Ok(n),
+        }
+    };
+    let millis = |flag: &str, v: Option<S>| -> Result<Duration, String> {
+        positive(flag, v).map(|n| Duration::from_millis(n as u64))
+    };
+    let text = |flag: &str, v: Option<S>| -> Result<String, String> {
+        v.map(|v| v.as_ref().to_owned())
+            .ok_or_else(|| format!("{flag} needs a value"))
     };
     while let Some(arg) = args.next() {
         match arg.as_ref() {
@@ -222,9 +334,39 @@ where
             "--no-progress" => progress = false,
             "--keep-files" => cfg.keep_files = true,
             "--sandbox" => cfg.env = Environment::empty(),
+            "--state-dir" => cfg.state_dir = Some(PathBuf::from(text("--state-dir", args.next())?)),
+            "--run-id" => {
+                let id = text("--run-id", args.next())?;
+                check_run_id(&id)?;
+                cfg.run_id = Some(id);
+            }
+            "--dispatch-concurrency" => {
+                cfg.dispatch_concurrency = positive("--dispatch-concurrency", args.next())?;
+            }
+            "--max-attempts" => {
+                let n = positive("--max-attempts", args.next())?;
+                cfg.max_attempts = u32::try_from(n).map_err(|_| "--max-attempts: too large")?;
+            }
+            "--lease-ms" => {
+                let l = millis("--lease-ms", args.next())?;
+                if l < Duration::from_millis(100) {
+                    return Err("--lease-ms must be at least 100".into());
+                }
+                lease = Some(l);
+            }
+            "--poll-ms" => cfg.event_poll = millis("--poll-ms", args.next())?,
+            "--attempt-timeout-ms" => {
+                cfg.attempt_timeout = Some(millis("--attempt-timeout-ms", args.next())?);
+            }
+            "--chaos" => cfg.chaos.push(text("--chaos", args.next())?.parse()?),
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
+    cfg.lease = match (lease, &cfg.state_dir) {
+        (Some(l), _) => l,
+        (None, Some(_)) => STATE_DIR_LEASE,
+        (None, None) => cfg.lease,
+    };
     if cfg.orders == 0 {
         return Err("--orders must be at least 1".into());
     }
@@ -236,7 +378,7 @@ where
         after_orders: cfg.orders / 3,
         failed_requests: outage_requests.unwrap_or(30),
     });
-    Ok(Command::Run(cfg))
+    Ok(Command::Run(Box::new(cfg)))
 }
 
 #[cfg(test)]
@@ -245,7 +387,7 @@ mod tests {
 
     fn run(args: &[&str]) -> FlowConfig {
         match parse_args(args, Environment::empty()).unwrap() {
-            Command::Run(c) => c,
+            Command::Run(c) => *c,
             Command::Help => panic!("help"),
         }
     }
@@ -270,11 +412,47 @@ mod tests {
             parse_args(["--help"], Environment::empty()),
             Ok(Command::Help)
         ));
+        let c = run(&[
+            "--state-dir",
+            "/tmp/x",
+            "--run-id",
+            "crash-1",
+            "--dispatch-concurrency",
+            "4",
+            "--max-attempts",
+            "20",
+            "--poll-ms",
+            "100",
+            "--attempt-timeout-ms",
+            "700",
+            "--chaos",
+            "sendgrid:drop:2@3",
+            "--chaos",
+            "stripe:500:1@0",
+        ]);
+        assert_eq!(c.state_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(c.run_id.as_deref(), Some("crash-1"));
+        assert_eq!((c.dispatch_concurrency, c.max_attempts), (4, 20));
+        assert_eq!(c.lease, STATE_DIR_LEASE, "a short lease with a state dir");
+        assert_eq!(c.event_poll, Duration::from_millis(100));
+        assert_eq!(c.attempt_timeout, Some(Duration::from_millis(700)));
+        assert_eq!(c.chaos.len(), 2);
+        assert_eq!(c.chaos[0].to_string(), "sendgrid:drop:2@3");
+        assert_eq!(run(&[]).lease, Duration::from_secs(90));
+        let c = run(&["--state-dir", "d", "--lease-ms", "2000"]);
+        assert_eq!(c.lease, Duration::from_secs(2));
+        assert!(c.handler_timeout() < c.lease);
         for bad in [
             &["--orders"][..],
             &["--orders", "x"],
             &["--orders", "0"],
             &["--bogus"],
+            &["--run-id", "a/b"],
+            &["--run-id", ""],
+            &["--state-dir"],
+            &["--dispatch-concurrency", "0"],
+            &["--lease-ms", "50"],
+            &["--chaos", "stripe:teapot:1@1"],
         ] {
             assert!(parse_args(bad, Environment::empty()).is_err(), "{bad:?}");
         }
@@ -293,9 +471,25 @@ mod tests {
         assert!(!debug.contains("supersecret"), "{debug}");
         assert!(debug.contains(ENV_STRIPE), "{debug}");
         let with_sandbox = match parse_args(["--sandbox"], env).unwrap() {
-            Command::Run(c) => c,
+            Command::Run(c) => *c,
             Command::Help => unreachable!(),
         };
         assert!(!with_sandbox.env.has(ENV_STRIPE));
+    }
+
+    #[test]
+    fn loopback_base_urls_are_local_endpoints() {
+        let env = Environment::from_lookup(|k| match k {
+            ENV_STRIPE_API_BASE => Some("http://127.0.0.1:4242".into()),
+            ENV_SENDGRID_API_BASE => Some("http://localhost:1/".into()),
+            ENV_SHEETS_BASE_URL => Some("https://sheets.googleapis.com".into()),
+            _ => None,
+        });
+        assert!(env.is_loopback(ENV_STRIPE_API_BASE));
+        assert!(env.is_loopback(ENV_SENDGRID_API_BASE));
+        assert!(!env.is_loopback(ENV_SHEETS_BASE_URL));
+        assert!(!env.is_loopback(ENV_STRIPE));
+        assert!(check_run_id("ok_run-1").is_ok());
+        assert!(check_run_id(&"x".repeat(41)).is_err());
     }
 }

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use futures_util::StreamExt;
-use integrations_core::outbox::{OutboxStore, RecordOutcome};
+use integrations_core::outbox::{DispatcherWaker, OutboxStore, RecordOutcome};
 use integrations_core::{Error, ErrorKind, Money, Result, SignatureFailure};
 use integrations_stripe::StripeClient;
 use integrations_stripe::api::ListEvents;
@@ -50,6 +50,9 @@ pub struct IntakeStats {
     pub recorded: u64,
     /// Jobs recorded with them.
     pub jobs_recorded: u64,
+    /// Jobs of every event known to be in the outbox: recorded here, or found recorded already
+    /// (by an earlier process of a resumed run, or an earlier delivery). Counted once per event.
+    pub jobs_known: u64,
     /// Redeliveries of an event already recorded: acknowledged, nothing written.
     pub duplicates: u64,
     /// Verified events of a type the flow does not act on.
@@ -61,9 +64,30 @@ pub struct IntakeStats {
     pub store_errors: u64,
     /// Recorded events per type.
     pub by_type: BTreeMap<String, u64>,
-    /// Ids of events recorded per order, by type: `(order_id, type) → event ids`.
+    /// Ids of the events known to be in the outbox (as for `jobs_known`) per order, by type:
+    /// `(order_id, type) → distinct event ids`.
     #[serde(skip)]
     pub events_of: BTreeMap<(String, String), Vec<String>>,
+}
+
+impl IntakeStats {
+    /// Distinct events known to be in the outbox.
+    pub fn events_known(&self) -> u64 {
+        self.events_of.values().map(|v| v.len() as u64).sum()
+    }
+
+    /// Notes that `event_id` (of `event_type`, about `order_id`, with `jobs` jobs) is in the
+    /// outbox; once per event.
+    fn know(&mut self, order_id: &str, event_type: &str, event_id: &str, jobs: usize) {
+        let ids = self
+            .events_of
+            .entry((order_id.to_owned(), event_type.to_owned()))
+            .or_default();
+        if !ids.iter().any(|id| id == event_id) {
+            ids.push(event_id.to_owned());
+            self.jobs_known += jobs as u64;
+        }
+    }
 }
 
 /// What happened to one delivery.
@@ -88,6 +112,7 @@ pub struct Intake {
     verifier: Option<WebhookVerifier>,
     max_attempts: u32,
     stats: Mutex<IntakeStats>,
+    waker: std::sync::OnceLock<DispatcherWaker>,
 }
 
 impl Intake {
@@ -105,7 +130,14 @@ impl Intake {
             verifier,
             max_attempts,
             stats: Mutex::new(IntakeStats::default()),
+            waker: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Wakes `dispatcher` whenever an event's jobs are recorded, so they are delivered at once
+    /// rather than at the dispatcher's next poll. Only the first call takes effect.
+    pub fn set_waker(&self, waker: DispatcherWaker) {
+        let _ = self.waker.set(waker);
     }
 
     fn stats_mut(&self) -> MutexGuard<'_, IntakeStats> {
@@ -117,7 +149,8 @@ impl Intake {
         self.stats_mut().clone()
     }
 
-    /// Handles a signed delivery: verifies the raw bytes, then [`Intake::accept`]s the event.
+    /// Handles a signed delivery: verifies the raw bytes, then routes the event and records it
+    /// once with its jobs.
     ///
     /// # Errors
     /// [`Error::InvalidSignature`] for a delivery that does not verify; the store's errors.
@@ -169,18 +202,21 @@ impl Intake {
         let n = jobs.len();
         match self.outbox.record_event(&event.id, jobs).await {
             Ok(RecordOutcome::Recorded { .. }) => {
+                if let Some(w) = self.waker.get() {
+                    w.wake();
+                }
                 let mut st = self.stats_mut();
                 st.recorded += 1;
                 st.jobs_recorded += n as u64;
                 *st.by_type.entry(event.type_.clone()).or_default() += 1;
-                st.events_of
-                    .entry((ev.order_id.clone(), event.type_.clone()))
-                    .or_default()
-                    .push(event.id.clone());
+                st.know(&ev.order_id, &event.type_, &event.id, n);
                 Ok(Outcome::Recorded { jobs: n })
             }
             Ok(RecordOutcome::Duplicate) => {
-                self.stats_mut().duplicates += 1;
+                let mut st = self.stats_mut();
+                st.duplicates += 1;
+                st.know(&ev.order_id, &event.type_, &event.id, n);
+                drop(st);
                 tracing::info!(event = %event.id, "webhook redelivery ignored: event already recorded");
                 Ok(Outcome::Duplicate)
             }
@@ -436,13 +472,34 @@ mod tests {
         let s = intake.stats();
         assert_eq!((s.received, s.recorded, s.duplicates), (7, 1, 1));
         assert_eq!((s.rejected, s.ignored, s.foreign), (4, 1, 0));
-        assert_eq!(s.jobs_recorded, 4);
+        assert_eq!((s.jobs_recorded, s.jobs_known, s.events_known()), (4, 4, 1));
         assert_eq!(s.by_type["payment_intent.succeeded"], 1);
         assert_eq!(
             outbox.counts().await.unwrap().pending,
             4,
             "nothing more recorded"
         );
+    }
+
+    #[tokio::test]
+    async fn an_event_recorded_by_an_earlier_process_is_known_not_recorded_again() {
+        let (sandbox, book, bodies) = paid_order().await;
+        let (outbox, first) = intake(&sandbox, book.clone());
+        let body = &bodies["payment_intent.succeeded"];
+        let now = unix_seconds(SystemTime::now());
+        let sig = sign_for_test(body, &sandbox.webhook_secret(), now);
+        first.handle_signed(body, Some(&sig)).await.unwrap();
+        // A restarted process: same outbox, fresh counters.
+        let verifier = WebhookVerifier::new(sandbox.webhook_secret());
+        let second = Intake::new(outbox.clone(), book, Some(verifier), 5);
+        assert_eq!(
+            second.handle_signed(body, Some(&sig)).await.unwrap(),
+            Outcome::Duplicate
+        );
+        let s = second.stats();
+        assert_eq!((s.recorded, s.jobs_recorded, s.duplicates), (0, 0, 1));
+        assert_eq!((s.events_known(), s.jobs_known), (1, 4));
+        assert_eq!(outbox.counts().await.unwrap().pending, 4);
     }
 
     #[tokio::test]

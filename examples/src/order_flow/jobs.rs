@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use integrations_core::outbox::{Job, JobHandler, NewJob};
 use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
-use integrations_core::{Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink};
+use integrations_core::{
+    Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink,
+};
 use integrations_sendgrid::template::{LineItem as TemplateLine, SeedEmail, TemplateRegistry};
 use serde::{Deserialize, Serialize};
 
@@ -332,7 +334,7 @@ impl JobHandler for MetricsJob {
             event,
             ev.currency.code(),
             ev.amount_minor,
-        );
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use serde::Serialize;
+use integrations_core::Result;
+use serde::{Deserialize, Serialize};
+
+use super::journal::Journal;
 
 /// The effects delivered for one order, as the handlers saw them succeed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -26,57 +29,136 @@ impl Delivered {
     }
 }
 
+/// One delivery, as journaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Delivery {
+    Email {
+        order_id: String,
+        template: String,
+        provider: String,
+    },
+    RowAppended {
+        order_id: String,
+    },
+    RowUpdated {
+        order_id: String,
+    },
+    Notified {
+        order_id: String,
+        event: String,
+    },
+}
+
+impl Delivery {
+    fn apply(self, orders: &mut BTreeMap<String, Delivered>) {
+        match self {
+            Delivery::Email {
+                order_id,
+                template,
+                provider,
+            } => orders
+                .entry(order_id)
+                .or_default()
+                .emails
+                .push((template, provider)),
+            Delivery::RowAppended { order_id } => {
+                orders.entry(order_id).or_default().rows_appended += 1;
+            }
+            Delivery::RowUpdated { order_id } => {
+                orders.entry(order_id).or_default().rows_updated += 1;
+            }
+            Delivery::Notified { order_id, event } => {
+                *orders
+                    .entry(order_id)
+                    .or_default()
+                    .notifications
+                    .entry(event)
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
 /// Per-order record of delivered effects; the evidence used when a provider (a real one) cannot
-/// be asked what it received.
+/// be asked what it received. In memory ([`Ledger::new`]) or journaled ([`Ledger::open`]), so a
+/// resumed run's report still sees what earlier processes delivered.
+///
+/// It is written after the provider accepted, so it can miss a delivery (a crash in between)
+/// or hold one twice (a crash after it and before the outbox marked the job done): evidence,
+/// not the source of truth. A journal write that fails is logged, never turned into a failed
+/// delivery (which would be retried, and sent twice).
 #[derive(Debug, Default)]
 pub struct Ledger {
     orders: Mutex<BTreeMap<String, Delivered>>,
+    journal: Option<Journal<Delivery>>,
 }
 
 impl Ledger {
-    /// An empty ledger.
+    /// An empty ledger, in memory.
     pub fn new() -> Self {
         Ledger::default()
+    }
+
+    /// The ledger journaled in the file at `path`, with what was recorded there before.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let (journal, entries) = Journal::<Delivery>::open(path)?;
+        let mut orders = BTreeMap::new();
+        for d in entries {
+            d.apply(&mut orders);
+        }
+        Ok(Ledger {
+            orders: Mutex::new(orders),
+            journal: Some(journal),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Delivered>> {
         self.orders.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn record(&self, d: Delivery) {
+        let mut orders = self.lock();
+        if let Some(j) = &self.journal
+            && let Err(e) = j.append(&d)
+        {
+            tracing::error!(error = %e, delivery = ?d, "the ledger could not journal a delivery");
+        }
+        d.apply(&mut orders);
+    }
+
     /// An email of `template` for `order_id` was accepted by `provider`.
     pub fn email_sent(&self, order_id: &str, template: &str, provider: &str) {
-        self.lock()
-            .entry(order_id.to_owned())
-            .or_default()
-            .emails
-            .push((template.to_owned(), provider.to_owned()));
+        self.record(Delivery::Email {
+            order_id: order_id.to_owned(),
+            template: template.to_owned(),
+            provider: provider.to_owned(),
+        });
     }
 
     /// The order's analytics row was appended.
     pub fn row_appended(&self, order_id: &str) {
-        self.lock()
-            .entry(order_id.to_owned())
-            .or_default()
-            .rows_appended += 1;
+        self.record(Delivery::RowAppended {
+            order_id: order_id.to_owned(),
+        });
     }
 
     /// The order's analytics row was updated.
     pub fn row_updated(&self, order_id: &str) {
-        self.lock()
-            .entry(order_id.to_owned())
-            .or_default()
-            .rows_updated += 1;
+        self.record(Delivery::RowUpdated {
+            order_id: order_id.to_owned(),
+        });
     }
 
     /// A notification about `event` of the order was published.
     pub fn notified(&self, order_id: &str, event: &str) {
-        *self
-            .lock()
-            .entry(order_id.to_owned())
-            .or_default()
-            .notifications
-            .entry(event.to_owned())
-            .or_default() += 1;
+        self.record(Delivery::Notified {
+            order_id: order_id.to_owned(),
+            event: event.to_owned(),
+        });
     }
 
     /// What was delivered for `order_id`.
@@ -97,10 +179,23 @@ impl Ledger {
 }
 
 /// Business counters fed by the outbox's `metrics` jobs, exactly once per job: a job delivered
-/// twice (its lease expired mid-delivery) is recognised by its idempotency key.
+/// twice (its lease expired mid-delivery, or its process died before marking it done) is
+/// recognised by its idempotency key. In memory ([`OrderMetrics::new`]) or journaled
+/// ([`OrderMetrics::open`]): then a key counted by an earlier process of a resumed run is not
+/// counted again, and the counters carry on from where they were.
 #[derive(Debug, Default)]
 pub struct OrderMetrics {
     inner: Mutex<MetricsState>,
+    journal: Option<Journal<Counted>>,
+}
+
+/// One counted job, as journaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Counted {
+    key: String,
+    event: BusinessEvent,
+    currency: String,
+    amount_minor: i64,
 }
 
 #[derive(Debug, Default)]
@@ -127,7 +222,8 @@ pub struct BusinessMetrics {
 }
 
 /// What a `metrics` job records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BusinessEvent {
     /// An order was paid.
     Paid,
@@ -137,28 +233,14 @@ pub enum BusinessEvent {
     Refunded,
 }
 
-impl OrderMetrics {
-    /// Zeroed counters.
-    pub fn new() -> Self {
-        OrderMetrics::default()
-    }
-
-    /// Records `event` for `amount_minor` of `currency`, once per `key`. Returns `false` for a key
-    /// seen before.
-    pub fn record(
-        &self,
-        key: &str,
-        event: BusinessEvent,
-        currency: &str,
-        amount_minor: i64,
-    ) -> bool {
-        let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if !st.seen.insert(key.to_owned()) {
-            st.values.duplicates_ignored += 1;
-            return false;
+impl MetricsState {
+    fn count(&mut self, c: Counted) {
+        if !self.seen.insert(c.key) {
+            return;
         }
-        let v = &mut st.values;
-        match event {
+        let v = &mut self.values;
+        let (currency, amount_minor) = (c.currency, c.amount_minor);
+        match c.event {
             BusinessEvent::Paid => {
                 v.orders_paid += 1;
                 *v.revenue_minor.entry(currency.to_owned()).or_default() += amount_minor;
@@ -166,10 +248,62 @@ impl OrderMetrics {
             BusinessEvent::Failed => v.payments_failed += 1,
             BusinessEvent::Refunded => {
                 v.refunds += 1;
-                *v.refunded_minor.entry(currency.to_owned()).or_default() += amount_minor;
+                *v.refunded_minor.entry(currency).or_default() += amount_minor;
             }
         }
-        true
+    }
+}
+
+impl OrderMetrics {
+    /// Zeroed counters, in memory.
+    pub fn new() -> Self {
+        OrderMetrics::default()
+    }
+
+    /// The counters journaled in the file at `path`, carrying on from what was counted there.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let (journal, entries) = Journal::open(path)?;
+        let mut st = MetricsState::default();
+        for c in entries {
+            st.count(c);
+        }
+        Ok(OrderMetrics {
+            inner: Mutex::new(st),
+            journal: Some(journal),
+        })
+    }
+
+    /// Records `event` for `amount_minor` of `currency`, once per `key`. Returns `false` for a key
+    /// seen before.
+    ///
+    /// # Errors
+    /// The journal's write error: nothing was counted, and the job is retried.
+    pub fn record(
+        &self,
+        key: &str,
+        event: BusinessEvent,
+        currency: &str,
+        amount_minor: i64,
+    ) -> Result<bool> {
+        let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.seen.contains(key) {
+            st.values.duplicates_ignored += 1;
+            return Ok(false);
+        }
+        let c = Counted {
+            key: key.to_owned(),
+            event,
+            currency: currency.to_owned(),
+            amount_minor,
+        };
+        if let Some(j) = &self.journal {
+            j.append(&c)?;
+        }
+        st.count(c);
+        Ok(true)
     }
 
     /// The counters now.
@@ -238,10 +372,22 @@ mod tests {
     #[test]
     fn metrics_count_each_job_once() {
         let m = OrderMetrics::new();
-        assert!(m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 5998));
-        assert!(!m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 5998));
-        assert!(m.record("evt_2/metrics", BusinessEvent::Refunded, "USD", 1000));
-        assert!(m.record("evt_3/metrics", BusinessEvent::Failed, "USD", 100));
+        assert!(
+            m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 5998)
+                .unwrap()
+        );
+        assert!(
+            !m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 5998)
+                .unwrap()
+        );
+        assert!(
+            m.record("evt_2/metrics", BusinessEvent::Refunded, "USD", 1000)
+                .unwrap()
+        );
+        assert!(
+            m.record("evt_3/metrics", BusinessEvent::Failed, "USD", 100)
+                .unwrap()
+        );
         let s = m.snapshot();
         assert_eq!((s.orders_paid, s.refunds, s.payments_failed), (1, 1, 1));
         assert_eq!(s.revenue_minor["USD"], 5998);
@@ -266,5 +412,39 @@ mod tests {
         assert_eq!(l.get("o1").rows_appended, 1);
         assert_eq!(l.get("missing"), Delivered::default());
         assert_eq!(l.emails_by_provider()["sendgrid-backup"], 1);
+    }
+
+    #[test]
+    fn journaled_counters_and_ledger_carry_on_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mp, lp) = (dir.path().join("m.jsonl"), dir.path().join("l.jsonl"));
+        {
+            let m = OrderMetrics::open(&mp).unwrap();
+            assert!(
+                m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 500)
+                    .unwrap()
+            );
+            let l = Ledger::open(&lp).unwrap();
+            l.email_sent("o1", "order_confirmation", "sendgrid");
+            l.row_appended("o1");
+            l.row_updated("o1");
+            l.notified("o1", "order_confirmation");
+        }
+        let m = OrderMetrics::open(&mp).unwrap();
+        assert!(
+            !m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 500)
+                .unwrap()
+        );
+        assert!(
+            m.record("evt_2/metrics", BusinessEvent::Paid, "USD", 700)
+                .unwrap()
+        );
+        let s = m.snapshot();
+        assert_eq!((s.orders_paid, s.revenue_minor["USD"]), (2, 1200));
+        assert_eq!(s.duplicates_ignored, 1);
+        let l = Ledger::open(&lp).unwrap();
+        let d = l.get("o1");
+        assert_eq!((d.emails.len(), d.rows_appended, d.rows_updated), (1, 1, 1));
+        assert_eq!(d.notifications["order_confirmation"], 1);
     }
 }

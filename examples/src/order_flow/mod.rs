@@ -13,12 +13,20 @@
 //!
 //! [`run`] does it for a batch of orders — a few with declining test cards, one partial refund,
 //! one webhook delivered twice, one SendGrid outage injected mid-run — and returns a [`Report`]
-//! whose invariants (no double payment, no lost job, every paid order fully served, …) are
-//! checked against what the providers themselves received.
+//! whose invariants (no double payment, no lost job, every paid order fully served, nothing
+//! delivered twice, …) are checked against what the providers themselves received.
+//!
+//! With [`FlowConfig::state_dir`] (`--state-dir`) the run survives its process: killed at any
+//! point and started again on the same directory, it resumes — orders, outbox, counters and
+//! notifications are on disk, Stripe replays what it did under the same idempotency keys, and
+//! its events are read again and found recorded. [`FlowConfig::chaos`] (`--chaos`) injects a
+//! provider's faults while orders flow.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`config`] | [`FlowConfig`], command line, which services are real |
+//! | [`state`], [`journal`] | the state directory of a run that can be killed and resumed |
+//! | [`chaos`] | faults planned into a run, and how many requests they hit |
 //! | [`providers`], [`policies`] | sandboxes or real clients, the email failover; their resilience policies |
 //! | [`orders`] | the orders and the order store |
 //! | [`checkout`] | payment intent, confirmation, refund |
@@ -44,11 +52,13 @@
 //! ```
 
 pub mod audit;
+pub mod chaos;
 pub mod checkout;
 pub mod config;
 pub mod intake;
 pub mod invariants;
 pub mod jobs;
+pub mod journal;
 pub mod ledger;
 pub mod notifier;
 pub mod orders;
@@ -58,6 +68,7 @@ pub mod progress;
 pub mod providers;
 pub mod report;
 mod run;
+pub mod state;
 
 pub use config::{Command, Environment, FlowConfig, Outage, USAGE, parse_args};
 pub use report::Report;

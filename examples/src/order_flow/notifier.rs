@@ -1,20 +1,25 @@
-//! [`JsonlNotifier`]: the local stand-in for Amazon SNS, one JSON line per notification.
+//! [`JsonlNotifier`]: the local stand-in for Amazon SNS, one JSON line per notification, with
+//! fault injection for chaos runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use integrations_core::provider::Published;
 use integrations_core::webhook::unix_seconds;
 use integrations_core::{Error, Notification, Notifier, Policy, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+
+use super::journal::{Journal, read_entries};
 
 /// The name the notifier reports, in metrics and receipts.
 pub const NAME: &str = "notifier-jsonl";
+
+/// How long [`Fault::Hang`] holds a publish unless told otherwise ([`JsonlNotifier::with_hang`]).
+pub const DEFAULT_HANG: Duration = Duration::from_secs(3600);
 
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,33 +40,67 @@ pub struct NotificationLine {
     pub published_at: i64,
 }
 
-struct File {
-    file: tokio::fs::File,
-    lines: u64,
+/// A fault for the next publish(es), set with [`JsonlNotifier::fail_next`]; the same four a
+/// provider's sandbox injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Fails as unavailable (a 5xx), nothing written.
+    ServerError,
+    /// Fails as rate limited with `retry_after`, nothing written.
+    RateLimited {
+        /// The wait asked for.
+        retry_after: Duration,
+    },
+    /// Holds the publish for the hang time (past the policy's attempt timeout), then fails as
+    /// unavailable; nothing written.
+    Hang,
+    /// Writes the line, then fails as if the answer was lost: the caller cannot tell it landed.
+    DropAfterAccept,
+}
+
+struct Lines {
+    count: u64,
     // What an SNS FIFO topic does with `MessageDeduplicationId`: a repeat publishes nothing and
-    // gets the first message's id back. Kept for the life of the notifier (SNS keeps 5 minutes).
+    // gets the first message's id back. Kept for the life of the file (SNS keeps 5 minutes).
     seen: HashMap<String, String>,
 }
 
 /// A [`Notifier`] that appends each notification as a JSON line to a local file.
 ///
 /// It behaves like an SNS FIFO topic where it matters to the outbox: a notification whose
-/// `dedup_id` was published before is not written again, and the first message id is returned,
-/// so a redelivered job has no second effect. Each line is flushed before `publish` returns.
-/// Calls go through `policy`, so they show in the metrics like any provider's.
+/// `dedup_id` was published before — by this process, or by an earlier one writing the same file
+/// ([`JsonlNotifier::open`]) — is not written again, and the first message id is returned, so a
+/// redelivered job has no second effect. Each line is written before `publish` returns. Calls go
+/// through `policy`, so they show in the metrics like any provider's.
 pub struct JsonlNotifier {
-    path: PathBuf,
     policy: Policy,
-    file: Mutex<File>,
+    journal: Journal<NotificationLine>,
+    lines: Mutex<Lines>,
+    faults: Mutex<VecDeque<Fault>>,
+    faults_applied: Mutex<u64>,
+    hang: Duration,
 }
 
 impl fmt::Debug for JsonlNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonlNotifier")
-            .field("path", &self.path)
+            .field("path", &self.journal.path())
             .field("policy", &self.policy.provider())
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unopened(path: &Path, e: Error) -> Error {
+    Error::configuration(
+        "notifications_file",
+        format!("cannot open {}: {e}", path.display()),
+    )
+    .with_source(e)
 }
 
 impl JsonlNotifier {
@@ -71,55 +110,116 @@ impl JsonlNotifier {
     /// [`Error::Configuration`] naming `notifications_file` if it cannot be created.
     pub async fn create(path: impl Into<PathBuf>, policy: Policy) -> Result<Self> {
         let path = path.into();
-        let file = tokio::fs::File::create(&path).await.map_err(|e| {
-            Error::configuration(
-                "notifications_file",
-                format!("cannot create {}: {e}", path.display()),
-            )
-            .with_source(e)
-        })?;
-        Ok(JsonlNotifier {
-            path,
+        let journal = Journal::create(&path).map_err(|e| unopened(&path, e))?;
+        Ok(JsonlNotifier::with_journal(journal, Vec::new(), policy))
+    }
+
+    /// Opens the file at `path` to append to it (creating it if needed), remembering the dedup
+    /// ids of the notifications already there: a resumed run publishes none of them again.
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] naming `notifications_file` if it cannot be opened or holds
+    /// something other than notification lines.
+    pub async fn open(path: impl Into<PathBuf>, policy: Policy) -> Result<Self> {
+        let path = path.into();
+        let (journal, before) = Journal::open(&path).map_err(|e| unopened(&path, e))?;
+        Ok(JsonlNotifier::with_journal(journal, before, policy))
+    }
+
+    fn with_journal(
+        journal: Journal<NotificationLine>,
+        before: Vec<NotificationLine>,
+        policy: Policy,
+    ) -> Self {
+        let seen = before
+            .iter()
+            .filter_map(|l| Some((l.dedup_id.clone()?, l.message_id.clone())))
+            .collect();
+        JsonlNotifier {
             policy,
-            file: Mutex::new(File {
-                file,
-                lines: 0,
-                seen: HashMap::new(),
+            journal,
+            lines: Mutex::new(Lines {
+                count: before.len() as u64,
+                seen,
             }),
-        })
+            faults: Mutex::new(VecDeque::new()),
+            faults_applied: Mutex::new(0),
+            hang: DEFAULT_HANG,
+        }
+    }
+
+    /// Sets how long [`Fault::Hang`] holds a publish.
+    #[must_use]
+    pub fn with_hang(mut self, hang: Duration) -> Self {
+        self.hang = hang;
+        self
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.journal.path()
     }
 
-    /// Reads every line of the file at `path` back.
+    /// Applies `fault` to each of the next `n` publish attempts.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        lock(&self.faults).extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Publish attempts a fault was applied to so far.
+    pub fn faults_applied(&self) -> u64 {
+        *lock(&self.faults_applied)
+    }
+
+    /// Reads every complete line of the file at `path` back (a missing file has none; a last
+    /// line still being written is skipped).
     ///
     /// # Errors
-    /// [`Error::Unavailable`] if the file cannot be read; [`Error::Provider`] for a line that is
-    /// not a [`NotificationLine`].
+    /// [`Error::Unavailable`] if the file cannot be read; [`Error::Configuration`] for a line
+    /// that is not a [`NotificationLine`].
     pub async fn read_lines(path: &Path) -> Result<Vec<NotificationLine>> {
-        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-            Error::unavailable(format!("cannot read {}: {e}", path.display())).with_source(e)
-        })?;
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).map_err(|e| {
-                    Error::provider(format!("bad line in {}: {e}", path.display())).with_source(e)
-                })
-            })
-            .collect()
+        read_entries(path)
     }
 
     async fn append(&self, n: &Notification) -> Result<Published> {
         n.validate()?;
-        let mut f = self.file.lock().await;
-        if let Some(id) = n.dedup_id.as_ref().and_then(|d| f.seen.get(d)) {
+        let fault = lock(&self.faults).pop_front();
+        if fault.is_some() {
+            *lock(&self.faults_applied) += 1;
+        }
+        let injected = |what: &str| {
+            Error::unavailable(format!("{what} (fault injection)")).with_provider(NAME)
+        };
+        match fault {
+            Some(Fault::ServerError) => {
+                return Err(injected("notifier unavailable").not_processed());
+            }
+            Some(Fault::RateLimited { retry_after }) => {
+                return Err(Error::rate_limited(
+                    Some(retry_after),
+                    "notifier rate limit (fault injection)",
+                )
+                .with_provider(NAME)
+                .not_processed());
+            }
+            Some(Fault::Hang) => {
+                tokio::time::sleep(self.hang).await;
+                return Err(injected("notifier held the publish and dropped it").not_processed());
+            }
+            Some(Fault::DropAfterAccept) | None => {}
+        }
+        let published = self.write(n)?;
+        if fault == Some(Fault::DropAfterAccept) {
+            return Err(injected("notifier answer lost after the write"));
+        }
+        Ok(published)
+    }
+
+    fn write(&self, n: &Notification) -> Result<Published> {
+        let mut lines = lock(&self.lines);
+        if let Some(id) = n.dedup_id.as_ref().and_then(|d| lines.seen.get(d)) {
             return Ok(Published::new(NAME, id.clone()));
         }
-        let message_id = format!("jsonl-{}", f.lines + 1);
+        let message_id = format!("jsonl-{}", lines.count + 1);
         let line = NotificationLine {
             message_id: message_id.clone(),
             subject: n.subject.clone(),
@@ -129,19 +229,12 @@ impl JsonlNotifier {
             group_id: n.group_id.clone(),
             published_at: unix_seconds(SystemTime::now()),
         };
-        let mut bytes = serde_json::to_vec(&line)
-            .map_err(|e| Error::provider(format!("cannot encode a notification: {e}")))?;
-        bytes.push(b'\n');
-        let io = |e: std::io::Error| {
-            Error::unavailable(format!("cannot write {}: {e}", self.path.display()))
-                .with_provider(NAME)
-                .with_source(e)
-        };
-        f.file.write_all(&bytes).await.map_err(io)?;
-        f.file.flush().await.map_err(io)?;
-        f.lines += 1;
+        self.journal
+            .append(&line)
+            .map_err(|e| e.with_provider(NAME))?;
+        lines.count += 1;
         if let Some(d) = &n.dedup_id {
-            f.seen.insert(d.clone(), message_id.clone());
+            lines.seen.insert(d.clone(), message_id.clone());
         }
         Ok(Published::new(NAME, message_id))
     }
@@ -197,6 +290,87 @@ mod tests {
         assert_eq!(lines[0].dedup_id.as_deref(), Some("evt_1/notify"));
         assert!(n.publish(&Notification::new("")).await.is_err());
         assert_eq!(registry.snapshot().get(NAME).unwrap().successes, 3);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_file_keeps_its_lines_and_dedup_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.jsonl");
+        let registry = MetricsRegistry::new();
+        let first = Notification::new("order ord_1 paid").dedup_id("evt_1/notify");
+        let a = JsonlNotifier::create(&path, policy(&registry))
+            .await
+            .unwrap()
+            .publish(&first)
+            .await
+            .unwrap();
+        // A line cut short by a kill is dropped on reopening.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"message_id\":\"jso"))
+            .unwrap();
+        let n = JsonlNotifier::open(&path, policy(&registry)).await.unwrap();
+        assert_eq!(
+            n.publish(&first).await.unwrap(),
+            a,
+            "deduplicated across processes"
+        );
+        let b = n
+            .publish(&Notification::new("order ord_2 paid").dedup_id("evt_2/notify"))
+            .await
+            .unwrap();
+        assert_eq!(b.message_id, "jsonl-2");
+        let lines = JsonlNotifier::read_lines(&path).await.unwrap();
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_faults_fail_as_a_provider_would() {
+        use integrations_core::ErrorKind;
+        use integrations_core::resilience::{Backoff, RetryPolicy};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.jsonl");
+        let registry = MetricsRegistry::new();
+        // No retries: each fault shows as the error it is.
+        let n = JsonlNotifier::create(
+            &path,
+            Policy::builder(NAME)
+                .retry(RetryPolicy::new(0, Backoff::DEFAULT))
+                .attempt_timeout(Duration::from_secs(1))
+                .metrics(&registry)
+                .build(),
+        )
+        .await
+        .unwrap()
+        .with_hang(Duration::from_secs(60));
+        let retry_after = Duration::from_secs(2);
+        n.fail_next(1, Fault::ServerError);
+        n.fail_next(1, Fault::RateLimited { retry_after });
+        n.fail_next(1, Fault::Hang);
+        n.fail_next(1, Fault::DropAfterAccept);
+        let msg = Notification::new("order ord_1 paid").dedup_id("evt_1/notify");
+        let e = n.publish(&msg).await.unwrap_err();
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unavailable, true));
+        let e = n.publish(&msg).await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.retry_after()),
+            (ErrorKind::RateLimited, Some(retry_after))
+        );
+        let e = n.publish(&msg).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Timeout,
+            "cut by the attempt timeout: {e}"
+        );
+        assert!(JsonlNotifier::read_lines(&path).await.unwrap().is_empty());
+        let e = n.publish(&msg).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert_eq!(JsonlNotifier::read_lines(&path).await.unwrap().len(), 1);
+        let again = n.publish(&msg).await.unwrap();
+        assert_eq!(again.message_id, "jsonl-1", "the retry is deduplicated");
+        assert_eq!(n.faults_applied(), 4);
+        assert_eq!(JsonlNotifier::read_lines(&path).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

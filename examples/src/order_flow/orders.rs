@@ -1,11 +1,14 @@
-//! The orders of a run: generated deterministically, kept in an in-memory order store.
+//! The orders of a run: generated deterministically, kept in the order store (in memory, or
+//! journaled to the run's state directory).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use integrations_core::{Currency, Error, IdempotencyKey, Money, Result};
 use serde::{Deserialize, Serialize};
+
+use super::journal::Journal;
 
 /// Stripe's test payment method that succeeds.
 pub const CARD_OK: &str = "pm_card_visa";
@@ -165,7 +168,7 @@ impl Order {
 }
 
 /// Where an order is, as the checkout saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OrderState {
     /// Stored, no payment yet.
     Created,
@@ -179,6 +182,22 @@ pub enum OrderState {
     Declined(String),
     /// The checkout could not finish (provider unavailable after retries, …).
     Failed(String),
+}
+
+impl OrderState {
+    /// Whether checkout is over for good: paid (refunded or not) or declined. A `Failed` checkout
+    /// is not: a resumed run tries it again, under the same idempotency keys.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            OrderState::Paid | OrderState::PartiallyRefunded | OrderState::Declined(_)
+        )
+    }
+
+    /// Whether the card was charged (refunded in part or not).
+    pub fn is_paid(&self) -> bool {
+        matches!(self, OrderState::Paid | OrderState::PartiallyRefunded)
+    }
 }
 
 impl fmt::Display for OrderState {
@@ -207,63 +226,198 @@ pub struct OrderRecord {
     pub refunded_minor: i64,
 }
 
+/// One change to the order store, as journaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Change {
+    Order {
+        order: Order,
+    },
+    Payment {
+        order_id: String,
+        payment_id: String,
+    },
+    State {
+        order_id: String,
+        state: OrderState,
+    },
+    Refund {
+        order_id: String,
+        number: u32,
+        minor: i64,
+    },
+    RefundTarget {
+        order_id: String,
+    },
+}
+
 #[derive(Debug, Default)]
 struct Book {
     orders: BTreeMap<String, OrderRecord>,
     by_payment: HashMap<String, String>,
+    refunds: HashSet<(String, u32)>,
+    refund_target: Option<String>,
 }
 
-/// The shop's order store, in memory (the example's stand-in for the service's database).
+impl Book {
+    /// Whether `change` would change anything (a repeat of a recorded refund or target does not).
+    fn changes(&self, change: &Change) -> bool {
+        match change {
+            Change::Order { order } => !self.orders.contains_key(&order.id),
+            Change::Refund {
+                order_id, number, ..
+            } => !self.refunds.contains(&(order_id.clone(), *number)),
+            Change::RefundTarget { .. } => self.refund_target.is_none(),
+            Change::Payment { .. } | Change::State { .. } => true,
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Order { order } => {
+                let record = OrderRecord {
+                    order,
+                    state: OrderState::Created,
+                    payment_id: None,
+                    refunded_minor: 0,
+                };
+                self.orders.entry(record.order.id.clone()).or_insert(record);
+            }
+            Change::Payment {
+                order_id,
+                payment_id,
+            } => {
+                if let Some(r) = self.orders.get_mut(&order_id) {
+                    r.payment_id = Some(payment_id.clone());
+                    r.state = OrderState::PaymentPending;
+                }
+                self.by_payment.insert(payment_id, order_id);
+            }
+            Change::State { order_id, state } => {
+                if let Some(r) = self.orders.get_mut(&order_id) {
+                    r.state = state;
+                }
+            }
+            Change::Refund {
+                order_id,
+                number,
+                minor,
+            } => {
+                if self.refunds.insert((order_id.clone(), number))
+                    && let Some(r) = self.orders.get_mut(&order_id)
+                {
+                    r.refunded_minor += minor;
+                    r.state = OrderState::PartiallyRefunded;
+                }
+            }
+            Change::RefundTarget { order_id } => {
+                self.refund_target.get_or_insert(order_id);
+            }
+        }
+    }
+}
+
+/// The shop's order store: in memory ([`OrderBook::new`]), or journaled to a file
+/// ([`OrderBook::open`]) so that a run resumed after a crash finds its orders, their payments
+/// and their states again. Each change is journaled before it takes effect in memory.
 #[derive(Debug, Default)]
 pub struct OrderBook {
     inner: Mutex<Book>,
+    journal: Option<Journal<Change>>,
 }
 
 impl OrderBook {
-    /// An empty store.
+    /// An empty store, in memory.
     pub fn new() -> Self {
         OrderBook::default()
+    }
+
+    /// The store journaled in the file at `path`, with every order recorded there before.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open(path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let (journal, changes) = Journal::open(path)?;
+        let mut book = Book::default();
+        for change in changes {
+            book.apply(change);
+        }
+        Ok(OrderBook {
+            inner: Mutex::new(book),
+            journal: Some(journal),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Book> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stores a new order in [`OrderState::Created`].
-    pub fn insert(&self, order: Order) {
-        let record = OrderRecord {
-            order,
-            state: OrderState::Created,
-            payment_id: None,
-            refunded_minor: 0,
-        };
-        self.lock().orders.insert(record.order.id.clone(), record);
+    /// Journals `change` (if it changes anything), then applies it.
+    fn change(&self, change: Change) -> Result<()> {
+        let mut book = self.lock();
+        if !book.changes(&change) {
+            return Ok(());
+        }
+        if let Some(j) = &self.journal {
+            j.append(&change)?;
+        }
+        book.apply(change);
+        Ok(())
+    }
+
+    /// Stores a new order in [`OrderState::Created`]; an order already stored is left as it is.
+    ///
+    /// # Errors
+    /// The journal's write error (nothing changed).
+    pub fn insert(&self, order: Order) -> Result<()> {
+        self.change(Change::Order { order })
     }
 
     /// Links `order_id` to its payment intent and marks it pending.
-    pub fn payment_created(&self, order_id: &str, payment_id: &str) {
-        let mut book = self.lock();
-        book.by_payment
-            .insert(payment_id.to_owned(), order_id.to_owned());
-        if let Some(r) = book.orders.get_mut(order_id) {
-            r.payment_id = Some(payment_id.to_owned());
-            r.state = OrderState::PaymentPending;
-        }
+    ///
+    /// # Errors
+    /// The journal's write error (nothing changed).
+    pub fn payment_created(&self, order_id: &str, payment_id: &str) -> Result<()> {
+        self.change(Change::Payment {
+            order_id: order_id.to_owned(),
+            payment_id: payment_id.to_owned(),
+        })
     }
 
     /// Sets an order's state.
-    pub fn set_state(&self, order_id: &str, state: OrderState) {
-        if let Some(r) = self.lock().orders.get_mut(order_id) {
-            r.state = state;
-        }
+    ///
+    /// # Errors
+    /// The journal's write error (nothing changed).
+    pub fn set_state(&self, order_id: &str, state: OrderState) -> Result<()> {
+        self.change(Change::State {
+            order_id: order_id.to_owned(),
+            state,
+        })
     }
 
-    /// Records a refund of `minor` units.
-    pub fn refunded(&self, order_id: &str, minor: i64) {
-        if let Some(r) = self.lock().orders.get_mut(order_id) {
-            r.refunded_minor += minor;
-            r.state = OrderState::PartiallyRefunded;
+    /// Records the order's refund number `number`, of `minor` units, once: recording the same
+    /// refund again changes nothing.
+    ///
+    /// # Errors
+    /// The journal's write error (nothing changed).
+    pub fn refunded(&self, order_id: &str, number: u32, minor: i64) -> Result<()> {
+        self.change(Change::Refund {
+            order_id: order_id.to_owned(),
+            number,
+            minor,
+        })
+    }
+
+    /// The order chosen for the run's refund: the one recorded before, else `candidate`, which
+    /// is recorded (so a resumed run refunds the same order, whatever became of the others).
+    ///
+    /// # Errors
+    /// The journal's write error.
+    pub fn refund_target(&self, candidate: Option<String>) -> Result<Option<String>> {
+        if let Some(order_id) = candidate {
+            self.change(Change::RefundTarget { order_id })?;
         }
+        Ok(self.lock().refund_target.clone())
     }
 
     /// One order.
@@ -328,14 +482,60 @@ mod tests {
     fn book_tracks_state_and_payment_links() {
         let book = OrderBook::new();
         let o = Order::sample("r", 1, None);
-        book.insert(o.clone());
-        book.payment_created(&o.id, "pi_1");
+        book.insert(o.clone()).unwrap();
+        book.payment_created(&o.id, "pi_1").unwrap();
         assert_eq!(book.by_payment("pi_1").unwrap().order.id, o.id);
-        book.set_state(&o.id, OrderState::Paid);
-        book.refunded(&o.id, 100);
+        book.set_state(&o.id, OrderState::Paid).unwrap();
+        book.insert(o.clone()).unwrap();
+        assert_eq!(book.get(&o.id).unwrap().state, OrderState::Paid, "kept");
+        book.refunded(&o.id, 1, 100).unwrap();
+        book.refunded(&o.id, 1, 100).unwrap();
         let r = book.get(&o.id).unwrap();
         assert_eq!(r.state, OrderState::PartiallyRefunded);
-        assert_eq!(r.refunded_minor, 100);
+        assert!(r.state.is_paid() && r.state.is_final());
+        assert_eq!(r.refunded_minor, 100, "a refund recorded twice counts once");
         assert_eq!(book.all().len(), 1);
+        assert_eq!(book.refund_target(None).unwrap(), None);
+        assert_eq!(
+            book.refund_target(Some("a".into())).unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            book.refund_target(Some("b".into())).unwrap().as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn a_journaled_book_comes_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.jsonl");
+        let (a, b) = (Order::sample("r", 1, None), Order::sample("r", 2, None));
+        {
+            let book = OrderBook::open(&path).unwrap();
+            book.insert(a.clone()).unwrap();
+            book.payment_created(&a.id, "pi_a").unwrap();
+            book.set_state(&a.id, OrderState::Paid).unwrap();
+            book.refunded(&a.id, 1, 250).unwrap();
+            book.refund_target(Some(a.id.clone())).unwrap();
+            book.insert(b.clone()).unwrap();
+            book.set_state(&b.id, OrderState::Failed("unavailable".into()))
+                .unwrap();
+        }
+        let book = OrderBook::open(&path).unwrap();
+        let ra = book.get(&a.id).unwrap();
+        assert_eq!(ra.order, a);
+        assert_eq!(ra.state, OrderState::PartiallyRefunded);
+        assert_eq!(
+            (ra.payment_id.as_deref(), ra.refunded_minor),
+            (Some("pi_a"), 250)
+        );
+        assert_eq!(book.by_payment("pi_a").unwrap().order.id, a.id);
+        assert!(!book.get(&b.id).unwrap().state.is_final());
+        assert_eq!(book.refund_target(None).unwrap(), Some(a.id.clone()));
+        book.refunded(&a.id, 1, 250).unwrap();
+        assert_eq!(book.get(&a.id).unwrap().refunded_minor, 250);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 7, "repeats are not journaled");
     }
 }

@@ -22,7 +22,7 @@ use super::jobs::{
 };
 use super::ledger::{Ledger, OrderMetrics};
 use super::orders::OrderBook;
-use super::providers::Services;
+use super::providers::{OUTBOX_FILE, Services};
 
 /// What the pipeline's parts share with the rest of the run.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl Pipeline {
         worker_id: String,
         shared: &Shared,
     ) -> Result<Self> {
-        let outbox = Arc::new(SqliteOutbox::open(dir.join("outbox.db")).await?);
+        let outbox = Arc::new(SqliteOutbox::open(dir.join(OUTBOX_FILE)).await?);
         let intake = Arc::new(Intake::new(
             outbox.clone(),
             shared.book.clone(),
@@ -73,7 +73,7 @@ impl Pipeline {
                 services.stripe_client.clone(),
                 intake.clone(),
                 since,
-                Duration::from_secs(2),
+                config.event_poll,
                 stop_rx,
             ))),
         };
@@ -105,8 +105,8 @@ impl Pipeline {
             .handler(METRICS, metrics)
             .worker_id(worker_id)
             .concurrency(config.dispatch_concurrency)
-            .lease(Duration::from_secs(90))
-            .handler_timeout(Duration::from_secs(75))
+            .lease(config.lease)
+            .handler_timeout(config.handler_timeout())
             .poll_interval(Duration::from_millis(20))
             .backoff(Backoff::new(
                 Duration::from_millis(50),
@@ -114,6 +114,7 @@ impl Pipeline {
                 2.0,
             ))
             .build()?;
+        intake.set_waker(dispatcher.waker());
         let (shutdown, signal) = shutdown_channel();
         let dispatching = tokio::spawn(async move { dispatcher.run(signal).await });
         Ok(Pipeline {

@@ -17,7 +17,13 @@ use integrations_stripe::Mode;
 
 /// Stripe: the test-mode rate limit (25/s) and the SDKs' two retries for the real API; 500/s and
 /// short backoffs for the sandbox.
-pub fn stripe(registry: &MetricsRegistry, local: bool) -> Policy {
+///
+/// `attempt_timeout` overrides the per-attempt timeout (here and in every function below).
+pub fn stripe(
+    registry: &MetricsRegistry,
+    local: bool,
+    attempt_timeout: Option<Duration>,
+) -> Policy {
     // The real: Stripe's published test-mode limit and the official SDKs' retries. The sandbox
     // runs in process: no quota to respect, and short backoffs keep the run fast.
     let (rps, backoff, timeout) = if local {
@@ -39,13 +45,18 @@ pub fn stripe(registry: &MetricsRegistry, local: bool) -> Policy {
         ))
         .circuit_breaker(CircuitBreakerConfig::DEFAULT)
         .retry(RetryPolicy::new(2, backoff).with_max_retry_after(Duration::from_secs(10)))
-        .attempt_timeout(Duration::from_secs(timeout))
+        .attempt_timeout(attempt_timeout.unwrap_or(Duration::from_secs(timeout)))
         .metrics(registry)
         .build()
 }
 
 /// An email provider named `name` (the name its metrics are kept under).
-pub fn email(name: &'static str, registry: &MetricsRegistry, local: bool) -> Policy {
+pub fn email(
+    name: &'static str,
+    registry: &MetricsRegistry,
+    local: bool,
+    attempt_timeout: Option<Duration>,
+) -> Policy {
     // Locally the breaker is sized so a short burst of 500s opens it within a few calls and a
     // probe half a second later can close it: the outage shows within a run of seconds.
     let (backoff, breaker, timeout) = if local {
@@ -69,14 +80,19 @@ pub fn email(name: &'static str, registry: &MetricsRegistry, local: bool) -> Pol
     Policy::builder(name)
         .retry(RetryPolicy::new(2, backoff).with_max_retry_after(Duration::from_secs(60)))
         .circuit_breaker(breaker)
-        .attempt_timeout(Duration::from_secs(timeout))
+        .attempt_timeout(attempt_timeout.unwrap_or(Duration::from_secs(timeout)))
         .metrics(registry)
         .build()
 }
 
 /// Google Sheets: 60 writes a minute, evenly spaced (Google's per-user limit, which the sandbox
 /// enforces too), five retries.
-pub fn sheets(name: &'static str, registry: &MetricsRegistry, local: bool) -> Policy {
+pub fn sheets(
+    name: &'static str,
+    registry: &MetricsRegistry,
+    local: bool,
+    attempt_timeout: Option<Duration>,
+) -> Policy {
     // Google's published 60 writes a minute per user, evenly spaced; the sandbox enforces it too.
     let backoff = if local {
         Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 2.0)
@@ -90,19 +106,23 @@ pub fn sheets(name: &'static str, registry: &MetricsRegistry, local: bool) -> Po
                 .with_max_wait(Duration::from_secs(60)),
         )
         .retry(RetryPolicy::new(5, backoff))
-        .attempt_timeout(Duration::from_secs(30))
+        .attempt_timeout(attempt_timeout.unwrap_or(Duration::from_secs(30)))
         .metrics(registry)
         .build()
 }
 
 /// A local integration (the JSONL notifier, the OAuth token endpoint, SNS): two quick retries.
-pub fn local(name: &'static str, registry: &MetricsRegistry) -> Policy {
+pub fn local(
+    name: &'static str,
+    registry: &MetricsRegistry,
+    attempt_timeout: Option<Duration>,
+) -> Policy {
     Policy::builder(name)
         .retry(RetryPolicy::new(
             2,
             Backoff::new(Duration::from_millis(10), Duration::from_millis(100), 2.0),
         ))
-        .attempt_timeout(Duration::from_secs(5))
+        .attempt_timeout(attempt_timeout.unwrap_or(Duration::from_secs(5)))
         .metrics(registry)
         .build()
 }

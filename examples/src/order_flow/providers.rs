@@ -20,8 +20,9 @@ use integrations_stripe::webhook::WebhookVerifier;
 use integrations_stripe::{Mode, StripeBuilder, StripeClient, StripePayments};
 
 use super::config::{
-    ENV_EMAIL_FROM, ENV_EMAIL_TO, ENV_GOOGLE, ENV_SENDGRID, ENV_SNS_TOPIC, ENV_SPREADSHEET,
-    ENV_STRIPE, Environment,
+    ENV_EMAIL_FROM, ENV_EMAIL_TO, ENV_GOOGLE, ENV_SENDGRID, ENV_SENDGRID_API_BASE,
+    ENV_SHEETS_BASE_URL, ENV_SNS_TOPIC, ENV_SPREADSHEET, ENV_STRIPE, ENV_STRIPE_API_BASE,
+    FlowConfig,
 };
 use super::jobs::SHEET;
 use super::notifier::{self, JsonlNotifier};
@@ -29,6 +30,10 @@ use super::policies;
 
 /// The name of the second email provider when it is a SendGrid sandbox.
 pub const BACKUP_LABEL: &str = "sendgrid-backup";
+/// The outbox's file in the run's directory.
+pub const OUTBOX_FILE: &str = "outbox.db";
+/// The local notifier's file in the run's directory.
+pub const NOTIFICATIONS_FILE: &str = "notifications.jsonl";
 
 /// An email provider reporting itself (and its receipts) under another name, so two instances
 /// of one provider can be told apart in a failover.
@@ -66,7 +71,8 @@ pub struct Backend {
     pub role: &'static str,
     /// What serves it.
     pub what: String,
-    /// Whether it is a real service (credentials from the environment).
+    /// Whether it is a real, remote service (credentials from the environment); a loopback
+    /// endpoint named in the environment is local.
     pub real: bool,
 }
 
@@ -104,6 +110,8 @@ pub struct Services {
     pub sheets_sandbox: Option<integrations_sheets::sandbox::Sandbox>,
     /// Notifications.
     pub notifier: Arc<dyn Notifier>,
+    /// The local notifier, when used (for fault injection).
+    pub jsonl_notifier: Option<Arc<JsonlNotifier>>,
     /// The JSONL file, when the local notifier is used.
     pub notifications_file: Option<std::path::PathBuf>,
     /// Which implementation serves each role.
@@ -115,14 +123,21 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl Services {
-    /// Starts the sandboxes (or builds the real clients) for `env`, recording every call's
-    /// metrics in `registry`, with files in `dir`.
+    /// Starts the sandboxes (or builds the real clients) for `config.env`, recording every call's
+    /// metrics in `registry`, with files in `dir`: the notifications file is appended to when
+    /// the run keeps a state directory, created afresh otherwise.
     ///
     /// # Errors
     /// [`Error::Configuration`] naming a missing or refused setting (a live Stripe key, a real
     /// email provider without `ORDER_FLOW_EMAIL_FROM`/`ORDER_FLOW_EMAIL_TO`, …);
     /// [`Error::Unavailable`] if a sandbox cannot bind a port.
-    pub async fn start(env: &Environment, registry: &MetricsRegistry, dir: &Path) -> Result<Self> {
+    pub async fn start(
+        config: &FlowConfig,
+        registry: &MetricsRegistry,
+        dir: &Path,
+    ) -> Result<Self> {
+        let env = &config.env;
+        let timeout = config.attempt_timeout;
         let mut backends = Vec::new();
         let mut backend = |role, what: String, real| backends.push(Backend { role, what, real });
 
@@ -148,8 +163,9 @@ impl Services {
         // Payments.
         let real_stripe = env.has(ENV_STRIPE);
         let (stripe_client, stripe_sandbox, verifier) = if real_stripe {
+            let local = env.is_loopback(ENV_STRIPE_API_BASE);
             let client = StripeBuilder::from_env()
-                .with_policy(policies::stripe(registry, false))
+                .with_policy(policies::stripe(registry, local, timeout))
                 .build()?;
             if client.mode() == Mode::Live {
                 return Err(Error::configuration(
@@ -160,11 +176,13 @@ impl Services {
             // Stripe cannot reach a local endpoint: events are read back over the API, and a
             // signing secret (if set) only serves deliveries forwarded by `stripe listen`.
             let verifier = WebhookVerifier::from_env().ok();
-            backend(
-                "payments",
-                "Stripe (test mode), events read back from /v1/events".into(),
-                true,
-            );
+            let what = match env.get(ENV_STRIPE_API_BASE).filter(|_| local) {
+                Some(base) => {
+                    format!("Stripe at {base} (test key), events read back from /v1/events")
+                }
+                None => "Stripe (test mode), events read back from /v1/events".into(),
+            };
+            backend("payments", what, !local);
             (client, None, verifier)
         } else {
             let sandbox = integrations_stripe::sandbox::Sandbox::start()
@@ -172,7 +190,7 @@ impl Services {
                 .map_err(io("Stripe"))?;
             let client = sandbox
                 .client_builder()
-                .with_policy(policies::stripe(registry, true))
+                .with_policy(policies::stripe(registry, true, timeout))
                 .build()?;
             let verifier = Some(WebhookVerifier::new(sandbox.webhook_secret()));
             backend(
@@ -185,15 +203,21 @@ impl Services {
         let payments = Arc::new(StripePayments::new(stripe_client.clone()));
 
         // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
+        let sendgrid_local = env.is_loopback(ENV_SENDGRID_API_BASE);
         let (primary, sendgrid_sandbox): (Arc<dyn EmailProvider>, _) = if real_sendgrid {
             let sg = SendGridBuilder::from_env()
                 .with_policy(policies::email(
                     integrations_sendgrid::PROVIDER,
                     registry,
-                    false,
+                    sendgrid_local,
+                    timeout,
                 ))
                 .build()?;
-            backend("email", "SendGrid".into(), true);
+            let what = match env.get(ENV_SENDGRID_API_BASE).filter(|_| sendgrid_local) {
+                Some(base) => format!("SendGrid at {base}"),
+                None => "SendGrid".into(),
+            };
+            backend("email", what, !sendgrid_local);
             (Arc::new(sg), None)
         } else {
             let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
@@ -205,6 +229,7 @@ impl Services {
                     integrations_sendgrid::PROVIDER,
                     registry,
                     true,
+                    timeout,
                 ))
                 .build()?;
             backend(
@@ -216,7 +241,7 @@ impl Services {
         };
         let (backup, backup_sandbox): (Arc<dyn EmailProvider>, _) = if env.has_aws() {
             let aws = AwsBuilder::from_env()
-                .with_policy(policies::email("aws-ses", registry, false))
+                .with_policy(policies::email("aws-ses", registry, false, timeout))
                 .build()?;
             backend(
                 "email backup",
@@ -230,7 +255,12 @@ impl Services {
                 .map_err(io("backup SendGrid"))?;
             let sg = sandbox
                 .email()
-                .with_policy(policies::email(BACKUP_LABEL, registry, !real_sendgrid))
+                .with_policy(policies::email(
+                    BACKUP_LABEL,
+                    registry,
+                    !real_sendgrid || sendgrid_local,
+                    timeout,
+                ))
                 .build()?;
             backend(
                 "email backup",
@@ -246,18 +276,21 @@ impl Services {
             Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
         // Analytics rows.
         let real_sheets = env.has(ENV_GOOGLE);
+        let sheets_local = env.is_loopback(ENV_SHEETS_BASE_URL);
         let sheets_builder = |b: GoogleSheetsBuilder, local: bool| {
             b.with_write_policy(policies::sheets(
                 integrations_sheets::PROVIDER,
                 registry,
                 local,
+                timeout,
             ))
             .with_read_policy(policies::sheets(
                 integrations_sheets::PROVIDER,
                 registry,
                 local,
+                timeout,
             ))
-            .with_token_policy(policies::local("google-oauth", registry))
+            .with_token_policy(policies::local("google-oauth", registry, timeout))
             .with_batch(
                 BatchConfig::new().with_max_delay(Duration::from_millis(if local {
                     250
@@ -275,13 +308,17 @@ impl Services {
             })?;
             let sink = sheets_builder(
                 GoogleSheetsBuilder::from_env().with_spreadsheet_id(id),
-                false,
+                sheets_local,
             )
             .build_sink()?;
+            let at = match env.get(ENV_SHEETS_BASE_URL).filter(|_| sheets_local) {
+                Some(base) => format!(" at {base}"),
+                None => String::new(),
+            };
             backend(
                 "analytics",
-                format!("Google Sheets, spreadsheet {id}, sheet {SHEET}"),
-                true,
+                format!("Google Sheets{at}, spreadsheet {id}, sheet {SHEET}"),
+                !sheets_local,
             );
             (sink, None)
         } else {
@@ -300,19 +337,23 @@ impl Services {
         };
 
         // Notifications.
-        let (notifier, notifications_file): (Arc<dyn Notifier>, _) =
+        let (notifier, jsonl_notifier, notifications_file): (Arc<dyn Notifier>, _, _) =
             match (env.has_aws(), env.get(ENV_SNS_TOPIC)) {
                 (true, Some(topic)) => {
                     let aws = AwsBuilder::from_env()
-                        .with_policy(policies::local("aws-sns", registry))
+                        .with_policy(policies::local("aws-sns", registry, timeout))
                         .build()?;
                     backend("notifications", format!("Amazon SNS topic {topic}"), true);
-                    (Arc::new(SnsNotifier::new(&aws, topic)), None)
+                    (Arc::new(SnsNotifier::new(&aws, topic)), None, None)
                 }
                 (aws, _) => {
-                    let path = dir.join("notifications.jsonl");
-                    let n = JsonlNotifier::create(&path, policies::local(notifier::NAME, registry))
-                        .await?;
+                    let path = dir.join(NOTIFICATIONS_FILE);
+                    let policy = policies::local(notifier::NAME, registry, timeout);
+                    let n = Arc::new(if config.state_dir.is_some() {
+                        JsonlNotifier::open(&path, policy).await?
+                    } else {
+                        JsonlNotifier::create(&path, policy).await?
+                    });
                     let why = if aws {
                         format!(" ({ENV_SNS_TOPIC} not set)")
                     } else {
@@ -323,12 +364,12 @@ impl Services {
                         format!("JsonlNotifier → {}{why}", path.display()),
                         false,
                     );
-                    (Arc::new(n), Some(path))
+                    (n.clone(), Some(n), Some(path))
                 }
             };
         backend(
             "outbox",
-            format!("SqliteOutbox → {}", dir.join("outbox.db").display()),
+            format!("SqliteOutbox → {}", dir.join(OUTBOX_FILE).display()),
             false,
         );
         backend(
@@ -350,6 +391,7 @@ impl Services {
             sheets,
             sheets_sandbox,
             notifier,
+            jsonl_notifier,
             notifications_file,
             backends,
         })
@@ -393,7 +435,7 @@ mod tests {
     async fn sandboxes_start_with_no_environment() {
         let dir = tempfile::tempdir().unwrap();
         let registry = MetricsRegistry::new();
-        let s = Services::start(&Environment::empty(), &registry, dir.path())
+        let s = Services::start(&FlowConfig::sandbox(1), &registry, dir.path())
             .await
             .unwrap();
         assert!(s.all_sandboxes());
@@ -425,8 +467,11 @@ mod tests {
     #[tokio::test]
     async fn a_real_email_provider_needs_sender_and_inbox() {
         let dir = tempfile::tempdir().unwrap();
-        let env = Environment::from_lookup(|k| (k == ENV_SENDGRID).then(|| "SG.fake".to_owned()));
-        let err = Services::start(&env, &MetricsRegistry::new(), dir.path())
+        let mut config = FlowConfig::sandbox(1);
+        config.env = crate::order_flow::config::Environment::from_lookup(|k| {
+            (k == ENV_SENDGRID).then(|| "SG.fake".to_owned())
+        });
+        let err = Services::start(&config, &MetricsRegistry::new(), dir.path())
             .await
             .unwrap_err();
         assert_eq!(err.field(), Some(ENV_EMAIL_FROM));

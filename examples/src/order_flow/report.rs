@@ -9,6 +9,7 @@ use integrations_core::metrics::IntegrationSnapshot;
 use integrations_core::outbox::{OutboxCounts, RunStats};
 
 use super::audit::PaymentAudit;
+use super::chaos::ChaosReport;
 use super::checkout::RefundMade;
 use super::config::Outage;
 use super::intake::IntakeStats;
@@ -47,6 +48,12 @@ pub struct OutageReport {
 pub struct Report {
     /// The run's id (part of every order id).
     pub run_id: String,
+    /// Which start of the run this was (1 unless resumed from a state directory).
+    pub start: u32,
+    /// The state directory, if the run keeps one.
+    pub state_dir: Option<PathBuf>,
+    /// Orders found paid or declined by an earlier start, not checked out again.
+    pub resumed_orders: usize,
     /// Orders pushed through.
     pub orders: usize,
     /// Wall time.
@@ -79,6 +86,10 @@ pub struct Report {
     pub outage: Option<OutageReport>,
     /// Stripe faults injected.
     pub stripe_faults: Vec<String>,
+    /// The planned chaos faults, and how many requests each hit.
+    pub chaos: Vec<ChaosReport>,
+    /// Emails beyond the first of each kind for an order, as counted by the evidence.
+    pub duplicate_emails: u64,
     /// The shop's own counters.
     pub business: BusinessMetrics,
     /// The kept directory (outbox.db, notifications.jsonl, metrics.prom), with `--keep-files`.
@@ -135,6 +146,15 @@ impl fmt::Display for Report {
             self.elapsed.as_secs_f64(),
             self.run_id
         )?;
+        if let Some(dir) = &self.state_dir {
+            writeln!(
+                f,
+                "state dir {} (start {} of the run; {} orders found finished)\n",
+                dir.display(),
+                self.start,
+                self.resumed_orders
+            )?;
+        }
         writeln!(f, "services")?;
         for b in &self.backends {
             writeln!(f, "  {b}")?;
@@ -180,9 +200,15 @@ impl fmt::Display for Report {
 
         let i = &self.intake;
         let by_type: Vec<String> = i.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        let earlier = i.events_known().saturating_sub(i.recorded);
+        let resumed = if self.start > 1 {
+            format!(", {earlier} found recorded by an earlier start")
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "\nwebhooks      {} received, {} refused, {} recorded ({}), {} redelivered duplicate(s) ignored, {} other event types acknowledged",
+            "\nwebhooks      {} received, {} refused, {} recorded ({}){resumed}, {} redelivered duplicate(s) ignored, {} other event types acknowledged",
             i.received,
             i.rejected,
             i.recorded,
@@ -193,7 +219,8 @@ impl fmt::Display for Report {
         let o = &self.outbox;
         writeln!(
             f,
-            "outbox        {} jobs recorded: {} done, {} dead-lettered, {} pending, {} leased; dispatcher claimed {}, retried {}",
+            "outbox        {} jobs ({} recorded by this start): {} done, {} dead-lettered, {} pending, {} leased; dispatcher claimed {}, retried {}",
+            i.jobs_known,
             i.jobs_recorded,
             o.done,
             o.dead,
@@ -229,6 +256,21 @@ impl fmt::Display for Report {
         writeln!(f, "{line}")?;
         if !self.stripe_faults.is_empty() {
             writeln!(f, "stripe faults {}", self.stripe_faults.join("; "))?;
+        }
+        for c in &self.chaos {
+            let when = if c.injected {
+                format!("hit {} of {} requests", c.hit, c.fault.requests)
+            } else {
+                "not injected (checkout never reached its order)".to_owned()
+            };
+            writeln!(f, "chaos         {}: {when}", c.fault)?;
+        }
+        if self.duplicate_emails > 0 {
+            writeln!(
+                f,
+                "duplicates    {} email(s) sent twice: accepted, then the answer lost or the process killed before the job was marked done (the documented window)",
+                self.duplicate_emails
+            )?;
         }
         if let Some(out) = &self.outage {
             writeln!(

@@ -1,4 +1,5 @@
-//! [`run`]: one batch of orders through the whole flow.
+//! [`run`]: one batch of orders through the whole flow — or, with a state directory, the rest
+//! of one after a crash.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::audit;
+use super::chaos;
 use super::checkout::{checkout, partial_refund};
 use super::config::FlowConfig;
 use super::intake::Intake;
@@ -22,13 +24,7 @@ use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
 use super::providers::{Backend, Services};
 use super::report::{DeadLetterLine, OutageReport, Report};
-
-fn run_id() -> String {
-    let millis = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("{:x}{:04x}", millis, fastrand::u16(..))
-}
+use super::state::{self, LEDGER_FILE, METRICS_FILE, ORDERS_FILE, RunState, WorkDir};
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
@@ -38,13 +34,13 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
 async fn drain(
     outbox: &dyn OutboxStore,
     progress: &Progress,
-    recorded: impl Fn() -> u64,
+    jobs_known: impl Fn() -> u64,
     timeout: Duration,
 ) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(c) = outbox.counts().await {
-            progress.jobs(c.done + c.dead, recorded(), "delivering");
+            progress.jobs(c.done + c.dead, jobs_known(), "delivering");
             if c.pending == 0 && c.leased == 0 {
                 return true;
             }
@@ -61,9 +57,8 @@ async fn drain(
 pub struct Flow {
     config: FlowConfig,
     started: Instant,
-    since: i64,
-    run_id: String,
-    dir: tempfile::TempDir,
+    run: RunState,
+    dir: WorkDir,
     registry: MetricsRegistry,
     services: Services,
 }
@@ -78,25 +73,68 @@ pub async fn run(config: FlowConfig) -> Result<Report> {
 }
 
 impl Flow {
-    /// Creates the temporary directory and starts the sandboxes (or builds the real clients).
+    /// Opens the run's directory — a temporary one, or [`FlowConfig::state_dir`], resuming the
+    /// run kept there — and starts the sandboxes (or builds the real clients).
     ///
     /// # Errors
     /// A configuration refused (a live Stripe key, a real email provider without a sender or
-    /// inbox, …); a port or directory that cannot be opened.
+    /// inbox, a chaos fault for a real service, a state directory holding another run, …); a
+    /// port or directory that cannot be opened.
     pub async fn start(config: FlowConfig) -> Result<Flow> {
         let started = Instant::now();
-        let since = unix_seconds(SystemTime::now()) - 5;
-        let dir = tempfile::Builder::new()
-            .prefix("order_flow-")
-            .tempdir()
-            .map_err(io("cannot create a temporary directory"))?;
+        let now = unix_seconds(SystemTime::now());
+        let (dir, run) = match &config.state_dir {
+            Some(path) => {
+                let run = state::open_run(path, config.run_id.as_deref(), config.orders, now)?;
+                (WorkDir::State(path.clone()), run)
+            }
+            None => {
+                let run_id = match &config.run_id {
+                    Some(id) => {
+                        super::config::check_run_id(id)
+                            .map_err(|m| Error::invalid_input("run_id", m))?;
+                        id.clone()
+                    }
+                    None => state::fresh_run_id(),
+                };
+                let run = RunState {
+                    run_id,
+                    since: now - 5,
+                    orders: config.orders,
+                    starts: 1,
+                };
+                (WorkDir::temp()?, run)
+            }
+        };
         let registry = MetricsRegistry::new();
-        let services = Services::start(&config.env, &registry, dir.path()).await?;
+        let services = Services::start(&config, &registry, dir.path()).await?;
+        chaos::check(&config.chaos, &services)?;
+        if run.starts > 1 {
+            let in_process: Vec<&str> = [
+                ("Stripe", services.stripe_sandbox.is_some()),
+                ("SendGrid", services.sendgrid_sandbox.is_some()),
+                ("Google Sheets", services.sheets_sandbox.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, here)| here.then_some(name))
+            .collect();
+            if !in_process.is_empty() {
+                return Err(Error::configuration(
+                    "state_dir",
+                    format!(
+                        "run {} was started before, but {} ran in that process and died with it: \
+                         resume only against services that outlive the process (STRIPE_API_BASE, \
+                         SENDGRID_API_BASE, GOOGLE_SHEETS_BASE_URL with their credentials)",
+                        run.run_id,
+                        in_process.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(Flow {
             config,
             started,
-            since,
-            run_id: run_id(),
+            run,
             dir,
             registry,
             services,
@@ -108,11 +146,23 @@ impl Flow {
         &self.services.backends
     }
 
+    /// The run: its id, and how many times it was started (more than once: resumed from its
+    /// state directory).
+    pub fn run_state(&self) -> &RunState {
+        &self.run
+    }
+
     /// Pushes the orders through and reports.
     ///
     /// The temporary directory (outbox database, notifications, metrics) is removed at the end
     /// unless [`FlowConfig::keep_files`] is set. Needs a multi-threaded tokio runtime: the
     /// dispatcher runs concurrently with checkout.
+    ///
+    /// With a state directory, whatever an earlier start of the run finished is not done again:
+    /// orders paid or declined are skipped (the others go through checkout again under the same
+    /// idempotency keys), the outbox's jobs carry on (those the dead process held once their
+    /// lease expires), Stripe's events are read again and found recorded, the refund is made on
+    /// the order chosen before (Stripe replays it), and the report covers the whole run.
     ///
     /// # Errors
     /// Only for a run that could not finish: the outbox store failing, a file that cannot be
@@ -121,16 +171,25 @@ impl Flow {
         let Flow {
             config,
             started,
-            since,
-            run_id,
+            run,
             dir,
             registry,
             services,
         } = self;
-        let shared = Shared {
-            book: Arc::new(OrderBook::new()),
-            ledger: Arc::new(Ledger::new()),
-            metrics: Arc::new(OrderMetrics::new()),
+        let (run_id, since) = (run.run_id.clone(), run.since);
+        let shared = if dir.is_state() {
+            let d = dir.path();
+            Shared {
+                book: Arc::new(OrderBook::open(d.join(ORDERS_FILE))?),
+                ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?),
+                metrics: Arc::new(OrderMetrics::open(d.join(METRICS_FILE))?),
+            }
+        } else {
+            Shared {
+                book: Arc::new(OrderBook::new()),
+                ledger: Arc::new(Ledger::new()),
+                metrics: Arc::new(OrderMetrics::new()),
+            }
         };
         let book = &shared.book;
         let pipeline = Pipeline::start(
@@ -138,7 +197,7 @@ impl Flow {
             &services,
             dir.path(),
             since,
-            format!("order-flow-{run_id}"),
+            format!("order-flow-{run_id}-{}", std::process::id()),
             &shared,
         )
         .await?;
@@ -152,8 +211,8 @@ impl Flow {
             tokio::spawn(async move {
                 loop {
                     if let Ok(c) = outbox.counts().await {
-                        let recorded = intake.stats().jobs_recorded;
-                        progress.jobs(c.done + c.dead, recorded, "delivering");
+                        let known = intake.stats().jobs_known;
+                        progress.jobs(c.done + c.dead, known, "delivering");
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -162,6 +221,8 @@ impl Flow {
         let permits = Arc::new(Semaphore::new(config.checkout_concurrency));
         let mut checkouts = JoinSet::new();
         let mut stripe_faults = Vec::new();
+        let mut injected = Vec::new();
+        let mut resumed_orders = 0;
         for n in 0..config.orders {
             let permit = permits
                 .clone()
@@ -169,7 +230,17 @@ impl Flow {
                 .await
                 .map_err(|_| Error::unavailable("checkout permits closed"))?;
             inject_faults(n, &config, &services, &mut stripe_faults);
+            for (i, f) in config.chaos.iter().enumerate() {
+                if f.after_orders == n {
+                    injected.push(chaos::inject(&services, i, *f));
+                }
+            }
             let order = Order::sample(&run_id, n, services.recipient.as_deref());
+            if let Some(done) = book.get(&order.id).filter(|r| r.state.is_final()) {
+                resumed_orders += 1;
+                progress.order_done(&done.state.to_string());
+                continue;
+            }
             let (payments, book, progress) =
                 (services.payment_provider(), book.clone(), progress.clone());
             checkouts.spawn(async move {
@@ -180,19 +251,24 @@ impl Flow {
         }
         while checkouts.join_next().await.is_some() {}
 
-        // One partial refund, on the first paid order.
+        // One partial refund, on the first paid order (the one chosen by an earlier start, if any).
         let first_paid = book
             .all()
             .into_iter()
-            .find(|r| r.state == OrderState::Paid)
+            .find(|r| r.state.is_paid())
             .map(|r| r.order.id);
-        let (refund, refund_error) = match &first_paid {
-            Some(id) => match partial_refund(services.payments.as_ref(), book, id).await {
+        let (refund, refund_error) = match book.refund_target(first_paid) {
+            Ok(Some(id)) => match partial_refund(services.payments.as_ref(), book, &id).await {
                 Ok(r) => (Some(r), None),
                 Err(e) => (None, Some(e.to_string())),
             },
-            None => (None, Some("no paid order to refund".to_owned())),
+            Ok(None) => (None, Some("no paid order to refund".to_owned())),
+            Err(e) => (
+                None,
+                Some(format!("the refund's order cannot be recorded: {e}")),
+            ),
         };
+        let refunded_order = refund.as_ref().map(|r| r.order_id.clone());
 
         // Every event in; then one delivered again.
         let expected_events = |book: &OrderBook| {
@@ -203,16 +279,17 @@ impl Flow {
                 + u64::from(refund.is_some())
         };
         let wait_events = Instant::now() + config.drain_timeout;
-        while intake.stats().recorded < expected_events(book) && Instant::now() < wait_events {
+        while intake.stats().events_known() < expected_events(book) && Instant::now() < wait_events
+        {
             if let Some(sandbox) = &services.stripe_sandbox {
                 sandbox.flush_webhooks().await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let redelivered = redeliver(&services, &intake, first_paid.as_deref()).await;
+        let redelivered = redeliver(&services, &intake, refunded_order.as_deref()).await;
 
-        let recorded = || intake.stats().jobs_recorded;
-        let drained = drain(outbox.as_ref(), &progress, recorded, config.drain_timeout).await;
+        let known = || intake.stats().jobs_known;
+        let drained = drain(outbox.as_ref(), &progress, known, config.drain_timeout).await;
         if let Some(t) = ticker {
             t.abort();
         }
@@ -223,6 +300,7 @@ impl Flow {
         progress.finish();
 
         // The report.
+        let chaos = chaos::reports(&config.chaos, &injected, &services);
         let outbox_counts: OutboxCounts = outbox.counts().await?;
         let dead_letters = outbox
             .dead_letters(100)
@@ -260,6 +338,7 @@ impl Flow {
             business: &business,
             refund: refund.as_ref(),
             redelivered: redelivered.as_ref(),
+            email_duplicates_allowed: chaos::lost_email_answers(&chaos),
         });
         let mut states = BTreeMap::new();
         for r in &orders {
@@ -282,9 +361,13 @@ impl Flow {
                     .map_or(0, |s| s.short_circuits),
                 served_by_backup: email_served.get(1).map_or(0, |(_, n)| *n),
             });
-        let files = config.keep_files.then(|| dir.keep());
+        let state_dir = dir.is_state().then(|| dir.path().to_path_buf());
+        let files = dir.kept(config.keep_files);
         Ok(Report {
             run_id,
+            start: run.starts,
+            state_dir,
+            resumed_orders,
             orders: config.orders,
             elapsed: started.elapsed(),
             backends: services.backends.clone(),
@@ -301,6 +384,8 @@ impl Flow {
             redelivered,
             outage,
             stripe_faults,
+            chaos,
+            duplicate_emails: evidence.duplicate_emails(),
             business,
             files,
             invariants,
