@@ -1,0 +1,302 @@
+//! Ours: the crates, as the example's order flow uses them.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::outbox::{
+    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
+    ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
+};
+use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
+use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
+use integrations_core::{Currency, Error, IdempotencyKey, Money, Policy, Result};
+use integrations_sendgrid::template::TemplateRegistry;
+use integrations_sheets::{BatchConfig, GoogleSheetsSink};
+use integrations_stripe::{StripePayments, WebhookVerifier};
+use tokio::task::JoinHandle;
+
+use crate::jobs::{EmailJob, MemoryNotifier, MetricsJob, NotifyJob, SheetsJob, Tracked, Tracker};
+use crate::model::{
+    CARD, Deliveries, EMAIL, JOB_KINDS, METRICS, NOTIFY, ORDER_DEADLINE, Order, PaidEvent, Phases,
+    SHEETS_APPEND, SUCCEEDED, Sandboxes,
+};
+
+/// Which outbox ours records into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// `InMemoryOutbox`: no durability, like raw.
+    Memory,
+    /// `SqliteOutbox` with `synchronous = NORMAL` (survives a process kill, not a power cut).
+    SqliteNormal,
+    /// `SqliteOutbox` with the default `synchronous = FULL` (an fsync per commit).
+    SqliteFull,
+}
+
+/// How recorded jobs reach the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dispatch {
+    /// `Dispatcher::run`, woken by its `DispatcherWaker` right after each `record_event` (as a
+    /// service runs it); an idle dispatcher also looks again every `POLL_INTERVAL`.
+    Poll,
+    /// As `Poll`, and the order also spawns `Dispatcher::run_once` right after recording, so
+    /// its jobs are claimed at once (the background loop still handles retries).
+    Eager,
+}
+
+/// How often an idle dispatcher looks for jobs (the default is 1 s, the example uses 20 ms).
+/// Tokio's timer has millisecond resolution: a sleep of 1 ms lasts 1 to 2 ms.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Every mechanism of the policy on, as for a real provider, with limits that never bind here.
+fn quick_policy(name: &'static str, registry: &MetricsRegistry, timeout: u64) -> Policy {
+    Policy::builder(name)
+        // On, so its cost is counted; far above what the loopback reaches, so it never waits.
+        .rate_limiter(RateLimiter::per_second(
+            NonZeroU32::new(1_000_000).unwrap_or(NonZeroU32::MIN),
+        ))
+        .circuit_breaker(CircuitBreakerConfig::DEFAULT)
+        .retry(RetryPolicy::new(
+            2,
+            Backoff::new(Duration::from_millis(20), Duration::from_millis(200), 2.0),
+        ))
+        .attempt_timeout(Duration::from_secs(timeout))
+        .metrics(registry)
+        .build()
+}
+
+/// Ours: checkout through `StripePayments`, the verified webhook recorded once in the outbox
+/// with its four jobs, and a dispatcher delivering them.
+pub(crate) struct Ours {
+    payments: StripePayments,
+    verifier: WebhookVerifier,
+    outbox: Arc<dyn OutboxStore>,
+    tracker: Arc<Tracker>,
+    deliveries: Arc<Deliveries>,
+    sink: GoogleSheetsSink,
+    shutdown: ShutdownTrigger,
+    dispatching: JoinHandle<RunStats>,
+    /// With [`Dispatch::Eager`]: a handle for `run_once`, and what those runs did.
+    eager: Option<(Dispatcher, Arc<Mutex<RunStats>>)>,
+    waker: DispatcherWaker,
+    _dir: tempfile::TempDir,
+}
+
+impl Ours {
+    /// Clients on the sandboxes, an empty outbox and a running dispatcher sized for
+    /// `concurrency` orders in flight (one delivery slot per job).
+    pub(crate) async fn start(
+        sb: &Sandboxes,
+        store: Store,
+        dispatch: Dispatch,
+        concurrency: usize,
+    ) -> Result<Ours> {
+        let registry = MetricsRegistry::new();
+        let client = sb
+            .stripe
+            .client_builder()
+            .with_policy(quick_policy("stripe", &registry, 10))
+            .build()?;
+        let payments = StripePayments::new(client);
+        let verifier = WebhookVerifier::new(sb.stripe.webhook_secret());
+        let email = sb
+            .sendgrid
+            .email()
+            .with_policy(quick_policy("sendgrid", &registry, 5))
+            .build()?;
+        let sink = sb
+            .sheets
+            .client_builder()
+            .with_write_policy(quick_policy("google-sheets", &registry, 30))
+            .with_read_policy(quick_policy("google-sheets", &registry, 30))
+            .with_token_policy(quick_policy("google-oauth", &registry, 5))
+            // No waiting for company: a batch goes as soon as the previous one is back, so rows
+            // that arrive while an append is in flight share the next one.
+            .with_batch(BatchConfig::new().with_max_delay(Duration::ZERO))
+            .build_sink()?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| Error::unavailable(format!("no temporary directory: {e}")))?;
+        let outbox: Arc<dyn OutboxStore> = match store {
+            Store::Memory => Arc::new(InMemoryOutbox::new()),
+            Store::SqliteNormal | Store::SqliteFull => {
+                let sync = if store == Store::SqliteFull {
+                    Synchronous::Full
+                } else {
+                    Synchronous::Normal
+                };
+                let options = SqliteOptions::new().synchronous(sync);
+                Arc::new(SqliteOutbox::open_with(dir.path().join("outbox.db"), options).await?)
+            }
+        };
+        let tracker = Arc::new(Tracker::default());
+        let tracked = |h: Arc<dyn JobHandler>| -> Arc<dyn JobHandler> {
+            Arc::new(Tracked {
+                inner: h,
+                tracker: tracker.clone(),
+            })
+        };
+        let notifier = MemoryNotifier {
+            policy: quick_policy("notifier-memory", &registry, 5),
+            seen: Mutex::new(HashMap::new()),
+        };
+        let dispatcher = Dispatcher::builder(outbox.clone())
+            .shared_handler(
+                EMAIL,
+                tracked(Arc::new(EmailJob {
+                    email,
+                    templates: TemplateRegistry::seed(),
+                })),
+            )
+            .shared_handler(
+                SHEETS_APPEND,
+                tracked(Arc::new(SheetsJob { sink: sink.clone() })),
+            )
+            .shared_handler(NOTIFY, tracked(Arc::new(NotifyJob { notifier })))
+            .shared_handler(METRICS, tracked(Arc::new(MetricsJob::default())))
+            .worker_id("bench")
+            .concurrency(JOB_KINDS.len() * concurrency)
+            .lease(Duration::from_secs(60))
+            .handler_timeout(Duration::from_secs(45))
+            .poll_interval(POLL_INTERVAL)
+            .backoff(Backoff::new(
+                Duration::from_millis(20),
+                Duration::from_millis(500),
+                2.0,
+            ))
+            .build()?;
+        let (shutdown, signal) = shutdown_channel();
+        let eager = (dispatch == Dispatch::Eager).then(|| {
+            (
+                dispatcher.clone(),
+                Arc::new(Mutex::new(RunStats::default())),
+            )
+        });
+        let waker = dispatcher.waker();
+        let dispatching = tokio::spawn(async move { dispatcher.run(signal).await });
+        Ok(Ours {
+            payments,
+            verifier,
+            outbox,
+            tracker,
+            deliveries: sb.deliveries.clone(),
+            sink,
+            shutdown,
+            dispatching,
+            eager,
+            waker,
+            _dir: dir,
+        })
+    }
+
+    /// One order, from checkout until its four jobs are delivered.
+    pub(crate) async fn order(&self, order: &Order) -> Result<Phases> {
+        let started = Instant::now();
+        let total = Money::from_minor(order.total_minor(), Currency::USD);
+        let request = CreatePayment::new(total)
+            .description(format!("Order {}", order.id))
+            .metadata("order_id", order.id.clone());
+        let key = IdempotencyKey::derive(&order.id, "payment")?;
+        let payment = self.payments.create_payment(&request, &key).await?;
+        let confirmed = self
+            .payments
+            .confirm_payment(&payment.id, Some(CARD), &key.child("confirm")?)
+            .await?;
+        if confirmed.status != PaymentStatus::Succeeded {
+            return Err(Error::provider(format!(
+                "{} is {:?}",
+                payment.id, confirmed.status
+            )));
+        }
+        let checkout = started.elapsed();
+        let delivery = self
+            .deliveries
+            .take(&payment.id)
+            .ok_or_else(|| Error::provider(format!("no {SUCCEEDED} for {}", payment.id)))?;
+        let event = self
+            .verifier
+            .verify(&delivery.payload, &delivery.signature)?;
+        let pi = event
+            .payment_intent()
+            .ok_or_else(|| Error::provider("the event holds no payment intent"))?;
+        let ev = PaidEvent {
+            event_id: event.id.clone(),
+            order_id: order.id.clone(),
+            customer_name: order.customer_name.clone(),
+            customer_email: order.customer_email.clone(),
+            items: order.items.clone(),
+            currency: pi.amount_received.currency(),
+            total_minor: pi.amount_received.minor(),
+            payment_id: pi.id.clone(),
+            occurred_at: event.created,
+        };
+        let payload = serde_json::to_value(&ev)
+            .map_err(|e| Error::provider(format!("cannot encode a job payload: {e}")))?;
+        let jobs = JOB_KINDS
+            .iter()
+            .map(|k| NewJob::new(*k, payload.clone()))
+            .collect();
+        let done = self.tracker.expect(&order.id, JOB_KINDS.len());
+        self.outbox.record_event(&event.id, jobs).await?;
+        self.waker.wake();
+        if let Some((dispatcher, stats)) = &self.eager {
+            let (dispatcher, stats) = (dispatcher.clone(), stats.clone());
+            tokio::spawn(async move {
+                let run = dispatcher.run_once().await;
+                let mut total = stats.lock().unwrap_or_else(PoisonError::into_inner);
+                match run {
+                    Ok(s) => *total += s,
+                    Err(_) => total.store_errors += 1,
+                }
+            });
+        }
+        let recorded = started.elapsed();
+        match tokio::time::timeout(ORDER_DEADLINE, done).await {
+            Ok(Ok(())) => Ok(Phases {
+                checkout,
+                record: recorded - checkout,
+                fanout: started.elapsed() - recorded,
+            }),
+            _ => Err(Error::timeout(format!(
+                "the jobs of {} were not all delivered",
+                order.id
+            ))),
+        }
+    }
+
+    /// Waits until the outbox has nothing pending or leased (the last `complete`s).
+    pub(crate) async fn drain(&self) -> Result<()> {
+        loop {
+            let c = self.outbox.counts().await?;
+            if c.pending == 0 && c.leased == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Drops every done job and event record, so the next batch starts from an empty outbox
+    /// (`InMemoryOutbox` claims scan all jobs, done ones included).
+    pub(crate) async fn purge(&self) -> Result<()> {
+        let future = SystemTime::now() + Duration::from_secs(1);
+        self.outbox.purge(future).await.map(drop)
+    }
+
+    /// Stops the dispatcher (after the deliveries in flight) and the sink; what the dispatcher
+    /// did, eager runs included.
+    pub(crate) async fn stop(self) -> Result<RunStats> {
+        self.shutdown.trigger();
+        let stats = self
+            .dispatching
+            .await
+            .map_err(|e| Error::provider(format!("dispatcher task: {e}")))?;
+        self.sink.shutdown().await?;
+        let mut stats = stats;
+        if let Some((_, eager)) = &self.eager {
+            stats += *eager.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+        Ok(stats)
+    }
+}
