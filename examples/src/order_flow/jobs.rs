@@ -6,9 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use integrations_core::outbox::{Job, JobHandler, NewJob};
 use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
-use integrations_core::{
-    Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink,
-};
+use integrations_core::{Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink};
 use integrations_sendgrid::template::{LineItem as TemplateLine, SeedEmail, TemplateRegistry};
 use serde::{Deserialize, Serialize};
 
