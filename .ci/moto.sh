@@ -97,7 +97,7 @@ start() {
   ensure_venv
   log "starting moto_server at $ENDPOINT (INITIAL_NO_AUTH_ACTION_COUNT=$NO_AUTH)"
   INITIAL_NO_AUTH_ACTION_COUNT=$NO_AUTH MOTO_ALLOW_NONEXISTENT_REGION=false \
-    nohup "$VENV/bin/moto_server" -H "$MOTO_HOST" -p "$MOTO_PORT" >"$LOG_FILE" 2>&1 &
+    nohup "$VENV/bin/python" "$ROOT/.ci/moto_server.py" -H "$MOTO_HOST" -p "$MOTO_PORT" >"$LOG_FILE" 2>&1 &
   echo $! >"$PID_FILE"
   wait_ready
   create_key
