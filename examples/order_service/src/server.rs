@@ -164,6 +164,7 @@ impl Server {
             .poll_interval(config.poll_interval)
             .backoff(config.dispatcher_backoff)
             .build()?;
+        state.set_dispatcher_waker(dispatcher.waker());
         let (stop_dispatcher, signal) = shutdown_channel();
         let d = dispatcher.clone();
         let dispatcher_task = tokio::spawn(async move { d.run(signal).await });

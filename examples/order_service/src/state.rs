@@ -110,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) integrations: Vec<IntegrationInfo>,
     refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) started: Instant,
+    dispatcher_waker: std::sync::OnceLock<integrations_core::outbox::DispatcherWaker>,
 }
 
 /// Everything the handlers share: stores, the payment provider, the outbox, metrics, keys and
@@ -133,6 +134,18 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// Lets the webhook routes wake `dispatcher` when they record new jobs, so side effects start
+    /// at once instead of at the dispatcher's next poll. Only the first call takes effect.
+    pub fn set_dispatcher_waker(&self, waker: integrations_core::outbox::DispatcherWaker) {
+        let _ = self.inner.dispatcher_waker.set(waker);
+    }
+
+    pub(crate) fn wake_dispatcher(&self) {
+        if let Some(w) = self.inner.dispatcher_waker.get() {
+            w.wake();
+        }
+    }
+
     /// A builder with the parts every service needs.
     pub fn builder(
         orders: OrderStore,
@@ -275,6 +288,7 @@ impl AppStateBuilder {
                 integrations: self.integrations,
                 refund_locks: Mutex::new(HashMap::new()),
                 started: Instant::now(),
+                dispatcher_waker: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -112,6 +112,9 @@ pub(crate) async fn stripe(
         .outbox
         .record_event(&format!("stripe:{}", event.id), jobs)
         .await?;
+    if !outcome.is_duplicate() {
+        app.wake_dispatcher();
+    }
     tracing::info!(event = %event.id, kind = %event.type_, jobs = n, duplicate = outcome.is_duplicate(), "Stripe event");
     Ok(ok(
         StatusCode::OK,
