@@ -157,7 +157,7 @@ impl AwsBuilder {
     }
     /// Uses this `reqwest::Client` (default: core's shared client).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
     }

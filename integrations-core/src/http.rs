@@ -123,16 +123,45 @@ impl HttpClientBuilder {
     }
 }
 
-/// One process-wide client with the default settings: share it so connections are pooled.
+/// How many runtimes' default clients are kept; older ones are rebuilt if asked for again.
+const DEFAULT_CLIENTS_KEPT: usize = 16;
+
+/// The client with the default settings for the calling Tokio runtime: share it so connections
+/// are pooled.
+///
+/// A `reqwest::Client`'s pooled connections are driven by tasks on the runtime that opened them,
+/// and die with that runtime; a client shared by several runtimes (a `static`, or one client used
+/// by many `#[tokio::test]`s) sooner or later hands a request to a dead connection and fails with
+/// "runtime dropped the dispatch task". So the default client is one per runtime: every call
+/// inside the same runtime returns a clone of the same client, a call in another runtime gets
+/// another, and a call outside any runtime gets a fresh client that is not shared. Build
+/// providers inside the runtime that will run them.
 pub fn default_client() -> reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            HttpClientBuilder::new()
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new())
-        })
-        .clone()
+    static CLIENTS: OnceLock<std::sync::Mutex<Vec<(tokio::runtime::Id, reqwest::Client)>>> =
+        OnceLock::new();
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return build_default_client();
+    };
+    let id = handle.id();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, client)) = clients.iter().find(|(rt, _)| *rt == id) {
+        return client.clone();
+    }
+    let client = build_default_client();
+    if clients.len() == DEFAULT_CLIENTS_KEPT {
+        clients.remove(0);
+    }
+    clients.push((id, client.clone()));
+    client
+}
+
+fn build_default_client() -> reqwest::Client {
+    HttpClientBuilder::new()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// A fully read response.
