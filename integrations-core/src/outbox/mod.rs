@@ -37,7 +37,10 @@
 //! even if the provider acted), or the store failed to write the mark. The next claim after the
 //! lease expires sends the email again. Outside that window (a failure before the provider
 //! accepted, or after our mark) there is no duplicate. The window is one request round trip plus
-//! one local commit long; it cannot be closed without the provider's help.
+//! one local commit long; it cannot be closed without the provider's help. With
+//! `SqliteOutbox`, a power cut (not a process kill) also undoes the marks committed since the
+//! last fsync, usually milliseconds' worth: those jobs run again, which is the same kind of
+//! duplicate (see `SqliteOptions`).
 //!
 //! A handler returns `Ok` only once the effect is durable at the provider: a buffering sink
 //! ([`SheetsSink::flush`](crate::SheetsSink::flush)) must be flushed first, or a crash after the
@@ -105,7 +108,7 @@ mod types;
 
 pub use builder::DispatcherBuilder;
 #[cfg(feature = "sqlite")]
-pub(crate) use db::{Db, corrupt, sql_error};
+pub(crate) use db::{Access, Db, corrupt, sql_error};
 #[cfg(feature = "sqlite")]
 pub use db::{SQLITE, SqliteOptions, Synchronous};
 pub use dispatcher::{Dispatcher, DispatcherWaker, RunStats};

@@ -4,11 +4,11 @@ use std::fmt;
 use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::log::{SagaLog, saga_not_found, version_conflict};
 use super::types::{SagaState, SagaStatus};
-use crate::outbox::{Db, SqliteOptions, corrupt, sql_error, to_millis};
+use crate::outbox::{Access, Db, SqliteOptions, corrupt, sql_error, to_millis};
 use crate::{Error, Result};
 
 const MIGRATIONS: &[&str] = &["
@@ -88,7 +88,7 @@ impl SagaLog for SqliteSagaLog {
         let json = encode(state)?;
         let s = state.clone();
         self.db
-            .call(move |conn| {
+            .call(Access::DurableWrite, move |conn| {
                 let n = conn
                     .execute(
                         "INSERT INTO saga_instances
@@ -114,10 +114,7 @@ impl SagaLog for SqliteSagaLog {
         let json = encode(state)?;
         let s = state.clone();
         self.db
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql_error)?;
+            .call(Access::DurableWrite, move |tx| {
                 let stored: u64 = tx
                     .query_row(
                         "SELECT version FROM saga_instances WHERE saga_id = ?1",
@@ -142,7 +139,7 @@ impl SagaLog for SqliteSagaLog {
                     ],
                 )
                 .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await
     }
@@ -151,7 +148,7 @@ impl SagaLog for SqliteSagaLog {
         let id = saga_id.to_owned();
         let json: Option<String> = self
             .db
-            .call(move |conn| {
+            .call(Access::Read, move |conn| {
                 conn.query_row(
                     "SELECT state FROM saga_instances WHERE saga_id = ?1",
                     [id],
@@ -174,7 +171,7 @@ impl SagaLog for SqliteSagaLog {
         let definition = definition.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
-            .call(move |conn| {
+            .call(Access::Read, move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT saga_id FROM saga_instances WHERE definition = ?1 AND status = ?2
