@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::config::{AwsConfig, Service, default_policy};
+use crate::config::{AwsConfig, Service, default_policy_builder};
 use crate::credentials::{Credentials, CredentialsProvider};
 #[cfg(any(
     feature = "dynamodb",
@@ -91,10 +91,14 @@ impl AwsClient {
             endpoint: config.endpoint(service),
             credentials: config.credentials.clone(),
             http: config.http.clone().unwrap_or_else(http::default_client),
-            policy: config
-                .policy
-                .clone()
-                .unwrap_or_else(|| default_policy(service)),
+            policy: config.policy.clone().unwrap_or_else(|| {
+                let builder = default_policy_builder(service);
+                match &config.metrics {
+                    Some(registry) => builder.metrics(registry),
+                    None => builder,
+                }
+                .build()
+            }),
         }
     }
 
@@ -317,6 +321,22 @@ mod tests {
     use super::*;
     use crate::AwsBuilder;
     use std::time::Duration;
+
+    #[test]
+    fn with_metrics_puts_the_default_policies_in_that_registry() {
+        let registry = integrations_core::metrics::MetricsRegistry::new();
+        let cfg = AwsBuilder::new()
+            .with_region("us-east-1")
+            .with_credentials(Credentials::new("AKIDEXAMPLE", "secret"))
+            .with_metrics(&registry)
+            .build()
+            .unwrap();
+        let c = AwsClient::new(&cfg, Service::Sqs);
+        assert!(Arc::ptr_eq(
+            c.policy.metrics(),
+            &registry.integration(Service::Sqs.provider_name())
+        ));
+    }
 
     fn client() -> AwsClient {
         let cfg = AwsBuilder::new()

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use integrations_core::metrics::MetricsRegistry;
 use integrations_core::resilience::Policy;
 use integrations_core::{Error, Result};
 use url::Url;
 
 use crate::credentials::{CredentialsProvider, DefaultCredentialsChain, EnvLookup, process_env};
 use crate::profile::ProfileFiles;
-pub use crate::service::{Service, default_policy};
+pub use crate::service::{Service, default_policy, default_policy_builder};
 
 /// Settings shared by the service clients. Build with [`AwsBuilder`]; cheap to clone.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ pub struct AwsConfig {
     pub(crate) service_endpoints: HashMap<Service, Url>,
     pub(crate) http: Option<reqwest::Client>,
     pub(crate) policy: Option<Policy>,
+    pub(crate) metrics: Option<MetricsRegistry>,
 }
 
 impl AwsConfig {
@@ -83,6 +85,7 @@ pub struct AwsBuilder {
     service_endpoints: Vec<(Service, String)>,
     http: Option<reqwest::Client>,
     policy: Option<Policy>,
+    metrics: Option<MetricsRegistry>,
     endpoint_setting: Option<&'static str>,
 }
 
@@ -161,6 +164,14 @@ impl AwsBuilder {
         self.http = Some(client);
         self
     }
+    /// Records the default policies' metrics into `registry` instead of the global one (your
+    /// service's registry, for its `/metrics`). A policy given with
+    /// [`with_policy`](Self::with_policy) keeps its own.
+    #[must_use]
+    pub fn with_metrics(mut self, registry: &MetricsRegistry) -> Self {
+        self.metrics = Some(registry.clone());
+        self
+    }
     /// Uses this policy for every service (default: one per service, see
     /// [`default_policy`](crate::default_policy)).
     #[must_use]
@@ -207,6 +218,7 @@ impl AwsBuilder {
             service_endpoints,
             http: self.http,
             policy: self.policy,
+            metrics: self.metrics,
         })
     }
 }

@@ -117,7 +117,7 @@ pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
-pub use config::{AwsBuilder, AwsConfig, Service, default_policy};
+pub use config::{AwsBuilder, AwsConfig, Service, default_policy, default_policy_builder};
 pub use credentials::{
     Credentials, CredentialsProvider, DefaultCredentialsChain, EnvironmentCredentials,
     ProfileCredentials,

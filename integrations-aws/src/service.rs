@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
+use integrations_core::resilience::{Backoff, Policy, PolicyBuilder, RetryPolicy};
 
 /// An AWS service this crate talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,7 +96,15 @@ impl Service {
 /// capped at 20 s), core's default circuit breaker, and a per-attempt timeout of 10 s —
 /// 30 s for SQS, whose long polls wait up to 20 s. AWS publishes no single request rate for these
 /// services (limits are per account, table or queue), so no client-side rate limiter is set.
+///
+/// Records into the global metrics registry; see [`default_policy_builder`] to change that or
+/// any setting, or [`AwsBuilder::with_metrics`](crate::AwsBuilder::with_metrics).
 pub fn default_policy(service: Service) -> Policy {
+    default_policy_builder(service).build()
+}
+
+/// [`default_policy`]'s settings for `service`, as a builder to adjust before building.
+pub fn default_policy_builder(service: Service) -> PolicyBuilder {
     let attempt_timeout = match service {
         Service::Sqs => Duration::from_secs(30),
         _ => Duration::from_secs(10),
@@ -107,5 +115,4 @@ pub fn default_policy(service: Service) -> Policy {
             Backoff::new(Duration::from_millis(100), Duration::from_secs(20), 2.0),
         ))
         .attempt_timeout(attempt_timeout)
-        .build()
 }

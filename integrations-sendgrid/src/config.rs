@@ -4,7 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integrations_core::resilience::{Backoff, CircuitBreakerConfig, Policy, RetryPolicy};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::resilience::{
+    Backoff, CircuitBreakerConfig, Policy, PolicyBuilder, RetryPolicy,
+};
 use integrations_core::webhook::{Clock, SystemClock};
 use integrations_core::{Error, Result};
 use url::Url;
@@ -62,7 +65,16 @@ impl Region {
 ///
 /// Mail Send has no idempotency key: a retry after a timeout may deliver twice. Use
 /// [`RetryPolicy::none`] in a custom policy if a duplicate is worse than a lost message.
+///
+/// Records into the global [`MetricsRegistry`]; see [`default_policy_builder`] to change that or
+/// any setting.
 pub fn default_policy() -> Policy {
+    default_policy_builder().build()
+}
+
+/// [`default_policy`]'s settings, as a builder to adjust before building (`.metrics(&registry)`,
+/// `.retry(RetryPolicy::none())`, …).
+pub fn default_policy_builder() -> PolicyBuilder {
     Policy::builder(PROVIDER)
         .retry(
             RetryPolicy::new(
@@ -73,7 +85,6 @@ pub fn default_policy() -> Policy {
         )
         .circuit_breaker(CircuitBreakerConfig::DEFAULT)
         .attempt_timeout(Duration::from_secs(30))
-        .build()
 }
 
 /// Builds a [`SendGridEmail`].
@@ -101,6 +112,7 @@ pub struct SendGridBuilder {
     on_behalf_of: Option<String>,
     http: Option<reqwest::Client>,
     policy: Option<Policy>,
+    metrics: Option<MetricsRegistry>,
     clock: Option<Arc<dyn Clock>>,
     templates: Option<TemplateRegistry>,
 }
@@ -190,6 +202,15 @@ impl SendGridBuilder {
         self
     }
 
+    /// The registry the default policy records into, instead of the global one (your service's
+    /// registry, for its `/metrics`). A policy given with [`with_policy`](Self::with_policy)
+    /// keeps its own.
+    #[must_use]
+    pub fn with_metrics(mut self, registry: &MetricsRegistry) -> Self {
+        self.metrics = Some(registry.clone());
+        self
+    }
+
     /// The clock used for the `send_at` window and `X-RateLimit-Reset` (default: system clock).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -253,7 +274,14 @@ impl SendGridBuilder {
             self.on_behalf_of,
             self.http
                 .unwrap_or_else(integrations_core::http::default_client),
-            self.policy.unwrap_or_else(default_policy),
+            self.policy.unwrap_or_else(|| {
+                let builder = default_policy_builder();
+                match &self.metrics {
+                    Some(registry) => builder.metrics(registry),
+                    None => builder,
+                }
+                .build()
+            }),
             self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         );
         Ok(SendGridEmail::new(client, self.templates.map(Arc::new)))
@@ -276,6 +304,20 @@ fn parse_base_url(raw: &str) -> std::result::Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_metrics_puts_the_default_policy_in_that_registry() {
+        let registry = MetricsRegistry::new();
+        let email = SendGridBuilder::new()
+            .with_api_key("SG.test-key")
+            .with_metrics(&registry)
+            .build()
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            email.client().policy().metrics(),
+            &registry.integration(PROVIDER)
+        ));
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> SendGridBuilder {

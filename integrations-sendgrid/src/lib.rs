@@ -111,7 +111,7 @@ pub use client::{
 };
 pub use config::{
     API_BASE_ENV, API_KEY_ENV, EU_BASE_URL, GLOBAL_BASE_URL, REGION_ENV, Region, SendGridBuilder,
-    default_policy,
+    default_policy, default_policy_builder,
 };
 pub use email::SendGridEmail;
 pub use mail::{

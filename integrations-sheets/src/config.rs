@@ -6,7 +6,8 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use integrations_core::resilience::{Backoff, RateLimiter, RetryPolicy};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::resilience::{Backoff, PolicyBuilder, RateLimiter, RetryPolicy};
 use integrations_core::{Error, Policy, Result};
 
 use crate::PROVIDER;
@@ -70,6 +71,7 @@ pub struct GoogleSheetsBuilder {
     write_policy: Option<Policy>,
     read_policy: Option<Policy>,
     token_policy: Option<Policy>,
+    metrics: Option<MetricsRegistry>,
     writes_per_minute: NonZeroU32,
     reads_per_minute: NonZeroU32,
     refresh_before: Duration,
@@ -99,6 +101,15 @@ impl Default for GoogleSheetsBuilder {
     }
 }
 
+/// Builds a default policy, in `registry` if the builder was given one.
+fn finish(registry: &Option<MetricsRegistry>, builder: PolicyBuilder) -> Policy {
+    match registry {
+        Some(registry) => builder.metrics(registry),
+        None => builder,
+    }
+    .build()
+}
+
 fn per_minute(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
@@ -117,6 +128,7 @@ impl GoogleSheetsBuilder {
             write_policy: None,
             read_policy: None,
             token_policy: None,
+            metrics: None,
             writes_per_minute: per_minute(DEFAULT_REQUESTS_PER_MINUTE),
             reads_per_minute: per_minute(DEFAULT_REQUESTS_PER_MINUTE),
             refresh_before: DEFAULT_REFRESH_BEFORE,
@@ -240,11 +252,24 @@ impl GoogleSheetsBuilder {
         self
     }
 
+    /// The registry the default policies record into, instead of the global one (your service's
+    /// registry, for its `/metrics`). Policies given with `with_*_policy` keep their own.
+    pub fn with_metrics(mut self, registry: &MetricsRegistry) -> Self {
+        self.metrics = Some(registry.clone());
+        self
+    }
+
     /// The default write policy: at most `per_minute` writes in any minute (evenly spaced: a
     /// permit every `60 s / per_minute`, so Google's per-minute windows are never exceeded), a
     /// permit waited for up to a minute, 5 retries with backoff 1 s … 32 s (Google's advice for
-    /// 429), 30 s per attempt, circuit breaker.
+    /// 429), 30 s per attempt, circuit breaker. Records into the global registry; see
+    /// [`default_write_policy_builder`](Self::default_write_policy_builder).
     pub fn default_write_policy(per_minute: NonZeroU32) -> Policy {
+        Self::default_write_policy_builder(per_minute).build()
+    }
+    /// [`default_write_policy`](Self::default_write_policy)'s settings as a builder, to adjust
+    /// before building (`.metrics(&registry)`, another attempt timeout, …).
+    pub fn default_write_policy_builder(per_minute: NonZeroU32) -> PolicyBuilder {
         Policy::builder(PROVIDER)
             .rate_limiter(
                 RateLimiter::per_minute(per_minute)
@@ -256,7 +281,6 @@ impl GoogleSheetsBuilder {
                 Backoff::new(Duration::from_secs(1), Duration::from_secs(32), 2.0),
             ))
             .attempt_timeout(Duration::from_secs(30))
-            .build()
     }
     /// The default read policy: as the write policy, on its own limiter (Google counts reads
     /// separately).
@@ -266,10 +290,13 @@ impl GoogleSheetsBuilder {
     /// The default token-endpoint policy: 3 retries with core's default backoff, 30 s per
     /// attempt, no rate limit.
     pub fn default_token_policy() -> Policy {
+        Self::default_token_policy_builder().build()
+    }
+    /// [`default_token_policy`](Self::default_token_policy)'s settings as a builder.
+    pub fn default_token_policy_builder() -> PolicyBuilder {
         Policy::builder(PROVIDER)
             .retry(RetryPolicy::DEFAULT)
             .attempt_timeout(Duration::from_secs(30))
-            .build()
     }
 
     fn check_url(setting: &'static str, url: &str) -> Result<()> {
@@ -313,6 +340,24 @@ impl GoogleSheetsBuilder {
         if self.scope.trim().is_empty() {
             return Err(Error::configuration("scope", "no OAuth scope"));
         }
+        let token_policy = match self.token_policy {
+            Some(p) => p,
+            None => finish(&self.metrics, Self::default_token_policy_builder()),
+        };
+        let write_policy = match self.write_policy {
+            Some(p) => p,
+            None => finish(
+                &self.metrics,
+                Self::default_write_policy_builder(self.writes_per_minute),
+            ),
+        };
+        let read_policy = match self.read_policy {
+            Some(p) => p,
+            None => finish(
+                &self.metrics,
+                Self::default_write_policy_builder(self.reads_per_minute),
+            ),
+        };
         let http = self
             .http
             .unwrap_or_else(integrations_core::http::default_client);
@@ -321,7 +366,7 @@ impl GoogleSheetsBuilder {
             self.scope,
             token_url,
             http.clone(),
-            self.token_policy.unwrap_or_else(Self::default_token_policy),
+            token_policy,
             self.refresh_before,
         );
         Ok(GoogleSheetsClient::from_parts(
@@ -330,12 +375,8 @@ impl GoogleSheetsBuilder {
                 base_url: self.base_url,
                 spreadsheet_id,
                 tokens,
-                write_policy: self
-                    .write_policy
-                    .unwrap_or_else(|| Self::default_write_policy(self.writes_per_minute)),
-                read_policy: self
-                    .read_policy
-                    .unwrap_or_else(|| Self::default_read_policy(self.reads_per_minute)),
+                write_policy,
+                read_policy,
             },
             self.value_input,
         ))

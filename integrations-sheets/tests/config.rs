@@ -194,3 +194,24 @@ async fn debug_never_shows_the_private_key_or_the_token() {
     sink.shutdown().await.unwrap();
     assert_eq!(sink.name(), "google-sheets");
 }
+
+#[test]
+fn with_metrics_puts_every_default_policy_in_that_registry() {
+    let registry = integrations_core::metrics::MetricsRegistry::new();
+    let sa = test_service_account("metrics@metrics-project.iam.gserviceaccount.com").unwrap();
+    let client = GoogleSheetsBuilder::new()
+        .with_credentials_json(sa.json())
+        .with_spreadsheet_id("sheet-1")
+        .with_metrics(&registry)
+        .build()
+        .unwrap();
+    let ours = registry.integration(integrations_sheets::PROVIDER);
+    assert!(std::sync::Arc::ptr_eq(
+        client.write_policy().metrics(),
+        &ours
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        client.read_policy().metrics(),
+        &ours
+    ));
+}

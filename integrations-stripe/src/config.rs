@@ -11,7 +11,10 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::resilience::{
+    Backoff, CircuitBreakerConfig, PolicyBuilder, RateLimiter, RetryPolicy,
+};
 use integrations_core::{Error, Policy, Result};
 
 use crate::PROVIDER;
@@ -54,8 +57,24 @@ impl Mode {
 /// The policy a client gets unless given one: Stripe's published rate limit for the key's mode,
 /// the official SDKs' retry behaviour (2 retries, backoff ceilings 0.5 s, 1 s, … capped at 5 s,
 /// with full jitter; `Retry-After` honoured up to 10 s), the default circuit breaker, and the
-/// SDKs' 80 s per-attempt timeout.
+/// SDKs' 80 s per-attempt timeout. Records into the global
+/// [`MetricsRegistry`]; see [`default_policy_builder`] to change that or any setting.
 pub fn default_policy(mode: Mode) -> Policy {
+    default_policy_builder(mode).build()
+}
+
+/// [`default_policy`]'s settings, as a builder to adjust before building: the metrics registry
+/// (`.metrics(&registry)`), a shorter attempt timeout, another breaker.
+///
+/// ```
+/// use integrations_core::metrics::MetricsRegistry;
+/// use integrations_stripe::{Mode, default_policy_builder};
+///
+/// let registry = MetricsRegistry::new();
+/// let policy = default_policy_builder(Mode::Test).metrics(&registry).build();
+/// assert_eq!(policy.rate_limiter().unwrap().quota().burst_size().get(), 25);
+/// ```
+pub fn default_policy_builder(mode: Mode) -> PolicyBuilder {
     let rps = NonZeroU32::new(mode.published_rate_limit()).unwrap_or(NonZeroU32::MIN);
     Policy::builder(PROVIDER)
         .rate_limiter(RateLimiter::per_second(rps))
@@ -68,7 +87,6 @@ pub fn default_policy(mode: Mode) -> Policy {
             .with_max_retry_after(Duration::from_secs(10)),
         )
         .attempt_timeout(Duration::from_secs(80))
-        .build()
 }
 
 /// Builds a [`StripeClient`].
@@ -91,6 +109,7 @@ pub struct StripeBuilder {
     api_version: Option<String>,
     account: Option<String>,
     policy: Option<Policy>,
+    metrics: Option<MetricsRegistry>,
     http: Option<reqwest::Client>,
 }
 
@@ -130,6 +149,7 @@ impl StripeBuilder {
             api_version: lookup(ENV_API_VERSION).filter(|s| !s.is_empty()),
             account: lookup(ENV_ACCOUNT).filter(|s| !s.is_empty()),
             policy: None,
+            metrics: None,
             http: None,
         }
     }
@@ -169,6 +189,15 @@ impl StripeBuilder {
         self
     }
 
+    /// The registry the default policy records into, instead of the global one (your service's
+    /// registry, for its `/metrics`). A policy given with [`with_policy`](Self::with_policy)
+    /// keeps its own.
+    #[must_use]
+    pub fn with_metrics(mut self, registry: &MetricsRegistry) -> Self {
+        self.metrics = Some(registry.clone());
+        self
+    }
+
     /// The `reqwest::Client`, instead of [`integrations_core::http::default_client`].
     #[must_use]
     pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
@@ -200,7 +229,14 @@ impl StripeBuilder {
         if let Some(account) = &self.account {
             validate_account(account)?;
         }
-        let policy = self.policy.unwrap_or_else(|| default_policy(mode));
+        let policy = self.policy.unwrap_or_else(|| {
+            let builder = default_policy_builder(mode);
+            match &self.metrics {
+                Some(registry) => builder.metrics(registry),
+                None => builder,
+            }
+            .build()
+        });
         let http = self
             .http
             .unwrap_or_else(integrations_core::http::default_client);
@@ -451,5 +487,24 @@ mod tests {
         assert_eq!(q.burst_size().get(), 100);
         let q = default_policy(Mode::Test).rate_limiter().unwrap().quota();
         assert_eq!(q.burst_size().get(), 25);
+    }
+
+    #[test]
+    fn with_metrics_puts_the_default_policy_in_that_registry() {
+        let registry = MetricsRegistry::new();
+        let c = StripeBuilder::new()
+            .with_secret_key(KEY)
+            .with_metrics(&registry)
+            .build()
+            .unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            c.policy().metrics(),
+            &registry.integration(PROVIDER)
+        ));
+        let c = StripeBuilder::new().with_secret_key(KEY).build().unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            c.policy().metrics(),
+            &MetricsRegistry::global().integration(PROVIDER)
+        ));
     }
 }

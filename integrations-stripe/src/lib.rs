@@ -59,7 +59,10 @@ pub mod types;
 pub mod webhook;
 
 pub use client::{StripeClient, parse_error};
-pub use config::{DEFAULT_API_BASE, DEFAULT_API_VERSION, Mode, StripeBuilder, default_policy};
+pub use config::{
+    DEFAULT_API_BASE, DEFAULT_API_VERSION, Mode, StripeBuilder, default_policy,
+    default_policy_builder,
+};
 pub use payments::StripePayments;
 pub use webhook::{Verified, WebhookVerifier};
 

@@ -119,7 +119,9 @@ impl Services {
 
         let (payments, stripe_webhook, stripe_sandbox): (Arc<dyn PaymentProvider>, _, _) =
             if set(lookup, "STRIPE_SECRET_KEY").is_some() {
-                let client = StripeBuilder::from_lookup(|n| lookup(n)).build()?;
+                let client = StripeBuilder::from_lookup(|n| lookup(n))
+                    .with_metrics(registry)
+                    .build()?;
                 let verifier = WebhookVerifier::from_lookup(|n| lookup(n))?;
                 integrations.push(IntegrationInfo::new(
                     "stripe",
@@ -156,7 +158,11 @@ impl Services {
                     IntegrationMode::Live,
                 ));
                 (
-                    Arc::new(SendGridBuilder::from_lookup(|n| lookup(n)).build()?),
+                    Arc::new(
+                        SendGridBuilder::from_lookup(|n| lookup(n))
+                            .with_metrics(registry)
+                            .build()?,
+                    ),
                     verifier,
                     None,
                 )
@@ -186,7 +192,11 @@ impl Services {
                 IntegrationMode::Live,
             ));
             (
-                Arc::new(GoogleSheetsBuilder::from_env().build_sink()?),
+                Arc::new(
+                    GoogleSheetsBuilder::from_env()
+                        .with_metrics(registry)
+                        .build_sink()?,
+                ),
                 None,
             )
         } else {
@@ -206,7 +216,7 @@ impl Services {
             (Arc::new(sink), Some(sb))
         };
 
-        let aws = || AwsBuilder::from_env().build();
+        let aws = || AwsBuilder::from_env().with_metrics(registry).build();
         let (notifier, local_notifier): (Arc<dyn Notifier>, _) = match set(lookup, "SNS_TOPIC_ARN")
         {
             Some(arn) => {
