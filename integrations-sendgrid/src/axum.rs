@@ -42,13 +42,9 @@
 //! # let _ = app;
 //! ```
 
-use std::fmt;
-
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use integrations_core::{Error, ErrorKind, SignatureFailure};
+pub use integrations_core::webhook::WebhookRejection;
 
 use crate::PROVIDER;
 use crate::webhook::{Event, EventWebhookVerifier};
@@ -67,98 +63,13 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = EventWebhookVerifier::from_ref(state);
         let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            let status = e.status();
-            WebhookRejection::new(
-                status,
-                Error::invalid_input("body", e.body_text()).with_provider(PROVIDER),
-            )
-        })?;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| WebhookRejection::body(&e, PROVIDER))?;
         verifier
             .construct_events(&headers, &body)
             .map(SendGridEvents)
             .map_err(WebhookRejection::from)
-    }
-}
-
-/// Why [`SendGridEvents`] refused a request: the core [`Error`] and the HTTP status answered.
-///
-/// | error | status |
-/// |---|---|
-/// | body over the verifier's limit, or axum's | 413 |
-/// | missing or malformed headers, no match, stale timestamp, a body that is not an event batch | 400 |
-/// | anything else | 500 |
-pub struct WebhookRejection {
-    status: StatusCode,
-    error: Error,
-}
-
-impl WebhookRejection {
-    fn new(status: StatusCode, error: Error) -> Self {
-        WebhookRejection { status, error }
-    }
-
-    /// The status the rejection answers with.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// Why the request was refused.
-    pub fn error(&self) -> &Error {
-        &self.error
-    }
-
-    /// The error, for handlers that answer in their own format.
-    pub fn into_error(self) -> Error {
-        self.error
-    }
-}
-
-impl From<Error> for WebhookRejection {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::InvalidSignature {
-                reason: SignatureFailure::BodyTooLarge { .. },
-                ..
-            } => StatusCode::PAYLOAD_TOO_LARGE,
-            e if matches!(
-                e.kind(),
-                ErrorKind::InvalidSignature | ErrorKind::InvalidInput | ErrorKind::Provider
-            ) =>
-            {
-                StatusCode::BAD_REQUEST
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        WebhookRejection { status, error }
-    }
-}
-
-impl fmt::Debug for WebhookRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookRejection")
-            .field("status", &self.status)
-            .field("error", &self.error)
-            .finish()
-    }
-}
-
-impl fmt::Display for WebhookRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.status, self.error)
-    }
-}
-
-impl std::error::Error for WebhookRejection {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-impl IntoResponse for WebhookRejection {
-    fn into_response(self) -> Response {
-        tracing::warn!(status = %self.status, error = %self.error, "SendGrid event webhook refused");
-        (self.status, self.error.to_string()).into_response()
     }
 }
 
@@ -167,7 +78,10 @@ mod tests {
     use super::*;
     use crate::webhook::{EventType, EventWebhookSigner};
     use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
     use integrations_core::webhook::FixedClock;
+    use integrations_core::{Error, ErrorKind, SignatureFailure};
 
     const T: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"[{"email":"a@example.com","timestamp":1700000000,"event":"delivered","sg_event_id":"ZXZ0","sg_message_id":"MSGID.filter-1.0","order_id":"42"}]"#;

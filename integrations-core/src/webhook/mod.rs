@@ -33,12 +33,16 @@
 //! assert!(check_timestamp(t, clock.now(), DEFAULT_TOLERANCE).is_err());
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum;
 mod checks;
 mod clock;
 mod dedup;
 mod mac;
 pub mod standard;
 
+#[cfg(feature = "axum")]
+pub use axum::WebhookRejection;
 pub use checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
 pub use clock::{Clock, FixedClock, SystemClock, from_unix_seconds, unix_seconds};
 pub use dedup::{

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use integrations_aws::axum::{VerifiedSnsMessage, WebhookRejection as SnsRejection};
+use integrations_aws::axum::VerifiedSnsMessage;
 use integrations_aws::sns::{SnsMessageType, SnsMessageVerifier};
 use integrations_core::outbox::NewJob;
+use integrations_core::webhook::WebhookRejection;
 use integrations_core::{Error, Result};
-use integrations_sendgrid::axum::{SendGridEvents, WebhookRejection as SendGridRejection};
+use integrations_sendgrid::axum::SendGridEvents;
 use integrations_sendgrid::webhook::EventWebhookVerifier;
 use integrations_stripe::types::Event;
 use serde_json::json;
@@ -126,7 +127,7 @@ pub(crate) async fn stripe(
 /// timestamp, so out-of-order batches settle on the latest) and its `sg_event_id` in the outbox.
 pub(crate) async fn sendgrid(
     State(route): State<SendGridRoute>,
-    events: std::result::Result<SendGridEvents, SendGridRejection>,
+    events: std::result::Result<SendGridEvents, WebhookRejection>,
 ) -> std::result::Result<Response, ApiError> {
     let SendGridEvents(events) = events.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
     let app = &route.app;
@@ -159,7 +160,7 @@ pub(crate) async fn sendgrid(
 /// `MessageId`; subscription confirmations are confirmed when a client is configured.
 pub(crate) async fn sns(
     State(route): State<SnsRoute>,
-    msg: std::result::Result<VerifiedSnsMessage, SnsRejection>,
+    msg: std::result::Result<VerifiedSnsMessage, WebhookRejection>,
 ) -> std::result::Result<Response, ApiError> {
     let VerifiedSnsMessage(msg) = msg.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
     if !route.sns.topics.contains(&msg.topic_arn) {
