@@ -123,8 +123,17 @@ impl HttpClientBuilder {
     }
 }
 
-/// How many runtimes' default clients are kept; older ones are rebuilt if asked for again.
-const DEFAULT_CLIENTS_KEPT: usize = 16;
+/// The default clients of the runtimes alive now.
+type Clients = std::sync::Mutex<std::collections::HashMap<tokio::runtime::Id, reqwest::Client>>;
+
+fn clients()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<tokio::runtime::Id, reqwest::Client>> {
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
+    CLIENTS
+        .get_or_init(Clients::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The client with the default settings for the calling Tokio runtime: share it so connections
 /// are pooled.
@@ -134,28 +143,41 @@ const DEFAULT_CLIENTS_KEPT: usize = 16;
 /// by many `#[tokio::test]`s) sooner or later hands a request to a dead connection and fails with
 /// "runtime dropped the dispatch task". So the default client is one per runtime: every call
 /// inside the same runtime returns a clone of the same client, a call in another runtime gets
-/// another, and a call outside any runtime gets a fresh client that is not shared. Build
-/// providers inside the runtime that will run them.
+/// another, and a call outside any runtime gets a fresh client that is not shared. A runtime's
+/// client is forgotten when the runtime shuts down. Build providers inside the runtime that will
+/// run them.
 pub fn default_client() -> reqwest::Client {
-    static CLIENTS: OnceLock<std::sync::Mutex<Vec<(tokio::runtime::Id, reqwest::Client)>>> =
-        OnceLock::new();
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return build_default_client();
     };
     let id = handle.id();
-    let mut clients = CLIENTS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, client)) = clients.iter().find(|(rt, _)| *rt == id) {
+    if let Some(client) = clients().get(&id) {
         return client.clone();
     }
     let client = build_default_client();
-    if clients.len() == DEFAULT_CLIENTS_KEPT {
-        clients.remove(0);
+    {
+        let mut clients = clients();
+        if let Some(raced) = clients.get(&id) {
+            return raced.clone();
+        }
+        clients.insert(id, client.clone());
     }
-    clients.push((id, client.clone()));
+    // A runtime drops its tasks when it shuts down, and this one's guard with them.
+    let forget = ForgetOnShutdown(id);
+    drop(handle.spawn(async move {
+        let _forget = forget;
+        std::future::pending::<()>().await;
+    }));
     client
+}
+
+/// Removes a runtime's default client when dropped.
+struct ForgetOnShutdown(tokio::runtime::Id);
+
+impl Drop for ForgetOnShutdown {
+    fn drop(&mut self) {
+        clients().remove(&self.0);
+    }
 }
 
 fn build_default_client() -> reqwest::Client {
@@ -350,6 +372,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_keeps_one_default_client_until_it_shuts_down() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let id = rt.handle().id();
+        rt.block_on(async {
+            default_client();
+            default_client();
+        });
+        assert!(clients().contains_key(&id));
+        drop(rt);
+        assert!(!clients().contains_key(&id), "forgotten with its runtime");
+    }
+
     use http::HeaderValue;
 
     fn resp(status: u16, headers: &[(&'static str, &str)]) -> HttpResponse {
