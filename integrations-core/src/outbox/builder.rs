@@ -126,8 +126,8 @@ impl DispatcherBuilder {
         if self.concurrency == 0 {
             return Err(Error::configuration("concurrency", "must be at least 1"));
         }
-        if self.lease.is_zero() {
-            return Err(Error::configuration("lease", "must be longer than zero"));
+        if self.lease < super::store::MIN_LEASE {
+            return Err(Error::configuration("lease", "must be at least 1 ms"));
         }
         let handler_timeout = self.handler_timeout.unwrap_or(self.lease * 3 / 4);
         if handler_timeout >= self.lease || handler_timeout.is_zero() {

@@ -121,8 +121,8 @@ pub use memory::InMemoryOutbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteOutbox;
 pub use store::{
-    LEASE_LOST, OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost,
-    prepare_jobs,
+    LEASE_LOST, MIN_LEASE, OutboxStore, check_claim, job_not_found, lease_expired_error,
+    lease_lost, prepare_jobs,
 };
 #[cfg(feature = "sqlite")]
 pub(crate) use types::to_millis;

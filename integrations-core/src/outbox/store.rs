@@ -199,11 +199,18 @@ pub fn check_claim(worker_id: &str, lease: Duration) -> Result<()> {
     if worker_id.is_empty() {
         return Err(Error::invalid_input("worker_id", "must not be empty"));
     }
-    if lease.is_zero() {
-        return Err(Error::invalid_input("lease", "must be longer than zero"));
+    if lease < MIN_LEASE {
+        return Err(Error::invalid_input(
+            "lease",
+            "must be at least 1 ms (leases are kept in milliseconds)",
+        ));
     }
     Ok(())
 }
+
+/// The shortest lease a claim accepts: stores keep lease expiries in milliseconds, so a shorter
+/// lease would expire the moment it was taken and the job could be claimed twice in one call.
+pub const MIN_LEASE: Duration = Duration::from_millis(1);
 
 /// The error for a lease that is no longer the job's current one.
 pub fn lease_lost(job_id: &JobId) -> Error {
@@ -266,6 +273,9 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(check_claim("", Duration::from_secs(1)).is_err());
         assert!(check_claim("w", Duration::ZERO).is_err());
+        let e = check_claim("w", Duration::from_micros(500)).unwrap_err();
+        assert_eq!(e.field(), Some("lease"));
+        assert!(check_claim("w", MIN_LEASE).is_ok());
     }
 
     #[test]
