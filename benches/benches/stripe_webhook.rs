@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use integrations_core::webhook::{WebhookSecret, from_unix_seconds};
+use integrations_core::clock::from_unix_seconds;
+use integrations_core::webhook::WebhookSecret;
 use integrations_stripe::webhook::{self, DEFAULT_TOLERANCE};
 use sha2::Sha256;
 

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use integrations_core::outbox::{OutboxStore, SqliteOutbox};
 use integrations_examples::order_flow::jobs::SHEET;
 use integrations_examples::order_flow::journal::read_entries;
 use integrations_examples::order_flow::notifier::NotificationLine;
 use integrations_examples::order_flow::orders::{CARD_OK, Order};
 use integrations_examples::order_flow::providers::{NOTIFICATIONS_FILE, OUTBOX_FILE};
+use integrations_outbox::{OutboxStore, SqliteOutbox};
 
 /// Runs, each on fresh sandboxes and its own state directory, two at a time; more (up to
 /// `MAX_RUNS`) only if fewer than `MIN_KILLS` kills landed inside the fan-out.

@@ -11,7 +11,7 @@ use integrations_aws::sns::{
     SnsMessageType, SnsMessageVerifier,
 };
 use integrations_aws::{AwsBuilder, Credentials};
-use integrations_core::webhook::FixedClock;
+use integrations_core::clock::FixedClock;
 use integrations_core::{Error, ErrorKind, Result, SignatureFailure};
 use rand_core::OsRng;
 use rsa::RsaPrivateKey;

@@ -6,6 +6,8 @@
 //! ([`Error::is_retryable`]), decided once, where the provider's hints (`Retry-After`,
 //! `Stripe-Should-Retry`) are still visible.
 
+pub use crate::error_record::{ErrorRecord, parse_error_kind};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;

@@ -30,12 +30,11 @@ const NONE_SERVED: usize = usize::MAX;
 ///
 /// `P` is usually a trait object (`Failover<dyn EmailProvider>`), but any provider type works.
 ///
-#[cfg_attr(feature = "testing", doc = "```")]
-#[cfg_attr(not(feature = "testing"), doc = "```ignore")]
+/// ```
 /// use std::sync::Arc;
 /// use integrations_core::failover::Failover;
 /// use integrations_core::provider::{EmailMessage, EmailProvider};
-/// use integrations_core::testing::StubEmailProvider;
+/// use integrations_testkit::StubEmailProvider;
 /// use integrations_core::Error;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -183,15 +182,17 @@ impl<P: ?Sized + fmt::Debug> fmt::Debug for Failover<P> {
 
 /// A capability a message needs and the field that needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MissingCapability {
+#[non_exhaustive]
+pub struct MissingCapability {
     /// Field of the message (`template_id`, `attachments`, `send_at`, `categories`).
-    pub(crate) field: &'static str,
+    pub field: &'static str,
     /// Capability name, for messages.
-    pub(crate) capability: &'static str,
+    pub capability: &'static str,
 }
 
-/// The first capability `message` needs that `caps` lacks.
-pub(crate) fn missing_email_capability(
+/// The first capability `message` needs that `caps` lacks: what a provider (or a test double)
+/// refuses with [`Error::InvalidInput`] naming [`MissingCapability::field`].
+pub fn missing_email_capability(
     caps: EmailCapabilities,
     message: &EmailMessage,
 ) -> Option<MissingCapability> {
@@ -331,7 +332,3 @@ impl<P: Notifier + ?Sized> Notifier for Failover<P> {
         Err(last_error.unwrap_or_else(|| Error::configuration("providers", "no provider")))
     }
 }
-
-#[cfg(all(test, feature = "testing"))]
-#[path = "failover_tests.rs"]
-mod tests;

@@ -7,23 +7,20 @@
 //! |---|---|
 //! | [`money`] | [`Money`] in integer minor units with its [`Currency`] exponent; exact decimal parsing |
 //! | [`idempotency`] | [`IdempotencyKey`] derived from the business operation, never from the clock |
-//! | [`error`] | the one public [`Error`], by meaning, with [`Error::is_retryable`] and [`Error::retry_after`] |
+//! | [`error`] | the one public [`Error`], by meaning, with [`Error::is_retryable`] and [`Error::retry_after`]; [`ErrorRecord`], an error as stored |
+//! | [`clock`] | [`Clock`], injectable wall-clock time for verifiers, stores and tests |
 //! | [`provider`] | the traits [`PaymentProvider`], [`EmailProvider`], [`SheetsSink`], [`Notifier`] and their plain types |
 //! | [`resilience`] | backoff, retry, circuit breaker, rate limiter, bulkhead, composed as one [`Policy`] |
 //! | [`metrics`] | per-integration counters and latency percentiles, as a snapshot or Prometheus text |
 //! | [`webhook`] | constant-time HMAC, timestamp tolerance, body limits, dedup store, Standard Webhooks |
-//! | [`outbox`] | durable side effects: outbox with leases, dead-letter queue and replay; SQLite store (feature `sqlite`) |
-//! | [`saga`] | steps with compensations, progress recorded so a crashed saga resumes or compensates |
 //! | [`failover`] | an ordered list of providers that moves on only when the previous one did not act |
 //! | `http` | shared rustls `reqwest` client and a helper running a request under a policy (feature `http`) |
-//! | `testing` | recording, scriptable test doubles and the behaviour suites providers must pass (feature `testing`) |
 //!
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `http` | yes | `reqwest` (rustls only) and [`http`](crate::http) |
-//! | `sqlite` | no | the embedded SQLite outbox and saga store |
-//! | `testing` | no | `testing`: stubs and behaviour suites |
+//! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -32,22 +29,21 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod clock;
 pub mod error;
+mod error_record;
 pub mod failover;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod money;
-pub mod outbox;
 pub mod provider;
 pub mod resilience;
-pub mod saga;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod webhook;
 
-pub use error::{BoxError, Error, ErrorKind, Result, SignatureFailure};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{BoxError, Error, ErrorKind, ErrorRecord, Result, SignatureFailure};
 pub use idempotency::IdempotencyKey;
 pub use money::{Currency, Money, MoneyError};
 pub use provider::{

@@ -80,7 +80,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    use integrations_core::webhook::FixedClock;
+    use integrations_core::clock::FixedClock;
     use integrations_core::{Error, ErrorKind, SignatureFailure};
 
     const T: i64 = 1_700_000_000;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use integrations_core::clock::{Clock, unix_seconds};
 use integrations_core::http::{self, HttpResponse};
 use integrations_core::resilience::Policy;
-use integrations_core::webhook::{Clock, unix_seconds};
 use integrations_core::{Error, Result};
 use serde::Deserialize;
 
@@ -241,8 +241,8 @@ mod tests {
     use super::*;
     use ::http::HeaderValue;
     use integrations_core::ErrorKind;
+    use integrations_core::clock::from_unix_seconds;
     use integrations_core::http::{HeaderMap, StatusCode};
-    use integrations_core::webhook::from_unix_seconds;
 
     fn resp(status: u16, headers: &[(&'static str, &str)], body: &str) -> HttpResponse {
         let mut h = HeaderMap::new();

@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::metrics::MetricsRegistry;
 use integrations_core::resilience::{
     Backoff, CircuitBreakerConfig, Policy, PolicyBuilder, RetryPolicy,
 };
-use integrations_core::webhook::{Clock, SystemClock};
 use integrations_core::{Error, Result};
 use url::Url;
 

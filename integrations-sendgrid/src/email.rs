@@ -101,8 +101,8 @@ mod tests {
     use super::*;
     use crate::template::Template;
     use integrations_core::ErrorKind;
+    use integrations_core::clock::{Clock, FixedClock};
     use integrations_core::provider::Personalization;
-    use integrations_core::webhook::{Clock, FixedClock};
     use std::time::Duration;
 
     fn provider(templates: Option<TemplateRegistry>) -> (SendGridEmail, FixedClock) {

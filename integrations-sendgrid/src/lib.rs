@@ -58,7 +58,7 @@
 //! use integrations_core::failover::Failover;
 //! use integrations_core::provider::{EmailMessage, EmailProvider};
 //! use integrations_core::resilience::{Policy, RetryPolicy};
-//! use integrations_core::testing::StubEmailProvider;
+//! use integrations_testkit::StubEmailProvider;
 //! use integrations_core::ErrorKind;
 //! use integrations_sendgrid::sandbox::{Fault, Sandbox};
 //!

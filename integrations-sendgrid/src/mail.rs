@@ -9,8 +9,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use integrations_core::clock::unix_seconds;
 use integrations_core::provider::{Attachment, EmailBody, EmailMessage, Mailbox, Personalization};
-use integrations_core::webhook::unix_seconds;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use integrations_core::clock::unix_seconds;
 use integrations_core::provider::email::is_valid_address;
-use integrations_core::webhook::unix_seconds;
 use integrations_core::{Error, Result};
 
 use crate::PROVIDER;
@@ -291,7 +291,7 @@ pub fn check_body_size(len: usize) -> Result<()> {
 mod tests {
     use super::*;
     use crate::mail::{Content, MailAttachment, MailPersonalization};
-    use integrations_core::webhook::from_unix_seconds;
+    use integrations_core::clock::from_unix_seconds;
 
     const NOW: i64 = 1_700_000_000;
 

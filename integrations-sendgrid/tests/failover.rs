@@ -10,9 +10,9 @@ use integrations_core::ErrorKind;
 use integrations_core::failover::Failover;
 use integrations_core::provider::{EmailMessage, EmailProvider};
 use integrations_core::resilience::{CircuitBreakerConfig, Policy, RetryPolicy, SlidingWindow};
-use integrations_core::testing::StubEmailProvider;
 use integrations_sendgrid::SendGridEmail;
 use integrations_sendgrid::sandbox::{Fault, Sandbox};
+use integrations_testkit::StubEmailProvider;
 
 struct Setup {
     sandbox: Sandbox,

@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integrations_core::ErrorKind;
+use integrations_core::clock::FixedClock;
 use integrations_core::http::HttpResponse;
 use integrations_core::provider::{EmailMessage, EmailProvider, Mailbox, Personalization};
 use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
-use integrations_core::testing::{EmailSuiteConfig, email_provider_suite};
-use integrations_core::webhook::FixedClock;
 use integrations_sendgrid::sandbox::{Fault, Sandbox, WebhookDelivery, WebhookTarget};
 use integrations_sendgrid::webhook::{EventKind, EventType, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use integrations_sendgrid::{MailSend, SendGridEmail, parse_error};
+use integrations_testkit::{EmailSuiteConfig, email_provider_suite};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

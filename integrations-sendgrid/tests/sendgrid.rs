@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use integrations_core::clock::{FixedClock, from_unix_seconds};
 use integrations_core::provider::{
     EmailCapabilities, EmailMessage, EmailProvider, Mailbox, Personalization,
 };
 use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
-use integrations_core::webhook::{FixedClock, from_unix_seconds};
 use integrations_core::{Currency, ErrorKind, Money};
 use integrations_sendgrid::template::{
     LineItem, SeedEmail, SeedTemplate, Template, TemplateRegistry,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use integrations_core::webhook::FixedClock;
+use integrations_core::clock::FixedClock;
 use integrations_core::{Error, ErrorKind, SignatureFailure};
 use integrations_sendgrid::webhook::{
     EventKind, EventType, EventWebhookSigner, EventWebhookVerifier, SIGNATURE_HEADER,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use common::{fast_builder, keys, requests_to};
 use integrations_core::ErrorKind;
 use integrations_core::provider::{Row, SheetsSink, UpdateOutcome};
-use integrations_core::testing::{SheetsSuiteConfig, sheets_sink_suite};
 use integrations_sheets::sandbox::{Endpoint, Fault, Sandbox};
 use integrations_sheets::{A1Range, BatchConfig};
+use integrations_testkit::{SheetsSuiteConfig, sheets_sink_suite};
 use serde_json::json;
 use tokio::time::Instant;
 

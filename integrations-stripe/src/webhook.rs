@@ -35,11 +35,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use integrations_core::webhook::{
-    Clock, DedupOutcome, DedupStore, SystemClock, check_body_size, check_timestamp,
-    constant_time_eq,
-};
+use integrations_core::clock::{Clock, SystemClock};
 pub use integrations_core::webhook::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, WebhookSecret};
+use integrations_core::webhook::{
+    DedupOutcome, DedupStore, check_body_size, check_timestamp, constant_time_eq,
+};
 use integrations_core::{Error, Result, SignatureFailure};
 
 use crate::PROVIDER;
@@ -241,7 +241,8 @@ pub struct Verified {
 /// Secrets, tolerance, body limit and clock in one value, with dedup of redeliveries.
 ///
 /// ```
-/// use integrations_core::webhook::{FixedClock, InMemoryDedupStore, WebhookSecret};
+/// use integrations_core::webhook::{InMemoryDedupStore, WebhookSecret};
+/// use integrations_core::clock::FixedClock;
 /// use integrations_stripe::webhook::{sign_for_test, WebhookVerifier};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -405,7 +406,7 @@ impl WebhookVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use integrations_core::webhook::from_unix_seconds;
+    use integrations_core::clock::from_unix_seconds;
 
     const T: i64 = 1_700_000_000;
 
@@ -510,7 +511,7 @@ mod tests {
         ));
         let v = WebhookVerifier::new(secret())
             .with_body_limit(1)
-            .with_clock(integrations_core::webhook::FixedClock::from_unix(T));
+            .with_clock(integrations_core::clock::FixedClock::from_unix(T));
         let e = v.verify_signature(body, &header).unwrap_err();
         assert!(matches!(
             e,

@@ -10,13 +10,13 @@ use integrations_core::provider::{
     RefundRequest,
 };
 use integrations_core::resilience::{Backoff, RetryPolicy};
-use integrations_core::testing::{PaymentSuiteConfig, payment_provider_suite};
 use integrations_core::{Currency, Error, ErrorKind, IdempotencyKey, Money, Policy};
 use integrations_stripe::api::{
     CreateCustomer, CreatePaymentIntent, CreateRefund, ListPaymentIntents,
 };
 use integrations_stripe::sandbox::{Fault, Sandbox};
 use integrations_stripe::{PROVIDER, StripeBuilder, StripeClient, StripePayments};
+use integrations_testkit::{PaymentSuiteConfig, payment_provider_suite};
 
 fn policy(retries: u32, attempt_timeout: Duration) -> Policy {
     Policy::builder(PROVIDER)

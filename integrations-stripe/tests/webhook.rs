@@ -5,10 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
+use integrations_core::clock::{FixedClock, from_unix_seconds};
 use integrations_core::provider::{CreatePayment, PaymentProvider, RefundRequest};
-use integrations_core::webhook::{
-    FixedClock, InMemoryDedupStore, WebhookSecret, from_unix_seconds,
-};
+use integrations_core::webhook::{InMemoryDedupStore, WebhookSecret};
 use integrations_core::{Currency, Error, IdempotencyKey, Money, SignatureFailure};
 use integrations_stripe::StripePayments;
 use integrations_stripe::sandbox::{Sandbox, WebhookDelivery};

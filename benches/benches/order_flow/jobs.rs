@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use integrations_core::outbox::{Job, JobHandler};
 use integrations_core::provider::{EmailProvider, Mailbox, Published};
 use integrations_core::{Notification, Notifier, Policy, Result, Row, SheetsSink};
+use integrations_outbox::{Job, JobHandler};
 use integrations_sendgrid::SendGridEmail;
 use integrations_sendgrid::template::{LineItem, SeedEmail, TemplateRegistry};
 use integrations_sheets::GoogleSheetsSink;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use integrations_core::outbox::Job;
 use integrations_core::{Currency, Error, Money, Result};
+use integrations_outbox::Job;
 use integrations_stripe::sandbox::WebhookDelivery;
 use serde::{Deserialize, Serialize};
 

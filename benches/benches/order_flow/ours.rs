@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::{
-    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
-    ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
-};
 use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
 use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
 use integrations_core::{Currency, Error, IdempotencyKey, Money, Policy, Result};
+use integrations_outbox::{
+    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
+    ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
+};
 use integrations_sendgrid::template::TemplateRegistry;
 use integrations_sheets::{BatchConfig, GoogleSheetsSink};
 use integrations_stripe::{StripePayments, WebhookVerifier};

@@ -18,8 +18,8 @@ use std::fmt;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use integrations_core::outbox::SQLITE;
 use integrations_core::{Error, ErrorKind, SignatureFailure};
+use integrations_outbox::SQLITE;
 use serde_json::{Value, json};
 
 /// Provider name of the service's own stores: their errors are internal, not upstream.

@@ -2,7 +2,7 @@
 //! row, notification.
 //!
 //! The Stripe webhook handler records these jobs with the event ([`paid_jobs`]); a core
-//! [`Dispatcher`](integrations_core::outbox::Dispatcher) claims them and runs the handlers
+//! [`Dispatcher`](integrations_outbox::Dispatcher) claims them and runs the handlers
 //! [`Effects::register`] installs. Each handler reloads the order (the payload carries only its
 //! id), performs one provider call under that provider's policy, and passes the job's
 //! deterministic idempotency key where the provider takes one (the Sheets row key, the SNS FIFO
@@ -11,9 +11,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use integrations_core::outbox::{DispatcherBuilder, Job, NewJob, handler_fn};
 use integrations_core::provider::{EmailMessage, Mailbox, Notification, Row};
 use integrations_core::{EmailProvider, Error, Notifier, Result, SheetsSink};
+use integrations_outbox::{DispatcherBuilder, Job, NewJob, handler_fn};
 use serde_json::json;
 
 use crate::html::escape;

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use integrations_core::Result;
 use integrations_core::metrics::{Health, IntegrationSnapshot};
-use integrations_core::outbox::{DeadLetter, JobId, OutboxCounts};
+use integrations_outbox::{DeadLetter, JobId, OutboxCounts};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ok};

@@ -235,8 +235,8 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use integrations_core::metrics::MetricsRegistry;
-    use integrations_core::outbox::{DeadLetter, ErrorRecord, Job, JobId, OutboxCounts};
     use integrations_core::{ErrorKind, IdempotencyKey};
+    use integrations_outbox::{DeadLetter, ErrorRecord, Job, JobId, OutboxCounts};
 
     use super::*;
     use crate::orders::OrderStatus;

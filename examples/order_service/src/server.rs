@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::{
-    Dispatcher, OutboxStore, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
-};
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
+use integrations_outbox::{
+    Dispatcher, OutboxStore, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

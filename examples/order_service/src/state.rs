@@ -9,7 +9,7 @@ use axum::extract::FromRef;
 use integrations_aws::sns::{SnsClient, SnsMessageVerifier};
 use integrations_core::PaymentProvider;
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::OutboxStore;
+use integrations_outbox::OutboxStore;
 use integrations_sendgrid::webhook::EventWebhookVerifier;
 use integrations_stripe::webhook::WebhookVerifier;
 use serde::Serialize;
@@ -110,7 +110,7 @@ pub(crate) struct Inner {
     pub(crate) integrations: Vec<IntegrationInfo>,
     refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) started: Instant,
-    dispatcher_waker: std::sync::OnceLock<integrations_core::outbox::DispatcherWaker>,
+    dispatcher_waker: std::sync::OnceLock<integrations_outbox::DispatcherWaker>,
 }
 
 /// Everything the handlers share: stores, the payment provider, the outbox, metrics, keys and
@@ -136,7 +136,7 @@ impl fmt::Debug for AppState {
 impl AppState {
     /// Lets the webhook routes wake `dispatcher` when they record new jobs, so side effects start
     /// at once instead of at the dispatcher's next poll. Only the first call takes effect.
-    pub fn set_dispatcher_waker(&self, waker: integrations_core::outbox::DispatcherWaker) {
+    pub fn set_dispatcher_waker(&self, waker: integrations_outbox::DispatcherWaker) {
         let _ = self.inner.dispatcher_waker.set(waker);
     }
 

@@ -72,7 +72,8 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::StatusCode;
-    use integrations_core::webhook::{FixedClock, WebhookSecret};
+    use integrations_core::clock::FixedClock;
+    use integrations_core::webhook::WebhookSecret;
     use integrations_stripe::webhook::sign_for_test;
 
     const T: i64 = 1_700_000_000;

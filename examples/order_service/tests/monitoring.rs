@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use axum::http::StatusCode;
 use common::Harness;
-use integrations_core::outbox::OutboxStore;
 use integrations_core::resilience::BreakerState;
 use integrations_order_service::effects::paid_jobs;
+use integrations_outbox::OutboxStore;
 
 /// One sample: metric name, labels, value.
 #[derive(Debug, Clone, PartialEq)]

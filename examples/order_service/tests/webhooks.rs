@@ -7,9 +7,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::Harness;
 use integrations_core::IdempotencyKey;
-use integrations_core::outbox::OutboxStore;
 use integrations_core::provider::PaymentProvider;
 use integrations_order_service::effects::{NOTIFY_PAID, SHEETS_ROW};
+use integrations_outbox::OutboxStore;
 use integrations_stripe::StripePayments;
 use integrations_stripe::webhook::{WebhookSecret, sign_for_test};
 use serde_json::Value;
@@ -167,7 +167,7 @@ async fn sendgrid_events_are_verified_recorded_on_the_order_and_deduplicated() {
         r#"[{{"email":"john@example.com","timestamp":1700000000,"event":"processed","sg_event_id":"ev-1","sg_message_id":"m1.filter","order_id":"{id}"}},
 {{"email":"john@example.com","timestamp":1700000060,"event":"delivered","sg_event_id":"ev-2","sg_message_id":"m1.filter","order_id":"{id}"}}]"#
     );
-    let now = integrations_core::webhook::unix_seconds(std::time::SystemTime::now());
+    let now = integrations_core::clock::unix_seconds(std::time::SystemTime::now());
     let signed = h.sendgrid_signer.sign_for_test(now, batch.as_bytes());
     let post = |headers: axum::http::HeaderMap, body: String| {
         let mut req = Request::builder()

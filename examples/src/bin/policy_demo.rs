@@ -11,8 +11,8 @@ use integrations_core::failover::Failover;
 use integrations_core::metrics::MetricsRegistry;
 use integrations_core::provider::{EmailMessage, EmailProvider, Mailbox};
 use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RetryPolicy, SlidingWindow};
-use integrations_core::testing::StubEmailProvider;
 use integrations_core::{Error, Policy};
+use integrations_testkit::StubEmailProvider;
 
 /// An email provider guarded by a policy: what a provider crate does internally.
 #[derive(Debug)]

@@ -1,10 +1,10 @@
 //! Checkout: store the order, create its payment intent, confirm the card; and refunds.
 
-use integrations_core::outbox::ErrorRecord;
 use integrations_core::provider::{
     CreatePayment, PaymentProvider, PaymentStatus, RefundReason, RefundRequest,
 };
 use integrations_core::{Error, ErrorKind, Money, Result};
+use integrations_outbox::ErrorRecord;
 
 use super::orders::{Order, OrderBook, OrderState};
 

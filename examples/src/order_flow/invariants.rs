@@ -1,6 +1,6 @@
 //! The invariants a run must keep; any failure makes the example exit non-zero.
 
-use integrations_core::outbox::OutboxCounts;
+use integrations_outbox::OutboxCounts;
 use serde::Serialize;
 
 use super::audit::{Evidence, PaymentAudit};

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use integrations_core::outbox::{Job, JobHandler, NewJob};
 use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
 use integrations_core::{Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink};
+use integrations_outbox::{Job, JobHandler, NewJob};
 use integrations_sendgrid::template::{LineItem as TemplateLine, SeedEmail, TemplateRegistry};
 use serde::{Deserialize, Serialize};
 
@@ -341,8 +341,9 @@ impl JobHandler for MetricsJob {
 mod tests {
     use super::*;
     use crate::order_flow::orders::{Order, OrderState};
-    use integrations_core::testing::{StubEmailProvider, StubNotifier, StubSheetsSink};
-    use integrations_core::{IdempotencyKey, outbox::JobId};
+    use integrations_core::IdempotencyKey;
+    use integrations_outbox::JobId;
+    use integrations_testkit::{StubEmailProvider, StubNotifier, StubSheetsSink};
 
     fn event(kind: OrderEventKind) -> OrderEvent {
         let order = Order::sample("t", 1, None);

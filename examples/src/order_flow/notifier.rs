@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use integrations_core::clock::unix_seconds;
 use integrations_core::provider::Published;
-use integrations_core::webhook::unix_seconds;
 use integrations_core::{Error, Notification, Notifier, Policy, Result};
 use serde::{Deserialize, Serialize};
 
@@ -257,7 +257,7 @@ impl Notifier for JsonlNotifier {
 mod tests {
     use super::*;
     use integrations_core::metrics::MetricsRegistry;
-    use integrations_core::testing::{NotifierSuiteConfig, notifier_suite};
+    use integrations_testkit::{NotifierSuiteConfig, notifier_suite};
 
     fn policy(registry: &MetricsRegistry) -> Policy {
         Policy::builder(NAME).metrics(registry).build()

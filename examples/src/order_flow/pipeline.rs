@@ -5,11 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use integrations_core::outbox::{
-    Dispatcher, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
-};
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
+use integrations_outbox::{Dispatcher, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel};
 use integrations_sendgrid::template::TemplateRegistry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -416,7 +416,7 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use integrations_core::testing::StubEmailProvider;
+    use integrations_testkit::StubEmailProvider;
 
     #[tokio::test]
     async fn labelled_renames_provider_and_receipts() {

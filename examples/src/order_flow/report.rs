@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use integrations_core::metrics::IntegrationSnapshot;
-use integrations_core::outbox::{OutboxCounts, RunStats};
+use integrations_outbox::{OutboxCounts, RunStats};
 
 use super::audit::PaymentAudit;
 use super::chaos::ChaosReport;

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use integrations_core::clock::unix_seconds;
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::{OutboxCounts, OutboxStore};
-use integrations_core::webhook::unix_seconds;
 use integrations_core::{Error, Result};
+use integrations_outbox::{OutboxCounts, OutboxStore};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 

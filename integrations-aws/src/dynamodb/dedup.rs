@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use integrations_core::webhook::{Clock, DedupOutcome, DedupStore, MAX_TTL, SystemClock};
+use integrations_core::clock::{Clock, SystemClock};
+use integrations_core::webhook::{DedupOutcome, DedupStore, MAX_TTL};
 use integrations_core::{Error, ErrorKind, Result};
 use serde_json::json;
 

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use integrations_core::outbox::{ClaimedJob, JobState, LeaseToken, lease_expired_error};
 use integrations_core::{Error, Result};
+use integrations_outbox::{ClaimedJob, JobState, LeaseToken, lease_expired_error};
 use serde_json::json;
 
 use super::DynamoSqsOutbox;

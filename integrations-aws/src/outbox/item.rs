@@ -10,8 +10,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use integrations_core::outbox::{ErrorRecord, Job, JobId, JobRecord, JobState, LeaseToken, NewJob};
 use integrations_core::{Error, IdempotencyKey, Result};
+use integrations_outbox::{ErrorRecord, Job, JobId, JobRecord, JobState, LeaseToken, NewJob};
 use serde_json::{Map, Value, json};
 
 use crate::config::Service;

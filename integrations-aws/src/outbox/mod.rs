@@ -1,7 +1,7 @@
 //! Core's durable outbox for services on many machines (feature `outbox`): events and jobs in
 //! DynamoDB with conditional writes, the work queue in SQS with its dead-letter queue.
 //!
-//! [`DynamoSqsOutbox`] implements [`OutboxStore`](integrations_core::outbox::OutboxStore) and
+//! [`DynamoSqsOutbox`] implements [`OutboxStore`](integrations_outbox::OutboxStore) and
 //! passes core's shared behaviour suite; core's `Dispatcher` runs on it unchanged.
 //!
 //! # DynamoDB is the record, SQS is the doorbell
@@ -21,10 +21,10 @@
 //! | | | | `dead` | `created_at` (oldest job first) |
 //!
 //! `due` is `{millis:016}#{event_id}#{nn}`, so string order is time order and "claimable now"
-//! is one key-range query per state. A job's [`JobId`](integrations_core::outbox::JobId) is
+//! is one key-range query per state. A job's [`JobId`](integrations_outbox::JobId) is
 //! `{event_id}#{n}` (`evt_1#0`); an event and its jobs share a partition. Job items also hold
 //! kind, payload (JSON text), idempotency key, attempts, lease token and holder, the last
-//! [`ErrorRecord`](integrations_core::outbox::ErrorRecord) (JSON text), the receipt handle
+//! [`ErrorRecord`](integrations_outbox::ErrorRecord) (JSON text), the receipt handle
 //! of the SQS message last received for the job, and the random id of the `complete`/`fail`
 //! call that last settled it (a call whose write was applied but whose answer was lost is
 //! retried by the policy; the retry's condition fails, and the id tells the call it was its own
@@ -35,7 +35,7 @@
 //!   conditioned on `attribute_not_exists(pk)`. A redelivered event fails the event's condition,
 //!   the whole transaction is cancelled (`TransactionCanceledException`, reason
 //!   `ConditionalCheckFailed`) and nothing is written:
-//!   [`RecordOutcome::Duplicate`](integrations_core::outbox::RecordOutcome::Duplicate). A
+//!   [`RecordOutcome::Duplicate`](integrations_outbox::RecordOutcome::Duplicate). A
 //!   `ClientRequestToken` makes a retried attempt whose first answer was lost a success, not a
 //!   false duplicate. *After* the commit, one message per job goes to the queue
 //!   (`SendMessageBatch`); if that fails the jobs are still recorded and the sweep below claims
@@ -66,9 +66,9 @@
 //!
 //! ## The two dead-letter queues
 //! DynamoDB's `dead` status is **the** dead-letter queue: it is what
-//! [`dead_letters`](integrations_core::outbox::OutboxStore::dead_letters),
-//! [`dead_letter`](integrations_core::outbox::OutboxStore::dead_letter) and
-//! [`replay`](integrations_core::outbox::OutboxStore::replay) read and change, and it holds
+//! [`dead_letters`](integrations_outbox::OutboxStore::dead_letters),
+//! [`dead_letter`](integrations_outbox::OutboxStore::dead_letter) and
+//! [`replay`](integrations_outbox::OutboxStore::replay) read and change, and it holds
 //! the job with its error. The SQS queue's own dead-letter queue (`<queue>-dlq`, from
 //! [`DynamoSqsOutbox::create_resources`]) catches *messages* no worker ever settles within
 //! `max_receive_count` receives: poison messages this store did not write (left alone by
@@ -80,7 +80,7 @@
 //! ## Consistency, cost and limits
 //! * The index is eventually consistent (usually well under a second on AWS): a sweep may miss
 //!   a job written a moment ago (the next claim finds it) or try one that just changed (its
-//!   conditional write fails harmlessly). [`counts`](integrations_core::outbox::OutboxStore::counts)
+//!   conditional write fails harmlessly). [`counts`](integrations_outbox::OutboxStore::counts)
 //!   is five `Select: COUNT` queries on the index: eventually consistent, and its read cost
 //!   grows with the number of jobs — an admin call, not one for every request. Purge done jobs
 //!   regularly to keep it cheap.
@@ -107,7 +107,7 @@
 //! use std::sync::Arc;
 //! use integrations_aws::AwsBuilder;
 //! use integrations_aws::outbox::DynamoSqsOutbox;
-//! use integrations_core::outbox::{Dispatcher, handler_fn};
+//! use integrations_outbox::{Dispatcher, handler_fn};
 //!
 //! let config = AwsBuilder::from_env().build()?;
 //! let queue = std::env::var("OUTBOX_QUEUE_URL").unwrap_or_default();

@@ -23,7 +23,7 @@ pub(super) fn body(key: &JobKey) -> String {
 pub(super) fn parse_body(body: &str) -> Option<JobKey> {
     let v: Value = serde_json::from_str(body).ok()?;
     let id = v.get("job_id")?.as_str()?;
-    JobKey::parse(&integrations_core::outbox::JobId::new(id))
+    JobKey::parse(&integrations_outbox::JobId::new(id))
 }
 
 /// Whole seconds from `now` until `until`, rounded up, within SQS's visibility limits.

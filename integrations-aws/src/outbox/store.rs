@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use integrations_core::outbox::{
+use integrations_core::clock::{Clock, SystemClock};
+use integrations_core::{Error, Result};
+use integrations_outbox::{
     ClaimedJob, DeadLetter, ErrorRecord, FailOutcome, JobId, JobRecord, JobState, LeaseToken,
     NewJob, OutboxCounts, OutboxStore, PurgeOutcome, RecordOutcome, check_claim, job_not_found,
     lease_lost, prepare_jobs,
 };
-use integrations_core::webhook::{Clock, SystemClock};
-use integrations_core::{Error, Result};
 use serde_json::{Value, json};
 
 use super::INDEX;
@@ -34,7 +34,7 @@ use crate::sqs::{MAX_WAIT, QueueWithDlq, SqsClient};
 /// use std::time::Duration;
 /// use integrations_aws::AwsBuilder;
 /// use integrations_aws::outbox::DynamoSqsOutbox;
-/// use integrations_core::outbox::{NewJob, OutboxStore};
+/// use integrations_outbox::{NewJob, OutboxStore};
 ///
 /// let config = AwsBuilder::from_env().build()?;
 /// // Once, at deploy time:

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::{JobId, LEASE_LOST, LeaseToken, NewJob, OutboxStore};
 use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
 use integrations_core::{Error, ErrorKind};
+use integrations_outbox::{JobId, LEASE_LOST, LeaseToken, NewJob, OutboxStore};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -166,7 +166,7 @@ async fn record_event_is_one_conditional_transaction_then_one_message_per_job() 
     ];
     let out = o.record_event("evt_1", jobs).await.unwrap();
     let ids: Vec<String> = match out {
-        integrations_core::outbox::RecordOutcome::Recorded { job_ids } => {
+        integrations_outbox::RecordOutcome::Recorded { job_ids } => {
             job_ids.iter().map(|i| i.as_str().to_owned()).collect()
         }
         other => panic!("{other:?}"),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use integrations_core::webhook::{Clock, DEFAULT_BODY_LIMIT, SystemClock, check_body_size};
+use integrations_core::clock::{Clock, SystemClock};
+use integrations_core::webhook::{DEFAULT_BODY_LIMIT, check_body_size};
 use integrations_core::{Error, Result, SignatureFailure};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -197,7 +198,7 @@ impl SnsMessageVerifier {
                     "Timestamp is not ISO 8601".into(),
                 ))
             })?;
-            let now = integrations_core::webhook::unix_seconds(self.clock.now());
+            let now = integrations_core::clock::unix_seconds(self.clock.now());
             integrations_core::webhook::check_timestamp(ts, self.clock.now(), max_age).map_err(
                 |f| {
                     tracing::debug!(timestamp = ts, now, "stale SNS message");

@@ -1,6 +1,6 @@
 use integrations_aws::ses::SesEmail;
-use integrations_core::testing::{EmailSuiteConfig, email_provider_suite};
 use integrations_core::{EmailMessage, EmailProvider, ErrorKind, Mailbox};
+use integrations_testkit::{EmailSuiteConfig, email_provider_suite};
 use serde_json::json;
 use wiremock::matchers::{body_json, header, header_regex, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

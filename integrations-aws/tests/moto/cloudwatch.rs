@@ -43,7 +43,7 @@ async fn put_log_events_sorts_and_batches() {
     logs.ensure_stream(&group, stream)
         .await
         .expect("idempotent");
-    let now = integrations_core::webhook::unix_seconds(std::time::SystemTime::now()) * 1000;
+    let now = integrations_core::clock::unix_seconds(std::time::SystemTime::now()) * 1000;
     // Out of order on purpose; more than one batch by count.
     let events: Vec<LogEvent> = (0..10_050)
         .rev()

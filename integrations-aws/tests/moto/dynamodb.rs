@@ -4,7 +4,8 @@ use std::time::Duration;
 use integrations_aws::dynamodb::{
     DynamoDb, DynamoDedupStore, DynamoOrderStore, Order, OrderStatus,
 };
-use integrations_core::webhook::{DedupOutcome, DedupStore, FixedClock};
+use integrations_core::clock::FixedClock;
+use integrations_core::webhook::{DedupOutcome, DedupStore};
 use integrations_core::{Currency, ErrorKind, Money};
 use serde_json::json;
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use integrations_aws::outbox::DynamoSqsOutbox;
 use integrations_aws::sqs::{QueueWithDlq, SendOptions, SqsClient};
-use integrations_core::outbox::behaviour::outbox_store_suite;
-use integrations_core::outbox::{
+use integrations_core::clock::{Clock, FixedClock};
+use integrations_core::{Error, ErrorKind};
+use integrations_outbox::behaviour::outbox_store_suite;
+use integrations_outbox::{
     FailOutcome, JobId, JobState, LEASE_LOST, NewJob, OutboxStore, RecordOutcome,
 };
-use integrations_core::webhook::{Clock, FixedClock};
-use integrations_core::{Error, ErrorKind};
 use serde_json::json;
 
 use crate::support::{Moto, moto_or_skip, unique};

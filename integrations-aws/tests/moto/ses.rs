@@ -1,6 +1,6 @@
 use integrations_aws::ses::SesEmail;
-use integrations_core::testing::{EmailSuiteConfig, email_provider_suite};
 use integrations_core::{EmailMessage, EmailProvider, ErrorKind, Mailbox};
+use integrations_testkit::{EmailSuiteConfig, email_provider_suite};
 
 use crate::support::{moto_or_skip, unique};
 

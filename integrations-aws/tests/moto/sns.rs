@@ -1,7 +1,7 @@
 use integrations_aws::sns::{SnsClient, SnsNotifier};
 use integrations_aws::sqs::{ReceiveOptions, SqsClient};
-use integrations_core::testing::{NotifierSuiteConfig, notifier_suite, unique_run_id};
 use integrations_core::{Notification, Notifier};
+use integrations_testkit::{NotifierSuiteConfig, notifier_suite, unique_run_id};
 use serde_json::Value;
 use std::time::Duration;
 

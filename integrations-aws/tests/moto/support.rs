@@ -98,7 +98,7 @@ pub(crate) fn moto() -> Option<Moto> {
 
 /// A name unique to this run (`<prefix>-<millis>-<hex>`).
 pub(crate) fn unique(prefix: &str) -> String {
-    let run = integrations_core::testing::unique_run_id();
+    let run = integrations_testkit::unique_run_id();
     format!("{prefix}-{}", run.trim_start_matches("run-"))
 }
 

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::clock::unix_seconds;
 use crate::SignatureFailure;
+use crate::clock::unix_seconds;
 
 /// Default timestamp tolerance: 300 seconds either side of now (Stripe's and Standard Webhooks').
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -71,8 +71,8 @@ pub fn check_body_size(len: usize, limit: usize) -> Result<(), SignatureFailure>
 
 #[cfg(test)]
 mod tests {
-    use super::super::clock::from_unix_seconds;
     use super::*;
+    use crate::clock::from_unix_seconds;
 
     #[test]
     fn tolerance_is_symmetric_and_inclusive() {

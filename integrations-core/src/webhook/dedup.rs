@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::{Error, Result};
 
 /// Whether a key was seen before.
@@ -94,7 +94,8 @@ impl Entries {
 ///
 /// ```
 /// use std::time::Duration;
-/// use integrations_core::webhook::{DedupOutcome, DedupStore, FixedClock, InMemoryDedupStore};
+/// use integrations_core::webhook::{DedupOutcome, DedupStore, InMemoryDedupStore};
+/// use integrations_core::clock::FixedClock;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let clock = FixedClock::from_unix(1_700_000_000);
@@ -245,8 +246,8 @@ impl DedupStore for InMemoryDedupStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FixedClock;
     use super::*;
+    use crate::clock::FixedClock;
 
     const HOUR: Duration = Duration::from_secs(3600);
 

@@ -4,7 +4,6 @@
 //! |---|---|
 //! | [`hmac_sha256`], [`verify_hmac_sha256`] | HMAC-SHA256 over several parts; constant-time check |
 //! | [`WebhookSecret`] | key bytes whose `Debug` is redacted |
-//! | [`Clock`], [`SystemClock`], [`FixedClock`] | injectable time, so tests can move it |
 //! | [`check_timestamp`], [`DEFAULT_TOLERANCE`] | `|now − t| ≤ tolerance` (300 s by default) |
 //! | [`check_body_size`], [`DEFAULT_BODY_LIMIT`] | refuse oversized bodies before hashing (1 MiB) |
 //! | [`DedupStore`], [`InMemoryDedupStore`] | a redelivered event id has no second effect |
@@ -17,8 +16,9 @@
 //! ```
 //! use std::time::Duration;
 //! use integrations_core::webhook::{
-//!     check_timestamp, hmac_sha256, verify_hmac_sha256, Clock, FixedClock, DEFAULT_TOLERANCE,
+//!     check_timestamp, hmac_sha256, verify_hmac_sha256, DEFAULT_TOLERANCE,
 //! };
+//! use integrations_core::{Clock, FixedClock};
 //!
 //! // A Stripe-style scheme: hex HMAC over "{t}.{body}".
 //! let (secret, t, body) = (b"whsec_test", 1_700_000_000_i64, br#"{"id":"evt_1"}"#);
@@ -36,7 +36,6 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod checks;
-mod clock;
 mod dedup;
 mod mac;
 pub mod standard;
@@ -44,7 +43,6 @@ pub mod standard;
 #[cfg(feature = "axum")]
 pub use axum::WebhookRejection;
 pub use checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
-pub use clock::{Clock, FixedClock, SystemClock, from_unix_seconds, unix_seconds};
 pub use dedup::{
     DEFAULT_MAX_ENTRIES, DEFAULT_SWEEP_BATCH, DedupOutcome, DedupStore, InMemoryDedupStore, MAX_TTL,
 };

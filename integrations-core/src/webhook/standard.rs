@@ -8,7 +8,8 @@
 //! (`v1a`, asymmetric) are ignored.
 //!
 //! ```
-//! use integrations_core::webhook::{FixedClock, StandardHeaders, StandardWebhook};
+//! use integrations_core::webhook::{StandardHeaders, StandardWebhook};
+//! use integrations_core::clock::FixedClock;
 //!
 //! let wh = StandardWebhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?
 //!     .with_clock(FixedClock::from_unix(1_614_265_330));
@@ -31,9 +32,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
-use super::clock::{Clock, SystemClock};
 use super::dedup::{DedupOutcome, DedupStore};
 use super::mac::{WebhookSecret, constant_time_eq};
+use crate::clock::{Clock, SystemClock};
 use crate::{Error, Result, SignatureFailure};
 
 /// Name used as the provider of errors raised here.

@@ -2,8 +2,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::ErrorKind;
-use crate::webhook::clock::from_unix_seconds;
-use crate::webhook::{FixedClock, InMemoryDedupStore};
+use crate::clock::FixedClock;
+use crate::clock::from_unix_seconds;
+use crate::webhook::InMemoryDedupStore;
 
 // The published test vector of the Standard Webhooks specification (also in Svix's libraries).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::HeaderMap;
-use integrations_core::webhook::unix_seconds;
+use integrations_core::clock::unix_seconds;
 use integrations_core::{Error, Result};
 use rand_core::RngCore;
 use serde_json::{Map, Value, json};

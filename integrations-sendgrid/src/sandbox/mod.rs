@@ -46,7 +46,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use integrations_core::webhook::{Clock, SystemClock};
+use integrations_core::clock::{Clock, SystemClock};
 use tokio::task::JoinHandle;
 
 pub use events::{WebhookCallback, WebhookDelivery, WebhookTarget};

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use integrations_core::webhook::unix_seconds;
+use integrations_core::clock::unix_seconds;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt as _;

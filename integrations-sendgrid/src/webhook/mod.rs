@@ -13,7 +13,7 @@
 //! [`DedupStore`].
 //!
 //! ```
-//! use integrations_core::webhook::FixedClock;
+//! use integrations_core::clock::FixedClock;
 //! use integrations_sendgrid::webhook::{EventWebhookSigner, EventType};
 //!
 //! let signer = EventWebhookSigner::generate();
@@ -37,9 +37,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue};
+use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::webhook::{
-    Clock, DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, DedupStore, SystemClock, check_body_size,
-    check_timestamp,
+    DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, DedupStore, check_body_size, check_timestamp,
 };
 use integrations_core::{Error, Result, SignatureFailure};
 use p256::ecdsa::signature::{DigestSigner, DigestVerifier};
@@ -333,7 +333,7 @@ impl EventWebhookSigner {
 mod tests {
     use super::*;
     use integrations_core::ErrorKind;
-    use integrations_core::webhook::FixedClock;
+    use integrations_core::clock::FixedClock;
 
     fn reason(e: Error) -> SignatureFailure {
         match e {

@@ -8,9 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use integrations_core::metrics::MetricsRegistry;
-use integrations_core::outbox::{Dispatcher, OutboxStore, RunStats, SqliteOutbox};
 use integrations_core::provider::Mailbox;
-use integrations_core::testing::{StubEmailProvider, StubNotifier, StubSheetsSink};
 use integrations_order_service::auth::ApiKeys;
 use integrations_order_service::effects::Effects;
 use integrations_order_service::orders::OrderStore;
@@ -18,10 +16,12 @@ use integrations_order_service::wiring::sandbox_policy;
 use integrations_order_service::{
     AppState, AppStateBuilder, IntegrationInfo, IntegrationMode, app,
 };
+use integrations_outbox::{Dispatcher, OutboxStore, RunStats, SqliteOutbox};
 use integrations_sendgrid::webhook::EventWebhookSigner;
 use integrations_stripe::StripePayments;
 use integrations_stripe::sandbox::{Sandbox, WebhookDelivery};
 use integrations_stripe::webhook::WebhookVerifier;
+use integrations_testkit::{StubEmailProvider, StubNotifier, StubSheetsSink};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -1,0 +1,418 @@
+//! The behaviour suite every [`OutboxStore`] must pass (feature `testing`).
+//!
+//! Run it against a fresh, empty store whose clock is the [`FixedClock`] you pass; it panics with
+//! a message naming the broken rule.
+//!
+//! ```
+//! use integrations_outbox::{InMemoryOutbox, behaviour::outbox_store_suite};
+//! use integrations_core::clock::FixedClock;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let clock = FixedClock::from_unix(1_700_000_000);
+//! outbox_store_suite(&InMemoryOutbox::new().with_clock(clock.clone()), &clock).await;
+//! # });
+//! ```
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{FailOutcome, JobId, JobState, LEASE_LOST, NewJob, OutboxStore, RecordOutcome};
+use integrations_core::{Clock, FixedClock};
+use integrations_core::{Error, ErrorKind};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Runs every check below, in order, on one store.
+///
+/// # Panics
+/// On the first broken rule, naming it.
+pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
+    let empty = store.counts().await.expect("counts");
+    assert_eq!(empty, Default::default(), "the suite needs an empty store");
+    record_is_atomic_and_deduplicated(store).await;
+    claims_are_leased_and_fenced(store, clock).await;
+    retries_then_dead_letters(store, clock).await;
+    replays_dead_letters(store).await;
+    exhausted_expired_lease_is_dead_lettered(store, clock).await;
+    claims_respect_max_and_never_repeat(store).await;
+    purges_only_finished_work(store, clock).await;
+}
+
+fn job(kind: &str) -> NewJob {
+    NewJob::new(kind, json!({ "kind": kind }))
+}
+
+fn recorded(outcome: RecordOutcome) -> Vec<JobId> {
+    match outcome {
+        RecordOutcome::Recorded { job_ids } => job_ids,
+        RecordOutcome::Duplicate => panic!("a first delivery must be recorded, not a duplicate"),
+    }
+}
+
+fn assert_lease_lost(r: crate::Result<impl std::fmt::Debug>, what: &str) {
+    match r {
+        Err(e) => {
+            assert_eq!(
+                e.kind(),
+                ErrorKind::Conflict,
+                "{what}: want Conflict, got {e}"
+            );
+            assert_eq!(
+                e.code(),
+                Some(LEASE_LOST),
+                "{what}: want code {LEASE_LOST}, got {e}"
+            );
+        }
+        Ok(v) => panic!("{what}: a stale lease must be refused, got {v:?}"),
+    }
+}
+
+fn failure(msg: &str) -> Error {
+    Error::unavailable(msg)
+        .with_provider("test")
+        .with_code("E1")
+}
+
+/// An event and its jobs are written together, once; an invalid batch writes nothing.
+pub async fn record_is_atomic_and_deduplicated(store: &dyn OutboxStore) {
+    let bad = vec![job("email"), job("email")];
+    let err = store
+        .record_event("evt_a", bad)
+        .await
+        .expect_err("duplicate keys");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(
+        store.counts().await.unwrap().events,
+        0,
+        "a refused batch must not record the event"
+    );
+
+    let ids = recorded(
+        store
+            .record_event("evt_a", vec![job("email"), job("sheets")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids.len(), 2);
+    let again = store
+        .record_event("evt_a", vec![job("email"), job("sns")])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        RecordOutcome::Duplicate,
+        "a redelivered event must be a duplicate"
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts.events, counts.pending),
+        (1, 2),
+        "a duplicate must record no jobs: {counts:?}"
+    );
+    let rec = store.job(&ids[0]).await.unwrap().expect("recorded job");
+    assert_eq!(rec.state, JobState::Pending);
+    assert_eq!(rec.job.idempotency_key.as_str(), "evt_a/email");
+    assert_eq!(rec.job.payload, json!({ "kind": "email" }));
+    assert_eq!((rec.job.attempt, rec.job.event_id.as_str()), (0, "evt_a"));
+
+    let claimed = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        store.complete(&c.job.id, &c.lease).await.expect("complete");
+    }
+    assert_eq!(store.counts().await.unwrap().done, 2);
+}
+
+/// One holder per job; an expired lease is claimed again; stale tokens are refused.
+pub async fn claims_are_leased_and_fenced(store: &dyn OutboxStore, clock: &FixedClock) {
+    assert!(
+        store.claim("w1", 10, Duration::ZERO).await.is_err(),
+        "a zero lease is invalid"
+    );
+    assert!(
+        store.claim("w1", 0, LEASE).await.unwrap().is_empty(),
+        "max 0 claims nothing"
+    );
+    let id = recorded(
+        store
+            .record_event("evt_b", vec![job("notify")])
+            .await
+            .unwrap(),
+    )
+    .remove(0);
+    let first = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].job.id.clone(), first[0].job.attempt),
+        (id.clone(), 1)
+    );
+    let expected = clock.now() + LEASE;
+    let skew = first[0]
+        .lease_expires_at
+        .duration_since(expected)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        skew < Duration::from_millis(2),
+        "lease ends at now + lease (off by {skew:?})"
+    );
+    assert!(
+        store.claim("w2", 10, LEASE).await.unwrap().is_empty(),
+        "a leased job must not be claimed"
+    );
+    let rec = store.job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.leased_by.as_deref()),
+        (JobState::Leased, Some("w1"))
+    );
+
+    clock.advance(LEASE + Duration::from_secs(1));
+    let second = store.claim("w2", 10, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1, "an expired lease must be claimable");
+    assert_eq!(second[0].job.attempt, 2, "a re-claim counts an attempt");
+    assert_ne!(
+        first[0].lease, second[0].lease,
+        "each claim issues a fresh token"
+    );
+    assert_lease_lost(
+        store.complete(&id, &first[0].lease).await,
+        "complete with a stale lease",
+    );
+    let stale_fail = store
+        .fail(&id, &first[0].lease, (&failure("x")).into(), None)
+        .await;
+    assert_lease_lost(stale_fail, "fail with a stale lease");
+    store
+        .complete(&id, &second[0].lease)
+        .await
+        .expect("current lease completes");
+    assert_eq!(store.job(&id).await.unwrap().unwrap().state, JobState::Done);
+    assert_lease_lost(
+        store.complete(&id, &second[0].lease).await,
+        "complete twice",
+    );
+
+    // An expired lease nobody re-claimed still completes: nobody else acted.
+    let id = recorded(
+        store
+            .record_event("evt_c", vec![job("notify")])
+            .await
+            .unwrap(),
+    )
+    .remove(0);
+    let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
+    clock.advance(LEASE * 2);
+    store
+        .complete(&id, &c.lease)
+        .await
+        .expect("expired but unclaimed lease completes");
+
+    let unknown = JobId::new("999999999");
+    let err = store
+        .complete(&unknown, &c.lease)
+        .await
+        .expect_err("unknown job");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(store.job(&unknown).await.unwrap().is_none());
+    assert!(store.job(&JobId::new("not-an-id")).await.unwrap().is_none());
+}
+
+/// Retryable failures come back at their retry time; the last attempt and permanent failures
+/// go to the dead-letter queue with their error.
+pub async fn retries_then_dead_letters(store: &dyn OutboxStore, clock: &FixedClock) {
+    let new = job("email").with_max_attempts(3);
+    let id = recorded(store.record_event("evt_d", vec![new]).await.unwrap()).remove(0);
+    for attempt in 1..=3u32 {
+        let c = store.claim("w1", 10, LEASE).await.unwrap();
+        assert_eq!(
+            c.len(),
+            1,
+            "attempt {attempt} must be claimable at its retry time"
+        );
+        assert_eq!(c[0].job.attempt, attempt);
+        let retry_at = clock.now() + Duration::from_secs(60);
+        let err = (&failure(&format!("attempt {attempt}"))).into();
+        let out = store
+            .fail(&id, &c[0].lease, err, Some(retry_at))
+            .await
+            .unwrap();
+        if attempt < 3 {
+            assert_eq!(
+                out,
+                FailOutcome::Retrying {
+                    attempts: attempt,
+                    retry_at
+                }
+            );
+            assert!(
+                store.claim("w1", 10, LEASE).await.unwrap().is_empty(),
+                "claimed before its retry time"
+            );
+            clock.advance(Duration::from_secs(60));
+        } else {
+            assert_eq!(
+                out,
+                FailOutcome::DeadLettered { attempts: 3 },
+                "the last attempt dead-letters"
+            );
+        }
+    }
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        store.claim("w1", 10, LEASE).await.unwrap().is_empty(),
+        "dead letters are never claimed"
+    );
+    let dead = store.dead_letter(&id).await.unwrap().expect("dead letter");
+    assert_eq!(dead.job.attempt, 3);
+    assert_eq!(dead.error.kind, ErrorKind::Unavailable);
+    assert_eq!(dead.error.message, "attempt 3");
+    assert_eq!(dead.error.provider.as_deref(), Some("test"));
+    assert_eq!(dead.error.code.as_deref(), Some("E1"));
+
+    let id = recorded(
+        store
+            .record_event("evt_e", vec![job("charge")])
+            .await
+            .unwrap(),
+    )
+    .remove(0);
+    let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
+    let declined =
+        Error::declined(Some("card_declined".into()), None, "declined").with_provider("stripe");
+    let out = store
+        .fail(&id, &c.lease, (&declined).into(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        FailOutcome::DeadLettered { attempts: 1 },
+        "a permanent failure dead-letters at once"
+    );
+    let listed: Vec<JobId> = store
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.job.id)
+        .collect();
+    assert!(
+        listed.len() == 2 && listed.contains(&id),
+        "dead letters listed: {listed:?}"
+    );
+    assert_eq!(
+        store.dead_letters(1).await.unwrap().len(),
+        1,
+        "limit honoured"
+    );
+    assert_eq!(store.counts().await.unwrap().dead, 2);
+}
+
+/// Replay puts a dead letter back to pending with its attempts reset.
+pub async fn replays_dead_letters(store: &dyn OutboxStore) {
+    let dead = store.dead_letters(10).await.unwrap();
+    let id = dead
+        .first()
+        .expect("a dead letter from the previous check")
+        .job
+        .id
+        .clone();
+    store.replay(&id).await.expect("replay");
+    let rec = store.job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.job.attempt),
+        (JobState::Pending, 0),
+        "replay resets attempts"
+    );
+    let c = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(c.len(), 1, "a replayed job is claimable now");
+    assert_eq!((c[0].job.id.clone(), c[0].job.attempt), (id.clone(), 1));
+    store.complete(&id, &c[0].lease).await.unwrap();
+    let err = store.replay(&id).await.expect_err("replaying a done job");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let err = store
+        .replay(&JobId::new("999999999"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    for d in store.dead_letters(10).await.unwrap() {
+        store.replay(&d.job.id).await.unwrap();
+        let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
+        store.complete(&c.job.id, &c.lease).await.unwrap();
+    }
+    assert_eq!(store.counts().await.unwrap().dead, 0);
+}
+
+/// A job whose last allowed attempt's lease expires is dead-lettered, not claimed forever.
+pub async fn exhausted_expired_lease_is_dead_lettered(store: &dyn OutboxStore, clock: &FixedClock) {
+    let new = job("crashy").with_max_attempts(1);
+    let id = recorded(store.record_event("evt_f", vec![new]).await.unwrap()).remove(0);
+    assert_eq!(store.claim("w1", 10, LEASE).await.unwrap().len(), 1);
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert!(
+        store.claim("w2", 10, LEASE).await.unwrap().is_empty(),
+        "no attempts left to claim"
+    );
+    let dead = store
+        .dead_letter(&id)
+        .await
+        .unwrap()
+        .expect("dead-lettered on expiry");
+    assert_eq!(dead.error.code.as_deref(), Some("lease_expired"));
+    store.replay(&id).await.unwrap();
+    let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
+    store.complete(&id, &c.lease).await.unwrap();
+}
+
+/// `max` bounds a claim, and no job is handed out twice.
+pub async fn claims_respect_max_and_never_repeat(store: &dyn OutboxStore) {
+    let jobs = (0..5)
+        .map(|i| job("bulk").with_key_suffix(i.to_string()))
+        .collect();
+    let ids = recorded(store.record_event("evt_g", jobs).await.unwrap());
+    let a = store.claim("w1", 2, LEASE).await.unwrap();
+    let b = store.claim("w2", 10, LEASE).await.unwrap();
+    assert_eq!((a.len(), b.len()), (2, 3));
+    assert_eq!(a[0].job.id, ids[0], "oldest first");
+    let mut seen: Vec<JobId> = a.iter().chain(&b).map(|c| c.job.id.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "each job claimed once");
+    for c in a.iter().chain(&b) {
+        store.complete(&c.job.id, &c.lease).await.unwrap();
+    }
+}
+
+/// Purge removes done jobs and job-less events older than the cut-off, nothing else.
+pub async fn purges_only_finished_work(store: &dyn OutboxStore, clock: &FixedClock) {
+    let id = recorded(
+        store
+            .record_event("evt_h", vec![job("dead")])
+            .await
+            .unwrap(),
+    )
+    .remove(0);
+    let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
+    store
+        .fail(&id, &c.lease, (&failure("x")).into(), None)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    let before = store.counts().await.unwrap();
+    let purged = store.purge(clock.now()).await.unwrap();
+    assert_eq!(purged.jobs, before.done, "every done job is older than now");
+    let after = store.counts().await.unwrap();
+    assert_eq!(
+        (after.done, after.dead, after.events),
+        (0, 1, 1),
+        "dead letters and their event stay: {after:?}"
+    );
+    assert_eq!(purged.events, before.events - 1);
+    let again = store
+        .record_event("evt_a", vec![job("email")])
+        .await
+        .unwrap();
+    assert!(
+        !again.is_duplicate(),
+        "a purged event id is no longer deduplicated"
+    );
+}

@@ -1,0 +1,157 @@
+//! [`DispatcherBuilder`]: configures and validates a [`Dispatcher`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dispatcher::{Dispatcher, Inner};
+use super::handler::JobHandler;
+use super::store::OutboxStore;
+use integrations_core::resilience::Backoff;
+use integrations_core::{Clock, SystemClock};
+use integrations_core::{Error, Result};
+
+/// Builds a [`Dispatcher`]; see [`Dispatcher::builder`].
+///
+/// Defaults: `concurrency` 8, `lease` 60 s, `handler_timeout` three quarters of the lease,
+/// `poll_interval` 1 s, backoff 1 s doubling up to 5 min (full jitter), a random worker id.
+pub struct DispatcherBuilder {
+    store: Arc<dyn OutboxStore>,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    worker_id: Option<String>,
+    concurrency: usize,
+    lease: Duration,
+    handler_timeout: Option<Duration>,
+    poll_interval: Duration,
+    backoff: Backoff,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: BTreeSet<&str> = self.handlers.keys().map(String::as_str).collect();
+        f.debug_struct("DispatcherBuilder")
+            .field("kinds", &kinds)
+            .field("worker_id", &self.worker_id)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DispatcherBuilder {
+    /// A builder over `store` with the defaults.
+    pub fn new(store: Arc<dyn OutboxStore>) -> Self {
+        DispatcherBuilder {
+            store,
+            handlers: HashMap::new(),
+            worker_id: None,
+            concurrency: 8,
+            lease: Duration::from_secs(60),
+            handler_timeout: None,
+            poll_interval: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300), 2.0),
+            clock: Arc::new(SystemClock),
+        }
+    }
+    /// Registers the handler of `kind` (replacing an earlier one).
+    #[must_use]
+    pub fn handler(mut self, kind: impl Into<String>, handler: impl JobHandler + 'static) -> Self {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+    /// Registers a shared handler of `kind`.
+    #[must_use]
+    pub fn shared_handler(mut self, kind: impl Into<String>, handler: Arc<dyn JobHandler>) -> Self {
+        self.handlers.insert(kind.into(), handler);
+        self
+    }
+    /// Sets the worker id recorded on leases (default `worker-<pid>-<random>`).
+    #[must_use]
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+    /// Sets the most deliveries in flight at once.
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    /// Sets the lease taken on each claimed job.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+    /// Sets the time a handler gets before its attempt fails as a timeout (must be below the
+    /// lease).
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+    /// Sets the wait between claims when there was nothing to claim.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+    /// Sets the backoff between attempts of one job (full jitter; attempt `n` waits up to
+    /// `backoff.ceiling(n - 1)`, and at least the provider's `Retry-After`).
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+    /// Sets the clock used for retry times (use the store's clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the dispatcher.
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] naming `handlers` (none registered), `concurrency` (0), `lease`
+    /// (0) or `handler_timeout` (not below the lease).
+    pub fn build(self) -> Result<Dispatcher> {
+        if self.handlers.is_empty() {
+            return Err(Error::configuration(
+                "handlers",
+                "register at least one handler",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::configuration("concurrency", "must be at least 1"));
+        }
+        if self.lease < super::store::MIN_LEASE {
+            return Err(Error::configuration("lease", "must be at least 1 ms"));
+        }
+        let handler_timeout = self.handler_timeout.unwrap_or(self.lease * 3 / 4);
+        if handler_timeout >= self.lease || handler_timeout.is_zero() {
+            return Err(Error::configuration(
+                "handler_timeout",
+                format!("must be above zero and below the lease ({:?})", self.lease),
+            ));
+        }
+        let worker_id = self
+            .worker_id
+            .unwrap_or_else(|| format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        Ok(Dispatcher {
+            inner: Arc::new(Inner {
+                store: self.store,
+                handlers: self.handlers,
+                worker_id,
+                concurrency: self.concurrency,
+                lease: self.lease,
+                handler_timeout,
+                poll_interval: self.poll_interval,
+                backoff: self.backoff,
+                clock: self.clock,
+                wake: Arc::new(tokio::sync::Notify::new()),
+            }),
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! The [`OutboxStore`] contract shared by every backend.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::types::{
+    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseToken, NewJob, OutboxCounts,
+    PurgeOutcome, RecordOutcome,
+};
+use integrations_core::ErrorRecord;
+use integrations_core::{Error, IdempotencyKey, Result};
+
+/// Code carried by the [`Error::Conflict`] a store returns when the lease presented is no longer
+/// the job's current one (it expired and another worker claimed the job, or the job finished).
+pub const LEASE_LOST: &str = "lease_lost";
+
+/// A durable outbox: event dedup records, the jobs they cause, leases, and the dead-letter queue.
+///
+/// # Contract
+/// Every implementation (SQLite, in-memory, DynamoDB, …) keeps these rules, checked by the shared
+/// behaviour suite (`outbox::behaviour`, feature `testing`):
+///
+/// * [`record_event`](OutboxStore::record_event) writes the event's dedup record and all its jobs
+///   atomically; a second call with the same event id writes nothing and reports
+///   [`RecordOutcome::Duplicate`].
+/// * [`claim`](OutboxStore::claim) hands a job to at most one worker at a time. Claimable are
+///   pending jobs whose retry time has come and leased jobs whose lease has expired. Each claim
+///   counts an attempt and issues a fresh [`LeaseToken`]; an expired job that has already used
+///   all its attempts is dead-lettered instead of claimed (a job that keeps killing its worker
+///   does not loop forever).
+/// * [`complete`](OutboxStore::complete) and [`fail`](OutboxStore::fail) succeed only with the
+///   job's current token (fencing), otherwise [`Error::Conflict`] with code [`LEASE_LOST`]. A
+///   lease that expired but was not yet claimed again still counts as held.
+/// * [`fail`](OutboxStore::fail) with `retry_at: None` (permanent failure), or once the job has
+///   made `max_attempts` attempts, moves the job to the dead-letter queue with the error.
+/// * [`replay`](OutboxStore::replay) moves a dead letter back to pending, claimable now, with its
+///   attempts reset.
+///
+/// Time is the store's clock (injectable, so tests can move it).
+#[async_trait]
+pub trait OutboxStore: Send + Sync + fmt::Debug {
+    /// Records `event_id` and its `jobs` in one transaction, unless the event was recorded before.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty or non-printable event id or kind, `max_attempts` of
+    /// 0, or two jobs with the same idempotency key (nothing is written); store failures
+    /// ([`Error::Unavailable`] when the store is busy or unreachable).
+    async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome>;
+
+    /// Claims up to `max` claimable jobs for `worker_id`, each under a lease of `lease`, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero `lease` or an empty `worker_id`; store failures.
+    async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>>;
+
+    /// Marks a leased job delivered.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown job; [`Error::Conflict`] with code [`LEASE_LOST`] when
+    /// `lease` is not the job's current lease; store failures.
+    async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()>;
+
+    /// Records a failed attempt: the job becomes pending again from `retry_at`, or is
+    /// dead-lettered when `retry_at` is `None` or its attempts are used up.
+    ///
+    /// # Errors
+    /// As for [`OutboxStore::complete`].
+    async fn fail(
+        &self,
+        job_id: &JobId,
+        lease: &LeaseToken,
+        error: ErrorRecord,
+        retry_at: Option<SystemTime>,
+    ) -> Result<FailOutcome>;
+
+    /// The job and its state, or `None` if unknown (or purged).
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn job(&self, job_id: &JobId) -> Result<Option<JobRecord>>;
+
+    /// Up to `limit` dead letters, oldest job first.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Moves a dead letter back to pending with its attempts reset.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown job; [`Error::Conflict`] if it is not dead-lettered;
+    /// store failures.
+    async fn replay(&self, job_id: &JobId) -> Result<()>;
+
+    /// Jobs per state and the number of recorded events.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn counts(&self) -> Result<OutboxCounts>;
+
+    /// Removes done jobs last updated before `older_than`, then event records made before it
+    /// that have no jobs left.
+    ///
+    /// An event whose record is purged is no longer deduplicated: pick `older_than` beyond the
+    /// longest redelivery window of your webhook senders (Stripe retries for up to 3 days).
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome>;
+
+    /// The dead letter `job_id`, or `None` if the job is unknown or not dead-lettered.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn dead_letter(&self, job_id: &JobId) -> Result<Option<DeadLetter>> {
+        Ok(self.job(job_id).await?.and_then(DeadLetter::from_record))
+    }
+}
+
+#[async_trait]
+impl<S: OutboxStore + ?Sized> OutboxStore for Arc<S> {
+    async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
+        (**self).record_event(event_id, jobs).await
+    }
+    async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
+        (**self).claim(worker_id, max, lease).await
+    }
+    async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
+        (**self).complete(job_id, lease).await
+    }
+    async fn fail(
+        &self,
+        job_id: &JobId,
+        lease: &LeaseToken,
+        error: ErrorRecord,
+        retry_at: Option<SystemTime>,
+    ) -> Result<FailOutcome> {
+        (**self).fail(job_id, lease, error, retry_at).await
+    }
+    async fn job(&self, job_id: &JobId) -> Result<Option<JobRecord>> {
+        (**self).job(job_id).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        (**self).dead_letters(limit).await
+    }
+    async fn replay(&self, job_id: &JobId) -> Result<()> {
+        (**self).replay(job_id).await
+    }
+    async fn counts(&self) -> Result<OutboxCounts> {
+        (**self).counts().await
+    }
+    async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
+        (**self).purge(older_than).await
+    }
+    async fn dead_letter(&self, job_id: &JobId) -> Result<Option<DeadLetter>> {
+        (**self).dead_letter(job_id).await
+    }
+}
+
+/// Validates the jobs of one event and derives their idempotency keys, for store implementations.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `event_id`, `kind`, `max_attempts` or `jobs` (two jobs with
+/// one key: give one of them [`NewJob::with_key_suffix`]).
+pub fn prepare_jobs(event_id: &str, jobs: &[NewJob]) -> Result<Vec<IdempotencyKey>> {
+    if event_id.is_empty() {
+        return Err(Error::invalid_input("event_id", "must not be empty"));
+    }
+    // Validates the event id even when there are no jobs.
+    IdempotencyKey::derive(event_id, "event")?;
+    let mut seen = HashSet::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if job.max_attempts == 0 {
+            return Err(Error::invalid_input("max_attempts", "must be at least 1"));
+        }
+        let key = job.idempotency_key(event_id)?;
+        if !seen.insert(key.clone()) {
+            return Err(Error::invalid_input(
+                "jobs",
+                format!("two jobs share the idempotency key `{key}`; give one a key suffix"),
+            ));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Checks `claim`'s arguments, for store implementations.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `worker_id` or `lease`.
+pub fn check_claim(worker_id: &str, lease: Duration) -> Result<()> {
+    if worker_id.is_empty() {
+        return Err(Error::invalid_input("worker_id", "must not be empty"));
+    }
+    if lease < MIN_LEASE {
+        return Err(Error::invalid_input(
+            "lease",
+            "must be at least 1 ms (leases are kept in milliseconds)",
+        ));
+    }
+    Ok(())
+}
+
+/// The shortest lease a claim accepts: stores keep lease expiries in milliseconds, so a shorter
+/// lease would expire the moment it was taken and the job could be claimed twice in one call.
+pub const MIN_LEASE: Duration = Duration::from_millis(1);
+
+/// The error for a lease that is no longer the job's current one.
+pub fn lease_lost(job_id: &JobId) -> Error {
+    Error::conflict(format!(
+        "job {job_id}: the lease presented is no longer held (expired and claimed again, or the job already finished)"
+    ))
+    .with_code(LEASE_LOST)
+}
+
+/// The error for an unknown job id.
+pub fn job_not_found(job_id: &JobId) -> Error {
+    Error::not_found(format!("no job {job_id} in the outbox"))
+}
+
+/// The error recorded for a job whose last lease expired with no attempts left.
+pub fn lease_expired_error(attempts: u32) -> ErrorRecord {
+    ErrorRecord {
+        kind: crate::ErrorKind::Timeout,
+        message: format!(
+            "lease expired after attempt {attempts} with no attempts left: the worker stopped or overran its lease"
+        ),
+        provider: None,
+        code: Some("lease_expired".to_owned()),
+        decline_code: None,
+        request_id: None,
+        status: None,
+        retryable: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn prepare_rejects_duplicates_and_zero_attempts() {
+        let jobs = vec![NewJob::new("a", Value::Null), NewJob::new("a", Value::Null)];
+        assert_eq!(prepare_jobs("e", &jobs).unwrap_err().field(), Some("jobs"));
+        let jobs = vec![
+            NewJob::new("a", Value::Null),
+            NewJob::new("a", Value::Null).with_key_suffix("2"),
+        ];
+        let keys = prepare_jobs("e", &jobs).unwrap();
+        assert_eq!(keys[1].as_str(), "e/a/2");
+        let zero = vec![NewJob::new("a", Value::Null).with_max_attempts(0)];
+        assert_eq!(
+            prepare_jobs("e", &zero).unwrap_err().field(),
+            Some("max_attempts")
+        );
+        assert!(prepare_jobs("bad\nid", &[]).is_err());
+        assert!(prepare_jobs("", &[]).is_err());
+    }
+
+    #[test]
+    fn lease_lost_is_a_coded_conflict() {
+        let e = lease_lost(&JobId::new("7"));
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict);
+        assert_eq!(e.code(), Some(LEASE_LOST));
+        assert!(!e.is_retryable());
+        assert!(check_claim("", Duration::from_secs(1)).is_err());
+        assert!(check_claim("w", Duration::ZERO).is_err());
+        let e = check_claim("w", Duration::from_micros(500)).unwrap_err();
+        assert_eq!(e.field(), Some("lease"));
+        assert!(check_claim("w", MIN_LEASE).is_ok());
+    }
+
+    #[test]
+    fn store_is_object_safe() {
+        fn _f(_: &dyn OutboxStore) {}
+    }
+}
