@@ -1,6 +1,13 @@
-//! The rejection the provider crates' axum webhook extractors answer with (feature `axum`).
+//! The axum side of the webhook contract (feature `axum`): [`Verified<V>`] extracts a verified
+//! event for any [`WebhookVerifier`], and [`WebhookRejection`] is the answer when it cannot.
 
 use std::fmt;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, Request};
+
+use super::contract::WebhookVerifier;
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
@@ -108,6 +115,66 @@ impl IntoResponse for WebhookRejection {
     }
 }
 
+/// An axum extractor: the request's raw body verified by the `V` found in the router's state
+/// (as `Arc<V>`, through [`FromRef`]), then parsed into `V::Event`. Refused requests are
+/// answered with a [`WebhookRejection`] (4xx only for what can never succeed, 503 for what
+/// might on redelivery).
+///
+/// Each provider crate names its own: `integrations_stripe::axum::StripeEvent`,
+/// `integrations_sendgrid::axum::SendGridEvents`, `integrations_aws::axum::VerifiedSnsMessage`;
+/// [`StandardWebhookEvent`] serves Standard Webhooks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::post};
+/// use integrations_core::webhook::{StandardEvent, StandardWebhook, Verified};
+///
+/// async fn handle(Verified(event): Verified<StandardWebhook>) -> &'static str {
+///     let _: StandardEvent = event; // signature, timestamp and size already checked
+///     "ok"
+/// }
+///
+/// # fn main() -> integrations_core::Result<()> {
+/// let verifier = Arc::new(StandardWebhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?);
+/// let app: Router = Router::new().route("/webhooks", post(handle)).with_state(verifier);
+/// # let _ = app; Ok(()) }
+/// ```
+pub struct Verified<V: WebhookVerifier>(pub V::Event);
+
+/// [`Verified`] for Standard Webhooks.
+pub type StandardWebhookEvent = Verified<super::StandardWebhook>;
+
+impl<V: WebhookVerifier> fmt::Debug for Verified<V>
+where
+    V::Event: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Verified").field(&self.0).finish()
+    }
+}
+
+impl<S, V> FromRequest<S> for Verified<V>
+where
+    S: Send + Sync,
+    V: WebhookVerifier,
+    Arc<V>: FromRef<S>,
+{
+    type Rejection = WebhookRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = <Arc<V>>::from_ref(state);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| WebhookRejection::body(&e, verifier.provider()))?;
+        verifier
+            .verify_request(&headers, &body)
+            .await
+            .map(Verified)
+            .map_err(|e| WebhookRejection::from(e.or_provider(verifier.provider())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +220,51 @@ mod tests {
             text.ends_with(std::str::from_utf8(&body).unwrap()),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn verified_extracts_standard_webhooks_and_refuses_forgeries() {
+        use crate::clock::{FixedClock, from_unix_seconds};
+        use crate::webhook::{StandardWebhook, WebhookSigner};
+
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let verifier = Arc::new(
+            StandardWebhook::new(SECRET)
+                .unwrap()
+                .with_clock(FixedClock::from_unix(1_700_000_005)),
+        );
+        let body: &'static [u8] = br#"{"type":"order.paid"}"#;
+        let request = |headers: http::HeaderMap| {
+            let mut req = Request::builder()
+                .method("POST")
+                .uri("/webhooks")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            *req.headers_mut() = headers;
+            req
+        };
+        let signed = verifier.sign_for_test(body, from_unix_seconds(1_700_000_000));
+        let Verified(event) =
+            Verified::<StandardWebhook>::from_request(request(signed.clone()), &verifier)
+                .await
+                .unwrap();
+        assert_eq!(event.payload(), body);
+        assert_eq!(event.timestamp, 1_700_000_000);
+        assert!(event.id.starts_with("msg_"));
+
+        let forged = StandardWebhook::new("whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldA==")
+            .unwrap()
+            .sign_for_test(body, from_unix_seconds(1_700_000_000));
+        let e = Verified::<StandardWebhook>::from_request(request(forged), &verifier)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.error().provider_name(), Some("standard-webhooks"));
+
+        let stale = verifier.sign_for_test(body, from_unix_seconds(1_699_990_000));
+        let e = Verified::<StandardWebhook>::from_request(request(stale), &verifier)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -7,6 +7,8 @@
 //! | [`check_timestamp`], [`DEFAULT_TOLERANCE`] | `|now − t| ≤ tolerance` (300 s by default) |
 //! | [`check_body_size`], [`DEFAULT_BODY_LIMIT`] | refuse oversized bodies before hashing (1 MiB) |
 //! | [`DedupStore`], [`InMemoryDedupStore`] | a redelivered event id has no second effect |
+//! | [`WebhookVerifier`], [`WebhookSigner`] | the one contract every provider's verifier implements: raw body + headers in, typed event out |
+//! | `Verified<V>`, `WebhookRejection` | the axum extractor for any verifier, and its refusal (feature `axum`) |
 //! | [`standard`] | complete [Standard Webhooks](https://www.standardwebhooks.com/) verifier and signer |
 //!
 //! The rules every verifier here follows: verify the raw bytes before parsing anything, compare
@@ -36,13 +38,15 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod checks;
+mod contract;
 mod dedup;
 mod mac;
 pub mod standard;
 
 #[cfg(feature = "axum")]
-pub use axum::WebhookRejection;
+pub use axum::{StandardWebhookEvent, Verified, WebhookRejection};
 pub use checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
+pub use contract::{StandardEvent, WebhookSigner, WebhookVerifier};
 pub use dedup::{
     DEFAULT_MAX_ENTRIES, DEFAULT_SWEEP_BATCH, DedupOutcome, DedupStore, InMemoryDedupStore, MAX_TTL,
 };

@@ -32,8 +32,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
+use super::contract::{StandardEvent, WebhookSigner, WebhookVerifier};
 use super::dedup::{DedupOutcome, DedupStore};
 use super::mac::{WebhookSecret, constant_time_eq};
+use crate::clock::unix_seconds;
 use crate::clock::{Clock, SystemClock};
 use crate::{Error, Result, SignatureFailure};
 
@@ -347,6 +349,56 @@ impl StandardWebhook {
             timestamp.to_string(),
             self.sign(webhook_id, timestamp, body),
         )
+    }
+}
+
+#[async_trait::async_trait]
+impl WebhookVerifier for StandardWebhook {
+    type Event = StandardEvent;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    async fn verify_request(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<StandardEvent> {
+        let parsed = StandardHeaders::from_pairs(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        )?;
+        self.verify(&parsed, body)?;
+        let timestamp = parsed
+            .timestamp
+            .parse::<i64>()
+            .map_err(|_| malformed("`webhook-timestamp` is not unix seconds"))?;
+        Ok(StandardEvent {
+            id: parsed.id,
+            timestamp,
+            payload: bytes::Bytes::copy_from_slice(body),
+        })
+    }
+}
+
+impl WebhookSigner for StandardWebhook {
+    /// Signs with the first secret, under a fresh `msg_…` id.
+    fn sign_for_test(&self, body: &[u8], timestamp: std::time::SystemTime) -> http::HeaderMap {
+        let id = format!("msg_{:016x}", fastrand::u64(..));
+        let h = self.signed_headers(&id, unix_seconds(timestamp), body);
+        let mut map = http::HeaderMap::new();
+        for (name, value) in [
+            (HEADER_ID, h.id),
+            (HEADER_TIMESTAMP, h.timestamp),
+            (HEADER_SIGNATURE, h.signature),
+        ] {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                map.insert(name, v);
+            }
+        }
+        map
     }
 }
 
