@@ -47,14 +47,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
+use integrations_core::webhook::Verified;
 pub use integrations_core::webhook::WebhookRejection;
 
-use crate::config::Service;
 use crate::sns::{SnsMessage, SnsMessageVerifier};
 
-/// A verified inbound SNS message.
+/// A verified SNS message: `VerifiedSnsMessage(message)` in a handler's arguments. Core's
+/// [`Verified<SnsMessageVerifier>`](Verified) does the work; this names it.
 #[derive(Debug, Clone)]
 pub struct VerifiedSnsMessage(pub SnsMessage);
 
@@ -66,14 +66,7 @@ where
     type Rejection = WebhookRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = <Arc<SnsMessageVerifier>>::from_ref(state);
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| WebhookRejection::body(&e, Service::Sns.provider_name()))?;
-        verifier
-            .verify(&body)
-            .await
-            .map(VerifiedSnsMessage)
-            .map_err(WebhookRejection::from)
+        let Verified(message) = Verified::<SnsMessageVerifier>::from_request(req, state).await?;
+        Ok(VerifiedSnsMessage(message))
     }
 }

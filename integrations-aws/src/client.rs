@@ -345,7 +345,7 @@ mod tests {
                 "AKIDEXAMPLE",
                 "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             ))
-            .with_endpoint("http://127.0.0.1:9")
+            .with_base_url("http://127.0.0.1:9")
             .build()
             .unwrap();
         AwsClient::new(&cfg, Service::Sqs)

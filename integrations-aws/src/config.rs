@@ -72,7 +72,7 @@ impl fmt::Debug for AwsConfig {
 /// let config = AwsBuilder::new()
 ///     .with_region("eu-west-1")
 ///     .with_credentials(Credentials::new("AKIDEXAMPLE", "secret"))
-///     .with_service_endpoint(Service::Sqs, "http://127.0.0.1:5055")
+///     .with_service_base_url(Service::Sqs, "http://127.0.0.1:5055")
 ///     .build()?;
 /// assert_eq!(config.endpoint(Service::Sqs).as_str(), "http://127.0.0.1:5055/");
 /// # Ok::<(), integrations_core::Error>(())
@@ -146,14 +146,14 @@ impl AwsBuilder {
     }
     /// Sends every service's requests to `url` (an emulator such as moto or LocalStack).
     #[must_use]
-    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self.endpoint_setting = None;
         self
     }
-    /// Sends `service`'s requests to `url`; wins over [`AwsBuilder::with_endpoint`].
+    /// Sends `service`'s requests to `url`; wins over [`AwsBuilder::with_base_url`].
     #[must_use]
-    pub fn with_service_endpoint(mut self, service: Service, url: impl Into<String>) -> Self {
+    pub fn with_service_base_url(mut self, service: Service, url: impl Into<String>) -> Self {
         self.service_endpoints.retain(|(s, _)| *s != service);
         self.service_endpoints.push((service, url.into()));
         self

@@ -278,7 +278,7 @@ async fn handler_confirms_subscriptions_to_allowed_topics_only() {
     let cfg = AwsBuilder::new()
         .with_region("us-east-1")
         .with_credentials(Credentials::new("AKIDEXAMPLE", "secret"))
-        .with_endpoint(server.uri())
+        .with_base_url(server.uri())
         .build()
         .unwrap();
     let handler = SnsInboundHandler::new(

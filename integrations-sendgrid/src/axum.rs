@@ -2,7 +2,7 @@
 //!
 //! [`SendGridEvents`] reads the raw request body — never a parsed-and-reserialised one, which
 //! would no longer verify — checks the ECDSA signature and timestamp with the
-//! [`EventWebhookVerifier`] it finds in the router's state (through [`FromRef`]), and only then
+//! [`EventWebhookVerifier`] it finds in the router's state as `Arc<EventWebhookVerifier>` (through [`FromRef`]), and only then
 //! parses the batch. A request that does not verify never reaches the handler: the extractor
 //! answers with a [`WebhookRejection`] (400 for a bad signature, 413 for a body over the limit).
 //!
@@ -10,6 +10,7 @@
 //! and then checked against the verifier's own limit (1 MiB by default).
 //!
 //! ```
+//! use std::sync::Arc;
 //! use axum::extract::FromRef;
 //! use axum::routing::post;
 //! use axum::Router;
@@ -18,12 +19,12 @@
 //!
 //! #[derive(Clone)]
 //! struct AppState {
-//!     sendgrid: EventWebhookVerifier,
+//!     sendgrid: Arc<EventWebhookVerifier>,
 //! }
 //!
-//! impl FromRef<AppState> for EventWebhookVerifier {
+//! impl FromRef<AppState> for Arc<EventWebhookVerifier> {
 //!     fn from_ref(state: &AppState) -> Self {
-//!         state.sendgrid.clone()
+//!         Arc::clone(&state.sendgrid)
 //!     }
 //! }
 //!
@@ -38,38 +39,33 @@
 //! let verifier = EventWebhookSigner::generate().verifier();
 //! let app: Router = Router::new()
 //!     .route("/webhooks/sendgrid", post(events))
-//!     .with_state(AppState { sendgrid: verifier });
+//!     .with_state(AppState { sendgrid: Arc::new(verifier) });
 //! # let _ = app;
 //! ```
 
-use axum::body::Bytes;
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequest, Request};
+use integrations_core::webhook::Verified;
 pub use integrations_core::webhook::WebhookRejection;
 
-use crate::PROVIDER;
 use crate::webhook::{Event, EventWebhookVerifier};
 
-/// The verified events of one Signed Event Webhook request.
+/// A verified batch of SendGrid events: `SendGridEvents(events)` in a handler's arguments.
+/// Core's [`Verified<EventWebhookVerifier>`](Verified) does the work; this names it.
 #[derive(Debug, Clone)]
 pub struct SendGridEvents(pub Vec<Event>);
 
 impl<S> FromRequest<S> for SendGridEvents
 where
     S: Send + Sync,
-    EventWebhookVerifier: FromRef<S>,
+    Arc<EventWebhookVerifier>: FromRef<S>,
 {
     type Rejection = WebhookRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = EventWebhookVerifier::from_ref(state);
-        let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| WebhookRejection::body(&e, PROVIDER))?;
-        verifier
-            .construct_events(&headers, &body)
-            .map(SendGridEvents)
-            .map_err(WebhookRejection::from)
+        let Verified(events) = Verified::<EventWebhookVerifier>::from_request(req, state).await?;
+        Ok(SendGridEvents(events))
     }
 }
 
@@ -104,7 +100,7 @@ mod tests {
     async fn verified_batches_are_extracted() {
         let signer = EventWebhookSigner::generate();
         let signed = signer.sign_for_test(T, BODY);
-        let state = verifier(&signer);
+        let state = Arc::new(verifier(&signer));
         let Ok(SendGridEvents(events)) =
             SendGridEvents::from_request(request(&signed.headers(), BODY), &state).await
         else {
@@ -118,7 +114,7 @@ mod tests {
     #[tokio::test]
     async fn forged_altered_and_stale_requests_are_refused() {
         let signer = EventWebhookSigner::generate();
-        let state = verifier(&signer);
+        let state = Arc::new(verifier(&signer));
 
         let other = EventWebhookSigner::generate().sign_for_test(T, BODY);
         let e = SendGridEvents::from_request(request(&other.headers(), BODY), &state)
@@ -158,7 +154,7 @@ mod tests {
     async fn bodies_over_the_limit_are_413() {
         let signer = EventWebhookSigner::generate();
         let signed = signer.sign_for_test(T, BODY);
-        let state = verifier(&signer).with_body_limit(16);
+        let state = Arc::new(verifier(&signer).with_body_limit(16));
         let e = SendGridEvents::from_request(request(&signed.headers(), BODY), &state)
             .await
             .unwrap_err();

@@ -18,11 +18,11 @@ use crate::email::SendGridEmail;
 use crate::template::TemplateRegistry;
 
 /// Environment variable holding the API key (required).
-pub const API_KEY_ENV: &str = "SENDGRID_API_KEY";
+pub const ENV_API_KEY: &str = "SENDGRID_API_KEY";
 /// Environment variable overriding the API base URL (sandboxes, proxies).
-pub const API_BASE_ENV: &str = "SENDGRID_API_BASE";
+pub const ENV_BASE_URL: &str = "SENDGRID_API_BASE";
 /// Environment variable choosing the region: `global` (default) or `eu`.
-pub const REGION_ENV: &str = "SENDGRID_REGION";
+pub const ENV_REGION: &str = "SENDGRID_REGION";
 /// Base URL for global users and subusers.
 pub const GLOBAL_BASE_URL: &str = "https://api.sendgrid.com";
 /// Base URL for EU regional subusers.
@@ -115,6 +115,7 @@ pub struct SendGridBuilder {
     metrics: Option<MetricsRegistry>,
     clock: Option<Arc<dyn Clock>>,
     templates: Option<TemplateRegistry>,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for SendGridBuilder {
@@ -126,6 +127,7 @@ impl fmt::Debug for SendGridBuilder {
             .field("on_behalf_of", &self.on_behalf_of)
             .field("policy", &self.policy)
             .field("templates", &self.templates.is_some())
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -147,9 +149,9 @@ impl SendGridBuilder {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         SendGridBuilder {
-            api_key: get(API_KEY_ENV),
-            base_url: get(API_BASE_ENV),
-            region: get(REGION_ENV),
+            api_key: get(ENV_API_KEY),
+            base_url: get(ENV_BASE_URL),
+            region: get(ENV_REGION),
             ..SendGridBuilder::default()
         }
     }
@@ -225,6 +227,14 @@ impl SendGridBuilder {
         self
     }
 
+    /// The per-attempt timeout of the default policy. A policy given with
+    /// [`with_policy`](Self::with_policy) keeps its own.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Checks the settings and builds the provider.
     ///
     /// # Errors
@@ -241,24 +251,24 @@ impl SendGridBuilder {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {
                 cfg(
-                    API_KEY_ENV,
-                    format!("missing: set {API_KEY_ENV} or call with_api_key"),
+                    ENV_API_KEY,
+                    format!("missing: set {ENV_API_KEY} or call with_api_key"),
                 )
             })?;
         if http::HeaderValue::from_str(&format!("Bearer {api_key}")).is_err() {
             return Err(cfg(
-                API_KEY_ENV,
+                ENV_API_KEY,
                 "contains characters not allowed in an HTTP header".into(),
             ));
         }
         let region = match self.region.as_deref() {
             None => Region::Global,
             Some(r) => Region::parse(r)
-                .ok_or_else(|| cfg(REGION_ENV, format!("`{r}` is not a region (global, eu)")))?,
+                .ok_or_else(|| cfg(ENV_REGION, format!("`{r}` is not a region (global, eu)")))?,
         };
         let base_url = match self.base_url.as_deref() {
             None => region.base_url().to_owned(),
-            Some(raw) => parse_base_url(raw).map_err(|m| cfg(API_BASE_ENV, m))?,
+            Some(raw) => parse_base_url(raw).map_err(|m| cfg(ENV_BASE_URL, m))?,
         };
         if let Some(sub) = &self.on_behalf_of {
             if sub.is_empty() || http::HeaderValue::from_str(sub).is_err() {
@@ -275,12 +285,14 @@ impl SendGridBuilder {
             self.http
                 .unwrap_or_else(integrations_core::http::default_client),
             self.policy.unwrap_or_else(|| {
-                let builder = default_policy_builder();
-                match &self.metrics {
-                    Some(registry) => builder.metrics(registry),
-                    None => builder,
+                let mut builder = default_policy_builder();
+                if let Some(registry) = &self.metrics {
+                    builder = builder.metrics(registry);
                 }
-                .build()
+                if let Some(timeout) = self.timeout {
+                    builder = builder.attempt_timeout(timeout);
+                }
+                builder.build()
             }),
             self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         );
@@ -330,16 +342,16 @@ mod tests {
 
     #[test]
     fn from_env_reads_key_base_and_region() {
-        let e = env(&[(API_KEY_ENV, "SG.k")]).build().unwrap();
+        let e = env(&[(ENV_API_KEY, "SG.k")]).build().unwrap();
         assert_eq!(e.client().base_url(), GLOBAL_BASE_URL);
-        let e = env(&[(API_KEY_ENV, "SG.k"), (REGION_ENV, "EU")])
+        let e = env(&[(ENV_API_KEY, "SG.k"), (ENV_REGION, "EU")])
             .build()
             .unwrap();
         assert_eq!(e.client().base_url(), EU_BASE_URL);
         let e = env(&[
-            (API_KEY_ENV, "SG.k"),
-            (REGION_ENV, "eu"),
-            (API_BASE_ENV, "http://127.0.0.1:9000/"),
+            (ENV_API_KEY, "SG.k"),
+            (ENV_REGION, "eu"),
+            (ENV_BASE_URL, "http://127.0.0.1:9000/"),
         ])
         .build()
         .unwrap();
@@ -349,23 +361,23 @@ mod tests {
     #[test]
     fn build_names_what_is_missing_or_malformed() {
         let field = |b: SendGridBuilder| b.build().unwrap_err().field().map(str::to_owned);
-        assert_eq!(field(env(&[])).as_deref(), Some(API_KEY_ENV));
+        assert_eq!(field(env(&[])).as_deref(), Some(ENV_API_KEY));
         assert_eq!(
-            field(env(&[(API_KEY_ENV, "  ")])).as_deref(),
-            Some(API_KEY_ENV)
+            field(env(&[(ENV_API_KEY, "  ")])).as_deref(),
+            Some(ENV_API_KEY)
         );
         assert_eq!(
-            field(env(&[(API_KEY_ENV, "SG.k\nx")])).as_deref(),
-            Some(API_KEY_ENV)
+            field(env(&[(ENV_API_KEY, "SG.k\nx")])).as_deref(),
+            Some(ENV_API_KEY)
         );
         assert_eq!(
-            field(env(&[(API_KEY_ENV, "SG.k"), (REGION_ENV, "mars")])).as_deref(),
-            Some(REGION_ENV)
+            field(env(&[(ENV_API_KEY, "SG.k"), (ENV_REGION, "mars")])).as_deref(),
+            Some(ENV_REGION)
         );
         for bad in ["not a url", "ftp://x", "https://h/?k=v", "https://u:p@h"] {
             assert_eq!(
-                field(env(&[(API_KEY_ENV, "SG.k"), (API_BASE_ENV, bad)])).as_deref(),
-                Some(API_BASE_ENV),
+                field(env(&[(ENV_API_KEY, "SG.k"), (ENV_BASE_URL, bad)])).as_deref(),
+                Some(ENV_BASE_URL),
                 "{bad}"
             );
         }

@@ -39,14 +39,6 @@ impl SendGridEmail {
         SendGridBuilder::new()
     }
 
-    /// [`SendGridBuilder::from_env`], built.
-    ///
-    /// # Errors
-    /// As [`SendGridBuilder::build`].
-    pub fn from_env() -> Result<Self> {
-        SendGridBuilder::from_env().build()
-    }
-
     /// The underlying client (for [`SendGridClient::send_mail`] with fields core does not model).
     pub fn client(&self) -> &SendGridClient {
         &self.client

@@ -28,7 +28,7 @@
 //! use integrations_sendgrid::SendGridEmail;
 //!
 //! # async fn demo() -> integrations_core::Result<()> {
-//! let sendgrid = SendGridEmail::from_env()?; // SENDGRID_API_KEY
+//! let sendgrid = SendGridBuilder::from_env().build()?; // SENDGRID_API_KEY
 //! let msg = EmailMessage::builder("orders@example.com")
 //!     .to("jane@example.com")
 //!     .subject("Order 42 confirmed")
@@ -110,7 +110,7 @@ pub use client::{
     RATE_LIMIT_REMAINING_HEADER, RATE_LIMIT_RESET_HEADER, SendGridClient, parse_error,
 };
 pub use config::{
-    API_BASE_ENV, API_KEY_ENV, EU_BASE_URL, GLOBAL_BASE_URL, REGION_ENV, Region, SendGridBuilder,
+    ENV_API_KEY, ENV_BASE_URL, ENV_REGION, EU_BASE_URL, GLOBAL_BASE_URL, Region, SendGridBuilder,
     default_policy, default_policy_builder,
 };
 pub use email::SendGridEmail;

@@ -56,11 +56,11 @@ impl fmt::Debug for Credentials {
 /// use integrations_sheets::GoogleSheetsBuilder;
 ///
 /// // GOOGLE_APPLICATION_CREDENTIALS=/secrets/sa.json GOOGLE_SHEETS_SPREADSHEET_ID=1AbC…
-/// let sink = GoogleSheetsBuilder::from_env().build_sink()?;
+/// let sink = GoogleSheetsBuilder::from_env().build()?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-#[must_use = "call `build()` or `build_sink()`"]
+#[must_use = "call `build()` or `build()`"]
 pub struct GoogleSheetsBuilder {
     credentials: Option<Credentials>,
     spreadsheet_id: Option<String>,
@@ -309,14 +309,15 @@ impl GoogleSheetsBuilder {
         }
     }
 
-    /// Builds the client.
+    /// Builds only the raw values-API client, without the sink and its flush task: for reads,
+    /// updates and appends the [`SheetsSink`](integrations_core::SheetsSink) trait does not cover.
     ///
     /// # Errors
     /// [`Error::Configuration`] naming what is missing or malformed: the credentials
     /// ([`ENV_CREDENTIALS`], `credentials_json`, `credentials_file`: absent, unreadable, not a
     /// service-account key, bad PEM), the spreadsheet id ([`ENV_SPREADSHEET_ID`]), `base_url`,
     /// `token_url`, `scope`, or `http_client`.
-    pub fn build(self) -> Result<GoogleSheetsClient> {
+    pub fn build_client(self) -> Result<GoogleSheetsClient> {
         let key = match self.credentials {
             None => {
                 return Err(Error::configuration(
@@ -386,10 +387,10 @@ impl GoogleSheetsBuilder {
     /// tokio runtime).
     ///
     /// # Errors
-    /// As [`build`](Self::build); [`Error::Configuration`] naming `runtime` outside a tokio
+    /// As [`build_client`](Self::build_client); [`Error::Configuration`] naming `runtime` outside a tokio
     /// runtime.
-    pub fn build_sink(self) -> Result<GoogleSheetsSink> {
+    pub fn build(self) -> Result<GoogleSheetsSink> {
         let batch = self.batch;
-        GoogleSheetsSink::new(self.build()?, batch)
+        GoogleSheetsSink::new(self.build_client()?, batch)
     }
 }

@@ -41,11 +41,11 @@ fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
     let key_path = dir.path().join("sa.json");
     std::fs::write(&key_path, sa.json()).unwrap();
     set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    let e = GoogleSheetsBuilder::from_env().build_client().unwrap_err();
     assert_eq!(e.field(), Some(ENV_SPREADSHEET_ID), "{e}");
 
     set(ENV_SPREADSHEET_ID, Some("sheet-from-env"));
-    let client = GoogleSheetsBuilder::from_env().build().unwrap();
+    let client = GoogleSheetsBuilder::from_env().build_client().unwrap();
     assert_eq!(client.client_email(), sa.client_email());
     assert_eq!(client.spreadsheet_id(), "sheet-from-env");
 
@@ -125,7 +125,7 @@ fn builder_errors_name_the_setting() {
     let e = GoogleSheetsBuilder::new()
         .with_credentials_json(sa.json())
         .with_spreadsheet_id("x")
-        .build_sink()
+        .build()
         .unwrap_err();
     assert_eq!(e.field(), Some("runtime"), "no tokio runtime here");
 }
@@ -144,7 +144,7 @@ async fn debug_never_shows_the_private_key_or_the_token() {
         .collect();
 
     let builder = sandbox.client_builder();
-    let sink = builder.clone().build_sink().unwrap();
+    let sink = builder.clone().build().unwrap();
     let client = sink.client().clone();
     // Make the client hold a live token.
     client.get(&A1Range::columns("Orders", 0, 0)).await.unwrap();
@@ -203,7 +203,7 @@ fn with_metrics_puts_every_default_policy_in_that_registry() {
         .with_credentials_json(sa.json())
         .with_spreadsheet_id("sheet-1")
         .with_metrics(&registry)
-        .build()
+        .build_client()
         .unwrap();
     let ours = registry.integration(integrations_sheets::PROVIDER);
     assert!(std::sync::Arc::ptr_eq(

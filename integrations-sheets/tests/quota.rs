@@ -25,7 +25,7 @@ async fn ten_thousand_orders_in_a_minute_fit_sixty_writes() {
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
     // The default builder: default write/read policies (60 a minute) and batching.
-    let sink = sandbox.client_builder().build_sink().unwrap();
+    let sink = sandbox.client_builder().build().unwrap();
 
     let start = Instant::now();
     let spacing = Duration::from_secs(60) / u32::try_from(ORDERS).unwrap();
@@ -98,7 +98,7 @@ async fn writes_beyond_the_quota_get_googles_429() {
         .build();
     let client = fast_builder(&sandbox)
         .with_write_policy(bare)
-        .build()
+        .build_client()
         .unwrap();
     let range = A1Range::cell("Orders", 0, 1);
     let row = vec![vec![integrations_core::provider::Cell::from("k")]];
@@ -123,7 +123,7 @@ async fn writes_beyond_the_quota_get_googles_429() {
 async fn a_429_is_retried_with_backoff() {
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
-    let sink = sandbox.client_builder().build_sink().unwrap();
+    let sink = sandbox.client_builder().build().unwrap();
     sandbox.fail_next_on(
         Endpoint::Append,
         2,
@@ -147,7 +147,7 @@ async fn a_429_is_retried_with_backoff() {
 #[tokio::test(start_paused = true)]
 async fn the_default_write_limiter_spaces_writes_to_sixty_a_minute() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = sandbox.client_builder().build().unwrap();
+    let client = sandbox.client_builder().build_client().unwrap();
     let range = A1Range::cell("Sheet1", 0, 1);
     let row = vec![vec![integrations_core::provider::Cell::from("k")]];
     let t0 = Instant::now();

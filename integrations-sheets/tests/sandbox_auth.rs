@@ -135,7 +135,7 @@ async fn a_key_the_sandbox_does_not_know_signs_an_invalid_signature() {
     let rotated = generate_service_account(SANDBOX_CLIENT_EMAIL).unwrap();
     let client = fast_builder(&sandbox)
         .with_credentials_json(rotated.json())
-        .build()
+        .build_client()
         .unwrap();
     let e = client
         .get(&A1Range::columns("Sheet1", 0, 0))
@@ -157,7 +157,7 @@ async fn a_scope_google_refuses_is_a_configuration_error() {
     let sandbox = Sandbox::start().await.unwrap();
     let client = fast_builder(&sandbox)
         .with_scope("https://example.com/all")
-        .build()
+        .build_client()
         .unwrap();
     let e = client
         .get(&A1Range::columns("Sheet1", 0, 0))
@@ -175,7 +175,7 @@ async fn tokens_are_cached_and_refreshed_before_they_expire() {
         .start()
         .await
         .unwrap();
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     let range = A1Range::columns("Sheet1", 0, 0);
     client.get(&range).await.unwrap();
     tokio::time::sleep(Duration::from_secs(299)).await;
@@ -200,7 +200,7 @@ async fn a_failed_refresh_falls_back_to_the_still_valid_token() {
         .start()
         .await
         .unwrap();
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     let range = A1Range::columns("Sheet1", 0, 0);
     client.get(&range).await.unwrap();
     tokio::time::sleep(Duration::from_secs(400)).await;
@@ -217,7 +217,7 @@ async fn concurrent_callers_share_one_refresh() {
     let sandbox = Sandbox::start().await.unwrap();
     let client = fast_builder(&sandbox)
         .with_reads_per_minute(1000)
-        .build()
+        .build_client()
         .unwrap();
     let range = A1Range::columns("Sheet1", 0, 0);
     let calls = (0..25).map(|_| client.get(&range));
@@ -230,7 +230,7 @@ async fn concurrent_callers_share_one_refresh() {
     let stranger = test_service_account("stranger@elsewhere.iam.gserviceaccount.com").unwrap();
     let refused = fast_builder(&sandbox)
         .with_credentials_json(stranger.json())
-        .build()
+        .build_client()
         .unwrap();
     let calls = (0..10).map(|_| refused.get(&range));
     for r in join_all(calls).await {
@@ -243,7 +243,7 @@ async fn concurrent_callers_share_one_refresh() {
 async fn a_401_refreshes_the_token_once_and_retries() {
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     let client = sink.client().clone();
     client.get(&A1Range::columns("Orders", 0, 0)).await.unwrap();
     sandbox.expire_tokens();

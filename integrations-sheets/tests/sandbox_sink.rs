@@ -33,7 +33,7 @@ async fn sandbox_with(sheet: &str) -> Sandbox {
 #[tokio::test(start_paused = true)]
 async fn sink_passes_the_core_suite_against_the_sandbox() {
     let sandbox = sandbox_with("Suite sheet").await;
-    let sink = sandbox.client_builder().build_sink().unwrap();
+    let sink = sandbox.client_builder().build().unwrap();
     sheets_sink_suite(&sink, &SheetsSuiteConfig::new("Suite sheet", "suite-run")).await;
     assert_eq!(sink.name(), "google-sheets");
     assert_eq!(sandbox.stats().quota_rejections, 0);
@@ -43,7 +43,7 @@ async fn sink_passes_the_core_suite_against_the_sandbox() {
 async fn drop_after_accept_does_not_duplicate_rows() {
     let sheet = "It's here";
     let sandbox = sandbox_with(sheet).await;
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     sandbox.fail_next_on(Endpoint::Append, 1, Fault::DropAfterAccept);
 
     let out = sink.append_rows(sheet, orders(0..3)).await.unwrap();
@@ -72,7 +72,7 @@ async fn drop_after_accept_does_not_duplicate_rows() {
 #[tokio::test(start_paused = true)]
 async fn drop_after_accept_mid_batch_resends_only_the_missing_rows() {
     let sandbox = sandbox_with("Orders").await;
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     sink.append_rows("Orders", orders(0..2)).await.unwrap();
     // A hang (nothing written) then a 500 (nothing written): both ambiguous to the client.
     sandbox.fail_next_on(Endpoint::Append, 1, Fault::Hang);
@@ -97,7 +97,7 @@ async fn drop_after_accept_mid_batch_resends_only_the_missing_rows() {
 #[tokio::test(start_paused = true)]
 async fn plain_client_append_is_not_retried_when_the_outcome_is_unknown() {
     let sandbox = sandbox_with("Orders").await;
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     sandbox.fail_next_on(Endpoint::Append, 1, Fault::DropAfterAccept);
     let rows: Vec<Vec<_>> = orders(0..2).iter().map(Row::to_values).collect();
     let e = client
@@ -130,10 +130,10 @@ async fn plain_client_append_is_not_retried_when_the_outcome_is_unknown() {
 #[tokio::test(start_paused = true)]
 async fn a_new_sink_sees_rows_written_before_it_started() {
     let sandbox = sandbox_with("Orders").await;
-    let first = fast_builder(&sandbox).build_sink().unwrap();
+    let first = fast_builder(&sandbox).build().unwrap();
     first.append_rows("Orders", orders(0..3)).await.unwrap();
     first.shutdown().await.unwrap();
-    let second = fast_builder(&sandbox).build_sink().unwrap();
+    let second = fast_builder(&sandbox).build().unwrap();
     let out = second.append_rows("Orders", orders(0..5)).await.unwrap();
     assert_eq!((out.appended, out.already_present), (2, 3));
     assert_eq!(keys(&sandbox, "Orders").len(), 5);
@@ -154,7 +154,7 @@ async fn updates_read_the_key_column_once_per_batch() {
     sandbox.seed_rows(sandbox.spreadsheet_id(), "Status", seeded);
     let sink = fast_builder(&sandbox)
         .with_batch(BatchConfig::new().with_max_delay(Duration::from_secs(1)))
-        .build_sink()
+        .build()
         .unwrap();
     let mut tasks = Vec::new();
     for i in (0..20).step_by(2).chain([99]) {
@@ -205,7 +205,7 @@ async fn updates_read_the_key_column_once_per_batch() {
 #[tokio::test(start_paused = true)]
 async fn update_on_an_empty_sheet_is_not_found_without_a_write() {
     let sandbox = sandbox_with("Empty").await;
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     let out = sink
         .update_row("Empty", Row::new("order-1").cell("paid"))
         .await
@@ -224,7 +224,7 @@ async fn a_sheet_flushes_on_time_or_size() {
                 .with_max_rows(5)
                 .with_max_delay(Duration::from_secs(2)),
         )
-        .build_sink()
+        .build()
         .unwrap();
     let t0 = Instant::now();
     sink.append_rows("Orders", orders(0..1)).await.unwrap();
@@ -260,7 +260,7 @@ async fn a_full_buffer_makes_callers_wait() {
                 .with_buffer_rows(10)
                 .with_max_delay(Duration::from_secs(3600)),
         )
-        .build_sink()
+        .build()
         .unwrap();
     let a = tokio::spawn({
         let sink = sink.clone();
@@ -290,7 +290,7 @@ async fn shutdown_flushes_then_refuses() {
     let sandbox = sandbox_with("Orders").await;
     let sink = fast_builder(&sandbox)
         .with_batch(BatchConfig::new().with_max_delay(Duration::from_secs(3600)))
-        .build_sink()
+        .build()
         .unwrap();
     let pending = tokio::spawn({
         let sink = sink.clone();
@@ -311,7 +311,7 @@ async fn shutdown_flushes_then_refuses() {
 #[tokio::test(start_paused = true)]
 async fn failures_reach_every_caller_of_the_batch() {
     let sandbox = Sandbox::start().await.unwrap();
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     // No such sheet: Google answers 400 "Unable to parse range".
     let (a, b) = tokio::join!(
         sink.append_rows("Missing", orders(0..1)),

@@ -127,7 +127,7 @@ async fn append_sends_googles_request_and_decodes_the_answer() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = builder(&server, &sa, 0).build().unwrap();
+    let client = builder(&server, &sa, 0).build_client().unwrap();
     let rows = vec![
         vec![
             Cell::from("order-1/paid"),
@@ -197,7 +197,7 @@ async fn get_update_and_batch_update_requests() {
         .mount(&server)
         .await;
 
-    let client = builder(&server, &sa, 0).build().unwrap();
+    let client = builder(&server, &sa, 0).build_client().unwrap();
     let col = client.get(&A1Range::columns("Orders", 0, 0)).await.unwrap();
     assert_eq!(col.range, "Orders!A1:A1000");
     assert_eq!(
@@ -261,7 +261,7 @@ async fn the_sink_reads_the_key_column_and_appends_only_new_rows() {
         .expect(1)
         .mount(&server)
         .await;
-    let sink = builder(&server, &sa, 0).build_sink().unwrap();
+    let sink = builder(&server, &sa, 0).build().unwrap();
     let rows = vec![
         Row::new("order-1/paid").cell(10_i64),
         Row::new("order-2/paid").cell(20_i64),
@@ -289,7 +289,7 @@ async fn a_401_fetches_a_new_token_and_repeats_once() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = builder(&server, &sa, 3).build().unwrap();
+    let client = builder(&server, &sa, 3).build_client().unwrap();
     let v = client.get(&A1Range::columns("Orders", 0, 0)).await.unwrap();
     assert!(v.values.is_empty());
     assert_eq!(client.token_exchanges(), 2);
@@ -327,7 +327,7 @@ async fn a_plain_append_retries_429_but_not_500() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = builder(&server, &sa, 3).build().unwrap();
+    let client = builder(&server, &sa, 3).build_client().unwrap();
     let range = A1Range::cell("Orders", 0, 1);
     client
         .append(&range, &[vec![Cell::from("order-1")]])
@@ -400,7 +400,7 @@ async fn googles_errors_map_by_status_and_reason() {
             true,
         ),
     ];
-    let client = builder(&server, &sa, 0).build().unwrap();
+    let client = builder(&server, &sa, 0).build_client().unwrap();
     for (i, (file, status, kind, code, retryable)) in cases.into_iter().enumerate() {
         let sheet = format!("Case_{i}");
         let mut resp = ResponseTemplate::new(status).set_body_json(fixture(file));
@@ -464,7 +464,7 @@ async fn token_endpoint_errors_map_to_auth_and_configuration() {
             .expect(1)
             .mount(&server)
             .await;
-        let client = builder(&server, &account(), 3).build().unwrap();
+        let client = builder(&server, &account(), 3).build_client().unwrap();
         let e = client
             .get(&A1Range::columns("Orders", 0, 0))
             .await

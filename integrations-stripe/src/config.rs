@@ -19,9 +19,10 @@ use integrations_core::{Error, Policy, Result};
 
 use crate::PROVIDER;
 use crate::client::StripeClient;
+use crate::payments::StripePayments;
 
 /// Stripe's API.
-pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com";
 /// The `Stripe-Version` every request pins unless told otherwise; the response types of this
 /// crate are written against it.
 pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
@@ -29,7 +30,7 @@ pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
 /// Environment variable of the secret key.
 pub const ENV_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
 /// Environment variable of the base URL.
-pub const ENV_API_BASE: &str = "STRIPE_API_BASE";
+pub const ENV_BASE_URL: &str = "STRIPE_API_BASE";
 /// Environment variable of the API version.
 pub const ENV_API_VERSION: &str = "STRIPE_API_VERSION";
 /// Environment variable of the connected account.
@@ -111,6 +112,7 @@ pub struct StripeBuilder {
     policy: Option<Policy>,
     metrics: Option<MetricsRegistry>,
     http: Option<reqwest::Client>,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for StripeBuilder {
@@ -125,6 +127,7 @@ impl fmt::Debug for StripeBuilder {
             .field("account", &self.account)
             .field("policy", &self.policy.as_ref().map(Policy::provider))
             .field("custom_http_client", &self.http.is_some())
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -145,12 +148,13 @@ impl StripeBuilder {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         StripeBuilder {
             secret_key: lookup(ENV_SECRET_KEY),
-            api_base: lookup(ENV_API_BASE).filter(|s| !s.is_empty()),
+            api_base: lookup(ENV_BASE_URL).filter(|s| !s.is_empty()),
             api_version: lookup(ENV_API_VERSION).filter(|s| !s.is_empty()),
             account: lookup(ENV_ACCOUNT).filter(|s| !s.is_empty()),
             policy: None,
             metrics: None,
             http: None,
+            timeout: None,
         }
     }
 
@@ -163,7 +167,7 @@ impl StripeBuilder {
 
     /// The base URL (a sandbox, a proxy). Plain `http` is accepted for loopback hosts only.
     #[must_use]
-    pub fn with_api_base(mut self, base: impl Into<String>) -> Self {
+    pub fn with_base_url(mut self, base: impl Into<String>) -> Self {
         self.api_base = Some(base.into());
         self
     }
@@ -198,6 +202,14 @@ impl StripeBuilder {
         self
     }
 
+    /// The per-attempt timeout of the default policy (Stripe's own SDKs use 80 s). A policy
+    /// given with [`with_policy`](Self::with_policy) keeps its own.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// The `reqwest::Client`, instead of [`integrations_core::http::default_client`].
     #[must_use]
     pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
@@ -205,7 +217,9 @@ impl StripeBuilder {
         self
     }
 
-    /// Validates the settings and builds the client.
+    /// Validates the settings and builds the provider: [`StripePayments`], the core
+    /// [`PaymentProvider`](integrations_core::PaymentProvider); its
+    /// [`client()`](StripePayments::client) makes the calls the trait does not cover.
     ///
     /// # Errors
     /// [`Error::Configuration`] naming the setting: `STRIPE_SECRET_KEY` missing, empty, not a
@@ -213,7 +227,11 @@ impl StripeBuilder {
     /// echoed); `STRIPE_API_BASE` not an absolute `https` URL (or `http` to a loopback host), or
     /// with a query or fragment; `STRIPE_API_VERSION` not `YYYY-MM-DD[.name]`; `STRIPE_ACCOUNT`
     /// not `acct_…`.
-    pub fn build(self) -> Result<StripeClient> {
+    pub fn build(self) -> Result<StripePayments> {
+        self.build_client().map(StripePayments::new)
+    }
+
+    fn build_client(self) -> Result<StripeClient> {
         let key = self.secret_key.ok_or_else(|| {
             config_error(
                 ENV_SECRET_KEY,
@@ -221,7 +239,7 @@ impl StripeBuilder {
             )
         })?;
         let mode = key_mode(&key)?;
-        let base = validate_base(self.api_base.as_deref().unwrap_or(DEFAULT_API_BASE))?;
+        let base = validate_base(self.api_base.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
         let version = self
             .api_version
             .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
@@ -230,12 +248,14 @@ impl StripeBuilder {
             validate_account(account)?;
         }
         let policy = self.policy.unwrap_or_else(|| {
-            let builder = default_policy_builder(mode);
-            match &self.metrics {
-                Some(registry) => builder.metrics(registry),
-                None => builder,
+            let mut builder = default_policy_builder(mode);
+            if let Some(registry) = &self.metrics {
+                builder = builder.metrics(registry);
             }
-            .build()
+            if let Some(timeout) = self.timeout {
+                builder = builder.attempt_timeout(timeout);
+            }
+            builder.build()
         });
         let http = self
             .http
@@ -284,7 +304,7 @@ pub(crate) fn key_mode(key: &str) -> Result<Mode> {
 
 fn validate_base(base: &str) -> Result<String> {
     let url = url::Url::parse(base).map_err(|e| {
-        config_error(ENV_API_BASE, format!("is not an absolute URL: {e}")).with_source(e)
+        config_error(ENV_BASE_URL, format!("is not an absolute URL: {e}")).with_source(e)
     })?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
@@ -297,28 +317,28 @@ fn validate_base(base: &str) -> Result<String> {
         "http" if loopback => {}
         "http" => {
             return Err(config_error(
-                ENV_API_BASE,
+                ENV_BASE_URL,
                 "must use https (plain http is only allowed for loopback hosts, where a sandbox runs)",
             ));
         }
         other => {
             return Err(config_error(
-                ENV_API_BASE,
+                ENV_BASE_URL,
                 format!("unsupported scheme `{other}`"),
             ));
         }
     }
     if url.host().is_none() {
-        return Err(config_error(ENV_API_BASE, "has no host"));
+        return Err(config_error(ENV_BASE_URL, "has no host"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(config_error(
-            ENV_API_BASE,
+            ENV_BASE_URL,
             "must not have a query or fragment",
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(config_error(ENV_API_BASE, "must not carry credentials"));
+        return Err(config_error(ENV_BASE_URL, "must not carry credentials"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
@@ -399,18 +419,20 @@ mod tests {
     fn from_env_reads_every_variable() {
         let c = env(&[
             (ENV_SECRET_KEY, "sk_live_xyz"),
-            (ENV_API_BASE, "http://127.0.0.1:12111/"),
+            (ENV_BASE_URL, "http://127.0.0.1:12111/"),
             (ENV_API_VERSION, "2024-06-20"),
             (ENV_ACCOUNT, "acct_1032D82eZvKYlo2C"),
         ])
         .build()
         .unwrap();
+        let c = c.client();
         assert_eq!(c.mode(), Mode::Live);
         assert_eq!(c.base_url(), "http://127.0.0.1:12111");
         assert_eq!(c.api_version(), "2024-06-20");
         assert_eq!(c.account(), Some("acct_1032D82eZvKYlo2C"));
         let d = env(&[(ENV_SECRET_KEY, KEY)]).build().unwrap();
-        assert_eq!(d.base_url(), DEFAULT_API_BASE);
+        let d = d.client();
+        assert_eq!(d.base_url(), DEFAULT_BASE_URL);
         assert_eq!(d.api_version(), DEFAULT_API_VERSION);
         assert_eq!(d.account(), None);
     }
@@ -423,11 +445,11 @@ mod tests {
         let e = env(&[(ENV_SECRET_KEY, "")]).build().unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
         for (var, value) in [
-            (ENV_API_BASE, "api.stripe.com"),
-            (ENV_API_BASE, "http://api.stripe.com"),
-            (ENV_API_BASE, "ftp://127.0.0.1"),
-            (ENV_API_BASE, "https://api.stripe.com/?x=1"),
-            (ENV_API_BASE, "https://user:pw@api.stripe.com"),
+            (ENV_BASE_URL, "api.stripe.com"),
+            (ENV_BASE_URL, "http://api.stripe.com"),
+            (ENV_BASE_URL, "ftp://127.0.0.1"),
+            (ENV_BASE_URL, "https://api.stripe.com/?x=1"),
+            (ENV_BASE_URL, "https://user:pw@api.stripe.com"),
             (ENV_API_VERSION, "2024-6-20"),
             (ENV_API_VERSION, "2025-03-31.Basil"),
             (ENV_API_VERSION, "latest"),
@@ -440,12 +462,12 @@ mod tests {
             assert_eq!(e.field(), Some(var), "{var}={value}: {e}");
         }
         assert!(
-            env(&[(ENV_SECRET_KEY, KEY), (ENV_API_BASE, "http://localhost:1")])
+            env(&[(ENV_SECRET_KEY, KEY), (ENV_BASE_URL, "http://localhost:1")])
                 .build()
                 .is_ok()
         );
         assert!(
-            env(&[(ENV_SECRET_KEY, KEY), (ENV_API_BASE, "http://[::1]:1")])
+            env(&[(ENV_SECRET_KEY, KEY), (ENV_BASE_URL, "http://[::1]:1")])
                 .build()
                 .is_ok()
         );
@@ -498,12 +520,12 @@ mod tests {
             .build()
             .unwrap();
         assert!(std::sync::Arc::ptr_eq(
-            c.policy().metrics(),
+            c.client().policy().metrics(),
             &registry.integration(PROVIDER)
         ));
         let c = StripeBuilder::new().with_secret_key(KEY).build().unwrap();
         assert!(std::sync::Arc::ptr_eq(
-            c.policy().metrics(),
+            c.client().policy().metrics(),
             &MetricsRegistry::global().integration(PROVIDER)
         ));
     }

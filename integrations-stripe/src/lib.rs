@@ -18,7 +18,8 @@
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `sandbox` | no | `sandbox`: the local Stripe server (hyper) |
+//! | `sandbox` | no | `sandbox`: the local Stripe server |
+//! | `axum` | no | `axum::StripeEvent`: an axum extractor that verifies webhooks on the raw body |
 //!
 //! ## Example
 //! ```no_run
@@ -27,7 +28,7 @@
 //! use integrations_stripe::{StripeBuilder, StripePayments};
 //!
 //! # async fn demo() -> integrations_core::Result<()> {
-//! let payments = StripePayments::new(StripeBuilder::from_env().build()?);
+//! let payments = StripeBuilder::from_env().build()?;
 //! // Derived from the order: the same key after a retry or a restart, so never a double charge.
 //! let key = IdempotencyKey::derive("order-42", "payment")?;
 //! let req = CreatePayment::new(Money::from_minor(5998, Currency::USD))
@@ -48,6 +49,9 @@
 #![cfg_attr(feature = "sandbox", recursion_limit = "256")]
 
 pub mod api;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod client;
 pub mod config;
 pub mod currency;
@@ -60,11 +64,11 @@ pub mod webhook;
 
 pub use client::{StripeClient, parse_error};
 pub use config::{
-    DEFAULT_API_BASE, DEFAULT_API_VERSION, Mode, StripeBuilder, default_policy,
+    DEFAULT_API_VERSION, DEFAULT_BASE_URL, Mode, StripeBuilder, default_policy,
     default_policy_builder,
 };
 pub use payments::StripePayments;
-pub use webhook::{Verified, WebhookVerifier};
+pub use webhook::{StripeWebhookVerifier, Verified};
 
 /// Provider name used in errors, metrics and logs.
 pub const PROVIDER: &str = "stripe";

@@ -35,10 +35,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use integrations_core::clock::{Clock, SystemClock};
+use integrations_core::clock::{Clock, SystemClock, unix_seconds};
 pub use integrations_core::webhook::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, WebhookSecret};
 use integrations_core::webhook::{
-    DedupOutcome, DedupStore, check_body_size, check_timestamp, constant_time_eq,
+    DedupOutcome, DedupStore, WebhookSigner, WebhookVerifier, check_body_size, check_timestamp,
+    constant_time_eq,
 };
 use integrations_core::{Error, Result, SignatureFailure};
 
@@ -48,13 +49,13 @@ pub use crate::types::{Event, EventData, EventObject};
 /// The header Stripe signs deliveries with.
 pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
 
-/// Environment variable read by [`WebhookVerifier::from_env`] (comma-separated for rotation).
+/// Environment variable read by [`StripeWebhookVerifier::from_env`] (comma-separated for rotation).
 pub const ENV_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 
 /// Longest `Stripe-Signature` header accepted.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
 
-/// How long a verified event id is remembered by [`WebhookVerifier::verify_and_dedup`]: 30 days,
+/// How long a verified event id is remembered by [`StripeWebhookVerifier::verify_and_dedup`]: 30 days,
 /// covering Stripe's automatic retries (up to 3 days) and manual resends of retained events.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -228,7 +229,7 @@ pub fn sign_for_test(payload: &[u8], secret: &WebhookSecret, timestamp: i64) -> 
     format!("t={t},v1={}", hex::encode(sig))
 }
 
-/// The outcome of [`WebhookVerifier::verify_and_dedup`].
+/// The outcome of [`StripeWebhookVerifier::verify_and_dedup`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Verified {
@@ -243,11 +244,11 @@ pub struct Verified {
 /// ```
 /// use integrations_core::webhook::{InMemoryDedupStore, WebhookSecret};
 /// use integrations_core::clock::FixedClock;
-/// use integrations_stripe::webhook::{sign_for_test, WebhookVerifier};
+/// use integrations_stripe::webhook::{sign_for_test, StripeWebhookVerifier};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let clock = FixedClock::from_unix(1_700_000_000);
-/// let verifier = WebhookVerifier::new(WebhookSecret::new("whsec_new"))
+/// let verifier = StripeWebhookVerifier::new(WebhookSecret::new("whsec_new"))
 ///     .add_secret(WebhookSecret::new("whsec_old")) // rotation: both accepted
 ///     .with_clock(clock);
 /// let body = br#"{"id":"evt_1","type":"charge.refunded","created":1700000000,"data":{"object":{"object":"balance"}}}"#;
@@ -259,7 +260,7 @@ pub struct Verified {
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
-pub struct WebhookVerifier {
+pub struct StripeWebhookVerifier {
     secrets: Vec<WebhookSecret>,
     tolerance: Duration,
     body_limit: usize,
@@ -267,9 +268,9 @@ pub struct WebhookVerifier {
     dedup_ttl: Duration,
 }
 
-impl fmt::Debug for WebhookVerifier {
+impl fmt::Debug for StripeWebhookVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookVerifier")
+        f.debug_struct("StripeWebhookVerifier")
             .field("secrets", &self.secrets.len())
             .field("tolerance", &self.tolerance)
             .field("body_limit", &self.body_limit)
@@ -279,11 +280,11 @@ impl fmt::Debug for WebhookVerifier {
     }
 }
 
-impl WebhookVerifier {
+impl StripeWebhookVerifier {
     /// A verifier for one signing secret, with the defaults: 300 s tolerance, 1 MiB bodies, the
     /// system clock, 30-day dedup.
     pub fn new(secret: WebhookSecret) -> Self {
-        WebhookVerifier {
+        StripeWebhookVerifier {
             secrets: vec![secret],
             tolerance: DEFAULT_TOLERANCE,
             body_limit: DEFAULT_BODY_LIMIT,
@@ -403,6 +404,47 @@ impl WebhookVerifier {
     }
 }
 
+#[async_trait::async_trait]
+impl WebhookVerifier for StripeWebhookVerifier {
+    type Event = Event;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    /// Verifies the `Stripe-Signature` header and the body, then parses the event envelope; the
+    /// event's object is parsed only when asked for ([`Event::object`]).
+    ///
+    /// A signed body that is not a Stripe event is [`Error::InvalidInput`] on `body` here (the
+    /// sender's fault, answered 400 by the extractor).
+    async fn verify_request(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<Event> {
+        let header = match headers.get(SIGNATURE_HEADER).map(|v| v.to_str()) {
+            Some(Ok(h)) => h,
+            Some(Err(_)) => return Err(malformed("Stripe-Signature is not text")),
+            None => return Err(malformed("Stripe-Signature is missing")),
+        };
+        self.verify(body, header).map_err(|e| {
+            if e.kind() == integrations_core::ErrorKind::Provider {
+                Error::invalid_input("body", e.message().to_owned()).with_provider(PROVIDER)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl WebhookSigner for StripeWebhookVerifier {
+    /// Signs with the first secret, as Stripe would.
+    fn sign_for_test(&self, body: &[u8], timestamp: SystemTime) -> http::HeaderMap {
+        let value = sign_for_test(body, &self.secrets[0], unix_seconds(timestamp));
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            headers.insert(SIGNATURE_HEADER, v);
+        }
+        headers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,7 +551,7 @@ mod tests {
                 ..
             }
         ));
-        let v = WebhookVerifier::new(secret())
+        let v = StripeWebhookVerifier::new(secret())
             .with_body_limit(1)
             .with_clock(integrations_core::clock::FixedClock::from_unix(T));
         let e = v.verify_signature(body, &header).unwrap_err();
@@ -524,12 +566,12 @@ mod tests {
 
     #[test]
     fn from_env_splits_rotated_secrets() {
-        let v = WebhookVerifier::from_lookup(|_| Some("whsec_a, whsec_b".into())).unwrap();
+        let v = StripeWebhookVerifier::from_lookup(|_| Some("whsec_a, whsec_b".into())).unwrap();
         assert_eq!(v.secrets.len(), 2);
         let dbg = format!("{v:?}");
         assert!(!dbg.contains("whsec_a"), "{dbg}");
-        let e = WebhookVerifier::from_lookup(|_| None).unwrap_err();
+        let e = StripeWebhookVerifier::from_lookup(|_| None).unwrap_err();
         assert_eq!(e.field(), Some(ENV_WEBHOOK_SECRET));
-        assert!(WebhookVerifier::from_lookup(|_| Some(" , ".into())).is_err());
+        assert!(StripeWebhookVerifier::from_lookup(|_| Some(" , ".into())).is_err());
     }
 }

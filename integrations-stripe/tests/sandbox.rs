@@ -38,6 +38,8 @@ fn client(sandbox: &Sandbox, retries: u32) -> StripeClient {
         .with_policy(policy(retries, Duration::from_secs(10)))
         .build()
         .unwrap()
+        .client()
+        .clone()
 }
 
 fn usd(m: i64) -> Money {
@@ -474,7 +476,7 @@ async fn server_errors_and_rate_limits_are_retried() {
 
     let no_retry = StripeBuilder::new()
         .with_secret_key(sandbox.secret_key())
-        .with_api_base(sandbox.base_url())
+        .with_base_url(sandbox.base_url())
         .with_policy(policy(0, Duration::from_secs(5)))
         .build()
         .unwrap();
@@ -484,11 +486,19 @@ async fn server_errors_and_rate_limits_are_retried() {
             retry_after: Duration::from_secs(3),
         },
     );
-    let e = no_retry.retrieve_customer(&c.id).await.unwrap_err();
+    let e = no_retry
+        .client()
+        .retrieve_customer(&c.id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RateLimited);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
     sandbox.fail_next(1, Fault::ServerError);
-    let e = no_retry.retrieve_customer(&c.id).await.unwrap_err();
+    let e = no_retry
+        .client()
+        .retrieve_customer(&c.id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
 }
 
@@ -507,14 +517,14 @@ async fn a_hung_request_times_out_and_the_retry_is_processed_once() {
             .unwrap()
     };
     sandbox.fail_next(1, Fault::Hang);
-    let e = StripePayments::new(fast(0))
+    let e = fast(0)
         .create_payment(&CreatePayment::new(usd(100)), &key("order-h", "payment"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert_eq!(sandbox.counters().payment_intents_created, 0);
     sandbox.fail_next(1, Fault::Hang);
-    let p = StripePayments::new(fast(1))
+    let p = fast(1)
         .create_payment(&CreatePayment::new(usd(100)), &key("order-h", "payment"))
         .await
         .unwrap();
@@ -527,11 +537,11 @@ async fn authentication_is_required() {
     let sandbox = Sandbox::start().await.unwrap();
     let live = StripeBuilder::new()
         .with_secret_key("sk_live_abcdefgh1234")
-        .with_api_base(sandbox.base_url())
+        .with_base_url(sandbox.base_url())
         .with_policy(policy(0, Duration::from_secs(5)))
         .build()
         .unwrap();
-    let e = live.retrieve_customer("cus_1").await.unwrap_err();
+    let e = live.client().retrieve_customer("cus_1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthenticated);
     assert!(
         e.message().contains("Invalid API Key provided: sk_live_"),

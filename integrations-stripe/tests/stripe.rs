@@ -67,10 +67,12 @@ async fn setup(policy: Policy) -> (MockServer, StripeClient) {
     let server = MockServer::start().await;
     let client = StripeBuilder::new()
         .with_secret_key(KEY)
-        .with_api_base(server.uri())
+        .with_base_url(server.uri())
         .with_policy(policy)
         .build()
-        .unwrap();
+        .unwrap()
+        .client()
+        .clone();
     (server, client)
 }
 
@@ -373,7 +375,7 @@ async fn connect_account_header_is_sent() {
     let server = MockServer::start().await;
     let client = StripeBuilder::new()
         .with_secret_key(KEY)
-        .with_api_base(server.uri())
+        .with_base_url(server.uri())
         .with_account("acct_1032D82eZvKYlo2C")
         .with_api_version("2024-06-20")
         .with_policy(no_retry())
@@ -387,7 +389,7 @@ async fn connect_account_header_is_sent() {
         .expect(1)
         .mount(&server)
         .await;
-    client.retrieve_customer("cus_1").await.unwrap();
+    client.client().retrieve_customer("cus_1").await.unwrap();
 }
 
 #[tokio::test]
@@ -747,7 +749,7 @@ async fn debug_of_client_and_builder_never_shows_the_key() {
         !shown.contains(KEY) && !shown.contains("4eC39HqLyjWDarjtT1zdp7dc"),
         "{shown}"
     );
-    let payments = StripePayments::new(builder.build().unwrap());
+    let payments = builder.build().unwrap();
     let shown = format!("{payments:?}");
     assert!(!shown.contains("4eC39HqLyjWDarjtT1zdp7dc"), "{shown}");
 }

@@ -15,7 +15,7 @@ use integrations_outbox::{
 };
 use integrations_sendgrid::template::TemplateRegistry;
 use integrations_sheets::{BatchConfig, GoogleSheetsSink};
-use integrations_stripe::{StripePayments, WebhookVerifier};
+use integrations_stripe::{StripePayments, StripeWebhookVerifier};
 use tokio::task::JoinHandle;
 
 use crate::jobs::{EmailJob, MemoryNotifier, MetricsJob, NotifyJob, SheetsJob, Tracked, Tracker};
@@ -71,7 +71,7 @@ fn quick_policy(name: &'static str, registry: &MetricsRegistry, timeout: u64) ->
 /// with its four jobs, and a dispatcher delivering them.
 pub(crate) struct Ours {
     payments: StripePayments,
-    verifier: WebhookVerifier,
+    verifier: StripeWebhookVerifier,
     outbox: Arc<dyn OutboxStore>,
     tracker: Arc<Tracker>,
     deliveries: Arc<Deliveries>,
@@ -94,13 +94,12 @@ impl Ours {
         concurrency: usize,
     ) -> Result<Ours> {
         let registry = MetricsRegistry::new();
-        let client = sb
+        let payments = sb
             .stripe
             .client_builder()
             .with_policy(quick_policy("stripe", &registry, 10))
             .build()?;
-        let payments = StripePayments::new(client);
-        let verifier = WebhookVerifier::new(sb.stripe.webhook_secret());
+        let verifier = StripeWebhookVerifier::new(sb.stripe.webhook_secret());
         let email = sb
             .sendgrid
             .email()
@@ -115,7 +114,7 @@ impl Ours {
             // No waiting for company: a batch goes as soon as the previous one is back, so rows
             // that arrive while an append is in flight share the next one.
             .with_batch(BatchConfig::new().with_max_delay(Duration::ZERO))
-            .build_sink()?;
+            .build()?;
         let dir = tempfile::tempdir()
             .map_err(|e| Error::unavailable(format!("no temporary directory: {e}")))?;
         let outbox: Arc<dyn OutboxStore> = match store {

@@ -30,7 +30,6 @@
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations, the page |
-//! | [`stripe_webhook`] | the Stripe webhook extractor |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
 //! | [`notifier`] | the local notifier |
@@ -53,7 +52,6 @@ mod page;
 mod routes;
 pub mod server;
 pub mod state;
-pub mod stripe_webhook;
 pub mod validate;
 pub mod wiring;
 
@@ -134,7 +132,7 @@ pub fn app(state: AppState) -> Router {
                 .route("/webhooks/sendgrid", post(routes::webhooks::sendgrid))
                 .with_state(routes::webhooks::SendGridRoute {
                     app: state.clone(),
-                    verifier,
+                    verifier: std::sync::Arc::new(verifier),
                 }),
         ),
         None => router.route("/webhooks/sendgrid", post(not_configured)),

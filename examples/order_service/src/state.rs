@@ -11,7 +11,7 @@ use integrations_core::PaymentProvider;
 use integrations_core::metrics::MetricsRegistry;
 use integrations_outbox::OutboxStore;
 use integrations_sendgrid::webhook::EventWebhookVerifier;
-use integrations_stripe::webhook::WebhookVerifier;
+use integrations_stripe::webhook::StripeWebhookVerifier;
 use serde::Serialize;
 
 use crate::auth::ApiKeys;
@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     pub(crate) outbox: Arc<dyn OutboxStore>,
     pub(crate) metrics: MetricsRegistry,
     pub(crate) api_keys: ApiKeys,
-    pub(crate) stripe: WebhookVerifier,
+    pub(crate) stripe: Arc<StripeWebhookVerifier>,
     pub(crate) sendgrid: Option<EventWebhookVerifier>,
     pub(crate) sns: Option<SnsWebhook>,
     pub(crate) integrations: Vec<IntegrationInfo>,
@@ -152,7 +152,7 @@ impl AppState {
         payments: Arc<dyn PaymentProvider>,
         outbox: Arc<dyn OutboxStore>,
         api_keys: ApiKeys,
-        stripe_webhook: WebhookVerifier,
+        stripe_webhook: StripeWebhookVerifier,
     ) -> AppStateBuilder {
         AppStateBuilder {
             orders,
@@ -206,9 +206,9 @@ impl AppState {
     }
 }
 
-impl FromRef<AppState> for WebhookVerifier {
+impl FromRef<AppState> for Arc<StripeWebhookVerifier> {
     fn from_ref(s: &AppState) -> Self {
-        s.inner.stripe.clone()
+        Arc::clone(&s.inner.stripe)
     }
 }
 
@@ -224,7 +224,7 @@ pub struct AppStateBuilder {
     payments: Arc<dyn PaymentProvider>,
     outbox: Arc<dyn OutboxStore>,
     api_keys: ApiKeys,
-    stripe: WebhookVerifier,
+    stripe: StripeWebhookVerifier,
     metrics: MetricsRegistry,
     sendgrid: Option<EventWebhookVerifier>,
     sns: Option<SnsWebhook>,
@@ -282,7 +282,7 @@ impl AppStateBuilder {
                 outbox: self.outbox,
                 metrics: self.metrics,
                 api_keys: self.api_keys,
-                stripe: self.stripe,
+                stripe: Arc::new(self.stripe),
                 sendgrid: self.sendgrid,
                 sns: self.sns,
                 integrations: self.integrations,

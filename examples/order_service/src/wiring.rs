@@ -25,8 +25,8 @@ use integrations_core::{EmailProvider, Notifier, PaymentProvider, Result, Sheets
 use integrations_sendgrid::webhook::{EventType, EventWebhookVerifier};
 use integrations_sendgrid::{SendGridBuilder, sandbox as sendgrid_sandbox};
 use integrations_sheets::{GoogleSheetsBuilder, sandbox as sheets_sandbox};
-use integrations_stripe::webhook::WebhookVerifier;
-use integrations_stripe::{StripeBuilder, StripePayments, sandbox as stripe_sandbox};
+use integrations_stripe::webhook::StripeWebhookVerifier;
+use integrations_stripe::{StripeBuilder, sandbox as stripe_sandbox};
 
 use crate::effects::DEFAULT_SHEET;
 use crate::notifier::LocalNotifier;
@@ -40,7 +40,7 @@ pub struct Services {
     /// Payments.
     pub payments: Arc<dyn PaymentProvider>,
     /// Verifier of `/webhooks/stripe`.
-    pub stripe_webhook: WebhookVerifier,
+    pub stripe_webhook: StripeWebhookVerifier,
     /// Confirmation email.
     pub email: Arc<dyn EmailProvider>,
     /// Sender of the confirmation email.
@@ -122,13 +122,13 @@ impl Services {
                 let client = StripeBuilder::from_lookup(|n| lookup(n))
                     .with_metrics(registry)
                     .build()?;
-                let verifier = WebhookVerifier::from_lookup(|n| lookup(n))?;
+                let verifier = StripeWebhookVerifier::from_lookup(|n| lookup(n))?;
                 integrations.push(IntegrationInfo::new(
                     "stripe",
                     "payments",
                     IntegrationMode::Live,
                 ));
-                (Arc::new(StripePayments::new(client)), verifier, None)
+                (Arc::new(client), verifier, None)
             } else {
                 let sb = stripe_sandbox::Sandbox::start()
                     .await
@@ -137,13 +137,13 @@ impl Services {
                     .client_builder()
                     .with_policy(sandbox_policy("stripe", registry))
                     .build()?;
-                let verifier = WebhookVerifier::new(sb.webhook_secret());
+                let verifier = StripeWebhookVerifier::new(sb.webhook_secret());
                 integrations.push(IntegrationInfo::new(
                     "stripe",
                     "payments",
                     IntegrationMode::Sandbox,
                 ));
-                (Arc::new(StripePayments::new(client)), verifier, Some(sb))
+                (Arc::new(client), verifier, Some(sb))
             };
 
         let (email, sendgrid_webhook, sendgrid_sandbox): (Arc<dyn EmailProvider>, _, _) =
@@ -195,7 +195,7 @@ impl Services {
                 Arc::new(
                     GoogleSheetsBuilder::from_env()
                         .with_metrics(registry)
-                        .build_sink()?,
+                        .build()?,
                 ),
                 None,
             )
@@ -207,7 +207,7 @@ impl Services {
                 .with_write_policy(sandbox_policy("google-sheets", registry))
                 .with_read_policy(sandbox_policy("google-sheets", registry))
                 .with_token_policy(sandbox_policy("google-sheets", registry))
-                .build_sink()?;
+                .build()?;
             integrations.push(IntegrationInfo::new(
                 "google-sheets",
                 "analytics",

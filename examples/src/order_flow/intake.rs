@@ -21,7 +21,7 @@ use integrations_outbox::{DispatcherWaker, OutboxStore, RecordOutcome};
 use integrations_stripe::StripeClient;
 use integrations_stripe::api::ListEvents;
 use integrations_stripe::types::Event;
-use integrations_stripe::webhook::{SIGNATURE_HEADER, WebhookVerifier};
+use integrations_stripe::webhook::{SIGNATURE_HEADER, StripeWebhookVerifier};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -109,7 +109,7 @@ pub enum Outcome {
 pub struct Intake {
     outbox: Arc<dyn OutboxStore>,
     orders: Arc<OrderBook>,
-    verifier: Option<WebhookVerifier>,
+    verifier: Option<StripeWebhookVerifier>,
     max_attempts: u32,
     stats: Mutex<IntakeStats>,
     waker: std::sync::OnceLock<DispatcherWaker>,
@@ -121,7 +121,7 @@ impl Intake {
     pub fn new(
         outbox: Arc<dyn OutboxStore>,
         orders: Arc<OrderBook>,
-        verifier: Option<WebhookVerifier>,
+        verifier: Option<StripeWebhookVerifier>,
         max_attempts: u32,
     ) -> Self {
         Intake {
@@ -430,7 +430,7 @@ mod tests {
 
     fn intake(sandbox: &Sandbox, book: Arc<OrderBook>) -> (Arc<InMemoryOutbox>, Arc<Intake>) {
         let outbox = Arc::new(InMemoryOutbox::new());
-        let verifier = WebhookVerifier::new(sandbox.webhook_secret());
+        let verifier = StripeWebhookVerifier::new(sandbox.webhook_secret());
         let intake = Intake::new(outbox.clone(), book, Some(verifier), 5);
         (outbox, Arc::new(intake))
     }
@@ -491,7 +491,7 @@ mod tests {
         let sig = sign_for_test(body, &sandbox.webhook_secret(), now);
         first.handle_signed(body, Some(&sig)).await.unwrap();
         // A restarted process: same outbox, fresh counters.
-        let verifier = WebhookVerifier::new(sandbox.webhook_secret());
+        let verifier = StripeWebhookVerifier::new(sandbox.webhook_secret());
         let second = Intake::new(outbox.clone(), book, Some(verifier), 5);
         assert_eq!(
             second.handle_signed(body, Some(&sig)).await.unwrap(),

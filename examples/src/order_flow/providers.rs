@@ -16,7 +16,7 @@ use integrations_core::provider::{
 use integrations_core::{Error, Notifier, Result, SheetsSink};
 use integrations_sendgrid::SendGridBuilder;
 use integrations_sheets::{BatchConfig, GoogleSheetsBuilder, GoogleSheetsSink};
-use integrations_stripe::webhook::WebhookVerifier;
+use integrations_stripe::webhook::StripeWebhookVerifier;
 use integrations_stripe::{Mode, StripeBuilder, StripeClient, StripePayments};
 
 use super::config::{
@@ -91,7 +91,7 @@ pub struct Services {
     /// The Stripe client, for listing events (real Stripe).
     pub stripe_client: StripeClient,
     /// Verifies signed webhook deliveries (`None`: real Stripe without `STRIPE_WEBHOOK_SECRET`).
-    pub verifier: Option<WebhookVerifier>,
+    pub verifier: Option<StripeWebhookVerifier>,
     /// The Stripe sandbox, when used.
     pub stripe_sandbox: Option<integrations_stripe::sandbox::Sandbox>,
     /// Email: primary, then backup.
@@ -166,7 +166,9 @@ impl Services {
             let local = env.is_loopback(ENV_STRIPE_API_BASE);
             let client = StripeBuilder::from_env()
                 .with_policy(policies::stripe(registry, local, timeout))
-                .build()?;
+                .build()?
+                .client()
+                .clone();
             if client.mode() == Mode::Live {
                 return Err(Error::configuration(
                     ENV_STRIPE,
@@ -175,7 +177,7 @@ impl Services {
             }
             // Stripe cannot reach a local endpoint: events are read back over the API, and a
             // signing secret (if set) only serves deliveries forwarded by `stripe listen`.
-            let verifier = WebhookVerifier::from_env().ok();
+            let verifier = StripeWebhookVerifier::from_env().ok();
             let what = match env.get(ENV_STRIPE_API_BASE).filter(|_| local) {
                 Some(base) => {
                     format!("Stripe at {base} (test key), events read back from /v1/events")
@@ -191,8 +193,10 @@ impl Services {
             let client = sandbox
                 .client_builder()
                 .with_policy(policies::stripe(registry, true, timeout))
-                .build()?;
-            let verifier = Some(WebhookVerifier::new(sandbox.webhook_secret()));
+                .build()?
+                .client()
+                .clone();
+            let verifier = Some(StripeWebhookVerifier::new(sandbox.webhook_secret()));
             backend(
                 "payments",
                 format!("Stripe sandbox at {}, signed webhooks", sandbox.base_url()),
@@ -310,7 +314,7 @@ impl Services {
                 GoogleSheetsBuilder::from_env().with_spreadsheet_id(id),
                 sheets_local,
             )
-            .build_sink()?;
+            .build()?;
             let at = match env.get(ENV_SHEETS_BASE_URL).filter(|_| sheets_local) {
                 Some(base) => format!(" at {base}"),
                 None => String::new(),
@@ -324,7 +328,7 @@ impl Services {
         } else {
             let sandbox = integrations_sheets::sandbox::Sandbox::start().await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
-            let sink = sheets_builder(sandbox.client_builder(), true).build_sink()?;
+            let sink = sheets_builder(sandbox.client_builder(), true).build()?;
             backend(
                 "analytics",
                 format!(

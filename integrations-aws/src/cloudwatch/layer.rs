@@ -356,7 +356,7 @@ mod tests {
         let cfg = AwsBuilder::new()
             .with_region("us-east-1")
             .with_credentials(Credentials::new("a", "b"))
-            .with_endpoint("http://127.0.0.1:9")
+            .with_base_url("http://127.0.0.1:9")
             .build()
             .unwrap();
         CloudWatchLogsLayer::new(

@@ -42,7 +42,7 @@ fn config(uri: &str, retries: u32) -> AwsConfig {
             "AKIDOUTBOX",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYOUTBOXKEY",
         ))
-        .with_endpoint(uri)
+        .with_base_url(uri)
         .with_policy(policy)
         .build()
         .unwrap()

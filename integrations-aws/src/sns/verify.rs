@@ -105,6 +105,20 @@ pub struct SnsMessageVerifier {
     clock: Arc<dyn Clock>,
 }
 
+#[async_trait::async_trait]
+impl integrations_core::webhook::WebhookVerifier for SnsMessageVerifier {
+    type Event = SnsMessage;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    /// [`SnsMessageVerifier::verify`]: SNS signs the body itself, so no header is read.
+    async fn verify_request(&self, _headers: &http::HeaderMap, body: &[u8]) -> Result<SnsMessage> {
+        self.verify(body).await
+    }
+}
+
 impl fmt::Debug for SnsMessageVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnsMessageVerifier")

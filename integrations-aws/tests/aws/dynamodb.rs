@@ -171,7 +171,7 @@ async fn session_token_is_sent_and_signed() {
             Credentials::new("AKIDEXAMPLE", "secret")
                 .with_session_token("FQoGZXIvYXdzEXAMPLETOKEN"),
         )
-        .with_endpoint(server.uri())
+        .with_base_url(server.uri())
         .build()
         .unwrap();
     let r = DynamoDb::new(&cfg)

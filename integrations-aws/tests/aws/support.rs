@@ -24,7 +24,7 @@ pub(crate) fn config_with(uri: &str, retry: RetryPolicy) -> AwsConfig {
             "AKIDEXAMPLE",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         ))
-        .with_endpoint(uri)
+        .with_base_url(uri)
         .with_policy(policy)
         .build()
         .unwrap()

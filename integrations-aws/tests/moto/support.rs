@@ -30,7 +30,7 @@ impl Moto {
         AwsBuilder::new()
             .with_region(&self.region)
             .with_credentials(creds)
-            .with_endpoint(&self.endpoint)
+            .with_base_url(&self.endpoint)
             .build()
             .expect("moto config")
     }

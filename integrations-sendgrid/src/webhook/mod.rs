@@ -37,9 +37,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue};
-use integrations_core::clock::{Clock, SystemClock};
+use integrations_core::clock::{Clock, SystemClock, unix_seconds};
 use integrations_core::webhook::{
-    DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, DedupStore, check_body_size, check_timestamp,
+    DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, DedupStore, WebhookSigner, WebhookVerifier,
+    check_body_size, check_timestamp,
 };
 use integrations_core::{Error, Result, SignatureFailure};
 use p256::ecdsa::signature::{DigestSigner, DigestVerifier};
@@ -218,6 +219,27 @@ impl EventWebhookVerifier {
     pub fn construct_events(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>> {
         self.verify_headers(headers, body)?;
         parse_events(body)
+    }
+}
+
+#[async_trait::async_trait]
+impl WebhookVerifier for EventWebhookVerifier {
+    type Event = Vec<Event>;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    /// [`EventWebhookVerifier::construct_events`]: the signature and timestamp headers checked,
+    /// then the batch parsed.
+    async fn verify_request(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>> {
+        self.construct_events(headers, body)
+    }
+}
+
+impl WebhookSigner for EventWebhookSigner {
+    fn sign_for_test(&self, body: &[u8], timestamp: std::time::SystemTime) -> HeaderMap {
+        EventWebhookSigner::sign_for_test(self, unix_seconds(timestamp), body).headers()
     }
 }
 

@@ -20,7 +20,7 @@
 //!
 //! let sandbox = Sandbox::start().await?;
 //! sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
-//! let sink = sandbox.client_builder().build_sink()?;
+//! let sink = sandbox.client_builder().build()?;
 //! sink.append_rows("Orders", vec![Row::new("order-1/paid").cell("EUR").cell(1250)]).await?;
 //! assert_eq!(sandbox.rows(sandbox.spreadsheet_id(), "Orders").unwrap().len(), 1);
 //! # Ok(()) }

@@ -319,7 +319,7 @@ impl Sandbox {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`, for [`StripeBuilder::with_api_base`].
+    /// `http://127.0.0.1:<port>`, for [`StripeBuilder::with_base_url`].
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -333,7 +333,7 @@ impl Sandbox {
     pub fn client_builder(&self) -> StripeBuilder {
         StripeBuilder::new()
             .with_secret_key(SANDBOX_SECRET_KEY)
-            .with_api_base(self.base_url())
+            .with_base_url(self.base_url())
     }
 
     /// A client with the default policy, pointed at the sandbox.
@@ -341,7 +341,7 @@ impl Sandbox {
     /// # Errors
     /// As [`StripeBuilder::build`] (not expected: the settings are valid).
     pub fn client(&self) -> Result<StripeClient> {
-        self.client_builder().build()
+        self.client_builder().build().map(|p| p.client().clone())
     }
 
     /// The secret every delivery is signed with.

@@ -1,7 +1,13 @@
 //! The Event object: what webhooks deliver and `GET /v1/events/{id}` returns.
 
+use std::sync::OnceLock;
+
+use integrations_core::{Error, Result};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::PROVIDER;
 
 use super::{Charge, PaymentIntent, Refund, StripeObject};
 
@@ -46,6 +52,14 @@ impl StripeObject for Event {
 }
 
 impl Event {
+    /// The object the event is about, parsed on first use (see [`EventData::object`]).
+    ///
+    /// # Errors
+    /// As [`EventData::object`].
+    pub fn object(&self) -> Result<&EventObject> {
+        self.data.object()
+    }
+
     /// The event type (`payment_intent.succeeded`).
     pub fn event_type(&self) -> &str {
         &self.type_
@@ -53,7 +67,7 @@ impl Event {
 
     /// The payment intent, for `payment_intent.*` events.
     pub fn payment_intent(&self) -> Option<&PaymentIntent> {
-        match &self.data.object {
+        match self.data.object().ok()? {
             EventObject::PaymentIntent(p) => Some(p),
             _ => None,
         }
@@ -61,7 +75,7 @@ impl Event {
 
     /// The charge, for `charge.*` events.
     pub fn charge(&self) -> Option<&Charge> {
-        match &self.data.object {
+        match self.data.object().ok()? {
             EventObject::Charge(c) => Some(c),
             _ => None,
         }
@@ -69,7 +83,7 @@ impl Event {
 
     /// The refund, for `refund.*` events.
     pub fn refund(&self) -> Option<&Refund> {
-        match &self.data.object {
+        match self.data.object().ok()? {
             EventObject::Refund(r) => Some(r),
             _ => None,
         }
@@ -77,14 +91,60 @@ impl Event {
 }
 
 /// The `data` of an event.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct EventData {
-    /// The object the event is about, as it was when the event happened.
-    pub object: EventObject,
+    /// The object the event is about, as it was when the event happened, as sent: parsed only
+    /// when asked for ([`EventData::object`]), so verifying a webhook never pays for it and an
+    /// object newer than this crate's types (an unknown enum value, a currency missing from
+    /// core's table) does not fail the delivery.
+    #[serde(rename = "object")]
+    raw_object: Box<RawValue>,
+    /// For `*.updated` events, the changed fields' previous values, as sent.
+    #[serde(default, rename = "previous_attributes")]
+    raw_previous_attributes: Option<Box<RawValue>>,
+    #[serde(skip)]
+    parsed: OnceLock<std::result::Result<EventObject, String>>,
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw_object.get() == other.raw_object.get()
+            && self.raw_previous_attributes.as_ref().map(|r| r.get())
+                == other.raw_previous_attributes.as_ref().map(|r| r.get())
+    }
+}
+
+impl EventData {
+    /// The object, typed by its `object` field; parsed on the first call, then kept.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the object claims a known type (`payment_intent`, `charge`,
+    /// `refund`) but does not parse as one — a typed field would lie otherwise. Unknown types
+    /// are [`EventObject::Other`], never an error.
+    pub fn object(&self) -> Result<&EventObject> {
+        self.parsed
+            .get_or_init(|| {
+                serde_json::from_str::<EventObject>(self.raw_object.get())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| {
+                Error::provider(format!("event object does not parse: {e}")).with_provider(PROVIDER)
+            })
+    }
+
+    /// The object's JSON as sent.
+    pub fn raw_object(&self) -> &str {
+        self.raw_object.get()
+    }
+
     /// For `*.updated` events, the changed fields' previous values.
-    #[serde(default)]
-    pub previous_attributes: Option<serde_json::Value>,
+    pub fn previous_attributes(&self) -> Option<serde_json::Value> {
+        self.raw_previous_attributes
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+    }
 }
 
 /// An event's object, typed by its `object` field.
@@ -172,13 +232,17 @@ mod tests {
         let plan = r#"{"id":"evt_2","object":"event","type":"plan.created","created":1,"api_version":null,
             "data":{"object":{"id":"price_1","object":"plan","amount":2000}}}"#;
         let e: Event = serde_json::from_str(plan).unwrap();
-        assert_eq!(e.data.object.object_name(), Some("plan"));
-        assert!(matches!(e.data.object, EventObject::Other(_)));
+        assert_eq!(e.object().unwrap().object_name(), Some("plan"));
+        assert!(matches!(e.object().unwrap(), EventObject::Other(_)));
         assert!(e.payment_intent().is_none());
 
         let broken = r#"{"id":"evt_3","type":"charge.refunded","created":1,
             "data":{"object":{"id":"ch_1","object":"charge"}}}"#;
-        let err = serde_json::from_str::<Event>(broken).unwrap_err();
+        // The envelope parses (the delivery is not refused); the broken object is an error
+        // when asked for, never a lying typed value.
+        let e = serde_json::from_str::<Event>(broken).unwrap();
+        let err = e.object().unwrap_err();
         assert!(err.to_string().contains("data.object (charge)"), "{err}");
+        assert!(e.charge().is_none());
     }
 }

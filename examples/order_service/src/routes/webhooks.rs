@@ -13,6 +13,7 @@ use integrations_core::{Error, Result};
 use integrations_outbox::NewJob;
 use integrations_sendgrid::axum::SendGridEvents;
 use integrations_sendgrid::webhook::EventWebhookVerifier;
+use integrations_stripe::axum::StripeEvent;
 use integrations_stripe::types::Event;
 use serde_json::json;
 
@@ -21,18 +22,17 @@ use crate::api::{ApiError, ok};
 use crate::effects::paid_jobs;
 use crate::orders::OrderStatus;
 use crate::state::{AppState, SnsWebhook};
-use crate::stripe_webhook::StripeEvent;
 
 /// The state of `/webhooks/sendgrid`: the app and the verifier its extractor needs.
 #[derive(Clone)]
 pub(crate) struct SendGridRoute {
     pub(crate) app: AppState,
-    pub(crate) verifier: EventWebhookVerifier,
+    pub(crate) verifier: Arc<EventWebhookVerifier>,
 }
 
-impl FromRef<SendGridRoute> for EventWebhookVerifier {
+impl FromRef<SendGridRoute> for Arc<EventWebhookVerifier> {
     fn from_ref(s: &SendGridRoute) -> Self {
-        s.verifier.clone()
+        Arc::clone(&s.verifier)
     }
 }
 
@@ -104,8 +104,9 @@ async fn payment_event(app: &AppState, event: &Event) -> Result<Vec<NewJob>> {
 /// so Stripe redelivers.
 pub(crate) async fn stripe(
     State(app): State<AppState>,
-    StripeEvent(event): StripeEvent,
+    event: std::result::Result<StripeEvent, WebhookRejection>,
 ) -> std::result::Result<Response, ApiError> {
+    let StripeEvent(event) = event.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
     let jobs = payment_event(&app, &event).await?;
     let n = jobs.len();
     let outcome = app

@@ -18,9 +18,8 @@ use integrations_order_service::{
 };
 use integrations_outbox::{Dispatcher, OutboxStore, RunStats, SqliteOutbox};
 use integrations_sendgrid::webhook::EventWebhookSigner;
-use integrations_stripe::StripePayments;
 use integrations_stripe::sandbox::{Sandbox, WebhookDelivery};
-use integrations_stripe::webhook::WebhookVerifier;
+use integrations_stripe::webhook::StripeWebhookVerifier;
 use integrations_testkit::{StubEmailProvider, StubNotifier, StubSheetsSink};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -88,10 +87,10 @@ impl Harness {
         let sendgrid_signer = EventWebhookSigner::generate();
         let builder = AppState::builder(
             orders.clone(),
-            Arc::new(StripePayments::new(client)),
+            Arc::new(client),
             outbox.clone() as Arc<dyn OutboxStore>,
             ApiKeys::new([KEY]).unwrap(),
-            WebhookVerifier::new(stripe.webhook_secret()),
+            StripeWebhookVerifier::new(stripe.webhook_secret()),
         )
         .metrics(registry.clone())
         .sendgrid_webhook(sendgrid_signer.verifier())
