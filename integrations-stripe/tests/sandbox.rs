@@ -14,7 +14,7 @@ use integrations_core::{Currency, Error, ErrorKind, IdempotencyKey, Money, Polic
 use integrations_stripe::api::{
     CreateCustomer, CreatePaymentIntent, CreateRefund, ListPaymentIntents,
 };
-use integrations_stripe::sandbox::{Fault, Sandbox};
+use integrations_stripe::sandbox::{Fault, FaultRule, Sandbox};
 use integrations_stripe::{PROVIDER, StripeBuilder, StripeClient, StripePayments};
 use integrations_testkit::{PaymentSuiteConfig, payment_provider_suite};
 
@@ -466,12 +466,7 @@ async fn server_errors_and_rate_limits_are_retried() {
         .unwrap();
     assert!(c.id.starts_with("cus_"));
     assert_eq!(sandbox.pending_faults(), 0);
-    sandbox.fail_next(
-        1,
-        Fault::RateLimited {
-            retry_after: Duration::ZERO,
-        },
-    );
+    sandbox.fail_next(1, Fault::rate_limited(Duration::ZERO));
     client.retrieve_customer(&c.id).await.unwrap();
 
     let no_retry = StripeBuilder::new()
@@ -480,12 +475,7 @@ async fn server_errors_and_rate_limits_are_retried() {
         .with_policy(policy(0, Duration::from_secs(5)))
         .build()
         .unwrap();
-    sandbox.fail_next(
-        1,
-        Fault::RateLimited {
-            retry_after: Duration::from_secs(3),
-        },
-    );
+    sandbox.fail_next(1, Fault::rate_limited(Duration::from_secs(3)));
     let e = no_retry
         .client()
         .retrieve_customer(&c.id)
@@ -755,4 +745,117 @@ async fn replays_carry_stripes_headers_on_the_wire() {
     let body: serde_json::Value = serde_json::from_slice(&other.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"]["type"], "idempotency_error");
     assert_eq!(sandbox.counters().payment_intents_created, 1);
+}
+
+#[tokio::test]
+async fn a_fault_rule_hits_exactly_the_requests_it_names() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let client = client(&sandbox, 0);
+    // Let the first retrieval through, fail the next two; other operations are never touched.
+    sandbox.inject(
+        FaultRule::new(Fault::ServerError)
+            .after(1)
+            .times(2)
+            .on("customers.retrieve"),
+    );
+    assert_eq!(sandbox.pending_faults(), 2);
+    let c = client
+        .create_customer(&CreateCustomer::new(), &key("rule", "create"))
+        .await
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..4 {
+        outcomes.push(client.retrieve_customer(&c.id).await.is_ok());
+        // Another operation between retrievals neither fires nor counts towards `after`.
+        client
+            .create_customer(&CreateCustomer::new(), &key("rule", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(outcomes, [true, false, false, true]);
+    assert_eq!(sandbox.pending_faults(), 0);
+    let faulted: Vec<(String, String, u16)> = sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.fault.is_some())
+        .map(|r| (r.method, r.path, r.status))
+        .collect();
+    let path = format!("/v1/customers/{}", c.id);
+    assert_eq!(
+        faulted,
+        [
+            ("GET".to_owned(), path.clone(), 500),
+            ("GET".to_owned(), path, 500)
+        ]
+    );
+    let faulted_at: Vec<usize> = sandbox
+        .requests()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.fault.map(|_| i))
+        .collect();
+    // create, get, create, GET, create, GET, create, get, create
+    assert_eq!(faulted_at, [3, 5]);
+}
+
+#[tokio::test]
+async fn the_request_log_is_bounded_and_the_counters_stay_exact() {
+    let sandbox = Sandbox::builder()
+        .request_retention(3)
+        .start()
+        .await
+        .unwrap();
+    sandbox.on_webhook(|_| {});
+    let client = client(&sandbox, 0);
+    let mut last = String::new();
+    for i in 0..5 {
+        last = client
+            .create_customer(&CreateCustomer::new(), &key("bounded", &i.to_string()))
+            .await
+            .unwrap()
+            .id;
+    }
+    client.retrieve_customer(&last).await.unwrap();
+    let requests = sandbox.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests[2].method, "GET");
+    assert_eq!(requests[2].path, format!("/v1/customers/{last}"));
+    let counters = sandbox.counters();
+    assert_eq!(counters.requests, 6);
+    // One `customer.created` per customer, each handed to the callback.
+    assert_eq!(sandbox.deliveries().len(), 3);
+    assert_eq!(counters.webhook_deliveries, 5);
+    assert_eq!(counters.webhooks_delivered, 5);
+    assert_eq!(sandbox.events().len(), 5);
+}
+
+#[tokio::test]
+async fn a_create_dropped_after_processing_is_retried_into_the_same_intent() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let client = client(&sandbox, 2);
+    sandbox.inject(FaultRule::new(Fault::DropAfterAccept).on("payment_intents.create"));
+    let k = key("order-drop", "payment");
+    let pi = client
+        .create_payment_intent(&CreatePaymentIntent::new(usd(4200)), &k)
+        .await
+        .unwrap();
+    assert_eq!(sandbox.counters().payment_intents_created, 1);
+    let all = sandbox.payment_intents();
+    assert_eq!(all.len(), 1, "exactly one intent created");
+    assert_eq!(all[0]["id"], pi.id.as_str());
+    let posts: Vec<_> = sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/payment_intents")
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[0].fault, Some(Fault::DropAfterAccept));
+    assert_eq!(posts[0].status, 200, "processed, answer dropped");
+    assert!(!posts[0].replayed);
+    assert!(posts[1].replayed && posts[1].fault.is_none());
+    assert!(
+        posts
+            .iter()
+            .all(|r| r.idempotency_key.as_deref() == Some(k.as_str()))
+    );
 }

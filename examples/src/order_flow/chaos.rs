@@ -225,7 +225,7 @@ fn stripe_fault(kind: FaultKind) -> integrations_stripe::sandbox::Fault {
     use integrations_stripe::sandbox::Fault;
     match kind {
         FaultKind::ServerError => Fault::ServerError,
-        FaultKind::RateLimited { retry_after } => Fault::RateLimited { retry_after },
+        FaultKind::RateLimited { retry_after } => Fault::rate_limited(retry_after),
         FaultKind::Hang => Fault::Hang,
         FaultKind::DropAfterAccept => Fault::DropAfterAccept,
     }

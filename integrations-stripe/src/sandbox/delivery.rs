@@ -43,9 +43,7 @@ pub(crate) fn dispatch(shared: &Shared, outgoing: Vec<Outgoing>) {
     for out in outgoing {
         for callback in &callbacks {
             callback(signed(shared, &out));
-            let mut st = shared.lock();
-            st.counters.webhooks_delivered += 1;
-            st.deliveries.push(DeliveryRecord {
+            shared.lock().record_delivery(DeliveryRecord {
                 event_id: out.id.clone(),
                 event_type: out.event_type.clone(),
                 target: "callback".to_owned(),
@@ -109,20 +107,14 @@ pub(crate) async fn run(
                 }
             }
         }
-        {
-            let mut st = shared.lock();
-            if delivered {
-                st.counters.webhooks_delivered += 1;
-            }
-            st.deliveries.push(DeliveryRecord {
-                event_id: job.event_id,
-                event_type: job.event_type,
-                target: job.url,
-                attempts,
-                status,
-                delivered,
-            });
-        }
+        shared.lock().record_delivery(DeliveryRecord {
+            event_id: job.event_id,
+            event_type: job.event_type,
+            target: job.url,
+            attempts,
+            status,
+            delivered,
+        });
         shared.pending.fetch_sub(1, Ordering::SeqCst);
         shared.idle.notify_waiters();
     }

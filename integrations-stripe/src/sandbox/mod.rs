@@ -10,7 +10,8 @@
 //! | customers, charges, events | create/retrieve customers, retrieve charges, retrieve and list events |
 //! | idempotency | same key and parameters → the stored first response, with `Idempotent-Replayed: true`; same key, other parameters → 400 `idempotency_error` |
 //! | webhooks | every event signed with the sandbox's `whsec_…` secret and delivered to callbacks ([`Sandbox::on_webhook`]) and URLs ([`Sandbox::add_webhook_endpoint`]) |
-//! | faults | [`Sandbox::fail_next`]: 500, 429 with `Retry-After`, hang past the client timeout, or process and drop the connection |
+//! | faults | the testkit's [`Fault`]: 500 and 503 (`api_error`), 429 (`rate_limit`, with `Retry-After` when given), a hang past the client timeout (then the connection closes), or process and drop the connection; [`Sandbox::fail_next`] for the next requests, [`Sandbox::inject`] for a [`FaultRule`] (`.after(k).times(n).on("payment_intents.confirm")`) |
+//! | request log | [`Sandbox::requests`]: the last [`request_retention`](SandboxBuilder::request_retention) requests; [`Counters::requests`] counts all of them |
 //! | counters | payment intents created, charges and captures per intent ([`Sandbox::intent_counters`]) |
 //!
 //! ```
@@ -48,8 +49,8 @@ use std::time::Duration;
 
 use integrations_core::Result;
 use integrations_core::webhook::WebhookSecret;
+use integrations_testkit::sandbox::{DEFAULT_RETENTION, SandboxServer, ServerOptions};
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -60,33 +61,20 @@ use state::{Outgoing, State};
 /// The key the sandbox hands out; any `sk_test_…` key is accepted.
 pub const SANDBOX_SECRET_KEY: &str = "sk_test_sandbox_51Integrations";
 
-/// How long a [`Fault::Hang`] holds a request unless told otherwise.
-pub const DEFAULT_HANG: Duration = Duration::from_secs(300);
+pub use integrations_testkit::sandbox::{Fault, FaultRule};
 
-/// A fault for the next request(s), set with [`Sandbox::fail_next`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// 500 `api_error`, before processing (nothing happened).
-    ServerError,
-    /// 429 `rate_limit` with `Retry-After`, before processing.
-    RateLimited {
-        /// The `Retry-After` sent (rounded up to whole seconds).
-        retry_after: Duration,
-    },
-    /// Held for the hang duration (past any client timeout), then answered 500 without having
-    /// been processed.
-    Hang,
-    /// Processed normally (state changed, idempotent result stored, events sent), then the
-    /// connection is closed without a response: the case an idempotency key exists for.
-    DropAfterAccept,
-}
+/// How long a [`Fault::Hang`] holds a request unless told otherwise.
+pub const DEFAULT_HANG: Duration = integrations_testkit::sandbox::DEFAULT_HANG;
+
+/// Largest request body read; larger ones get `413` (as before the move onto the testkit).
+const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Totals since the sandbox started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counters {
-    /// Authenticated and unauthenticated requests received.
+    /// Authenticated and unauthenticated requests received (exact, also when
+    /// [`Sandbox::requests`] keeps only the latest).
     pub requests: u64,
     /// Payment intents created.
     pub payment_intents_created: u64,
@@ -102,6 +90,9 @@ pub struct Counters {
     pub idempotent_replays: u64,
     /// Webhook deliveries that succeeded.
     pub webhooks_delivered: u64,
+    /// Webhook deliveries finished, delivered or given up (exact, also when
+    /// [`Sandbox::deliveries`] keeps only the latest).
+    pub webhook_deliveries: u64,
 }
 
 /// What happened to one payment intent: a payment made twice shows here.
@@ -130,7 +121,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<String>,
-    /// Status answered (or, after [`Fault::DropAfterAccept`], that would have been).
+    /// Status answered (or, after [`Fault::DropAfterAccept`], that would have been; `0` after
+    /// [`Fault::Hang`], which answers nothing).
     pub status: u16,
     /// Whether the response was an idempotent replay.
     pub replayed: bool,
@@ -173,10 +165,15 @@ pub struct WebhookDelivery {
 type Callback = Arc<dyn Fn(WebhookDelivery) + Send + Sync>;
 
 pub(crate) struct Config {
-    pub(crate) hang: Duration,
     pub(crate) webhook_secret: WebhookSecret,
     pub(crate) webhook_secret_text: String,
     pub(crate) api_version: String,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Shared {
@@ -206,6 +203,7 @@ pub struct SandboxBuilder {
     webhook_secret: Option<String>,
     hang: Duration,
     api_version: String,
+    retention: usize,
 }
 
 impl SandboxBuilder {
@@ -223,6 +221,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// How many requests [`Sandbox::requests`] and deliveries [`Sandbox::deliveries`] keep,
+    /// the latest ones (default the testkit's `DEFAULT_RETENTION`, 10 000); [`Counters`] count
+    /// every one.
+    #[must_use]
+    pub fn request_retention(mut self, n: usize) -> Self {
+        self.retention = n;
+        self
+    }
+
     /// The API version events are rendered with (default [`DEFAULT_API_VERSION`]).
     #[must_use]
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
@@ -235,8 +242,6 @@ impl SandboxBuilder {
     /// # Errors
     /// The I/O error if no loopback port can be bound.
     pub async fn start(self) -> std::io::Result<Sandbox> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let secret_text = self
             .webhook_secret
             .unwrap_or_else(|| state::random_token("whsec", 32));
@@ -244,10 +249,10 @@ impl SandboxBuilder {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 api_version: self.api_version.clone(),
+                retention: self.retention,
                 ..State::default()
             }),
             config: Config {
-                hang: self.hang,
                 webhook_secret: WebhookSecret::new(secret_text.clone()),
                 webhook_secret_text: secret_text,
                 api_version: self.api_version,
@@ -257,14 +262,23 @@ impl SandboxBuilder {
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
         });
-        let server = tokio::spawn(server::serve(listener, shared.clone()));
+        let options = ServerOptions::default()
+            .body_limit(BODY_LIMIT)
+            .hang(self.hang)
+            .retention(self.retention);
+        let server = SandboxServer::start(
+            Arc::new(server::StripeService {
+                shared: shared.clone(),
+            }),
+            options,
+        )
+        .await?;
         let deliverer = tokio::spawn(delivery::run(
             shared.clone(),
             rx,
             integrations_core::http::default_client(),
         ));
         Ok(Sandbox {
-            addr,
             shared,
             server,
             deliverer,
@@ -274,16 +288,15 @@ impl SandboxBuilder {
 
 /// A running sandbox. Dropping it stops the server and aborts open connections.
 pub struct Sandbox {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
+    server: SandboxServer,
     deliverer: JoinHandle<()>,
 }
 
 impl fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sandbox")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("counters", &self.counters())
             .finish_non_exhaustive()
     }
@@ -291,7 +304,7 @@ impl fmt::Debug for Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.server.abort();
+        self.server.shutdown();
         self.deliverer.abort();
     }
 }
@@ -311,17 +324,18 @@ impl Sandbox {
             webhook_secret: None,
             hang: DEFAULT_HANG,
             api_version: DEFAULT_API_VERSION.to_owned(),
+            retention: DEFAULT_RETENTION,
         }
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:<port>`, for [`StripeBuilder::with_base_url`].
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// A test key the sandbox accepts.
@@ -354,15 +368,42 @@ impl Sandbox {
         &self.shared.config.webhook_secret_text
     }
 
-    /// Applies `fault` to each of the next `n` requests.
+    /// Applies `fault` to each of the next `n` authenticated requests, whatever the endpoint.
     pub fn fail_next(&self, n: usize, fault: Fault) {
-        let mut st = self.shared.lock();
-        st.faults.extend(std::iter::repeat_n(fault, n));
+        self.server.faults().fail_next(n, fault);
     }
 
-    /// Faults not yet applied.
+    /// Adds a fault rule: `n` authenticated requests get the fault, after `k` went through,
+    /// optionally only those of one operation. Rules apply in the order they were added.
+    ///
+    /// Operations are named `resource.action` as in Stripe's API reference, without ids:
+    /// `payment_intents.create`, `.list`, `.retrieve`, `.update`, `.confirm`, `.capture`,
+    /// `.cancel`; `refunds.create`, `.list`, `.retrieve`; `customers.create`, `.retrieve`;
+    /// `charges.retrieve`; `events.list`, `.retrieve`. A path the sandbox does not serve is
+    /// named `"{METHOD} {path}"`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use integrations_stripe::sandbox::{Fault, FaultRule, Sandbox};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sandbox = Sandbox::start().await.unwrap();
+    /// // The second confirmation is rate limited twice; nothing else is touched.
+    /// sandbox.inject(
+    ///     FaultRule::new(Fault::rate_limited(Duration::from_secs(1)))
+    ///         .after(1)
+    ///         .times(2)
+    ///         .on("payment_intents.confirm"),
+    /// );
+    /// assert_eq!(sandbox.pending_faults(), 2);
+    /// # }
+    /// ```
+    pub fn inject(&self, rule: FaultRule) {
+        self.server.faults().add(rule);
+    }
+
+    /// Requests that will still get a fault, over every rule.
     pub fn pending_faults(&self) -> usize {
-        self.shared.lock().faults.len()
+        self.server.faults().pending()
     }
 
     /// Delivers every later event to `url` (HTTP POST, signed, up to 3 attempts).
@@ -419,7 +460,9 @@ impl Sandbox {
 
     /// Totals so far.
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters
+        let mut counters = self.shared.lock().counters;
+        counters.requests = self.server.requests().count();
+        counters
     }
 
     /// What happened to one payment intent, `None` if it does not exist.
@@ -442,13 +485,27 @@ impl Sandbox {
         self.shared.lock().events.clone()
     }
 
-    /// Every request received, oldest first.
+    /// The latest requests received (at most
+    /// [`request_retention`](SandboxBuilder::request_retention)), oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.clone()
+        self.server
+            .requests()
+            .recent()
+            .into_iter()
+            .map(|r| RequestRecord {
+                method: r.method.to_string(),
+                idempotency_key: r.header("idempotency-key").map(str::to_owned),
+                replayed: r.response_header("idempotent-replayed") == Some("true"),
+                status: r.status,
+                fault: r.fault,
+                path: r.path,
+            })
+            .collect()
     }
 
-    /// Every webhook delivery so far.
+    /// The latest webhook deliveries (at most
+    /// [`request_retention`](SandboxBuilder::request_retention)), oldest first.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
-        self.shared.lock().deliveries.clone()
+        self.shared.lock().deliveries.iter().cloned().collect()
     }
 }

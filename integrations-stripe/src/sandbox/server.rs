@@ -1,83 +1,94 @@
-//! The HTTP side: accept loop, authentication, fault injection, idempotency, routing.
+//! Stripe's protocol on the testkit's server runner: operation names, authentication,
+//! idempotency, routing and Stripe's error bodies for injected faults.
 //!
-//! Served with hyper directly (not through a framework router) because two faults need the
-//! connection itself: `DropAfterAccept` processes the request and then closes the connection
-//! without a response (the service returns an error, which makes hyper abort the connection),
-//! and `Hang` holds the request past any client timeout. Every request is processed under one
-//! lock, so an idempotency key is checked, executed and stored atomically.
+//! The accept loop, body limit, connection-level faults (hang, drop after processing) and the
+//! request log are [`SandboxServer`](integrations_testkit::sandbox::SandboxServer)'s. Every
+//! request is processed under one lock, so an idempotency key is checked, executed and stored
+//! atomically.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Method};
+use integrations_testkit::sandbox::{Fault, SandboxRequest, SandboxResponse, SandboxService};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use super::params::{Handled, Params, Reply, invalid};
 use super::state::{State, StoredResponse, random_token};
-use super::{Fault, RequestRecord, Shared, delivery, intents, objects};
+use super::{Shared, delivery, intents, objects};
 
-/// Largest request body accepted.
-const MAX_BODY: usize = 1024 * 1024;
-
-/// Returned by the service to make hyper drop the connection without a response.
+/// Stripe's protocol, served by the testkit's `SandboxServer`.
 #[derive(Debug)]
-pub(crate) struct DropConnection;
-
-impl fmt::Display for DropConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sandbox fault: connection dropped after the request was processed")
-    }
+pub(crate) struct StripeService {
+    pub(crate) shared: Arc<Shared>,
 }
 
-impl std::error::Error for DropConnection {}
-
-/// Accepts connections until the task is aborted (which aborts every connection with it).
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "stripe sandbox: accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req| handle(shared.clone(), req));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "stripe sandbox: connection ended");
-            }
-        });
-        while connections.try_join_next().is_some() {}
-    }
+/// An endpoint the sandbox serves; its [`name`](Endpoint::name) is the operation faults target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    IntentCreate,
+    IntentList,
+    IntentRetrieve,
+    IntentUpdate,
+    IntentConfirm,
+    IntentCapture,
+    IntentCancel,
+    RefundCreate,
+    RefundList,
+    RefundRetrieve,
+    CustomerCreate,
+    CustomerRetrieve,
+    ChargeRetrieve,
+    EventList,
+    EventRetrieve,
 }
 
-fn respond(status: u16, body: Bytes, headers: &[(&'static str, String)]) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(*name, v);
+impl Endpoint {
+    /// The endpoint and the object id in its path, if it has one.
+    fn parse<'a>(method: &Method, path: &'a str) -> Option<(Endpoint, &'a str)> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Some(match (method.as_str(), segments.as_slice()) {
+            ("POST", ["v1", "payment_intents"]) => (Endpoint::IntentCreate, ""),
+            ("GET", ["v1", "payment_intents"]) => (Endpoint::IntentList, ""),
+            ("GET", ["v1", "payment_intents", id]) => (Endpoint::IntentRetrieve, id),
+            ("POST", ["v1", "payment_intents", id]) => (Endpoint::IntentUpdate, id),
+            ("POST", ["v1", "payment_intents", id, "confirm"]) => (Endpoint::IntentConfirm, id),
+            ("POST", ["v1", "payment_intents", id, "capture"]) => (Endpoint::IntentCapture, id),
+            ("POST", ["v1", "payment_intents", id, "cancel"]) => (Endpoint::IntentCancel, id),
+            ("POST", ["v1", "refunds"]) => (Endpoint::RefundCreate, ""),
+            ("GET", ["v1", "refunds"]) => (Endpoint::RefundList, ""),
+            ("GET", ["v1", "refunds", id]) => (Endpoint::RefundRetrieve, id),
+            ("POST", ["v1", "customers"]) => (Endpoint::CustomerCreate, ""),
+            ("GET", ["v1", "customers", id]) => (Endpoint::CustomerRetrieve, id),
+            ("GET", ["v1", "charges", id]) => (Endpoint::ChargeRetrieve, id),
+            ("GET", ["v1", "events"]) => (Endpoint::EventList, ""),
+            ("GET", ["v1", "events", id]) => (Endpoint::EventRetrieve, id),
+            _ => return None,
+        })
+    }
+
+    /// `resource.action`, as in Stripe's API reference (`payment_intents.confirm`).
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::IntentCreate => "payment_intents.create",
+            Endpoint::IntentList => "payment_intents.list",
+            Endpoint::IntentRetrieve => "payment_intents.retrieve",
+            Endpoint::IntentUpdate => "payment_intents.update",
+            Endpoint::IntentConfirm => "payment_intents.confirm",
+            Endpoint::IntentCapture => "payment_intents.capture",
+            Endpoint::IntentCancel => "payment_intents.cancel",
+            Endpoint::RefundCreate => "refunds.create",
+            Endpoint::RefundList => "refunds.list",
+            Endpoint::RefundRetrieve => "refunds.retrieve",
+            Endpoint::CustomerCreate => "customers.create",
+            Endpoint::CustomerRetrieve => "customers.retrieve",
+            Endpoint::ChargeRetrieve => "charges.retrieve",
+            Endpoint::EventList => "events.list",
+            Endpoint::EventRetrieve => "events.retrieve",
         }
     }
-    resp
 }
 
 fn to_bytes(v: &serde_json::Value) -> Bytes {
@@ -120,126 +131,114 @@ fn authenticate(headers: &HeaderMap) -> Result<String, Reply> {
     ))
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
-    let (parts, body) = req.into_parts();
-    let request_id = random_token("req", 14);
-    let version = parts
-        .headers
-        .get("stripe-version")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| shared.config.api_version.clone(), str::to_owned);
-    let idem = parts
-        .headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut record = RequestRecord {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        idempotency_key: idem.clone(),
-        status: 0,
-        replayed: false,
-        fault: None,
-    };
-    let mut headers = vec![
-        ("request-id", request_id.clone()),
-        ("stripe-version", version),
-    ];
-    if let Some(k) = &idem {
-        headers.push(("idempotency-key", k.clone()));
+impl StripeService {
+    /// A JSON answer with the headers Stripe puts on every response: `Request-Id`,
+    /// `Stripe-Version` and the echoed `Idempotency-Key`.
+    fn respond(
+        &self,
+        req: &SandboxRequest,
+        status: u16,
+        body: Bytes,
+        request_id: &str,
+    ) -> SandboxResponse {
+        let version = req
+            .header("stripe-version")
+            .map_or_else(|| self.shared.config.api_version.clone(), str::to_owned);
+        let mut resp = SandboxResponse::new(status)
+            .with_header(CONTENT_TYPE.as_str(), "application/json")
+            .with_header("request-id", request_id)
+            .with_header("stripe-version", version)
+            .with_body(body);
+        if let Some(k) = req.header("idempotency-key") {
+            resp = resp.with_header("idempotency-key", k);
+        }
+        resp
     }
-    let finish = |shared: &Shared, record: RequestRecord| {
-        let mut st = shared.lock();
-        st.counters.requests += 1;
-        st.requests.push(record);
-    };
 
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let reply = invalid(413, "Request body too large.", None, None);
-            record.status = reply.status;
-            finish(&shared, record);
-            return Ok(respond(reply.status, to_bytes(&reply.body), &headers));
-        }
-    };
-    let key = match authenticate(&parts.headers) {
-        Ok(k) => k,
-        Err(reply) => {
-            record.status = reply.status;
-            finish(&shared, record);
-            return Ok(respond(reply.status, to_bytes(&reply.body), &headers));
-        }
-    };
+    fn reply(&self, req: &SandboxRequest, reply: &Reply) -> SandboxResponse {
+        let request_id = random_token("req", 14);
+        self.respond(req, reply.status, to_bytes(&reply.body), &request_id)
+    }
+}
 
-    let fault = shared.lock().faults.pop_front();
-    record.fault = fault;
-    match fault {
-        Some(Fault::ServerError) => {
-            let body = json!({ "error": { "type": "api_error", "message": "An unknown error occurred (sandbox fault injection)." } });
-            record.status = 500;
-            finish(&shared, record);
-            return Ok(respond(500, to_bytes(&body), &headers));
-        }
-        Some(Fault::RateLimited { retry_after }) => {
-            let body = invalid(
-                429,
-                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
-                None,
-                Some("rate_limit"),
+#[async_trait]
+impl SandboxService for StripeService {
+    fn operation(&self, req: &SandboxRequest) -> String {
+        Endpoint::parse(&req.method, req.path()).map_or_else(
+            || format!("{} {}", req.method, req.path()),
+            |(e, _)| e.name().to_owned(),
+        )
+    }
+
+    fn precheck(&self, req: &SandboxRequest) -> Option<SandboxResponse> {
+        authenticate(&req.headers)
+            .err()
+            .map(|reply| self.reply(req, &reply))
+    }
+
+    async fn handle(&self, req: SandboxRequest) -> SandboxResponse {
+        let key = match authenticate(&req.headers) {
+            Ok(k) => k,
+            Err(reply) => return self.reply(&req, &reply),
+        };
+        let request_id = random_token("req", 14);
+        let params = if req.method == Method::GET {
+            Params::parse(req.query().as_bytes())
+        } else {
+            Params::parse(&req.body)
+        };
+        let idem = req.header("idempotency-key");
+        let (status, bytes, replayed, outbox, used_request_id) = {
+            let mut st = self.shared.lock();
+            let out = process(
+                &mut st,
+                &req.method,
+                req.path(),
+                &params,
+                &key,
+                idem,
+                &request_id,
             );
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            headers.push((RETRY_AFTER.as_str(), secs.to_string()));
-            record.status = 429;
-            finish(&shared, record);
-            return Ok(respond(429, to_bytes(&body.body), &headers));
+            let outbox = std::mem::take(&mut st.outbox);
+            (out.0, out.1, out.2, outbox, out.3)
+        };
+        delivery::dispatch(&self.shared, outbox);
+        let resp = self.respond(&req, status, bytes, &used_request_id);
+        if replayed {
+            resp.with_header("idempotent-replayed", "true")
+        } else {
+            resp
         }
-        Some(Fault::Hang) => {
-            // Held past the client's timeout and never processed.
-            tokio::time::sleep(shared.config.hang).await;
-            let body = json!({ "error": { "type": "api_error", "message": "The request was held by the sandbox and not processed." } });
-            record.status = 500;
-            finish(&shared, record);
-            return Ok(respond(500, to_bytes(&body), &headers));
-        }
-        Some(Fault::DropAfterAccept) | None => {}
     }
 
-    let query = parts.uri.query().unwrap_or("").as_bytes();
-    let params = if parts.method == Method::GET {
-        Params::parse(query)
-    } else {
-        Params::parse(&body)
-    };
-    let (status, bytes, replayed, outbox, used_request_id) = {
-        let mut st = shared.lock();
-        let out = process(
-            &mut st,
-            &parts.method,
-            parts.uri.path(),
-            &params,
-            &key,
-            idem.as_deref(),
-            &request_id,
-        );
-        let outbox = std::mem::take(&mut st.outbox);
-        (out.0, out.1, out.2, outbox, out.3)
-    };
-    delivery::dispatch(&shared, outbox);
-    if replayed {
-        headers.push(("idempotent-replayed", "true".to_owned()));
-        headers[0].1 = used_request_id;
+    fn fault_response(&self, fault: Fault, req: &SandboxRequest) -> SandboxResponse {
+        let (reply, retry_after) = match fault {
+            Fault::RateLimited { retry_after } => (
+                invalid(
+                    429,
+                    "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+                    None,
+                    Some("rate_limit"),
+                ),
+                retry_after,
+            ),
+            Fault::Unavailable => (
+                Reply {
+                    status: 503,
+                    body: json!({ "error": { "type": "api_error", "message": "Stripe is temporarily unavailable (sandbox fault injection)." } }),
+                },
+                None,
+            ),
+            _ => (
+                Reply {
+                    status: 500,
+                    body: json!({ "error": { "type": "api_error", "message": "An unknown error occurred (sandbox fault injection)." } }),
+                },
+                None,
+            ),
+        };
+        self.reply(req, &reply).with_retry_after(retry_after)
     }
-    record.status = status;
-    record.replayed = replayed;
-    finish(&shared, record);
-    if fault == Some(Fault::DropAfterAccept) {
-        return Err(DropConnection);
-    }
-    Ok(respond(status, bytes, &headers))
 }
 
 /// Idempotency, then routing. Returns status, body, whether it was a replay, and the request
@@ -314,30 +313,56 @@ fn process(
 }
 
 fn route(st: &mut State, method: &Method, path: &str, p: &Params) -> Handled {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["v1", "payment_intents"]) => intents::create(st, p),
-        ("GET", ["v1", "payment_intents"]) => intents::list(st, p),
-        ("GET", ["v1", "payment_intents", id]) => intents::retrieve(st, id, p),
-        ("POST", ["v1", "payment_intents", id]) => intents::update(st, id, p),
-        ("POST", ["v1", "payment_intents", id, "confirm"]) => intents::confirm(st, id, p),
-        ("POST", ["v1", "payment_intents", id, "capture"]) => intents::capture(st, id, p),
-        ("POST", ["v1", "payment_intents", id, "cancel"]) => intents::cancel(st, id, p),
-        ("POST", ["v1", "refunds"]) => objects::create_refund(st, p),
-        ("GET", ["v1", "refunds"]) => objects::list_refunds(st, p),
-        ("GET", ["v1", "refunds", id]) => objects::retrieve_refund(st, id, p),
-        ("POST", ["v1", "customers"]) => objects::create_customer(st, p),
-        ("GET", ["v1", "customers", id]) => objects::retrieve_customer(st, id, p),
-        ("GET", ["v1", "charges", id]) => objects::retrieve_charge(st, id, p),
-        ("GET", ["v1", "events"]) => objects::list_events(st, p),
-        ("GET", ["v1", "events", id]) => objects::retrieve_event(st, id, p),
-        _ => Err(invalid(
+    let Some((endpoint, id)) = Endpoint::parse(method, path) else {
+        return Err(invalid(
             404,
             format!(
                 "Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
             ),
             None,
             None,
-        )),
+        ));
+    };
+    match endpoint {
+        Endpoint::IntentCreate => intents::create(st, p),
+        Endpoint::IntentList => intents::list(st, p),
+        Endpoint::IntentRetrieve => intents::retrieve(st, id, p),
+        Endpoint::IntentUpdate => intents::update(st, id, p),
+        Endpoint::IntentConfirm => intents::confirm(st, id, p),
+        Endpoint::IntentCapture => intents::capture(st, id, p),
+        Endpoint::IntentCancel => intents::cancel(st, id, p),
+        Endpoint::RefundCreate => objects::create_refund(st, p),
+        Endpoint::RefundList => objects::list_refunds(st, p),
+        Endpoint::RefundRetrieve => objects::retrieve_refund(st, id, p),
+        Endpoint::CustomerCreate => objects::create_customer(st, p),
+        Endpoint::CustomerRetrieve => objects::retrieve_customer(st, id, p),
+        Endpoint::ChargeRetrieve => objects::retrieve_charge(st, id, p),
+        Endpoint::EventList => objects::list_events(st, p),
+        Endpoint::EventRetrieve => objects::retrieve_event(st, id, p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_named_without_ids() {
+        fn op(m: Method, p: &str) -> Option<(&'static str, &str)> {
+            Endpoint::parse(&m, p).map(|(e, id)| (e.name(), id))
+        }
+        assert_eq!(
+            op(Method::POST, "/v1/payment_intents/pi_1/confirm"),
+            Some(("payment_intents.confirm", "pi_1"))
+        );
+        assert_eq!(
+            op(Method::POST, "/v1/payment_intents"),
+            Some(("payment_intents.create", ""))
+        );
+        assert_eq!(
+            op(Method::GET, "/v1/refunds/re_1"),
+            Some(("refunds.retrieve", "re_1"))
+        );
+        assert_eq!(op(Method::DELETE, "/v1/customers/cus_1"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! The sandbox's data: objects, idempotency records, faults, counters and events to deliver.
+//! The sandbox's data: objects, idempotency records, counters, events to deliver and the
+//! (bounded) delivery log. Faults and the request log are the testkit server's.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -6,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Counters, DeliveryRecord, Fault, IntentCounters, RequestRecord};
+use super::{Counters, DeliveryRecord, IntentCounters};
 
 /// Payment intent statuses the sandbox moves through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,15 +146,18 @@ pub(crate) struct State {
     pub(crate) refunds: HashMap<String, RefundRec>,
     pub(crate) refund_order: Vec<String>,
     pub(crate) customers: HashMap<String, CustomerRec>,
+    /// Every event, oldest first; found by id through `event_index`.
     pub(crate) events: Vec<Value>,
+    /// Event id → position in `events`.
+    pub(crate) event_index: HashMap<String, usize>,
     pub(crate) idempotency: HashMap<(String, String), StoredResponse>,
-    pub(crate) faults: VecDeque<Fault>,
     pub(crate) counters: Counters,
     pub(crate) per_intent: HashMap<String, IntentCounters>,
-    pub(crate) requests: Vec<RequestRecord>,
     pub(crate) outbox: Vec<Outgoing>,
     pub(crate) webhook_urls: Vec<String>,
-    pub(crate) deliveries: Vec<DeliveryRecord>,
+    /// The latest `retention` deliveries; `counters.webhook_deliveries` counts them all.
+    pub(crate) deliveries: VecDeque<DeliveryRecord>,
+    pub(crate) retention: usize,
     pub(crate) api_version: String,
     /// The request being processed, for events' `request` field.
     pub(crate) current_request: Option<(String, Option<String>)>,
@@ -208,6 +212,7 @@ impl State {
         // Stripe delivers pretty-printed JSON; a handler that re-serialises it breaks the
         // signature, as it would in production.
         let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
+        self.event_index.insert(id.clone(), self.events.len());
         self.events.push(event);
         self.outbox.push(Outgoing {
             id,
@@ -217,15 +222,50 @@ impl State {
     }
 
     pub(crate) fn event(&self, id: &str) -> Option<&Value> {
-        self.events
-            .iter()
-            .find(|e| e.get("id").and_then(Value::as_str) == Some(id))
+        self.event_index.get(id).and_then(|&i| self.events.get(i))
+    }
+
+    /// Logs a finished delivery, keeping the latest `retention`.
+    pub(crate) fn record_delivery(&mut self, delivery: DeliveryRecord) {
+        self.counters.webhook_deliveries += 1;
+        if delivery.delivered {
+            self.counters.webhooks_delivered += 1;
+        }
+        if self.retention == 0 {
+            return;
+        }
+        while self.deliveries.len() >= self.retention {
+            self.deliveries.pop_front();
+        }
+        self.deliveries.push_back(delivery);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_keep_the_latest_and_count_all() {
+        let mut s = State {
+            retention: 2,
+            ..State::default()
+        };
+        for i in 0..5 {
+            s.record_delivery(DeliveryRecord {
+                event_id: format!("evt_{i}"),
+                event_type: "customer.created".into(),
+                target: "callback".into(),
+                attempts: 1,
+                status: None,
+                delivered: i % 2 == 0,
+            });
+        }
+        let kept: Vec<_> = s.deliveries.iter().map(|d| d.event_id.as_str()).collect();
+        assert_eq!(kept, ["evt_3", "evt_4"]);
+        assert_eq!(s.counters.webhook_deliveries, 5);
+        assert_eq!(s.counters.webhooks_delivered, 3);
+    }
 
     #[test]
     fn ids_look_like_stripes() {
@@ -280,7 +320,8 @@ mod tests {
         let e: Value = serde_json::from_slice(&out.payload).unwrap();
         assert_eq!(e["request"]["idempotency_key"], "k");
         assert_eq!(e["type"], "payment_intent.created");
-        assert!(s.event(&out.id).is_some());
+        assert_eq!(s.event(&out.id).unwrap()["id"], out.id.as_str());
+        assert!(s.event("evt_missing").is_none());
         assert!(std::str::from_utf8(&out.payload).unwrap().contains("\n  "));
     }
 }
