@@ -20,7 +20,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `axum` | no | `axum`: the webhook extractor |
-//! | `sandbox` | no | `sandbox`: the local SendGrid server (axum, hyper) |
+//! | `sandbox` | no | `sandbox`: the local SendGrid server (on `integrations-testkit`'s sandbox plumbing) |
 //!
 //! ## Sending
 //! ```no_run

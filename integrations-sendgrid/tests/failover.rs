@@ -78,12 +78,8 @@ async fn unavailable_sendgrid_moves_to_the_second_provider() {
     assert_eq!(s.ses.sent(), [message()]);
     assert_eq!(s.email.failure_counts(), [1, 0]);
 
-    s.sandbox.fail_next(
-        1,
-        Fault::RateLimited {
-            retry_after: Duration::from_secs(30),
-        },
-    );
+    s.sandbox
+        .fail_next(1, Fault::rate_limited(Duration::from_secs(30)));
     assert_eq!(s.email.send(&message()).await.unwrap().provider, "ses");
 }
 

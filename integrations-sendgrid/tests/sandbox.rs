@@ -9,7 +9,7 @@ use integrations_core::clock::FixedClock;
 use integrations_core::http::HttpResponse;
 use integrations_core::provider::{EmailMessage, EmailProvider, Mailbox, Personalization};
 use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
-use integrations_sendgrid::sandbox::{Fault, Sandbox, WebhookDelivery, WebhookTarget};
+use integrations_sendgrid::sandbox::{Fault, FaultRule, Sandbox, WebhookDelivery, WebhookTarget};
 use integrations_sendgrid::webhook::{EventKind, EventType, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use integrations_sendgrid::{MailSend, SendGridEmail, parse_error};
 use integrations_testkit::{EmailSuiteConfig, email_provider_suite};
@@ -233,12 +233,7 @@ async fn injected_status_faults() {
     let p = provider(&sandbox);
     sandbox.fail_next(1, Fault::ServerError);
     sandbox.fail_next(1, Fault::Unavailable);
-    sandbox.fail_next(
-        1,
-        Fault::RateLimited {
-            retry_after: Duration::from_secs(3),
-        },
-    );
+    sandbox.fail_next(1, Fault::rate_limited(Duration::from_secs(3)));
     let e = p.send(&message()).await.unwrap_err();
     assert_eq!(
         (e.kind(), e.status(), e.is_failover_safe()),
@@ -267,12 +262,7 @@ async fn retries_through_injected_faults() {
         .build()
         .unwrap();
     sandbox.fail_next(1, Fault::ServerError);
-    sandbox.fail_next(
-        1,
-        Fault::RateLimited {
-            retry_after: Duration::ZERO,
-        },
-    );
+    sandbox.fail_next(1, Fault::rate_limited(Duration::ZERO));
     p.send(&message()).await.unwrap();
     assert_eq!(sandbox.request_count(), 3);
     assert_eq!(sandbox.messages().len(), 1);
@@ -453,4 +443,159 @@ async fn emits_events_to_a_callback_and_automatically() {
         .unwrap();
     assert_eq!(events.len(), 2 * 3 * 2);
     assert_eq!(sandbox.webhook_public_key(), sandbox.webhook_public_key());
+}
+
+/// A rule with `.after(k).times(n)` hits exactly requests k+1 … k+n of its operation.
+#[tokio::test]
+async fn fault_rule_hits_exactly_the_intended_requests() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let p = provider(&sandbox);
+    sandbox.inject(
+        FaultRule::new(Fault::Unavailable)
+            .after(1)
+            .times(2)
+            .on("mail.send"),
+    );
+    // Not a mail send: passes through the rule untouched.
+    let other = reqwest::Client::new()
+        .post(format!("{}/v3/other", sandbox.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.push(p.send(&message()).await.err().and_then(|e| e.status()));
+    }
+    assert_eq!(outcomes, [None, Some(503), Some(503), None]);
+    assert_eq!(sandbox.messages().len(), 2);
+    assert_eq!(sandbox.request_count(), 4);
+    let totals = sandbox.requests().totals();
+    assert_eq!((totals.requests, totals.faulted), (5, 2));
+    let faulted: Vec<bool> = sandbox
+        .requests()
+        .recent()
+        .iter()
+        .filter(|r| r.operation == "mail.send")
+        .map(|r| r.fault == Some(Fault::Unavailable))
+        .collect();
+    assert_eq!(faulted, [false, true, true, false]);
+}
+
+/// Records are bounded by the retentions; the totals still count everything.
+#[tokio::test]
+async fn retention_bounds_records_and_totals_stay_exact() {
+    let sandbox = Sandbox::builder()
+        .request_retention(2)
+        .message_retention(3)
+        .start()
+        .await
+        .unwrap();
+    let p = provider(&sandbox);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(p.send(&message()).await.unwrap().message_id);
+    }
+    sandbox.fail_next(1, Fault::ServerError);
+    p.send(&message()).await.unwrap_err();
+
+    assert_eq!(sandbox.request_count(), 6);
+    let totals = sandbox.requests().totals();
+    assert_eq!((totals.requests, totals.faulted), (6, 1));
+    assert_eq!(totals.by_status[&202], 5);
+    let recent = sandbox.requests().recent();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[1].status, 500);
+    assert!(
+        recent[1].header("authorization").is_none(),
+        "no API key kept"
+    );
+
+    assert_eq!(sandbox.accepted_count(), 5);
+    let kept: Vec<String> = sandbox
+        .messages()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(kept, ids[2..]);
+    assert!(sandbox.message(&ids[0]).is_none(), "forgotten");
+    assert_eq!(sandbox.message(&ids[4]).unwrap().message_id, ids[4]);
+
+    for _ in 0..4 {
+        sandbox
+            .emit_events(&ids[4], &[EventType::Delivered])
+            .await
+            .unwrap();
+    }
+    assert_eq!(sandbox.deliveries().len(), 3);
+    assert_eq!(sandbox.delivery_count(), 4);
+
+    sandbox.reset();
+    assert_eq!(
+        (
+            sandbox.request_count(),
+            sandbox.accepted_count(),
+            sandbox.delivery_count()
+        ),
+        (0, 0, 0)
+    );
+    assert!(sandbox.messages().is_empty() && sandbox.requests().recent().is_empty());
+}
+
+/// Dropped after accepting: the message is recorded, the request logged with the 202 that was
+/// never delivered, and the client cannot tell.
+#[tokio::test]
+async fn drop_after_accept_records_the_message_and_the_undelivered_answer() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.inject(FaultRule::new(Fault::DropAfterAccept));
+    let e = provider(&sandbox).send(&message()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let msgs = sandbox.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].body["custom_args"]["order_id"], "42");
+    let rec = sandbox.requests().recent().pop().unwrap();
+    assert_eq!(rec.fault, Some(Fault::DropAfterAccept));
+    assert_eq!(rec.status, 202);
+    assert_eq!(
+        rec.response_header("x-message-id"),
+        Some(msgs[0].message_id.as_str())
+    );
+}
+
+/// A hang answers nothing, then closes the connection: the client times out, nothing is sent.
+#[tokio::test(start_paused = true)]
+async fn hang_closes_after_the_hang_time() {
+    let sandbox = Sandbox::builder()
+        .hang_for(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap();
+    let p = sandbox
+        .email()
+        .with_policy(policy(0, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    sandbox.fail_next(1, Fault::Hang);
+    let e = p.send(&message()).await.unwrap_err();
+    assert_ne!(
+        e.kind(),
+        ErrorKind::Timeout,
+        "closed before the client gave up: {e}"
+    );
+    assert!(sandbox.messages().is_empty());
+    assert_eq!(sandbox.request_count(), 1);
+}
+
+/// A 429 fault without a retry hint carries SendGrid's limit headers but no reset.
+#[tokio::test]
+async fn rate_limited_fault_without_hint_has_no_reset() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.fail_next(1, Fault::RateLimited { retry_after: None });
+    let resp = raw(&sandbox, None, b"{}".to_vec()).await;
+    assert_eq!(resp.status.as_u16(), 429);
+    assert_eq!(resp.header("x-ratelimit-remaining"), Some("0"));
+    assert!(resp.header("x-ratelimit-reset").is_none());
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["errors"][0]["message"], "too many requests");
 }

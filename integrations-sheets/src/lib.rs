@@ -17,7 +17,7 @@
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `sandbox` | no | `sandbox`: `Sandbox`, `Fault`, `test_service_account` (pulls in `hyper` server and `rsa`) |
+//! | `sandbox` | no | `sandbox`: `Sandbox`, `Fault`, `test_service_account` (pulls in `integrations-testkit`'s sandbox server and `rsa`) |
 #![warn(
     missing_docs,
     missing_debug_implementations,

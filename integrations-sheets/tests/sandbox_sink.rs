@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{fast_builder, keys, requests_to};
 use integrations_core::ErrorKind;
 use integrations_core::provider::{Row, SheetsSink, UpdateOutcome};
-use integrations_sheets::sandbox::{Endpoint, Fault, Sandbox};
+use integrations_sheets::sandbox::{Endpoint, Fault, FaultRule, Sandbox};
 use integrations_sheets::{A1Range, BatchConfig};
 use integrations_testkit::{SheetsSuiteConfig, sheets_sink_suite};
 use serde_json::json;
@@ -324,4 +324,154 @@ async fn failures_reach_every_caller_of_the_batch() {
     }
     let e = sink.flush().await;
     assert!(e.is_ok(), "nothing left to flush: {e:?}");
+}
+
+fn one_row(i: u32) -> Vec<Vec<integrations_core::provider::Cell>> {
+    orders(i..i + 1).iter().map(Row::to_values).collect()
+}
+
+/// `.after(1).times(2)` on appends: the first append passes, the next two append requests get
+/// the fault (the client retries through both 429s), reads in between are not counted.
+#[tokio::test(start_paused = true)]
+async fn fault_rule_after_times_hits_exactly_the_intended_appends() {
+    let sandbox = sandbox_with("Orders").await;
+    let client = fast_builder(&sandbox).build().unwrap();
+    sandbox.inject(
+        FaultRule::new(Fault::RateLimited { retry_after: None })
+            .after(1)
+            .times(2)
+            .on(Endpoint::Append.name()),
+    );
+    let at = A1Range::cell("Orders", 0, 1);
+    client.append(&at, &one_row(0)).await.unwrap();
+    client.get(&A1Range::sheet("Orders")).await.unwrap();
+    client.append(&at, &one_row(1)).await.unwrap();
+    client.append(&at, &one_row(2)).await.unwrap();
+
+    let faults: Vec<Option<Fault>> = sandbox
+        .request_log()
+        .recent()
+        .into_iter()
+        .filter(|r| r.operation == "values.append")
+        .map(|r| r.fault)
+        .collect();
+    let limited = Some(Fault::RateLimited { retry_after: None });
+    assert_eq!(faults, [None, limited, limited, None, None]);
+    assert_eq!(
+        keys(&sandbox, "Orders"),
+        ["order-0/paid", "order-1/paid", "order-2/paid"]
+    );
+    assert_eq!(sandbox.stats().faults_injected, 2);
+    assert_eq!(requests_to(&sandbox, Endpoint::Append).len(), 3, "served");
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 1);
+}
+
+/// The request log keeps the last `request_retention` requests; totals and stats stay exact.
+#[tokio::test(start_paused = true)]
+async fn request_retention_bounds_records_while_totals_stay_exact() {
+    let sandbox = Sandbox::builder()
+        .request_retention(3)
+        .start()
+        .await
+        .unwrap();
+    sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
+    let client = fast_builder(&sandbox).build().unwrap();
+    sandbox.fail_next_on(
+        Endpoint::Append,
+        1,
+        Fault::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+        },
+    );
+    let at = A1Range::cell("Orders", 0, 1);
+    for i in 0..5 {
+        client.append(&at, &one_row(i)).await.unwrap();
+    }
+    let served = sandbox.requests();
+    assert_eq!(served.len(), 3, "only the last three kept");
+    assert!(
+        served
+            .iter()
+            .all(|r| r.endpoint == Endpoint::Append && r.rows == 1)
+    );
+    let totals = sandbox.request_log().totals();
+    assert_eq!((totals.requests, totals.faulted), (6, 1));
+    assert_eq!(totals.by_operation["values.append"], 6);
+    assert_eq!(totals.by_status[&429], 1);
+    let stats = sandbox.stats();
+    assert_eq!((stats.write_requests, stats.faults_injected), (6, 1));
+    assert_eq!(sandbox.token_request_log().totals().requests, 1);
+    assert_eq!(keys(&sandbox, "Orders").len(), 5);
+}
+
+/// Dropped after the append landed: the sink's retry re-reads the key column, finds the rows and
+/// appends nothing more — rows appended once although the client retried.
+#[tokio::test(start_paused = true)]
+async fn drop_after_accept_rule_appends_once_though_the_client_retried() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    sandbox.inject(FaultRule::new(Fault::DropAfterAccept).on(Endpoint::Append.name()));
+
+    let out = sink.append_rows("Orders", orders(0..3)).await.unwrap();
+    assert_eq!((out.appended, out.already_present), (3, 0));
+    assert_eq!(keys(&sandbox, "Orders").len(), 3);
+
+    let log = sandbox.request_log().recent();
+    let appends: Vec<_> = log
+        .iter()
+        .filter(|r| r.operation == "values.append")
+        .collect();
+    assert_eq!(appends.len(), 1, "the retry sent no second append");
+    assert_eq!(appends[0].fault, Some(Fault::DropAfterAccept));
+    assert_eq!(
+        appends[0].status, 200,
+        "processed; the answer was not delivered"
+    );
+    let after_drop = log
+        .iter()
+        .skip_while(|r| r.fault.is_none())
+        .skip(1)
+        .map(|r| r.operation.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        after_drop,
+        ["values.get"],
+        "the client retried by re-reading"
+    );
+    assert_eq!(requests_to(&sandbox, Endpoint::Append)[0].rows, 3);
+    assert_eq!(sandbox.token_request_log().totals().faulted, 0);
+}
+
+/// A hang answers nothing for the hang time, then closes the connection; the read is retried.
+#[tokio::test(start_paused = true)]
+async fn hang_closes_the_connection_after_the_hang_time() {
+    let sandbox = Sandbox::builder()
+        .hang_for(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
+    let client = fast_builder(&sandbox).build().unwrap();
+    client.get(&A1Range::sheet("Orders")).await.unwrap();
+    sandbox.fail_next(1, Fault::Hang);
+    let started = Instant::now();
+    client.get(&A1Range::sheet("Orders")).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(2),
+        "closed at the hang time, before the 2 s attempt timeout: {waited:?}"
+    );
+    let gets: Vec<(Option<Fault>, u16)> = sandbox
+        .request_log()
+        .recent()
+        .into_iter()
+        .filter(|r| r.operation == "values.get")
+        .map(|r| (r.fault, r.status))
+        .collect();
+    assert_eq!(gets, [(None, 200), (Some(Fault::Hang), 0), (None, 200)]);
+    assert_eq!(
+        requests_to(&sandbox, Endpoint::Get).len(),
+        2,
+        "the hang served nothing"
+    );
 }

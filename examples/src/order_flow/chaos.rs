@@ -245,7 +245,7 @@ pub(super) fn inject(services: &Services, index: usize, f: ChaosFault) -> Inject
             use integrations_sendgrid::sandbox::Fault;
             let fault = match f.kind {
                 FaultKind::ServerError => Fault::ServerError,
-                FaultKind::RateLimited { retry_after } => Fault::RateLimited { retry_after },
+                FaultKind::RateLimited { retry_after } => Fault::rate_limited(retry_after),
                 FaultKind::Hang => Fault::Hang,
                 FaultKind::DropAfterAccept => Fault::DropAfterAccept,
             };

@@ -172,6 +172,6 @@ pub(super) async fn deliver(
             }
         }
     };
-    shared.lock().deliveries.push(delivery.clone());
+    shared.lock().record_delivery(delivery.clone());
     outcome.map(|()| delivery)
 }

@@ -8,8 +8,14 @@
 //! | acceptance | 202, empty body, `X-Message-Id`; the message recorded for assertions; `mail_settings.sandbox_mode` → 200, not recorded |
 //! | rate limit | optional per-minute limit: `X-RateLimit-Limit/Remaining/Reset` on every answer, 429 `too many requests` |
 //! | size | bodies over 30 MB → 413 `content too large` |
-//! | faults | [`Sandbox::fail_next`]: 500, 503, 429, a hang, or accept-then-drop the connection |
+//! | faults | [`Sandbox::fail_next`], [`Sandbox::inject`]: the testkit's [`Fault`]s — 500, 503, 429 (with `X-RateLimit-Reset` = now + the retry hint on the sandbox clock), a hang, or accept-then-drop the connection — in SendGrid's `{"errors":[{"message"}]}` shape |
 //! | events | signed Event Webhook batches for accepted messages, to a URL or a callback |
+//! | records | [`Sandbox::requests`]: the last requests in full and exact totals; accepted messages and event batches kept up to a retention, counted exactly |
+//!
+//! The server is the testkit's [`SandboxServer`]; this module keeps only SendGrid's protocol
+//! (its [`SandboxService`](integrations_testkit::sandbox::SandboxService) names `POST
+//! /v3/mail/send` `"mail.send"`). Authentication is checked after faults, as a fault stands for
+//! SendGrid failing before it looked at the request.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> integrations_core::Result<()> {
@@ -39,47 +45,29 @@ mod events;
 mod rules;
 mod server;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use integrations_core::clock::{Clock, SystemClock};
-use tokio::task::JoinHandle;
+use integrations_testkit::sandbox::{DEFAULT_RETENTION, SandboxServer, ServerOptions};
 
 pub use events::{WebhookCallback, WebhookDelivery, WebhookTarget};
+pub use integrations_testkit::sandbox::{
+    Fault, FaultRule, RecordedRequest, RequestLog, RequestTotals,
+};
 
 use crate::config::SendGridBuilder;
 use crate::mail::MailSend;
+use crate::validate::MAX_BODY_BYTES;
 use crate::webhook::{EventType, EventWebhookSigner, EventWebhookVerifier};
 
 /// The API key a sandbox accepts unless told otherwise.
 pub const DEFAULT_API_KEY: &str = "SG.sandbox-api-key";
 /// How long [`Fault::Hang`] holds a request by default.
 pub const DEFAULT_HANG: Duration = Duration::from_secs(3600);
-
-/// A failure to inject into the next requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// 500 `internal server error`; nothing recorded.
-    ServerError,
-    /// 503 `service unavailable`; nothing recorded.
-    Unavailable,
-    /// 429 `too many requests` with `X-RateLimit-Reset` = now + `retry_after`; nothing recorded.
-    RateLimited {
-        /// How far ahead the reset is.
-        retry_after: Duration,
-    },
-    /// No answer for the sandbox's hang time (default an hour), then the connection is closed;
-    /// nothing recorded. Use a short client timeout.
-    Hang,
-    /// The message is validated and recorded as accepted, then the connection is closed without
-    /// an answer: the client cannot know it was sent.
-    DropAfterAccept,
-}
 
 /// A message the sandbox accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,24 +85,84 @@ pub struct AcceptedMessage {
     pub received_at: SystemTime,
 }
 
+/// The last `retention` items in order, and how many there were in all.
+#[derive(Debug)]
+pub(crate) struct Retained<T> {
+    retention: usize,
+    items: VecDeque<T>,
+    total: u64,
+}
+
+impl<T> Retained<T> {
+    fn new(retention: usize) -> Self {
+        Retained {
+            retention,
+            items: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// Adds `item`; returns the one it pushed out, if any.
+    fn push(&mut self, item: T) -> Option<T> {
+        self.total += 1;
+        if self.retention == 0 {
+            return Some(item);
+        }
+        let evicted = if self.items.len() >= self.retention {
+            self.items.pop_front()
+        } else {
+            None
+        };
+        self.items.push_back(item);
+        evicted
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.total = 0;
+    }
+}
+
 pub(crate) struct State {
-    pub(crate) messages: Vec<AcceptedMessage>,
-    pub(crate) faults: VecDeque<Fault>,
-    pub(crate) requests: u64,
+    /// Accepted message ids, oldest first; the messages themselves in `by_id`.
+    pub(crate) messages: Retained<String>,
+    by_id: HashMap<String, AcceptedMessage>,
     pub(crate) rate_limit: Option<u32>,
     /// (minute index, requests counted in it).
     pub(crate) window: (i64, u32),
     pub(crate) webhook: Option<WebhookTarget>,
     pub(crate) auto_events: Vec<EventType>,
-    pub(crate) deliveries: Vec<WebhookDelivery>,
+    pub(crate) deliveries: Retained<WebhookDelivery>,
 }
 
+impl State {
+    /// Records an accepted message, forgetting the oldest beyond the retention.
+    pub(crate) fn accept(&mut self, msg: AcceptedMessage) {
+        let id = msg.message_id.clone();
+        self.by_id.insert(id.clone(), msg);
+        if let Some(old) = self.messages.push(id) {
+            self.by_id.remove(&old);
+        }
+    }
+
+    pub(crate) fn record_delivery(&mut self, delivery: WebhookDelivery) {
+        self.deliveries.push(delivery);
+    }
+}
+
+/// The sandbox's protocol state, served by the testkit's [`SandboxServer`] (the
+/// [`SandboxService`](integrations_testkit::sandbox::SandboxService) impl is in `server.rs`).
 pub(crate) struct Shared {
     pub(crate) api_key: String,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) hang: Duration,
     pub(crate) signer: EventWebhookSigner,
     pub(crate) state: Mutex<State>,
+    /// Itself, for event batches sent in the background.
+    pub(crate) this: Weak<Shared>,
 }
 
 impl Shared {
@@ -131,6 +179,8 @@ pub struct SandboxBuilder {
     clock: Arc<dyn Clock>,
     hang: Duration,
     signer: Option<EventWebhookSigner>,
+    request_retention: usize,
+    message_retention: usize,
 }
 
 impl Default for SandboxBuilder {
@@ -141,6 +191,8 @@ impl Default for SandboxBuilder {
             clock: Arc::new(SystemClock),
             hang: DEFAULT_HANG,
             signer: None,
+            request_retention: DEFAULT_RETENTION,
+            message_retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -164,10 +216,27 @@ impl SandboxBuilder {
         self.clock = Arc::new(clock);
         self
     }
-    /// How long [`Fault::Hang`] holds a request.
+    /// How long [`Fault::Hang`] holds a request (the server's
+    /// [`ServerOptions::hang`](integrations_testkit::sandbox::ServerOptions)), default
+    /// [`DEFAULT_HANG`].
     #[must_use]
     pub fn hang_for(mut self, d: Duration) -> Self {
         self.hang = d;
+        self
+    }
+    /// How many requests [`Sandbox::requests`] keeps in full (default 10 000); its totals count
+    /// every request.
+    #[must_use]
+    pub fn request_retention(mut self, n: usize) -> Self {
+        self.request_retention = n;
+        self
+    }
+    /// How many accepted messages and event batches are kept (default 10 000 each); the oldest
+    /// are forgotten first, [`Sandbox::accepted_count`] and [`Sandbox::delivery_count`] stay
+    /// exact.
+    #[must_use]
+    pub fn message_retention(mut self, n: usize) -> Self {
+        self.message_retention = n;
         self
     }
     /// The key event batches are signed with (default: a fresh one).
@@ -182,49 +251,49 @@ impl SandboxBuilder {
     /// # Errors
     /// If the socket cannot be bound.
     pub async fn start(self) -> io::Result<Sandbox> {
-        let shared = Arc::new(Shared {
+        let signer = self.signer.unwrap_or_else(EventWebhookSigner::generate);
+        let state = State {
+            messages: Retained::new(self.message_retention),
+            by_id: HashMap::new(),
+            rate_limit: self.rate_limit,
+            window: (i64::MIN, 0),
+            webhook: None,
+            auto_events: Vec::new(),
+            deliveries: Retained::new(self.message_retention),
+        };
+        let shared = Arc::new_cyclic(|this| Shared {
             api_key: self.api_key,
             clock: self.clock,
-            hang: self.hang,
-            signer: self.signer.unwrap_or_else(EventWebhookSigner::generate),
-            state: Mutex::new(State {
-                messages: Vec::new(),
-                faults: VecDeque::new(),
-                requests: 0,
-                rate_limit: self.rate_limit,
-                window: (i64::MIN, 0),
-                webhook: None,
-                auto_events: Vec::new(),
-                deliveries: Vec::new(),
-            }),
+            signer,
+            state: Mutex::new(state),
+            this: this.clone(),
         });
-        let (addr, task) = server::serve(shared.clone()).await?;
-        Ok(Sandbox { addr, shared, task })
+        let options = ServerOptions::default()
+            // Bodies over SendGrid's 30 MB get its own 413 from the service; far larger ones
+            // are refused unread.
+            .body_limit(MAX_BODY_BYTES * 2)
+            .hang(self.hang)
+            .retention(self.request_retention);
+        let server = SandboxServer::start(shared.clone(), options).await?;
+        Ok(Sandbox { server, shared })
     }
 }
 
 /// A running sandbox; stops when dropped.
 pub struct Sandbox {
-    addr: SocketAddr,
+    server: SandboxServer,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
 impl fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.shared.lock();
         f.debug_struct("Sandbox")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .field("messages", &s.messages.len())
-            .field("requests", &s.requests)
-            .field("pending_faults", &s.faults.len())
+            .field("requests", &self.server.requests().count())
+            .field("pending_faults", &self.server.faults().pending())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -239,10 +308,17 @@ impl Sandbox {
 
     /// Stops serving and waits until the port is closed (dropping the sandbox stops it too, but
     /// without waiting).
-    pub async fn shutdown(mut self) {
-        self.task.abort();
-        // The accept loop only ends by being aborted; the error says so.
-        let _ = (&mut self.task).await;
+    pub async fn shutdown(self) {
+        let addr = self.server.addr();
+        self.server.shutdown();
+        drop(self);
+        // The accept loop closes the port once its aborted task is dropped: wait for that.
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// A builder.
@@ -252,7 +328,7 @@ impl Sandbox {
 
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// The API key it accepts.
@@ -268,40 +344,63 @@ impl Sandbox {
             .with_clock(self.shared.clock.clone())
     }
 
-    /// Every accepted message, oldest first.
+    /// The accepted messages kept ([`SandboxBuilder::message_retention`]), oldest first.
     pub fn messages(&self) -> Vec<AcceptedMessage> {
-        self.shared.lock().messages.clone()
+        let s = self.shared.lock();
+        s.messages
+            .items
+            .iter()
+            .filter_map(|id| s.by_id.get(id))
+            .cloned()
+            .collect()
     }
 
-    /// The accepted message with this `X-Message-Id`.
+    /// The accepted message with this `X-Message-Id`, if still kept.
     pub fn message(&self, message_id: &str) -> Option<AcceptedMessage> {
-        self.shared
-            .lock()
-            .messages
-            .iter()
-            .find(|m| m.message_id == message_id)
-            .cloned()
+        self.shared.lock().by_id.get(message_id).cloned()
+    }
+
+    /// Messages accepted since the start (or [`Sandbox::reset`]), including those no longer kept.
+    pub fn accepted_count(&self) -> u64 {
+        self.shared.lock().messages.total
     }
 
     /// Requests received on `/v3/mail/send`, whatever their outcome.
     pub fn request_count(&self) -> u64 {
-        self.shared.lock().requests
+        self.server
+            .requests()
+            .totals()
+            .by_operation
+            .get(server::MAIL_SEND)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// Forgets messages, deliveries, pending faults and counters.
+    /// Every request received (any path): the last ones in full, credentials removed, and exact
+    /// totals. `POST /v3/mail/send` is operation `"mail.send"`.
+    pub fn requests(&self) -> &RequestLog {
+        self.server.requests()
+    }
+
+    /// Forgets messages, deliveries, pending faults, the request log and the rate-limit window.
     pub fn reset(&self) {
         let mut s = self.shared.lock();
         s.messages.clear();
+        s.by_id.clear();
         s.deliveries.clear();
-        s.faults.clear();
-        s.requests = 0;
         s.window = (i64::MIN, 0);
+        self.server.faults().clear();
+        self.server.requests().reset();
     }
 
-    /// Makes the next `n` requests fail with `fault`, after any faults already queued.
+    /// Makes the next `n` mail sends fail with `fault`, after any faults already queued.
     pub fn fail_next(&self, n: usize, fault: Fault) {
-        let mut s = self.shared.lock();
-        s.faults.extend(std::iter::repeat_n(fault, n));
+        self.inject(FaultRule::new(fault).times(n).on(server::MAIL_SEND));
+    }
+
+    /// Adds a fault rule (`.after(k).times(n)`; `.on("mail.send")` to leave other paths alone).
+    pub fn inject(&self, rule: FaultRule) {
+        self.server.faults().add(rule);
     }
 
     /// Sets or removes the per-minute limit.
@@ -334,9 +433,20 @@ impl Sandbox {
         self.shared.lock().auto_events = kinds.to_vec();
     }
 
-    /// Every event batch sent so far.
+    /// The event batches kept ([`SandboxBuilder::message_retention`]), oldest first.
     pub fn deliveries(&self) -> Vec<WebhookDelivery> {
-        self.shared.lock().deliveries.clone()
+        self.shared
+            .lock()
+            .deliveries
+            .items
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Event batches sent since the start (or [`Sandbox::reset`]), including those no longer kept.
+    pub fn delivery_count(&self) -> u64 {
+        self.shared.lock().deliveries.total
     }
 
     /// Builds, signs and sends one batch with an event of each kind in `kinds` for every
@@ -358,7 +468,7 @@ impl Sandbox {
         events::deliver(&self.shared, &[msg], kinds).await
     }
 
-    /// One batch with `kinds` for every accepted message.
+    /// One batch with `kinds` for every accepted message still kept.
     ///
     /// # Errors
     /// As [`Sandbox::emit_events`], for the URL.

@@ -9,9 +9,22 @@
 //!   `updates` in the response, Google's error shape.
 //! * A per-user, per-minute quota for reads and writes (fixed windows on tokio's clock, so a
 //!   paused test clock drives it), answering `429 RESOURCE_EXHAUSTED` when used up.
-//! * Fault injection: [`Sandbox::fail_next`] with [`Fault::ServerError`],
-//!   [`Fault::RateLimited`], [`Fault::Hang`] and [`Fault::DropAfterAccept`] (the write happens,
-//!   then the connection is closed without an answer).
+//! * Fault injection with the testkit's [`Fault`] and [`FaultRule`]: [`Sandbox::fail_next`],
+//!   [`Sandbox::fail_next_on`], [`Sandbox::inject`]. Values requests are authenticated first,
+//!   then faulted: `500 INTERNAL`, `503 UNAVAILABLE`, `429 RESOURCE_EXHAUSTED` (with
+//!   `Retry-After` when given), a hang (no answer for the hang time, then the connection closes),
+//!   or [`Fault::DropAfterAccept`] (the write happens, then the connection is closed without an
+//!   answer). Operations are named after [`Endpoint::name`]: `"token"`, `"values.get"`,
+//!   `"values.append"`, `"values.update"`, `"values.batchUpdate"`.
+//! * Records: [`Sandbox::requests`] and the totals behind [`Sandbox::stats`] come from the
+//!   testkit's bounded request log ([`SandboxBuilder::request_retention`]); served values
+//!   answers carry an `x-sandbox-rows` header with the rows read or written.
+//!
+//! The servers are the testkit's
+//! [`SandboxServer`](integrations_testkit::sandbox::SandboxServer) — two of them, as Google
+//! serves the token endpoint and the Sheets API on different hosts: [`Sandbox::token_url`] is on
+//! its own port, so faults planned for values requests never hit a token request. This module
+//! keeps only Google's protocol.
 //!
 //! ```no_run
 //! # async fn demo() -> integrations_core::Result<()> {
@@ -38,11 +51,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use integrations_core::{Error, Result};
+use integrations_testkit::sandbox::{
+    DEFAULT_RETENTION, RequestLog, SandboxServer, SandboxService, ServerOptions,
+};
 use jsonwebtoken::DecodingKey;
 use serde_json::Value;
 
+pub use integrations_testkit::sandbox::{Fault, FaultRule};
 pub use keys::{TestServiceAccount, generate_service_account, test_service_account};
-pub(crate) use server::Reply;
 
 use crate::config::GoogleSheetsBuilder;
 use grid::{InputOption, Sheet};
@@ -53,24 +69,6 @@ pub const SANDBOX_SPREADSHEET_ID: &str = "sandbox-spreadsheet";
 /// The service account every sandbox starts with registered.
 pub const SANDBOX_CLIENT_EMAIL: &str =
     "sandbox-writer@integrations-sandbox.iam.gserviceaccount.com";
-
-/// A fault to inject into upcoming requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// `500 INTERNAL`, nothing changed.
-    ServerError,
-    /// `429 RESOURCE_EXHAUSTED`, nothing changed, with `Retry-After` when given.
-    RateLimited {
-        /// The `Retry-After` header to send.
-        retry_after: Option<Duration>,
-    },
-    /// No answer for the sandbox's hang time (default one hour), nothing changed.
-    Hang,
-    /// The request is carried out, then the connection is closed without an answer: the client
-    /// cannot tell whether it landed.
-    DropAfterAccept,
-}
 
 /// Which endpoint a fault or a recorded request concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +84,33 @@ pub enum Endpoint {
     Update,
     /// `values.batchUpdate`.
     BatchUpdate,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 5] = [
+        Endpoint::Token,
+        Endpoint::Get,
+        Endpoint::Append,
+        Endpoint::Update,
+        Endpoint::BatchUpdate,
+    ];
+
+    /// The operation name faults and the request log use: `"token"`, `"values.get"`,
+    /// `"values.append"`, `"values.update"`, `"values.batchUpdate"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Get => "values.get",
+            Endpoint::Append => "values.append",
+            Endpoint::Update => "values.update",
+            Endpoint::BatchUpdate => "values.batchUpdate",
+        }
+    }
+
+    /// The endpoint an operation name stands for.
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+    }
 }
 
 /// Counters, for assertions.
@@ -104,11 +129,11 @@ pub struct SandboxStats {
     pub quota_rejections: u64,
     /// Requests refused with 401.
     pub unauthenticated: u64,
-    /// Faults injected.
+    /// Faults injected (values and token requests; exact whatever the retention).
     pub faults_injected: u64,
 }
 
-/// One values request the sandbox served (after auth, faults and quota).
+/// One values request the sandbox served (after auth, faults and quota), from the request log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordedRequest {
@@ -127,6 +152,8 @@ pub struct RecordedRequest {
 #[must_use = "call `start()`"]
 pub struct SandboxBuilder {
     config: Config,
+    hang_for: Duration,
+    request_retention: usize,
 }
 
 impl SandboxBuilder {
@@ -145,9 +172,16 @@ impl SandboxBuilder {
         self.config.token_lifetime = d;
         self
     }
-    /// How long [`Fault::Hang`] holds a request (default one hour).
+    /// How long [`Fault::Hang`] holds a request before the connection is closed (default one
+    /// hour; the servers' [`ServerOptions::hang`]).
     pub fn hang_for(mut self, d: Duration) -> Self {
-        self.config.hang_for = d;
+        self.hang_for = d;
+        self
+    }
+    /// How many requests each server's log keeps in full (default 10 000):
+    /// [`Sandbox::requests`] shows at most this many; the totals count every request.
+    pub fn request_retention(mut self, n: usize) -> Self {
+        self.request_retention = n;
         self
     }
     /// Creates a sheet on first write to a range naming it (default off: like Google, writing to
@@ -170,28 +204,55 @@ impl SandboxBuilder {
             vec![Sheet::new("Sheet1")],
         );
         let state = Arc::new(Mutex::new(state));
-        let server = server::Server::bind(Arc::clone(&state)).await?;
+        let options = ServerOptions::default()
+            .hang(self.hang_for)
+            .retention(self.request_retention);
+        let values = serve(
+            server::ValuesService {
+                state: Arc::clone(&state),
+            },
+            options.clone(),
+        )
+        .await?;
+        let token = serve(
+            server::TokenService {
+                state: Arc::clone(&state),
+            },
+            options,
+        )
+        .await?;
         let sandbox = Sandbox {
             state,
             account,
-            server,
+            values,
+            token,
         };
         sandbox.register_service_account(&sandbox.account)?;
         Ok(sandbox)
     }
 }
 
-/// A running sandbox. Dropping it stops the server and closes its connections.
+async fn serve<S: SandboxService>(service: S, options: ServerOptions) -> Result<SandboxServer> {
+    SandboxServer::start(Arc::new(service), options)
+        .await
+        .map_err(|e| Error::unavailable("the sandbox could not bind 127.0.0.1").with_source(e))
+}
+
+/// A running sandbox. Dropping it stops the servers and closes their connections.
 pub struct Sandbox {
     state: Arc<Mutex<State>>,
     account: TestServiceAccount,
-    server: server::Server,
+    /// The values API.
+    values: SandboxServer,
+    /// The token endpoint.
+    token: SandboxServer,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
-            .field("addr", &self.server.addr())
+            .field("addr", &self.values.addr())
+            .field("token_addr", &self.token.addr())
             .field("account", &self.account)
             .finish_non_exhaustive()
     }
@@ -207,17 +268,18 @@ impl Sandbox {
     }
 
     /// A builder with the defaults: 60 writes and 60 reads per minute per user, tokens valid
-    /// 3599 s, hang one hour, no auto-created sheets.
+    /// 3599 s, hang one hour, no auto-created sheets, 10 000 requests kept per server.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder {
             config: Config {
                 write_requests_per_minute: 60,
                 read_requests_per_minute: 60,
                 token_lifetime: Duration::from_secs(3599),
-                hang_for: Duration::from_secs(3600),
                 auto_create_sheets: false,
                 project_number: 424_242_424_242,
             },
+            hang_for: Duration::from_secs(3600),
+            request_retention: DEFAULT_RETENTION,
         }
     }
 
@@ -225,17 +287,17 @@ impl Sandbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The socket address served.
+    /// The socket address the values API is served on.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.values.addr()
     }
     /// `http://127.0.0.1:<port>/`, the values API base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}/", self.server.addr())
+        format!("{}/", self.values.base_url())
     }
-    /// The token endpoint, `http://127.0.0.1:<port>/token`.
+    /// The token endpoint, `http://127.0.0.1:<port>/token`, on a port of its own.
     pub fn token_url(&self) -> String {
-        format!("http://{}/token", self.server.addr())
+        format!("{}/token", self.token.base_url())
     }
     /// The spreadsheet every sandbox starts with.
     pub fn spreadsheet_id(&self) -> &'static str {
@@ -304,22 +366,64 @@ impl Sandbox {
 
     /// Injects `fault` into the next `n` values requests (any endpoint but the token endpoint).
     pub fn fail_next(&self, n: u32, fault: Fault) {
-        self.lock().add_fault(None, n, fault);
+        self.inject(FaultRule::new(fault).times(n as usize));
     }
-    /// Injects `fault` into the next `n` requests to `endpoint`.
+    /// Injects `fault` into the next `n` requests to `endpoint`
+    /// (`FaultRule::new(fault).times(n).on(endpoint.name())`).
     pub fn fail_next_on(&self, endpoint: Endpoint, n: u32, fault: Fault) {
-        self.lock().add_fault(Some(endpoint), n, fault);
+        let rule = FaultRule::new(fault).times(n as usize).on(endpoint.name());
+        match endpoint {
+            Endpoint::Token => self.inject_token(rule),
+            _ => self.inject(rule),
+        }
+    }
+    /// Adds a fault rule for values requests (name operations with [`Endpoint::name`]).
+    pub fn inject(&self, rule: FaultRule) {
+        self.values.faults().add(rule);
+    }
+    /// Adds a fault rule for the token endpoint.
+    pub fn inject_token(&self, rule: FaultRule) {
+        self.token.faults().add(rule);
     }
     /// Invalidates every access token issued so far (the next API call gets a 401).
     pub fn expire_tokens(&self) {
         self.lock().expire_tokens();
     }
-    /// The counters.
+    /// The counters: the protocol's own, and from the request logs' exact totals the faults
+    /// injected.
     pub fn stats(&self) -> SandboxStats {
-        self.lock().stats.clone()
+        let mut stats = self.lock().stats.clone();
+        stats.faults_injected =
+            self.values.requests().totals().faulted + self.token.requests().totals().faulted;
+        stats
     }
-    /// Every values request served, in order.
+    /// The values requests served, in order: those still in the request log
+    /// ([`SandboxBuilder::request_retention`]).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.lock().log.clone()
+        self.values
+            .requests()
+            .recent()
+            .into_iter()
+            .filter_map(|r| {
+                let rows = r.response_header(server::ROWS_HEADER)?.parse().ok()?;
+                let endpoint = Endpoint::from_name(&r.operation)?;
+                let range = values::route(&r.method, &r.path).and_then(|route| route.range);
+                Some(RecordedRequest {
+                    endpoint,
+                    range,
+                    status: r.status,
+                    rows,
+                })
+            })
+            .collect()
+    }
+    /// Every values request received (the last ones in full, credentials removed) and exact
+    /// totals.
+    pub fn request_log(&self) -> &RequestLog {
+        self.values.requests()
+    }
+    /// The same for the token endpoint.
+    pub fn token_request_log(&self) -> &RequestLog {
+        self.token.requests()
     }
 }

@@ -1,35 +1,30 @@
-//! The sandbox's HTTP/1 server: hyper directly, so that a response can be withheld and the
-//! connection aborted after the request was carried out ([`Fault::DropAfterAccept`](super::Fault)).
+//! Google's protocol as two [`SandboxService`]s, each served by its own testkit
+//! [`SandboxServer`](integrations_testkit::sandbox::SandboxServer) — as Google serves the token
+//! endpoint (`oauth2.googleapis.com`) and the Sheets API on different hosts, so that a fault
+//! planned for values requests never hits a token request:
+//!
+//! * [`ValuesService`]: `spreadsheets.values`; [`precheck`](SandboxService::precheck) routes and
+//!   authenticates (before faults, as Google does), [`handle`](SandboxService::handle) applies
+//!   the per-minute quota and carries the request out, faults answer in Google's
+//!   `{"error":{"code","message","status"}}` shape.
+//! * [`TokenService`]: `POST /token`, faults in OAuth's `{"error","error_description"}` shape.
+//!
+//! The accept loop, body limit, fault plan, hang and drop and the request log are the testkit's.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use integrations_core::{Error, Result};
+use async_trait::async_trait;
+use integrations_testkit::sandbox::{Fault, SandboxRequest, SandboxResponse, SandboxService};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use super::state::State;
+use super::Endpoint;
+use super::state::{QuotaKind, State};
 use super::{token, values};
 
-/// Largest request body accepted (Google recommends at most 2 MB; it refuses far larger ones).
-const BODY_LIMIT: usize = 10 * 1024 * 1024;
-
-/// What to do with an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disposition {
-    Respond,
-    Hang,
-    Drop,
-}
+/// The response header carrying the rows a served values request read or wrote: it marks the
+/// request as served in the request log and gives [`RecordedRequest::rows`](super::RecordedRequest).
+pub(crate) const ROWS_HEADER: &str = "x-sandbox-rows";
 
 /// An answer from a handler.
 #[derive(Debug)]
@@ -37,7 +32,6 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     body: Value,
     headers: Vec<(&'static str, String)>,
-    disposition: Disposition,
     pub(crate) rows: usize,
 }
 
@@ -47,7 +41,6 @@ impl Reply {
             status,
             body,
             headers: Vec::new(),
-            disposition: Disposition::Respond,
             rows: 0,
         }
     }
@@ -58,12 +51,6 @@ impl Reply {
             json!({"error": {"code": code, "message": message.into(), "status": status}}),
         )
     }
-    pub(crate) fn hang() -> Self {
-        Reply {
-            disposition: Disposition::Hang,
-            ..Reply::google(503, "UNAVAILABLE", "The service is currently unavailable.")
-        }
-    }
     pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
         self
@@ -72,182 +59,137 @@ impl Reply {
         self.rows = rows;
         self
     }
-    pub(crate) fn dropped(mut self) -> Self {
-        self.disposition = Disposition::Drop;
-        self
-    }
 
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let body = Bytes::from(serde_json::to_vec(&self.body).unwrap_or_default());
-        let mut resp = Response::new(Full::new(body));
-        *resp.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=UTF-8"),
-        );
+    pub(crate) fn into_response(self) -> SandboxResponse {
+        let mut resp = SandboxResponse::new(self.status)
+            .with_header("content-type", "application/json; charset=UTF-8")
+            .with_body(serde_json::to_vec(&self.body).unwrap_or_default());
         for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(name, v);
-            }
+            resp = resp.with_header(name, value);
         }
         resp
     }
 }
 
-/// Returned by the service to make hyper abort the connection without answering.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn not_found() -> SandboxResponse {
+    Reply::google(404, "NOT_FOUND", "Requested entity was not found.").into_response()
+}
+
+/// The `spreadsheets.values` endpoints.
 #[derive(Debug)]
-struct DropConnection;
-
-impl std::fmt::Display for DropConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by fault injection")
-    }
-}
-impl std::error::Error for DropConnection {}
-
-/// The listening server; dropping it stops accepting and closes every connection.
-#[derive(Debug)]
-pub(crate) struct Server {
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+pub(crate) struct ValuesService {
+    pub(crate) state: Arc<Mutex<State>>,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        self.accept.abort();
-    }
-}
-
-impl Server {
-    pub(crate) async fn bind(state: Arc<Mutex<State>>) -> Result<Server> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
-            Error::unavailable("the sandbox could not bind 127.0.0.1").with_source(e)
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::unavailable("the sandbox socket has no address").with_source(e))?;
-        let (stop, stopped) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, state, stopped));
-        Ok(Server { addr, stop, accept })
+#[async_trait]
+impl SandboxService for ValuesService {
+    fn operation(&self, req: &SandboxRequest) -> String {
+        match values::route(&req.method, req.path()) {
+            Some(route) => route.endpoint.name().to_owned(),
+            None => format!("{} {}", req.method, req.path()),
+        }
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<Mutex<State>>,
-    stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "sandbox accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+    fn precheck(&self, req: &SandboxRequest) -> Option<SandboxResponse> {
+        let Some(route) = values::route(&req.method, req.path()) else {
+            return Some(not_found());
         };
-        let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(Arc::clone(&state), req));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.header_read_timeout(None);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stopped.wait_for(|s| *s) => {}
+        let bearer = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        values::authenticate(&mut lock(&self.state), &route, bearer)
+            .err()
+            .map(Reply::into_response)
+    }
+
+    async fn handle(&self, req: SandboxRequest) -> SandboxResponse {
+        let Some(route) = values::route(&req.method, req.path()) else {
+            return not_found();
+        };
+        let query: HashMap<String, String> = url::form_urlencoded::parse(req.query().as_bytes())
+            .into_owned()
+            .collect();
+        let bearer = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let mut state = lock(&self.state);
+        match values::handle(&mut state, &route, &query, bearer, &req.body) {
+            Ok(reply) => {
+                let rows = reply.rows.to_string();
+                reply.with_header(ROWS_HEADER, &rows).into_response()
             }
-        });
-    }
-}
-
-async fn handle(
-    state: Arc<Mutex<State>>,
-    req: Request<Incoming>,
-) -> std::result::Result<Response<Full<Bytes>>, DropConnection> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, BODY_LIMIT).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Ok(Reply::google(
-                413,
-                "INVALID_ARGUMENT",
-                "Request payload size exceeds the limit.",
-            )
-            .into_response());
+            Err(refused) => refused.into_response(),
         }
-    };
-    let reply = dispatch(&state, &parts, &body);
-    match reply.disposition {
-        Disposition::Respond => Ok(reply.into_response()),
-        Disposition::Drop => Err(DropConnection),
-        Disposition::Hang => {
-            let hang_for = state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .config
-                .hang_for;
-            tokio::time::sleep(hang_for).await;
-            Ok(reply.into_response())
+    }
+
+    fn fault_response(&self, fault: Fault, req: &SandboxRequest) -> SandboxResponse {
+        match fault {
+            Fault::RateLimited { retry_after } => {
+                let kind = match values::route(&req.method, req.path()) {
+                    Some(r) if r.endpoint == Endpoint::Get => QuotaKind::Read,
+                    _ => QuotaKind::Write,
+                };
+                let body = lock(&self.state).quota_error_body(kind);
+                Reply::json(429, body)
+                    .into_response()
+                    .with_retry_after(retry_after)
+            }
+            Fault::Unavailable => {
+                Reply::google(503, "UNAVAILABLE", "The service is currently unavailable.")
+                    .into_response()
+            }
+            _ => Reply::google(500, "INTERNAL", "Internal error encountered.").into_response(),
         }
     }
 }
 
-fn dispatch(state: &Mutex<State>, parts: &http::request::Parts, body: &[u8]) -> Reply {
-    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let path = parts.uri.path();
-    if path == "/token" {
-        if parts.method != http::Method::POST {
-            return Reply::google(405, "METHOD_NOT_ALLOWED", "Use POST.");
+/// The OAuth token endpoint, `POST /token`.
+#[derive(Debug)]
+pub(crate) struct TokenService {
+    pub(crate) state: Arc<Mutex<State>>,
+}
+
+#[async_trait]
+impl SandboxService for TokenService {
+    fn operation(&self, req: &SandboxRequest) -> String {
+        if req.path() == "/token" {
+            Endpoint::Token.name().to_owned()
+        } else {
+            format!("{} {}", req.method, req.path())
         }
-        if let Some(fault) = state.take_fault(super::Endpoint::Token) {
-            return match fault {
-                super::Fault::ServerError => Reply::json(
-                    500,
-                    json!({"error": "internal_failure", "error_description": "Backend Error"}),
-                ),
-                super::Fault::RateLimited { retry_after } => {
-                    let r = Reply::json(
-                        429,
-                        json!({"error": "rate_limit_exceeded", "error_description": "Rate Limit Exceeded"}),
-                    );
-                    match retry_after {
-                        Some(d) => r.with_header("retry-after", &d.as_secs().to_string()),
-                        None => r,
-                    }
-                }
-                super::Fault::Hang => Reply::hang(),
-                super::Fault::DropAfterAccept => token::exchange(&mut state, body).dropped(),
-            };
-        }
-        return token::exchange(&mut state, body);
     }
-    let Some(route) = values::route(&parts.method, path) else {
-        return Reply::google(404, "NOT_FOUND", "Requested entity was not found.");
-    };
-    let query: HashMap<String, String> = parts
-        .uri
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let bearer = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    values::handle(&mut state, &route, &query, bearer, body)
+
+    fn precheck(&self, req: &SandboxRequest) -> Option<SandboxResponse> {
+        if req.path() != "/token" {
+            return Some(not_found());
+        }
+        (req.method != http::Method::POST)
+            .then(|| Reply::google(405, "METHOD_NOT_ALLOWED", "Use POST.").into_response())
+    }
+
+    async fn handle(&self, req: SandboxRequest) -> SandboxResponse {
+        token::exchange(&mut lock(&self.state), &req.body).into_response()
+    }
+
+    fn fault_response(&self, fault: Fault, _req: &SandboxRequest) -> SandboxResponse {
+        let (status, error, description) = match fault {
+            Fault::RateLimited { .. } => (429, "rate_limit_exceeded", "Rate Limit Exceeded"),
+            Fault::Unavailable => (503, "temporarily_unavailable", "Service Unavailable"),
+            _ => (500, "internal_failure", "Backend Error"),
+        };
+        let retry_after = match fault {
+            Fault::RateLimited { retry_after } => retry_after,
+            _ => None,
+        };
+        Reply::json(
+            status,
+            json!({"error": error, "error_description": description}),
+        )
+        .into_response()
+        .with_retry_after(retry_after)
+    }
 }

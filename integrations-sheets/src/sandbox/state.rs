@@ -1,5 +1,5 @@
-//! The sandbox's state: spreadsheets, registered accounts, issued tokens, quota windows, faults,
-//! counters. Lives behind one std `Mutex`; no lock is held across an `.await`.
+//! The sandbox's state: spreadsheets, registered accounts, issued tokens, quota windows,
+//! counters (faults and the request log are the testkit server's). Lives behind one std `Mutex`; no lock is held across an `.await`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,8 +8,8 @@ use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::SandboxStats;
 use super::grid::Sheet;
-use super::{Endpoint, Fault, RecordedRequest, SandboxStats};
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
@@ -17,7 +17,6 @@ pub(crate) struct Config {
     pub(crate) write_requests_per_minute: u32,
     pub(crate) read_requests_per_minute: u32,
     pub(crate) token_lifetime: Duration,
-    pub(crate) hang_for: Duration,
     pub(crate) auto_create_sheets: bool,
     pub(crate) project_number: u64,
 }
@@ -43,13 +42,6 @@ struct Window {
     used: u32,
 }
 
-#[derive(Debug, Clone)]
-struct FaultRule {
-    endpoint: Option<Endpoint>,
-    remaining: u32,
-    fault: Fault,
-}
-
 /// Everything the sandbox knows.
 pub(crate) struct State {
     pub(crate) config: Config,
@@ -57,9 +49,7 @@ pub(crate) struct State {
     accounts: HashMap<String, Vec<(String, DecodingKey)>>,
     tokens: HashMap<String, Issued>,
     windows: HashMap<(String, QuotaKind), Window>,
-    faults: Vec<FaultRule>,
     pub(crate) stats: SandboxStats,
-    pub(crate) log: Vec<RecordedRequest>,
 }
 
 impl std::fmt::Debug for State {
@@ -82,9 +72,7 @@ impl State {
             accounts: HashMap::new(),
             tokens: HashMap::new(),
             windows: HashMap::new(),
-            faults: Vec::new(),
             stats: SandboxStats::default(),
-            log: Vec::new(),
         }
     }
 
@@ -200,33 +188,6 @@ impl State {
         }})
     }
 
-    pub(crate) fn add_fault(&mut self, endpoint: Option<Endpoint>, n: u32, fault: Fault) {
-        if n > 0 {
-            self.faults.push(FaultRule {
-                endpoint,
-                remaining: n,
-                fault,
-            });
-        }
-    }
-
-    /// The fault to inject into this request, if one is armed for `endpoint`. Rules without an
-    /// endpoint match every values endpoint, not the token endpoint.
-    pub(crate) fn take_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
-        let idx = self.faults.iter().position(|r| match r.endpoint {
-            Some(e) => e == endpoint,
-            None => endpoint != Endpoint::Token,
-        })?;
-        let rule = &mut self.faults[idx];
-        rule.remaining -= 1;
-        let fault = rule.fault.clone();
-        if rule.remaining == 0 {
-            self.faults.remove(idx);
-        }
-        self.stats.faults_injected += 1;
-        Some(fault)
-    }
-
     /// The sheet called `title` in `spreadsheet` (exact match first, then case-insensitive),
     /// created when the sandbox auto-creates sheets and `create` is set.
     pub(crate) fn sheet_mut(
@@ -264,7 +225,6 @@ mod tests {
             write_requests_per_minute: 2,
             read_requests_per_minute: 1,
             token_lifetime: Duration::from_secs(3599),
-            hang_for: Duration::from_secs(3600),
             auto_create_sheets: false,
             project_number: 1,
         }
@@ -289,19 +249,6 @@ mod tests {
             body["error"]["details"][0]["metadata"]["quota_metric"],
             "sheets.googleapis.com/write_requests"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn faults_are_consumed_in_order_and_filtered() {
-        let mut s = State::new(config());
-        s.add_fault(Some(Endpoint::Append), 1, Fault::DropAfterAccept);
-        s.add_fault(None, 2, Fault::ServerError);
-        assert_eq!(s.take_fault(Endpoint::Token), None);
-        assert_eq!(s.take_fault(Endpoint::Get), Some(Fault::ServerError));
-        assert_eq!(s.take_fault(Endpoint::Append), Some(Fault::DropAfterAccept));
-        assert_eq!(s.take_fault(Endpoint::Append), Some(Fault::ServerError));
-        assert_eq!(s.take_fault(Endpoint::Append), None);
-        assert_eq!(s.stats.faults_injected, 3);
     }
 
     #[tokio::test(start_paused = true)]

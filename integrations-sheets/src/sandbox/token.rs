@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 
-use super::Reply;
+use super::server::Reply;
 use super::state::State;
 use crate::credentials::GOOGLE_TOKEN_URI;
 

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Endpoint;
 use super::grid::{InputOption, RenderOption, Written, write_bounds};
+use super::server::Reply;
 use super::state::{QuotaKind, State};
-use super::{Endpoint, Fault, RecordedRequest, Reply};
 use crate::a1::A1Range;
 
 /// Scopes that grant access to spreadsheets.
@@ -120,14 +121,22 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
         .map_err(|e| bad_request(format!("Invalid JSON payload received. {e}")))
 }
 
-/// Handles one values request after routing: auth, fault injection, quota, then the operation.
-pub(crate) fn handle(
+fn unauthenticated() -> Reply {
+    Reply::google(
+        401,
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    )
+    .with_header("www-authenticate", "Bearer realm=\"https://accounts.google.com/\"")
+}
+
+/// Authenticates a values request (before any fault, as Google does) and counts it as a read or
+/// write; `Err` is the 401 or 403 to answer.
+pub(crate) fn authenticate(
     state: &mut State,
     route: &Route,
-    query: &HashMap<String, String>,
     bearer: Option<&str>,
-    body: &[u8],
-) -> Reply {
+) -> Result<String, Reply> {
     let user = match bearer.and_then(|t| state.token(t)) {
         Some(issued) => {
             if !issued
@@ -135,60 +144,53 @@ pub(crate) fn handle(
                 .iter()
                 .any(|s| SHEETS_SCOPES.contains(&s.as_str()))
             {
-                return Reply::google(
+                return Err(Reply::google(
                     403,
                     "PERMISSION_DENIED",
                     "Request had insufficient authentication scopes.",
-                );
+                ));
             }
             issued.client_email.clone()
         }
         None => {
             state.stats.unauthenticated += 1;
-            return Reply::google(
-                401,
-                "UNAUTHENTICATED",
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-            )
-            .with_header("www-authenticate", "Bearer realm=\"https://accounts.google.com/\"");
+            return Err(unauthenticated());
         }
     };
-    let kind = if route.endpoint == Endpoint::Get {
+    if route.endpoint == Endpoint::Get {
         state.stats.read_requests += 1;
-        QuotaKind::Read
     } else {
         state.stats.write_requests += 1;
+    }
+    Ok(user)
+}
+
+/// Carries out an authenticated values request past any fault: the per-minute quota, then the
+/// operation. `Ok` is the request served (whatever its status), `Err` a refusal before serving.
+pub(crate) fn handle(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, Reply> {
+    let Some(user) = bearer
+        .and_then(|t| state.token(t))
+        .map(|t| t.client_email.clone())
+    else {
+        // Expired between the check and now.
+        return Err(unauthenticated());
+    };
+    let kind = if route.endpoint == Endpoint::Get {
+        QuotaKind::Read
+    } else {
         QuotaKind::Write
     };
-    let mut drop_after = false;
-    match state.take_fault(route.endpoint) {
-        None => {}
-        Some(Fault::ServerError) => {
-            return Reply::google(500, "INTERNAL", "Internal error encountered.");
-        }
-        Some(Fault::RateLimited { retry_after }) => {
-            let r = Reply::json(429, state.quota_error_body(kind));
-            return match retry_after {
-                Some(d) => r.with_header("retry-after", &d.as_secs().to_string()),
-                None => r,
-            };
-        }
-        Some(Fault::Hang) => return Reply::hang(),
-        Some(Fault::DropAfterAccept) => drop_after = true,
-    }
     if !state.take_quota(&user, kind) {
         state.stats.quota_rejections += 1;
-        return Reply::json(429, state.quota_error_body(kind));
+        return Err(Reply::json(429, state.quota_error_body(kind)));
     }
-    let reply = operate(state, route, query, body);
-    let (range, rows) = (route.range.clone(), reply.rows);
-    state.log.push(RecordedRequest {
-        endpoint: route.endpoint,
-        range,
-        status: reply.status,
-        rows,
-    });
-    if drop_after { reply.dropped() } else { reply }
+    Ok(operate(state, route, query, body))
 }
 
 fn operate(
@@ -449,5 +451,14 @@ mod tests {
         assert_eq!((r.endpoint, r.range), (Endpoint::BatchUpdate, None));
         assert!(route(&http::Method::DELETE, "/v4/spreadsheets/abc/values/A1").is_none());
         assert!(route(&http::Method::GET, "/v3/whatever").is_none());
+    }
+
+    #[test]
+    fn endpoint_names_round_trip() {
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_name(e.name()), Some(e));
+        }
+        assert_eq!(Endpoint::BatchUpdate.name(), "values.batchUpdate");
+        assert_eq!(Endpoint::from_name("values"), None);
     }
 }
