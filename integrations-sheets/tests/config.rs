@@ -51,7 +51,7 @@ fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
 
     // The JSON itself in the variable.
     set(ENV_CREDENTIALS, Some(sa.json()));
-    assert!(GoogleSheetsBuilder::from_env().build().is_ok());
+    assert!(GoogleSheetsBuilder::from_env().build_client().is_ok());
 
     // A user credential is not a service-account key.
     let user = r#"{"type": "authorized_user", "client_id": "x.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "r"}"#;
