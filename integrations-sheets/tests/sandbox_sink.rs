@@ -335,7 +335,7 @@ fn one_row(i: u32) -> Vec<Vec<integrations_core::provider::Cell>> {
 #[tokio::test(start_paused = true)]
 async fn fault_rule_after_times_hits_exactly_the_intended_appends() {
     let sandbox = sandbox_with("Orders").await;
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     sandbox.inject(
         FaultRule::new(Fault::RateLimited { retry_after: None })
             .after(1)
@@ -375,7 +375,7 @@ async fn request_retention_bounds_records_while_totals_stay_exact() {
         .await
         .unwrap();
     sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     sandbox.fail_next_on(
         Endpoint::Append,
         1,
@@ -409,7 +409,7 @@ async fn request_retention_bounds_records_while_totals_stay_exact() {
 #[tokio::test(start_paused = true)]
 async fn drop_after_accept_rule_appends_once_though_the_client_retried() {
     let sandbox = sandbox_with("Orders").await;
-    let sink = fast_builder(&sandbox).build_sink().unwrap();
+    let sink = fast_builder(&sandbox).build().unwrap();
     sandbox.inject(FaultRule::new(Fault::DropAfterAccept).on(Endpoint::Append.name()));
 
     let out = sink.append_rows("Orders", orders(0..3)).await.unwrap();
@@ -451,7 +451,7 @@ async fn hang_closes_the_connection_after_the_hang_time() {
         .await
         .unwrap();
     sandbox.add_sheet(sandbox.spreadsheet_id(), "Orders");
-    let client = fast_builder(&sandbox).build().unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
     client.get(&A1Range::sheet("Orders")).await.unwrap();
     sandbox.fail_next(1, Fault::Hang);
     let started = Instant::now();
