@@ -25,10 +25,10 @@
 //! ## Sending
 //! ```no_run
 //! use integrations_core::provider::{EmailMessage, EmailProvider};
-//! use integrations_sendgrid::SendGridEmail;
+//! use integrations_sendgrid::SendGridBuilder;
 //!
 //! # async fn demo() -> integrations_core::Result<()> {
-//! let sendgrid = SendGridBuilder::from_env().build()?; // SENDGRID_API_KEY
+//! let sendgrid = SendGridBuilder::from_env().build()?; // SendGridEmail; SENDGRID_API_KEY
 //! let msg = EmailMessage::builder("orders@example.com")
 //!     .to("jane@example.com")
 //!     .subject("Order 42 confirmed")
