@@ -1,8 +1,5 @@
 //! `Failover` across email providers and notifiers, against the testkit's stubs.
 
-use std::sync::Mutex;
-
-use std::fmt;
 use std::sync::Arc;
 
 use integrations_core::failover::Failover;
@@ -10,7 +7,7 @@ use integrations_core::provider::{
     EmailCapabilities, EmailMessage, EmailProvider, Notification, Notifier,
 };
 use integrations_core::{Error, ErrorKind};
-use integrations_testkit::{StubEmailProvider, StubNotifier};
+use integrations_testkit::{StubEmailProvider, StubNotifier, TracingCapture};
 
 fn msg() -> EmailMessage {
     EmailMessage::builder("shop@example.com")
@@ -194,54 +191,27 @@ fn empty_list_is_a_configuration_error() {
     assert_eq!(f.providers().len(), 2);
 }
 
-/// Collects the messages of tracing events.
-#[derive(Default)]
-struct Events(Mutex<Vec<String>>);
-
-struct Collector(Arc<Events>);
-
-impl tracing::Subscriber for Collector {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visit<'a>(&'a mut String);
-        impl tracing::field::Visit for Visit<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-                self.0.push_str(&format!("{}={value:?} ", field.name()));
-            }
-        }
-        let mut line = format!("{} ", event.metadata().level());
-        event.record(&mut Visit(&mut line));
-        self.0.0.lock().unwrap().push(line);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test]
 async fn emits_tracing_events_for_failover_and_service() {
-    let events = Arc::new(Events::default());
-    let _guard = tracing::subscriber::set_default(Collector(events.clone()));
+    // Not a scoped `set_default` subscriber: the "served" callsite, first reached by another test's
+    // thread, would be cached as "never" for the whole binary (one run in four failed).
+    let capture = TracingCapture::start();
     let (a, _, f) = pair();
     a.fail_next(1, || Error::circuit_open("open"));
     f.send(&msg()).await.unwrap();
-    let lines = events.0.lock().unwrap().clone();
+    let events = capture.events();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("WARN") && l.contains("failing over") && l.contains("sendgrid")),
-        "{lines:?}"
+        events.iter().any(|e| e.level == tracing::Level::WARN
+            && e.message.contains("failing over")
+            && e.field("provider") == Some("sendgrid")),
+        "{:?}",
+        capture.lines()
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("INFO") && l.contains("served") && l.contains("\"ses\"")),
-        "{lines:?}"
+        events.iter().any(|e| e.level == tracing::Level::INFO
+            && e.message == "served"
+            && e.field("provider") == Some("ses")),
+        "{:?}",
+        capture.lines()
     );
 }

@@ -141,7 +141,13 @@ impl GoogleSheetsBuilder {
     /// and optionally [`ENV_BASE_URL`] and [`ENV_TOKEN_URL`]. Whatever is missing is reported by
     /// [`build`](Self::build).
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (tests pass a map
+    /// instead of changing the process environment, which other threads may be reading).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut b = Self::new();
         if let Some(v) = var(ENV_CREDENTIALS) {
             b.credentials = Some(if v.trim_start().starts_with('{') {

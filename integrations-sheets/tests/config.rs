@@ -8,29 +8,29 @@ use integrations_sheets::{
     A1Range, ENV_BASE_URL, ENV_CREDENTIALS, ENV_SPREADSHEET_ID, ENV_TOKEN_URL, GoogleSheetsBuilder,
 };
 use serde_json::Value;
+use std::collections::HashMap;
 
-fn set(name: &str, value: Option<&str>) {
-    // SAFETY: this is the only test of this binary that touches the environment, and it does not
-    // spawn threads while doing so.
-    unsafe {
+/// The variables `from_lookup` sees: a map, so the test never changes the process environment
+/// (`set_var` while other test threads read the environment is a data race).
+#[derive(Default)]
+struct Env(HashMap<&'static str, String>);
+
+impl Env {
+    fn set(&mut self, name: &'static str, value: Option<&str>) {
         match value {
-            Some(v) => std::env::set_var(name, v),
-            None => std::env::remove_var(name),
-        }
+            Some(v) => self.0.insert(name, v.to_owned()),
+            None => self.0.remove(name),
+        };
+    }
+    fn builder(&self) -> GoogleSheetsBuilder {
+        GoogleSheetsBuilder::from_lookup(|name| self.0.get(name).cloned())
     }
 }
 
 #[test]
-fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
-    for v in [
-        ENV_CREDENTIALS,
-        ENV_SPREADSHEET_ID,
-        ENV_BASE_URL,
-        ENV_TOKEN_URL,
-    ] {
-        set(v, None);
-    }
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+fn from_lookup_reads_a_path_or_the_json_and_names_what_is_missing() {
+    let mut env = Env::default();
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(
         (e.kind(), e.field()),
         (ErrorKind::Configuration, Some(ENV_CREDENTIALS))
@@ -40,25 +40,25 @@ fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("sa.json");
     std::fs::write(&key_path, sa.json()).unwrap();
-    set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
-    let e = GoogleSheetsBuilder::from_env().build_client().unwrap_err();
+    env.set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some(ENV_SPREADSHEET_ID), "{e}");
 
-    set(ENV_SPREADSHEET_ID, Some("sheet-from-env"));
-    let client = GoogleSheetsBuilder::from_env().build_client().unwrap();
+    env.set(ENV_SPREADSHEET_ID, Some("sheet-from-env"));
+    let client = env.builder().build_client().unwrap();
     assert_eq!(client.client_email(), sa.client_email());
     assert_eq!(client.spreadsheet_id(), "sheet-from-env");
 
     // The JSON itself in the variable.
-    set(ENV_CREDENTIALS, Some(sa.json()));
-    assert!(GoogleSheetsBuilder::from_env().build_client().is_ok());
+    env.set(ENV_CREDENTIALS, Some(sa.json()));
+    assert!(env.builder().build_client().is_ok());
 
     // A user credential is not a service-account key.
     let user = r#"{"type": "authorized_user", "client_id": "x.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "r"}"#;
     let user_path = dir.path().join("user.json");
     std::fs::write(&user_path, user).unwrap();
-    set(ENV_CREDENTIALS, Some(user_path.to_str().unwrap()));
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    env.set(ENV_CREDENTIALS, Some(user_path.to_str().unwrap()));
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some(ENV_CREDENTIALS));
     assert!(e.to_string().contains("not a service-account key"), "{e}");
 
@@ -69,29 +69,26 @@ fn from_env_reads_a_path_or_the_json_and_names_what_is_missing() {
         .unwrap()
         .replace("MII", "XXX");
     broken["private_key"] = Value::from(pem);
-    set(ENV_CREDENTIALS, Some(&broken.to_string()));
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    env.set(ENV_CREDENTIALS, Some(&broken.to_string()));
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some(ENV_CREDENTIALS));
     assert!(e.to_string().contains("`private_key`"), "{e}");
 
-    set(
+    env.set(
         ENV_CREDENTIALS,
         Some(dir.path().join("missing.json").to_str().unwrap()),
     );
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    let e = env.builder().build_client().unwrap_err();
     assert!(e.to_string().contains("cannot read the key file"), "{e}");
 
-    set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
-    set(ENV_BASE_URL, Some("ftp://example.com"));
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    env.set(ENV_CREDENTIALS, Some(key_path.to_str().unwrap()));
+    env.set(ENV_BASE_URL, Some("ftp://example.com"));
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some("base_url"));
-    set(ENV_BASE_URL, None);
-    set(ENV_TOKEN_URL, Some("not a url"));
-    let e = GoogleSheetsBuilder::from_env().build().unwrap_err();
+    env.set(ENV_BASE_URL, None);
+    env.set(ENV_TOKEN_URL, Some("not a url"));
+    let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some("token_url"));
-    for v in [ENV_CREDENTIALS, ENV_SPREADSHEET_ID, ENV_TOKEN_URL] {
-        set(v, None);
-    }
 }
 
 #[test]

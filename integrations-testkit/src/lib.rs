@@ -10,6 +10,7 @@
 //! | [`StubPaymentProvider`] | an in-memory payment state machine with idempotent replay, declines, capture, refunds |
 //! | [`StubSheetsSink`] | in-memory sheets; dedup and update by row key |
 //! | [`fast_policy`], [`fixture`], [`fixture_json`] | a quick, private-metrics policy for tests; files from `tests/fixtures/` |
+//! | [`TracingCapture`], [`capture_tracing`] | this thread's `tracing` events, without the interest-cache race of a scoped subscriber |
 //! | `sandbox` | one server runner, one `Fault` type and a bounded request log for every provider sandbox (feature `sandbox`) |
 //! | [`payment_provider_suite`], [`email_provider_suite`], [`sheets_sink_suite`], [`notifier_suite`] | the contracts, as `async fn`s that panic naming what is broken |
 //!
@@ -52,6 +53,7 @@ mod suite_payment;
 mod suite_sheets;
 mod suite_support;
 mod support;
+mod tracing_capture;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -64,6 +66,7 @@ pub use suite_notify::{NotifierSuiteConfig, notifier_suite};
 pub use suite_payment::{PaymentSuiteConfig, payment_provider_suite};
 pub use suite_sheets::{SheetsSuiteConfig, sheets_sink_suite};
 pub use support::{fast_policy, fixture, fixture_json, fixture_path};
+pub use tracing_capture::{CapturedEvent, TracingCapture, capture_tracing};
 
 /// A run id unlikely to repeat (`run-<unix millis>-<random>`), for suites run against real
 /// accounts where idempotency keys and row keys from earlier runs still exist.

@@ -1,5 +1,4 @@
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
@@ -489,70 +488,26 @@ fn call_futures_are_send() {
     assert_send(policy.call_classified("op", |_: &Error| true, |_| async { Ok(1) }));
 }
 
-/// A subscriber keeping every event's message and fields.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<CapturedEvent>>>);
-
-/// An event's message and its fields as text.
-type CapturedEvent = (String, Vec<(String, String)>);
-
-struct Fields(Vec<(String, String)>);
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
-    }
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields(Vec::new());
-        event.record(&mut fields);
-        let message = fields
-            .0
-            .iter()
-            .find(|(k, _)| k == "message")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((message, fields.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl Capture {
-    fn assert_event(&self, message: &str, operation: &str) {
-        // Every event carries the provider and the operation.
-        let events = self.0.lock().unwrap();
-        let found = events.iter().any(|(m, fields)| {
-            m == message
-                && fields.iter().any(|(k, v)| k == "provider" && v == "stripe")
-                && fields
-                    .iter()
-                    .any(|(k, v)| k == "operation" && v == operation)
-        });
-        assert!(
-            found,
-            "no event {message:?} with provider and operation {operation:?} in {events:#?}"
-        );
-    }
+/// Asserts that `capture` saw the event `message` carrying the provider and `operation`.
+fn assert_event(capture: &integrations_testkit::TracingCapture, message: &str, operation: &str) {
+    // Every event carries the provider and the operation.
+    let found = capture.events().iter().any(|e| {
+        e.message == message
+            && e.field("provider") == Some("stripe")
+            && e.field("operation") == Some(operation)
+    });
+    assert!(
+        found,
+        "no event {message:?} with provider and operation {operation:?} in {:#?}",
+        capture.lines()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn every_decision_is_traced_with_provider_and_operation() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    // Not a scoped `set_default` subscriber, whose callsites other test threads can settle as
+    // "never" for the whole binary: the testkit's capture.
+    let capture = integrations_testkit::TracingCapture::start();
     let registry = MetricsRegistry::new();
     let policy = builder(&registry)
         .retry(no_backoff(1))
@@ -569,27 +524,31 @@ async fn every_decision_is_traced_with_provider_and_operation() {
         })
         .await
         .unwrap_err();
-    capture.assert_event("attempt timed out", "charge");
-    capture.assert_event("retry scheduled", "charge");
-    capture.assert_event("rate limited: waiting for a permit", "charge");
-    capture.assert_event("giving up", "charge");
-    capture.assert_event("circuit breaker opened", "charge");
+    assert_event(&capture, "attempt timed out", "charge");
+    assert_event(&capture, "retry scheduled", "charge");
+    assert_event(&capture, "rate limited: waiting for a permit", "charge");
+    assert_event(&capture, "giving up", "charge");
+    assert_event(&capture, "circuit breaker opened", "charge");
     // At 1.5 s the open circuit refuses at once, before the rate limiter.
     policy
         .call("refund", |_| async { Ok(()) })
         .await
         .unwrap_err();
-    capture.assert_event("circuit open: call short-circuited", "refund");
+    assert_event(&capture, "circuit open: call short-circuited", "refund");
     // Closed by hand: the next call waits 0.5 s for the permit of 2 s; then the following permit
     // is 1 s away, beyond the 0.6 s budget.
     policy.circuit_breaker().unwrap().reset();
-    capture.assert_event("circuit breaker state changed", "manual");
+    assert_event(&capture, "circuit breaker state changed", "manual");
     policy.call("refund", |_| async { Ok(()) }).await.unwrap();
     policy
         .call("refund", |_| async { Ok(()) })
         .await
         .unwrap_err();
-    capture.assert_event("rate limited: no permit within the wait budget", "refund");
+    assert_event(
+        &capture,
+        "rate limited: no permit within the wait budget",
+        "refund",
+    );
 
     let policy = builder(&registry).bulkhead(1, Duration::ZERO).build();
     let busy = policy.clone();
@@ -602,7 +561,7 @@ async fn every_decision_is_traced_with_provider_and_operation() {
         .call("lookup", |_| async { Ok(()) })
         .await
         .unwrap_err();
-    capture.assert_event("bulkhead full: call refused", "lookup");
+    assert_event(&capture, "bulkhead full: call refused", "lookup");
     holder.abort();
 }
 
