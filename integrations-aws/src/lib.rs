@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`AwsBuilder`], [`AwsConfig`] | region, credentials, endpoints (`AWS_ENDPOINT_URL[_<SERVICE>]`), HTTP client, policy | always |
 //! | [`CredentialsProvider`], [`Credentials`], [`EnvironmentCredentials`], [`ProfileCredentials`], [`DefaultCredentialsChain`] | where keys come from; plug your own in | always |
-//! | [`dynamodb::DynamoOrderStore`], [`dynamodb::DynamoDedupStore`], [`dynamodb::DynamoDb`] | order store with conditional writes, core's `DedupStore`, serde ↔ attribute values | `dynamodb` |
+//! | [`dynamodb::DynamoDb`], [`dynamodb::DynamoDedupStore`] | signed client (any operation, conditional writes, tables, TTL), core's `DedupStore`, serde ↔ attribute values | `dynamodb` |
 //! | [`sns::SnsNotifier`], [`sns::SnsClient`], [`sns::SnsMessageVerifier`], [`sns::SnsInboundHandler`] | core's `Notifier`; inbound message verification (SignatureVersion 1 and 2) and subscription confirmation | `sns` |
 //! | [`ses::SesEmail`] | core's `EmailProvider` on SES v2 (content and stored templates) | `ses` |
 //! | [`sqs::SqsClient`] | send (batched), long-poll receive, delete, visibility, queue + dead-letter queue | `sqs` |

@@ -11,7 +11,7 @@
 //! | [`SendGridClient`], [`MailSend`] | the Mail Send body with every field the mapping uses, sent under the resilience policy |
 //! | [`validate_mail`] | SendGrid's documented limits, checked before any request (recipients, categories, `custom_args` size, `send_at` ≤ 72 h, …) |
 //! | [`parse_error`] | the one mapping of SendGrid answers to core's [`Error`](integrations_core::Error) |
-//! | [`template`] | a registry of templates with required variables; hosted (`d-…`) or rendered locally with HTML escaping; the order flow's five emails |
+//! | [`template`] | a registry of templates with required variables; hosted (`d-…`) or rendered locally with HTML escaping |
 //! | [`webhook`] | Signed Event Webhook verification (ECDSA P-256), timestamp tolerance, typed events, dedup by `sg_event_id`, a signer for tests |
 //! | `axum` | `SendGridEvents`, an axum extractor verifying the Signed Event Webhook on the raw body (feature `axum`) |
 //! | `sandbox` | an in-process `/v3/mail/send` with SendGrid's validation and errors, rate limits, fault injection and signed event delivery (feature `sandbox`) |

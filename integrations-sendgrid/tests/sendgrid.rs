@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use integrations_core::ErrorKind;
 use integrations_core::clock::{FixedClock, from_unix_seconds};
 use integrations_core::provider::{
     EmailCapabilities, EmailMessage, EmailProvider, Mailbox, Personalization,
 };
 use integrations_core::resilience::{Backoff, Policy, RetryPolicy};
-use integrations_core::{Currency, ErrorKind, Money};
-use integrations_sendgrid::template::{
-    LineItem, SeedEmail, SeedTemplate, Template, TemplateRegistry,
-};
+use integrations_sendgrid::template::{Template, TemplateRegistry};
 use integrations_sendgrid::{SendGridBuilder, SendGridEmail};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
@@ -432,6 +430,16 @@ async fn invalid_messages_make_no_request() {
     }
 }
 
+/// A template declaring three required variables, as an application would register it.
+fn payment_received() -> Template {
+    Template::builder("payment_received")
+        .subject("Payment received for order #{{order_id}}")
+        .text("Hi {{customer_name}}, we received {{amount}} for order #{{order_id}}.")
+        .required(["customer_name", "order_id", "amount"])
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn missing_template_variable_fails_before_any_call() {
     let server = MockServer::start().await;
@@ -440,8 +448,9 @@ async fn missing_template_variable_fails_before_any_call() {
         .expect(0)
         .mount(&server)
         .await;
-    let mut reg = TemplateRegistry::seed();
-    reg.set_hosted_id(SeedTemplate::PaymentReceived, "d-payment-received")
+    let mut reg = TemplateRegistry::new();
+    reg.insert(payment_received());
+    reg.set_hosted_id("payment_received", "d-payment-received")
         .unwrap();
     let p = builder(&server)
         .with_templates(reg.clone())
@@ -461,7 +470,7 @@ async fn missing_template_variable_fails_before_any_call() {
     let vars = json!({"customer_name": "Jane"});
     let e = reg
         .message(
-            SeedTemplate::PaymentReceived,
+            "payment_received",
             "orders@shop.example",
             "jane@example.com",
             vars.as_object().unwrap(),
@@ -480,93 +489,6 @@ async fn missing_template_variable_fails_before_any_call() {
         .render(json!({"a": 1}).as_object().unwrap())
         .unwrap_err();
     assert_eq!(e.field(), Some("b"));
-}
-
-#[tokio::test]
-async fn hosted_seed_template_is_sent_with_its_data() {
-    let server = MockServer::start().await;
-    expect_send(
-        &server,
-        json!({
-            "personalizations": [{"to": [{"email": "jane@example.com"}],
-                "dynamic_template_data": {"customer_name": "Jane <3", "order_id": "42", "amount": "59.98 USD"}}],
-            "from": {"email": "orders@shop.example"},
-            "template_id": "d-payment-received",
-            "categories": ["payment_received"],
-            "custom_args": {"order_id": "42"}
-        }),
-        "msg-hosted",
-    )
-    .await;
-    let mut reg = TemplateRegistry::seed();
-    reg.set_hosted_id(SeedTemplate::PaymentReceived, "d-payment-received")
-        .unwrap();
-    let p = builder(&server)
-        .with_templates(reg.clone())
-        .build()
-        .unwrap();
-    let email = SeedEmail::PaymentReceived {
-        customer_name: "Jane <3".into(),
-        order_id: "42".into(),
-        amount: Money::from_minor(5998, Currency::USD),
-    };
-    let msg = email
-        .message(
-            &reg,
-            "orders@shop.example",
-            "jane@example.com",
-            p.capabilities(),
-        )
-        .unwrap()
-        .build();
-    p.send(&msg).await.unwrap();
-}
-
-/// Locally rendered seed emails escape every user-supplied value in the HTML part sent.
-#[tokio::test]
-async fn locally_rendered_templates_escape_html_on_the_wire() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(accepted("msg-local"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let email = SeedEmail::OrderConfirmation {
-        customer_name: "<script>steal()</script>".into(),
-        order_id: "42".into(),
-        items: vec![LineItem {
-            name: "Mug \"<b>\"".into(),
-            quantity: 1,
-            unit_price: Money::from_minor(999, Currency::USD),
-        }],
-        total: Money::from_minor(999, Currency::USD),
-    };
-    let msg = email
-        .message(
-            &TemplateRegistry::seed(),
-            "orders@shop.example",
-            "jane@example.com",
-            EmailCapabilities::default(),
-        )
-        .unwrap()
-        .build();
-    provider(&server).send(&msg).await.unwrap();
-    let reqs = server.received_requests().await.unwrap();
-    let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
-    let html = body["content"][1]["value"].as_str().unwrap();
-    assert_eq!(body["content"][1]["type"], "text/html");
-    assert!(
-        html.contains("Hi &lt;script&gt;steal()&lt;/script&gt;,"),
-        "{html}"
-    );
-    assert!(
-        html.contains("<td>Mug &quot;&lt;b&gt;&quot;</td>"),
-        "{html}"
-    );
-    assert!(!html.contains("<script>"), "{html}");
-    assert_eq!(body["content"][0]["type"], "text/plain");
-    assert_eq!(body["subject"], "Order #42 confirmed");
-    assert_eq!(body["custom_args"]["order_id"], "42");
 }
 
 #[test]

@@ -90,13 +90,14 @@ pub fn default_policy_builder(mode: Mode) -> PolicyBuilder {
         .attempt_timeout(Duration::from_secs(80))
 }
 
-/// Builds a [`StripeClient`].
+/// Builds [`StripePayments`], the core `PaymentProvider`; `.client()` on it is the raw
+/// [`StripeClient`].
 ///
 /// ```
 /// use integrations_stripe::{Mode, StripeBuilder};
 ///
-/// let client = StripeBuilder::new().with_secret_key("sk_test_4eC39HqLyjWDarjtT1zdp7dc").build()?;
-/// assert_eq!(client.mode(), Mode::Test);
+/// let payments = StripeBuilder::new().with_secret_key("sk_test_4eC39HqLyjWDarjtT1zdp7dc").build()?;
+/// assert_eq!(payments.client().mode(), Mode::Test);
 ///
 /// let err = StripeBuilder::new().with_secret_key("pk_test_123").build().unwrap_err();
 /// assert_eq!(err.field(), Some("STRIPE_SECRET_KEY"));

@@ -1,4 +1,5 @@
-//! Ours' outbox jobs and their handlers, as the example's order flow has them.
+//! Ours' outbox job handlers, as the example's order flow has them, on the shop's job payload
+//! ([`OrderEvent`]) and order emails.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,15 +7,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use integrations_core::provider::{EmailProvider, Mailbox, Published};
-use integrations_core::{Notification, Notifier, Policy, Result, Row, SheetsSink};
+use integrations_core::{Money, Notification, Notifier, Policy, Result, SheetsSink};
 use integrations_outbox::{Job, JobHandler};
 use integrations_sendgrid::SendGridEmail;
-use integrations_sendgrid::template::{LineItem, SeedEmail, TemplateRegistry};
+use integrations_sendgrid::template::TemplateRegistry;
 use integrations_sheets::GoogleSheetsSink;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::model::{FROM, PaidEvent, SHEET};
+use integrations_shop::jobs::{OrderEvent, analytics_row};
+
+use crate::model::{FROM, SHEET};
 
 /// Orders waiting for their jobs: jobs still to deliver, and whom to tell when none are left.
 type Waiting = HashMap<String, (usize, oneshot::Sender<()>)>;
@@ -65,7 +68,7 @@ impl JobHandler for Tracked {
     }
 }
 
-/// The confirmation email: the seed template rendered locally, sent through SendGrid.
+/// The confirmation email: the shop's template rendered locally, sent through SendGrid.
 pub(crate) struct EmailJob {
     pub(crate) email: SendGridEmail,
     pub(crate) templates: TemplateRegistry,
@@ -74,22 +77,9 @@ pub(crate) struct EmailJob {
 #[async_trait]
 impl JobHandler for EmailJob {
     async fn handle(&self, job: &Job) -> Result<()> {
-        let ev = PaidEvent::of(job)?;
-        let seed = SeedEmail::OrderConfirmation {
-            customer_name: ev.customer_name.clone(),
-            order_id: ev.order_id.clone(),
-            items: ev
-                .items
-                .iter()
-                .map(|i| LineItem {
-                    name: i.name.clone(),
-                    quantity: i.quantity,
-                    unit_price: ev.money(i.unit_price_minor),
-                })
-                .collect(),
-            total: ev.money(ev.total_minor),
-        };
-        let message = seed
+        let ev = OrderEvent::of(job)?;
+        let message = ev
+            .email()
             .message(
                 &self.templates,
                 Mailbox::named(FROM.0, FROM.1),
@@ -102,18 +92,6 @@ impl JobHandler for EmailJob {
     }
 }
 
-/// The example's analytics row.
-pub(crate) fn analytics_row(ev: &PaidEvent) -> Row {
-    Row::new(ev.order_id.clone())
-        .cell("paid")
-        .cell(ev.money(ev.total_minor).to_decimal_string())
-        .cell(ev.currency.code())
-        .cell(ev.items.len() as i64)
-        .cell(ev.payment_id.clone())
-        .cell(ev.money(0).to_decimal_string())
-        .cell(ev.occurred_at)
-}
-
 /// The analytics row, through the batching sink.
 pub(crate) struct SheetsJob {
     pub(crate) sink: GoogleSheetsSink,
@@ -122,9 +100,12 @@ pub(crate) struct SheetsJob {
 #[async_trait]
 impl JobHandler for SheetsJob {
     async fn handle(&self, job: &Job) -> Result<()> {
-        let ev = PaidEvent::of(job)?;
+        let ev = OrderEvent::of(job)?;
         self.sink
-            .append_rows(SHEET, vec![analytics_row(&ev)])
+            .append_rows(
+                SHEET,
+                vec![analytics_row(&ev, "paid", Money::zero(ev.total.currency()))],
+            )
             .await
             .map(drop)
     }
@@ -168,17 +149,13 @@ pub(crate) struct NotifyJob {
 #[async_trait]
 impl JobHandler for NotifyJob {
     async fn handle(&self, job: &Job) -> Result<()> {
-        let ev = PaidEvent::of(job)?;
-        let n = Notification::new(format!(
-            "Order {} paid: {}",
-            ev.order_id,
-            ev.money(ev.total_minor)
-        ))
-        .subject("Order paid")
-        .attribute("order_id", ev.order_id.clone())
-        .attribute("event", "order_confirmation")
-        .dedup_id(job.idempotency_key.as_str())
-        .group_id(ev.order_id.clone());
+        let ev = OrderEvent::of(job)?;
+        let n = Notification::new(format!("Order {} paid: {}", ev.order_id, ev.total))
+            .subject("Order paid")
+            .attribute("order_id", ev.order_id.clone())
+            .attribute("event", "order_confirmation")
+            .dedup_id(job.idempotency_key.as_str())
+            .group_id(ev.order_id.clone());
         self.notifier.publish(&n).await.map(drop)
     }
 }
@@ -193,7 +170,7 @@ pub(crate) struct MetricsJob {
 #[async_trait]
 impl JobHandler for MetricsJob {
     async fn handle(&self, job: &Job) -> Result<()> {
-        let ev = PaidEvent::of(job)?;
+        let ev = OrderEvent::of(job)?;
         let first = self
             .seen
             .lock()
@@ -201,7 +178,7 @@ impl JobHandler for MetricsJob {
             .insert(job.idempotency_key.as_str().to_owned());
         if first {
             self.paid_minor
-                .fetch_add(ev.total_minor.unsigned_abs(), Ordering::Relaxed);
+                .fetch_add(ev.total.minor().unsigned_abs(), Ordering::Relaxed);
         }
         Ok(())
     }

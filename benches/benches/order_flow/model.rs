@@ -6,22 +6,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use integrations_core::{Currency, Error, Money, Result};
-use integrations_outbox::Job;
 use integrations_stripe::sandbox::WebhookDelivery;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// The sheet every analytics row goes to.
-pub(crate) const SHEET: &str = "Orders";
 /// A Stripe test card that succeeds.
 pub(crate) const CARD: &str = "pm_card_visa";
 /// The shop's sender address and name.
 pub(crate) const FROM: (&str, &str) = ("orders@example.com", "Trailhead Shop");
-/// Job kinds, as the example's `jobs` module names them.
-pub(crate) const EMAIL: &str = "email";
-pub(crate) const SHEETS_APPEND: &str = "sheets.append";
-pub(crate) const NOTIFY: &str = "notify";
-pub(crate) const METRICS: &str = "metrics";
-pub(crate) const JOB_KINDS: [&str; 4] = [EMAIL, SHEETS_APPEND, NOTIFY, METRICS];
+/// The shop's order line: both sides carry the same lines.
+pub(crate) use integrations_shop::LineItem as Item;
+/// Job kinds and the sheet, as the shop names them.
+pub(crate) use integrations_shop::jobs::{EMAIL, METRICS, NOTIFY, SHEET, SHEETS_APPEND};
 /// The payment's webhook event, the one the flow acts on.
 pub(crate) const SUCCEEDED: &str = "payment_intent.succeeded";
 /// Longest an order may take before the run calls it lost (a correctness guard, not a goal).
@@ -36,14 +31,6 @@ pub(crate) struct Order {
     pub(crate) items: Vec<Item>,
 }
 
-/// An order line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Item {
-    pub(crate) name: String,
-    pub(crate) quantity: u32,
-    pub(crate) unit_price_minor: i64,
-}
-
 static NEXT_ORDER: AtomicU64 = AtomicU64::new(1);
 
 impl Order {
@@ -55,16 +42,18 @@ impl Order {
             customer_name: "Jane Doe".to_owned(),
             customer_email: format!("jane.{n}@example.com"),
             items: vec![
-                Item {
-                    name: "Trail shoes".to_owned(),
-                    quantity: 2,
-                    unit_price_minor: 4999,
-                },
-                Item {
-                    name: "Wool socks".to_owned(),
-                    quantity: 1,
-                    unit_price_minor: 999,
-                },
+                Item::new(
+                    "trail-shoes",
+                    "Trail shoes",
+                    2,
+                    Money::from_minor(4999, Currency::USD),
+                ),
+                Item::new(
+                    "wool-socks",
+                    "Wool socks",
+                    1,
+                    Money::from_minor(999, Currency::USD),
+                ),
             ],
         }
     }
@@ -72,35 +61,8 @@ impl Order {
     pub(crate) fn total_minor(&self) -> i64 {
         self.items
             .iter()
-            .map(|i| i64::from(i.quantity) * i.unit_price_minor)
+            .map(|i| i64::from(i.quantity) * i.unit_price.minor())
             .sum()
-    }
-}
-
-/// What every job of an order's `payment_intent.succeeded` carries (as the example's
-/// `OrderEvent`), so that delivery never reads the order store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct PaidEvent {
-    pub(crate) event_id: String,
-    pub(crate) order_id: String,
-    pub(crate) customer_name: String,
-    pub(crate) customer_email: String,
-    pub(crate) items: Vec<Item>,
-    pub(crate) currency: Currency,
-    pub(crate) total_minor: i64,
-    pub(crate) payment_id: String,
-    pub(crate) occurred_at: i64,
-}
-
-impl PaidEvent {
-    /// Decodes a job's payload (borrowing it: no copy of the JSON tree).
-    pub(crate) fn of(job: &Job) -> Result<PaidEvent> {
-        PaidEvent::deserialize(&job.payload)
-            .map_err(|e| Error::invalid_input("payload", format!("job {}: {e}", job.id)))
-    }
-
-    pub(crate) fn money(&self, minor: i64) -> Money {
-        Money::from_minor(minor, self.currency)
     }
 }
 

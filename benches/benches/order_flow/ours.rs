@@ -13,15 +13,15 @@ use integrations_outbox::{
     Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
     ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
 };
-use integrations_sendgrid::template::TemplateRegistry;
 use integrations_sheets::{BatchConfig, GoogleSheetsSink};
+use integrations_shop::jobs::{OrderEvent, OrderEventKind};
 use integrations_stripe::{StripePayments, StripeWebhookVerifier};
 use tokio::task::JoinHandle;
 
 use crate::jobs::{EmailJob, MemoryNotifier, MetricsJob, NotifyJob, SheetsJob, Tracked, Tracker};
 use crate::model::{
-    CARD, Deliveries, EMAIL, JOB_KINDS, METRICS, NOTIFY, ORDER_DEADLINE, Order, PaidEvent, Phases,
-    SHEETS_APPEND, SUCCEEDED, Sandboxes,
+    CARD, Deliveries, EMAIL, METRICS, NOTIFY, ORDER_DEADLINE, Order, Phases, SHEETS_APPEND,
+    SUCCEEDED, Sandboxes,
 };
 
 /// Which outbox ours records into.
@@ -145,7 +145,7 @@ impl Ours {
                 EMAIL,
                 tracked(Arc::new(EmailJob {
                     email,
-                    templates: TemplateRegistry::seed(),
+                    templates: integrations_shop::order_templates(),
                 })),
             )
             .shared_handler(
@@ -155,7 +155,7 @@ impl Ours {
             .shared_handler(NOTIFY, tracked(Arc::new(NotifyJob { notifier })))
             .shared_handler(METRICS, tracked(Arc::new(MetricsJob::default())))
             .worker_id("bench")
-            .concurrency(JOB_KINDS.len() * concurrency)
+            .concurrency(OrderEventKind::Paid.job_kinds().len() * concurrency)
             .lease(Duration::from_secs(60))
             .handler_timeout(Duration::from_secs(45))
             .poll_interval(POLL_INTERVAL)
@@ -219,24 +219,29 @@ impl Ours {
         let pi = event
             .payment_intent()
             .ok_or_else(|| Error::provider("the event holds no payment intent"))?;
-        let ev = PaidEvent {
+        let ev = OrderEvent {
+            kind: OrderEventKind::Paid,
             event_id: event.id.clone(),
             order_id: order.id.clone(),
             customer_name: order.customer_name.clone(),
             customer_email: order.customer_email.clone(),
             items: order.items.clone(),
-            currency: pi.amount_received.currency(),
-            total_minor: pi.amount_received.minor(),
+            total: pi.amount_received,
+            amount: pi.amount_received,
             payment_id: pi.id.clone(),
+            reason: None,
             occurred_at: event.created,
         };
         let payload = serde_json::to_value(&ev)
             .map_err(|e| Error::provider(format!("cannot encode a job payload: {e}")))?;
-        let jobs = JOB_KINDS
+        let jobs = OrderEventKind::Paid
+            .job_kinds()
             .iter()
             .map(|k| NewJob::new(*k, payload.clone()))
             .collect();
-        let done = self.tracker.expect(&order.id, JOB_KINDS.len());
+        let done = self
+            .tracker
+            .expect(&order.id, OrderEventKind::Paid.job_kinds().len());
         self.outbox.record_event(&event.id, jobs).await?;
         self.waker.wake();
         if let Some((dispatcher, stats)) = &self.eager {

@@ -272,19 +272,19 @@ impl Raw {
         let money = |minor: i64| format!("{} {currency}", decimal(minor));
         let (mut text_lines, mut html_rows) = (String::new(), String::new());
         for i in &order.items {
-            let line = i64::from(i.quantity) * i.unit_price_minor;
+            let line = i64::from(i.quantity) * i.unit_price.minor();
             text_lines.push_str(&format!(
                 "- {} x {} at {}: {}\n",
                 i.quantity,
                 i.name,
-                money(i.unit_price_minor),
+                money(i.unit_price.minor()),
                 money(line)
             ));
             html_rows.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 i.name,
                 i.quantity,
-                money(i.unit_price_minor),
+                money(i.unit_price.minor()),
                 money(line)
             ));
         }

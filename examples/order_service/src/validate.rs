@@ -175,7 +175,7 @@ pub fn new_order(body: &Map<String, Value>) -> Result<NewOrder> {
     let mut sum = Money::zero(currency);
     for (i, line) in lines.iter().enumerate() {
         let overflow = || Error::invalid_input(format!("items[{i}]"), "the amount overflows");
-        let line_total = line.line_total().ok_or_else(overflow)?;
+        let line_total = line.line_total().map_err(|_| overflow())?;
         sum = sum.checked_add(line_total).map_err(|_| overflow())?;
     }
     let total = f.money("totalAmount", currency)?;
@@ -231,12 +231,7 @@ fn line_item(f: Fields<'_>, currency: Currency) -> Result<LineItem> {
     if unit_price.minor() < 0 {
         return Err(f.invalid("price", "must not be negative"));
     }
-    Ok(LineItem {
-        id,
-        name,
-        quantity,
-        unit_price,
-    })
+    Ok(LineItem::new(id, name, quantity, unit_price))
 }
 
 fn shipping(f: Fields<'_>) -> Result<ShippingAddress> {

@@ -116,147 +116,13 @@ impl Services {
         registry: &MetricsRegistry,
     ) -> Result<Services> {
         let mut integrations = Vec::new();
-
-        let (payments, stripe_webhook, stripe_sandbox): (Arc<dyn PaymentProvider>, _, _) =
-            if set(lookup, "STRIPE_SECRET_KEY").is_some() {
-                let client = StripeBuilder::from_lookup(|n| lookup(n))
-                    .with_metrics(registry)
-                    .build()?;
-                let verifier = StripeWebhookVerifier::from_lookup(|n| lookup(n))?;
-                integrations.push(IntegrationInfo::new(
-                    "stripe",
-                    "payments",
-                    IntegrationMode::Live,
-                ));
-                (Arc::new(client), verifier, None)
-            } else {
-                let sb = stripe_sandbox::Sandbox::start()
-                    .await
-                    .map_err(|e| io("Stripe", &e))?;
-                let client = sb
-                    .client_builder()
-                    .with_policy(sandbox_policy("stripe", registry))
-                    .build()?;
-                let verifier = StripeWebhookVerifier::new(sb.webhook_secret());
-                integrations.push(IntegrationInfo::new(
-                    "stripe",
-                    "payments",
-                    IntegrationMode::Sandbox,
-                ));
-                (Arc::new(client), verifier, Some(sb))
-            };
-
-        let (email, sendgrid_webhook, sendgrid_sandbox): (Arc<dyn EmailProvider>, _, _) =
-            if set(lookup, "SENDGRID_API_KEY").is_some() {
-                let verifier = match set(lookup, "SENDGRID_WEBHOOK_PUBLIC_KEY") {
-                    Some(key) => Some(EventWebhookVerifier::new(&key)?),
-                    None => None,
-                };
-                integrations.push(IntegrationInfo::new(
-                    "sendgrid",
-                    "email",
-                    IntegrationMode::Live,
-                ));
-                (
-                    Arc::new(
-                        SendGridBuilder::from_lookup(|n| lookup(n))
-                            .with_metrics(registry)
-                            .build()?,
-                    ),
-                    verifier,
-                    None,
-                )
-            } else {
-                let sb = sendgrid_sandbox::Sandbox::start()
-                    .await
-                    .map_err(|e| io("SendGrid", &e))?;
-                let email = sb
-                    .email()
-                    .with_policy(sandbox_policy("sendgrid", registry))
-                    .build()?;
-                let verifier = sb.webhook_verifier();
-                integrations.push(IntegrationInfo::new(
-                    "sendgrid",
-                    "email",
-                    IntegrationMode::Sandbox,
-                ));
-                (Arc::new(email), Some(verifier), Some(sb))
-            };
-
-        let live_sheets = set(lookup, "GOOGLE_APPLICATION_CREDENTIALS").is_some()
-            && set(lookup, "GOOGLE_SHEETS_SPREADSHEET_ID").is_some();
-        let (sheets, sheets_sandbox): (Arc<dyn SheetsSink>, _) = if live_sheets {
-            integrations.push(IntegrationInfo::new(
-                "google-sheets",
-                "analytics",
-                IntegrationMode::Live,
-            ));
-            (
-                Arc::new(
-                    GoogleSheetsBuilder::from_env()
-                        .with_metrics(registry)
-                        .build()?,
-                ),
-                None,
-            )
-        } else {
-            let sb = sheets_sandbox::Sandbox::start().await?;
-            sb.add_sheet(sb.spreadsheet_id(), DEFAULT_SHEET);
-            let sink = sb
-                .client_builder()
-                .with_write_policy(sandbox_policy("google-sheets", registry))
-                .with_read_policy(sandbox_policy("google-sheets", registry))
-                .with_token_policy(sandbox_policy("google-sheets", registry))
-                .build()?;
-            integrations.push(IntegrationInfo::new(
-                "google-sheets",
-                "analytics",
-                IntegrationMode::Sandbox,
-            ));
-            (Arc::new(sink), Some(sb))
-        };
-
-        let aws = || AwsBuilder::from_env().with_metrics(registry).build();
-        let (notifier, local_notifier): (Arc<dyn Notifier>, _) = match set(lookup, "SNS_TOPIC_ARN")
-        {
-            Some(arn) => {
-                let n = SnsNotifier::new(&aws()?, arn);
-                integrations.push(IntegrationInfo::new(
-                    n.name().to_owned(),
-                    "notifications",
-                    IntegrationMode::Live,
-                ));
-                (Arc::new(n), None)
-            }
-            None => {
-                let n = Arc::new(LocalNotifier::new(registry));
-                integrations.push(IntegrationInfo::new(
-                    n.name().to_owned(),
-                    "notifications",
-                    IntegrationMode::Local,
-                ));
-                (n.clone(), Some(n))
-            }
-        };
-
-        let sns_webhook = match set(lookup, "SNS_INBOUND_TOPIC_ARNS") {
-            None => None,
-            Some(raw) => {
-                let topics = raw
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned);
-                let hook = SnsWebhook::new(SnsMessageVerifier::new(), topics);
-                Some(match aws() {
-                    Ok(config) => hook.confirm_with(SnsClient::new(&config)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no AWS configuration: SNS subscriptions will not be confirmed");
-                        hook
-                    }
-                })
-            }
-        };
+        let (payments, stripe_webhook, stripe_sandbox) =
+            payments(lookup, registry, &mut integrations).await?;
+        let (email, sendgrid_webhook, sendgrid_sandbox) =
+            email(lookup, registry, &mut integrations).await?;
+        let (sheets, sheets_sandbox) = sheets(lookup, registry, &mut integrations).await?;
+        let (notifier, local_notifier) = notifications(lookup, registry, &mut integrations)?;
+        let sns_webhook = sns_webhook(lookup, registry);
 
         let from = set(lookup, EMAIL_FROM_ENV).unwrap_or_else(|| "orders@example.com".to_owned());
         Ok(Services {
@@ -289,6 +155,198 @@ impl Services {
                 "{base}/webhooks/sendgrid"
             ))));
             sb.set_auto_events(&[EventType::Processed, EventType::Delivered]);
+        }
+    }
+}
+
+/// Payments: what the service charges through, the verifier of Stripe's webhooks, and the
+/// sandbox when there is one.
+type PaymentsWiring = (
+    Arc<dyn PaymentProvider>,
+    StripeWebhookVerifier,
+    Option<stripe_sandbox::Sandbox>,
+);
+
+/// Stripe when `STRIPE_SECRET_KEY` is set, else its sandbox.
+async fn payments(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    registry: &MetricsRegistry,
+    integrations: &mut Vec<IntegrationInfo>,
+) -> Result<PaymentsWiring> {
+    Ok(if set(lookup, "STRIPE_SECRET_KEY").is_some() {
+        let client = StripeBuilder::from_lookup(|n| lookup(n))
+            .with_metrics(registry)
+            .build()?;
+        let verifier = StripeWebhookVerifier::from_lookup(|n| lookup(n))?;
+        integrations.push(IntegrationInfo::new(
+            "stripe",
+            "payments",
+            IntegrationMode::Live,
+        ));
+        (Arc::new(client), verifier, None)
+    } else {
+        let sb = stripe_sandbox::Sandbox::start()
+            .await
+            .map_err(|e| io("Stripe", &e))?;
+        let client = sb
+            .client_builder()
+            .with_policy(sandbox_policy("stripe", registry))
+            .build()?;
+        let verifier = StripeWebhookVerifier::new(sb.webhook_secret());
+        integrations.push(IntegrationInfo::new(
+            "stripe",
+            "payments",
+            IntegrationMode::Sandbox,
+        ));
+        (Arc::new(client), verifier, Some(sb))
+    })
+}
+
+/// Email: the provider, the verifier of its event webhook (if any), and the sandbox.
+type EmailWiring = (
+    Arc<dyn EmailProvider>,
+    Option<EventWebhookVerifier>,
+    Option<sendgrid_sandbox::Sandbox>,
+);
+
+/// SendGrid when `SENDGRID_API_KEY` is set, else its sandbox.
+async fn email(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    registry: &MetricsRegistry,
+    integrations: &mut Vec<IntegrationInfo>,
+) -> Result<EmailWiring> {
+    Ok(if set(lookup, "SENDGRID_API_KEY").is_some() {
+        let verifier = match set(lookup, "SENDGRID_WEBHOOK_PUBLIC_KEY") {
+            Some(key) => Some(EventWebhookVerifier::new(&key)?),
+            None => None,
+        };
+        integrations.push(IntegrationInfo::new(
+            "sendgrid",
+            "email",
+            IntegrationMode::Live,
+        ));
+        (
+            Arc::new(
+                SendGridBuilder::from_lookup(|n| lookup(n))
+                    .with_metrics(registry)
+                    .build()?,
+            ),
+            verifier,
+            None,
+        )
+    } else {
+        let sb = sendgrid_sandbox::Sandbox::start()
+            .await
+            .map_err(|e| io("SendGrid", &e))?;
+        let email = sb
+            .email()
+            .with_policy(sandbox_policy("sendgrid", registry))
+            .build()?;
+        let verifier = sb.webhook_verifier();
+        integrations.push(IntegrationInfo::new(
+            "sendgrid",
+            "email",
+            IntegrationMode::Sandbox,
+        ));
+        (Arc::new(email), Some(verifier), Some(sb))
+    })
+}
+
+/// Google Sheets when its credentials and spreadsheet are set, else its sandbox.
+async fn sheets(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    registry: &MetricsRegistry,
+    integrations: &mut Vec<IntegrationInfo>,
+) -> Result<(Arc<dyn SheetsSink>, Option<sheets_sandbox::Sandbox>)> {
+    let live_sheets = set(lookup, "GOOGLE_APPLICATION_CREDENTIALS").is_some()
+        && set(lookup, "GOOGLE_SHEETS_SPREADSHEET_ID").is_some();
+    Ok(if live_sheets {
+        integrations.push(IntegrationInfo::new(
+            "google-sheets",
+            "analytics",
+            IntegrationMode::Live,
+        ));
+        (
+            Arc::new(
+                GoogleSheetsBuilder::from_env()
+                    .with_metrics(registry)
+                    .build()?,
+            ),
+            None,
+        )
+    } else {
+        let sb = sheets_sandbox::Sandbox::start().await?;
+        sb.add_sheet(sb.spreadsheet_id(), DEFAULT_SHEET);
+        let sink = sb
+            .client_builder()
+            .with_write_policy(sandbox_policy("google-sheets", registry))
+            .with_read_policy(sandbox_policy("google-sheets", registry))
+            .with_token_policy(sandbox_policy("google-sheets", registry))
+            .build()?;
+        integrations.push(IntegrationInfo::new(
+            "google-sheets",
+            "analytics",
+            IntegrationMode::Sandbox,
+        ));
+        (Arc::new(sink), Some(sb))
+    })
+}
+
+/// Notifications: the notifier, and the local one when it is used.
+type NotifierWiring = (Arc<dyn Notifier>, Option<Arc<LocalNotifier>>);
+
+/// SNS when `SNS_TOPIC_ARN` is set, else the local notifier.
+fn notifications(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    registry: &MetricsRegistry,
+    integrations: &mut Vec<IntegrationInfo>,
+) -> Result<NotifierWiring> {
+    let aws = || AwsBuilder::from_env().with_metrics(registry).build();
+    Ok(match set(lookup, "SNS_TOPIC_ARN") {
+        Some(arn) => {
+            let n = SnsNotifier::new(&aws()?, arn);
+            integrations.push(IntegrationInfo::new(
+                n.name().to_owned(),
+                "notifications",
+                IntegrationMode::Live,
+            ));
+            (Arc::new(n), None)
+        }
+        None => {
+            let n = Arc::new(LocalNotifier::new(registry));
+            integrations.push(IntegrationInfo::new(
+                n.name().to_owned(),
+                "notifications",
+                IntegrationMode::Local,
+            ));
+            (n.clone(), Some(n))
+        }
+    })
+}
+
+/// The inbound SNS endpoint when `SNS_INBOUND_TOPIC_ARNS` is set: it verifies messages from those
+/// topics, and confirms their subscriptions when AWS is configured.
+fn sns_webhook(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    registry: &MetricsRegistry,
+) -> Option<SnsWebhook> {
+    let aws = || AwsBuilder::from_env().with_metrics(registry).build();
+    match set(lookup, "SNS_INBOUND_TOPIC_ARNS") {
+        None => None,
+        Some(raw) => {
+            let topics = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            let hook = SnsWebhook::new(SnsMessageVerifier::new(), topics);
+            Some(match aws() {
+                Ok(config) => hook.confirm_with(SnsClient::new(&config)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no AWS configuration: SNS subscriptions will not be confirmed");
+                    hook
+                }
+            })
         }
     }
 }

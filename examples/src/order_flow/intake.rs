@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::jobs::{OrderEvent, OrderEventKind};
+use super::jobs::{OrderEventKind, order_event};
 use super::orders::{OrderBook, OrderRecord};
 
 /// The path the webhook endpoint serves.
@@ -189,7 +189,7 @@ impl Intake {
         let Some(r) = self.route(event) else {
             return Ok(Outcome::Ignored);
         };
-        let ev = OrderEvent::new(
+        let ev = order_event(
             r.kind,
             &event.id,
             &r.record,

@@ -104,26 +104,38 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
         .iter()
         .filter(|r| matches!(r.state, OrderState::Declined(_)))
         .collect();
-    let events = |order: &str, t: &str| {
-        f.intake
-            .events_of
-            .get(&(order.to_owned(), t.to_owned()))
-            .map_or(0, Vec::len)
-    };
-    let mut out = Vec::new();
+    let mut out = vec![
+        checkouts_ended(f, &paid, &declined),
+        no_double_payment(f),
+        no_lost_job(f),
+        paid_fulfilled(f, &paid),
+    ];
+    out.extend(no_duplicate(f));
+    out.push(declined_handled(f, &declined));
+    out.push(events_recorded_once(f));
+    out.extend(redelivery_ignored(f));
+    out.push(refund_delivered(f));
+    out.push(business_counted_once(f, &paid, &declined));
+    out
+}
 
+/// Every checkout ended paid or declined.
+fn checkouts_ended(f: &Facts<'_>, paid: &[&OrderRecord], declined: &[&OrderRecord]) -> Invariant {
     let unfinished: Vec<String> = f
         .orders
         .iter()
         .filter(|r| !is_paid(r) && !matches!(r.state, OrderState::Declined(_)))
         .map(|r| format!("{} is {}", r.order.id, r.state))
         .collect();
-    out.push(check(
+    check(
         "every checkout ended paid or declined",
         unfinished,
         format!("{} paid, {} declined", paid.len(), declined.len()),
-    ));
+    )
+}
 
+/// [`NO_DOUBLE_PAYMENT`]: one intent per order with a payment, charged at most once.
+fn no_double_payment(f: &Facts<'_>) -> Invariant {
     let p = f.payments;
     let mut problems: Vec<String> = p
         .orders_with_several_intents
@@ -157,15 +169,18 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
     let max = p
         .max_charges_per_intent
         .map_or_else(|| "not reported by the API".to_owned(), |m| m.to_string());
-    out.push(check(
+    check(
         NO_DOUBLE_PAYMENT,
         problems,
         format!(
             "{} intents for {with_intent} orders (1 each); most successful charges on one intent: {max}",
             p.intents
         ),
-    ));
+    )
+}
 
+/// [`NO_LOST_JOB`]: the outbox drained, every job done or dead-lettered.
+fn no_lost_job(f: &Facts<'_>) -> Invariant {
     let o = f.outbox;
     let mut problems = Vec::new();
     if !f.drained || o.pending > 0 || o.leased > 0 {
@@ -181,7 +196,7 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             o.done, o.dead
         ));
     }
-    out.push(check(
+    check(
         NO_LOST_JOB,
         problems,
         format!(
@@ -190,11 +205,14 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             o.done,
             o.dead
         ),
-    ));
+    )
+}
 
+/// [`PAID_FULFILLED`]: every paid order got its email, row and notification.
+fn paid_fulfilled(f: &Facts<'_>, paid: &[&OrderRecord]) -> Invariant {
     let e = f.evidence;
     let mut problems = Vec::new();
-    for r in &paid {
+    for r in paid {
         let id = r.order.id.as_str();
         if e.emails_of(id, OrderEventKind::Paid.template()) == 0 {
             problems.push(format!("{id}: no confirmation email"));
@@ -206,7 +224,7 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             problems.push(format!("{id}: no notification"));
         }
     }
-    out.push(check(
+    check(
         PAID_FULFILLED,
         problems,
         format!(
@@ -217,14 +235,14 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             e.rows_source,
             e.notifications_source
         ),
-    ));
+    )
+}
 
-    if let Some(inv) = no_duplicate(f) {
-        out.push(inv);
-    }
-
+/// Every declined order got a payment-failed email and nothing of a paid one.
+fn declined_handled(f: &Facts<'_>, declined: &[&OrderRecord]) -> Invariant {
+    let e = f.evidence;
     let mut problems = Vec::new();
-    for r in &declined {
+    for r in declined {
         let id = r.order.id.as_str();
         if e.emails_of(id, OrderEventKind::PaymentFailed.template()) == 0 {
             problems.push(format!("{id}: no payment-failed email"));
@@ -233,12 +251,15 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             problems.push(format!("{id}: treated as paid"));
         }
     }
-    out.push(check(
+    check(
         "every declined order got a payment-failed email and nothing of a paid one",
         problems,
         format!("{} declined orders", declined.len()),
-    ));
+    )
+}
 
+/// Each payment event recorded exactly once.
+fn events_recorded_once(f: &Facts<'_>) -> Invariant {
     let mut problems = Vec::new();
     for r in f.orders {
         let id = r.order.id.as_str();
@@ -249,12 +270,12 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
         } else {
             continue;
         };
-        let n = events(id, t);
+        let n = events(f, id, t);
         if n != want {
             problems.push(format!("{id}: {t} recorded {n} times"));
         }
     }
-    out.push(check(
+    check(
         "each payment event recorded exactly once",
         problems,
         format!(
@@ -262,36 +283,43 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             f.intake.events_known(),
             f.intake.recorded
         ),
-    ));
+    )
+}
 
-    if let Some(rd) = f.redelivered {
-        let mut problems = Vec::new();
-        if f.intake.duplicates == 0 {
-            problems.push(format!("{} was not seen as a duplicate", rd.event_id));
-        }
-        if events(&rd.order_id, &rd.event_type) != 1 {
-            problems.push(format!("{} recorded again", rd.event_id));
-        }
-        // One email, or more only within the documented window (an answer lost after acceptance).
-        let n = e.emails_of(&rd.order_id, OrderEventKind::Paid.template()) as u64;
-        if n == 0 || n > 1 + f.email_duplicates_allowed {
-            problems.push(format!("{}: {n} confirmation emails", rd.order_id));
-        }
-        out.push(check(
-            "a redelivered webhook has no second effect",
-            problems,
-            format!(
-                "{} duplicate deliveries acknowledged, nothing recorded",
-                f.intake.duplicates
-            ),
-        ));
+/// A redelivered webhook has no second effect (judged only when one was redelivered).
+fn redelivery_ignored(f: &Facts<'_>) -> Option<Invariant> {
+    let rd = f.redelivered?;
+    let e = f.evidence;
+    let mut problems = Vec::new();
+    if f.intake.duplicates == 0 {
+        problems.push(format!("{} was not seen as a duplicate", rd.event_id));
     }
+    if events(f, &rd.order_id, &rd.event_type) != 1 {
+        problems.push(format!("{} recorded again", rd.event_id));
+    }
+    // One email, or more only within the documented window (an answer lost after acceptance).
+    let n = e.emails_of(&rd.order_id, OrderEventKind::Paid.template()) as u64;
+    if n == 0 || n > 1 + f.email_duplicates_allowed {
+        problems.push(format!("{}: {n} confirmation emails", rd.order_id));
+    }
+    Some(check(
+        "a redelivered webhook has no second effect",
+        problems,
+        format!(
+            "{} duplicate deliveries acknowledged, nothing recorded",
+            f.intake.duplicates
+        ),
+    ))
+}
 
+/// [`REFUND_DELIVERED`]: the refund was recorded once and fanned out.
+fn refund_delivered(f: &Facts<'_>) -> Invariant {
+    let e = f.evidence;
     match f.refund {
         Some(rf) => {
             let id = rf.order_id.as_str();
             let mut problems = Vec::new();
-            if events(id, "refund.created") != 1 {
+            if events(f, id, "refund.created") != 1 {
                 problems.push("refund.created not recorded once".to_owned());
             }
             if e.emails_of(id, OrderEventKind::Refunded.template()) == 0 {
@@ -306,19 +334,26 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             if f.business.refunds != 1 {
                 problems.push(format!("{} refunds counted", f.business.refunds));
             }
-            out.push(check(
+            check(
                 REFUND_DELIVERED,
                 problems,
                 format!("{} refunded on {id}", rf.amount),
-            ));
+            )
         }
-        None => out.push(check(
+        None => check(
             REFUND_DELIVERED,
             vec!["no refund was made".to_owned()],
             String::new(),
-        )),
+        ),
     }
+}
 
+/// Business metrics count each event exactly once.
+fn business_counted_once(
+    f: &Facts<'_>,
+    paid: &[&OrderRecord],
+    declined: &[&OrderRecord],
+) -> Invariant {
     let revenue: i64 = paid
         .iter()
         .filter_map(|r| r.order.total().ok())
@@ -341,15 +376,22 @@ pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
             "revenue counted {counted}, expected {revenue} (minor units)"
         ));
     }
-    out.push(check(
+    check(
         "business metrics count each event exactly once",
         problems,
         format!(
             "{} paid, {} failed, {} refund(s)",
             b.orders_paid, b.payments_failed, b.refunds
         ),
-    ));
-    out
+    )
+}
+
+/// How many times `t` was recorded for `order`.
+fn events(f: &Facts<'_>, order: &str, t: &str) -> usize {
+    f.intake
+        .events_of
+        .get(&(order.to_owned(), t.to_owned()))
+        .map_or(0, Vec::len)
 }
 
 /// [`NO_DUPLICATE`], if any evidence was counted at the receiving side.

@@ -1,180 +1,50 @@
-//! The outbox side of the flow: what each payment event fans out to, and the handlers that
-//! deliver it.
+//! The outbox side of the flow: the handlers that deliver what each payment event fans out to.
+//!
+//! The job kinds and their payload ([`OrderEvent`]) are the shop's
+//! ([`integrations_shop::jobs`]), shared with the benches.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
-use integrations_core::{Currency, Error, Money, Notification, Notifier, Result, Row, SheetsSink};
-use integrations_outbox::{Job, JobHandler, NewJob};
-use integrations_sendgrid::template::{LineItem as TemplateLine, SeedEmail, TemplateRegistry};
-use serde::{Deserialize, Serialize};
+use integrations_core::{Error, Money, Notification, Notifier, Result, SheetsSink};
+use integrations_outbox::{Job, JobHandler};
+use integrations_sendgrid::template::TemplateRegistry;
+pub use integrations_shop::jobs::{
+    EMAIL, METRICS, NOTIFY, OrderEvent, OrderEventKind, SHEET, SHEETS_APPEND, SHEETS_UPDATE,
+    analytics_row,
+};
 
 use super::ledger::{BusinessEvent, Ledger, OrderMetrics};
-use super::orders::{LineItem, OrderRecord};
+use super::orders::OrderRecord;
 
-/// Job kind: the customer email (through the email failover).
-pub const EMAIL: &str = "email";
-/// Job kind: append the order's analytics row.
-pub const SHEETS_APPEND: &str = "sheets.append";
-/// Job kind: update the order's analytics row.
-pub const SHEETS_UPDATE: &str = "sheets.update";
-/// Job kind: publish a notification.
-pub const NOTIFY: &str = "notify";
-/// Job kind: count the event in the business metrics.
-pub const METRICS: &str = "metrics";
-
-/// What happened to an order, as a verified webhook told it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderEventKind {
-    /// `payment_intent.succeeded`.
-    Paid,
-    /// `payment_intent.payment_failed`.
-    PaymentFailed,
-    /// `refund.created`.
-    Refunded,
-}
-
-impl OrderEventKind {
-    /// The email template the event sends.
-    pub fn template(self) -> &'static str {
-        match self {
-            OrderEventKind::Paid => "order_confirmation",
-            OrderEventKind::PaymentFailed => "payment_failed",
-            OrderEventKind::Refunded => "refund_issued",
-        }
-    }
-
-    /// The job kinds the event fans out to.
-    pub fn job_kinds(self) -> &'static [&'static str] {
-        match self {
-            OrderEventKind::Paid => &[EMAIL, SHEETS_APPEND, NOTIFY, METRICS],
-            OrderEventKind::PaymentFailed => &[EMAIL, NOTIFY, METRICS],
-            OrderEventKind::Refunded => &[EMAIL, SHEETS_UPDATE, NOTIFY, METRICS],
-        }
-    }
-}
-
-/// The payload of every job of one event: what the handlers need, so that delivery never reads
-/// the order store (which may have moved on by then).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderEvent {
-    /// What happened.
-    pub kind: OrderEventKind,
-    /// The Stripe event id.
-    pub event_id: String,
-    /// The order.
-    pub order_id: String,
-    /// Customer's name.
-    pub customer_name: String,
-    /// Customer's address.
-    pub customer_email: String,
-    /// The order's lines.
-    pub items: Vec<LineItem>,
-    /// Currency of the amounts.
-    pub currency: Currency,
-    /// The order total, in minor units.
-    pub total_minor: i64,
-    /// The amount the event is about (paid, attempted or refunded), in minor units.
-    pub amount_minor: i64,
-    /// The payment intent.
-    pub payment_id: String,
-    /// Decline or refund reason.
-    pub reason: Option<String>,
-    /// When the event happened (unix seconds).
-    pub occurred_at: i64,
-}
-
-impl OrderEvent {
-    /// The event about `record`.
-    pub fn new(
-        kind: OrderEventKind,
-        event_id: &str,
-        record: &OrderRecord,
-        amount: Money,
-        payment_id: &str,
-        reason: Option<String>,
-        occurred_at: i64,
-    ) -> Result<Self> {
-        let order = &record.order;
-        Ok(OrderEvent {
-            kind,
-            event_id: event_id.to_owned(),
-            order_id: order.id.clone(),
-            customer_name: order.customer_name.clone(),
-            customer_email: order.customer_email.clone(),
-            items: order.items.clone(),
-            currency: order.currency,
-            total_minor: order.total()?.minor(),
-            amount_minor: amount.minor(),
-            payment_id: payment_id.to_owned(),
-            reason,
-            occurred_at,
-        })
-    }
-
-    /// The jobs to record with the event, one per kind it fans out to.
-    ///
-    /// # Errors
-    /// If the payload cannot be encoded (not expected).
-    pub fn jobs(&self, max_attempts: u32) -> Result<Vec<NewJob>> {
-        let payload = serde_json::to_value(self)
-            .map_err(|e| Error::provider(format!("cannot encode a job payload: {e}")))?;
-        Ok(self
-            .kind
-            .job_kinds()
-            .iter()
-            .map(|kind| NewJob::new(*kind, payload.clone()).with_max_attempts(max_attempts))
-            .collect())
-    }
-
-    /// Decodes a job's payload.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] naming `payload` (not retryable: the job goes to the dead-letter
-    /// queue, where it can be inspected).
-    pub fn of(job: &Job) -> Result<Self> {
-        serde_json::from_value(job.payload.clone())
-            .map_err(|e| Error::invalid_input("payload", format!("job {}: {e}", job.id)))
-    }
-
-    fn money(&self, minor: i64) -> Money {
-        Money::from_minor(minor, self.currency)
-    }
-
-    fn seed_email(&self) -> SeedEmail {
-        let customer_name = self.customer_name.clone();
-        let order_id = self.order_id.clone();
-        match self.kind {
-            OrderEventKind::Paid => SeedEmail::OrderConfirmation {
-                customer_name,
-                order_id,
-                items: self
-                    .items
-                    .iter()
-                    .map(|i| TemplateLine {
-                        name: i.name.clone(),
-                        quantity: i.quantity,
-                        unit_price: self.money(i.unit_price_minor),
-                    })
-                    .collect(),
-                total: self.money(self.total_minor),
-            },
-            OrderEventKind::PaymentFailed => SeedEmail::PaymentFailed {
-                customer_name,
-                order_id,
-                amount: self.money(self.amount_minor),
-                reason: self.reason.clone(),
-            },
-            OrderEventKind::Refunded => SeedEmail::RefundIssued {
-                customer_name,
-                order_id,
-                amount: self.money(self.amount_minor),
-                reason: self.reason.clone(),
-            },
-        }
-    }
+/// The event about `record`: the payload of every job the event fans out to.
+///
+/// # Errors
+/// [`Error::InvalidInput`] if the order total overflows.
+pub fn order_event(
+    kind: OrderEventKind,
+    event_id: &str,
+    record: &OrderRecord,
+    amount: Money,
+    payment_id: &str,
+    reason: Option<String>,
+    occurred_at: i64,
+) -> Result<OrderEvent> {
+    let order = &record.order;
+    Ok(OrderEvent {
+        kind,
+        event_id: event_id.to_owned(),
+        order_id: order.id.clone(),
+        customer_name: order.customer_name.clone(),
+        customer_email: order.customer_email.clone(),
+        items: order.items.clone(),
+        total: order.total()?,
+        amount,
+        payment_id: payment_id.to_owned(),
+        reason,
+        occurred_at,
+    })
 }
 
 /// Sends the customer email through the email provider (the failover).
@@ -195,7 +65,7 @@ impl JobHandler for EmailJob {
     async fn handle(&self, job: &Job) -> Result<()> {
         let ev = OrderEvent::of(job)?;
         let message = ev
-            .seed_email()
+            .email()
             .message(
                 &self.templates,
                 self.from.clone(),
@@ -209,21 +79,6 @@ impl JobHandler for EmailJob {
             .email_sent(&ev.order_id, ev.kind.template(), &sent.provider);
         Ok(())
     }
-}
-
-/// The sheet every order's row goes to.
-pub const SHEET: &str = "Orders";
-
-/// The analytics row of an order: key (column A) is the order id.
-pub fn analytics_row(ev: &OrderEvent, status: &str, refunded_minor: i64) -> Row {
-    Row::new(ev.order_id.clone())
-        .cell(status)
-        .cell(ev.money(ev.total_minor).to_decimal_string())
-        .cell(ev.currency.code())
-        .cell(ev.items.len() as i64)
-        .cell(ev.payment_id.clone())
-        .cell(ev.money(refunded_minor).to_decimal_string())
-        .cell(ev.occurred_at)
 }
 
 /// Appends (on payment) or updates (on refund) the order's analytics row.
@@ -241,7 +96,7 @@ impl JobHandler for SheetsJob {
         let ev = OrderEvent::of(job)?;
         match ev.kind {
             OrderEventKind::Refunded => {
-                let row = analytics_row(&ev, "partially_refunded", ev.amount_minor);
+                let row = analytics_row(&ev, "partially_refunded", ev.amount);
                 match self.sink.update_row(SHEET, row).await? {
                     UpdateOutcome::Updated { .. } => self.ledger.row_updated(&ev.order_id),
                     // The row's append job has not run yet: try again later.
@@ -258,7 +113,10 @@ impl JobHandler for SheetsJob {
                 // `append_rows` returns once the batch carrying the row is at Google (or the
                 // row's key was already there): the effect is durable before the job is marked.
                 self.sink
-                    .append_rows(SHEET, vec![analytics_row(&ev, "paid", 0)])
+                    .append_rows(
+                        SHEET,
+                        vec![analytics_row(&ev, "paid", Money::zero(ev.total.currency()))],
+                    )
                     .await?;
                 self.ledger.row_appended(&ev.order_id);
             }
@@ -280,7 +138,7 @@ pub struct NotifyJob {
 impl JobHandler for NotifyJob {
     async fn handle(&self, job: &Job) -> Result<()> {
         let ev = OrderEvent::of(job)?;
-        let amount = ev.money(ev.amount_minor);
+        let amount = ev.amount;
         let (subject, body) = match ev.kind {
             OrderEventKind::Paid => (
                 "Order paid",
@@ -330,8 +188,8 @@ impl JobHandler for MetricsJob {
         self.metrics.record(
             job.idempotency_key.as_str(),
             event,
-            ev.currency.code(),
-            ev.amount_minor,
+            ev.amount.currency().code(),
+            ev.amount.minor(),
         )?;
         Ok(())
     }
@@ -354,7 +212,7 @@ mod tests {
             payment_id: Some("pi_1".into()),
             refunded_minor: 0,
         };
-        OrderEvent::new(kind, "evt_1", &record, total, "pi_1", None, 1_700_000_000).unwrap()
+        order_event(kind, "evt_1", &record, total, "pi_1", None, 1_700_000_000).unwrap()
     }
 
     fn job(ev: &OrderEvent, kind: &str) -> Job {
@@ -408,7 +266,7 @@ mod tests {
         let email = Arc::new(StubEmailProvider::new_ok());
         let h = EmailJob {
             email: email.clone(),
-            templates: Arc::new(TemplateRegistry::seed()),
+            templates: Arc::new(integrations_shop::order_templates()),
             from: Mailbox::named("orders@example.com", "Shop"),
             ledger: ledger.clone(),
         };

@@ -1,11 +1,16 @@
 //! The orders of a run: generated deterministically, kept in the order store (in memory, or
 //! journaled to the run's state directory).
+//!
+//! Lines and amounts are the shop's ([`LineItem`], core `Money`). The run's [`Order`] is not the
+//! shop's stored [`integrations_shop::Order`]: it is a checkout request (contact, test card) whose
+//! progress is an [`OrderState`] of the checkout (declines and failures carry their reason), so it
+//! keeps its own shape here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use integrations_core::{Currency, Error, IdempotencyKey, Money, Result};
+use integrations_core::{Currency, IdempotencyKey, Money, Result};
 use serde::{Deserialize, Serialize};
 
 use super::journal::Journal;
@@ -19,13 +24,13 @@ pub const CARD_INSUFFICIENT_FUNDS: &str = "pm_card_chargeDeclinedInsufficientFun
 /// Declined with `expired_card`.
 pub const CARD_EXPIRED: &str = "pm_card_chargeDeclinedExpiredCard";
 
-const PRODUCTS: [(&str, i64); 6] = [
-    ("Trail running shoes", 8_999),
-    ("Merino socks (3 pack)", 2_450),
-    ("Water bottle 750 ml", 1_299),
-    ("Headlamp", 3_995),
-    ("Rain shell", 12_900),
-    ("Energy gel (12)", 1_800),
+const PRODUCTS: [(&str, &str, i64); 6] = [
+    ("trail-shoes", "Trail running shoes", 8_999),
+    ("merino-socks-3", "Merino socks (3 pack)", 2_450),
+    ("bottle-750", "Water bottle 750 ml", 1_299),
+    ("headlamp", "Headlamp", 3_995),
+    ("rain-shell", "Rain shell", 12_900),
+    ("gel-12", "Energy gel (12)", 1_800),
 ];
 
 const NAMES: [&str; 8] = [
@@ -39,16 +44,7 @@ const NAMES: [&str; 8] = [
     "Priya Nair",
 ];
 
-/// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineItem {
-    /// Product name.
-    pub name: String,
-    /// Quantity.
-    pub quantity: u32,
-    /// Price of one, in minor units of the order's currency.
-    pub unit_price_minor: i64,
-}
+pub use integrations_shop::LineItem;
 
 /// An order as the shop accepted it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,12 +93,13 @@ impl Order {
         let lines = 1 + next(3) as usize;
         let items = (0..lines)
             .map(|_| {
-                let (name, price) = PRODUCTS[next(PRODUCTS.len() as u64) as usize];
-                LineItem {
-                    name: name.to_owned(),
-                    quantity: 1 + next(3) as u32,
-                    unit_price_minor: price,
-                }
+                let (sku, name, price) = PRODUCTS[next(PRODUCTS.len() as u64) as usize];
+                LineItem::new(
+                    sku,
+                    name,
+                    1 + next(3) as u32,
+                    Money::from_minor(price, Currency::USD),
+                )
             })
             .collect();
         let card = match n % 40 {
@@ -129,23 +126,15 @@ impl Order {
     /// The order total.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming `items` if the total overflows.
+    /// [`Error::InvalidInput`](integrations_core::Error::InvalidInput) naming `items` if the total overflows.
     pub fn total(&self) -> Result<Money> {
-        let mut total = Money::zero(self.currency);
-        for item in &self.items {
-            let line = Money::from_minor(item.unit_price_minor, self.currency)
-                .checked_mul(i64::from(item.quantity))
-                .and_then(|line| total.checked_add(line))
-                .map_err(|e| Error::invalid_input("items", e.to_string()))?;
-            total = line;
-        }
-        Ok(total)
+        integrations_shop::total_of(&self.items, self.currency)
     }
 
     /// The key of creating this order's payment: the same on every retry and after a restart.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] if the order id is not printable ASCII.
+    /// [`Error::InvalidInput`](integrations_core::Error::InvalidInput) if the order id is not printable ASCII.
     pub fn payment_key(&self) -> Result<IdempotencyKey> {
         IdempotencyKey::derive(&self.id, "payment")
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
 use integrations_outbox::{Dispatcher, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel};
-use integrations_sendgrid::template::TemplateRegistry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -82,7 +81,7 @@ impl Pipeline {
         });
         let email = EmailJob {
             email: services.email.clone(),
-            templates: Arc::new(TemplateRegistry::seed()),
+            templates: Arc::new(integrations_shop::order_templates()),
             from: services.from.clone(),
             ledger: shared.ledger.clone(),
         };

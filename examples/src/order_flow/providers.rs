@@ -137,13 +137,93 @@ impl Services {
         dir: &Path,
     ) -> Result<Self> {
         let env = &config.env;
-        let timeout = config.attempt_timeout;
-        let mut backends = Vec::new();
-        let mut backend = |role, what: String, real| backends.push(Backend { role, what, real });
+        let mut setup = Setup {
+            env,
+            registry,
+            timeout: config.attempt_timeout,
+            backends: Vec::new(),
+        };
+        let (from, recipient) = setup.sender()?;
+        let (stripe_client, stripe_sandbox, verifier) = setup.payments().await?;
+        let payments = Arc::new(StripePayments::new(stripe_client.clone()));
 
-        // Checked first: a real email provider must not mail made-up customers.
+        // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
         let real_sendgrid = env.has(ENV_SENDGRID);
-        let (from, recipient) = if real_sendgrid || env.has_aws() {
+        let sendgrid_local = env.is_loopback(ENV_SENDGRID_API_BASE);
+        let (primary, sendgrid_sandbox) =
+            setup.primary_email(real_sendgrid, sendgrid_local).await?;
+        let (backup, backup_sandbox) = setup.backup_email(real_sendgrid, sendgrid_local).await?;
+        let email =
+            Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
+        let (sheets, sheets_sandbox) = setup.sheets().await?;
+        let (notifier, jsonl_notifier, notifications_file) =
+            setup.notifications(config, dir).await?;
+        setup.backend(
+            "outbox",
+            format!("SqliteOutbox → {}", dir.join(OUTBOX_FILE).display()),
+            false,
+        );
+        setup.backend(
+            "metrics",
+            "core MetricsRegistry + shop counters (metrics.prom)".into(),
+            false,
+        );
+
+        Ok(Services {
+            payments,
+            stripe_client,
+            verifier,
+            stripe_sandbox,
+            email,
+            sendgrid_sandbox,
+            backup_sandbox,
+            from,
+            recipient,
+            sheets,
+            sheets_sandbox,
+            notifier,
+            jsonl_notifier,
+            notifications_file,
+            backends: setup.backends,
+        })
+    }
+
+    /// Whether every service is a sandbox.
+    pub fn all_sandboxes(&self) -> bool {
+        self.backends.iter().all(|b| !b.real)
+    }
+
+    /// The sink as core's trait object.
+    pub fn sheets_sink(&self) -> Arc<dyn SheetsSink> {
+        Arc::new(self.sheets.clone())
+    }
+
+    /// Payments as core's trait object.
+    pub fn payment_provider(&self) -> Arc<dyn PaymentProvider> {
+        self.payments.clone()
+    }
+}
+
+/// What [`Services::start`] builds from: the environment, the policies' settings, and the
+/// backends described so far.
+struct Setup<'a> {
+    env: &'a super::config::Environment,
+    registry: &'a MetricsRegistry,
+    timeout: Option<Duration>,
+    backends: Vec<Backend>,
+}
+
+impl Setup<'_> {
+    fn backend(&mut self, role: &'static str, what: String, real: bool) {
+        self.backends.push(Backend { role, what, real });
+    }
+
+    /// The sender, and the inbox every customer email goes to with a real email provider.
+    /// Checked first: a real email provider must not mail made-up customers.
+    fn sender(&self) -> Result<(Mailbox, Option<String>)> {
+        let env = self.env;
+        let real_sendgrid = env.has(ENV_SENDGRID);
+        Ok(if real_sendgrid || env.has_aws() {
             let need = |name| {
                 env.get(name).map(str::to_owned).ok_or_else(|| {
                     Error::configuration(
@@ -158,11 +238,21 @@ impl Services {
             )
         } else {
             (Mailbox::named("orders@example.com", "Trailhead Shop"), None)
-        };
+        })
+    }
 
-        // Payments.
+    /// Payments: real Stripe (test mode only), or the Stripe sandbox with signed webhooks.
+    async fn payments(
+        &mut self,
+    ) -> Result<(
+        StripeClient,
+        Option<integrations_stripe::sandbox::Sandbox>,
+        Option<StripeWebhookVerifier>,
+    )> {
+        let env = self.env;
+        let (registry, timeout) = (self.registry, self.timeout);
         let real_stripe = env.has(ENV_STRIPE);
-        let (stripe_client, stripe_sandbox, verifier) = if real_stripe {
+        Ok(if real_stripe {
             let local = env.is_loopback(ENV_STRIPE_API_BASE);
             let client = StripeBuilder::from_env()
                 .with_policy(policies::stripe(registry, local, timeout))
@@ -184,7 +274,7 @@ impl Services {
                 }
                 None => "Stripe (test mode), events read back from /v1/events".into(),
             };
-            backend("payments", what, !local);
+            self.backend("payments", what, !local);
             (client, None, verifier)
         } else {
             let sandbox = integrations_stripe::sandbox::Sandbox::start()
@@ -197,18 +287,27 @@ impl Services {
                 .client()
                 .clone();
             let verifier = Some(StripeWebhookVerifier::new(sandbox.webhook_secret()));
-            backend(
+            self.backend(
                 "payments",
                 format!("Stripe sandbox at {}, signed webhooks", sandbox.base_url()),
                 false,
             );
             (client, Some(sandbox), verifier)
-        };
-        let payments = Arc::new(StripePayments::new(stripe_client.clone()));
+        })
+    }
 
-        // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
-        let sendgrid_local = env.is_loopback(ENV_SENDGRID_API_BASE);
-        let (primary, sendgrid_sandbox): (Arc<dyn EmailProvider>, _) = if real_sendgrid {
+    /// The primary email provider: SendGrid, or a SendGrid sandbox.
+    async fn primary_email(
+        &mut self,
+        real_sendgrid: bool,
+        sendgrid_local: bool,
+    ) -> Result<(
+        Arc<dyn EmailProvider>,
+        Option<integrations_sendgrid::sandbox::Sandbox>,
+    )> {
+        let env = self.env;
+        let (registry, timeout) = (self.registry, self.timeout);
+        Ok(if real_sendgrid {
             let sg = SendGridBuilder::from_env()
                 .with_policy(policies::email(
                     integrations_sendgrid::PROVIDER,
@@ -221,7 +320,7 @@ impl Services {
                 Some(base) => format!("SendGrid at {base}"),
                 None => "SendGrid".into(),
             };
-            backend("email", what, !sendgrid_local);
+            self.backend("email", what, !sendgrid_local);
             (Arc::new(sg), None)
         } else {
             let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
@@ -236,18 +335,31 @@ impl Services {
                     timeout,
                 ))
                 .build()?;
-            backend(
+            self.backend(
                 "email",
                 format!("SendGrid sandbox at {}", sandbox.base_url()),
                 false,
             );
             (Arc::new(sg), Some(sandbox))
-        };
-        let (backup, backup_sandbox): (Arc<dyn EmailProvider>, _) = if env.has_aws() {
+        })
+    }
+
+    /// The backup email provider: SES when AWS is set, else a second, labelled SendGrid sandbox.
+    async fn backup_email(
+        &mut self,
+        real_sendgrid: bool,
+        sendgrid_local: bool,
+    ) -> Result<(
+        Arc<dyn EmailProvider>,
+        Option<integrations_sendgrid::sandbox::Sandbox>,
+    )> {
+        let env = self.env;
+        let (registry, timeout) = (self.registry, self.timeout);
+        Ok(if env.has_aws() {
             let aws = AwsBuilder::from_env()
                 .with_policy(policies::email("aws-ses", registry, false, timeout))
                 .build()?;
-            backend(
+            self.backend(
                 "email backup",
                 format!("Amazon SES ({})", aws.region()),
                 true,
@@ -266,7 +378,7 @@ impl Services {
                     timeout,
                 ))
                 .build()?;
-            backend(
+            self.backend(
                 "email backup",
                 format!(
                     "second SendGrid sandbox at {}, labelled {BACKUP_LABEL}",
@@ -275,10 +387,18 @@ impl Services {
                 false,
             );
             (Arc::new(Labelled::new(BACKUP_LABEL, sg)), Some(sandbox))
-        };
-        let email =
-            Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
-        // Analytics rows.
+        })
+    }
+
+    /// Analytics rows: Google Sheets, or the Sheets sandbox.
+    async fn sheets(
+        &mut self,
+    ) -> Result<(
+        GoogleSheetsSink,
+        Option<integrations_sheets::sandbox::Sandbox>,
+    )> {
+        let env = self.env;
+        let (registry, timeout) = (self.registry, self.timeout);
         let real_sheets = env.has(ENV_GOOGLE);
         let sheets_local = env.is_loopback(ENV_SHEETS_BASE_URL);
         let sheets_builder = |b: GoogleSheetsBuilder, local: bool| {
@@ -303,7 +423,7 @@ impl Services {
                 })),
             )
         };
-        let (sheets, sheets_sandbox) = if real_sheets {
+        Ok(if real_sheets {
             let id = env.spreadsheet_id().ok_or_else(|| {
                 Error::configuration(
                     ENV_SPREADSHEET,
@@ -319,7 +439,7 @@ impl Services {
                 Some(base) => format!(" at {base}"),
                 None => String::new(),
             };
-            backend(
+            self.backend(
                 "analytics",
                 format!("Google Sheets{at}, spreadsheet {id}, sheet {SHEET}"),
                 !sheets_local,
@@ -329,7 +449,7 @@ impl Services {
             let sandbox = integrations_sheets::sandbox::Sandbox::start().await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
             let sink = sheets_builder(sandbox.client_builder(), true).build()?;
-            backend(
+            self.backend(
                 "analytics",
                 format!(
                     "Google Sheets sandbox at {}, sheet {SHEET}",
@@ -338,16 +458,28 @@ impl Services {
                 false,
             );
             (sink, Some(sandbox))
-        };
+        })
+    }
 
-        // Notifications.
+    /// Notifications: SNS (AWS and a topic set), or a JSONL file in `dir`.
+    async fn notifications(
+        &mut self,
+        config: &FlowConfig,
+        dir: &Path,
+    ) -> Result<(
+        Arc<dyn Notifier>,
+        Option<Arc<JsonlNotifier>>,
+        Option<std::path::PathBuf>,
+    )> {
+        let env = self.env;
+        let (registry, timeout) = (self.registry, self.timeout);
         let (notifier, jsonl_notifier, notifications_file): (Arc<dyn Notifier>, _, _) =
             match (env.has_aws(), env.get(ENV_SNS_TOPIC)) {
                 (true, Some(topic)) => {
                     let aws = AwsBuilder::from_env()
                         .with_policy(policies::local("aws-sns", registry, timeout))
                         .build()?;
-                    backend("notifications", format!("Amazon SNS topic {topic}"), true);
+                    self.backend("notifications", format!("Amazon SNS topic {topic}"), true);
                     (Arc::new(SnsNotifier::new(&aws, topic)), None, None)
                 }
                 (aws, _) => {
@@ -363,7 +495,7 @@ impl Services {
                     } else {
                         String::new()
                     };
-                    backend(
+                    self.backend(
                         "notifications",
                         format!("JsonlNotifier → {}{why}", path.display()),
                         false,
@@ -371,49 +503,7 @@ impl Services {
                     (n.clone(), Some(n), Some(path))
                 }
             };
-        backend(
-            "outbox",
-            format!("SqliteOutbox → {}", dir.join(OUTBOX_FILE).display()),
-            false,
-        );
-        backend(
-            "metrics",
-            "core MetricsRegistry + shop counters (metrics.prom)".into(),
-            false,
-        );
-
-        Ok(Services {
-            payments,
-            stripe_client,
-            verifier,
-            stripe_sandbox,
-            email,
-            sendgrid_sandbox,
-            backup_sandbox,
-            from,
-            recipient,
-            sheets,
-            sheets_sandbox,
-            notifier,
-            jsonl_notifier,
-            notifications_file,
-            backends,
-        })
-    }
-
-    /// Whether every service is a sandbox.
-    pub fn all_sandboxes(&self) -> bool {
-        self.backends.iter().all(|b| !b.real)
-    }
-
-    /// The sink as core's trait object.
-    pub fn sheets_sink(&self) -> Arc<dyn SheetsSink> {
-        Arc::new(self.sheets.clone())
-    }
-
-    /// Payments as core's trait object.
-    pub fn payment_provider(&self) -> Arc<dyn PaymentProvider> {
-        self.payments.clone()
+        Ok((notifier, jsonl_notifier, notifications_file))
     }
 }
 

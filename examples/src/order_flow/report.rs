@@ -137,8 +137,9 @@ fn money(minor: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Report {
+    /// The run, its services and the orders by final state.
+    fn write_header(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "order_flow: {} orders in {:.1} s (run {})\n",
@@ -164,7 +165,11 @@ impl fmt::Display for Report {
         for (state, n) in &self.states {
             writeln!(f, "  {state:<40} {n:>6}")?;
         }
+        Ok(())
+    }
 
+    /// Each integration's calls, and who served the emails.
+    fn write_integrations(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "\n{:<18} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>10}",
@@ -197,7 +202,11 @@ impl fmt::Display for Report {
             .map(|(n, c)| format!("{n} {c}"))
             .collect();
         writeln!(f, "  emails served by: {}", served.join(", "))?;
+        Ok(())
+    }
 
+    /// Webhooks in, outbox jobs out, dead letters.
+    fn write_delivery(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.intake;
         let by_type: Vec<String> = i.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
         let earlier = i.events_known().saturating_sub(i.recorded);
@@ -241,7 +250,11 @@ impl fmt::Display for Report {
                 )?;
             }
         }
+        Ok(())
+    }
 
+    /// Payments, the faults injected, duplicates, the outage, the refund and the redelivery.
+    fn write_payments(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.payments;
         let mut line = format!("payments      {}: {} payment intents", p.source, p.intents);
         if let Some(m) = p.max_charges_per_intent {
@@ -298,6 +311,11 @@ impl fmt::Display for Report {
                 r.event_id, r.event_type, r.order_id
             )?;
         }
+        Ok(())
+    }
+
+    /// The shop's counters, kept files and the invariants.
+    fn write_outcome(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.business;
         writeln!(
             f,
@@ -327,5 +345,15 @@ impl fmt::Display for Report {
                 self.invariants.len()
             )
         }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_header(f)?;
+        self.write_integrations(f)?;
+        self.write_delivery(f)?;
+        self.write_payments(f)?;
+        self.write_outcome(f)
     }
 }

@@ -6,20 +6,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use integrations_core::clock::unix_seconds;
-use integrations_core::metrics::MetricsRegistry;
+use integrations_core::metrics::{MetricsRegistry, MetricsSnapshot};
 use integrations_core::{Error, Result};
-use integrations_outbox::{OutboxCounts, OutboxStore};
+use integrations_outbox::{OutboxCounts, OutboxStore, RunStats, SqliteOutbox};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::audit;
 use super::chaos;
-use super::checkout::{checkout, partial_refund};
+use super::checkout::{RefundMade, checkout, partial_refund};
 use super::config::FlowConfig;
 use super::intake::Intake;
 use super::invariants::{Facts, Redelivery, judge};
-use super::ledger::{Ledger, OrderMetrics};
-use super::orders::{Order, OrderBook, OrderState};
+use super::ledger::{BusinessMetrics, Ledger, OrderMetrics};
+use super::orders::{Order, OrderBook, OrderRecord, OrderState};
 use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
 use super::providers::{Backend, Services};
@@ -177,20 +177,7 @@ impl Flow {
             services,
         } = self;
         let (run_id, since) = (run.run_id.clone(), run.since);
-        let shared = if dir.is_state() {
-            let d = dir.path();
-            Shared {
-                book: Arc::new(OrderBook::open(d.join(ORDERS_FILE))?),
-                ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?),
-                metrics: Arc::new(OrderMetrics::open(d.join(METRICS_FILE))?),
-            }
-        } else {
-            Shared {
-                book: Arc::new(OrderBook::new()),
-                ledger: Arc::new(Ledger::new()),
-                metrics: Arc::new(OrderMetrics::new()),
-            }
-        };
+        let shared = open_shared(&dir)?;
         let book = &shared.book;
         let pipeline = Pipeline::start(
             &config,
@@ -206,86 +193,18 @@ impl Flow {
 
         // Checkout, concurrently; the faults go in on the way.
         let progress = Progress::new(config.orders, config.progress.clone());
-        let ticker = config.progress.is_some().then(|| {
-            let (outbox, intake, progress) = (outbox.clone(), intake.clone(), progress.clone());
-            tokio::spawn(async move {
-                loop {
-                    if let Ok(c) = outbox.counts().await {
-                        let known = intake.stats().jobs_known;
-                        progress.jobs(c.done + c.dead, known, "delivering");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        });
-        let permits = Arc::new(Semaphore::new(config.checkout_concurrency));
-        let mut checkouts = JoinSet::new();
-        let mut stripe_faults = Vec::new();
-        let mut injected = Vec::new();
-        let mut resumed_orders = 0;
-        for n in 0..config.orders {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| Error::unavailable("checkout permits closed"))?;
-            inject_faults(n, &config, &services, &mut stripe_faults);
-            for (i, f) in config.chaos.iter().enumerate() {
-                if f.after_orders == n {
-                    injected.push(chaos::inject(&services, i, *f));
-                }
-            }
-            let order = Order::sample(&run_id, n, services.recipient.as_deref());
-            if let Some(done) = book.get(&order.id).filter(|r| r.state.is_final()) {
-                resumed_orders += 1;
-                progress.order_done(&done.state.to_string());
-                continue;
-            }
-            let (payments, book, progress) =
-                (services.payment_provider(), book.clone(), progress.clone());
-            checkouts.spawn(async move {
-                let state = checkout(payments.as_ref(), &book, order).await;
-                progress.order_done(&state.to_string());
-                drop(permit);
-            });
-        }
-        while checkouts.join_next().await.is_some() {}
+        let ticker = config
+            .progress
+            .is_some()
+            .then(|| spawn_ticker(outbox.clone(), intake.clone(), progress.clone()));
+        let checkouts = checkout_all(&config, &services, book, &progress, &run_id).await?;
 
         // One partial refund, on the first paid order (the one chosen by an earlier start, if any).
-        let first_paid = book
-            .all()
-            .into_iter()
-            .find(|r| r.state.is_paid())
-            .map(|r| r.order.id);
-        let (refund, refund_error) = match book.refund_target(first_paid) {
-            Ok(Some(id)) => match partial_refund(services.payments.as_ref(), book, &id).await {
-                Ok(r) => (Some(r), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-            Ok(None) => (None, Some("no paid order to refund".to_owned())),
-            Err(e) => (
-                None,
-                Some(format!("the refund's order cannot be recorded: {e}")),
-            ),
-        };
+        let (refund, refund_error) = refund_first_paid(&services, book).await;
         let refunded_order = refund.as_ref().map(|r| r.order_id.clone());
 
         // Every event in; then one delivered again.
-        let expected_events = |book: &OrderBook| {
-            book.all()
-                .iter()
-                .filter(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_)))
-                .count() as u64
-                + u64::from(refund.is_some())
-        };
-        let wait_events = Instant::now() + config.drain_timeout;
-        while intake.stats().events_known() < expected_events(book) && Instant::now() < wait_events
-        {
-            if let Some(sandbox) = &services.stripe_sandbox {
-                sandbox.flush_webhooks().await;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_events(&config, &services, &intake, book, refund.is_some()).await;
         let redelivered = redeliver(&services, &intake, refunded_order.as_deref()).await;
 
         let known = || intake.stats().jobs_known;
@@ -299,98 +218,326 @@ impl Flow {
         }
         progress.finish();
 
-        // The report.
-        let chaos = chaos::reports(&config.chaos, &injected, &services);
-        let outbox_counts: OutboxCounts = outbox.counts().await?;
-        let dead_letters = outbox
-            .dead_letters(100)
-            .await?
-            .into_iter()
-            .map(|d| DeadLetterLine {
-                job_id: d.job.id.to_string(),
-                kind: d.job.kind,
-                event_id: d.job.event_id,
-                attempts: d.job.attempt,
-                error: format!("{}: {}", d.error.kind, d.error.message),
-            })
-            .collect();
-        let snapshot = registry.snapshot();
-        let business = shared.metrics.snapshot();
-        let prometheus = format!(
-            "{}{}",
-            registry.render_prometheus(),
-            business.render_prometheus()
-        );
-        tokio::fs::write(dir.path().join("metrics.prom"), prometheus)
-            .await
-            .map_err(io("cannot write metrics.prom"))?;
-        let payments = audit::payments(&services, book, since).await?;
-        let evidence = audit::evidence(&services, &shared.ledger, book).await?;
-        let orders = book.all();
-        let intake_stats = intake.stats();
-        let invariants = judge(&Facts {
-            orders: &orders,
-            evidence: &evidence,
-            payments: &payments,
-            outbox: outbox_counts,
-            drained,
-            intake: &intake_stats,
-            business: &business,
-            refund: refund.as_ref(),
-            redelivered: redelivered.as_ref(),
-            email_duplicates_allowed: chaos::lost_email_answers(&chaos),
-        });
-        let mut states = BTreeMap::new();
-        for r in &orders {
-            *states.entry(r.state.to_string()).or_insert(0) += 1;
-        }
-        let email_served: Vec<(String, u64)> = services
-            .email
-            .providers()
-            .iter()
-            .map(|p| p.name().to_owned())
-            .zip(services.email.served_counts())
-            .collect();
-        let outage = config
-            .outage
-            .filter(|_| services.sendgrid_sandbox.is_some())
-            .map(|outage| OutageReport {
-                outage,
-                short_circuits: snapshot
-                    .get(integrations_sendgrid::PROVIDER)
-                    .map_or(0, |s| s.short_circuits),
-                served_by_backup: email_served.get(1).map_or(0, |(_, n)| *n),
-            });
-        let state_dir = dir.is_state().then(|| dir.path().to_path_buf());
-        let files = dir.kept(config.keep_files);
-        Ok(Report {
-            run_id,
-            start: run.starts,
-            state_dir,
-            resumed_orders,
-            orders: config.orders,
-            elapsed: started.elapsed(),
-            backends: services.backends.clone(),
-            states,
-            integrations: snapshot.integrations,
-            email_served,
-            outbox: outbox_counts,
-            dispatch,
-            dead_letters,
-            intake: intake_stats,
-            payments,
+        report(Ended {
+            config,
+            started,
+            run,
+            dir,
+            registry,
+            services,
+            shared,
+            outbox,
+            intake,
+            checkouts,
             refund,
             refund_error,
             redelivered,
-            outage,
-            stripe_faults,
-            chaos,
-            duplicate_emails: evidence.duplicate_emails(),
-            business,
-            files,
-            invariants,
+            drained,
+            dispatch,
         })
+        .await
     }
+}
+
+/// The stores of the run's orders, deliveries and counters: journaled in the state directory,
+/// or in memory.
+fn open_shared(dir: &WorkDir) -> Result<Shared> {
+    Ok(if dir.is_state() {
+        let d = dir.path();
+        Shared {
+            book: Arc::new(OrderBook::open(d.join(ORDERS_FILE))?),
+            ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?),
+            metrics: Arc::new(OrderMetrics::open(d.join(METRICS_FILE))?),
+        }
+    } else {
+        Shared {
+            book: Arc::new(OrderBook::new()),
+            ledger: Arc::new(Ledger::new()),
+            metrics: Arc::new(OrderMetrics::new()),
+        }
+    })
+}
+
+/// Shows the delivery progress every 100 ms until aborted.
+fn spawn_ticker(
+    outbox: Arc<SqliteOutbox>,
+    intake: Arc<Intake>,
+    progress: Progress,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(c) = outbox.counts().await {
+                let known = intake.stats().jobs_known;
+                progress.jobs(c.done + c.dead, known, "delivering");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// What checkout did besides the orders: the faults injected on the way, and how many orders an
+/// earlier start had finished.
+struct Checkouts {
+    stripe_faults: Vec<String>,
+    injected: Vec<chaos::Injected>,
+    resumed_orders: usize,
+}
+
+/// Every order of the run through checkout, `config.checkout_concurrency` at a time, injecting
+/// the configured faults as it goes; orders an earlier start finished are skipped.
+async fn checkout_all(
+    config: &FlowConfig,
+    services: &Services,
+    book: &Arc<OrderBook>,
+    progress: &Progress,
+    run_id: &str,
+) -> Result<Checkouts> {
+    let permits = Arc::new(Semaphore::new(config.checkout_concurrency));
+    let mut checkouts = JoinSet::new();
+    let mut stripe_faults = Vec::new();
+    let mut injected = Vec::new();
+    let mut resumed_orders = 0;
+    for n in 0..config.orders {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::unavailable("checkout permits closed"))?;
+        inject_faults(n, config, services, &mut stripe_faults);
+        for (i, f) in config.chaos.iter().enumerate() {
+            if f.after_orders == n {
+                injected.push(chaos::inject(services, i, *f));
+            }
+        }
+        let order = Order::sample(run_id, n, services.recipient.as_deref());
+        if let Some(done) = book.get(&order.id).filter(|r| r.state.is_final()) {
+            resumed_orders += 1;
+            progress.order_done(&done.state.to_string());
+            continue;
+        }
+        let (payments, book, progress) =
+            (services.payment_provider(), book.clone(), progress.clone());
+        checkouts.spawn(async move {
+            let state = checkout(payments.as_ref(), &book, order).await;
+            progress.order_done(&state.to_string());
+            drop(permit);
+        });
+    }
+    while checkouts.join_next().await.is_some() {}
+    Ok(Checkouts {
+        stripe_faults,
+        injected,
+        resumed_orders,
+    })
+}
+
+/// One partial refund, on the first paid order (the one chosen by an earlier start, if any);
+/// or why there is none.
+async fn refund_first_paid(
+    services: &Services,
+    book: &OrderBook,
+) -> (Option<RefundMade>, Option<String>) {
+    let first_paid = book
+        .all()
+        .into_iter()
+        .find(|r| r.state.is_paid())
+        .map(|r| r.order.id);
+    match book.refund_target(first_paid) {
+        Ok(Some(id)) => match partial_refund(services.payments.as_ref(), book, &id).await {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        Ok(None) => (None, Some("no paid order to refund".to_owned())),
+        Err(e) => (
+            None,
+            Some(format!("the refund's order cannot be recorded: {e}")),
+        ),
+    }
+}
+
+/// Waits (flushing the Stripe sandbox's webhooks) until the intake knows every payment event and
+/// the refund's, or `config.drain_timeout` passes.
+async fn wait_for_events(
+    config: &FlowConfig,
+    services: &Services,
+    intake: &Intake,
+    book: &OrderBook,
+    refunded: bool,
+) {
+    let expected_events = |book: &OrderBook| {
+        book.all()
+            .iter()
+            .filter(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_)))
+            .count() as u64
+            + u64::from(refunded)
+    };
+    let wait_events = Instant::now() + config.drain_timeout;
+    while intake.stats().events_known() < expected_events(book) && Instant::now() < wait_events {
+        if let Some(sandbox) = &services.stripe_sandbox {
+            sandbox.flush_webhooks().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the run's phases left, for the report.
+struct Ended {
+    config: FlowConfig,
+    started: Instant,
+    run: RunState,
+    dir: WorkDir,
+    registry: MetricsRegistry,
+    services: Services,
+    shared: Shared,
+    outbox: Arc<SqliteOutbox>,
+    intake: Arc<Intake>,
+    checkouts: Checkouts,
+    refund: Option<RefundMade>,
+    refund_error: Option<String>,
+    redelivered: Option<Redelivery>,
+    drained: bool,
+    dispatch: RunStats,
+}
+
+/// The dead letters, as the report lists them (at most 100).
+async fn dead_letter_lines(outbox: &SqliteOutbox) -> Result<Vec<DeadLetterLine>> {
+    Ok(outbox
+        .dead_letters(100)
+        .await?
+        .into_iter()
+        .map(|d| DeadLetterLine {
+            job_id: d.job.id.to_string(),
+            kind: d.job.kind,
+            event_id: d.job.event_id,
+            attempts: d.job.attempt,
+            error: format!("{}: {}", d.error.kind, d.error.message),
+        })
+        .collect())
+}
+
+/// How many orders ended in each state.
+fn state_counts(orders: &[OrderRecord]) -> BTreeMap<String, usize> {
+    let mut states = BTreeMap::new();
+    for r in orders {
+        *states.entry(r.state.to_string()).or_insert(0) += 1;
+    }
+    states
+}
+
+/// Writes the run's metrics (the registry's and the shop's counters) to `metrics.prom`.
+async fn write_metrics(
+    dir: &WorkDir,
+    registry: &MetricsRegistry,
+    business: &BusinessMetrics,
+) -> Result<()> {
+    let prometheus = format!(
+        "{}{}",
+        registry.render_prometheus(),
+        business.render_prometheus()
+    );
+    tokio::fs::write(dir.path().join("metrics.prom"), prometheus)
+        .await
+        .map_err(io("cannot write metrics.prom"))
+}
+
+/// How many emails each provider served, and the SendGrid outage's effect (when one was injected).
+fn email_report(
+    config: &FlowConfig,
+    services: &Services,
+    snapshot: &MetricsSnapshot,
+) -> (Vec<(String, u64)>, Option<OutageReport>) {
+    let email_served: Vec<(String, u64)> = services
+        .email
+        .providers()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .zip(services.email.served_counts())
+        .collect();
+    let outage = config
+        .outage
+        .filter(|_| services.sendgrid_sandbox.is_some())
+        .map(|outage| OutageReport {
+            outage,
+            short_circuits: snapshot
+                .get(integrations_sendgrid::PROVIDER)
+                .map_or(0, |s| s.short_circuits),
+            served_by_backup: email_served.get(1).map_or(0, |(_, n)| *n),
+        });
+    (email_served, outage)
+}
+
+/// Audits the providers, judges the invariants and writes the report.
+async fn report(e: Ended) -> Result<Report> {
+    let Ended {
+        config,
+        started,
+        run,
+        dir,
+        registry,
+        services,
+        shared,
+        outbox,
+        intake,
+        checkouts,
+        refund,
+        refund_error,
+        redelivered,
+        drained,
+        dispatch,
+    } = e;
+    let (book, since) = (&shared.book, run.since);
+    let chaos = chaos::reports(&config.chaos, &checkouts.injected, &services);
+    let outbox_counts: OutboxCounts = outbox.counts().await?;
+    let dead_letters = dead_letter_lines(&outbox).await?;
+    let snapshot = registry.snapshot();
+    let business = shared.metrics.snapshot();
+    write_metrics(&dir, &registry, &business).await?;
+    let payments = audit::payments(&services, book, since).await?;
+    let evidence = audit::evidence(&services, &shared.ledger, book).await?;
+    let orders = book.all();
+    let intake_stats = intake.stats();
+    let invariants = judge(&Facts {
+        orders: &orders,
+        evidence: &evidence,
+        payments: &payments,
+        outbox: outbox_counts,
+        drained,
+        intake: &intake_stats,
+        business: &business,
+        refund: refund.as_ref(),
+        redelivered: redelivered.as_ref(),
+        email_duplicates_allowed: chaos::lost_email_answers(&chaos),
+    });
+    let (email_served, outage) = email_report(&config, &services, &snapshot);
+    let state_dir = dir.is_state().then(|| dir.path().to_path_buf());
+    let files = dir.kept(config.keep_files);
+    Ok(Report {
+        run_id: run.run_id,
+        start: run.starts,
+        state_dir,
+        resumed_orders: checkouts.resumed_orders,
+        orders: config.orders,
+        elapsed: started.elapsed(),
+        backends: services.backends.clone(),
+        states: state_counts(&orders),
+        integrations: snapshot.integrations,
+        email_served,
+        outbox: outbox_counts,
+        dispatch,
+        dead_letters,
+        intake: intake_stats,
+        payments,
+        refund,
+        refund_error,
+        redelivered,
+        outage,
+        stripe_faults: checkouts.stripe_faults,
+        chaos,
+        duplicate_emails: evidence.duplicate_emails(),
+        business,
+        files,
+        invariants,
+    })
 }
 
 /// Injects the configured faults as checkout reaches order `n`: the SendGrid outage, and (half

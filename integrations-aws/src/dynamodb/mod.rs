@@ -1,11 +1,9 @@
 //! Amazon DynamoDB (feature `dynamodb`): a low-level signed client ([`DynamoDb`]), serde
-//! conversion of items ([`to_item`], [`from_item`]), an order store ([`DynamoOrderStore`]) and
-//! core's dedup store ([`DynamoDedupStore`]).
+//! conversion of items ([`to_item`], [`from_item`]) and core's dedup store
+//! ([`DynamoDedupStore`]). Typed stores of an application's own tables build on these.
 
 mod attr;
 mod dedup;
-mod order;
-mod orders;
 
 use std::time::Duration;
 
@@ -17,8 +15,6 @@ use crate::config::{AwsConfig, Service};
 
 pub use attr::{Item, from_attribute_value, from_item, to_attribute_value, to_item};
 pub use dedup::DynamoDedupStore;
-pub use order::{Order, OrderItem, OrderPage, OrderStatus};
-pub use orders::DynamoOrderStore;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
@@ -131,10 +127,4 @@ impl DynamoDb {
             Err(e) => Err(e),
         }
     }
-}
-
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

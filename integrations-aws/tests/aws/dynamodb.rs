@@ -1,49 +1,11 @@
-use integrations_aws::dynamodb::{DynamoDb, DynamoOrderStore, Order};
+use integrations_aws::dynamodb::DynamoDb;
 use integrations_aws::{AwsBuilder, Credentials};
-use integrations_core::{Currency, ErrorKind, Money};
+use integrations_core::ErrorKind;
 use serde_json::json;
-use wiremock::matchers::{body_json, header, header_exists, header_regex, method, path};
+use wiremock::matchers::{header, header_regex, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{auth_regex, config, config_with, json_error, two_retries};
-
-#[tokio::test]
-async fn put_order_is_a_signed_conditional_put_item() {
-    let server = MockServer::start().await;
-    let order = Order::new("o-1", "c-1", Money::from_minor(1999, Currency::USD))
-        .with_created_at_ms(1_700_000_000_000);
-    Mock::given(method("POST"))
-        .and(path("/"))
-        .and(header("x-amz-target", "DynamoDB_20120810.PutItem"))
-        .and(header("content-type", "application/x-amz-json-1.0"))
-        .and(header_exists("x-amz-date"))
-        .and(header_regex(
-            "authorization",
-            &auth_regex("dynamodb", "content-type;host;x-amz-date;x-amz-target"),
-        ))
-        .and(body_json(json!({
-            "TableName": "orders",
-            "ConditionExpression": "attribute_not_exists(order_id)",
-            "Item": {
-                "order_id": {"S": "o-1"},
-                "customer_id": {"S": "c-1"},
-                "status": {"S": "pending"},
-                "total": {"M": {"minor": {"N": "1999"}, "currency": {"S": "USD"}}},
-                "items": {"L": []},
-                "created_at_ms": {"N": "1700000000000"},
-                "updated_at_ms": {"N": "1700000000000"},
-                "metadata": {"M": {}},
-            },
-        })))
-        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    DynamoOrderStore::new(&config(&server.uri()), "orders")
-        .put(&order)
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn conditional_check_failure_is_conflict() {

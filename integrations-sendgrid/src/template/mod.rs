@@ -8,7 +8,6 @@
 //! |---|---|
 //! | [`Template`] | subject, text and HTML sources; required and optional variables; an optional hosted id |
 //! | [`TemplateRegistry`] | templates by name; builds a ready [`EmailMessageBuilder`] for a provider's capabilities |
-//! | [`SeedTemplate`], [`SeedEmail`] | the order flow's five emails, with typed data |
 //! | [`escape_html`] | the escaping applied to every value in HTML output |
 //!
 //! Sources use a Handlebars subset (`{{name}}`, `{{a.b}}`, `{{#if}}…{{else}}…{{/if}}`,
@@ -18,13 +17,20 @@
 //!
 //! ```
 //! use integrations_core::provider::EmailCapabilities;
-//! use integrations_sendgrid::template::{SeedTemplate, TemplateRegistry};
+//! use integrations_sendgrid::template::{Template, TemplateRegistry};
 //! use serde_json::json;
 //!
-//! let registry = TemplateRegistry::seed();
+//! let mut registry = TemplateRegistry::new();
+//! registry.insert(
+//!     Template::builder("payment_received")
+//!         .subject("Payment received for order #{{order_id}}")
+//!         .html("<p>Hi {{customer_name}}, we received {{amount}}.</p>")
+//!         .required(["customer_name", "order_id", "amount"])
+//!         .build()?,
+//! );
 //! let vars = json!({"customer_name": "<b>Jane</b>", "order_id": "42", "amount": "59.98 USD"});
 //! let msg = registry
-//!     .message(SeedTemplate::PaymentReceived, "shop@example.com", "jane@example.com",
+//!     .message("payment_received", "shop@example.com", "jane@example.com",
 //!              vars.as_object().unwrap(), EmailCapabilities::default())?
 //!     .build();
 //! let integrations_core::provider::EmailBody::Content { html, .. } = &msg.body else { panic!() };
@@ -32,7 +38,7 @@
 //!
 //! // A missing variable fails before anything is sent, naming it.
 //! let err = registry
-//!     .message(SeedTemplate::PaymentReceived, "shop@example.com", "jane@example.com",
+//!     .message("payment_received", "shop@example.com", "jane@example.com",
 //!              json!({"order_id": "42", "amount": "1.00 USD"}).as_object().unwrap(),
 //!              EmailCapabilities::default())
 //!     .unwrap_err();
@@ -41,7 +47,6 @@
 //! ```
 
 mod engine;
-mod seed;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,7 +58,6 @@ use serde_json::{Map, Value};
 
 pub use engine::escape_html;
 use engine::{Mode, Node};
-pub use seed::{LineItem, SeedEmail, SeedTemplate};
 
 /// A template's variables: a JSON object.
 pub type Variables = Map<String, Value>;
@@ -296,16 +300,6 @@ impl TemplateRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         TemplateRegistry::default()
-    }
-
-    /// The five emails of the order flow ([`SeedTemplate`]), rendered locally until given hosted
-    /// ids with [`TemplateRegistry::set_hosted_id`].
-    pub fn seed() -> Self {
-        let mut r = TemplateRegistry::new();
-        for t in SeedTemplate::ALL {
-            r.insert(t.template());
-        }
-        r
     }
 
     /// Adds or replaces a template; returns the one it replaced.

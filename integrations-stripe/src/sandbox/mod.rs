@@ -18,11 +18,10 @@
 //! use integrations_core::{Currency, IdempotencyKey, Money};
 //! use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
 //! use integrations_stripe::sandbox::Sandbox;
-//! use integrations_stripe::StripePayments;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> integrations_core::Result<()> {
 //! let sandbox = Sandbox::start().await.expect("bind a loopback port");
-//! let payments = StripePayments::new(sandbox.client()?);
+//! let payments = sandbox.client_builder().build()?; // StripePayments
 //! let key = IdempotencyKey::derive("order-42", "payment")?;
 //! let req = CreatePayment::new(Money::from_minor(5998, Currency::USD))
 //!     .payment_method("pm_card_visa")

@@ -1,4 +1,11 @@
 //! Orders as the service keeps them, and their JSON form.
+//!
+//! The lines are the shop's ([`integrations_shop::LineItem`]: the product id is its `sku`, shown
+//! as `id` in the API). The service's [`Order`] and [`OrderStatus`] are not the shop's: they
+//! are the REST API's and SQLite store's shape (a sequence number, client keys, a shipping
+//! address, and the payment-intent statuses the API reports: `requires_action`, `processing`,
+//! `authorized`, `partially_refunded`, …), so they stay here, and the service converts at its
+//! edge: `validate` builds the lines from the request JSON, `row` reads and writes them in SQLite.
 
 use std::fmt;
 
@@ -6,25 +13,7 @@ use integrations_core::provider::PaymentStatus;
 use integrations_core::{Currency, Money};
 use serde_json::{Value, json};
 
-/// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineItem {
-    /// The shop's product id.
-    pub id: String,
-    /// Product name.
-    pub name: String,
-    /// Quantity (at least 1).
-    pub quantity: u32,
-    /// Price of one.
-    pub unit_price: Money,
-}
-
-impl LineItem {
-    /// `unit_price × quantity`, `None` on overflow.
-    pub fn line_total(&self) -> Option<Money> {
-        self.unit_price.checked_mul(i64::from(self.quantity)).ok()
-    }
-}
+pub use integrations_shop::LineItem;
 
 /// Where the order ships.
 #[derive(Clone, PartialEq, Eq)]
@@ -230,11 +219,11 @@ impl Order {
             .iter()
             .map(|i| {
                 json!({
-                    "id": i.id,
+                    "id": i.sku,
                     "name": i.name,
                     "quantity": i.quantity,
                     "price": i.unit_price.to_decimal_string(),
-                    "lineTotal": i.line_total().map(|m| m.to_decimal_string()),
+                    "lineTotal": i.line_total().ok().map(|m| m.to_decimal_string()),
                 })
             })
             .collect();
@@ -330,12 +319,7 @@ mod tests {
             customer_id: Some("cust_1".into()),
             customer_email: "jane@example.com".into(),
             customer_name: "Jane Doe".into(),
-            items: vec![LineItem {
-                id: "i1".into(),
-                name: "Shoes".into(),
-                quantity: 2,
-                unit_price: usd(100),
-            }],
+            items: vec![LineItem::new("i1", "Shoes", 2, usd(100))],
             total: usd(200),
             shipping: Some(ShippingAddress {
                 street: "1 Secret Lane".into(),

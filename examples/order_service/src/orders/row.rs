@@ -16,7 +16,7 @@ pub(super) fn items_json(items: &[LineItem]) -> Value {
     Value::Array(
         items
             .iter()
-            .map(|i| json!({"id": i.id, "name": i.name, "quantity": i.quantity, "unit_minor": i.unit_price.minor()}))
+            .map(|i| json!({"id": i.sku, "name": i.name, "quantity": i.quantity, "unit_minor": i.unit_price.minor()}))
             .collect(),
     )
 }
@@ -81,12 +81,12 @@ fn parse_items(raw: &str, currency: Currency) -> Option<Vec<LineItem>> {
     v.as_array()?
         .iter()
         .map(|i| {
-            Some(LineItem {
-                id: i.get("id")?.as_str()?.to_owned(),
-                name: i.get("name")?.as_str()?.to_owned(),
-                quantity: u32::try_from(i.get("quantity")?.as_u64()?).ok()?,
-                unit_price: Money::from_minor(i.get("unit_minor")?.as_i64()?, currency),
-            })
+            Some(LineItem::new(
+                i.get("id")?.as_str()?,
+                i.get("name")?.as_str()?,
+                u32::try_from(i.get("quantity")?.as_u64()?).ok()?,
+                Money::from_minor(i.get("unit_minor")?.as_i64()?, currency),
+            ))
         })
         .collect()
 }

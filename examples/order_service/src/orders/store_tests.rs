@@ -13,12 +13,7 @@ fn new_order(total: i64) -> NewOrder {
         customer_id: Some("cust_1".into()),
         customer_email: "jane@example.com".into(),
         customer_name: "Jane".into(),
-        items: vec![LineItem {
-            id: "sku".into(),
-            name: "Thing".into(),
-            quantity: 1,
-            unit_price: usd(total),
-        }],
+        items: vec![LineItem::new("sku", "Thing", 1, usd(total))],
         total: usd(total),
         shipping: None,
     }

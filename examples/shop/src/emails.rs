@@ -1,18 +1,20 @@
-//! The five emails of the order flow, with typed data.
+//! The five transactional emails of the shop, with typed data, on the generic template engine of
+//! `integrations-sendgrid` ([`Template`], [`TemplateRegistry`]).
 //!
-//! The seed service wrote customer names straight into its HTML; here every value goes through
-//! [`escape_html`](super::escape_html) in HTML bodies, so a name like `<img src=x onerror=…>`
-//! arrives as text.
+//! Every value goes through [`escape_html`](integrations_sendgrid::template::escape_html) in HTML
+//! bodies, so a customer name like `<img src=x onerror=…>` arrives as text.
 
 use integrations_core::provider::{EmailCapabilities, EmailMessageBuilder, Mailbox};
 use integrations_core::{Error, Money, Result};
 use serde_json::{Value, json};
 
-use super::{Template, TemplateRegistry, Variables};
+use integrations_sendgrid::template::{Template, TemplateRegistry, Variables};
 
-/// The order flow's emails.
+use crate::order::LineItem;
+
+/// The shop's five order emails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SeedTemplate {
+pub enum OrderTemplate {
     /// Order accepted: items and total.
     OrderConfirmation,
     /// Payment succeeded.
@@ -25,24 +27,24 @@ pub enum SeedTemplate {
     OrderCancelled,
 }
 
-impl SeedTemplate {
+impl OrderTemplate {
     /// All five.
-    pub const ALL: [SeedTemplate; 5] = [
-        SeedTemplate::OrderConfirmation,
-        SeedTemplate::PaymentReceived,
-        SeedTemplate::PaymentFailed,
-        SeedTemplate::RefundIssued,
-        SeedTemplate::OrderCancelled,
+    pub const ALL: [OrderTemplate; 5] = [
+        OrderTemplate::OrderConfirmation,
+        OrderTemplate::PaymentReceived,
+        OrderTemplate::PaymentFailed,
+        OrderTemplate::RefundIssued,
+        OrderTemplate::OrderCancelled,
     ];
 
     /// The registry name (`"order_confirmation"`), also used as the message category.
     pub const fn name(self) -> &'static str {
         match self {
-            SeedTemplate::OrderConfirmation => "order_confirmation",
-            SeedTemplate::PaymentReceived => "payment_received",
-            SeedTemplate::PaymentFailed => "payment_failed",
-            SeedTemplate::RefundIssued => "refund_issued",
-            SeedTemplate::OrderCancelled => "order_cancelled",
+            OrderTemplate::OrderConfirmation => "order_confirmation",
+            OrderTemplate::PaymentReceived => "payment_received",
+            OrderTemplate::PaymentFailed => "payment_failed",
+            OrderTemplate::RefundIssued => "refund_issued",
+            OrderTemplate::OrderCancelled => "order_cancelled",
         }
     }
 
@@ -50,7 +52,7 @@ impl SeedTemplate {
     pub fn template(self) -> Template {
         let (subject, text, html, required, optional): (&str, &str, &str, &[&str], &[&str]) =
             match self {
-                SeedTemplate::OrderConfirmation => (
+                OrderTemplate::OrderConfirmation => (
                     "Order #{{order_id}} confirmed",
                     "Hi {{customer_name}},\n\nThank you for your order #{{order_id}}.\n\n\
                      {{#each items}}- {{quantity}} x {{name}} at {{unit_price}}: {{line_total}}\n{{/each}}\n\
@@ -63,7 +65,7 @@ impl SeedTemplate {
                     &["customer_name", "order_id", "items", "total"],
                     &[],
                 ),
-                SeedTemplate::PaymentReceived => (
+                OrderTemplate::PaymentReceived => (
                     "Payment received for order #{{order_id}}",
                     "Hi {{customer_name}},\n\nWe received your payment of {{amount}} for order #{{order_id}}.\n",
                     "<p>Hi {{customer_name}},</p>\
@@ -71,7 +73,7 @@ impl SeedTemplate {
                     &["customer_name", "order_id", "amount"],
                     &[],
                 ),
-                SeedTemplate::PaymentFailed => (
+                OrderTemplate::PaymentFailed => (
                     "Payment failed for order #{{order_id}}",
                     "Hi {{customer_name}},\n\nWe could not take your payment of {{amount}} for order #{{order_id}}.\
                      {{#if reason}}\nReason: {{reason}}{{/if}}\n",
@@ -81,7 +83,7 @@ impl SeedTemplate {
                     &["customer_name", "order_id", "amount"],
                     &["reason"],
                 ),
-                SeedTemplate::RefundIssued => (
+                OrderTemplate::RefundIssued => (
                     "Refund issued for order #{{order_id}}",
                     "Hi {{customer_name}},\n\nWe refunded {{amount}} for order #{{order_id}}.\
                      {{#if reason}}\nReason: {{reason}}{{/if}}\n",
@@ -91,7 +93,7 @@ impl SeedTemplate {
                     &["customer_name", "order_id", "amount"],
                     &["reason"],
                 ),
-                SeedTemplate::OrderCancelled => (
+                OrderTemplate::OrderCancelled => (
                     "Order #{{order_id}} cancelled",
                     "Hi {{customer_name}},\n\nYour order #{{order_id}} has been cancelled.\
                      {{#if reason}}\nReason: {{reason}}{{/if}}\n",
@@ -111,33 +113,32 @@ impl SeedTemplate {
         {
             Ok(t) => t,
             // The sources above are fixed and covered by tests; reaching this is a bug here.
-            Err(e) => unreachable!("seed template {} is invalid: {e}", self.name()),
+            Err(e) => unreachable!("order email template {} is invalid: {e}", self.name()),
         }
     }
 }
 
-impl AsRef<str> for SeedTemplate {
+/// A registry holding the five order emails ([`OrderTemplate::ALL`]), rendered locally until
+/// given hosted ids with [`TemplateRegistry::set_hosted_id`].
+pub fn order_templates() -> TemplateRegistry {
+    let mut r = TemplateRegistry::new();
+    for t in OrderTemplate::ALL {
+        r.insert(t.template());
+    }
+    r
+}
+
+impl AsRef<str> for OrderTemplate {
     fn as_ref(&self) -> &str {
         self.name()
     }
 }
 
-/// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineItem {
-    /// Product name.
-    pub name: String,
-    /// Quantity.
-    pub quantity: u32,
-    /// Price of one.
-    pub unit_price: Money,
-}
-
-/// The data of one seed email, typed so that no required variable can be forgotten.
+/// The data of one order email, typed so that no required variable can be forgotten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SeedEmail {
-    /// [`SeedTemplate::OrderConfirmation`].
+pub enum OrderEmail {
+    /// [`OrderTemplate::OrderConfirmation`].
     OrderConfirmation {
         /// Customer's name as they gave it (escaped when rendered).
         customer_name: String,
@@ -148,7 +149,7 @@ pub enum SeedEmail {
         /// Order total.
         total: Money,
     },
-    /// [`SeedTemplate::PaymentReceived`].
+    /// [`OrderTemplate::PaymentReceived`].
     PaymentReceived {
         /// Customer's name.
         customer_name: String,
@@ -157,7 +158,7 @@ pub enum SeedEmail {
         /// Amount paid.
         amount: Money,
     },
-    /// [`SeedTemplate::PaymentFailed`].
+    /// [`OrderTemplate::PaymentFailed`].
     PaymentFailed {
         /// Customer's name.
         customer_name: String,
@@ -168,7 +169,7 @@ pub enum SeedEmail {
         /// Why, in words fit for the customer.
         reason: Option<String>,
     },
-    /// [`SeedTemplate::RefundIssued`].
+    /// [`OrderTemplate::RefundIssued`].
     RefundIssued {
         /// Customer's name.
         customer_name: String,
@@ -179,7 +180,7 @@ pub enum SeedEmail {
         /// Why.
         reason: Option<String>,
     },
-    /// [`SeedTemplate::OrderCancelled`].
+    /// [`OrderTemplate::OrderCancelled`].
     OrderCancelled {
         /// Customer's name.
         customer_name: String,
@@ -190,26 +191,26 @@ pub enum SeedEmail {
     },
 }
 
-impl SeedEmail {
+impl OrderEmail {
     /// Which template this data fills.
-    pub fn template(&self) -> SeedTemplate {
+    pub fn template(&self) -> OrderTemplate {
         match self {
-            SeedEmail::OrderConfirmation { .. } => SeedTemplate::OrderConfirmation,
-            SeedEmail::PaymentReceived { .. } => SeedTemplate::PaymentReceived,
-            SeedEmail::PaymentFailed { .. } => SeedTemplate::PaymentFailed,
-            SeedEmail::RefundIssued { .. } => SeedTemplate::RefundIssued,
-            SeedEmail::OrderCancelled { .. } => SeedTemplate::OrderCancelled,
+            OrderEmail::OrderConfirmation { .. } => OrderTemplate::OrderConfirmation,
+            OrderEmail::PaymentReceived { .. } => OrderTemplate::PaymentReceived,
+            OrderEmail::PaymentFailed { .. } => OrderTemplate::PaymentFailed,
+            OrderEmail::RefundIssued { .. } => OrderTemplate::RefundIssued,
+            OrderEmail::OrderCancelled { .. } => OrderTemplate::OrderCancelled,
         }
     }
 
     /// The order id.
     pub fn order_id(&self) -> &str {
         match self {
-            SeedEmail::OrderConfirmation { order_id, .. }
-            | SeedEmail::PaymentReceived { order_id, .. }
-            | SeedEmail::PaymentFailed { order_id, .. }
-            | SeedEmail::RefundIssued { order_id, .. }
-            | SeedEmail::OrderCancelled { order_id, .. } => order_id,
+            OrderEmail::OrderConfirmation { order_id, .. }
+            | OrderEmail::PaymentReceived { order_id, .. }
+            | OrderEmail::PaymentFailed { order_id, .. }
+            | OrderEmail::RefundIssued { order_id, .. }
+            | OrderEmail::OrderCancelled { order_id, .. } => order_id,
         }
     }
 
@@ -219,7 +220,7 @@ impl SeedEmail {
     /// [`Error::InvalidInput`] naming `items[i].quantity` if a line total overflows.
     pub fn variables(&self) -> Result<Variables> {
         let v = match self {
-            SeedEmail::OrderConfirmation {
+            OrderEmail::OrderConfirmation {
                 customer_name,
                 order_id,
                 items,
@@ -243,26 +244,26 @@ impl SeedEmail {
                 json!({"customer_name": customer_name, "order_id": order_id,
                        "items": lines, "total": total.to_string()})
             }
-            SeedEmail::PaymentReceived {
+            OrderEmail::PaymentReceived {
                 customer_name,
                 order_id,
                 amount,
             } => json!({"customer_name": customer_name, "order_id": order_id,
                         "amount": amount.to_string()}),
-            SeedEmail::PaymentFailed {
+            OrderEmail::PaymentFailed {
                 customer_name,
                 order_id,
                 amount,
                 reason,
             }
-            | SeedEmail::RefundIssued {
+            | OrderEmail::RefundIssued {
                 customer_name,
                 order_id,
                 amount,
                 reason,
             } => json!({"customer_name": customer_name, "order_id": order_id,
                         "amount": amount.to_string(), "reason": reason}),
-            SeedEmail::OrderCancelled {
+            OrderEmail::OrderCancelled {
                 customer_name,
                 order_id,
                 reason,
@@ -279,7 +280,7 @@ impl SeedEmail {
     /// as the `order_id` custom argument, so event webhooks can be matched to the order.
     ///
     /// # Errors
-    /// As [`TemplateRegistry::message`] and [`SeedEmail::variables`].
+    /// As [`TemplateRegistry::message`] and [`OrderEmail::variables`].
     pub fn message(
         &self,
         registry: &TemplateRegistry,
@@ -307,37 +308,33 @@ mod tests {
         Money::from_minor(minor, Currency::USD)
     }
 
-    fn samples() -> Vec<SeedEmail> {
+    fn samples() -> Vec<OrderEmail> {
         let name = HOSTILE.to_owned();
         vec![
-            SeedEmail::OrderConfirmation {
+            OrderEmail::OrderConfirmation {
                 customer_name: name.clone(),
                 order_id: "550e8400".into(),
-                items: vec![LineItem {
-                    name: "Product <A>".into(),
-                    quantity: 2,
-                    unit_price: usd(2999),
-                }],
+                items: vec![LineItem::new("a", "Product <A>", 2, usd(2999))],
                 total: usd(5998),
             },
-            SeedEmail::PaymentReceived {
+            OrderEmail::PaymentReceived {
                 customer_name: name.clone(),
                 order_id: "550e8400".into(),
                 amount: usd(5998),
             },
-            SeedEmail::PaymentFailed {
+            OrderEmail::PaymentFailed {
                 customer_name: name.clone(),
                 order_id: "550e8400".into(),
                 amount: usd(5998),
                 reason: Some("<b>card declined</b>".into()),
             },
-            SeedEmail::RefundIssued {
+            OrderEmail::RefundIssued {
                 customer_name: name.clone(),
                 order_id: "550e8400".into(),
                 amount: usd(1000),
                 reason: None,
             },
-            SeedEmail::OrderCancelled {
+            OrderEmail::OrderCancelled {
                 customer_name: name,
                 order_id: "550e8400".into(),
                 reason: Some("requested_by_customer".into()),
@@ -346,8 +343,8 @@ mod tests {
     }
 
     #[test]
-    fn every_seed_email_renders_with_every_value_escaped() {
-        let reg = TemplateRegistry::seed();
+    fn every_order_email_renders_with_every_value_escaped() {
+        let reg = order_templates();
         for email in samples() {
             let msg = email
                 .message(
@@ -375,9 +372,9 @@ mod tests {
 
     #[test]
     fn order_confirmation_lists_lines_and_totals() {
-        let reg = TemplateRegistry::seed();
+        let reg = order_templates();
         let vars = samples()[0].variables().unwrap();
-        let r = reg.render(SeedTemplate::OrderConfirmation, &vars).unwrap();
+        let r = reg.render(OrderTemplate::OrderConfirmation, &vars).unwrap();
         let text = r.text.unwrap();
         assert!(
             text.contains("- 2 x Product <A> at 29.99 USD: 59.98 USD"),
@@ -389,7 +386,7 @@ mod tests {
 
     #[test]
     fn each_template_declares_what_it_needs() {
-        for (t, email) in SeedTemplate::ALL.into_iter().zip(samples()) {
+        for (t, email) in OrderTemplate::ALL.into_iter().zip(samples()) {
             assert_eq!(email.template(), t);
             let tpl = t.template();
             assert!(
@@ -410,14 +407,10 @@ mod tests {
 
     #[test]
     fn line_total_overflow_names_the_line() {
-        let e = SeedEmail::OrderConfirmation {
+        let e = OrderEmail::OrderConfirmation {
             customer_name: "x".into(),
             order_id: "1".into(),
-            items: vec![LineItem {
-                name: "big".into(),
-                quantity: u32::MAX,
-                unit_price: usd(i64::MAX / 2),
-            }],
+            items: vec![LineItem::new("big", "big", u32::MAX, usd(i64::MAX / 2))],
             total: usd(1),
         }
         .variables()

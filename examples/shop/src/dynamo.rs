@@ -1,5 +1,8 @@
-//! An order store on DynamoDB: insert-once, consistent get, a customer's orders through a global
-//! secondary index, and status updates that only move along allowed transitions.
+//! The shop's order table on DynamoDB: insert-once, consistent get, a customer's orders through a
+//! global secondary index, and status updates that only move along allowed transitions.
+//!
+//! Built on the public DynamoDB client of `integrations-aws` ([`DynamoDb`], [`to_item`],
+//! [`from_item`]).
 
 use std::time::Duration;
 
@@ -8,9 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integrations_core::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
-use super::order::{Order, OrderPage, OrderStatus};
-use super::{DynamoDb, Item, from_item, now_millis, to_item};
-use crate::config::{AwsConfig, Service};
+use integrations_aws::dynamodb::{DynamoDb, Item, from_item, to_item};
+use integrations_aws::{AwsConfig, Service};
+
+use crate::order::{Order, OrderPage, OrderStatus, now_millis};
 
 /// Orders in one DynamoDB table: partition key `order_id`, and a global secondary index
 /// (default `customer_id-created_at_ms-index`) on `customer_id` / `created_at_ms`.
