@@ -384,7 +384,9 @@ impl StripeWebhookVerifier {
     /// The id is recorded as soon as the event verifies, so make the event's effect durable
     /// (e.g. write it to an outbox) before answering 2xx, and answer 5xx if that fails *and*
     /// nothing was recorded — or record the outcome in the same transaction as the effect, with
-    /// a transactional dedup store.
+    /// a transactional dedup store. If processing a non-duplicate event fails, call
+    /// [`DedupStore::release`] with `"stripe:{event.id}"` before answering 5xx, or the
+    /// redelivery is taken for a duplicate and the event is lost.
     ///
     /// # Errors
     /// As [`verify`]; the store's own errors (answer 5xx so Stripe redelivers).
@@ -396,7 +398,15 @@ impl StripeWebhookVerifier {
     ) -> Result<Verified> {
         let event = self.verify(raw_body, header)?;
         let key = format!("{PROVIDER}:{}", event.id);
-        let outcome = store.insert_if_absent(&key, self.dedup_ttl).await?;
+        let outcome = match store.insert_if_absent(&key, self.dedup_ttl).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The insert may have landed before failing (a timeout): release it, best
+                // effort, so Stripe's redelivery is processed rather than taken for a duplicate.
+                integrations_core::webhook::release_all(store, [key.as_str()]).await;
+                return Err(e);
+            }
+        };
         Ok(Verified {
             event,
             duplicate: outcome == DedupOutcome::Duplicate,

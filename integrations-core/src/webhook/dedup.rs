@@ -42,12 +42,36 @@ pub trait DedupStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Whatever the backing store raises; [`Error::Unavailable`] when it cannot take more keys.
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome>;
+
+    /// Forgets `key`, so its next delivery is [`DedupOutcome::New`] again: the undo of an
+    /// [`insert_if_absent`](DedupStore::insert_if_absent) whose event could not be processed
+    /// (a later insert of the same batch failed, the handler failed before its effect was
+    /// durable). Without it, record-then-process loses such an event: the sender's redelivery
+    /// is taken for a duplicate. Releasing an absent key is not an error.
+    ///
+    /// # Errors
+    /// Whatever the backing store raises.
+    async fn release(&self, key: &str) -> Result<()>;
 }
 
 #[async_trait]
 impl<S: DedupStore + ?Sized> DedupStore for Arc<S> {
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
         (**self).insert_if_absent(key, ttl).await
+    }
+    async fn release(&self, key: &str) -> Result<()> {
+        (**self).release(key).await
+    }
+}
+
+/// Releases `keys` (best effort: a failure to release is logged, not returned, since the caller
+/// is already returning the error that made it release). For helpers that record several keys
+/// and fail part-way.
+pub async fn release_all<'a>(store: &dyn DedupStore, keys: impl IntoIterator<Item = &'a str>) {
+    for key in keys {
+        if let Err(e) = store.release(key).await {
+            tracing::warn!(key, error = %e, "could not release a dedup key; its redelivery will be taken for a duplicate");
+        }
     }
 }
 
@@ -242,6 +266,10 @@ impl DedupStore for InMemoryDedupStore {
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
         self.insert_sync(key, ttl)
     }
+    async fn release(&self, key: &str) -> Result<()> {
+        self.remove(key);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +362,18 @@ mod tests {
         assert!(s.remove("a"));
         assert!(!s.remove("a"));
         assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_new());
+    }
+
+    #[tokio::test]
+    async fn release_through_the_trait_allows_redelivery() {
+        let (s, _) = store();
+        let d: &dyn DedupStore = &s;
+        assert!(d.insert_if_absent("a", HOUR).await.unwrap().is_new());
+        d.release("a").await.unwrap();
+        d.release("never-seen").await.unwrap();
+        assert!(d.insert_if_absent("a", HOUR).await.unwrap().is_new());
+        release_all(d, ["a"]).await;
+        assert!(!s.contains("a"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
