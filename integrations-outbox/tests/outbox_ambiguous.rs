@@ -243,3 +243,129 @@ fn a_handler_whose_policy_outlasts_the_handler_timeout_is_refused_at_build() {
             .is_err()
     );
 }
+
+/// Runs one job of one attempt through a dispatcher whose handler fails with `err()` (or, for
+/// `None`, hangs past the handler timeout), and returns its dead letter.
+async fn dead_letter_after(
+    store: Arc<dyn OutboxStore>,
+    clock: &FixedClock,
+    err: Failure,
+) -> DeadLetter {
+    let new = NewJob::new("charge", json!({})).with_max_attempts(1);
+    store.record_event("evt_9", vec![new]).await.unwrap();
+    let h = handler_fn(move |_job| async move {
+        match err {
+            Some(err) => Err::<(), _>(err()),
+            None => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+        }
+    });
+    let d = Dispatcher::builder(store.clone())
+        .handler("charge", h)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(d.run_until_idle().await.unwrap().dead_lettered, 1);
+    store.dead_letters(1).await.unwrap().remove(0)
+}
+
+/// How the handler fails (`None`: it hangs past its timeout).
+type Failure = Option<fn() -> Error>;
+
+fn ambiguous_cases() -> [(Failure, bool); 4] {
+    [
+        (None, true), // the handler timed out mid-call
+        (
+            Some(|| Error::unavailable("502 after the request was sent")),
+            true,
+        ),
+        (
+            Some(|| Error::unavailable("connection refused").not_processed()),
+            false,
+        ),
+        (Some(|| Error::declined(None, None, "card declined")), false),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_says_whether_the_job_may_already_have_acted() {
+    for (err, acted) in ambiguous_cases() {
+        let clock = FixedClock::from_unix(1_700_000_000);
+        let store = Arc::new(InMemoryOutbox::new().with_clock(clock.clone()));
+        let dead = dead_letter_after(store, &clock, err).await;
+        assert_eq!(dead.may_have_acted, acted, "{:?}", dead.error);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use integrations_outbox::SqliteOutbox;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sqlite_store_keeps_may_have_acted_across_a_reopen() {
+        for (i, (err, acted)) in ambiguous_cases().into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("outbox.db");
+            let clock = FixedClock::from_unix(1_700_000_000);
+            let store = Arc::new(
+                SqliteOutbox::open(&path)
+                    .await
+                    .unwrap()
+                    .with_clock(clock.clone()),
+            );
+            let dead = dead_letter_after(store.clone(), &clock, err).await;
+            assert_eq!(dead.may_have_acted, acted, "case {i}");
+            drop(store);
+            let store = SqliteOutbox::open(&path).await.unwrap();
+            let dead = store.dead_letters(1).await.unwrap().remove(0);
+            assert_eq!(dead.may_have_acted, acted, "case {i} after reopening");
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let column: Option<bool> = conn
+                .query_row("SELECT may_have_acted FROM outbox_jobs", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(column, Some(acted), "case {i}: the column is queryable");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_the_column_opens_and_guesses_from_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        let clock = FixedClock::from_unix(1_700_000_000);
+        {
+            let store = Arc::new(
+                SqliteOutbox::open(&path)
+                    .await
+                    .unwrap()
+                    .with_clock(clock.clone()),
+            );
+            dead_letter_after(store, &clock, Some(|| Error::timeout("t"))).await;
+        }
+        // Turn the file back into a version-1 database with a version-1 error record.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            r#"ALTER TABLE outbox_jobs DROP COLUMN may_have_acted;
+               UPDATE integrations_schema SET version = 1 WHERE component = 'outbox';
+               UPDATE outbox_jobs SET last_error = '{"kind":"timeout","message":"t","provider":null,"code":null,"request_id":null,"status":null,"retryable":true}';"#,
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteOutbox::open(&path).await.unwrap();
+        let dead = store.dead_letters(1).await.unwrap().remove(0);
+        assert_eq!(dead.error.may_have_acted, None, "recorded before the field");
+        assert!(dead.may_have_acted, "a timeout may have acted");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row(
+                "SELECT version FROM integrations_schema WHERE component = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 2, "migrated");
+    }
+}

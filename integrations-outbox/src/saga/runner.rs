@@ -455,6 +455,7 @@ fn interrupted(step: &str, times: u32, code: &str) -> ErrorRecord {
         request_id: None,
         status: None,
         retryable: false,
+        may_have_acted: Some(true),
     }
 }
 
