@@ -516,6 +516,50 @@ mod tests {
         assert!(parse_header(&long).is_err());
     }
 
+    /// Records the key, then fails like a store call that timed out after its write landed.
+    #[derive(Debug)]
+    struct WritesThenTimesOut(
+        integrations_core::webhook::InMemoryDedupStore,
+        std::sync::atomic::AtomicBool,
+    );
+
+    #[async_trait::async_trait]
+    impl DedupStore for WritesThenTimesOut {
+        async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
+            let outcome = self.0.insert_if_absent(key, ttl).await?;
+            if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::timeout("store did not answer"));
+            }
+            Ok(outcome)
+        }
+        async fn release(&self, key: &str) -> Result<()> {
+            self.0.release(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_and_dedup_releases_the_key_when_the_store_fails() {
+        let verifier = StripeWebhookVerifier::new(secret())
+            .with_clock(integrations_core::clock::FixedClock::from_unix(T));
+        let body = br#"{"id":"evt_1","type":"charge.refunded","created":1700000000,"data":{"object":{"object":"balance"}}}"#;
+        let header = sign_for_test(body, &secret(), T);
+        let store = WritesThenTimesOut(
+            integrations_core::webhook::InMemoryDedupStore::new(),
+            true.into(),
+        );
+        let e = verifier
+            .verify_and_dedup(body, &header, &store)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), integrations_core::ErrorKind::Timeout);
+        // Stripe redelivers: processed, not taken for a duplicate.
+        let again = verifier
+            .verify_and_dedup(body, &header, &store)
+            .await
+            .unwrap();
+        assert!(!again.duplicate);
+    }
+
     #[test]
     fn sign_then_verify_round_trips() {
         let body = br#"{"id":"evt_1"}"#;
