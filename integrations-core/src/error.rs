@@ -666,6 +666,21 @@ impl Error {
         }
     }
 
+    /// Whether the provider may have acted on the request although the call failed: the
+    /// ambiguous errors (a timeout, an `Unavailable` such as a `5xx` or a connection reset after
+    /// the request was sent, an unclassified `Provider` error) unless marked
+    /// [`not processed`](Error::not_processed). A caller that must not leave an effect behind
+    /// (a saga compensating, an operator replaying a dead letter) treats these as "maybe done".
+    /// Rejections (invalid input, declined, auth, not found, conflict) and the local guards
+    /// (circuit open, bulkhead full, rate limited) are `false`.
+    pub fn may_have_acted(&self) -> bool {
+        !self.context().not_processed
+            && matches!(
+                self.kind(),
+                ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Provider
+            )
+    }
+
     /// For [`Error::InvalidInput`], the field; for [`Error::Configuration`], the setting.
     pub fn field(&self) -> Option<&str> {
         match self {
@@ -747,6 +762,22 @@ mod tests {
                 .not_processed()
                 .is_failover_safe()
         );
+    }
+
+    #[test]
+    fn may_have_acted_is_the_ambiguous_errors_not_marked_not_processed() {
+        assert!(Error::timeout("x").may_have_acted());
+        assert!(Error::unavailable("502").may_have_acted());
+        assert!(Error::provider("?").may_have_acted());
+        assert!(
+            !Error::unavailable("refused")
+                .not_processed()
+                .may_have_acted()
+        );
+        assert!(!Error::circuit_open("x").may_have_acted());
+        assert!(!Error::rate_limited(None, "x").may_have_acted());
+        assert!(!Error::declined(None, None, "x").may_have_acted());
+        assert!(!Error::invalid_input("f", "x").may_have_acted());
     }
 
     #[test]

@@ -25,6 +25,22 @@ pub struct ErrorRecord {
     pub status: Option<u16>,
     /// Whether the error was retryable.
     pub retryable: bool,
+    /// Whether the provider may have acted although the call failed
+    /// ([`Error::may_have_acted`]: a timeout, a `5xx` after sending) — `None` in records
+    /// written before this was kept; see [`ErrorRecord::may_have_acted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_have_acted: Option<bool>,
+}
+
+impl ErrorRecord {
+    /// Whether the failed call may have acted: the recorded answer, or for older records one
+    /// guessed from the kind (a timeout, unavailable or unclassified provider error may have).
+    pub fn may_have_acted(&self) -> bool {
+        self.may_have_acted.unwrap_or(matches!(
+            self.kind,
+            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Provider
+        ))
+    }
 }
 
 impl From<&Error> for ErrorRecord {
@@ -44,6 +60,7 @@ impl From<&Error> for ErrorRecord {
             request_id: e.request_id().map(str::to_owned),
             status: e.status(),
             retryable: e.is_retryable(),
+            may_have_acted: Some(e.may_have_acted()),
         }
     }
 }
@@ -110,6 +127,7 @@ mod tests {
         assert_eq!(r.request_id.as_deref(), Some("req_1"));
         assert_eq!(r.status, Some(402));
         assert!(!r.retryable);
+        assert_eq!(r.may_have_acted, Some(false));
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"kind\":\"declined\""), "{json}");
         assert_eq!(serde_json::from_str::<ErrorRecord>(&json).unwrap(), r);
@@ -120,5 +138,22 @@ mod tests {
             r.to_string(),
             "declined: no [provider stripe, code card_declined]"
         );
+    }
+
+    #[test]
+    fn may_have_acted_is_recorded_and_guessed_for_old_records() {
+        let timeout = ErrorRecord::from(&Error::timeout("no answer"));
+        assert_eq!(timeout.may_have_acted, Some(true));
+        let refused = ErrorRecord::from(&Error::unavailable("refused").not_processed());
+        assert!(!refused.may_have_acted());
+        let json = serde_json::to_string(&refused).unwrap();
+        assert_eq!(serde_json::from_str::<ErrorRecord>(&json).unwrap(), refused);
+        // A record stored before the field existed.
+        let old: ErrorRecord = serde_json::from_str(
+            r#"{"kind":"timeout","message":"m","provider":null,"code":null,"request_id":null,"status":null,"retryable":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.may_have_acted, None);
+        assert!(old.may_have_acted());
     }
 }

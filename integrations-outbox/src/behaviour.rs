@@ -268,6 +268,10 @@ pub async fn retries_then_dead_letters(store: &dyn OutboxStore, clock: &FixedClo
     assert_eq!(dead.error.message, "attempt 3");
     assert_eq!(dead.error.provider.as_deref(), Some("test"));
     assert_eq!(dead.error.code.as_deref(), Some("E1"));
+    assert!(
+        dead.may_have_acted,
+        "an unavailable error (sent, no answer) may have acted"
+    );
 
     let id = recorded(
         store
@@ -288,6 +292,8 @@ pub async fn retries_then_dead_letters(store: &dyn OutboxStore, clock: &FixedClo
         FailOutcome::DeadLettered { attempts: 1 },
         "a permanent failure dead-letters at once"
     );
+    let dead = store.dead_letter(&id).await.unwrap().expect("dead letter");
+    assert!(!dead.may_have_acted, "a decline certainly did not act");
     let listed: Vec<JobId> = store
         .dead_letters(10)
         .await
@@ -358,6 +364,10 @@ pub async fn exhausted_expired_lease_is_dead_lettered(store: &dyn OutboxStore, c
         .unwrap()
         .expect("dead-lettered on expiry");
     assert_eq!(dead.error.code.as_deref(), Some("lease_expired"));
+    assert!(
+        dead.may_have_acted,
+        "a worker that overran its lease may have acted"
+    );
     store.replay(&id).await.unwrap();
     let c = store.claim("w1", 10, LEASE).await.unwrap().remove(0);
     store.complete(&id, &c.lease).await.unwrap();

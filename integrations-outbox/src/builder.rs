@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::dispatcher::{Dispatcher, Inner};
 use super::handler::JobHandler;
 use super::store::OutboxStore;
+use integrations_core::Policy;
 use integrations_core::resilience::Backoff;
 use integrations_core::{Clock, SystemClock};
 use integrations_core::{Error, Result};
@@ -15,7 +16,12 @@ use integrations_core::{Error, Result};
 /// Builds a [`Dispatcher`]; see [`Dispatcher::builder`].
 ///
 /// Defaults: `concurrency` 8, `lease` 60 s, `handler_timeout` three quarters of the lease,
-/// `poll_interval` 1 s, backoff 1 s doubling up to 5 min (full jitter), a random worker id.
+/// `poll_interval` 1 s, backoff 1 s doubling up to 5 min (full jitter), `max_retry_after`
+/// [`DEFAULT_MAX_RETRY_AFTER`], a random worker id.
+///
+/// The handler timeout must cover the worst case of the policy a handler calls under
+/// ([`Policy::worst_case`]); register such handlers with
+/// [`handler_with_policy`](DispatcherBuilder::handler_with_policy) to have `build` check it.
 pub struct DispatcherBuilder {
     store: Arc<dyn OutboxStore>,
     handlers: HashMap<String, Arc<dyn JobHandler>>,
@@ -26,7 +32,14 @@ pub struct DispatcherBuilder {
     poll_interval: Duration,
     backoff: Backoff,
     clock: Arc<dyn Clock>,
+    max_retry_after: Duration,
+    /// Kind → the worst case of the policy its handler declared (`None`: unbounded).
+    policies: HashMap<String, Option<Duration>>,
 }
+
+/// Default cap on a provider's `Retry-After` honoured by the dispatcher (1 h): a longer one
+/// waits this long (a huge value would park the job for good).
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl fmt::Debug for DispatcherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,7 +65,31 @@ impl DispatcherBuilder {
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300), 2.0),
             clock: Arc::new(SystemClock),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            policies: HashMap::new(),
         }
+    }
+    /// Registers the handler of `kind`, which calls its provider under `policy`: `build` fails
+    /// unless the handler timeout covers [`Policy::worst_case`] (or set the policy's deadline
+    /// from the handler timeout).
+    #[must_use]
+    pub fn handler_with_policy(
+        mut self,
+        kind: impl Into<String>,
+        handler: impl JobHandler + 'static,
+        policy: &Policy,
+    ) -> Self {
+        let kind = kind.into();
+        self.policies.insert(kind.clone(), policy.worst_case());
+        self.handlers.insert(kind, Arc::new(handler));
+        self
+    }
+    /// Caps the provider's `Retry-After` honoured before retrying a job (default
+    /// [`DEFAULT_MAX_RETRY_AFTER`]).
+    #[must_use]
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
     }
     /// Registers the handler of `kind` (replacing an earlier one).
     #[must_use]
@@ -115,7 +152,8 @@ impl DispatcherBuilder {
     ///
     /// # Errors
     /// [`Error::Configuration`] naming `handlers` (none registered), `concurrency` (0), `lease`
-    /// (0) or `handler_timeout` (not below the lease).
+    /// (0) or `handler_timeout` (not below the lease, or below the worst case of a policy
+    /// declared with [`handler_with_policy`](DispatcherBuilder::handler_with_policy)).
     pub fn build(self) -> Result<Dispatcher> {
         if self.handlers.is_empty() {
             return Err(Error::configuration(
@@ -136,6 +174,21 @@ impl DispatcherBuilder {
                 format!("must be above zero and below the lease ({:?})", self.lease),
             ));
         }
+        let mut declared: Vec<_> = self.policies.iter().collect();
+        declared.sort();
+        for (kind, worst) in declared {
+            if worst.is_none_or(|w| w > handler_timeout) {
+                let worst = worst.map_or_else(|| "unbounded".to_owned(), |w| format!("{w:?}"));
+                return Err(Error::configuration(
+                    "handler_timeout",
+                    format!(
+                        "the handler of `{kind}` calls under a policy whose worst case is {worst}, \
+                         longer than the handler timeout ({handler_timeout:?}): raise the handler \
+                         timeout (and the lease) or set the policy's deadline below it"
+                    ),
+                ));
+            }
+        }
         let worker_id = self
             .worker_id
             .unwrap_or_else(|| format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)));
@@ -151,6 +204,8 @@ impl DispatcherBuilder {
                 backoff: self.backoff,
                 clock: self.clock,
                 wake: Arc::new(tokio::sync::Notify::new()),
+                max_retry_after: self.max_retry_after,
+                in_flight: std::sync::Mutex::default(),
             }),
         })
     }

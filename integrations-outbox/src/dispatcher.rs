@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::ops::AddAssign;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use super::builder::DispatcherBuilder;
 use super::handler::{JobHandler, ShutdownSignal};
 use super::store::{LEASE_LOST, OutboxStore};
-use super::types::{ClaimedJob, FailOutcome, Job};
+use super::types::{ClaimedJob, FailOutcome, Job, JobId, LeaseToken};
 use integrations_core::Clock;
 use integrations_core::ErrorRecord;
 use integrations_core::resilience::Backoff;
@@ -33,9 +34,12 @@ pub struct RunStats {
     pub dead_lettered: u64,
     /// Finished after the lease had passed to another worker (the store refused the result).
     pub lease_lost: u64,
-    /// The store failed while claiming or recording a result (the lease will expire and the job
-    /// will be claimed again).
+    /// The store failed while claiming or recording a result, even after the local retries of
+    /// the mark (the lease will expire and the job will be claimed again).
     pub store_errors: u64,
+    /// Claims of a job this dispatcher was still running (its lease had expired): not run a
+    /// second time; the running delivery records its result under the newer lease.
+    pub already_in_flight: u64,
 }
 
 impl AddAssign for RunStats {
@@ -46,6 +50,7 @@ impl AddAssign for RunStats {
         self.dead_lettered += o.dead_lettered;
         self.lease_lost += o.lease_lost;
         self.store_errors += o.store_errors;
+        self.already_in_flight += o.already_in_flight;
     }
 }
 
@@ -92,7 +97,19 @@ pub(super) struct Inner {
     pub(super) backoff: Backoff,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) wake: Arc<tokio::sync::Notify>,
+    pub(super) max_retry_after: Duration,
+    /// Jobs being delivered by this dispatcher, with the newest lease it holds on each.
+    pub(super) in_flight: Mutex<HashMap<JobId, LeaseToken>>,
 }
+
+/// Attempts at recording a job's result (`complete`/`fail`) before giving up on a transient
+/// store failure (SQLite busy, a throttled table).
+pub const MARK_ATTEMPTS: u32 = 4;
+
+/// Backoff between those attempts: 50 ms doubling, at most 1 s, full jitter (under 2 s in all,
+/// well inside a lease).
+pub const MARK_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(1), 2.0);
 
 /// Wakes an idle [`Dispatcher::run`] loop at once instead of at its next poll: call
 /// [`DispatcherWaker::wake`] right after [`OutboxStore::record_event`] so the new jobs are
@@ -123,6 +140,23 @@ impl fmt::Debug for DispatcherWaker {
 /// worker never loses its lease) fails with a retryable timeout; a panicking handler dead-letters
 /// its job. A job of a kind no handler is registered for is retried, so that during a rolling
 /// deploy workers that know the kind get to it.
+///
+/// **Timeouts must nest.** A handler that calls a provider under a [`Policy`] needs
+/// `handler_timeout ≥ policy.worst_case()` ([`Policy::worst_case`]: attempts × attempt timeout +
+/// backoff and `Retry-After` waits, capped by the policy's deadline), or the policy's deadline set
+/// from the handler timeout: otherwise the dispatcher cuts a send off mid-request — perhaps after
+/// the provider acted — and runs it again. Register such handlers with
+/// [`DispatcherBuilder::handler_with_policy`], which refuses to build when they do not fit.
+///
+/// Recording a result is retried locally ([`MARK_ATTEMPTS`], [`MARK_BACKOFF`]) when the store
+/// fails transiently, so a busy database does not leave a delivered job leased until its lease
+/// expires and delivered again. A job is never run twice at once by one dispatcher: a claim of a
+/// job still in flight here (its lease expired) is not run again, and the delivery in flight
+/// records its result under the newer lease. A provider's `Retry-After` is honoured up to
+/// `max_retry_after` (default [`DEFAULT_MAX_RETRY_AFTER`](super::DEFAULT_MAX_RETRY_AFTER)).
+///
+/// [`Policy`]: integrations_core::Policy
+/// [`Policy::worst_case`]: integrations_core::Policy::worst_case
 ///
 /// ```
 /// use std::sync::Arc;
@@ -183,7 +217,11 @@ impl Dispatcher {
         };
         let mut tasks = JoinSet::new();
         for job in jobs {
-            tasks.spawn(process(Arc::clone(&self.inner), job));
+            if self.inner.start(&job) {
+                tasks.spawn(process(Arc::clone(&self.inner), job));
+            } else {
+                stats.already_in_flight += 1;
+            }
         }
         while let Some(joined) = tasks.join_next().await {
             stats.joined(joined);
@@ -234,7 +272,11 @@ impl Dispatcher {
                         idle = jobs.is_empty();
                         stats.claimed += jobs.len() as u64;
                         for job in jobs {
-                            tasks.spawn(process(Arc::clone(inner), job));
+                            if inner.start(&job) {
+                                tasks.spawn(process(Arc::clone(inner), job));
+                            } else {
+                                stats.already_in_flight += 1;
+                            }
                         }
                     }
                     Err(e) => {
@@ -267,7 +309,7 @@ impl Dispatcher {
 }
 
 async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
-    let ClaimedJob { job, lease, .. } = claimed;
+    let ClaimedJob { job, .. } = claimed;
     let span = tracing::info_span!(
         "outbox_job",
         job_id = %job.id,
@@ -275,9 +317,16 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
         attempt = job.attempt,
         worker = %inner.worker_id
     );
-    async {
+    let outcome = async {
         match inner.deliver(&job).await {
-            Ok(()) => match inner.store.complete(&job.id, &lease).await {
+            Ok(()) => match inner
+                .mark(&job.id, "complete", |lease| {
+                    let store = &inner.store;
+                    let id = &job.id;
+                    async move { store.complete(id, &lease).await }
+                })
+                .await
+            {
                 Ok(()) => {
                     tracing::debug!("outbox job delivered");
                     Outcome::Succeeded
@@ -287,12 +336,21 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
             Err(err) => {
                 let retry_at = retry_later(&err).then(|| {
                     let backoff = inner.backoff.delay(job.attempt.saturating_sub(1));
-                    let wait = backoff.max(err.retry_after().unwrap_or_default());
+                    let wait = retry_wait(backoff, err.retry_after(), inner.max_retry_after);
                     let now = inner.clock.now();
-                    now.checked_add(wait).unwrap_or(now)
+                    // A wait past the clock's range (only with a huge cap) waits the backoff.
+                    now.checked_add(wait)
+                        .or_else(|| now.checked_add(backoff))
+                        .unwrap_or(now)
                 });
                 let record = ErrorRecord::from(&err);
-                match inner.store.fail(&job.id, &lease, record, retry_at).await {
+                match inner
+                    .mark(&job.id, "fail", |lease| {
+                        let (store, id, record) = (&inner.store, &job.id, record.clone());
+                        async move { store.fail(id, &lease, record, retry_at).await }
+                    })
+                    .await
+                {
                     Ok(FailOutcome::Retrying { .. }) => {
                         tracing::info!(error = %err, "outbox job failed, will retry");
                         Outcome::Retried
@@ -307,7 +365,15 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
         }
     }
     .instrument(span)
-    .await
+    .await;
+    inner.finish(&job.id);
+    outcome
+}
+
+/// The wait before a retry: the backoff, or the provider's `Retry-After` when longer, capped at
+/// `cap` (a huge `Retry-After` would park the job for good).
+fn retry_wait(backoff: Duration, retry_after: Option<Duration>, cap: Duration) -> Duration {
+    backoff.max(retry_after.unwrap_or_default().min(cap))
 }
 
 /// Whether a failed job is tried again later rather than dead-lettered: every retryable error, and
@@ -329,6 +395,75 @@ fn store_failure(op: &str, e: &Error) -> Outcome {
 }
 
 impl Inner {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, LeaseToken>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a claimed job as in flight; `false` (keeping the newer lease for the delivery
+    /// in flight) if it already is.
+    fn start(&self, claimed: &ClaimedJob) -> bool {
+        let mut in_flight = self.in_flight();
+        if let Some(lease) = in_flight.get_mut(&claimed.job.id) {
+            tracing::warn!(
+                job_id = %claimed.job.id,
+                worker = %self.worker_id,
+                "claimed a job this worker is still delivering (its lease expired); not running it twice"
+            );
+            *lease = claimed.lease.clone();
+            return false;
+        }
+        in_flight.insert(claimed.job.id.clone(), claimed.lease.clone());
+        true
+    }
+
+    fn finish(&self, job_id: &JobId) {
+        self.in_flight().remove(job_id);
+    }
+
+    fn lease_of(&self, job_id: &JobId) -> Option<LeaseToken> {
+        self.in_flight().get(job_id).cloned()
+    }
+
+    /// Records a result (`op` is `complete` or `fail`) under the newest lease held on the job,
+    /// retrying transient store failures up to [`MARK_ATTEMPTS`] times, and retrying at once if
+    /// the lease was renewed by a claim meanwhile.
+    async fn mark<T, F, Fut>(&self, job_id: &JobId, op: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut(LeaseToken) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            let Some(lease) = self.lease_of(job_id) else {
+                return Err(Error::provider(format!(
+                    "job {job_id} is not in flight here"
+                )));
+            };
+            let err = match f(lease.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            failures += 1;
+            if failures >= MARK_ATTEMPTS {
+                return Err(err);
+            }
+            if err.code() == Some(LEASE_LOST) {
+                if self.lease_of(job_id).is_some_and(|newer| newer != lease) {
+                    continue; // this worker re-claimed the job meanwhile: use the new lease
+                }
+                return Err(err);
+            }
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            let delay = MARK_BACKOFF.delay(failures - 1);
+            tracing::warn!(error = %err, ?delay, "outbox store failed to {op}; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     async fn deliver(&self, job: &Job) -> Result<()> {
         let Some(handler) = self.handlers.get(&job.kind) else {
             return Err(Error::configuration(

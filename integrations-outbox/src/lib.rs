@@ -110,12 +110,12 @@ mod sqlite;
 mod store;
 mod types;
 
-pub use builder::DispatcherBuilder;
+pub use builder::{DEFAULT_MAX_RETRY_AFTER, DispatcherBuilder};
 #[cfg(feature = "sqlite")]
 pub(crate) use db::{Access, Db, corrupt, sql_error};
 #[cfg(feature = "sqlite")]
 pub use db::{SQLITE, SqliteOptions, Synchronous};
-pub use dispatcher::{Dispatcher, DispatcherWaker, RunStats};
+pub use dispatcher::{Dispatcher, DispatcherWaker, MARK_ATTEMPTS, MARK_BACKOFF, RunStats};
 pub use handler::{
     FnHandler, JobHandler, ShutdownSignal, ShutdownTrigger, handler_fn, shutdown_channel,
 };

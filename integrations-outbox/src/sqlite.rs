@@ -20,7 +20,8 @@ use integrations_core::ErrorRecord;
 use integrations_core::{Clock, SystemClock};
 use integrations_core::{Error, IdempotencyKey, Result};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE outbox_events (
         event_id TEXT PRIMARY KEY NOT NULL,
         recorded_at INTEGER NOT NULL
@@ -47,10 +48,17 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX outbox_jobs_leased ON outbox_jobs (lease_expires_at, id) WHERE state = 'leased';
     CREATE INDEX outbox_jobs_dead ON outbox_jobs (id) WHERE state = 'dead';
     CREATE INDEX outbox_jobs_done ON outbox_jobs (updated_at) WHERE state = 'done';
-"];
+",
+    "
+    -- Whether the last error may have left an effect (1), certainly did not (0), or was recorded
+    -- before this column existed (NULL: guessed from the error's kind on read).
+    ALTER TABLE outbox_jobs ADD COLUMN may_have_acted INTEGER;
+",
+];
 
 const COLS: &str = "id, event_id, kind, idempotency_key, payload, state, attempts, max_attempts, \
-    available_at, lease_token, leased_by, lease_expires_at, last_error, created_at, updated_at";
+    available_at, lease_token, leased_by, lease_expires_at, last_error, may_have_acted, created_at, \
+    updated_at";
 
 /// The durable [`OutboxStore`] in one SQLite file: WAL journal, `synchronous = FULL` by default
 /// (see [`SqliteOptions`] for the trade-off), a busy timeout, schema migrated on open.
@@ -161,6 +169,7 @@ struct RawJob {
     leased_by: Option<String>,
     lease_expires_at: Option<i64>,
     last_error: Option<String>,
+    may_have_acted: Option<bool>,
     created_at: i64,
     updated_at: i64,
 }
@@ -180,6 +189,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawJob> {
         leased_by: r.get("leased_by")?,
         lease_expires_at: r.get("lease_expires_at")?,
         last_error: r.get("last_error")?,
+        may_have_acted: r.get("may_have_acted")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
     })
@@ -195,7 +205,11 @@ impl RawJob {
             .last_error
             .map(|s| serde_json::from_str::<ErrorRecord>(&s))
             .transpose()
-            .map_err(|e| corrupt("last error", e))?;
+            .map_err(|e| corrupt("last error", e))?
+            .map(|mut e| {
+                e.may_have_acted = e.may_have_acted.or(self.may_have_acted);
+                e
+            });
         Ok(Loaded {
             record: JobRecord {
                 job: Job {
@@ -320,8 +334,14 @@ fn claim_tx(
                 exec(
                     tx,
                     "UPDATE outbox_jobs SET state = 'dead', lease_token = NULL, leased_by = NULL,
-                        lease_expires_at = NULL, last_error = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, error_json(&lease_expired_error(attempts))?, now],
+                        lease_expires_at = NULL, last_error = ?2, may_have_acted = ?4,
+                        updated_at = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        error_json(&lease_expired_error(attempts))?,
+                        now,
+                        lease_expired_error(attempts).may_have_acted()
+                    ],
                 )?;
                 tracing::warn!(
                     job_id = id,
@@ -431,6 +451,7 @@ impl OutboxStore for SqliteOutbox {
         retry_at: Option<SystemTime>,
     ) -> Result<FailOutcome> {
         let (job_id, lease, now) = (job_id.clone(), lease.clone(), self.now());
+        let may_have_acted = error.may_have_acted();
         let error = error_json(&error)?;
         self.db
             .call(Access::Write, move |tx| {
@@ -450,9 +471,10 @@ impl OutboxStore for SqliteOutbox {
                 exec(
                     tx,
                     "UPDATE outbox_jobs SET state = ?2, available_at = ?3, lease_token = NULL,
-                        leased_by = NULL, lease_expires_at = NULL, last_error = ?4, updated_at = ?5
+                        leased_by = NULL, lease_expires_at = NULL, last_error = ?4, updated_at = ?5,
+                        may_have_acted = ?6
                      WHERE id = ?1",
-                    params![id, state, available_at, error, now],
+                    params![id, state, available_at, error, now, may_have_acted],
                 )?;
                 Ok(outcome)
             })

@@ -238,6 +238,8 @@ pub fn lease_expired_error(attempts: u32) -> ErrorRecord {
         request_id: None,
         status: None,
         retryable: false,
+        // The worker may have called the provider before it stopped or overran.
+        may_have_acted: Some(true),
     }
 }
 

@@ -303,6 +303,12 @@ pub struct DeadLetter {
     pub error: ErrorRecord,
     /// When it was given up.
     pub dead_at: SystemTime,
+    /// Whether the job may already have acted (its last attempt ended ambiguously: a timeout, a
+    /// `5xx` after the request was sent, a lease that expired mid-attempt), so a replay may
+    /// repeat its effect — check the provider (or rely on its idempotency key) before replaying.
+    /// `false` when the last error certainly left no effect (a rejection, a not-processed
+    /// error). From [`ErrorRecord::may_have_acted`].
+    pub may_have_acted: bool,
 }
 
 impl DeadLetter {
@@ -320,9 +326,11 @@ impl DeadLetter {
             request_id: None,
             status: None,
             retryable: false,
+            may_have_acted: None,
         });
         Some(DeadLetter {
             job: record.job,
+            may_have_acted: error.may_have_acted(),
             error,
             dead_at: record.updated_at,
         })

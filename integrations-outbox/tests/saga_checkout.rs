@@ -166,7 +166,7 @@ async fn step_four_failing_compensates_three_two_one_in_reverse() {
     let mut s = steps(&j);
     s[3] = s[3].clone().failing([declined()]);
     let outcome = saga(&log, s).run("order-7", json!({})).await.unwrap();
-    let SagaOutcome::Compensated { failure } = outcome else {
+    let SagaOutcome::Compensated { failure, .. } = outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(failure.step, "confirm_payment");
@@ -214,6 +214,7 @@ async fn a_failing_compensation_is_retried_then_needs_attention_without_looping(
     let SagaOutcome::NeedsAttention {
         failure,
         compensation_failures,
+        ..
     } = outcome
     else {
         panic!("{outcome:?}")

@@ -318,6 +318,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_policy_worst_case_is_what_an_outer_timeout_must_allow() {
+        // 3 attempts × 30 s + 2 retries waiting up to the 60 s Retry-After cap: an outbox
+        // handler sending through the default policy needs a handler timeout of at least this
+        // (the dispatcher's default is 45 s), or a deadline on the policy.
+        assert_eq!(
+            default_policy().worst_case(),
+            Some(Duration::from_secs(210))
+        );
+        let bounded = default_policy_builder()
+            .deadline(Duration::from_secs(40))
+            .build();
+        assert_eq!(bounded.worst_case(), Some(Duration::from_secs(40)));
+    }
+
+    #[test]
     fn with_metrics_puts_the_default_policy_in_that_registry() {
         let registry = MetricsRegistry::new();
         let email = SendGridBuilder::new()

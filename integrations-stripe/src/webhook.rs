@@ -384,7 +384,9 @@ impl StripeWebhookVerifier {
     /// The id is recorded as soon as the event verifies, so make the event's effect durable
     /// (e.g. write it to an outbox) before answering 2xx, and answer 5xx if that fails *and*
     /// nothing was recorded — or record the outcome in the same transaction as the effect, with
-    /// a transactional dedup store.
+    /// a transactional dedup store. If processing a non-duplicate event fails, call
+    /// [`DedupStore::release`] with `"stripe:{event.id}"` before answering 5xx, or the
+    /// redelivery is taken for a duplicate and the event is lost.
     ///
     /// # Errors
     /// As [`verify`]; the store's own errors (answer 5xx so Stripe redelivers).
@@ -396,7 +398,15 @@ impl StripeWebhookVerifier {
     ) -> Result<Verified> {
         let event = self.verify(raw_body, header)?;
         let key = format!("{PROVIDER}:{}", event.id);
-        let outcome = store.insert_if_absent(&key, self.dedup_ttl).await?;
+        let outcome = match store.insert_if_absent(&key, self.dedup_ttl).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The insert may have landed before failing (a timeout): release it, best
+                // effort, so Stripe's redelivery is processed rather than taken for a duplicate.
+                integrations_core::webhook::release_all(store, [key.as_str()]).await;
+                return Err(e);
+            }
+        };
         Ok(Verified {
             event,
             duplicate: outcome == DedupOutcome::Duplicate,
@@ -504,6 +514,50 @@ mod tests {
         ));
         let long = format!("t=1,v1={}", "a".repeat(MAX_HEADER_LEN));
         assert!(parse_header(&long).is_err());
+    }
+
+    /// Records the key, then fails like a store call that timed out after its write landed.
+    #[derive(Debug)]
+    struct WritesThenTimesOut(
+        integrations_core::webhook::InMemoryDedupStore,
+        std::sync::atomic::AtomicBool,
+    );
+
+    #[async_trait::async_trait]
+    impl DedupStore for WritesThenTimesOut {
+        async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
+            let outcome = self.0.insert_if_absent(key, ttl).await?;
+            if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::timeout("store did not answer"));
+            }
+            Ok(outcome)
+        }
+        async fn release(&self, key: &str) -> Result<()> {
+            self.0.release(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_and_dedup_releases_the_key_when_the_store_fails() {
+        let verifier = StripeWebhookVerifier::new(secret())
+            .with_clock(integrations_core::clock::FixedClock::from_unix(T));
+        let body = br#"{"id":"evt_1","type":"charge.refunded","created":1700000000,"data":{"object":{"object":"balance"}}}"#;
+        let header = sign_for_test(body, &secret(), T);
+        let store = WritesThenTimesOut(
+            integrations_core::webhook::InMemoryDedupStore::new(),
+            true.into(),
+        );
+        let e = verifier
+            .verify_and_dedup(body, &header, &store)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), integrations_core::ErrorKind::Timeout);
+        // Stripe redelivers: processed, not taken for a duplicate.
+        let again = verifier
+            .verify_and_dedup(body, &header, &store)
+            .await
+            .unwrap();
+        assert!(!again.duplicate);
     }
 
     #[test]

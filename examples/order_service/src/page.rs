@@ -293,9 +293,11 @@ mod tests {
                 decline_code: None,
                 request_id: None,
                 status: Some(500),
+                may_have_acted: Some(true),
                 retryable: true,
             },
             dead_at: UNIX_EPOCH,
+            may_have_acted: true,
         };
         let html = render(&overview(vec![dead]));
         assert!(

@@ -108,4 +108,13 @@ impl DedupStore for DynamoDedupStore {
             Err(e) => Err(e),
         }
     }
+
+    /// `DeleteItem` of the key (deleting an absent item succeeds).
+    async fn release(&self, key: &str) -> Result<()> {
+        let body = json!({
+            "TableName": self.table,
+            "Key": { Self::KEY_ATTRIBUTE: { "S": key } },
+        });
+        self.db.call("DeleteItem", &body).await.map(|_| ())
+    }
 }

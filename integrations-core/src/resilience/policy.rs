@@ -242,6 +242,64 @@ impl Policy {
         self.inner.deadline
     }
 
+    /// The longest one [`call`](Policy::call) can take, or `None` if it is unbounded (no
+    /// attempt timeout and no deadline). Computed from the settings, with saturating arithmetic:
+    ///
+    /// ```text
+    /// bulkhead wait
+    ///   + (retries + 1) × (rate-limit wait + attempt timeout)
+    ///   + Σ over retries i of max(backoff ceiling(i), Retry-After cap)
+    /// ```
+    ///
+    /// capped by the overall deadline when there is one. Whoever bounds the call from outside
+    /// (an outbox handler timeout, an HTTP server's request timeout) must allow at least this
+    /// much, or set the policy's [`deadline`](PolicyBuilder::deadline) from its own bound:
+    /// otherwise a call is cut off mid-request, possibly after the provider acted, and retried.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use integrations_core::Policy;
+    /// use integrations_core::resilience::{Backoff, RetryPolicy};
+    ///
+    /// let policy = Policy::builder("sendgrid")
+    ///     .retry(RetryPolicy::new(2, Backoff::new(Duration::from_millis(500), Duration::from_secs(10), 2.0))
+    ///         .with_max_retry_after(Duration::from_secs(60)))
+    ///     .attempt_timeout(Duration::from_secs(30))
+    ///     .build();
+    /// // 3 attempts × 30 s + 2 waits of at most 60 s (the Retry-After cap).
+    /// assert_eq!(policy.worst_case(), Some(Duration::from_secs(210)));
+    /// ```
+    pub fn worst_case(&self) -> Option<Duration> {
+        let inner = &*self.inner;
+        let retry = &inner.retry;
+        let attempts = retry.max_retries().saturating_add(1);
+        let bounded = inner.attempt_timeout.map(|timeout| {
+            let limiter_wait = inner
+                .limiter
+                .as_ref()
+                .map_or(Duration::ZERO, RateLimiter::max_wait);
+            let per_attempt = timeout.saturating_add(limiter_wait);
+            let mut total = inner
+                .bulkhead
+                .as_ref()
+                .map_or(Duration::ZERO, Bulkhead::max_wait)
+                .saturating_add(per_attempt.saturating_mul(attempts));
+            // The first retries one by one; any beyond at the backoff's `max` (an upper bound).
+            const EXACT: u32 = 64;
+            for i in 0..retry.max_retries().min(EXACT) {
+                let wait = retry.backoff().ceiling(i).max(retry.max_retry_after());
+                total = total.saturating_add(wait);
+            }
+            let rest = retry.max_retries().saturating_sub(EXACT);
+            let tail = retry.backoff().max.max(retry.max_retry_after());
+            total.saturating_add(tail.saturating_mul(rest))
+        });
+        match (bounded, inner.deadline) {
+            (Some(b), Some(d)) => Some(b.min(d)),
+            (b, d) => b.or(d),
+        }
+    }
+
     /// Runs `f` under the policy, retrying errors that [`Error::is_retryable`] calls retryable.
     ///
     /// `f` is called once per attempt with the [`Attempt`]; it must make the request anew each

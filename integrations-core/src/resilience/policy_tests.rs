@@ -615,3 +615,48 @@ async fn a_refused_call_spends_no_rate_limit_permit() {
     let e = policy.call("op", |_| async { Ok(()) }).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RateLimited);
 }
+
+#[test]
+fn worst_case_adds_attempts_waits_and_guards_and_is_capped_by_the_deadline() {
+    let registry = MetricsRegistry::new();
+    let retry =
+        RetryPolicy::new(2, Backoff::new(500 * MS, 10 * SEC, 2.0)).with_max_retry_after(60 * SEC);
+    let base = || {
+        Policy::builder("sendgrid")
+            .metrics(&registry)
+            .no_circuit_breaker()
+            .retry(retry)
+            .attempt_timeout(30 * SEC)
+    };
+    // 3 × 30 s + 2 × max(backoff, 60 s Retry-After cap).
+    assert_eq!(base().build().worst_case(), Some(210 * SEC));
+    // Bulkhead wait once, a rate-limit wait per attempt.
+    let guarded = base()
+        .bulkhead(4, 2 * SEC)
+        .rate_limiter(RateLimiter::per_second(nz(10)).with_max_wait(SEC))
+        .build();
+    assert_eq!(guarded.worst_case(), Some(215 * SEC));
+    assert_eq!(
+        base().deadline(40 * SEC).build().worst_case(),
+        Some(40 * SEC)
+    );
+    let unbounded = base().no_attempt_timeout().build();
+    assert_eq!(unbounded.worst_case(), None);
+    assert_eq!(
+        base()
+            .no_attempt_timeout()
+            .deadline(SEC)
+            .build()
+            .worst_case(),
+        Some(SEC)
+    );
+    // Saturates instead of overflowing.
+    let huge = base()
+        .retry(RetryPolicy::new(
+            u32::MAX,
+            Backoff::new(SEC, Duration::MAX, 2.0),
+        ))
+        .attempt_timeout(Duration::MAX)
+        .build();
+    assert_eq!(huge.worst_case(), Some(Duration::MAX));
+}

@@ -42,6 +42,16 @@ pub trait DedupStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Whatever the backing store raises; [`Error::Unavailable`] when it cannot take more keys.
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome>;
+
+    /// Forgets `key`, so its next delivery is [`DedupOutcome::New`] again: the undo of an
+    /// [`insert_if_absent`](DedupStore::insert_if_absent) whose event could not be processed
+    /// (a later insert of the same batch failed, the handler failed before its effect was
+    /// durable). Without it, record-then-process loses such an event: the sender's redelivery
+    /// is taken for a duplicate. Releasing an absent key is not an error.
+    ///
+    /// # Errors
+    /// Whatever the backing store raises.
+    async fn release(&self, key: &str) -> Result<()>;
 }
 
 #[async_trait]
@@ -49,12 +59,27 @@ impl<S: DedupStore + ?Sized> DedupStore for Arc<S> {
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
         (**self).insert_if_absent(key, ttl).await
     }
+    async fn release(&self, key: &str) -> Result<()> {
+        (**self).release(key).await
+    }
+}
+
+/// Releases `keys` (best effort: a failure to release is logged, not returned, since the caller
+/// is already returning the error that made it release). For helpers that record several keys
+/// and fail part-way.
+pub async fn release_all<'a>(store: &dyn DedupStore, keys: impl IntoIterator<Item = &'a str>) {
+    for key in keys {
+        if let Err(e) = store.release(key).await {
+            tracing::warn!(key, error = %e, "could not release a dedup key; its redelivery will be taken for a duplicate");
+        }
+    }
 }
 
 /// Longest TTL honoured; longer ones are capped (100 years: "forever" for a process).
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Default bound on stored keys of an [`InMemoryDedupStore`].
+/// Default bound on stored keys of an [`InMemoryDedupStore`] (see
+/// [`InMemoryDedupStore::sized_for`] to derive it from the TTL and the event rate instead).
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
 
 /// Default number of expired entries removed per insert.
@@ -89,8 +114,13 @@ impl Entries {
 ///
 /// Each insert also removes a bounded number of expired entries (oldest first, O(log n) each), so
 /// memory follows the live keys without a background task. The store holds at most
-/// [`DEFAULT_MAX_ENTRIES`] live keys unless told otherwise; past that, inserts of new keys fail
-/// with [`Error::Unavailable`] (the sender retries later) rather than forgetting live keys.
+/// [`capacity`](InMemoryDedupStore::capacity) keys ([`DEFAULT_MAX_ENTRIES`] unless told
+/// otherwise, or [`sized_for`](InMemoryDedupStore::sized_for) a TTL and a rate); past that, a
+/// new key evicts the live key closest to expiry (the oldest, under one TTL), so the store keeps
+/// accepting events and forgets the ones least likely to be redelivered. Evictions are counted
+/// ([`evictions`](InMemoryDedupStore::evictions)) and [`fill_ratio`](InMemoryDedupStore::fill_ratio)
+/// says how full it is: a store that evicts is too small for its TTL. To refuse new keys
+/// instead (the sender retries later), use [`refuse_when_full`](InMemoryDedupStore::refuse_when_full).
 ///
 /// ```
 /// use std::time::Duration;
@@ -113,6 +143,8 @@ pub struct InMemoryDedupStore {
     entries: Mutex<Entries>,
     max_entries: usize,
     sweep_batch: usize,
+    refuse_when_full: bool,
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl InMemoryDedupStore {
@@ -123,7 +155,20 @@ impl InMemoryDedupStore {
             entries: Mutex::new(Entries::default()),
             max_entries: DEFAULT_MAX_ENTRIES,
             sweep_batch: DEFAULT_SWEEP_BATCH,
+            refuse_when_full: false,
+            evictions: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// An empty store sized for keys kept `ttl` at up to `events_per_second`: capacity
+    /// `ttl × rate` (at least 1, at most `usize::MAX`), so at that rate nothing live is evicted.
+    /// E.g. SendGrid's 25 h TTL at 10 events/s is 900 000 keys.
+    pub fn sized_for(ttl: Duration, events_per_second: f64) -> Self {
+        let wanted = ttl.min(MAX_TTL).as_secs_f64() * events_per_second.max(0.0);
+        // `as` saturates on overflow and maps NaN to 0.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let capacity = wanted.ceil() as usize;
+        InMemoryDedupStore::new().with_max_entries(capacity)
     }
 
     /// Uses `clock` for expiry (a [`FixedClock`](super::FixedClock) in tests).
@@ -133,11 +178,38 @@ impl InMemoryDedupStore {
         self
     }
 
-    /// Bounds the number of stored keys (at least 1).
+    /// Bounds the number of stored keys (at least 1); past it the oldest key is evicted.
     #[must_use]
     pub fn with_max_entries(mut self, max: usize) -> Self {
         self.max_entries = max.max(1);
         self
+    }
+
+    /// Refuses new keys with [`Error::Unavailable`] (retryable, not processed) when the store is
+    /// full of live keys, instead of evicting the oldest: no live key is ever forgotten, but a
+    /// store too small for its traffic stops accepting events until keys expire.
+    #[must_use]
+    pub fn refuse_when_full(mut self) -> Self {
+        self.refuse_when_full = true;
+        self
+    }
+
+    /// The most keys stored at once.
+    pub fn capacity(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Live keys forgotten to make room since the store was built (a growing count means the
+    /// store is too small for its TTL and traffic: a redelivery of an evicted key is processed
+    /// again).
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How full the store is, `len() / capacity()` in `0.0..=1.0`: a gauge to export.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn fill_ratio(&self) -> f64 {
+        self.len() as f64 / self.max_entries as f64
     }
 
     /// Sets how many expired entries each insert removes at most (at least 1).
@@ -202,11 +274,28 @@ impl InMemoryDedupStore {
                 if entries.expiry_of.len() >= self.max_entries
                     && entries.sweep(now, usize::MAX) == 0
                 {
-                    return Err(Error::unavailable(format!(
-                        "in-memory dedup store holds its maximum of {} live keys",
-                        self.max_entries
-                    ))
-                    .not_processed());
+                    if self.refuse_when_full {
+                        return Err(Error::unavailable(format!(
+                            "in-memory dedup store holds its maximum of {} live keys",
+                            self.max_entries
+                        ))
+                        .not_processed());
+                    }
+                    while entries.expiry_of.len() >= self.max_entries {
+                        let Some((_, oldest)) = entries.by_expiry.pop_first() else {
+                            break;
+                        };
+                        entries.expiry_of.remove(&oldest);
+                        let n = self
+                            .evictions
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n == 0 {
+                            tracing::warn!(
+                                capacity = self.max_entries,
+                                "in-memory dedup store full: evicting the oldest live keys (make it larger for its TTL)"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -232,6 +321,7 @@ impl fmt::Debug for InMemoryDedupStore {
         f.debug_struct("InMemoryDedupStore")
             .field("entries", &self.len())
             .field("max_entries", &self.max_entries)
+            .field("evictions", &self.evictions())
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -241,6 +331,10 @@ impl fmt::Debug for InMemoryDedupStore {
 impl DedupStore for InMemoryDedupStore {
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<DedupOutcome> {
         self.insert_sync(key, ttl)
+    }
+    async fn release(&self, key: &str) -> Result<()> {
+        self.remove(key);
+        Ok(())
     }
 }
 
@@ -315,7 +409,8 @@ mod tests {
     #[tokio::test]
     async fn full_store_refuses_new_keys_but_recovers_after_expiry() {
         let (s, clock) = store();
-        let s = s.with_max_entries(2);
+        // Refusing is opt-in since the store evicts by default (next test).
+        let s = s.with_max_entries(2).refuse_when_full();
         s.insert_if_absent("a", HOUR).await.unwrap();
         s.insert_if_absent("b", HOUR * 2).await.unwrap();
         let e = s.insert_if_absent("c", HOUR).await.unwrap_err();
@@ -328,12 +423,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn full_store_evicts_the_oldest_key_instead_of_refusing() {
+        let (s, clock) = store();
+        let s = s.with_max_entries(2);
+        assert_eq!(s.capacity(), 2);
+        s.insert_if_absent("a", HOUR).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        s.insert_if_absent("b", HOUR).await.unwrap();
+        assert!((s.fill_ratio() - 1.0).abs() < f64::EPSILON);
+        clock.advance(Duration::from_secs(1));
+        // A month in, the store is full of live keys: a new event is still accepted.
+        assert!(s.insert_if_absent("c", HOUR).await.unwrap().is_new());
+        assert_eq!(s.evictions(), 1);
+        assert_eq!(s.len(), 2);
+        assert!(!s.contains("a"), "the oldest key went");
+        assert!(s.contains("b") && s.contains("c"));
+        assert!(s.insert_if_absent("b", HOUR).await.unwrap().is_duplicate());
+    }
+
+    #[test]
+    fn sized_for_derives_the_capacity_from_ttl_and_rate() {
+        let s = InMemoryDedupStore::sized_for(Duration::from_secs(25 * 3600), 10.0);
+        assert_eq!(s.capacity(), 900_000);
+        assert_eq!(
+            InMemoryDedupStore::sized_for(HOUR, 0.0).capacity(),
+            1,
+            "at least one"
+        );
+        assert_eq!(
+            InMemoryDedupStore::sized_for(MAX_TTL, f64::INFINITY).capacity(),
+            usize::MAX
+        );
+        assert!(InMemoryDedupStore::new().fill_ratio() < f64::EPSILON);
+    }
+
+    #[tokio::test]
     async fn remove_allows_redelivery() {
         let (s, _) = store();
         s.insert_if_absent("a", HOUR).await.unwrap();
         assert!(s.remove("a"));
         assert!(!s.remove("a"));
         assert!(s.insert_if_absent("a", HOUR).await.unwrap().is_new());
+    }
+
+    #[tokio::test]
+    async fn release_through_the_trait_allows_redelivery() {
+        let (s, _) = store();
+        let d: &dyn DedupStore = &s;
+        assert!(d.insert_if_absent("a", HOUR).await.unwrap().is_new());
+        d.release("a").await.unwrap();
+        d.release("never-seen").await.unwrap();
+        assert!(d.insert_if_absent("a", HOUR).await.unwrap().is_new());
+        release_all(d, ["a"]).await;
+        assert!(!s.contains("a"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -48,7 +48,8 @@ pub use axum::{StandardWebhookEvent, Verified, WebhookRejection};
 pub use checks::{DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, check_body_size, check_timestamp};
 pub use contract::{StandardEvent, WebhookSigner, WebhookVerifier};
 pub use dedup::{
-    DEFAULT_MAX_ENTRIES, DEFAULT_SWEEP_BATCH, DedupOutcome, DedupStore, InMemoryDedupStore, MAX_TTL,
+    DEFAULT_MAX_ENTRIES, DEFAULT_SWEEP_BATCH, DedupOutcome, DedupStore, InMemoryDedupStore,
+    MAX_TTL, release_all,
 };
 pub use mac::{WebhookSecret, constant_time_eq, hmac_sha256, verify_hmac_sha256};
 pub use standard::{StandardHeaders, StandardWebhook};

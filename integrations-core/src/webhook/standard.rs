@@ -315,8 +315,14 @@ impl StandardWebhook {
     /// Verifies, then records `webhook-id` in `store` for `ttl`: [`DedupOutcome::Duplicate`] means
     /// a redelivery of an event already accepted, to acknowledge without acting again.
     ///
+    /// If your processing of a [`DedupOutcome::New`] event then fails, call
+    /// [`DedupStore::release`] with the `webhook-id` before answering non-2xx, or the
+    /// redelivery will be taken for a duplicate and the event lost.
+    ///
     /// # Errors
-    /// As [`StandardWebhook::verify`] (nothing is recorded then), or the store's error.
+    /// As [`StandardWebhook::verify`] (nothing is recorded then), or the store's error (the key
+    /// is then released, best effort, in case the store recorded it before failing: a timeout
+    /// after the write).
     pub async fn verify_once(
         &self,
         headers: &StandardHeaders,
@@ -325,7 +331,13 @@ impl StandardWebhook {
         ttl: Duration,
     ) -> Result<DedupOutcome> {
         self.verify(headers, body)?;
-        store.insert_if_absent(&headers.id, ttl).await
+        match store.insert_if_absent(&headers.id, ttl).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                super::dedup::release_all(store, [headers.id.as_str()]).await;
+                Err(e)
+            }
+        }
     }
 
     /// The `webhook-signature` value (`v1,<base64>`) for `body`, signed with the first secret.

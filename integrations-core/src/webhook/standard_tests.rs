@@ -320,3 +320,50 @@ fn headers_from_an_http_header_map() {
     assert_eq!(h.signature, format!("v1,AAAA {SIGNATURE}"));
     wh().verify(&h, BODY).unwrap();
 }
+
+/// Records the key, then fails like a store call that timed out after its write landed.
+#[derive(Debug)]
+struct WritesThenTimesOut {
+    inner: InMemoryDedupStore,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl crate::webhook::DedupStore for WritesThenTimesOut {
+    async fn insert_if_absent(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> crate::Result<crate::webhook::DedupOutcome> {
+        let outcome = self.inner.insert_if_absent(key, ttl).await?;
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(crate::Error::timeout("store did not answer"));
+        }
+        Ok(outcome)
+    }
+    async fn release(&self, key: &str) -> crate::Result<()> {
+        self.inner.release(key).await
+    }
+}
+
+#[tokio::test]
+async fn verify_once_releases_the_key_when_the_store_fails() {
+    let store = WritesThenTimesOut {
+        inner: InMemoryDedupStore::new().with_clock(FixedClock::from_unix(TS)),
+        fail_next: true.into(),
+    };
+    let ttl = Duration::from_secs(86_400);
+    let h = headers(SIGNATURE);
+    let e = wh().verify_once(&h, BODY, &store, ttl).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    // The redelivery is processed, not taken for a duplicate.
+    assert!(
+        wh().verify_once(&h, BODY, &store, ttl)
+            .await
+            .unwrap()
+            .is_new()
+    );
+}

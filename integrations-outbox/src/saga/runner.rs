@@ -27,7 +27,9 @@ pub(super) struct Entry {
 /// [`Saga::resume`] (or [`Saga::recover`] at startup) picks up where the log says: a step that
 /// had begun runs again under the same idempotency key, a saga that was compensating goes on
 /// compensating. A failed step triggers the compensation of every step that succeeded before
-/// it, last first. A compensation is retried (retryable errors, with backoff, up to
+/// it, last first, and the failed step itself when it may have acted (an ambiguous error such as a
+/// timeout, or `max_step_starts` interrupted starts): such steps are listed in the outcome's
+/// `uncertain_steps`. A compensation is retried (retryable errors, with backoff, up to
 /// `compensation_attempts` across restarts); one that still fails is recorded and the saga ends
 /// as [`SagaStatus::NeedsAttention`], after the remaining compensations have run.
 ///
@@ -227,6 +229,8 @@ impl Saga {
             }
             if state.steps[i].attempts >= self.max_step_starts {
                 let error = interrupted(name, state.steps[i].attempts, "step_interrupted");
+                // Each interrupted start may have reached the provider.
+                state.steps[i].uncertain = true;
                 return self.fail_step(state, i, Some(error)).await;
             }
             state.steps[i].attempts += 1;
@@ -246,7 +250,8 @@ impl Saga {
                     tracing::debug!(saga_id = %state.saga_id, step = name, "saga step succeeded");
                 }
                 Err(e) => {
-                    tracing::warn!(saga_id = %state.saga_id, step = name, error = %e, "saga step failed; compensating");
+                    tracing::warn!(saga_id = %state.saga_id, step = name, error = %e, may_have_acted = e.may_have_acted(), "saga step failed; compensating");
+                    state.steps[i].uncertain = e.may_have_acted();
                     return self.fail_step(state, i, Some(ErrorRecord::from(&e))).await;
                 }
             }
@@ -289,11 +294,26 @@ impl Saga {
                     let entry = self.entry(state, i)?;
                     self.compensate(state, i, entry).await?;
                 }
-                StepState::Started => tracing::warn!(
-                    saga_id = %state.saga_id,
-                    step = %state.steps[i].name,
-                    "step never finished; not compensated"
-                ),
+                StepState::Failed if state.steps[i].uncertain => {
+                    tracing::warn!(
+                        saga_id = %state.saga_id,
+                        step = %state.steps[i].name,
+                        "step failed but may have acted; compensating it too"
+                    );
+                    let entry = self.entry(state, i)?;
+                    self.compensate(state, i, entry).await?;
+                }
+                StepState::Started => {
+                    // Begun, never recorded as finished: it may have acted.
+                    tracing::warn!(
+                        saga_id = %state.saga_id,
+                        step = %state.steps[i].name,
+                        "step never finished; compensating it in case it acted"
+                    );
+                    state.steps[i].uncertain = true;
+                    let entry = self.entry(state, i)?;
+                    self.compensate(state, i, entry).await?;
+                }
                 StepState::Failed | StepState::Compensated | StepState::CompensationFailed => {}
             }
         }
@@ -369,6 +389,7 @@ impl Saga {
             saga_id,
             step: step.name(),
             idempotency_key: IdempotencyKey::derive(saga_id, step.name())?,
+            execution_key: IdempotencyKey::derive(saga_id, step.name())?,
             input,
             outputs,
             attempt: 1,
@@ -401,6 +422,7 @@ impl Saga {
             saga_id,
             step: step.name(),
             idempotency_key: IdempotencyKey::derive(saga_id, step.name())?.child("compensate")?,
+            execution_key: IdempotencyKey::derive(saga_id, step.name())?,
             input,
             outputs,
             attempt: 1,
@@ -433,6 +455,7 @@ fn interrupted(step: &str, times: u32, code: &str) -> ErrorRecord {
         request_id: None,
         status: None,
         retryable: false,
+        may_have_acted: Some(true),
     }
 }
 
@@ -452,10 +475,12 @@ fn outcome(state: &SagaState) -> Result<SagaOutcome> {
         },
         SagaStatus::Compensated => SagaOutcome::Compensated {
             failure: failure()?,
+            uncertain_steps: state.uncertain_steps(),
         },
         SagaStatus::NeedsAttention => SagaOutcome::NeedsAttention {
             failure: failure()?,
             compensation_failures: state.compensation_failures(),
+            uncertain_steps: state.uncertain_steps(),
         },
         SagaStatus::Running | SagaStatus::Compensating => {
             return Err(Error::provider(format!(

@@ -18,6 +18,9 @@ pub struct StepContext<'a> {
     /// `"{saga_id}/{step}/compensate"` for compensation. The same after a crash and restart, so
     /// a provider that deduplicates (Stripe) never acts twice.
     pub idempotency_key: IdempotencyKey,
+    /// The key the step's *execution* ran under (`"{saga_id}/{step}"`), also when compensating:
+    /// how a compensation of an uncertain step finds the effect it may have left.
+    pub execution_key: IdempotencyKey,
     /// The saga's input.
     pub input: &'a Value,
     /// Outputs of the steps before this one (for a compensation: of every step that produced
@@ -32,9 +35,22 @@ pub struct StepContext<'a> {
 /// `execute` may run more than once for one saga: after a crash between the provider acting and
 /// the log recording it, the step runs again with the same [`StepContext::idempotency_key`], so
 /// it must be idempotent under that key (pass it to the provider, or look up the effect before
-/// acting). An `Err` from `execute` must mean the step left no effect: failed steps are not
-/// compensated. `compensate` gets the output `execute` returned (persisted, so it is there after
-/// a restart) and must be idempotent too.
+/// acting).
+///
+/// **The compensation contract.** `compensate` runs for every step that succeeded *and* for every
+/// step that may have acted without succeeding: one whose `execute` failed with an ambiguous
+/// error ([`Error::may_have_acted`](integrations_core::Error::may_have_acted): a timeout, a
+/// `5xx` after the request was sent) or that was interrupted `max_step_starts` times. A step whose
+/// `execute` failed with an error that certainly left no effect (a decline, invalid input, an
+/// error marked not processed) is not compensated. So `compensate` must:
+///
+/// - be idempotent under [`StepContext::idempotency_key`] (it may run more than once);
+/// - be a no-op when there is nothing to undo: for an uncertain step it gets `Value::Null` as
+///   the output, and must find the effect itself (e.g. by the execution's key,
+///   [`StepContext::execution_key`]) and succeed without acting if there is none.
+///
+/// For a succeeded step `compensate` gets the output `execute` returned (persisted, so it is
+/// there after a restart).
 ///
 /// ```
 /// use async_trait::async_trait;

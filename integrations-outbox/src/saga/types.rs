@@ -53,7 +53,10 @@ pub enum StepState {
     Started,
     /// Executed; its output is recorded.
     Succeeded,
-    /// Execution failed; the step is assumed to have had no effect and is not compensated.
+    /// Execution failed. If the failure certainly left no effect (a rejection, an error marked
+    /// not processed) the step is not compensated; if the call may have acted
+    /// ([`StepRecord::uncertain`]: a timeout, a `5xx` after the request was sent, a step
+    /// interrupted `max_step_starts` times) it is compensated like a succeeded one.
     Failed,
     /// Compensation began and has not been recorded as finished.
     Compensating,
@@ -78,6 +81,10 @@ pub struct StepRecord {
     pub compensation_attempts: u32,
     /// The last error of its execution or compensation.
     pub error: Option<ErrorRecord>,
+    /// The step did not succeed but may have acted (its error was ambiguous, or it was
+    /// interrupted too often): it is compensated anyway, and the outcome lists it.
+    #[serde(default)]
+    pub uncertain: bool,
 }
 
 impl StepRecord {
@@ -89,6 +96,7 @@ impl StepRecord {
             attempts: 0,
             compensation_attempts: 0,
             error: None,
+            uncertain: false,
         }
     }
 }
@@ -102,6 +110,7 @@ impl fmt::Debug for StepRecord {
             .field("attempts", &self.attempts)
             .field("compensation_attempts", &self.compensation_attempts)
             .field("error", &self.error)
+            .field("uncertain", &self.uncertain)
             .finish()
     }
 }
@@ -148,6 +157,16 @@ impl SagaState {
                 .filter_map(|s| s.output.clone().map(|o| (s.name.clone(), o)))
                 .collect(),
         )
+    }
+
+    /// Names of the steps that did not succeed but may have acted (compensated anyway), in
+    /// step order.
+    pub fn uncertain_steps(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.uncertain)
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// Steps whose compensation failed for good.
@@ -223,10 +242,14 @@ pub enum SagaOutcome {
         /// Outputs by step.
         outputs: StepOutputs,
     },
-    /// A step failed and every earlier step was compensated.
+    /// A step failed and every earlier step was compensated (and the failed step too, if it
+    /// may have acted).
     Compensated {
         /// The failure.
         failure: StepFailure,
+        /// Steps that failed ambiguously (they may have acted) and were compensated anyway; an
+        /// operator may want to check the provider for them.
+        uncertain_steps: Vec<String>,
     },
     /// A step failed and some compensations failed for good.
     NeedsAttention {
@@ -234,6 +257,9 @@ pub enum SagaOutcome {
         failure: StepFailure,
         /// The compensations that failed.
         compensation_failures: Vec<StepFailure>,
+        /// Steps that failed ambiguously (they may have acted); see
+        /// [`SagaOutcome::Compensated::uncertain_steps`].
+        uncertain_steps: Vec<String>,
     },
 }
 
@@ -241,5 +267,18 @@ impl SagaOutcome {
     /// `true` for [`SagaOutcome::Completed`].
     pub fn is_completed(&self) -> bool {
         matches!(self, SagaOutcome::Completed { .. })
+    }
+
+    /// The steps that failed but may have acted (empty for a completed saga).
+    pub fn uncertain_steps(&self) -> &[String] {
+        match self {
+            SagaOutcome::Completed { .. } => &[],
+            SagaOutcome::Compensated {
+                uncertain_steps, ..
+            }
+            | SagaOutcome::NeedsAttention {
+                uncertain_steps, ..
+            } => uncertain_steps,
+        }
     }
 }

@@ -40,7 +40,7 @@ use http::{HeaderMap, HeaderValue};
 use integrations_core::clock::{Clock, SystemClock, unix_seconds};
 use integrations_core::webhook::{
     DEFAULT_BODY_LIMIT, DEFAULT_TOLERANCE, DedupStore, WebhookSigner, WebhookVerifier,
-    check_body_size, check_timestamp,
+    check_body_size, check_timestamp, release_all,
 };
 use integrations_core::{Error, Result, SignatureFailure};
 use p256::ecdsa::signature::{DigestSigner, DigestVerifier};
@@ -248,12 +248,17 @@ impl WebhookSigner for EventWebhookSigner {
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(25 * 3600);
 
 /// Keeps the events seen for the first time: each event's [`Event::dedup_key`] (`sg_event_id`)
-/// is recorded in `store` for `ttl`, and events already recorded — a redelivered batch, or a
-/// batch that failed half-way and came back — are dropped, so they have no second effect.
+/// is recorded in `store` for `ttl`, and events already recorded — a redelivered batch — are
+/// dropped, so they have no second effect.
+///
+/// All or nothing: if recording fails part-way, the keys this call recorded are released
+/// ([`DedupStore::release`], best effort) before the error is returned, so SendGrid's
+/// redelivery of the batch finds them new again instead of losing them as "duplicates". If your
+/// processing of the returned events fails, release their keys the same way before answering
+/// non-2xx.
 ///
 /// # Errors
-/// Whatever `store` raises; events before the failing one are already recorded, so the caller
-/// should answer non-2xx and let SendGrid redeliver (the recorded ones are then skipped).
+/// Whatever `store` raises; answer non-2xx and let SendGrid redeliver.
 pub async fn first_deliveries(
     events: Vec<Event>,
     store: &dyn DedupStore,
@@ -261,8 +266,15 @@ pub async fn first_deliveries(
 ) -> Result<Vec<Event>> {
     let mut fresh = Vec::with_capacity(events.len());
     for e in events {
-        if store.insert_if_absent(e.dedup_key(), ttl).await?.is_new() {
-            fresh.push(e);
+        match store.insert_if_absent(e.dedup_key(), ttl).await {
+            Ok(outcome) if outcome.is_new() => fresh.push(e),
+            Ok(_) => {}
+            Err(err) => {
+                // The failing insert may have landed before failing (a timeout): release it too.
+                let recorded = fresh.iter().map(Event::dedup_key);
+                release_all(store, recorded.chain([e.dedup_key()])).await;
+                return Err(err);
+            }
         }
     }
     Ok(fresh)
@@ -442,6 +454,57 @@ mod tests {
             .unwrap();
         let ids: Vec<&str> = again.iter().map(Event::dedup_key).collect();
         assert_eq!(ids, ["c"]);
+    }
+
+    /// Fails the insert of one key once (after which it behaves), like a store that is busy.
+    #[derive(Debug)]
+    struct FailsOnceOn {
+        inner: integrations_core::webhook::InMemoryDedupStore,
+        key: &'static str,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl DedupStore for FailsOnceOn {
+        async fn insert_if_absent(
+            &self,
+            key: &str,
+            ttl: Duration,
+        ) -> Result<integrations_core::webhook::DedupOutcome> {
+            if key == self.key && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::unavailable("dedup store busy"));
+            }
+            self.inner.insert_if_absent(key, ttl).await
+        }
+        async fn release(&self, key: &str) -> Result<()> {
+            self.inner.release(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_half_way_is_whole_on_redelivery() {
+        let store = FailsOnceOn {
+            inner: integrations_core::webhook::InMemoryDedupStore::new(),
+            key: "c",
+            failed: false.into(),
+        };
+        let body = br#"[{"email":"a@b.co","timestamp":1,"event":"open","sg_event_id":"a"},
+            {"email":"a@b.co","timestamp":1,"event":"open","sg_event_id":"b"},
+            {"email":"a@b.co","timestamp":1,"event":"open","sg_event_id":"c"}]"#;
+        let e = first_deliveries(parse_events(body).unwrap(), &store, DEFAULT_DEDUP_TTL)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert!(
+            store.inner.is_empty(),
+            "what the failed call recorded is released"
+        );
+        // SendGrid redelivers the batch: every event is processed, none lost as a "duplicate".
+        let again = first_deliveries(parse_events(body).unwrap(), &store, DEFAULT_DEDUP_TTL)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = again.iter().map(Event::dedup_key).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 
     #[test]
