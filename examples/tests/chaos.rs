@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use integrations_examples::order_flow::chaos::{ChaosFault, FaultKind, Target};
+use integrations_examples::order_flow::chaos::{ALL_FAULTS, ChaosFault, FaultKind, Target};
 use integrations_examples::order_flow::invariants::{
     NO_DOUBLE_PAYMENT, NO_DUPLICATE, NO_LOST_JOB, PAID_FULFILLED, REFUND_DELIVERED,
 };
@@ -82,7 +82,7 @@ fn assert_absorbed(report: &Report, target: Target, kind: FaultKind) {
 }
 
 async fn each_fault_of(target: Target) {
-    for kind in FaultKind::ALL {
+    for kind in ALL_FAULTS {
         let report = transient(target, kind).await;
         assert_absorbed(&report, target, kind);
     }

@@ -47,42 +47,31 @@ impl Target {
     }
 }
 
-/// What the service does with the requests the fault hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FaultKind {
-    /// A 500 (the notifier: unavailable); nothing done.
-    ServerError,
-    /// A 429 asking to wait `retry_after`; nothing done.
-    RateLimited {
-        /// The wait asked for (whole seconds on the wire).
-        retry_after: Duration,
+/// What the service does with the requests the fault hits: the testkit's one `Fault` type, the
+/// same for every sandbox and the local notifier.
+pub use integrations_testkit::sandbox::Fault as FaultKind;
+
+/// The four kinds the chaos tests cover, with a one-second `Retry-After` for the 429.
+pub const ALL_FAULTS: [FaultKind; 4] = [
+    FaultKind::ServerError,
+    FaultKind::RateLimited {
+        retry_after: Some(Duration::from_secs(1)),
     },
-    /// No answer until past the client's attempt timeout; nothing done.
-    Hang,
-    /// The request is carried out, then the connection is closed without an answer.
-    DropAfterAccept,
-}
+    FaultKind::Hang,
+    FaultKind::DropAfterAccept,
+];
 
-impl FaultKind {
-    /// The four kinds, with a one-second `Retry-After` for the 429.
-    pub const ALL: [FaultKind; 4] = [
-        FaultKind::ServerError,
-        FaultKind::RateLimited {
-            retry_after: Duration::from_secs(1),
-        },
-        FaultKind::Hang,
-        FaultKind::DropAfterAccept,
-    ];
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultKind::ServerError => f.write_str("500"),
-            FaultKind::RateLimited { retry_after } => write!(f, "429={}", retry_after.as_secs()),
-            FaultKind::Hang => f.write_str("hang"),
-            FaultKind::DropAfterAccept => f.write_str("drop"),
+/// A fault as the command line writes it: `500`, `503`, `429=SECONDS`, `hang`, `drop`.
+fn fault_label(kind: FaultKind) -> String {
+    match kind {
+        FaultKind::ServerError => "500".into(),
+        FaultKind::Unavailable => "503".into(),
+        FaultKind::RateLimited { retry_after } => {
+            format!("429={}", retry_after.unwrap_or_default().as_secs())
         }
+        FaultKind::Hang => "hang".into(),
+        FaultKind::DropAfterAccept => "drop".into(),
+        other => other.name().into(),
     }
 }
 
@@ -106,7 +95,7 @@ impl fmt::Display for ChaosFault {
             f,
             "{}:{}:{}@{}",
             self.target.as_str(),
-            self.kind,
+            fault_label(self.kind),
             self.requests,
             self.after_orders
         )
@@ -117,7 +106,7 @@ impl FromStr for ChaosFault {
     type Err = String;
 
     /// `TARGET:FAULT:N@ORDER`: target `stripe`, `sendgrid`, `sheets` or `notifier`; fault `500`,
-    /// `429` (Retry-After 1 s) or `429=SECONDS`, `hang` or `drop`; `N` requests; injected at
+    /// `503`, `429` (Retry-After 1 s) or `429=SECONDS`, `hang` or `drop`; `N` requests; injected at
     /// order `ORDER`.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let bad = |why: &str| format!("--chaos `{s}`: {why} (expected TARGET:FAULT:N@ORDER)");
@@ -134,16 +123,17 @@ impl FromStr for ChaosFault {
             .ok_or_else(|| bad("the target is one of stripe, sendgrid, sheets, notifier"))?;
         let kind = match kind {
             "500" => FaultKind::ServerError,
-            "429" => FaultKind::RateLimited {
-                retry_after: Duration::from_secs(1),
-            },
+            "503" => FaultKind::Unavailable,
+            "429" => FaultKind::rate_limited(Duration::from_secs(1)),
             "hang" => FaultKind::Hang,
             "drop" => FaultKind::DropAfterAccept,
             other => match other.strip_prefix("429=").map(str::parse::<u64>) {
-                Some(Ok(secs)) => FaultKind::RateLimited {
-                    retry_after: Duration::from_secs(secs),
-                },
-                _ => return Err(bad("the fault is one of 500, 429, 429=SECONDS, hang, drop")),
+                Some(Ok(secs)) => FaultKind::rate_limited(Duration::from_secs(secs)),
+                _ => {
+                    return Err(bad(
+                        "the fault is one of 500, 503, 429, 429=SECONDS, hang, drop",
+                    ));
+                }
             },
         };
         let requests = n.parse().map_err(|_| bad("N is not a number"))?;
@@ -221,62 +211,30 @@ fn counter(services: &Services, f: &ChaosFault) -> u64 {
     }
 }
 
-fn stripe_fault(kind: FaultKind) -> integrations_stripe::sandbox::Fault {
-    use integrations_stripe::sandbox::Fault;
-    match kind {
-        FaultKind::ServerError => Fault::ServerError,
-        FaultKind::RateLimited { retry_after } => Fault::rate_limited(retry_after),
-        FaultKind::Hang => Fault::Hang,
-        FaultKind::DropAfterAccept => Fault::DropAfterAccept,
-    }
-}
-
 /// Injects `f`, number `index` of the plan, into its target (checked by [`check`]).
 pub(super) fn inject(services: &Services, index: usize, f: ChaosFault) -> Injected {
     let baseline = counter(services, &f);
     let n = f.requests;
+    // One fault type for every target: no translation.
     match f.target {
         Target::Stripe => {
             if let Some(s) = &services.stripe_sandbox {
-                s.fail_next(n, stripe_fault(f.kind));
+                s.fail_next(n, f.kind);
             }
         }
         Target::SendGrid => {
-            use integrations_sendgrid::sandbox::Fault;
-            let fault = match f.kind {
-                FaultKind::ServerError => Fault::ServerError,
-                FaultKind::RateLimited { retry_after } => Fault::rate_limited(retry_after),
-                FaultKind::Hang => Fault::Hang,
-                FaultKind::DropAfterAccept => Fault::DropAfterAccept,
-            };
             if let Some(s) = &services.sendgrid_sandbox {
-                s.fail_next(n, fault);
+                s.fail_next(n, f.kind);
             }
         }
         Target::Sheets => {
-            use integrations_sheets::sandbox::Fault;
-            let fault = match f.kind {
-                FaultKind::ServerError => Fault::ServerError,
-                FaultKind::RateLimited { retry_after } => Fault::RateLimited {
-                    retry_after: Some(retry_after),
-                },
-                FaultKind::Hang => Fault::Hang,
-                FaultKind::DropAfterAccept => Fault::DropAfterAccept,
-            };
             if let Some(s) = &services.sheets_sandbox {
-                s.fail_next(u32::try_from(n).unwrap_or(u32::MAX), fault);
+                s.fail_next(u32::try_from(n).unwrap_or(u32::MAX), f.kind);
             }
         }
         Target::Notifier => {
-            use super::notifier::Fault;
-            let fault = match f.kind {
-                FaultKind::ServerError => Fault::ServerError,
-                FaultKind::RateLimited { retry_after } => Fault::RateLimited { retry_after },
-                FaultKind::Hang => Fault::Hang,
-                FaultKind::DropAfterAccept => Fault::DropAfterAccept,
-            };
             if let Some(notifier) = &services.jsonl_notifier {
-                notifier.fail_next(n, fault);
+                notifier.fail_next(n, f.kind);
             }
         }
     }
@@ -352,7 +310,7 @@ mod tests {
         assert_eq!(
             f.kind,
             FaultKind::RateLimited {
-                retry_after: Duration::from_secs(1)
+                retry_after: Some(Duration::from_secs(1))
             }
         );
         for bad in [

@@ -40,24 +40,12 @@ pub struct NotificationLine {
     pub published_at: i64,
 }
 
-/// A fault for the next publish(es), set with [`JsonlNotifier::fail_next`]; the same four a
-/// provider's sandbox injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Fails as unavailable (a 5xx), nothing written.
-    ServerError,
-    /// Fails as rate limited with `retry_after`, nothing written.
-    RateLimited {
-        /// The wait asked for.
-        retry_after: Duration,
-    },
-    /// Holds the publish for the hang time (past the policy's attempt timeout), then fails as
-    /// unavailable; nothing written.
-    Hang,
-    /// Writes the line, then fails as if the answer was lost: the caller cannot tell it landed.
-    DropAfterAccept,
-}
+/// The faults [`JsonlNotifier::fail_next`] injects: the testkit's, the same every provider's
+/// sandbox understands. `ServerError`/`Unavailable` fail as unavailable and `RateLimited` as
+/// rate limited, nothing written; `Hang` holds the publish for the hang time, then fails as
+/// unavailable, nothing written; `DropAfterAccept` writes the line, then fails as if the answer
+/// was lost.
+pub use integrations_testkit::sandbox::Fault;
 
 struct Lines {
     count: u64,
@@ -190,12 +178,12 @@ impl JsonlNotifier {
             Error::unavailable(format!("{what} (fault injection)")).with_provider(NAME)
         };
         match fault {
-            Some(Fault::ServerError) => {
+            Some(Fault::ServerError | Fault::Unavailable) => {
                 return Err(injected("notifier unavailable").not_processed());
             }
             Some(Fault::RateLimited { retry_after }) => {
                 return Err(Error::rate_limited(
-                    Some(retry_after),
+                    retry_after,
                     "notifier rate limit (fault injection)",
                 )
                 .with_provider(NAME)
@@ -206,6 +194,8 @@ impl JsonlNotifier {
                 return Err(injected("notifier held the publish and dropped it").not_processed());
             }
             Some(Fault::DropAfterAccept) | None => {}
+            // A fault kind newer than this notifier: nothing written, like a 5xx.
+            Some(_) => return Err(injected("notifier fault").not_processed()),
         }
         let published = self.write(n)?;
         if fault == Some(Fault::DropAfterAccept) {
@@ -346,7 +336,7 @@ mod tests {
         .with_hang(Duration::from_secs(60));
         let retry_after = Duration::from_secs(2);
         n.fail_next(1, Fault::ServerError);
-        n.fail_next(1, Fault::RateLimited { retry_after });
+        n.fail_next(1, Fault::rate_limited(retry_after));
         n.fail_next(1, Fault::Hang);
         n.fail_next(1, Fault::DropAfterAccept);
         let msg = Notification::new("order ord_1 paid").dedup_id("evt_1/notify");

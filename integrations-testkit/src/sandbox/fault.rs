@@ -8,7 +8,7 @@ use std::time::Duration;
 ///
 /// Every provider's sandbox understands every fault; what differs is only the provider's own
 /// error body ([`SandboxService::fault_response`](super::SandboxService::fault_response)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Fault {
     /// `500` in the provider's error shape, before processing: nothing happened.
@@ -52,6 +52,20 @@ impl Fault {
             Fault::Hang => "hang",
             Fault::DropAfterAccept => "drop_after_accept",
         }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    /// The [`name`](Fault::name), with the retry hint of a 429 (`rate_limited=2s`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())?;
+        if let Fault::RateLimited {
+            retry_after: Some(d),
+        } = self
+        {
+            write!(f, "={}s", d.as_secs())?;
+        }
+        Ok(())
     }
 }
 
