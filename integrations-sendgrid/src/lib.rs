@@ -25,7 +25,7 @@
 //! ## Sending
 //! ```no_run
 //! use integrations_core::provider::{EmailMessage, EmailProvider};
-//! use integrations_sendgrid::SendGridEmail;
+//! use integrations_sendgrid::SendGridBuilder;
 //!
 //! # async fn demo() -> integrations_core::Result<()> {
 //! let sendgrid = SendGridBuilder::from_env().build()?; // SENDGRID_API_KEY

@@ -312,8 +312,11 @@ impl StandardWebhook {
         }
     }
 
-    /// Verifies, then records `webhook-id` in `store` for `ttl`: [`DedupOutcome::Duplicate`] means
-    /// a redelivery of an event already accepted, to acknowledge without acting again.
+    /// Verifies, then records the event in `store` for `ttl` under
+    /// [`StandardWebhook::dedup_key`] (`standard-webhooks:<webhook-id>`, namespaced so a store
+    /// shared with other senders cannot be poisoned by an id one of them chose):
+    /// [`DedupOutcome::Duplicate`] means a redelivery of an event already accepted, to acknowledge
+    /// without acting again.
     ///
     /// # Errors
     /// As [`StandardWebhook::verify`] (nothing is recorded then), or the store's error.
@@ -325,7 +328,14 @@ impl StandardWebhook {
         ttl: Duration,
     ) -> Result<DedupOutcome> {
         self.verify(headers, body)?;
-        store.insert_if_absent(&headers.id, ttl).await
+        store
+            .insert_if_absent(&Self::dedup_key(&headers.id), ttl)
+            .await
+    }
+
+    /// The dedup key [`StandardWebhook::verify_once`] records: `standard-webhooks:<webhook-id>`.
+    pub fn dedup_key(webhook_id: &str) -> String {
+        format!("standard-webhooks:{webhook_id}")
     }
 
     /// The `webhook-signature` value (`v1,<base64>`) for `body`, signed with the first secret.
