@@ -41,8 +41,8 @@ const EXPAND_CHARGE: &str = "latest_charge";
 /// use integrations_core::provider::PaymentProvider;
 /// use integrations_stripe::{StripeBuilder, StripePayments};
 ///
-/// let client = StripeBuilder::new().with_secret_key("sk_test_4eC39HqLyjWDarjtT1zdp7dc").build()?;
-/// let payments = StripePayments::new(client);
+/// let built = StripeBuilder::new().with_secret_key("sk_test_4eC39HqLyjWDarjtT1zdp7dc").build()?;
+/// let payments = StripePayments::new(built.client().clone());
 /// assert_eq!(payments.name(), "stripe");
 /// assert!(payments.capabilities().partial_refunds);
 /// # Ok::<(), integrations_core::Error>(())
