@@ -300,15 +300,17 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
+    // Days from civil (Howard Hinnant's algorithm), checked: an absurd year (`99999999999…`
+    // parses as an i64) must give `None`, not an overflow panic in debug builds.
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let yoe = y.rem_euclid(400);
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let days = era.checked_mul(146_097)?.checked_add(doe - 719_468)?;
+    days.checked_mul(86_400)?
+        .checked_add(hh * 3600 + mm * 60 + ss)
 }
 
 #[cfg(test)]
@@ -349,5 +351,52 @@ mod tests {
         assert_eq!(parse_timestamp("2024-02-29T12:00:00Z"), Some(1_709_208_000));
         assert_eq!(parse_timestamp("2012-13-02T00:54:06Z"), None);
         assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn absurd_years_do_not_overflow() {
+        assert_eq!(
+            parse_timestamp("99999-01-01T00:00:00Z"),
+            Some(3_093_496_444_800)
+        );
+        assert_eq!(
+            parse_timestamp("-1-03-01T00:00:00Z"),
+            None,
+            "`-1-03-01` does not split into year, month, day"
+        );
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00Z"),
+            Some(-62_167_219_200)
+        );
+        for extreme in [
+            "9223372036854775807-12-31T23:59:59Z",
+            "9223372036854775807-01-01T00:00:00Z",
+            "-9223372036854775808-01-01T00:00:00Z",
+            "922337203685477-12-31T23:59:59Z",
+            "-922337203685477-01-01T00:00:00Z",
+        ] {
+            // No panic; out-of-range years are not timestamps.
+            let _ = parse_timestamp(extreme);
+        }
+        assert_eq!(parse_timestamp("9223372036854775807-12-31T23:59:59Z"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn timestamps_never_panic(
+            y in proptest::prelude::any::<i64>(),
+            m in 1i64..=12,
+            d in 1i64..=31,
+            rest in "[0-9:.TZ-]{0,24}",
+        ) {
+            let _ = parse_timestamp(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z"));
+            let _ = parse_timestamp(&rest);
+        }
+
+        #[test]
+        fn cert_url_check_never_panics(s in proptest::prelude::any::<String>()) {
+            let _ = check_cert_url(&s);
+        }
     }
 }
