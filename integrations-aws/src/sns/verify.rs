@@ -695,9 +695,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("larger than"), "{e}");
         assert_eq!(
-            fetch_capped(&client, &url("/small.pem"), 3)
-                .await
-                .unwrap(),
+            fetch_capped(&client, &url("/small.pem"), 3).await.unwrap(),
             b"PEM"
         );
         // https only: a plain http URL is never requested.
