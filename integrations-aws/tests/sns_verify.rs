@@ -390,6 +390,45 @@ async fn a_certificate_not_issued_to_sns_is_refused() {
         .unwrap();
 }
 
+fn self_signed_with_san(key: &RsaPrivateKey, subject: &str, dns: &str) -> Vec<u8> {
+    use x509_cert::der::asn1::Ia5String;
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
+    let mut builder = CertificateBuilder::new(
+        Profile::Root,
+        SerialNumber::from(2u32),
+        Validity::from_now(Duration::from_secs(3600)).unwrap(),
+        Name::from_str(subject).unwrap(),
+        spki,
+        &signer,
+    )
+    .unwrap();
+    builder
+        .add_extension(&SubjectAltName(vec![GeneralName::DnsName(
+            Ia5String::new(dns).unwrap(),
+        )]))
+        .unwrap();
+    let cert = builder.build::<rsa::pkcs1v15::Signature>().unwrap();
+    cert.to_pem(LineEnding::LF).unwrap().into_bytes()
+}
+
+#[tokio::test]
+async fn a_subject_alternative_name_of_amazonaws_com_is_accepted() {
+    let ok = self_signed_with_san(&keys().key, "CN=Amazon", "sns.us-east-1.amazonaws.com");
+    SnsMessageVerifier::with_fetcher(Fetcher::new(&ok))
+        .verify(&signed(notification(), SignatureVersion::V2))
+        .await
+        .unwrap();
+    let bad = self_signed_with_san(&keys().key, "CN=Amazon", "amazonaws.com.attacker.example");
+    let e = SnsMessageVerifier::with_fetcher(Fetcher::new(&bad))
+        .verify(&signed(notification(), SignatureVersion::V2))
+        .await
+        .unwrap_err();
+    assert!(matches!(reason(&e), SignatureFailure::InvalidKey(_)), "{e}");
+}
+
 #[tokio::test]
 async fn a_failed_fetch_is_not_retried_for_a_while() {
     let fetches = Arc::new(AtomicUsize::new(0));
