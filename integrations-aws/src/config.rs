@@ -87,6 +87,7 @@ pub struct AwsBuilder {
     policy: Option<Policy>,
     metrics: Option<MetricsRegistry>,
     endpoint_setting: Option<&'static str>,
+    allow_http: bool,
 }
 
 impl AwsBuilder {
@@ -164,6 +165,16 @@ impl AwsBuilder {
         self.http = Some(client);
         self
     }
+    /// Allows plain `http` endpoints on hosts other than loopback (an emulator in another
+    /// container). Without it an endpoint — set here or by `AWS_ENDPOINT_URL*` — must be `https`,
+    /// or `http` to `localhost`, `127.0.0.0/8` or `[::1]` (core's
+    /// [`check_base_url`](integrations_core::http::check_base_url)): SigV4 signs requests but
+    /// does not encrypt them.
+    #[must_use]
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
     /// Records the default policies' metrics into `registry` instead of the global one (your
     /// service's registry, for its `/metrics`). A policy given with
     /// [`with_policy`](Self::with_policy) keeps its own.
@@ -184,7 +195,8 @@ impl AwsBuilder {
     ///
     /// # Errors
     /// [`Error::Configuration`] naming `AWS_REGION` (missing or malformed), `AWS_ACCESS_KEY_ID`
-    /// (no credentials provider) or the endpoint variable whose URL does not parse.
+    /// (no credentials provider) or the endpoint variable whose URL does not parse or is plain
+    /// `http` to a host that is not loopback without [`AwsBuilder::with_allow_http`].
     pub fn build(self) -> Result<AwsConfig> {
         let region = self
             .region
@@ -204,12 +216,18 @@ impl AwsBuilder {
         })?;
         let endpoint = self
             .endpoint
-            .map(|u| parse_endpoint(&u, self.endpoint_setting.unwrap_or("endpoint")))
+            .map(|u| {
+                parse_endpoint(
+                    &u,
+                    self.endpoint_setting.unwrap_or("endpoint"),
+                    self.allow_http,
+                )
+            })
             .transpose()?;
         let mut service_endpoints = HashMap::new();
         for (s, u) in self.service_endpoints {
             let setting = format!("AWS_ENDPOINT_URL_{}", s.env_suffix());
-            service_endpoints.insert(s, parse_endpoint(&u, setting)?);
+            service_endpoints.insert(s, parse_endpoint(&u, setting, self.allow_http)?);
         }
         Ok(AwsConfig {
             region,
@@ -223,18 +241,12 @@ impl AwsBuilder {
     }
 }
 
-fn parse_endpoint(u: &str, setting: impl Into<std::borrow::Cow<'static, str>>) -> Result<Url> {
-    let setting = setting.into();
-    let url = Url::parse(u).map_err(|e| {
-        Error::configuration(setting.clone(), format!("`{u}` is not a URL: {e}")).with_source(e)
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(Error::configuration(
-            setting,
-            format!("`{u}` must be an http(s) URL with a host"),
-        ));
-    }
-    Ok(url)
+fn parse_endpoint(
+    u: &str,
+    setting: impl Into<std::borrow::Cow<'static, str>>,
+    allow_http: bool,
+) -> Result<Url> {
+    integrations_core::http::check_base_url(setting, u, allow_http)
 }
 
 impl fmt::Debug for AwsBuilder {
@@ -271,6 +283,7 @@ mod tests {
             ("AWS_ENDPOINT_URL_SQS", "http://localhost:9324"),
             ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://logs.local:1"),
         ]))
+        .with_allow_http(true)
         .build()
         .unwrap();
         assert_eq!(c.region(), "eu-central-1");
@@ -329,6 +342,43 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.field(), Some("AWS_REGION"));
+    }
+
+    #[test]
+    fn plain_http_endpoints_need_loopback_or_the_opt_in() {
+        let lookup = env(&[
+            ("HOME", "/nonexistent"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://localhost:4566"),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://logs.local:1"),
+        ]);
+        let e = AwsBuilder::from_lookup(&lookup).build().unwrap_err();
+        assert_eq!(e.field(), Some("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"));
+        assert!(
+            AwsBuilder::from_lookup(&lookup)
+                .with_allow_http(true)
+                .build()
+                .is_ok()
+        );
+        let e = AwsBuilder::new()
+            .with_region("us-east-1")
+            .with_credentials(Credentials::new("a", "b"))
+            .with_base_url("http://10.1.2.3:4566")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), Some("endpoint"));
+        for ok in [
+            "http://127.0.0.1:5055",
+            "http://[::1]:4566",
+            "https://sqs.internal",
+        ] {
+            AwsBuilder::new()
+                .with_region("us-east-1")
+                .with_credentials(Credentials::new("a", "b"))
+                .with_service_base_url(Service::Sqs, ok)
+                .build()
+                .unwrap();
+        }
     }
 
     #[test]

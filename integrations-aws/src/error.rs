@@ -215,6 +215,38 @@ fn normalise_code(raw: &str) -> String {
     code.trim().to_owned()
 }
 
+/// Where AWS starts echoing what it signed (`SignatureDoesNotMatch`): the canonical request
+/// (headers, including `x-amz-security-token`, the host and the body hash) and the string to
+/// sign. Compared in ASCII lowercase.
+const SIGNING_ECHO_MARKERS: &[&str] = &[
+    "the canonical string for this request",
+    "the string-to-sign",
+    "the string to sign",
+    "<canonicalrequest",
+    "<stringtosign",
+    "canonicalrequest",
+    "stringtosign",
+];
+
+/// `message` cut where AWS starts echoing the canonical request or string to sign, so neither
+/// reaches an error (and from there logs, dead letters, metrics labels).
+pub(crate) fn redact_signing_echo(message: String) -> String {
+    let lower = message.to_ascii_lowercase();
+    // ASCII lowercasing keeps byte offsets, and every marker starts with an ASCII character, so
+    // the offset is a char boundary of `message`.
+    match SIGNING_ECHO_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min()
+    {
+        Some(at) => format!(
+            "{} [canonical request and string to sign redacted]",
+            message[..at].trim_end()
+        ),
+        None => message,
+    }
+}
+
 fn finish(resp: &HttpResponse, provider: &'static str, parts: Parts) -> Error {
     let status = resp.status.as_u16();
     let message = parts.message.unwrap_or_else(|| {
@@ -222,9 +254,14 @@ fn finish(resp: &HttpResponse, provider: &'static str, parts: Parts) -> Error {
         if t.trim().is_empty() {
             format!("HTTP {status}")
         } else {
-            t.chars().take(300).collect()
+            // Cut the echo out of the whole body before truncating, so no part of it is kept.
+            redact_signing_echo(t.into_owned())
+                .chars()
+                .take(300)
+                .collect()
         }
     });
+    let message = redact_signing_echo(message);
     let request_id = resp
         .header("x-amzn-RequestId")
         .or_else(|| resp.header("x-amz-request-id"))
@@ -278,6 +315,49 @@ mod tests {
             headers: h,
             body: Bytes::from(body.to_owned()),
         }
+    }
+
+    const CANONICAL_ECHO: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:dynamodb.us-east-1.amazonaws.com\nx-amz-date:20261121T100000Z\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLETOKEN\n\ncontent-type;host;x-amz-date;x-amz-security-token\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n20261121T100000Z\n20261121/us-east-1/dynamodb/aws4_request\n0f1ba3e5c8e1a8e7d2f3a3bbd61f2e5e0b4e1f0a2b3c4d5e6f708192a3b4c5d6'\n";
+
+    fn assert_redacted(e: &Error) {
+        let shown = format!("{e} {e:?}");
+        for leaked in [
+            "IQoJb3JpZ2luX2VjEXAMPLETOKEN",
+            "x-amz-date:",
+            "AWS4-HMAC-SHA256",
+            "44136fa355b3678a",
+            "aws4_request",
+        ] {
+            assert!(!shown.contains(leaked), "{leaked} leaked: {shown}");
+        }
+        assert!(
+            shown.contains("signature we calculated does not match"),
+            "{shown}"
+        );
+        assert!(shown.contains("redacted"), "{shown}");
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    }
+
+    #[test]
+    fn signature_mismatch_echoes_are_redacted() {
+        let json = serde_json::json!({
+            "__type": "com.amazon.coral.service#InvalidSignatureException",
+            "message": CANONICAL_ECHO,
+        })
+        .to_string();
+        assert_redacted(&parse_json_error(&resp(400, &[], &json), "aws-dynamodb"));
+        let xml = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>{}</Message></Error><RequestId>r1</RequestId></ErrorResponse>",
+            CANONICAL_ECHO.replace('\'', "&apos;")
+        );
+        assert_redacted(&parse_query_error(&resp(403, &[], &xml), "aws-sns"));
+        // S3-style bodies carry them as elements; without a Message the body itself is shown.
+        let elements = "<Error><Code>SignatureDoesNotMatch</Code><CanonicalRequest>POST\n/\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLETOKEN</CanonicalRequest><StringToSign>AWS4-HMAC-SHA256 aws4_request</StringToSign></Error>";
+        let e = parse_query_error(&resp(403, &[], elements), "aws-sns");
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("IQoJb3JpZ2luX2VjEXAMPLETOKEN"), "{shown}");
+        assert!(!shown.contains("aws4_request"), "{shown}");
+        assert_eq!(redact_signing_echo("plain".into()), "plain");
     }
 
     #[test]

@@ -91,6 +91,8 @@ mod credentials;
     feature = "cloudwatch"
 ))]
 mod error;
+#[cfg(all(test, feature = "sns", feature = "sqs"))]
+mod fuzz_tests;
 mod profile;
 mod service;
 #[cfg(any(

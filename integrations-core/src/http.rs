@@ -43,6 +43,55 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time an idle pooled connection is kept.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Whether `url`'s host is a loopback host: `localhost`, `127.0.0.0/8` or `[::1]`.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The one rule for every configured base or token URL: `https`, or plain `http` only to a
+/// loopback host ([`is_loopback`]: where a sandbox or an emulator runs) unless `allow_http` is
+/// set explicitly (each builder's `with_allow_http(true)`: an emulator on another host, a
+/// TLS-terminating sidecar). The URL must have a host and carry no credentials, query or
+/// fragment.
+///
+/// # Errors
+/// [`Error::Configuration`] naming `setting`. The message never echoes the URL's user info.
+pub fn check_base_url(
+    setting: impl Into<Cow<'static, str>>,
+    raw: &str,
+    allow_http: bool,
+) -> Result<url::Url> {
+    let setting = setting.into();
+    let bad = |m: &str| Error::configuration(setting.clone(), m.to_owned());
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| bad(&format!("is not an absolute URL: {e}")).with_source(e))?;
+    if url.host().is_none() || url.host_str() == Some("") {
+        return Err(bad("has no host"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http || is_loopback(&url) => {}
+        "http" => {
+            return Err(bad(
+                "must use https (plain http is only allowed for loopback hosts, where a sandbox runs, or after with_allow_http(true))",
+            ));
+        }
+        other => return Err(bad(&format!("unsupported scheme `{other}`"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
 /// Builds the pooled, rustls-only `reqwest::Client` the provider crates share.
 #[derive(Debug, Clone)]
 pub struct HttpClientBuilder {
@@ -113,6 +162,10 @@ impl HttpClientBuilder {
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .user_agent(self.user_agent)
+            // Providers' APIs do not redirect; following one would resend the credential headers
+            // (`Authorization`, SigV4) to wherever the `Location` points. A 3xx is handed to the
+            // provider's `parse_error` like any other non-2xx answer.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true);
         if let Some(t) = self.request_timeout {
             b = b.timeout(t);
@@ -463,5 +516,43 @@ mod tests {
         r.body = Bytes::from_static(b"not json");
         let e = r.json::<serde_json::Value>().unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Provider);
+    }
+
+    #[test]
+    fn base_urls_are_https_or_http_to_loopback() {
+        for ok in [
+            "https://api.stripe.com",
+            "https://api.example.com/v1/",
+            "http://127.0.0.1:8080",
+            "http://127.3.4.5",
+            "http://localhost:4566",
+            "http://LOCALHOST",
+            "http://[::1]:9000",
+        ] {
+            assert!(check_base_url("S", ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.stripe.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:7f00:1]",
+            "ftp://127.0.0.1",
+            "https://user:pw@api.example.com",
+            "https://api.example.com/?x=1",
+            "https://api.example.com/#x",
+            "not a url",
+            "/relative",
+            "",
+        ] {
+            let e = check_base_url("SETTING", bad, false).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Configuration, "{bad}");
+            assert_eq!(e.field(), Some("SETTING"), "{bad}");
+            assert!(!e.to_string().contains("pw"), "{e}");
+        }
+        // The explicit opt-in allows plain http elsewhere; nothing else changes.
+        assert!(check_base_url("S", "http://emulator.internal:4566", true).is_ok());
+        assert!(check_base_url("S", "ftp://emulator.internal", true).is_err());
+        assert!(check_base_url("S", "http://u:p@emulator.internal", true).is_err());
     }
 }

@@ -161,3 +161,42 @@ async fn rate_limited_answers_carry_retry_after() {
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A redirect is never followed: the credential headers would go wherever `Location` points.
+#[tokio::test]
+async fn redirects_are_not_followed_so_credentials_stay_with_the_provider() {
+    let provider = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    let target = format!("http://localhost:{}/steal", elsewhere.address().port());
+    Mock::given(method("GET"))
+        .and(path("/v1/things"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", target.as_str()))
+        .expect(2)
+        .mount(&provider)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    for client in [
+        http::default_client(),
+        http::HttpClientBuilder::new().build().unwrap(),
+    ] {
+        let e = http::send(
+            &policy(0),
+            "get",
+            |_| {
+                client
+                    .get(format!("{}/v1/things", provider.uri()))
+                    .bearer_auth("sk_secret")
+            },
+            parse,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status(), Some(302), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Provider);
+    }
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}

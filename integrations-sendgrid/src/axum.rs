@@ -30,7 +30,7 @@
 //!
 //! async fn events(SendGridEvents(events): SendGridEvents) -> &'static str {
 //!     for event in &events {
-//!         tracing::info!(id = event.dedup_key(), kind = ?event.event_type(), "email event");
+//!         tracing::info!(id = %event.dedup_key(), kind = ?event.event_type(), "email event");
 //!     }
 //!     "ok"
 //! }

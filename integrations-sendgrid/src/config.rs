@@ -10,7 +10,6 @@ use integrations_core::resilience::{
     Backoff, CircuitBreakerConfig, Policy, PolicyBuilder, RetryPolicy,
 };
 use integrations_core::{Error, Result};
-use url::Url;
 
 use crate::PROVIDER;
 use crate::client::SendGridClient;
@@ -116,6 +115,7 @@ pub struct SendGridBuilder {
     clock: Option<Arc<dyn Clock>>,
     templates: Option<TemplateRegistry>,
     timeout: Option<Duration>,
+    allow_http: bool,
 }
 
 impl fmt::Debug for SendGridBuilder {
@@ -173,6 +173,16 @@ impl SendGridBuilder {
             }
             .to_owned(),
         );
+        self
+    }
+
+    /// Allows plain `http` to hosts other than loopback (a proxy or emulator in another
+    /// container). Without it the base URL must be `https`, or `http` to `localhost`, `127.0.0.0/8` or
+    /// `[::1]` (core's [`check_base_url`](integrations_core::http::check_base_url)), so the
+    /// credentials never cross a network in clear text by mistake.
+    #[must_use]
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
         self
     }
 
@@ -268,7 +278,13 @@ impl SendGridBuilder {
         };
         let base_url = match self.base_url.as_deref() {
             None => region.base_url().to_owned(),
-            Some(raw) => parse_base_url(raw).map_err(|m| cfg(ENV_BASE_URL, m))?,
+            Some(raw) => {
+                integrations_core::http::check_base_url(ENV_BASE_URL, raw, self.allow_http)
+                    .map_err(|e| e.with_provider(PROVIDER))?
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned()
+            }
         };
         if let Some(sub) = &self.on_behalf_of {
             if sub.is_empty() || http::HeaderValue::from_str(sub).is_err() {
@@ -298,19 +314,6 @@ impl SendGridBuilder {
         );
         Ok(SendGridEmail::new(client, self.templates.map(Arc::new)))
     }
-}
-
-fn parse_base_url(raw: &str) -> std::result::Result<String, String> {
-    let url = Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("`{raw}` must be an http(s) URL with a host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!(
-            "`{raw}` must not carry a query, fragment or credentials"
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -389,7 +392,13 @@ mod tests {
             field(env(&[(ENV_API_KEY, "SG.k"), (ENV_REGION, "mars")])).as_deref(),
             Some(ENV_REGION)
         );
-        for bad in ["not a url", "ftp://x", "https://h/?k=v", "https://u:p@h"] {
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "https://h/?k=v",
+            "https://u:p@h",
+            "http://api.sendgrid.com",
+        ] {
             assert_eq!(
                 field(env(&[(ENV_API_KEY, "SG.k"), (ENV_BASE_URL, bad)])).as_deref(),
                 Some(ENV_BASE_URL),
@@ -405,6 +414,25 @@ mod tests {
             .as_deref(),
             Some("on_behalf_of")
         );
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_the_opt_in() {
+        let b = || SendGridBuilder::new().with_api_key("SG.k");
+        let e = b()
+            .with_base_url("http://sendgrid-proxy.internal")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), Some(ENV_BASE_URL));
+        let e = b()
+            .with_base_url("http://sendgrid-proxy.internal")
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        assert_eq!(e.client().base_url(), "http://sendgrid-proxy.internal");
+        for ok in ["http://localhost:1", "http://[::1]:2", "http://127.0.0.9:3"] {
+            b().with_base_url(ok).build().unwrap();
+        }
     }
 
     #[test]

@@ -349,7 +349,7 @@ fn check_events(sandbox: &Sandbox, d: &WebhookDelivery, message_id: &str, kind: 
         assert_eq!(e.custom_arg("order_id"), Some("42"));
         assert_eq!(e.categories, ["order_confirmation"]);
     }
-    let mut ids: Vec<&str> = events.iter().map(|e| e.dedup_key()).collect();
+    let mut ids: Vec<String> = events.iter().map(|e| e.dedup_key()).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 3, "sg_event_id is unique per event");

@@ -102,7 +102,7 @@ fn published_vectors_parse_into_typed_events() {
     assert_eq!(events[0].event_type(), EventType::Processed);
     assert_eq!(
         events[0].dedup_key(),
-        "cHJvY2Vzc2VkLTE5OTQyMTEyLXFOd0JMZ1BRUWpXNkRKdktRd1NBYnctMA"
+        "sendgrid:cHJvY2Vzc2VkLTE5OTQyMTEyLXFOd0JMZ1BRUWpXNkRKdktRd1NBYnctMA"
     );
     assert_eq!(events[0].message_id(), Some("qNwBLgPQQjW6DJvKQwSAbw"));
     assert_eq!(events[1].message_id(), events[0].message_id());

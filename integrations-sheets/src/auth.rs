@@ -197,17 +197,48 @@ impl TokenSource {
                     .with_provider(crate::PROVIDER),
             );
         }
-        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
+        let lifetime = token_lifetime(body.expires_in);
         tracing::debug!(
             provider = crate::PROVIDER,
             lifetime_s = lifetime.as_secs(),
             "access token fetched"
         );
         let margin = self.refresh_before.min(lifetime / 2);
+        // Clamped above, so these cannot overflow; checked anyway (an `Instant` past the
+        // platform's range panics), falling back to the shortest lifetime.
+        let expires = sent_at
+            .checked_add(lifetime)
+            .unwrap_or(sent_at + MIN_TOKEN_LIFETIME);
+        let refresh_at = expires.checked_sub(margin).unwrap_or(sent_at);
         Ok(AccessToken {
             value: Arc::from(body.access_token),
-            refresh_at: sent_at + lifetime - margin,
-            expires: sent_at + lifetime,
+            refresh_at,
+            expires,
         })
+    }
+}
+
+/// Shortest token lifetime believed: a token endpoint answering `expires_in: 0` would otherwise
+/// make every call fetch a new token.
+pub(crate) const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest token lifetime believed (Google's are one hour): an absurd `expires_in` would
+/// otherwise overflow `Instant` (a panic) or keep a token long after it is revoked.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// `expires_in` (default one hour) clamped to [`MIN_TOKEN_LIFETIME`, `MAX_TOKEN_LIFETIME`].
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(expires_in.unwrap_or(3600)).clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_are_clamped() {
+        assert_eq!(token_lifetime(None), Duration::from_secs(3600));
+        assert_eq!(token_lifetime(Some(3599)), Duration::from_secs(3599));
+        assert_eq!(token_lifetime(Some(0)), MIN_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(Some(u64::MAX)), MAX_TOKEN_LIFETIME);
     }
 }

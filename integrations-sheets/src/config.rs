@@ -77,6 +77,7 @@ pub struct GoogleSheetsBuilder {
     refresh_before: Duration,
     value_input: ValueInputOption,
     batch: BatchConfig,
+    allow_http: bool,
 }
 
 impl fmt::Debug for GoogleSheetsBuilder {
@@ -133,6 +134,7 @@ impl GoogleSheetsBuilder {
             reads_per_minute: per_minute(DEFAULT_REQUESTS_PER_MINUTE),
             refresh_before: DEFAULT_REFRESH_BEFORE,
             value_input: ValueInputOption::Raw,
+            allow_http: false,
             batch: BatchConfig::DEFAULT,
         }
     }
@@ -190,6 +192,15 @@ impl GoogleSheetsBuilder {
         self.spreadsheet_id = Some(id.into());
         self
     }
+    /// Allows plain `http` to hosts other than loopback (a proxy or emulator in another
+    /// container). Without it the base and token URLs (the token URL defaults to the key file's `token_uri`) must be `https`, or `http` to `localhost`, `127.0.0.0/8` or
+    /// `[::1]` (core's [`check_base_url`](integrations_core::http::check_base_url)), so the
+    /// credentials never cross a network in clear text by mistake.
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
     /// The API base URL (default [`DEFAULT_BASE_URL`]).
     pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
         let mut url = url.into();
@@ -305,14 +316,10 @@ impl GoogleSheetsBuilder {
             .attempt_timeout(Duration::from_secs(30))
     }
 
-    fn check_url(setting: &'static str, url: &str) -> Result<()> {
-        match url::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-            _ => Err(Error::configuration(
-                setting,
-                format!("`{url}` is not an http(s) URL"),
-            )),
-        }
+    fn check_url(setting: &'static str, url: &str, allow_http: bool) -> Result<()> {
+        integrations_core::http::check_base_url(setting, url, allow_http)
+            .map(drop)
+            .map_err(|e| e.with_provider(PROVIDER))
     }
 
     /// Builds only the raw values-API client, without the sink and its flush task: for reads,
@@ -341,9 +348,12 @@ impl GoogleSheetsBuilder {
             .ok_or_else(|| {
                 Error::configuration(ENV_SPREADSHEET_ID, "no spreadsheet id: set GOOGLE_SHEETS_SPREADSHEET_ID or use with_spreadsheet_id")
             })?;
-        Self::check_url("base_url", &self.base_url)?;
-        let token_url = self.token_url.unwrap_or_else(|| key.token_uri().to_owned());
-        Self::check_url("token_url", &token_url)?;
+        Self::check_url("base_url", &self.base_url, self.allow_http)?;
+        let token_url = self
+            .token_url
+            .clone()
+            .unwrap_or_else(|| key.token_uri().to_owned());
+        Self::check_url("token_url", &token_url, self.allow_http)?;
         if self.scope.trim().is_empty() {
             return Err(Error::configuration("scope", "no OAuth scope"));
         }

@@ -212,3 +212,36 @@ fn with_metrics_puts_every_default_policy_in_that_registry() {
         &ours
     ));
 }
+
+/// One rule with the other providers: https, or plain http to loopback only, unless opted in.
+/// The token URL (by default the key file's `token_uri`) is checked the same way, so a key file
+/// cannot send the signed assertion over clear text to another host.
+#[test]
+fn plain_http_needs_loopback_or_the_opt_in() {
+    let sa = test_service_account("a@b.iam.gserviceaccount.com").unwrap();
+    let b = || {
+        GoogleSheetsBuilder::new()
+            .with_credentials_json(sa.json())
+            .with_spreadsheet_id("sheet")
+    };
+    let e = b()
+        .with_base_url("http://sheets.internal")
+        .build_client()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("base_url"));
+    assert_eq!(e.kind(), ErrorKind::Configuration);
+    let e = b()
+        .with_token_url("http://oauth.internal/token")
+        .build_client()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("token_url"));
+    b().with_base_url("http://sheets.internal")
+        .with_token_url("http://oauth.internal/token")
+        .with_allow_http(true)
+        .build_client()
+        .unwrap();
+    b().with_base_url("http://127.0.0.1:9")
+        .with_token_url("http://localhost:9/token")
+        .build_client()
+        .unwrap();
+}

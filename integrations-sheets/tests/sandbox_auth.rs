@@ -194,6 +194,25 @@ async fn tokens_are_cached_and_refreshed_before_they_expire() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_absurd_expires_in_is_clamped_to_a_day() {
+    // `expires_in: u64::MAX` used to overflow `Instant` and panic the refresh.
+    let sandbox = Sandbox::builder()
+        .token_lifetime(Duration::from_secs(u64::MAX))
+        .start()
+        .await
+        .unwrap();
+    let client = fast_builder(&sandbox).build_client().unwrap();
+    let range = A1Range::columns("Sheet1", 0, 0);
+    client.get(&range).await.unwrap();
+    client.get(&range).await.unwrap();
+    assert_eq!(sandbox.stats().tokens_issued, 1);
+    // Believed for 24 h at most (minus the 5 min margin), so it is refreshed within a day.
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    client.get(&range).await.unwrap();
+    assert_eq!(sandbox.stats().tokens_issued, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_refresh_falls_back_to_the_still_valid_token() {
     let sandbox = Sandbox::builder()
         .token_lifetime(Duration::from_secs(600))

@@ -482,3 +482,38 @@ async fn token_endpoint_errors_map_to_auth_and_configuration() {
         );
     }
 }
+
+/// Token endpoints answering `expires_in: 0` (or absurdly large) neither refresh on every call
+/// nor panic the refresh (`Instant` overflow): the lifetime is clamped to [60 s, 24 h].
+#[tokio::test]
+async fn absurd_token_lifetimes_are_clamped() {
+    for expires_in in [
+        json!(0),
+        json!(u64::MAX),
+        json!(9_223_372_036_854_775_807_u64),
+    ] {
+        let server = MockServer::start().await;
+        let sa = account();
+        let mut token = fixture("token.json");
+        token["expires_in"] = expires_in.clone();
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(token))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"range": "Sheet1!A1:A1000", "majorDimension": "ROWS"})),
+            )
+            .mount(&server)
+            .await;
+        let client = builder(&server, &sa, 0).build_client().unwrap();
+        let range = integrations_sheets::A1Range::columns("Sheet1", 0, 0);
+        for _ in 0..3 {
+            client.get(&range).await.unwrap();
+        }
+        assert_eq!(client.token_exchanges(), 1, "expires_in {expires_in}");
+    }
+}

@@ -114,6 +114,7 @@ pub struct StripeBuilder {
     metrics: Option<MetricsRegistry>,
     http: Option<reqwest::Client>,
     timeout: Option<Duration>,
+    allow_http: bool,
 }
 
 impl fmt::Debug for StripeBuilder {
@@ -156,6 +157,7 @@ impl StripeBuilder {
             metrics: None,
             http: None,
             timeout: None,
+            allow_http: false,
         }
     }
 
@@ -170,6 +172,16 @@ impl StripeBuilder {
     #[must_use]
     pub fn with_base_url(mut self, base: impl Into<String>) -> Self {
         self.api_base = Some(base.into());
+        self
+    }
+
+    /// Allows plain `http` to hosts other than loopback (a proxy or emulator in another
+    /// container). Without it the base URL must be `https`, or `http` to `localhost`, `127.0.0.0/8` or
+    /// `[::1]` (core's [`check_base_url`](integrations_core::http::check_base_url)), so the
+    /// credentials never cross a network in clear text by mistake.
+    #[must_use]
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
         self
     }
 
@@ -240,7 +252,10 @@ impl StripeBuilder {
             )
         })?;
         let mode = key_mode(&key)?;
-        let base = validate_base(self.api_base.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
+        let base = validate_base(
+            self.api_base.as_deref().unwrap_or(DEFAULT_BASE_URL),
+            self.allow_http,
+        )?;
         let version = self
             .api_version
             .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
@@ -303,44 +318,9 @@ pub(crate) fn key_mode(key: &str) -> Result<Mode> {
     Ok(mode)
 }
 
-fn validate_base(base: &str) -> Result<String> {
-    let url = url::Url::parse(base).map_err(|e| {
-        config_error(ENV_BASE_URL, format!("is not an absolute URL: {e}")).with_source(e)
-    })?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(config_error(
-                ENV_BASE_URL,
-                "must use https (plain http is only allowed for loopback hosts, where a sandbox runs)",
-            ));
-        }
-        other => {
-            return Err(config_error(
-                ENV_BASE_URL,
-                format!("unsupported scheme `{other}`"),
-            ));
-        }
-    }
-    if url.host().is_none() {
-        return Err(config_error(ENV_BASE_URL, "has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(config_error(
-            ENV_BASE_URL,
-            "must not have a query or fragment",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(config_error(ENV_BASE_URL, "must not carry credentials"));
-    }
+fn validate_base(base: &str, allow_http: bool) -> Result<String> {
+    let url = integrations_core::http::check_base_url(ENV_BASE_URL, base, allow_http)
+        .map_err(|e| e.with_provider(PROVIDER))?;
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
@@ -436,6 +416,29 @@ mod tests {
         assert_eq!(d.base_url(), DEFAULT_BASE_URL);
         assert_eq!(d.api_version(), DEFAULT_API_VERSION);
         assert_eq!(d.account(), None);
+    }
+
+    #[test]
+    fn plain_http_to_another_host_needs_the_opt_in() {
+        let b = || StripeBuilder::new().with_secret_key(KEY);
+        let e = b()
+            .with_base_url("http://stripe-proxy.internal:8080")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), Some(ENV_BASE_URL));
+        let p = b()
+            .with_base_url("http://stripe-proxy.internal:8080/")
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        assert_eq!(p.client().base_url(), "http://stripe-proxy.internal:8080");
+        for ok in [
+            "http://localhost:12111",
+            "http://[::1]:1",
+            "http://127.8.0.1",
+        ] {
+            b().with_base_url(ok).build().unwrap();
+        }
     }
 
     #[test]

@@ -402,3 +402,63 @@ async fn sandbox_deliveries_verify_and_carry_typed_objects() {
     assert!(again.duplicate);
     assert!(!sandbox.resend_event("evt_missing"));
 }
+
+/// A delivery whose object is newer than our types (a currency missing from core's table, a
+/// status the pinned API version does not know) still verifies: the event is returned and only
+/// its typed object is unavailable (an error) or falls back to `Unknown`.
+#[tokio::test]
+async fn objects_newer_than_our_types_still_deliver() {
+    use integrations_core::webhook::WebhookVerifier;
+    use integrations_stripe::types::ChargeStatus;
+
+    let verifier = StripeWebhookVerifier::new(secret(SECRET)).with_clock(FixedClock::from_unix(T));
+    let deliver = |body: String| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "Stripe-Signature",
+            sign_for_test(body.as_bytes(), &secret(SECRET), T)
+                .parse()
+                .unwrap(),
+        );
+        (headers, body)
+    };
+
+    let (h, body) = deliver(BODY.replace(r#""currency": "usd""#, r#""currency": "xyz""#));
+    assert!(body.contains("xyz"));
+    let event = verifier.verify_request(&h, body.as_bytes()).await.unwrap();
+    assert_eq!(event.id, "evt_1OKxyz");
+    assert_eq!(event.event_type(), "payment_intent.succeeded");
+    assert!(event.object().is_err());
+    assert!(event.payment_intent().is_none());
+    assert!(event.data.raw_object().contains("xyz"));
+
+    let (h, body) = deliver(BODY.replace(
+        r#""status": "succeeded""#,
+        r#""status": "some_future_status""#,
+    ));
+    assert!(body.contains("some_future_status"));
+    let event = verifier.verify_request(&h, body.as_bytes()).await.unwrap();
+    assert_eq!(event.id, "evt_1OKxyz");
+    assert!(
+        event.object().is_err(),
+        "core's PaymentStatus has no unknown value"
+    );
+
+    // A charge with a status newer than ours is typed, with the status kept as sent.
+    let charge = BODY
+        .replace(r#""id": "pi_1OKxyz""#, r#""id": "ch_1OKxyz""#)
+        .replace(r#""object": "payment_intent""#, r#""object": "charge""#)
+        .replace(
+            r#""status": "succeeded""#,
+            r#""status": "some_future_status", "amount_captured": 5998, "amount_refunded": 0, "captured": true, "created": 1700000000, "paid": true, "refunded": false"#,
+        )
+        .replace("payment_intent.succeeded", "charge.succeeded");
+    let (h, body) = deliver(charge);
+    let event = verifier.verify_request(&h, body.as_bytes()).await.unwrap();
+    match event.object().unwrap() {
+        EventObject::Charge(c) => {
+            assert_eq!(c.status, ChargeStatus::Unknown("some_future_status".into()));
+        }
+        other => panic!("expected a charge, got {other:?}"),
+    }
+}

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use integrations_core::{Error, Result};
+use integrations_core::Result;
 
 use super::{SnsClient, SnsMessage, SnsMessageType, SnsMessageVerifier};
-use crate::config::Service;
 
 /// What a verified inbound message was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +51,17 @@ impl SnsInboundHandler {
     /// Verifies `body`; confirms a subscription confirmation; returns what it was.
     ///
     /// # Errors
-    /// [`Error::InvalidSignature`] for a message that does not verify; [`Error::Forbidden`] for a
-    /// topic that is not allowed; the errors of [`SnsClient::confirm_subscription`].
+    /// [`Error::InvalidSignature`](integrations_core::Error::InvalidSignature) for a message that
+    /// does not verify; [`Error::Forbidden`](integrations_core::Error::Forbidden) for a topic that
+    /// is not allowed (checked before any certificate is fetched); the errors of
+    /// [`SnsClient::confirm_subscription`].
     pub async fn handle(&self, body: &[u8]) -> Result<SnsInbound> {
+        // The topic first, before a certificate is fetched: a message of a topic we do not
+        // accept costs no request, whatever its signature.
+        let unverified = self.verifier.parse(body)?;
+        super::verify::check_topic(&self.topics, &unverified.topic_arn)?;
         let msg = self.verifier.verify(body).await?;
-        if !self.topics.contains(&msg.topic_arn) {
-            return Err(
-                Error::forbidden(format!("topic `{}` is not allowed", msg.topic_arn))
-                    .with_provider(Service::Sns.provider_name()),
-            );
-        }
+        super::verify::check_topic(&self.topics, &msg.topic_arn)?;
         match msg.kind {
             SnsMessageType::Notification => Ok(SnsInbound::Notification(msg)),
             SnsMessageType::UnsubscribeConfirmation => Ok(SnsInbound::Unsubscribed(msg)),

@@ -95,14 +95,28 @@ pub struct SnsMessage {
         skip_serializing_if = "Option::is_none"
     )]
     pub subscribe_url: Option<String>,
-    /// URL that unsubscribes (notifications).
+    /// Fields SNS sends but never signs (`UnsubscribeURL`, `MessageAttributes`): anyone who can
+    /// reach the endpoint can change them on a validly signed message, so they are kept apart.
+    #[serde(flatten)]
+    pub unverified: SnsUnverified,
+}
+
+/// The fields of an inbound SNS message that are **not** part of the string SNS signs, for any
+/// message type (see [`SnsMessage::string_to_sign`]): a verified message's signature says nothing
+/// about them. Do not base a decision on them (publish what you need to trust inside `Message`);
+/// an `UnsubscribeURL` may point anywhere — unsubscribe through the API instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct SnsUnverified {
+    /// URL that unsubscribes (notifications). **Unverified.**
     #[serde(
         default,
         rename = "UnsubscribeURL",
         skip_serializing_if = "Option::is_none"
     )]
     pub unsubscribe_url: Option<String>,
-    /// Message attributes (notifications).
+    /// Message attributes (notifications). **Unverified.**
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub message_attributes: BTreeMap<String, SnsMessageAttribute>,
 }
@@ -121,6 +135,22 @@ impl SnsMessage {
             )))
             .with_provider(crate::Service::Sns.provider_name())
         })
+    }
+
+    /// Drops the fields SNS does not sign for this message's type, so a verified message holds
+    /// only signed values outside [`SnsMessage::unverified`]: a notification's `SubscribeURL`
+    /// and `Token`, a confirmation's `Subject` (none is sent by SNS; a value there was added by
+    /// someone else).
+    pub(crate) fn drop_unsigned(&mut self) {
+        match self.kind {
+            SnsMessageType::Notification => {
+                self.subscribe_url = None;
+                self.token = None;
+            }
+            SnsMessageType::SubscriptionConfirmation | SnsMessageType::UnsubscribeConfirmation => {
+                self.subject = None;
+            }
+        }
     }
 
     /// The exact bytes SNS signs: `"Key\nValue\n"` for each key, in this order —
@@ -212,8 +242,10 @@ mod tests {
             signing_cert_url: "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem".into(),
             token: None,
             subscribe_url: None,
-            unsubscribe_url: Some("https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe".into()),
-            message_attributes: BTreeMap::new(),
+            unverified: SnsUnverified {
+                unsubscribe_url: Some("https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe".into()),
+                message_attributes: BTreeMap::new(),
+            },
         }
     }
 

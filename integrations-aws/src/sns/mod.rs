@@ -14,9 +14,13 @@ use crate::config::{AwsConfig, Service};
 use crate::xml;
 
 pub use inbound::{SnsInbound, SnsInboundHandler};
-pub use message::{SignatureVersion, SnsMessage, SnsMessageAttribute, SnsMessageType};
+pub use message::{
+    SignatureVersion, SnsMessage, SnsMessageAttribute, SnsMessageType, SnsUnverified,
+};
 pub use notifier::SnsNotifier;
-pub use verify::{CertificateFetcher, HttpsCertificateFetcher, SnsMessageVerifier};
+pub use verify::{
+    CertificateFetcher, DEFAULT_FAILURE_TTL, HttpsCertificateFetcher, SnsMessageVerifier,
+};
 
 const VERSION: &str = "2010-03-31";
 /// Largest message SNS accepts (body plus attributes), in bytes.

@@ -1,16 +1,16 @@
 //! Verification of messages SNS POSTs to an HTTP(S) endpoint.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::webhook::{DEFAULT_BODY_LIMIT, check_body_size};
-use integrations_core::{Error, Result, SignatureFailure};
+use integrations_core::{Error, ErrorKind, Result, SignatureFailure};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
@@ -18,6 +18,8 @@ use rsa::signature::Verifier;
 use url::Url;
 use x509_cert::Certificate;
 use x509_cert::der::{DecodePem, Encode};
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
 
 use super::message::{SignatureVersion, SnsMessage};
 use crate::config::Service;
@@ -27,6 +29,9 @@ const PROVIDER: &str = Service::Sns.provider_name();
 const MAX_CERT_BYTES: usize = 64 * 1024;
 /// Distinct certificate URLs kept; SNS rotates rarely, so this is never reached in practice.
 const MAX_CACHED_CERTS: usize = 64;
+/// How long a failed certificate fetch (or an unusable certificate) is remembered before the URL
+/// is tried again: a flood of messages naming one bad URL costs one fetch per period.
+pub const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(60);
 
 /// Fetches the PEM certificate at a `SigningCertURL` that passed the host check.
 #[async_trait]
@@ -38,20 +43,31 @@ pub trait CertificateFetcher: Send + Sync + fmt::Debug {
     async fn fetch(&self, url: &Url) -> Result<Vec<u8>>;
 }
 
-/// Fetches over HTTPS with a `reqwest::Client` (default: core's shared client), 10 s timeout.
+/// Fetches over HTTPS only, following no redirect (a redirect could lead off the checked
+/// `sns.<region>.amazonaws.com` host), with a 10 s timeout, reading at most 64 KiB: the body is
+/// read chunk by chunk and the fetch stops as soon as it grows past the limit.
 #[derive(Debug, Clone)]
 pub struct HttpsCertificateFetcher {
     client: reqwest::Client,
 }
 
 impl HttpsCertificateFetcher {
-    /// With core's shared client.
+    /// With its own client: rustls, https only, no redirects.
     pub fn new() -> Self {
-        HttpsCertificateFetcher {
-            client: integrations_core::http::default_client(),
-        }
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .user_agent(integrations_core::USER_AGENT)
+            .build()
+            .unwrap_or_else(|_| integrations_core::http::default_client());
+        HttpsCertificateFetcher { client }
     }
-    /// With `client`.
+    /// With `client` (a proxy, custom roots). Build it with
+    /// `redirect(reqwest::redirect::Policy::none())`: a redirect answer is refused here, but a
+    /// client that follows redirects never shows one.
     pub fn with_client(client: reqwest::Client) -> Self {
         HttpsCertificateFetcher { client }
     }
@@ -63,43 +79,101 @@ impl Default for HttpsCertificateFetcher {
     }
 }
 
+fn fetch_unavailable(m: &str) -> Error {
+    Error::unavailable(format!("SNS signing certificate: {m}")).with_provider(PROVIDER)
+}
+
+/// GETs `url` with `client` and reads at most `limit` bytes of the body, chunk by chunk.
+async fn fetch_capped(client: &reqwest::Client, url: &Url, limit: usize) -> Result<Vec<u8>> {
+    let mut resp = client
+        .get(url.clone())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| fetch_unavailable("request failed").with_source(e.without_url()))?;
+    if resp.status().is_redirection() {
+        return Err(fetch_unavailable(&format!(
+            "HTTP {} (redirects are not followed)",
+            resp.status()
+        )));
+    }
+    if !resp.status().is_success() {
+        return Err(fetch_unavailable(&format!("HTTP {}", resp.status())));
+    }
+    let too_large = || fetch_unavailable(&format!("certificate larger than {limit} bytes"));
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| fetch_unavailable("body failed").with_source(e.without_url()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[async_trait]
 impl CertificateFetcher for HttpsCertificateFetcher {
     async fn fetch(&self, url: &Url) -> Result<Vec<u8>> {
-        let unavailable = |m: &str| {
-            Error::unavailable(format!("SNS signing certificate: {m}")).with_provider(PROVIDER)
-        };
-        let resp = self
-            .client
-            .get(url.clone())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| unavailable("request failed").with_source(e.without_url()))?;
-        if !resp.status().is_success() {
-            return Err(unavailable(&format!("HTTP {}", resp.status())));
+        if url.scheme() != "https" {
+            return Err(Error::invalid_signature(SignatureFailure::InvalidKey(
+                "SigningCertURL is not https".into(),
+            ))
+            .with_provider(PROVIDER));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable("body failed").with_source(e.without_url()))?;
-        if body.len() > MAX_CERT_BYTES {
-            return Err(unavailable("certificate too large"));
-        }
-        Ok(body.to_vec())
+        fetch_capped(&self.client, url, MAX_CERT_BYTES).await
     }
 }
 
-/// Verifies inbound SNS messages: body size, `SignatureVersion` 1 (SHA1withRSA) or 2
-/// (SHA256withRSA), the `SigningCertURL` (https, host `sns.<region>.amazonaws.com` or
-/// `.amazonaws.com.cn`, path ending `.pem`), and the signature over the exact string SNS signs.
-/// Each certificate is fetched once and cached.
+/// A certificate URL's cache entry.
+enum Cached {
+    Key(RsaPublicKey),
+    /// The fetch or the certificate failed; not tried again before `until`.
+    Failed {
+        until: SystemTime,
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// One entry per URL; its async lock makes concurrent verifications of one URL share one fetch.
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// Verifies inbound SNS messages: body size, the topic (if [`with_allowed_topics`] set a list,
+/// checked before anything is fetched), `SignatureVersion` 1 (SHA1withRSA) or 2 (SHA256withRSA),
+/// the `SigningCertURL` (https, host `sns.<region>.amazonaws.com` — `.amazonaws.com.cn` for
+/// `cn-` regions — with a real region label equal to the `TopicArn`'s region, path ending
+/// `.pem`), the certificate's subject (CN `sns.amazonaws.com` or an `amazonaws.com` name) and the
+/// signature over the exact string SNS signs.
+///
+/// Each certificate is fetched once and cached; concurrent verifications naming the same URL
+/// share one fetch, and a failed fetch is remembered for [`DEFAULT_FAILURE_TTL`]
+/// ([`with_failure_ttl`]) instead of being retried by every message.
+///
+/// The returned message holds only signed values, except [`SnsMessage::unverified`]
+/// (`UnsubscribeURL`, `MessageAttributes`, which SNS never signs); unsigned fields of the
+/// message's type (a notification's `SubscribeURL`/`Token`, a confirmation's `Subject`) are
+/// dropped.
+///
+/// [`with_allowed_topics`]: SnsMessageVerifier::with_allowed_topics
+/// [`with_failure_ttl`]: SnsMessageVerifier::with_failure_ttl
 ///
 /// SNS retries a delivery with its original `Timestamp`, so no timestamp window is enforced unless
 /// [`SnsMessageVerifier::with_max_age`] sets one; deduplicate on `MessageId` instead.
 pub struct SnsMessageVerifier {
     fetcher: Arc<dyn CertificateFetcher>,
-    keys: Mutex<HashMap<String, RsaPublicKey>>,
+    keys: Mutex<HashMap<String, Slot>>,
+    topics: Option<BTreeSet<String>>,
+    failure_ttl: Duration,
     body_limit: usize,
     max_age: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -127,6 +201,8 @@ impl fmt::Debug for SnsMessageVerifier {
                 "cached_certificates",
                 &self.keys.lock().map_or(0, |k| k.len()),
             )
+            .field("allowed_topics", &self.topics)
+            .field("failure_ttl", &self.failure_ttl)
             .field("body_limit", &self.body_limit)
             .field("max_age", &self.max_age)
             .finish_non_exhaustive()
@@ -149,6 +225,8 @@ impl SnsMessageVerifier {
         SnsMessageVerifier {
             fetcher: Arc::new(fetcher),
             keys: Mutex::new(HashMap::new()),
+            topics: None,
+            failure_ttl: DEFAULT_FAILURE_TTL,
             body_limit: DEFAULT_BODY_LIMIT,
             max_age: None,
             clock: Arc::new(SystemClock),
@@ -166,6 +244,23 @@ impl SnsMessageVerifier {
         self.max_age = Some(max_age);
         self
     }
+    /// Accepts messages of these topics only; any other `TopicArn` is [`Error::Forbidden`]
+    /// before a certificate is fetched (anyone can point an SNS topic of theirs at your
+    /// endpoint, and each message of theirs would otherwise cost a fetch).
+    #[must_use]
+    pub fn with_allowed_topics(
+        mut self,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.topics = Some(topics.into_iter().map(Into::into).collect());
+        self
+    }
+    /// How long a failed certificate fetch is remembered (default [`DEFAULT_FAILURE_TTL`]).
+    #[must_use]
+    pub fn with_failure_ttl(mut self, ttl: Duration) -> Self {
+        self.failure_ttl = ttl;
+        self
+    }
     /// Uses `clock` for "now".
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -181,11 +276,22 @@ impl SnsMessageVerifier {
     /// certificate cannot be fetched (worth a retry: SNS redelivers).
     pub async fn verify(&self, body: &[u8]) -> Result<SnsMessage> {
         let fail = |f: SignatureFailure| Error::invalid_signature(f).with_provider(PROVIDER);
-        check_body_size(body.len(), self.body_limit).map_err(fail)?;
-        let msg = SnsMessage::parse(body)?;
+        let mut msg = self.parse(body)?;
+        if let Some(topics) = &self.topics {
+            check_topic(topics, &msg.topic_arn)?;
+        }
         let version = SignatureVersion::parse(&msg.signature_version)
             .ok_or_else(|| fail(SignatureFailure::NoSupportedSignature))?;
-        let url = check_cert_url(&msg.signing_cert_url).map_err(fail)?;
+        let (url, cert_region) = check_cert_url_region(&msg.signing_cert_url).map_err(fail)?;
+        match topic_region(&msg.topic_arn) {
+            Some(r) if r == cert_region => {}
+            other => {
+                return Err(fail(SignatureFailure::InvalidKey(format!(
+                    "untrusted SigningCertURL: region `{cert_region}` is not the TopicArn's region ({})",
+                    other.map_or_else(|| "none".to_owned(), |r| format!("`{r}`"))
+                ))));
+            }
+        }
         let text = msg.string_to_sign().map_err(fail)?;
         let sig = STANDARD
             .decode(msg.signature.trim())
@@ -220,34 +326,147 @@ impl SnsMessageVerifier {
                 },
             )?;
         }
+        msg.drop_unsigned();
         Ok(msg)
     }
 
-    async fn key(&self, url: &Url) -> Result<RsaPublicKey> {
-        if let Some(k) = self
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(url.as_str())
-        {
-            return Ok(k.clone());
-        }
-        let pem = self.fetcher.fetch(url).await?;
-        let key = public_key_from_pem(&pem)
+    /// The body-size check and [`SnsMessage::parse`], nothing verified: what
+    /// [`SnsInboundHandler`](super::SnsInboundHandler) reads the topic from before verifying.
+    pub(crate) fn parse(&self, body: &[u8]) -> Result<SnsMessage> {
+        check_body_size(body.len(), self.body_limit)
             .map_err(|f| Error::invalid_signature(f).with_provider(PROVIDER))?;
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if keys.len() >= MAX_CACHED_CERTS {
-            keys.clear();
+        SnsMessage::parse(body)
+    }
+
+    async fn key(&self, url: &Url) -> Result<RsaPublicKey> {
+        let slot = {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = keys.get(url.as_str()) {
+                slot.clone()
+            } else {
+                if keys.len() >= MAX_CACHED_CERTS {
+                    keys.clear();
+                }
+                let slot = Slot::default();
+                keys.insert(url.as_str().to_owned(), slot.clone());
+                slot
+            }
+        };
+        // Held across the fetch: a second verification of this URL waits for the first fetch's
+        // outcome instead of fetching again.
+        let mut entry = slot.lock().await;
+        let now = self.clock.now();
+        match &*entry {
+            Some(Cached::Key(k)) => return Ok(k.clone()),
+            Some(Cached::Failed {
+                until,
+                kind,
+                message,
+            }) if now < *until => {
+                let again = format!("{message} (failed recently; not fetched again yet)");
+                return Err(if *kind == ErrorKind::InvalidSignature {
+                    Error::invalid_signature(SignatureFailure::InvalidKey(again))
+                } else {
+                    Error::unavailable(again)
+                }
+                .with_provider(PROVIDER));
+            }
+            _ => {}
         }
-        keys.insert(url.as_str().to_owned(), key.clone());
-        Ok(key)
+        let fetched = match self.fetcher.fetch(url).await {
+            Ok(pem) => public_key_from_pem(&pem)
+                .map_err(|f| Error::invalid_signature(f).with_provider(PROVIDER)),
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(key) => {
+                *entry = Some(Cached::Key(key.clone()));
+                Ok(key)
+            }
+            Err(e) => {
+                *entry = Some(Cached::Failed {
+                    until: now.checked_add(self.failure_ttl).unwrap_or(now),
+                    kind: e.kind(),
+                    message: e.message().to_owned(),
+                });
+                Err(e)
+            }
+        }
     }
 }
 
-/// The URL, if it is `https://sns.<region>.amazonaws.com[.cn]/….pem`.
+/// [`Error::Forbidden`] unless `topic` is in `topics`.
+pub(crate) fn check_topic(topics: &BTreeSet<String>, topic: &str) -> Result<()> {
+    if topics.contains(topic) {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!("topic `{topic}` is not allowed")).with_provider(PROVIDER))
+    }
+}
+
+/// The region of `arn:<partition>:sns:<region>:<account>:<topic>`.
+fn topic_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_, _partition, service, region) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (arn_ == "arn" && service == "sns" && !region.is_empty()).then_some(region)
+}
+
+/// Compass directions of AWS region names (`us-east-1`, `ap-southeast-5`, `eu-central-2`).
+const REGION_DIRECTIONS: &[&str] = &[
+    "central",
+    "north",
+    "south",
+    "east",
+    "west",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
+
+/// Whether `label` is shaped like a real AWS region: `<2-letter area>(-gov|-iso[a-z]?)?-<direction>-<digits>`
+/// (`us-east-1`, `cn-north-1`, `us-gov-west-1`, `us-isob-east-1`, `il-central-1`). Hosts such
+/// as `sns.s3-external-1.amazonaws.com` (an S3 endpoint that serves anyone's objects) fail.
+pub(crate) fn is_region(label: &str) -> bool {
+    let parts: Vec<&str> = label.split('-').collect();
+    let Some((area, rest)) = parts.split_first() else {
+        return false;
+    };
+    if area.len() != 2 || !area.bytes().all(|b| b.is_ascii_lowercase()) {
+        return false;
+    }
+    let rest = match rest {
+        [q, tail @ ..]
+            if *q == "gov"
+                || (q.len() <= 4
+                    && q.starts_with("iso")
+                    && q.bytes().all(|b| b.is_ascii_lowercase())) =>
+        {
+            tail
+        }
+        _ => rest,
+    };
+    matches!(rest, [direction, n]
+        if REGION_DIRECTIONS.contains(direction)
+            && (1..=2).contains(&n.len())
+            && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The URL, if it is `https://sns.<region>.amazonaws.com/….pem` (`.amazonaws.com.cn` for
+/// `cn-` regions) with a real region label.
+#[cfg(test)]
 pub(crate) fn check_cert_url(raw: &str) -> Result<Url, SignatureFailure> {
+    check_cert_url_region(raw).map(|(url, _)| url)
+}
+
+/// [`check_cert_url`] and the URL's region.
+fn check_cert_url_region(raw: &str) -> Result<(Url, String), SignatureFailure> {
     let bad = |why: &str| {
-        SignatureFailure::InvalidKey(format!("untrusted SigningCertURL `{raw}`: {why}"))
+        SignatureFailure::InvalidKey(format!(
+            "untrusted SigningCertURL `{}`: {why}",
+            raw.escape_debug()
+        ))
     };
     let url = Url::parse(raw).map_err(|_| bad("not a URL"))?;
     if url.scheme() != "https" {
@@ -256,30 +475,73 @@ pub(crate) fn check_cert_url(raw: &str) -> Result<Url, SignatureFailure> {
     if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(bad("unexpected port or user info"));
     }
-    let host = url.host_str().unwrap_or("");
-    let region = host
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d,
+        _ => return Err(bad("host is not sns.<region>.amazonaws.com")),
+    };
+    let (region, china) = match host
         .strip_prefix("sns.")
-        .and_then(|h| {
-            h.strip_suffix(".amazonaws.com")
-                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
-        })
-        .ok_or_else(|| bad("host is not sns.<region>.amazonaws.com"))?;
-    let region_ok = !region.is_empty()
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !region_ok {
-        return Err(bad("host is not sns.<region>.amazonaws.com"));
+        .and_then(|h| h.strip_suffix(".amazonaws.com.cn"))
+    {
+        Some(r) => (r, true),
+        None => (
+            host.strip_prefix("sns.")
+                .and_then(|h| h.strip_suffix(".amazonaws.com"))
+                .ok_or_else(|| bad("host is not sns.<region>.amazonaws.com"))?,
+            false,
+        ),
+    };
+    if !is_region(region) {
+        return Err(bad(
+            "host is not sns.<region>.amazonaws.com with a real region",
+        ));
     }
-    if !url.path().ends_with(".pem") || url.query().is_some() {
+    if china != region.starts_with("cn-") {
+        return Err(bad("China regions use .amazonaws.com.cn, and only they do"));
+    }
+    if !url.path().ends_with(".pem") || url.query().is_some() || url.fragment().is_some() {
         return Err(bad("not a .pem path"));
     }
-    Ok(url)
+    let region = region.to_owned();
+    Ok((url, region))
+}
+
+/// Whether the certificate names SNS: subject CN `sns.amazonaws.com` (or `sns.<…>.amazonaws.com`
+/// / `.amazonaws.com.cn`), or a DNS subject alternative name ending in `.amazonaws.com` or
+/// `.amazonaws.com.cn`.
+fn names_sns(cert: &Certificate) -> bool {
+    let amazon = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        name.ends_with(".amazonaws.com") || name.ends_with(".amazonaws.com.cn")
+    };
+    let cn_ok = cert
+        .tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter_map(|atv| atv.to_string().strip_prefix("CN=").map(str::to_owned))
+        .any(|cn| cn == "sns.amazonaws.com" || (cn.starts_with("sns.") && amazon(&cn)));
+    if cn_ok {
+        return true;
+    }
+    match cert.tbs_certificate.get::<SubjectAltName>() {
+        Ok(Some((_, san))) => san.0.iter().any(|n| match n {
+            GeneralName::DnsName(d) => amazon(d.as_ref()),
+            _ => false,
+        }),
+        _ => false,
+    }
 }
 
 fn public_key_from_pem(pem: &[u8]) -> Result<RsaPublicKey, SignatureFailure> {
     let bad = |why: String| SignatureFailure::InvalidKey(format!("SNS signing certificate: {why}"));
     let cert = Certificate::from_pem(pem).map_err(|e| bad(e.to_string()))?;
+    if !names_sns(&cert) {
+        return Err(bad(
+            "its subject is not sns.amazonaws.com (nor an amazonaws.com name)".into(),
+        ));
+    }
     let spki = cert
         .tbs_certificate
         .subject_public_key_info
@@ -300,15 +562,17 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
+    // Days from civil (Howard Hinnant's algorithm), checked: an absurd year (`99999999999…`
+    // parses as an i64) must give `None`, not an overflow panic in debug builds.
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let yoe = y.rem_euclid(400);
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let days = era.checked_mul(146_097)?.checked_add(doe - 719_468)?;
+    days.checked_mul(86_400)?
+        .checked_add(hh * 3600 + mm * 60 + ss)
 }
 
 #[cfg(test)]
@@ -340,6 +604,185 @@ mod tests {
     }
 
     #[test]
+    fn cert_urls_need_a_real_region_and_the_right_domain() {
+        for ok in [
+            "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.eu-central-2.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.ap-southeast-5.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.il-central-1.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.us-isob-east-1.amazonaws.com/SimpleNotificationService-a.pem",
+            "https://sns.cn-northwest-1.amazonaws.com.cn/SimpleNotificationService-a.pem",
+        ] {
+            assert!(check_cert_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            // S3 virtual-host endpoints serve anyone's bucket `sns`.
+            "https://sns.s3-external-1.amazonaws.com/x.pem",
+            "https://sns.s3.amazonaws.com/x.pem",
+            "https://sns.s3-us-west-2.amazonaws.com/x.pem",
+            "https://sns.s3.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1a.amazonaws.com/x.pem",
+            "https://sns.us-middle-1.amazonaws.com/x.pem",
+            "https://sns.usa-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-x.amazonaws.com/x.pem",
+            "https://sns.us-gov-east.amazonaws.com/x.pem",
+            "https://sns.cn-north-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com.cn/x.pem",
+            "https://sns.us-east-1.amazonaws.com/x.pem#frag",
+            "https://[::1]/x.pem",
+        ] {
+            assert!(check_cert_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            topic_region("arn:aws:sns:us-east-1:123456789012:orders"),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            topic_region("arn:aws-cn:sns:cn-north-1:123456789012:t"),
+            Some("cn-north-1")
+        );
+        for bad in [
+            "",
+            "orders",
+            "arn:aws:sqs:us-east-1:1:q",
+            "arn:aws:sns::1:t",
+        ] {
+            assert_eq!(topic_region(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn fetches_follow_no_redirect_and_stop_over_the_limit() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/cert.pem"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/elsewhere.pem", server.uri())),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/elsewhere.pem"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("PEM"))
+            .expect(0)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/small.pem"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("PEM"))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/big.pem"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 100_000]))
+            .mount(&server)
+            .await;
+        // The fetcher's own policy, on plain http for the test.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let url = |p: &str| Url::parse(&format!("{}{p}", server.uri())).unwrap();
+        let e = fetch_capped(&client, &url("/cert.pem"), MAX_CERT_BYTES)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("redirects are not followed"), "{e}");
+        let e = fetch_capped(&client, &url("/big.pem"), MAX_CERT_BYTES)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        assert_eq!(
+            fetch_capped(&client, &url("/small.pem"), 3).await.unwrap(),
+            b"PEM"
+        );
+        // https only: a plain http URL is never requested.
+        let before = server.received_requests().await.unwrap().len();
+        assert!(
+            HttpsCertificateFetcher::new()
+                .fetch(&url("/small.pem"))
+                .await
+                .is_err()
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), before);
+    }
+
+    /// A body without a length (chunked) is cut as soon as it passes the limit, not read whole.
+    #[tokio::test]
+    async fn chunked_bodies_are_capped_while_streaming() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            sock.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let chunk = vec![b'x'; 16 * 1024];
+            let mut sent = 0usize;
+            // Up to 64 MiB, unless the client hangs up first.
+            for _ in 0..4096 {
+                let head = format!("{:x}\r\n", chunk.len());
+                if sock.write_all(head.as_bytes()).await.is_err()
+                    || sock.write_all(&chunk).await.is_err()
+                    || sock.write_all(b"\r\n").await.is_err()
+                {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = reqwest::Client::new();
+        let url = Url::parse(&format!("http://{addr}/cert.pem")).unwrap();
+        let e = fetch_capped(&client, &url, MAX_CERT_BYTES)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let sent = server.await.unwrap();
+        assert!(
+            sent < 8 * 1024 * 1024,
+            "stopped reading early, {sent} bytes sent"
+        );
+    }
+
+    #[test]
+    fn region_labels() {
+        for ok in [
+            "us-east-1",
+            "cn-north-1",
+            "us-gov-west-1",
+            "eu-central-2",
+            "ap-southeast-5",
+            "il-central-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "mx-central-1",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "s3-external-1",
+            "s3",
+            "us-east",
+            "us-east-1-1",
+            "use-east-1",
+            "us-gov-1",
+            "us-isoxx-east-1",
+            "us-east-123",
+            "us--east-1",
+            "u1-east-1",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn timestamps() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00.000Z"), Some(0));
         assert_eq!(
@@ -349,5 +792,52 @@ mod tests {
         assert_eq!(parse_timestamp("2024-02-29T12:00:00Z"), Some(1_709_208_000));
         assert_eq!(parse_timestamp("2012-13-02T00:54:06Z"), None);
         assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn absurd_years_do_not_overflow() {
+        assert_eq!(
+            parse_timestamp("99999-01-01T00:00:00Z"),
+            Some(3_093_496_444_800)
+        );
+        assert_eq!(
+            parse_timestamp("-1-03-01T00:00:00Z"),
+            None,
+            "`-1-03-01` does not split into year, month, day"
+        );
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00Z"),
+            Some(-62_167_219_200)
+        );
+        for extreme in [
+            "9223372036854775807-12-31T23:59:59Z",
+            "9223372036854775807-01-01T00:00:00Z",
+            "-9223372036854775808-01-01T00:00:00Z",
+            "922337203685477-12-31T23:59:59Z",
+            "-922337203685477-01-01T00:00:00Z",
+        ] {
+            // No panic; out-of-range years are not timestamps.
+            let _ = parse_timestamp(extreme);
+        }
+        assert_eq!(parse_timestamp("9223372036854775807-12-31T23:59:59Z"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn timestamps_never_panic(
+            y in proptest::prelude::any::<i64>(),
+            m in 1i64..=12,
+            d in 1i64..=31,
+            rest in "[0-9:.TZ-]{0,24}",
+        ) {
+            let _ = parse_timestamp(&format!("{y:04}-{m:02}-{d:02}T00:00:00Z"));
+            let _ = parse_timestamp(&rest);
+        }
+
+        #[test]
+        fn cert_url_check_never_panics(s in proptest::prelude::any::<String>()) {
+            let _ = check_cert_url(&s);
+        }
     }
 }

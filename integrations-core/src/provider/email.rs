@@ -59,10 +59,46 @@ impl Mailbox {
         }
     }
 
-    /// A deliberately simple syntactic check (`local@domain.tld`, no spaces, one `@`).
+    /// A deliberately simple syntactic check (`local@domain.tld`, no spaces, one `@`, none of
+    /// `<>,;:"`), and a display name without control characters.
     pub fn is_valid(&self) -> bool {
-        is_valid_address(&self.email)
+        is_valid_address(&self.email) && self.name.as_deref().is_none_or(is_valid_display_name)
     }
+
+    /// [`Mailbox::is_valid`] as an error naming the field: `{field}.email` or `{field}.name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `{field}.email` or `{field}.name`.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        if !is_valid_address(&self.email) {
+            return Err(Error::invalid_input(
+                format!("{field}.email"),
+                format!("`{}` is not a valid address", self.email.escape_debug()),
+            ));
+        }
+        if let Some(name) = &self.name {
+            if !is_valid_display_name(name) {
+                return Err(Error::invalid_input(
+                    format!("{field}.name"),
+                    "a display name must not contain control characters or line breaks",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Characters refused in an address: they delimit addresses and display names in a header
+/// (`"Name" <a@b.co>, c@d.co`), so one inside an address could add a recipient or a header.
+const ADDRESS_SPECIALS: &[char] = &['<', '>', ',', ';', ':', '"'];
+
+/// A display name goes into a header (`"Name" <addr>`): no control characters (CR, LF, tab,
+/// NUL, …) or Unicode line/paragraph separators, at most 256 characters.
+pub fn is_valid_display_name(name: &str) -> bool {
+    name.chars().count() <= 256
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
 impl From<&str> for Mailbox {
@@ -72,9 +108,14 @@ impl From<&str> for Mailbox {
 }
 
 /// Syntactic address check used before sending: one `@`, a non-empty local part, a domain with a
-/// dot and no empty labels, no whitespace or control characters, at most 254 characters.
+/// dot and no empty labels, no whitespace, control characters or `<>,;:"` (quoted local parts are
+/// not accepted: they would reach a provider's header formatting), at most 254 characters.
 pub fn is_valid_address(addr: &str) -> bool {
-    if addr.len() > 254 || addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if addr.len() > 254
+        || addr
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || ADDRESS_SPECIALS.contains(&c))
+    {
         return false;
     }
     let Some((local, domain)) = addr.split_once('@') else {
@@ -245,19 +286,9 @@ impl EmailMessage {
     /// [`Error::InvalidInput`] naming the field (`from.email`, `personalizations[1].to[0].email`,
     /// `content`, …).
     pub fn validate(&self) -> Result<()> {
-        if !self.from.is_valid() {
-            return Err(Error::invalid_input(
-                "from.email",
-                format!("`{}` is not a valid address", self.from.email),
-            ));
-        }
+        self.from.validate("from")?;
         if let Some(r) = &self.reply_to {
-            if !r.is_valid() {
-                return Err(Error::invalid_input(
-                    "reply_to.email",
-                    format!("`{}` is not a valid address", r.email),
-                ));
-            }
+            r.validate("reply_to")?;
         }
         if self.personalizations.is_empty() {
             return Err(Error::invalid_input(
@@ -274,12 +305,7 @@ impl EmailMessage {
             }
             for (list, name) in [(&p.to, "to"), (&p.cc, "cc"), (&p.bcc, "bcc")] {
                 for (j, m) in list.iter().enumerate() {
-                    if !m.is_valid() {
-                        return Err(Error::invalid_input(
-                            format!("personalizations[{i}].{name}[{j}].email"),
-                            format!("`{}` is not a valid address", m.email),
-                        ));
-                    }
+                    m.validate(&format!("personalizations[{i}].{name}[{j}]"))?;
                 }
             }
         }
@@ -544,6 +570,72 @@ mod tests {
         ] {
             assert!(!is_valid_address(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn header_specials_and_control_characters_are_refused() {
+        for bad in [
+            "a<b@c.co",
+            "a>b@c.co",
+            "a,b@c.co",
+            "a;b@c.co",
+            "a:b@c.co",
+            "\"a\"@c.co",
+            "a\r\nBcc: x@evil.co@c.co",
+            "a\u{0}@c.co",
+            "victim@c.co>, <attacker@evil.co",
+        ] {
+            assert!(!is_valid_address(bad), "{bad:?}");
+        }
+        let e = EmailMessage::builder("shop@example.com")
+            .to("a\"@example.com")
+            .subject("s")
+            .text("t")
+            .build()
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert_eq!(e.field(), Some("personalizations[0].to[0].email"));
+        for name in [
+            "Shop\r\nBcc: attacker@evil.co",
+            "Shop\n",
+            "Shop\u{0}",
+            "Shop\u{2028}x",
+            "Tab\there",
+        ] {
+            let e = EmailMessage::builder(Mailbox::named("shop@example.com", name))
+                .to("a@example.com")
+                .subject("s")
+                .text("t")
+                .build()
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.field(), Some("from.name"), "{name:?}");
+            let e = ok_message()
+                .reply_to(Mailbox::named("r@example.com", name))
+                .build()
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.field(), Some("reply_to.name"), "{name:?}");
+            let e = ok_message()
+                .personalization(Personalization::to(Mailbox::named("b@example.com", name)))
+                .build()
+                .validate()
+                .unwrap_err();
+            assert_eq!(
+                e.field(),
+                Some("personalizations[1].to[0].name"),
+                "{name:?}"
+            );
+        }
+        // Quotes, commas and non-ASCII are fine in a name (providers quote or encode it).
+        assert!(
+            ok_message()
+                .to(Mailbox::named("b@example.com", "Doe, \"Jane\" Ünïcode"))
+                .build()
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -312,11 +312,14 @@ impl StandardWebhook {
         }
     }
 
-    /// Verifies, then records `webhook-id` in `store` for `ttl`: [`DedupOutcome::Duplicate`] means
-    /// a redelivery of an event already accepted, to acknowledge without acting again.
+    /// Verifies, then records the event in `store` for `ttl` under
+    /// [`StandardWebhook::dedup_key`] (`standard-webhooks:<webhook-id>`, namespaced so a store
+    /// shared with other senders cannot be poisoned by an id one of them chose):
+    /// [`DedupOutcome::Duplicate`] means a redelivery of an event already accepted, to acknowledge
+    /// without acting again.
     ///
     /// If your processing of a [`DedupOutcome::New`] event then fails, call
-    /// [`DedupStore::release`] with the `webhook-id` before answering non-2xx, or the
+    /// [`DedupStore::release`] with [`StandardWebhook::dedup_key`] before answering non-2xx, or the
     /// redelivery will be taken for a duplicate and the event lost.
     ///
     /// # Errors
@@ -331,13 +334,19 @@ impl StandardWebhook {
         ttl: Duration,
     ) -> Result<DedupOutcome> {
         self.verify(headers, body)?;
-        match store.insert_if_absent(&headers.id, ttl).await {
+        let key = Self::dedup_key(&headers.id);
+        match store.insert_if_absent(&key, ttl).await {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                super::dedup::release_all(store, [headers.id.as_str()]).await;
+                super::dedup::release_all(store, [key.as_str()]).await;
                 Err(e)
             }
         }
+    }
+
+    /// The dedup key [`StandardWebhook::verify_once`] records: `standard-webhooks:<webhook-id>`.
+    pub fn dedup_key(webhook_id: &str) -> String {
+        format!("standard-webhooks:{webhook_id}")
     }
 
     /// The `webhook-signature` value (`v1,<base64>`) for `body`, signed with the first secret.

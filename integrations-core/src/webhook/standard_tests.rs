@@ -293,6 +293,10 @@ async fn verify_once_dedups_by_webhook_id() {
     let forged = StandardHeaders::new("msg_forged", TS.to_string(), SIGNATURE);
     assert!(wh().verify_once(&forged, BODY, &store, ttl).await.is_err());
     assert!(!store.contains("msg_forged"));
+    assert!(!store.contains("standard-webhooks:msg_forged"));
+    // Namespaced: another sender's id `msg_…` in the same store does not collide.
+    assert!(store.contains(&format!("standard-webhooks:{}", h.id)));
+    assert!(!store.contains(&h.id));
 }
 
 #[test]

@@ -226,9 +226,12 @@ const STANDARD_FIELDS: &[&str] = &[
 ];
 
 impl Event {
-    /// The key to deduplicate redeliveries by (`sg_event_id`).
-    pub fn dedup_key(&self) -> &str {
-        &self.event_id
+    /// The key to deduplicate redeliveries by: `sendgrid:<sg_event_id>`. It is namespaced by
+    /// provider (Stripe's are `stripe:<id>`, Standard Webhooks' `standard-webhooks:<id>`), so
+    /// one dedup store shared by several senders cannot be poisoned by an id another sender
+    /// chose.
+    pub fn dedup_key(&self) -> String {
+        format!("sendgrid:{}", self.event_id)
     }
 
     /// The kind, without data.
@@ -394,7 +397,7 @@ mod tests {
         let mut expected = EventType::KNOWN.to_vec();
         expected.push(EventType::Unknown);
         assert_eq!(types, expected);
-        assert_eq!(ev[0].dedup_key(), "e1");
+        assert_eq!(ev[0].dedup_key(), "sendgrid:e1");
         assert_eq!(ev[0].message_id(), Some("MID"));
         assert_eq!(ev[0].custom_arg("order_id"), Some("42"));
         assert_eq!(ev[0].custom_args(), BTreeMap::from([("order_id", "42")]));

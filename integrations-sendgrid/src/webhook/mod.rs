@@ -9,7 +9,7 @@
 //! SendGrid's own libraries check only the signature. This verifier also refuses timestamps more
 //! than [`DEFAULT_TOLERANCE`] (300 s) from its [`Clock`], so a captured batch cannot be replayed
 //! later, and bodies over [`DEFAULT_BODY_LIMIT`]. Deduplicate redeliveries by
-//! [`Event::dedup_key`] (`sg_event_id`) with [`first_deliveries`] and a core
+//! [`Event::dedup_key`] (`sendgrid:<sg_event_id>`) with [`first_deliveries`] and a core
 //! [`DedupStore`].
 //!
 //! ```
@@ -63,6 +63,23 @@ fn refused(reason: SignatureFailure) -> Error {
     Error::invalid_signature(reason).with_provider(PROVIDER)
 }
 
+/// A base64 DER SubjectPublicKeyInfo P-256 key; PEM armour and whitespace are tolerated.
+fn parse_public_key(public_key: &str) -> Result<VerifyingKey> {
+    let bad = |msg: &str| Error::configuration(PUBLIC_KEY_ENV, msg).with_provider(PROVIDER);
+    let b64: String = public_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(b64)
+        .map_err(|e| bad("the verification key is not base64").with_source(e))?;
+    VerifyingKey::from_public_key_der(&der).map_err(|e| {
+        bad("the verification key is not a P-256 public key (DER SPKI)").with_source(e)
+    })
+}
+
 fn digest(timestamp: &str, body: &[u8]) -> Sha256 {
     let mut d = Sha256::new();
     d.update(timestamp.as_bytes());
@@ -73,7 +90,8 @@ fn digest(timestamp: &str, body: &[u8]) -> Sha256 {
 /// Verifies Signed Event Webhook requests.
 #[derive(Clone)]
 pub struct EventWebhookVerifier {
-    key: VerifyingKey,
+    /// Every key accepted: more than one during a key rotation.
+    keys: Vec<VerifyingKey>,
     tolerance: Option<Duration>,
     body_limit: usize,
     clock: Arc<dyn Clock>,
@@ -82,6 +100,7 @@ pub struct EventWebhookVerifier {
 impl fmt::Debug for EventWebhookVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventWebhookVerifier")
+            .field("keys", &self.keys.len())
             .field("tolerance", &self.tolerance)
             .field("body_limit", &self.body_limit)
             .field("clock", &self.clock)
@@ -98,35 +117,65 @@ impl EventWebhookVerifier {
     /// [`Error::Configuration`] naming `SENDGRID_WEBHOOK_PUBLIC_KEY` if the key is not base64, not
     /// DER SPKI, or not a P-256 key.
     pub fn new(public_key: &str) -> Result<Self> {
-        let bad = |msg: &str| Error::configuration(PUBLIC_KEY_ENV, msg).with_provider(PROVIDER);
-        let b64: String = public_key
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .flat_map(|l| l.chars())
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let der = STANDARD
-            .decode(b64)
-            .map_err(|e| bad("the verification key is not base64").with_source(e))?;
-        let key = VerifyingKey::from_public_key_der(&der).map_err(|e| {
-            bad("the verification key is not a P-256 public key (DER SPKI)").with_source(e)
-        })?;
         Ok(EventWebhookVerifier {
-            key,
+            keys: vec![parse_public_key(public_key)?],
             tolerance: Some(DEFAULT_TOLERANCE),
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Arc::new(SystemClock),
         })
     }
 
-    /// [`EventWebhookVerifier::new`] with the key from `SENDGRID_WEBHOOK_PUBLIC_KEY`.
+    /// Also accepts signatures made with `public_key` (as [`EventWebhookVerifier::new`] reads
+    /// it): during a key rotation, verify with the old and the new key until SendGrid signs with
+    /// the new one only.
     ///
     /// # Errors
-    /// [`Error::Configuration`] naming `SENDGRID_WEBHOOK_PUBLIC_KEY` if it is unset or invalid.
+    /// As [`EventWebhookVerifier::new`].
+    pub fn with_public_key(mut self, public_key: &str) -> Result<Self> {
+        self.add_public_key(public_key)?;
+        Ok(self)
+    }
+
+    /// [`EventWebhookVerifier::with_public_key`] in place.
+    ///
+    /// # Errors
+    /// As [`EventWebhookVerifier::new`].
+    pub fn add_public_key(&mut self, public_key: &str) -> Result<()> {
+        self.keys.push(parse_public_key(public_key)?);
+        Ok(())
+    }
+
+    /// How many keys are accepted.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// [`EventWebhookVerifier::new`] with the keys from `SENDGRID_WEBHOOK_PUBLIC_KEY`: one key, or
+    /// several separated by commas during a key rotation (any of them verifies).
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] naming `SENDGRID_WEBHOOK_PUBLIC_KEY` if it is unset or a key in it
+    /// is invalid.
     pub fn from_env() -> Result<Self> {
-        let key = std::env::var(PUBLIC_KEY_ENV)
+        let keys = std::env::var(PUBLIC_KEY_ENV)
             .map_err(|_| Error::configuration(PUBLIC_KEY_ENV, "not set").with_provider(PROVIDER))?;
-        EventWebhookVerifier::new(&key)
+        EventWebhookVerifier::from_key_list(&keys)
+    }
+
+    /// A verifier for a comma-separated list of keys (what [`EventWebhookVerifier::from_env`]
+    /// reads); empty entries are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] naming `SENDGRID_WEBHOOK_PUBLIC_KEY` if the list holds no key or
+    /// a key in it is invalid.
+    pub fn from_key_list(keys: &str) -> Result<Self> {
+        let mut parts = keys.split(',').filter(|k| !k.trim().is_empty());
+        let first = parts.next().ok_or_else(|| {
+            Error::configuration(PUBLIC_KEY_ENV, "no verification key").with_provider(PROVIDER)
+        })?;
+        parts.try_fold(EventWebhookVerifier::new(first)?, |v, k| {
+            v.with_public_key(k)
+        })
     }
 
     /// Allowed distance between the signed timestamp and now, either direction.
@@ -182,9 +231,14 @@ impl EventWebhookVerifier {
                 "{SIGNATURE_HEADER} is not a DER ECDSA signature"
             )))
         })?;
-        self.key
-            .verify_digest(digest(timestamp, body), &sig)
-            .map_err(|_| refused(SignatureFailure::NoMatch))?;
+        let d = digest(timestamp, body);
+        if !self
+            .keys
+            .iter()
+            .any(|k| k.verify_digest(d.clone(), &sig).is_ok())
+        {
+            return Err(refused(SignatureFailure::NoMatch));
+        }
         if let Some(tolerance) = self.tolerance {
             check_timestamp(ts, self.clock.now(), tolerance).map_err(refused)?;
         }
@@ -247,8 +301,9 @@ impl WebhookSigner for EventWebhookSigner {
 /// webhook posts for up to 24 hours, so a day and a margin.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(25 * 3600);
 
-/// Keeps the events seen for the first time: each event's [`Event::dedup_key`] (`sg_event_id`)
-/// is recorded in `store` for `ttl`, and events already recorded — a redelivered batch — are
+/// Keeps the events seen for the first time: each event's [`Event::dedup_key`]
+/// (`sendgrid:<sg_event_id>`, namespaced so one store can be shared with other senders) is
+/// recorded in `store` for `ttl`, and events already recorded — a redelivered batch — are
 /// dropped, so they have no second effect.
 ///
 /// All or nothing: if recording fails part-way, the keys this call recorded are released
@@ -266,13 +321,18 @@ pub async fn first_deliveries(
 ) -> Result<Vec<Event>> {
     let mut fresh = Vec::with_capacity(events.len());
     for e in events {
-        match store.insert_if_absent(e.dedup_key(), ttl).await {
+        let key = e.dedup_key();
+        match store.insert_if_absent(&key, ttl).await {
             Ok(outcome) if outcome.is_new() => fresh.push(e),
             Ok(_) => {}
             Err(err) => {
                 // The failing insert may have landed before failing (a timeout): release it too.
-                let recorded = fresh.iter().map(Event::dedup_key);
-                release_all(store, recorded.chain([e.dedup_key()])).await;
+                let recorded: Vec<String> = fresh.iter().map(Event::dedup_key).collect();
+                release_all(
+                    store,
+                    recorded.iter().map(String::as_str).chain([key.as_str()]),
+                )
+                .await;
                 return Err(err);
             }
         }
@@ -345,7 +405,7 @@ impl EventWebhookSigner {
     /// A verifier for this key, with the default settings.
     pub fn verifier(&self) -> EventWebhookVerifier {
         EventWebhookVerifier {
-            key: *self.key.verifying_key(),
+            keys: vec![*self.key.verifying_key()],
             tolerance: Some(DEFAULT_TOLERANCE),
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Arc::new(SystemClock),
@@ -452,8 +512,54 @@ mod tests {
         let again = first_deliveries(batch(&["b", "c", "c"]), &store, DEFAULT_DEDUP_TTL)
             .await
             .unwrap();
-        let ids: Vec<&str> = again.iter().map(Event::dedup_key).collect();
-        assert_eq!(ids, ["c"]);
+        let ids: Vec<String> = again.iter().map(Event::dedup_key).collect();
+        assert_eq!(ids, ["sendgrid:c"]);
+        assert!(store.contains("sendgrid:a"));
+        assert!(!store.contains("a"), "keys are namespaced by provider");
+    }
+
+    #[test]
+    fn several_keys_verify_during_a_rotation() {
+        let (old, new, other) = (
+            EventWebhookSigner::generate(),
+            EventWebhookSigner::generate(),
+            EventWebhookSigner::generate(),
+        );
+        let body = br#"[{"event":"processed"}]"#;
+        let list = format!("{}, {}", old.public_key_base64(), new.public_key_base64());
+        let v = EventWebhookVerifier::from_key_list(&list)
+            .unwrap()
+            .with_clock(FixedClock::from_unix(1_000));
+        assert_eq!(v.key_count(), 2);
+        for s in [&old, &new] {
+            let signed = s.sign_for_test(1_000, body);
+            v.verify(&signed.signature, &signed.timestamp, body)
+                .unwrap();
+        }
+        let forged = other.sign_for_test(1_000, body);
+        assert_eq!(
+            reason(
+                v.verify(&forged.signature, &forged.timestamp, body)
+                    .unwrap_err()
+            ),
+            SignatureFailure::NoMatch
+        );
+        let v = EventWebhookVerifier::new(&old.public_key_base64())
+            .unwrap()
+            .with_public_key(&other.public_key_base64())
+            .unwrap()
+            .with_clock(FixedClock::from_unix(1_000));
+        v.verify(&forged.signature, &forged.timestamp, body)
+            .unwrap();
+        for bad in [
+            "",
+            " , ",
+            "AAAA",
+            &format!("{},AAAA", old.public_key_base64()),
+        ] {
+            let e = EventWebhookVerifier::from_key_list(bad).unwrap_err();
+            assert_eq!(e.field(), Some(PUBLIC_KEY_ENV), "{bad}");
+        }
     }
 
     /// Fails the insert of one key once (after which it behaves), like a store that is busy.
@@ -485,7 +591,7 @@ mod tests {
     async fn a_batch_that_fails_half_way_is_whole_on_redelivery() {
         let store = FailsOnceOn {
             inner: integrations_core::webhook::InMemoryDedupStore::new(),
-            key: "c",
+            key: "sendgrid:c",
             failed: false.into(),
         };
         let body = br#"[{"email":"a@b.co","timestamp":1,"event":"open","sg_event_id":"a"},
@@ -503,8 +609,8 @@ mod tests {
         let again = first_deliveries(parse_events(body).unwrap(), &store, DEFAULT_DEDUP_TTL)
             .await
             .unwrap();
-        let ids: Vec<&str> = again.iter().map(Event::dedup_key).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
+        let ids: Vec<String> = again.iter().map(Event::dedup_key).collect();
+        assert_eq!(ids, ["sendgrid:a", "sendgrid:b", "sendgrid:c"]);
     }
 
     #[test]

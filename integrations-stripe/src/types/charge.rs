@@ -9,8 +9,7 @@ use super::{IdOf, StripeObject, id_of};
 use crate::currency::{from_wire, parse_currency};
 
 /// Outcome of a charge attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChargeStatus {
     /// Money moved (authorised, and captured unless `captured` is false).
@@ -19,6 +18,20 @@ pub enum ChargeStatus {
     Pending,
     /// Declined or failed.
     Failed,
+    /// A status newer than the pinned API version, as sent: the charge still parses.
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for ChargeStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "succeeded" => ChargeStatus::Succeeded,
+            "pending" => ChargeStatus::Pending,
+            "failed" => ChargeStatus::Failed,
+            _ => ChargeStatus::Unknown(s),
+        })
+    }
 }
 
 /// What the network and Stripe's risk checks said.

@@ -143,7 +143,7 @@ pub(crate) async fn sendgrid(
         let outcome = app
             .inner
             .outbox
-            .record_event(&format!("sendgrid:{}", e.dedup_key()), Vec::new())
+            .record_event(&e.dedup_key(), Vec::new())
             .await?;
         if outcome.is_duplicate() {
             duplicates += 1;
