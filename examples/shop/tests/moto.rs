@@ -7,7 +7,8 @@ use std::sync::Arc;
 use integrations_core::{Currency, ErrorKind, Money};
 use integrations_shop::{DynamoOrderStore, LineItem, Order, OrderStatus};
 
-#[path = "support/moto.rs"]
+// The AWS crate's moto harness, shared rather than copied.
+#[path = "../../../integrations-aws/tests/moto/support.rs"]
 mod support;
 
 use support::{moto_or_skip, unique};

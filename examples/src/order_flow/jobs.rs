@@ -234,30 +234,18 @@ mod tests {
         }
     }
 
+    /// The fan-out per event kind is the shop's (`integrations-shop`'s own test); here, that an
+    /// event made from this example's order record survives the trip through a job.
     #[test]
-    fn events_fan_out_to_their_kinds() {
-        let kinds = |k| {
-            event(k)
-                .jobs(5)
-                .unwrap()
-                .into_iter()
-                .map(|j| j.kind)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            kinds(OrderEventKind::Paid),
-            [EMAIL, SHEETS_APPEND, NOTIFY, METRICS]
-        );
-        assert_eq!(
-            kinds(OrderEventKind::PaymentFailed),
-            [EMAIL, NOTIFY, METRICS]
-        );
-        assert_eq!(
-            kinds(OrderEventKind::Refunded),
-            [EMAIL, SHEETS_UPDATE, NOTIFY, METRICS]
-        );
-        let ev = event(OrderEventKind::Paid);
-        assert_eq!(OrderEvent::of(&job(&ev, EMAIL)).unwrap(), ev);
+    fn order_events_round_trip_through_their_jobs() {
+        for kind in [
+            OrderEventKind::Paid,
+            OrderEventKind::PaymentFailed,
+            OrderEventKind::Refunded,
+        ] {
+            let ev = event(kind);
+            assert_eq!(OrderEvent::of(&job(&ev, EMAIL)).unwrap(), ev);
+        }
     }
 
     #[tokio::test]

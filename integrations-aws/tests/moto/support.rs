@@ -40,7 +40,13 @@ fn from_file() -> HashMap<String, String> {
     let path = std::env::var("MOTO_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/moto-credentials.env")
+            // `.ci/moto.sh` writes it under the workspace's `target/`: the nearest ancestor of
+            // the crate being tested that has one (this file also serves `examples/shop`).
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            dir.ancestors()
+                .map(|d| d.join("target/moto-credentials.env"))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| dir.join("../target/moto-credentials.env"))
         });
     std::fs::read_to_string(path)
         .unwrap_or_default()
