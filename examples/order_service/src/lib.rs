@@ -26,7 +26,7 @@
 //! |---|---|
 //! | [`state`] | [`AppState`] and its builder |
 //! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time |
-//! | [`validate`] | request validation naming fields; amounts as exact decimal strings |
+//! | [`validate`] | request validation naming fields; amounts as exact decimals (numbers read from their literal text, or strings) |
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations, the page |
