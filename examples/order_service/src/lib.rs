@@ -15,6 +15,7 @@
 //! | `POST /api/payments/refund` | API key | full or partial refund, never above what is left |
 //! | `POST /api/monitoring/dead-letters/{id}/replay` | API key | put a dead letter back |
 //! | `GET /api/monitoring/health` | — | `ok` / `degraded`, 503 when the stores fail |
+//! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | — | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
 //! | `GET /metrics` | — | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
 //! | `GET /integrations` | — | integrations with live metrics, outbox counts, dead letters (JSON) |
 //! | `GET /` | — | the monitoring page (server-rendered HTML) |
@@ -30,6 +31,7 @@
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations, the page |
+//! | [`history`] | metrics time series in SQLite, sampled every 10 s, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
 //! | [`notifier`] | the local notifier |
@@ -44,6 +46,7 @@
 pub mod api;
 pub mod auth;
 pub mod effects;
+pub mod history;
 mod html;
 pub mod monitoring;
 pub mod notifier;
@@ -117,6 +120,7 @@ pub fn app(state: AppState) -> Router {
     let public = Router::new()
         .route("/", get(monitoring::page))
         .route("/api/monitoring/health", get(monitoring::health))
+        .route("/api/monitoring/metrics", get(monitoring::metrics_window))
         .route("/metrics", get(monitoring::metrics))
         .route("/integrations", get(monitoring::integrations))
         .route(

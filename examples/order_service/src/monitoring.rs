@@ -1,4 +1,5 @@
-//! Monitoring: `GET /api/monitoring/health`, `GET /metrics` (Prometheus text), `GET /integrations`
+//! Monitoring: `GET /api/monitoring/health`, `GET /api/monitoring/metrics` (stored series),
+//! `GET /metrics` (Prometheus text), `GET /integrations`
 //! (JSON), `GET /` (the page), `POST /api/monitoring/dead-letters/{id}/replay`.
 //!
 //! Every view is read from live data at request time: the metrics registry the providers'
@@ -259,6 +260,35 @@ pub(crate) async fn integrations(
             "deadLetters": dead,
         }),
     ))
+}
+
+/// `GET /api/monitoring/metrics?timeRange=1h|24h|7d` (default `24h`): per-integration calls,
+/// errors, latency and the outbox over the window, from the stored series (see
+/// [`crate::history`]), so the answer survives a restart.
+pub(crate) async fn metrics_window(
+    State(app): State<AppState>,
+    query: std::result::Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> std::result::Result<Response, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| integrations_core::Error::invalid_input("query", e.body_text()))?;
+    let range = crate::history::TimeRange::parse(q.get("timeRange").map_or("24h", String::as_str))?;
+    let history = app.metrics_history().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            integrations_core::Error::configuration(
+                "metrics_history",
+                "this service keeps no metrics history",
+            ),
+        )
+    })?;
+    let names = app.integrations().iter().map(|i| i.name.clone()).collect();
+    let data = history
+        .window(range, crate::history::now_ms(), names)
+        .await?;
+    Ok(ok(StatusCode::OK, data))
 }
 
 /// `GET /`: the monitoring page.

@@ -15,6 +15,7 @@ use integrations_stripe::webhook::StripeWebhookVerifier;
 use serde::Serialize;
 
 use crate::auth::ApiKeys;
+use crate::history::MetricsHistory;
 use crate::orders::OrderStore;
 
 /// How an integration is provided.
@@ -104,6 +105,7 @@ pub(crate) struct Inner {
     pub(crate) outbox: Arc<dyn OutboxStore>,
     pub(crate) metrics: MetricsRegistry,
     pub(crate) api_keys: ApiKeys,
+    pub(crate) history: Option<MetricsHistory>,
     pub(crate) stripe: Arc<StripeWebhookVerifier>,
     pub(crate) sendgrid: Option<EventWebhookVerifier>,
     pub(crate) sns: Option<SnsWebhook>,
@@ -159,6 +161,7 @@ impl AppState {
             payments,
             outbox,
             api_keys,
+            history: None,
             stripe: stripe_webhook,
             metrics: MetricsRegistry::global().clone(),
             sendgrid: None,
@@ -185,6 +188,11 @@ impl AppState {
     /// The accepted API keys.
     pub fn api_keys(&self) -> &ApiKeys {
         &self.inner.api_keys
+    }
+
+    /// The stored metrics series, if configured.
+    pub fn metrics_history(&self) -> Option<&MetricsHistory> {
+        self.inner.history.as_ref()
     }
 
     /// The configured integrations.
@@ -224,6 +232,7 @@ pub struct AppStateBuilder {
     payments: Arc<dyn PaymentProvider>,
     outbox: Arc<dyn OutboxStore>,
     api_keys: ApiKeys,
+    history: Option<MetricsHistory>,
     stripe: StripeWebhookVerifier,
     metrics: MetricsRegistry,
     sendgrid: Option<EventWebhookVerifier>,
@@ -245,6 +254,13 @@ impl AppStateBuilder {
     #[must_use]
     pub fn metrics(mut self, registry: MetricsRegistry) -> Self {
         self.metrics = registry;
+        self
+    }
+
+    /// Answers `GET /api/monitoring/metrics` from `history` (without one that route answers 503).
+    #[must_use]
+    pub fn metrics_history(mut self, history: MetricsHistory) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -282,6 +298,7 @@ impl AppStateBuilder {
                 outbox: self.outbox,
                 metrics: self.metrics,
                 api_keys: self.api_keys,
+                history: self.history,
                 stripe: Arc::new(self.stripe),
                 sendgrid: self.sendgrid,
                 sns: self.sns,
