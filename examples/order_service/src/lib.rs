@@ -8,12 +8,12 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `POST /api/orders` | API key | validate (400 naming the field; total = sum of the lines), store, create the payment (`order/payment` idempotency key); `Idempotency-Key` header honoured |
-//! | `GET /api/orders/{id}` | API key | one order |
-//! | `GET /api/orders?limit&cursor` | API key | newest first, cursor pagination (`lastKey` accepted) |
-//! | `POST /api/payments/confirm` | API key | confirm the order's own payment intent (a foreign one is refused) |
-//! | `POST /api/payments/refund` | API key | full or partial refund, never above what is left |
-//! | `POST /api/monitoring/dead-letters/{id}/replay` | API key | put a dead letter back |
+//! | `POST /api/orders` | API key or JWT | validate (400 naming the field; total = sum of the lines), store, create the payment (`order/payment` idempotency key); `Idempotency-Key` header honoured |
+//! | `GET /api/orders/{id}` | API key or JWT | one order |
+//! | `GET /api/orders?limit&cursor` | API key or JWT | newest first, cursor pagination (`lastKey` accepted) |
+//! | `POST /api/payments/confirm` | API key or JWT | confirm the order's own payment intent (a foreign one is refused) |
+//! | `POST /api/payments/refund` | API key or JWT | full or partial refund, never above what is left |
+//! | `POST /api/monitoring/dead-letters/{id}/replay` | API key or JWT | put a dead letter back |
 //! | `GET /api/monitoring/health` | — | `ok` / `degraded`, 503 when the stores fail |
 //! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | — | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
 //! | `GET /metrics` | — | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
@@ -26,7 +26,8 @@
 //! | module | holds |
 //! |---|---|
 //! | [`state`] | [`AppState`] and its builder |
-//! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time |
+//! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time; JWTs through [`jwt`] |
+//! | [`jwt`] | JWT bearer tokens: HS256 secret or RS256/ES256 JWKS, `iss`/`aud`/`exp`/`nbf` |
 //! | [`validate`] | request validation naming fields; amounts as exact decimals (numbers read from their literal text, or strings) |
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
@@ -48,6 +49,7 @@ pub mod auth;
 pub mod effects;
 pub mod history;
 mod html;
+pub mod jwt;
 pub mod monitoring;
 pub mod notifier;
 pub mod orders;
@@ -113,8 +115,8 @@ pub fn app(state: AppState) -> Router {
             post(monitoring::replay),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.api_keys().clone(),
-            auth::require_api_key,
+            state.authenticator(),
+            auth::require_auth,
         ))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let public = Router::new()

@@ -149,6 +149,9 @@ impl Server {
         )
         .metrics(config.metrics.clone())
         .metrics_history(history.clone());
+        if let Some(jwt) = crate::jwt::JwtVerifier::from_lookup(&*config.lookup)? {
+            builder = builder.jwt(jwt);
+        }
         if let Some(v) = &services.sendgrid_webhook {
             builder = builder.sendgrid_webhook(v.clone());
         }
