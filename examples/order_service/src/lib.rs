@@ -62,7 +62,7 @@ pub mod wiring;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -87,6 +87,18 @@ pub(crate) fn random_hex<const N: usize>() -> String {
 
 async fn not_found(uri: Uri) -> Response {
     api::ApiError::from(Error::not_found(format!("no route {}", uri.path()))).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    api::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Error::invalid_input(
+            "method",
+            format!("{method} is not allowed on {}", uri.path()),
+        )
+        .with_code("method_not_allowed"),
+    )
+    .into_response()
 }
 
 async fn not_configured(uri: Uri) -> Response {
@@ -151,5 +163,7 @@ pub fn app(state: AppState) -> Router {
         ),
         None => router.route("/webhooks/sns", post(not_configured)),
     };
-    router.fallback(not_found)
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }

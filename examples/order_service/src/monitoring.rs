@@ -232,6 +232,33 @@ pub(crate) async fn metrics(
     Ok(resp)
 }
 
+/// An integration's metrics as JSON with the API's camelCase field names (`successRate`,
+/// `p50Ms`); the keys of `failures` are error kinds and stay as they are.
+pub fn snapshot_json(s: &IntegrationSnapshot) -> Value {
+    fn camel(key: &str) -> String {
+        let mut out = String::with_capacity(key.len());
+        let mut upper = false;
+        for c in key.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+    match serde_json::to_value(s) {
+        Ok(Value::Object(map)) => {
+            Value::Object(map.into_iter().map(|(k, v)| (camel(&k), v)).collect())
+        }
+        Ok(other) => other,
+        Err(_) => Value::Null,
+    }
+}
+
 /// `GET /integrations`: the integrations with their live metrics, the outbox and dead letters.
 pub(crate) async fn integrations(
     State(app): State<AppState>,
@@ -246,7 +273,7 @@ pub(crate) async fn integrations(
                 "role": i.info.role,
                 "mode": i.info.mode,
                 "health": i.health().as_str(),
-                "metrics": i.metrics,
+                "metrics": i.metrics.as_ref().map(snapshot_json),
             })
         })
         .collect();
@@ -300,8 +327,9 @@ pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Res
 /// `POST /api/monitoring/dead-letters/{id}/replay`: puts a dead letter back to pending.
 pub(crate) async fn replay(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> std::result::Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| integrations_core::Error::invalid_input("id", e.body_text()))?;
     app.outbox().replay(&JobId::new(id.clone())).await?;
     tracing::info!(job = %id, "dead letter replayed");
     Ok(ok(StatusCode::OK, json!({ "replayed": id })))
