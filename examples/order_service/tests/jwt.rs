@@ -372,3 +372,36 @@ async fn unknown_kids_fetch_the_jwks_at_most_once_a_minute() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.json["error"]["message"].as_str().unwrap().contains("kid"));
 }
+
+#[tokio::test]
+async fn es256_keys_come_from_the_jwks_too() {
+    use p256::pkcs8::EncodePrivateKey as _;
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let point = key.verifying_key().to_encoded_point(false);
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": "ec1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+        "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+    });
+    let der = key.to_pkcs8_der().unwrap();
+    let encoding = EncodingKey::from_ec_der(der.as_bytes());
+    let server = JwksServer::start(json!({ "keys": [jwk] })).await;
+    let v = JwtVerifier::new(ISS, AUD)
+        .unwrap()
+        .jwks(&server.url)
+        .unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec1".into());
+    let token = encode(&header, &claims(), &encoding).unwrap();
+    assert_eq!(v.verify(&token).await.unwrap()["sub"], "user_1");
+    // The EC key does not verify an RS256 token naming it.
+    let rsa = rsa_key("ec1");
+    assert!(v.verify(&rs256(&rsa, &claims())).await.is_err());
+    let expired = encode(
+        &header,
+        &with(claims(), "exp", json!(now() - 120)),
+        &encoding,
+    )
+    .unwrap();
+    assert!(v.verify(&expired).await.is_err());
+}
