@@ -1,6 +1,8 @@
-//! API-key authentication, compared in constant time.
+//! Authentication: API keys, compared in constant time, and JWT bearer tokens ([`crate::jwt`]).
 //!
-//! Clients send `X-API-Key: <key>` or `Authorization: Bearer <key>`. The service keeps only the
+//! Clients send `X-API-Key: <key>`, `Authorization: Bearer <key>` or
+//! `Authorization: Bearer <jwt_token>` (when a [`JwtVerifier`] is configured: a bearer value that
+//! is not one of the keys is verified as a JWT). The service keeps only the
 //! SHA-256 digests of its keys; a presented key is hashed and compared with **every** digest
 //! using [`subtle`]'s constant-time equality, without stopping at a match, so neither how much
 //! of a key matched nor its length nor which key matched shows in the response time.
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::api::ApiError;
+use crate::jwt::{Claims, JwtVerifier};
 
 /// The environment variable [`ApiKeys::from_env`] reads: keys separated by commas (several keys
 /// allow rotation).
@@ -119,18 +122,71 @@ impl ApiKeys {
     }
 }
 
-/// Middleware: lets requests with an accepted key through, answers 401 otherwise (with
-/// `WWW-Authenticate: Bearer`).
-pub async fn require_api_key(State(keys): State<ApiKeys>, req: Request, next: Next) -> Response {
-    let verdict = match ApiKeys::presented(req.headers()) {
-        None => Err("missing API key: send X-API-Key or Authorization: Bearer"),
-        Some(key) if keys.verify(key) => Ok(()),
-        Some(_) => Err("invalid API key"),
-    };
-    match verdict {
-        Ok(()) => next.run(req).await,
-        Err(msg) => {
-            let mut resp = ApiError::from(Error::unauthenticated(msg)).into_response();
+/// What the API routes accept: the API keys and, when configured, JWTs.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    keys: ApiKeys,
+    jwt: Option<JwtVerifier>,
+}
+
+impl Authenticator {
+    /// Accepts `keys` and, with `jwt`, the tokens it verifies.
+    pub fn new(keys: ApiKeys, jwt: Option<JwtVerifier>) -> Self {
+        Authenticator { keys, jwt }
+    }
+
+    /// The accepted API keys.
+    pub fn keys(&self) -> &ApiKeys {
+        &self.keys
+    }
+
+    /// The JWT verifier, if JWTs are accepted.
+    pub fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_ref()
+    }
+
+    /// `Ok(Some(claims))` for a valid JWT, `Ok(None)` for an accepted API key.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] saying what was missing or wrong.
+    pub async fn check(&self, headers: &HeaderMap) -> Result<Option<Claims>> {
+        let bearer = headers.get(API_KEY_HEADER).is_none();
+        let Some(presented) = ApiKeys::presented(headers) else {
+            return Err(Error::unauthenticated(
+                "missing credentials: send X-API-Key or Authorization: Bearer",
+            ));
+        };
+        if self.keys.verify(presented) {
+            return Ok(None);
+        }
+        match (&self.jwt, bearer, std::str::from_utf8(presented)) {
+            (Some(jwt), true, Ok(token)) if token.contains('.') => {
+                jwt.verify(token).await.map(Some)
+            }
+            (None, true, Ok(token)) if token.contains('.') => Err(Error::unauthenticated(
+                "JWT bearer tokens are not configured on this service",
+            )),
+            _ => Err(Error::unauthenticated("invalid API key")),
+        }
+    }
+}
+
+/// Middleware: lets requests with an accepted API key or JWT through (a JWT's claims go into the
+/// request's extensions as [`Claims`]), answers 401 otherwise (with `WWW-Authenticate: Bearer`).
+pub async fn require_auth(
+    State(auth): State<Authenticator>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match auth.check(req.headers()).await {
+        Ok(claims) => {
+            if let Some(c) = claims {
+                req.extensions_mut().insert(c);
+            }
+            next.run(req).await
+        }
+        Err(e) => {
+            let mut resp = ApiError::from(e).into_response();
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"order-service\""),

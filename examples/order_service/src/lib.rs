@@ -8,13 +8,14 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `POST /api/orders` | API key | validate (400 naming the field; total = sum of the lines), store, create the payment (`order/payment` idempotency key); `Idempotency-Key` header honoured |
-//! | `GET /api/orders/{id}` | API key | one order |
-//! | `GET /api/orders?limit&cursor` | API key | newest first, cursor pagination (`lastKey` accepted) |
-//! | `POST /api/payments/confirm` | API key | confirm the order's own payment intent (a foreign one is refused) |
-//! | `POST /api/payments/refund` | API key | full or partial refund, never above what is left |
-//! | `POST /api/monitoring/dead-letters/{id}/replay` | API key | put a dead letter back |
+//! | `POST /api/orders` | API key or JWT | validate (400 naming the field; total = sum of the lines), store, create the payment (`order/payment` idempotency key); `Idempotency-Key` header honoured |
+//! | `GET /api/orders/{id}` | API key or JWT | one order |
+//! | `GET /api/orders?limit&cursor` | API key or JWT | newest first, cursor pagination (`lastKey` accepted) |
+//! | `POST /api/payments/confirm` | API key or JWT | confirm the order's own payment intent (a foreign one is refused) |
+//! | `POST /api/payments/refund` | API key or JWT | full or partial refund, never above what is left |
+//! | `POST /api/monitoring/dead-letters/{id}/replay` | API key or JWT | put a dead letter back |
 //! | `GET /api/monitoring/health` | — | `ok` / `degraded`, 503 when the stores fail |
+//! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | — | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
 //! | `GET /metrics` | — | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
 //! | `GET /integrations` | — | integrations with live metrics, outbox counts, dead letters (JSON) |
 //! | `GET /` | — | the monitoring page (server-rendered HTML) |
@@ -25,11 +26,13 @@
 //! | module | holds |
 //! |---|---|
 //! | [`state`] | [`AppState`] and its builder |
-//! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time |
-//! | [`validate`] | request validation naming fields; amounts as exact decimal strings |
+//! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time; JWTs through [`jwt`] |
+//! | [`jwt`] | JWT bearer tokens: HS256 secret or RS256/ES256 JWKS, `iss`/`aud`/`exp`/`nbf` |
+//! | [`validate`] | request validation naming fields; amounts as exact decimals (numbers read from their literal text, or strings) |
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations, the page |
+//! | [`history`] | metrics time series in SQLite, sampled every 10 s, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
 //! | [`notifier`] | the local notifier |
@@ -44,7 +47,9 @@
 pub mod api;
 pub mod auth;
 pub mod effects;
+pub mod history;
 mod html;
+pub mod jwt;
 pub mod monitoring;
 pub mod notifier;
 pub mod orders;
@@ -57,7 +62,7 @@ pub mod wiring;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -82,6 +87,18 @@ pub(crate) fn random_hex<const N: usize>() -> String {
 
 async fn not_found(uri: Uri) -> Response {
     api::ApiError::from(Error::not_found(format!("no route {}", uri.path()))).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    api::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Error::invalid_input(
+            "method",
+            format!("{method} is not allowed on {}", uri.path()),
+        )
+        .with_code("method_not_allowed"),
+    )
+    .into_response()
 }
 
 async fn not_configured(uri: Uri) -> Response {
@@ -110,13 +127,14 @@ pub fn app(state: AppState) -> Router {
             post(monitoring::replay),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.api_keys().clone(),
-            auth::require_api_key,
+            state.authenticator(),
+            auth::require_auth,
         ))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let public = Router::new()
         .route("/", get(monitoring::page))
         .route("/api/monitoring/health", get(monitoring::health))
+        .route("/api/monitoring/metrics", get(monitoring::metrics_window))
         .route("/metrics", get(monitoring::metrics))
         .route("/integrations", get(monitoring::integrations))
         .route(
@@ -145,5 +163,7 @@ pub fn app(state: AppState) -> Router {
         ),
         None => router.route("/webhooks/sns", post(not_configured)),
     };
-    router.fallback(not_found)
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }

@@ -76,6 +76,7 @@ async fn run() -> Result<()> {
         lookup: Box::new(|n| std::env::var(n).ok()),
         poll_interval: Duration::from_secs(1),
         dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
+        metrics_interval: integrations_order_service::history::SAMPLE_INTERVAL,
     };
     let server = Server::start(config).await?;
     for i in &server.state().integrations().to_vec() {

@@ -1,4 +1,5 @@
-//! Monitoring: `GET /api/monitoring/health`, `GET /metrics` (Prometheus text), `GET /integrations`
+//! Monitoring: `GET /api/monitoring/health`, `GET /api/monitoring/metrics` (stored series),
+//! `GET /metrics` (Prometheus text), `GET /integrations`
 //! (JSON), `GET /` (the page), `POST /api/monitoring/dead-letters/{id}/replay`.
 //!
 //! Every view is read from live data at request time: the metrics registry the providers'
@@ -231,6 +232,33 @@ pub(crate) async fn metrics(
     Ok(resp)
 }
 
+/// An integration's metrics as JSON with the API's camelCase field names (`successRate`,
+/// `p50Ms`); the keys of `failures` are error kinds and stay as they are.
+pub fn snapshot_json(s: &IntegrationSnapshot) -> Value {
+    fn camel(key: &str) -> String {
+        let mut out = String::with_capacity(key.len());
+        let mut upper = false;
+        for c in key.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+    match serde_json::to_value(s) {
+        Ok(Value::Object(map)) => {
+            Value::Object(map.into_iter().map(|(k, v)| (camel(&k), v)).collect())
+        }
+        Ok(other) => other,
+        Err(_) => Value::Null,
+    }
+}
+
 /// `GET /integrations`: the integrations with their live metrics, the outbox and dead letters.
 pub(crate) async fn integrations(
     State(app): State<AppState>,
@@ -245,7 +273,7 @@ pub(crate) async fn integrations(
                 "role": i.info.role,
                 "mode": i.info.mode,
                 "health": i.health().as_str(),
-                "metrics": i.metrics,
+                "metrics": i.metrics.as_ref().map(snapshot_json),
             })
         })
         .collect();
@@ -261,6 +289,35 @@ pub(crate) async fn integrations(
     ))
 }
 
+/// `GET /api/monitoring/metrics?timeRange=1h|24h|7d` (default `24h`): per-integration calls,
+/// errors, latency and the outbox over the window, from the stored series (see
+/// [`crate::history`]), so the answer survives a restart.
+pub(crate) async fn metrics_window(
+    State(app): State<AppState>,
+    query: std::result::Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> std::result::Result<Response, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| integrations_core::Error::invalid_input("query", e.body_text()))?;
+    let range = crate::history::TimeRange::parse(q.get("timeRange").map_or("24h", String::as_str))?;
+    let history = app.metrics_history().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            integrations_core::Error::configuration(
+                "metrics_history",
+                "this service keeps no metrics history",
+            ),
+        )
+    })?;
+    let names = app.integrations().iter().map(|i| i.name.clone()).collect();
+    let data = history
+        .window(range, crate::history::now_ms(), names)
+        .await?;
+    Ok(ok(StatusCode::OK, data))
+}
+
 /// `GET /`: the monitoring page.
 pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Response, ApiError> {
     let o = overview(&app).await?;
@@ -270,8 +327,9 @@ pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Res
 /// `POST /api/monitoring/dead-letters/{id}/replay`: puts a dead letter back to pending.
 pub(crate) async fn replay(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> std::result::Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| integrations_core::Error::invalid_input("id", e.body_text()))?;
     app.outbox().replay(&JobId::new(id.clone())).await?;
     tracing::info!(job = %id, "dead letter replayed");
     Ok(ok(StatusCode::OK, json!({ "replayed": id })))

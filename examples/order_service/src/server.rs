@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::ApiKeys;
 use crate::effects::Effects;
+use crate::history::{MetricsHistory, Recorder};
 use crate::orders::OrderStore;
 use crate::state::AppState;
 use crate::wiring::Services;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub poll_interval: Duration,
     /// The dispatcher's backoff between attempts of a failed job.
     pub dispatcher_backoff: Backoff,
+    /// How often the metrics history is sampled.
+    pub metrics_interval: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             lookup: Box::new(|_| None),
             poll_interval: Duration::from_millis(200),
             dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
+            metrics_interval: crate::history::SAMPLE_INTERVAL,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Server {
     dispatcher_task: JoinHandle<RunStats>,
     stop_http: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
+    stop_recorder: Option<tokio::sync::oneshot::Sender<()>>,
+    recorder_task: JoinHandle<()>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -122,6 +128,7 @@ impl Server {
         let db = dir.join(DB_FILE);
         let outbox: Arc<dyn OutboxStore> = Arc::new(SqliteOutbox::open(&db).await?);
         let orders = OrderStore::open(&db).await?;
+        let history = MetricsHistory::open(&db).await?;
 
         let listener = TcpListener::bind(config.addr).await.map_err(|e| {
             Error::unavailable(format!("cannot listen on {}: {e}", config.addr)).with_source(e)
@@ -140,7 +147,11 @@ impl Server {
             config.api_keys,
             services.stripe_webhook.clone(),
         )
-        .metrics(config.metrics);
+        .metrics(config.metrics.clone())
+        .metrics_history(history.clone());
+        if let Some(jwt) = crate::jwt::JwtVerifier::from_lookup(&*config.lookup)? {
+            builder = builder.jwt(jwt);
+        }
         if let Some(v) = &services.sendgrid_webhook {
             builder = builder.sendgrid_webhook(v.clone());
         }
@@ -160,7 +171,7 @@ impl Server {
             Arc::clone(&services.notifier),
         );
         let dispatcher = effects
-            .register(Dispatcher::builder(outbox))
+            .register(Dispatcher::builder(Arc::clone(&outbox)))
             .poll_interval(config.poll_interval)
             .backoff(config.dispatcher_backoff)
             .build()?;
@@ -168,6 +179,10 @@ impl Server {
         let (stop_dispatcher, signal) = shutdown_channel();
         let d = dispatcher.clone();
         let dispatcher_task = tokio::spawn(async move { d.run(signal).await });
+
+        let recorder = Recorder::new(config.metrics, Some(Arc::clone(&outbox)), history);
+        let (stop_recorder, recorder_stop) = tokio::sync::oneshot::channel::<()>();
+        let recorder_task = tokio::spawn(recorder.run(config.metrics_interval, recorder_stop));
 
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = crate::app(state.clone());
@@ -188,6 +203,8 @@ impl Server {
             dispatcher_task,
             stop_http: Some(stop_http),
             http_task,
+            stop_recorder: Some(stop_recorder),
+            recorder_task,
             _temp_dir: temp_dir,
         })
     }
@@ -226,6 +243,10 @@ impl Server {
             let _ = stop.send(());
         }
         let served = (&mut self.http_task).await;
+        if let Some(stop) = self.stop_recorder.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.recorder_task).await;
         self.stop_dispatcher.trigger();
         let stats = (&mut self.dispatcher_task).await.unwrap_or_default();
         match served {
@@ -239,6 +260,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.http_task.abort();
+        self.recorder_task.abort();
         self.stop_dispatcher.trigger();
     }
 }

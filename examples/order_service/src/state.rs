@@ -14,7 +14,9 @@ use integrations_sendgrid::webhook::EventWebhookVerifier;
 use integrations_stripe::webhook::StripeWebhookVerifier;
 use serde::Serialize;
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, Authenticator};
+use crate::history::MetricsHistory;
+use crate::jwt::JwtVerifier;
 use crate::orders::OrderStore;
 
 /// How an integration is provided.
@@ -104,6 +106,8 @@ pub(crate) struct Inner {
     pub(crate) outbox: Arc<dyn OutboxStore>,
     pub(crate) metrics: MetricsRegistry,
     pub(crate) api_keys: ApiKeys,
+    pub(crate) jwt: Option<JwtVerifier>,
+    pub(crate) history: Option<MetricsHistory>,
     pub(crate) stripe: Arc<StripeWebhookVerifier>,
     pub(crate) sendgrid: Option<EventWebhookVerifier>,
     pub(crate) sns: Option<SnsWebhook>,
@@ -128,6 +132,7 @@ impl fmt::Debug for AppState {
             .field("payments", &i.payments.name())
             .field("outbox", &i.outbox)
             .field("api_keys", &i.api_keys)
+            .field("jwt", &i.jwt)
             .field("integrations", &i.integrations)
             .finish_non_exhaustive()
     }
@@ -159,6 +164,8 @@ impl AppState {
             payments,
             outbox,
             api_keys,
+            jwt: None,
+            history: None,
             stripe: stripe_webhook,
             metrics: MetricsRegistry::global().clone(),
             sendgrid: None,
@@ -185,6 +192,16 @@ impl AppState {
     /// The accepted API keys.
     pub fn api_keys(&self) -> &ApiKeys {
         &self.inner.api_keys
+    }
+
+    /// What the API routes accept: the API keys and the JWT verifier, if any.
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator::new(self.inner.api_keys.clone(), self.inner.jwt.clone())
+    }
+
+    /// The stored metrics series, if configured.
+    pub fn metrics_history(&self) -> Option<&MetricsHistory> {
+        self.inner.history.as_ref()
     }
 
     /// The configured integrations.
@@ -224,6 +241,8 @@ pub struct AppStateBuilder {
     payments: Arc<dyn PaymentProvider>,
     outbox: Arc<dyn OutboxStore>,
     api_keys: ApiKeys,
+    jwt: Option<JwtVerifier>,
+    history: Option<MetricsHistory>,
     stripe: StripeWebhookVerifier,
     metrics: MetricsRegistry,
     sendgrid: Option<EventWebhookVerifier>,
@@ -245,6 +264,20 @@ impl AppStateBuilder {
     #[must_use]
     pub fn metrics(mut self, registry: MetricsRegistry) -> Self {
         self.metrics = registry;
+        self
+    }
+
+    /// Also accepts the JWT bearer tokens `verifier` accepts.
+    #[must_use]
+    pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.jwt = Some(verifier);
+        self
+    }
+
+    /// Answers `GET /api/monitoring/metrics` from `history` (without one that route answers 503).
+    #[must_use]
+    pub fn metrics_history(mut self, history: MetricsHistory) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -282,6 +315,8 @@ impl AppStateBuilder {
                 outbox: self.outbox,
                 metrics: self.metrics,
                 api_keys: self.api_keys,
+                jwt: self.jwt,
+                history: self.history,
                 stripe: Arc::new(self.stripe),
                 sendgrid: self.sendgrid,
                 sns: self.sns,

@@ -1,13 +1,18 @@
 //! Request validation: every refusal is an [`Error::InvalidInput`] naming the field
 //! (`items[1].price`), which the API answers with a 400.
 //!
-//! Amounts are decimal **strings** in the currency's major unit (`"29.99"` USD, `"1500"` JPY),
-//! parsed exactly into [`Money`]. JSON numbers are refused for amounts: a number such as `29.99`
-//! is a binary float to most JSON parsers, and no amount goes through floating point here.
+//! Amounts are decimals in the currency's major unit, as JSON numbers (`29.99`, as the seed's API
+//! documentation writes them) or strings (`"29.99"`), parsed exactly into [`Money`]. A JSON number
+//! is a decimal literal: [`exact_amounts`] reads its text from the raw body (through
+//! [`RawValue`]) before anything could turn it into a binary float, so no amount ever goes
+//! through floating point. Refused, naming the field: more decimals than the currency has
+//! (`29.999` USD), exponents (`2.999e1`), anything that is not a plain decimal, negative amounts.
 
 use integrations_core::provider::RefundReason;
 use integrations_core::provider::email::is_valid_address;
 use integrations_core::{Currency, Error, Money, Result};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::orders::{LineItem, NewOrder, ShippingAddress};
@@ -36,6 +41,62 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>> {
             format!("is not valid JSON: {e}"),
         )),
     }
+}
+
+/// Amount fields of the request bodies, as their literal JSON text.
+#[derive(Deserialize)]
+struct TopAmounts<'a> {
+    #[serde(borrow, rename = "totalAmount")]
+    total_amount: Option<&'a RawValue>,
+    #[serde(borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow)]
+    items: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ItemAmounts<'a> {
+    #[serde(borrow)]
+    price: Option<&'a RawValue>,
+}
+
+/// Replaces every amount given as a JSON **number** in `map` (`totalAmount`, `amount`,
+/// `items[i].price`) with the number's literal text from `raw`, the body `map` was parsed from,
+/// so that [`Fields::opt_money`] parses the decimal exactly as written (`29.99`, never
+/// 29.989999…). Strings and other values are left alone.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `body` when the raw text cannot be read the same way (a
+/// duplicated amount key).
+pub fn exact_amounts(raw: &[u8], map: &mut Map<String, Value>) -> Result<()> {
+    let unreadable = |e: serde_json::Error| Error::invalid_input("body", format!("{e}"));
+    let text = std::str::from_utf8(raw).map_err(|e| Error::invalid_input("body", e.to_string()))?;
+    let top: TopAmounts<'_> = serde_json::from_str(text).map_err(unreadable)?;
+    let literal = |v: &mut Value, r: Option<&RawValue>| {
+        if let (Value::Number(_), Some(r)) = (&*v, r) {
+            *v = Value::String(r.get().to_owned());
+        }
+    };
+    if let Some(v) = map.get_mut("totalAmount") {
+        literal(v, top.total_amount);
+    }
+    if let Some(v) = map.get_mut("amount") {
+        literal(v, top.amount);
+    }
+    if let (Some(Value::Array(items)), Some(raw_items)) = (map.get_mut("items"), top.items) {
+        let raw_items: Vec<&RawValue> =
+            serde_json::from_str(raw_items.get()).map_err(unreadable)?;
+        for (item, raw_item) in items.iter_mut().zip(raw_items) {
+            if let Value::Object(item) = item {
+                let r: ItemAmounts<'_> =
+                    serde_json::from_str(raw_item.get()).map_err(unreadable)?;
+                if let Some(v) = item.get_mut("price") {
+                    literal(v, r.price);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A JSON object being validated, with the path of its fields.
@@ -100,22 +161,28 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.invalid(key, "is required"))
     }
 
-    /// An optional amount: a decimal string in `currency`, exact to its minor unit.
+    /// An optional amount: a non-negative decimal in `currency`, exact to its minor unit, as a
+    /// string, or as a number whose literal text [`exact_amounts`] put in place of the parsed
+    /// number.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the field.
     pub fn opt_money(&self, key: &str, currency: Currency) -> Result<Option<Money>> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
+        let money = match self.map.get(key) {
+            None | Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) => Money::parse(s.trim(), currency)
-                .map(Some)
-                .map_err(|e| self.invalid(key, e.to_string())),
-            Some(Value::Number(_)) => Err(self.invalid(
-                key,
-                "must be a decimal string such as \"29.99\": numbers are refused so that no amount passes through floating point",
-            )),
-            Some(_) => Err(self.invalid(key, "must be a decimal string such as \"29.99\"")),
+                .map_err(|e| self.invalid(key, format!("{e}: write a decimal such as 29.99")))?,
+            // Only reached when the body did not go through `exact_amounts`: never guess from
+            // the float.
+            Some(Value::Number(_)) => {
+                return Err(self.invalid(key, "could not be read exactly from the request"));
+            }
+            Some(_) => return Err(self.invalid(key, "must be a decimal such as 29.99")),
+        };
+        if money.minor() < 0 {
+            return Err(self.invalid(key, "must not be negative"));
         }
+        Ok(Some(money))
     }
 
     /// A required amount, as [`Fields::opt_money`].
@@ -132,7 +199,7 @@ impl<'a> Fields<'a> {
 ///
 /// Refuses, naming the field: missing or malformed customer fields, an unknown currency, no
 /// items or more than [`MAX_ITEMS`], a quantity outside 1..=[`MAX_QUANTITY`], a price that is not
-/// an exact non-negative decimal string, a zero total, and a `totalAmount` that differs from the
+/// an exact non-negative decimal, a zero total, and a `totalAmount` that differs from the
 /// sum of the lines (code `amount_mismatch`).
 ///
 /// # Errors
@@ -228,9 +295,6 @@ fn line_item(f: Fields<'_>, currency: Currency) -> Result<LineItem> {
         Some(_) => return Err(f.invalid("quantity", "must be a number")),
     };
     let unit_price = f.money("price", currency)?;
-    if unit_price.minor() < 0 {
-        return Err(f.invalid("price", "must not be negative"));
-    }
     Ok(LineItem::new(id, name, quantity, unit_price))
 }
 
@@ -274,7 +338,7 @@ pub fn confirm_request(body: &Map<String, Value>) -> Result<ConfirmRequest> {
 pub struct RefundRequest {
     /// The order.
     pub order_id: String,
-    /// The raw amount field (a decimal string), `None` to refund everything left.
+    /// The raw amount field (a decimal string or number, see [`exact_amounts`]), `None` to refund everything left.
     pub amount: Option<Value>,
     /// Why.
     pub reason: Option<RefundReason>,

@@ -276,7 +276,7 @@ async fn health_integrations_and_dead_letters_follow_live_data() {
         (Some("stripe"), Some("sandbox"))
     );
     assert!(stripe["metrics"]["calls"].as_u64().unwrap() >= 2);
-    assert_eq!(stripe["metrics"]["success_rate"], 1.0);
+    assert_eq!(stripe["metrics"]["successRate"], 1.0);
 
     // Replay puts one back; unknown ids are 404; replay needs the key.
     let id = dead[0]["jobId"].as_str().unwrap();

@@ -66,7 +66,7 @@ async fn validation_names_the_field() {
             "items[0].quantity",
         ),
         (
-            with(order_body(), &["items", "1", "price"], json!(0.02)),
+            with(order_body(), &["items", "1", "price"], json!(0.025)),
             "items[1].price",
         ),
         (
@@ -83,7 +83,7 @@ async fn validation_names_the_field() {
         ),
         (without(order_body(), "totalAmount"), "totalAmount"),
         (
-            with(order_body(), &["totalAmount"], json!(60.0)),
+            with(order_body(), &["totalAmount"], json!(60.001)),
             "totalAmount",
         ),
         (
@@ -303,4 +303,70 @@ async fn pages_walk_every_order_once_newest_first() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(r.field(), Some(field), "{uri}");
     }
+}
+
+/// The seed's body with its amounts as the literal JSON text `price` and `total`.
+fn seed_body(price: &str, total: &str) -> String {
+    format!(
+        r#"{{"customerId": "cust_123", "customerEmail": "john@example.com", "customerName": "John Doe",
+            "items": [{{"id": "item_1", "name": "Product A", "quantity": 2, "price": {price}}}],
+            "totalAmount": {total}, "currency": "usd"}}"#
+    )
+}
+
+#[tokio::test]
+async fn amounts_as_json_numbers_are_read_exactly_from_their_text() {
+    let h = Harness::new().await;
+    // As the seed documents them, as strings, mixed, and with exact trailing zeros.
+    for (price, total) in [
+        ("29.99", "59.98"),
+        (r#""29.99""#, r#""59.98""#),
+        ("29.99", r#""59.98""#),
+        ("29.990", "59.9800"),
+    ] {
+        let r = h.post_raw("/api/orders", &seed_body(price, total)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{price} {total}: {}", r.text);
+        assert_eq!(r.json["success"], true);
+        assert_eq!(
+            r.json["data"]["order"]["totalAmount"], "59.98",
+            "{}",
+            r.text
+        );
+    }
+    // 0.1 + 0.2 style sums stay exact: 3 × 0.10 is 0.30, not 0.30000000000000004.
+    let body = r#"{"customerEmail": "a@example.com", "customerName": "A", "currency": "usd",
+        "items": [{"id": "x", "name": "X", "quantity": 3, "price": 0.1}], "totalAmount": 0.3}"#;
+    let r = h.post_raw("/api/orders", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let refused = [
+        ("29.999", "59.998", "items[0].price"),
+        ("2.999e1", "59.98", "items[0].price"),
+        ("29.99", "5.998E1", "totalAmount"),
+        (r#""NaN""#, "59.98", "items[0].price"),
+        (r#""Infinity""#, "59.98", "items[0].price"),
+        ("-29.99", "-59.98", "items[0].price"),
+        ("29.99", "-59.98", "totalAmount"),
+        ("29.99", "59.981", "totalAmount"),
+    ];
+    for (price, total, field) in refused {
+        let r = h.post_raw("/api/orders", &seed_body(price, total)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{price} {total}: {}",
+            r.text
+        );
+        assert_eq!(r.json["success"], false);
+        assert_eq!(r.field(), Some(field), "{price} {total}: {}", r.text);
+    }
+    // A bare NaN token is not JSON at all: the body is refused.
+    let r = h.post_raw("/api/orders", &seed_body("NaN", "59.98")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.field(), Some("body"));
+    // JPY has no minor unit.
+    let jpy = r#"{"customerEmail": "a@example.com", "customerName": "A", "currency": "jpy",
+        "items": [{"id": "x", "name": "X", "quantity": 1, "price": 1500.5}], "totalAmount": 1500.5}"#;
+    let r = h.post_raw("/api/orders", jpy).await;
+    assert_eq!(r.field(), Some("items[0].price"), "{}", r.text);
 }

@@ -131,7 +131,9 @@ async fn refunds_are_partial_guarded_and_never_exceed_what_is_left() {
         (json!("60.00"), "amount", Some("amount_too_large")),
         (json!("0"), "amount", None),
         (json!("1.001"), "amount", None),
-        (json!(1.0), "amount", None),
+        (json!(1.001), "amount", None),
+        (json!(-1), "amount", None),
+        (json!("-1.00"), "amount", None),
     ] {
         let r = h
             .post(

@@ -13,6 +13,8 @@ use crate::api::ApiError;
 use crate::validate;
 
 /// A JSON object body, refused with a 400 naming `body` when it is not one, and its raw bytes.
+/// Amounts written as JSON numbers are carried as their literal text
+/// ([`validate::exact_amounts`]).
 pub(crate) struct JsonBody {
     pub(crate) map: Map<String, Value>,
     pub(crate) raw: Bytes,
@@ -25,7 +27,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let raw = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::new(e.status(), Error::invalid_input("body", e.body_text())))?;
-        let map = validate::json_object(&raw)?;
+        let mut map = validate::json_object(&raw)?;
+        validate::exact_amounts(&raw, &mut map)?;
         Ok(JsonBody { map, raw })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -105,8 +105,9 @@ pub(crate) async fn create(
 /// `GET /api/orders/{id}`.
 pub(crate) async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| Error::invalid_input("id", e.body_text()))?;
     let order = app
         .inner
         .orders

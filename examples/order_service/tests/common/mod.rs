@@ -168,6 +168,18 @@ impl Harness {
         self.send(b.body(body).unwrap()).await
     }
 
+    /// POSTs `body` exactly as written (for literals `serde_json` would reformat).
+    pub(crate) async fn post_raw(&self, uri: &str, body: &str) -> Resp {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        self.send(req).await
+    }
+
     pub(crate) async fn get(&self, uri: &str) -> Resp {
         self.request("GET", uri, Some(KEY), None).await
     }
