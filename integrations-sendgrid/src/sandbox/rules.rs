@@ -251,111 +251,22 @@ pub(crate) fn validate(body: &Value, now_unix: i64) -> Vec<SgError> {
     c.errors
 }
 
+const PERSONALIZATIONS_ANCHOR: &str = "-Personalizations-Errors";
+
 fn personalizations(c: &mut Check, root: &Map<String, Value>, now_unix: i64) {
-    let anchor = "-Personalizations-Errors";
-    let list = match root.get("personalizations") {
-        Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(
-            v @ (Value::Null
-            | Value::Bool(_)
-            | Value::Number(_)
-            | Value::String(_)
-            | Value::Object(_)),
-        ) => {
-            c.expect(v, "array", "personalizations", anchor);
-            return;
-        }
-        _ => {
-            c.err(
-                "The personalizations field is required and must have at least one personalization.",
-                "personalizations",
-                anchor,
-            );
-            return;
-        }
+    let Some(list) = personalization_list(c, root) else {
+        return;
     };
     if list.len() > MAX_PERSONALIZATIONS {
         c.err(
             format!("The personalizations field may have at most {MAX_PERSONALIZATIONS} personalizations."),
             "personalizations",
-            anchor,
+            PERSONALIZATIONS_ANCHOR,
         );
     }
     let mut total = 0usize;
     for (i, p) in list.iter().enumerate() {
-        let field = format!("personalizations.{i}");
-        let Some(p) = c
-            .expect(p, "object", &field, anchor)
-            .and_then(Value::as_object)
-        else {
-            continue;
-        };
-        let mut seen = HashSet::new();
-        for kind in ["to", "cc", "bcc"] {
-            let anchor = format!("message.personalizations.{kind}");
-            let f = format!("{field}.{kind}");
-            let recipients = match p.get(kind) {
-                Some(Value::Array(a)) if !(kind == "to" && a.is_empty()) => a,
-                None if kind != "to" => continue,
-                Some(v) if !v.is_array() => {
-                    c.expect(v, "array", &f, &anchor);
-                    continue;
-                }
-                _ => {
-                    c.err(
-                        "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
-                        f,
-                        &anchor,
-                    );
-                    continue;
-                }
-            };
-            if kind != "to" && recipients.len() > MAX_RECIPIENTS {
-                c.err(
-                    format!("The {kind} array may have at most {MAX_RECIPIENTS} recipients."),
-                    &f,
-                    &anchor,
-                );
-            }
-            total += recipients.len();
-            for (j, r) in recipients.iter().enumerate() {
-                if let Some(email) = c.address(r, &format!("{f}.{j}"), &anchor, kind) {
-                    if !seen.insert(email.clone()) {
-                        c.err(
-                            format!("Each email address in the personalization block should be unique between to, cc, and bcc. We found the first duplicate instance of [{email}] in the {f} field."),
-                            &field,
-                            "message.recipient-errors",
-                        );
-                    }
-                }
-            }
-        }
-        if let Some(s) = p.get("subject") {
-            if c.expect(s, "string", &format!("{field}.subject"), "message.subject")
-                .and_then(Value::as_str)
-                == Some("")
-            {
-                c.err(
-                    "The subject must be at least one character in length.",
-                    format!("{field}.subject"),
-                    "message.subject",
-                );
-            }
-        }
-        if let Some(d) = p.get("dynamic_template_data") {
-            c.expect(
-                d,
-                "object",
-                &format!("{field}.dynamic_template_data"),
-                "message.personalizations",
-            );
-        }
-        if let Some(a) = p.get("custom_args") {
-            c.custom_args(a, &format!("{field}.custom_args"));
-        }
-        if let Some(s) = p.get("send_at") {
-            c.send_at(s, &format!("{field}.send_at"), now_unix);
-        }
+        total += personalization(c, i, p, now_unix);
     }
     if total > MAX_RECIPIENTS {
         c.err(
@@ -366,15 +277,183 @@ fn personalizations(c: &mut Check, root: &Map<String, Value>, now_unix: i64) {
     }
 }
 
+/// The `personalizations` array, which is required and not empty.
+fn personalization_list<'r>(c: &mut Check, root: &'r Map<String, Value>) -> Option<&'r Vec<Value>> {
+    match root.get("personalizations") {
+        Some(Value::Array(a)) if !a.is_empty() => Some(a),
+        Some(
+            v @ (Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Object(_)),
+        ) => {
+            c.expect(v, "array", "personalizations", PERSONALIZATIONS_ANCHOR);
+            None
+        }
+        _ => {
+            c.err(
+                "The personalizations field is required and must have at least one personalization.",
+                "personalizations",
+                PERSONALIZATIONS_ANCHOR,
+            );
+            None
+        }
+    }
+}
+
+/// Checks personalization `i`; returns how many recipients it names.
+fn personalization(c: &mut Check, i: usize, p: &Value, now_unix: i64) -> usize {
+    let field = format!("personalizations.{i}");
+    let Some(p) = c
+        .expect(p, "object", &field, PERSONALIZATIONS_ANCHOR)
+        .and_then(Value::as_object)
+    else {
+        return 0;
+    };
+    let total = recipients(c, &field, p);
+    personalization_fields(c, &field, p, now_unix);
+    total
+}
+
+/// Checks `to`, `cc` and `bcc` (addresses unique across the three); returns
+/// how many recipients they name.
+fn recipients(c: &mut Check, field: &str, p: &Map<String, Value>) -> usize {
+    let mut total = 0usize;
+    let mut seen = HashSet::new();
+    for kind in ["to", "cc", "bcc"] {
+        let anchor = format!("message.personalizations.{kind}");
+        let f = format!("{field}.{kind}");
+        let Some(recipients) = recipient_list(c, p, kind, &f, &anchor) else {
+            continue;
+        };
+        if kind != "to" && recipients.len() > MAX_RECIPIENTS {
+            c.err(
+                format!("The {kind} array may have at most {MAX_RECIPIENTS} recipients."),
+                &f,
+                &anchor,
+            );
+        }
+        total += recipients.len();
+        for (j, r) in recipients.iter().enumerate() {
+            if let Some(email) = c.address(r, &format!("{f}.{j}"), &anchor, kind) {
+                if !seen.insert(email.clone()) {
+                    c.err(
+                        format!("Each email address in the personalization block should be unique between to, cc, and bcc. We found the first duplicate instance of [{email}] in the {f} field."),
+                        field,
+                        "message.recipient-errors",
+                    );
+                }
+            }
+        }
+    }
+    total
+}
+
+/// The `kind` array of a personalization: `to` is required and not empty,
+/// `cc` and `bcc` are optional.
+fn recipient_list<'p>(
+    c: &mut Check,
+    p: &'p Map<String, Value>,
+    kind: &str,
+    f: &str,
+    anchor: &str,
+) -> Option<&'p Vec<Value>> {
+    match p.get(kind) {
+        Some(Value::Array(a)) if !(kind == "to" && a.is_empty()) => Some(a),
+        None if kind != "to" => None,
+        Some(v) if !v.is_array() => {
+            c.expect(v, "array", f, anchor);
+            None
+        }
+        _ => {
+            c.err(
+                "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                f,
+                anchor,
+            );
+            None
+        }
+    }
+}
+
+/// A personalization's `subject`, `dynamic_template_data`, `custom_args` and `send_at`.
+fn personalization_fields(c: &mut Check, field: &str, p: &Map<String, Value>, now_unix: i64) {
+    if let Some(s) = p.get("subject") {
+        if c.expect(s, "string", &format!("{field}.subject"), "message.subject")
+            .and_then(Value::as_str)
+            == Some("")
+        {
+            c.err(
+                "The subject must be at least one character in length.",
+                format!("{field}.subject"),
+                "message.subject",
+            );
+        }
+    }
+    if let Some(d) = p.get("dynamic_template_data") {
+        c.expect(
+            d,
+            "object",
+            &format!("{field}.dynamic_template_data"),
+            "message.personalizations",
+        );
+    }
+    if let Some(a) = p.get("custom_args") {
+        c.custom_args(a, &format!("{field}.custom_args"));
+    }
+    if let Some(s) = p.get("send_at") {
+        c.send_at(s, &format!("{field}.send_at"), now_unix);
+    }
+}
+
 fn content(c: &mut Check, root: &Map<String, Value>) {
-    let has_template = match root.get("template_id") {
+    let has_template = has_template(c, root);
+    if !subject_given(c, root) && !has_template {
+        c.err(
+            "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+            "subject",
+            "message.subject",
+        );
+    }
+    let Some(parts) = content_parts(c, root) else {
+        return;
+    };
+    if parts.is_empty() && !has_template {
+        c.err(
+            "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.",
+            "content",
+            "message.content",
+        );
+    }
+    let mut ranks = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        content_part(c, i, part, &mut ranks);
+    }
+    if ranks.windows(2).any(|w| w[1] < w[0]) {
+        c.err(
+            "Following RFC 1341, section 7.2, if either text/html or text/plain are to be sent in your email: text/plain needs to be first, followed by text/html, followed by any other content.",
+            "content",
+            "message.content",
+        );
+    }
+}
+
+/// Whether a non-empty `template_id` string is given.
+fn has_template(c: &mut Check, root: &Map<String, Value>) -> bool {
+    match root.get("template_id") {
         Some(t) => c
             .expect(t, "string", "template_id", "message.template_id")
             .and_then(Value::as_str)
             .is_some_and(|s| !s.is_empty()),
         None => false,
-    };
-    let subject_ok = match root.get("subject") {
+    }
+}
+
+/// Whether a subject is given, at the top level or in every personalization
+/// (an empty top-level subject is reported, and counts as given).
+fn subject_given(c: &mut Check, root: &Map<String, Value>) -> bool {
+    match root.get("subject") {
         Some(s) => match c
             .expect(s, "string", "subject", "message.subject")
             .and_then(Value::as_str)
@@ -394,70 +473,52 @@ fn content(c: &mut Check, root: &Map<String, Value>) {
             .get("personalizations")
             .and_then(Value::as_array)
             .is_some_and(|ps| ps.iter().all(|p| p.get("subject").is_some())),
-    };
-    if !subject_ok && !has_template {
-        c.err(
-            "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
-            "subject",
-            "message.subject",
-        );
     }
-    let parts = match root.get("content") {
-        None => Vec::new(),
-        Some(v) => match c
+}
+
+/// The `content` blocks (none when absent); `None` when `content` is not an array.
+fn content_parts(c: &mut Check, root: &Map<String, Value>) -> Option<Vec<Value>> {
+    match root.get("content") {
+        None => Some(Vec::new()),
+        Some(v) => c
             .expect(v, "array", "content", "message.content")
             .and_then(Value::as_array)
-        {
-            Some(a) => a.clone(),
-            None => return,
-        },
+            .cloned(),
+    }
+}
+
+/// Checks content block `i`'s `type` and `value`; pushes the rank of its
+/// type (text/plain, text/html, other) to `ranks`.
+fn content_part(c: &mut Check, i: usize, part: &Value, ranks: &mut Vec<u8>) {
+    let f = format!("content.{i}");
+    let Some(obj) = c
+        .expect(part, "object", &f, "message.content")
+        .and_then(Value::as_object)
+    else {
+        return;
     };
-    if parts.is_empty() && !has_template {
-        c.err(
-            "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.",
-            "content",
-            "message.content",
-        );
-    }
-    let mut ranks = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let f = format!("content.{i}");
-        let Some(obj) = c
-            .expect(part, "object", &f, "message.content")
-            .and_then(Value::as_object)
-        else {
-            continue;
-        };
-        for key in ["type", "value"] {
-            match obj.get(key).map(|v| {
-                c.expect(v, "string", &format!("{f}.{key}"), "message.content")
-                    .and_then(Value::as_str)
-            }) {
-                None => c.err(
-                    format!("The content {key} parameter is required."),
-                    format!("{f}.{key}"),
-                    "message.content",
-                ),
-                Some(Some("")) => c.err(
-                    format!("The content {key} must be a string at least one character in length."),
-                    format!("{f}.{key}"),
-                    "message.content",
-                ),
-                Some(Some(t)) if key == "type" => ranks.push(match t {
-                    "text/plain" => 0,
-                    "text/html" => 1,
-                    _ => 2,
-                }),
-                _ => {}
-            }
+    for key in ["type", "value"] {
+        match obj.get(key).map(|v| {
+            c.expect(v, "string", &format!("{f}.{key}"), "message.content")
+                .and_then(Value::as_str)
+        }) {
+            None => c.err(
+                format!("The content {key} parameter is required."),
+                format!("{f}.{key}"),
+                "message.content",
+            ),
+            Some(Some("")) => c.err(
+                format!("The content {key} must be a string at least one character in length."),
+                format!("{f}.{key}"),
+                "message.content",
+            ),
+            Some(Some(t)) if key == "type" => ranks.push(match t {
+                "text/plain" => 0,
+                "text/html" => 1,
+                _ => 2,
+            }),
+            _ => {}
         }
-    }
-    if ranks.windows(2).any(|w| w[1] < w[0]) {
-        c.err(
-            "Following RFC 1341, section 7.2, if either text/html or text/plain are to be sent in your email: text/plain needs to be first, followed by text/html, followed by any other content.",
-            "content",
-            "message.content",
-        );
     }
 }
 

@@ -29,6 +29,30 @@ fn invalid_grant(description: &str) -> Reply {
 /// Handles `POST /token` with a form body.
 pub(crate) fn exchange(state: &mut State, body: &[u8]) -> Reply {
     state.stats.token_requests += 1;
+    grant(state, body).unwrap_or_else(|refusal| refusal)
+}
+
+/// Checks the request and the assertion in Google's order, then issues a token.
+fn grant(state: &mut State, body: &[u8]) -> Result<Reply, Reply> {
+    let assertion = bearer_assertion(body)?;
+    let claims = verified_claims(state, &assertion)?;
+    check_audience(&claims)?;
+    check_lifetime(&claims)?;
+    let scopes = requested_scopes(&claims)?;
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let lifetime = state.config.token_lifetime.as_secs();
+    let token = state.issue_token(iss, scopes);
+    Ok(Reply::json(
+        200,
+        json!({"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}),
+    ))
+}
+
+/// The form's `assertion`, when its `grant_type` is the JWT bearer grant.
+fn bearer_assertion(body: &[u8]) -> Result<String, Reply> {
     let mut grant_type = None;
     let mut assertion = None;
     for (k, v) in url::form_urlencoded::parse(body) {
@@ -41,38 +65,50 @@ pub(crate) fn exchange(state: &mut State, body: &[u8]) -> Reply {
     match grant_type.as_deref() {
         Some(JWT_BEARER) => {}
         Some(other) => {
-            return oauth_error(
+            return Err(oauth_error(
                 400,
                 "unsupported_grant_type",
                 &format!("Invalid grant_type: {other}"),
-            );
+            ));
         }
         None => {
-            return oauth_error(
+            return Err(oauth_error(
                 400,
                 "invalid_request",
                 "Missing required parameter: grant_type",
-            );
+            ));
         }
     }
-    let Some(assertion) = assertion.filter(|a| !a.is_empty()) else {
-        return oauth_error(
+    assertion.filter(|a| !a.is_empty()).ok_or_else(|| {
+        oauth_error(
             400,
             "invalid_request",
             "Missing required parameter: assertion",
-        );
-    };
-    let Some(claims) = unverified_claims(&assertion) else {
-        return invalid_grant("Invalid JWT: the assertion is not a well-formed JWT.");
+        )
+    })
+}
+
+/// The assertion's claims, once it is signed by a key of the account its `iss` names
+/// (an `iss` claim is guaranteed).
+fn verified_claims(
+    state: &State,
+    assertion: &str,
+) -> Result<serde_json::Map<String, Value>, Reply> {
+    let Some(claims) = unverified_claims(assertion) else {
+        return Err(invalid_grant(
+            "Invalid JWT: the assertion is not a well-formed JWT.",
+        ));
     };
     let Some(iss) = claims.get("iss").and_then(Value::as_str) else {
-        return invalid_grant("Invalid JWT: the assertion has no iss claim.");
+        return Err(invalid_grant(
+            "Invalid JWT: the assertion has no iss claim.",
+        ));
     };
-    let kid = jsonwebtoken::decode_header(&assertion)
+    let kid = jsonwebtoken::decode_header(assertion)
         .ok()
         .and_then(|h| h.kid);
     let Some(keys) = state.account_keys(iss, kid.as_deref()) else {
-        return invalid_grant("Invalid grant: account not found");
+        return Err(invalid_grant("Invalid grant: account not found"));
     };
     let mut validation = Validation::new(Algorithm::RS256);
     validation.validate_exp = false;
@@ -81,13 +117,22 @@ pub(crate) fn exchange(state: &mut State, body: &[u8]) -> Reply {
     validation.required_spec_claims.clear();
     let verified = keys
         .iter()
-        .any(|k| jsonwebtoken::decode::<Value>(&assertion, k, &validation).is_ok());
+        .any(|k| jsonwebtoken::decode::<Value>(assertion, k, &validation).is_ok());
     if !verified {
-        return invalid_grant("Invalid JWT Signature.");
+        return Err(invalid_grant("Invalid JWT Signature."));
     }
+    Ok(claims)
+}
+
+fn check_audience(claims: &serde_json::Map<String, Value>) -> Result<(), Reply> {
     if claims.get("aud").and_then(Value::as_str) != Some(GOOGLE_TOKEN_URI) {
-        return invalid_grant("Invalid JWT: Failed audience check.");
+        return Err(invalid_grant("Invalid JWT: Failed audience check."));
     }
+    Ok(())
+}
+
+/// `iat` not in the future (beyond the skew), `exp` in the future, at most an hour apart.
+fn check_lifetime(claims: &serde_json::Map<String, Value>) -> Result<(), Reply> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -101,10 +146,15 @@ pub(crate) fn exchange(state: &mut State, body: &[u8]) -> Reply {
         _ => false,
     };
     if !timely {
-        return invalid_grant(
+        return Err(invalid_grant(
             "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
-        );
+        ));
     }
+    Ok(())
+}
+
+/// The space-separated `scope` claim: at least one scope, all Google API scopes.
+fn requested_scopes(claims: &serde_json::Map<String, Value>) -> Result<Vec<String>, Reply> {
     let scopes: Vec<String> = claims
         .get("scope")
         .and_then(Value::as_str)
@@ -113,24 +163,23 @@ pub(crate) fn exchange(state: &mut State, body: &[u8]) -> Reply {
         .map(str::to_owned)
         .collect();
     if scopes.is_empty() {
-        return oauth_error(400, "invalid_scope", "Empty or missing scope not allowed.");
+        return Err(oauth_error(
+            400,
+            "invalid_scope",
+            "Empty or missing scope not allowed.",
+        ));
     }
     if scopes
         .iter()
         .any(|s| !s.starts_with("https://www.googleapis.com/auth/"))
     {
-        return oauth_error(
+        return Err(oauth_error(
             400,
             "invalid_scope",
             "Invalid OAuth scope or ID token audience provided.",
-        );
+        ));
     }
-    let lifetime = state.config.token_lifetime.as_secs();
-    let token = state.issue_token(iss, scopes);
-    Reply::json(
-        200,
-        json!({"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}),
-    )
+    Ok(scopes)
 }
 
 fn unverified_claims(jwt: &str) -> Option<serde_json::Map<String, Value>> {

@@ -125,22 +125,51 @@ fn respond(state: &State, id: &str, expand: &[String]) -> Handled {
     Ok(Reply::ok(render::intent(state, pi, expand)))
 }
 
+const CREATE_PARAMS: &[&str] = &[
+    "amount",
+    "currency",
+    "customer",
+    "payment_method",
+    "payment_method_types",
+    "confirm",
+    "capture_method",
+    "description",
+    "receipt_email",
+    "metadata",
+    "expand",
+    "return_url",
+    "automatic_payment_methods",
+];
+
 pub(crate) fn create(state: &mut State, p: &Params) -> Handled {
-    p.check_known(&[
-        "amount",
-        "currency",
-        "customer",
-        "payment_method",
-        "payment_method_types",
-        "confirm",
+    p.check_known(CREATE_PARAMS)?;
+    let (amount, code) = amount_and_currency(p)?;
+    let customer = existing_customer(state, p)?;
+    let payment_method = p.get("payment_method").map(str::to_owned);
+    if let Some(pm) = &payment_method {
+        check_payment_method(pm)?;
+    }
+    let capture = p.one_of(
         "capture_method",
-        "description",
-        "receipt_email",
-        "metadata",
-        "expand",
-        "return_url",
-        "automatic_payment_methods",
-    ])?;
+        &["automatic", "automatic_async", "manual"],
+    )?;
+    let confirm = p.boolean("confirm")?.unwrap_or(false);
+    let expand = p.list("expand")?;
+    render::check_expand(&expand, EXPANDABLE)?;
+    let manual_capture = capture.as_deref() == Some("manual");
+    let pi = new_intent(p, amount, code, customer, payment_method, manual_capture)?;
+    let id = store_intent(state, pi);
+    let rendered = render::intent(state, &state.intents[&id], &[]);
+    state.emit("payment_intent.created", rendered);
+    if confirm {
+        do_confirm(state, &id, None)?;
+    }
+    respond(state, &id, &expand)
+}
+
+/// The required `amount` and `currency` (lowercase, known, and an amount
+/// the currency allows).
+fn amount_and_currency(p: &Params) -> Result<(i64, &str), Reply> {
     let amount = p.positive_int("amount")?.ok_or_else(|| {
         invalid(
             400,
@@ -169,37 +198,43 @@ pub(crate) fn create(state: &mut State, p: &Params) -> Handled {
             )
         })?;
     check_amount(amount, currency, "amount")?;
+    Ok((amount, code))
+}
+
+/// The `customer` parameter, which must name a customer that exists.
+fn existing_customer(state: &State, p: &Params) -> Result<Option<String>, Reply> {
     let customer = p.get("customer").map(str::to_owned);
     if let Some(c) = &customer {
         if !state.customers.contains_key(c) {
             return Err(missing("customer", c, Some("customer")));
         }
     }
-    let payment_method = p.get("payment_method").map(str::to_owned);
-    if let Some(pm) = &payment_method {
-        check_payment_method(pm)?;
-    }
-    let capture = p.one_of(
-        "capture_method",
-        &["automatic", "automatic_async", "manual"],
-    )?;
-    let confirm = p.boolean("confirm")?.unwrap_or(false);
-    let expand = p.list("expand")?;
-    render::check_expand(&expand, EXPANDABLE)?;
+    Ok(customer)
+}
+
+/// A fresh intent, waiting for a payment method or for confirmation.
+fn new_intent(
+    p: &Params,
+    amount: i64,
+    currency: &str,
+    customer: Option<String>,
+    payment_method: Option<String>,
+    manual_capture: bool,
+) -> Result<Intent, Reply> {
     let id = new_id("pi");
-    let pi = Intent {
+    Ok(Intent {
         client_secret: random_token(&format!("{id}_secret"), 25),
-        id: id.clone(),
+        id,
         amount,
         amount_capturable: 0,
         amount_received: 0,
-        currency: code.to_owned(),
+        currency: currency.to_owned(),
         status: if payment_method.is_some() {
             IntentStatus::RequiresConfirmation
         } else {
             IntentStatus::RequiresPaymentMethod
         },
-        manual_capture: capture.as_deref() == Some("manual"),
+        manual_capture,
         created: now(),
         customer,
         description: p.get("description").map(str::to_owned),
@@ -211,17 +246,17 @@ pub(crate) fn create(state: &mut State, p: &Params) -> Handled {
         latest_charge: None,
         canceled_at: None,
         cancellation_reason: None,
-    };
+    })
+}
+
+/// Stores a new intent and starts its counters; returns its id.
+fn store_intent(state: &mut State, pi: Intent) -> String {
+    let id = pi.id.clone();
     state.intents.insert(id.clone(), pi);
     state.intent_order.push(id.clone());
     state.counters.payment_intents_created += 1;
     state.intent_counters(&id);
-    let rendered = render::intent(state, &state.intents[&id], &[]);
-    state.emit("payment_intent.created", rendered);
-    if confirm {
-        do_confirm(state, &id, None)?;
-    }
-    respond(state, &id, &expand)
+    id
 }
 
 pub(crate) fn retrieve(state: &mut State, id: &str, p: &Params) -> Handled {
@@ -274,17 +309,53 @@ pub(crate) fn confirm(state: &mut State, id: &str, p: &Params) -> Handled {
 /// Charges the intent's payment method: succeeded / requires_capture, or a 402 decline.
 fn do_confirm(state: &mut State, id: &str, payment_method: Option<&str>) -> Result<(), Reply> {
     let pi = find(state, id)?.clone();
+    check_confirmable(state, &pi)?;
+    let pm = payment_method_to_confirm(state, &pi, payment_method)?;
+    check_payment_method(&pm)?;
+    let outcome = test_card(&pm).unwrap_or(Ok(()));
+    let charge_id = record_charge(state, &pi, &pm, &outcome);
+    let Some(intent) = state.intents.get_mut(id) else {
+        return Err(missing("payment_intent", id, None));
+    };
+    intent.payment_method = Some(pm.clone());
+    intent.latest_charge = Some(charge_id.clone());
+    match outcome {
+        Ok(()) => {
+            settle(intent);
+            count_success(state, id, pi.manual_capture);
+            announce_success(state, id, &charge_id, pi.manual_capture);
+            Ok(())
+        }
+        Err(d) => {
+            intent.status = IntentStatus::RequiresPaymentMethod;
+            intent.last_payment_error = Some(last_payment_error(&d, &charge_id, &pm));
+            Err(announce_decline(state, id, &charge_id, &pm, d))
+        }
+    }
+}
+
+/// Only an intent waiting for a payment method or for confirmation can be confirmed.
+fn check_confirmable(state: &State, pi: &Intent) -> Result<(), Reply> {
     if !matches!(
         pi.status,
         IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresConfirmation
     ) {
         return Err(unexpected_state(
             state,
-            &pi,
+            pi,
             "confirm",
             "requires_payment_method, requires_confirmation",
         ));
     }
+    Ok(())
+}
+
+/// The payment method passed to confirm, else the one attached to the intent.
+fn payment_method_to_confirm(
+    state: &State,
+    pi: &Intent,
+    payment_method: Option<&str>,
+) -> Result<String, Reply> {
     let Some(pm) = payment_method
         .map(str::to_owned)
         .or(pi.payment_method.clone())
@@ -295,11 +366,19 @@ fn do_confirm(state: &mut State, id: &str, payment_method: Option<&str>) -> Resu
             None,
             Some("payment_intent_unexpected_state"),
         );
-        r.body["error"]["payment_intent"] = render::intent(state, &pi, &[]);
+        r.body["error"]["payment_intent"] = render::intent(state, pi, &[]);
         return Err(r);
     };
-    check_payment_method(&pm)?;
-    let outcome = test_card(&pm).unwrap_or(Ok(()));
+    Ok(pm)
+}
+
+/// Stores the charge a confirmation makes and counts it; returns its id.
+fn record_charge(
+    state: &mut State,
+    pi: &Intent,
+    pm: &str,
+    outcome: &Result<(), Decline>,
+) -> String {
     let charge_id = new_id("ch");
     let captured = outcome.is_ok() && !pi.manual_capture;
     let charge = ChargeRec {
@@ -313,7 +392,7 @@ fn do_confirm(state: &mut State, id: &str, payment_method: Option<&str>) -> Resu
         customer: pi.customer.clone(),
         description: pi.description.clone(),
         payment_intent: pi.id.clone(),
-        payment_method: pm.clone(),
+        payment_method: pm.to_owned(),
         succeeded: outcome.is_ok(),
         failure: outcome.clone().err(),
         metadata: pi.metadata.clone(),
@@ -322,66 +401,72 @@ fn do_confirm(state: &mut State, id: &str, payment_method: Option<&str>) -> Resu
     state.charges.insert(charge_id.clone(), charge);
     state.counters.charges += 1;
     {
-        let c = state.intent_counters(id);
+        let c = state.intent_counters(&pi.id);
         c.confirmations += 1;
         c.charges += 1;
     }
-    let Some(intent) = state.intents.get_mut(id) else {
-        return Err(missing("payment_intent", id, None));
-    };
-    intent.payment_method = Some(pm.clone());
-    intent.latest_charge = Some(charge_id.clone());
-    match outcome {
-        Ok(()) => {
-            intent.last_payment_error = None;
-            if intent.manual_capture {
-                intent.status = IntentStatus::RequiresCapture;
-                intent.amount_capturable = intent.amount;
-            } else {
-                intent.status = IntentStatus::Succeeded;
-                intent.amount_received = intent.amount;
-            }
-            state.counters.successful_charges += 1;
-            state.intent_counters(id).successful_charges += 1;
-            if !pi.manual_capture {
-                state.counters.captures += 1;
-                state.intent_counters(id).captures += 1;
-            }
-            let charge_json = render::charge(state, &state.charges[&charge_id]);
-            state.emit("charge.succeeded", charge_json);
-            let pi_json = render::intent(state, &state.intents[id], &[]);
-            let event = if pi.manual_capture {
-                "payment_intent.amount_capturable_updated"
-            } else {
-                "payment_intent.succeeded"
-            };
-            state.emit(event, pi_json);
-            Ok(())
-        }
-        Err(d) => {
-            let error = json!({
-                "type": "card_error",
-                "code": d.code,
-                "decline_code": d.decline_code,
-                "message": d.message,
-                "charge": charge_id,
-                "doc_url": format!("https://stripe.com/docs/error-codes/{}", d.code.replace('_', "-")),
-                "payment_method": { "id": pm, "object": "payment_method", "type": "card" },
-            });
-            intent.status = IntentStatus::RequiresPaymentMethod;
-            intent.last_payment_error = Some(error);
-            let charge_json = render::charge(state, &state.charges[&charge_id]);
-            state.emit("charge.failed", charge_json);
-            let pi_json = render::intent(state, &state.intents[id], &[]);
-            state.emit("payment_intent.payment_failed", pi_json.clone());
-            let extra = json!({
-                "charge": charge_id,
-                "payment_intent": pi_json,
-                "payment_method": { "id": pm, "object": "payment_method", "type": "card" },
-            });
-            Err(card_error(d.code, d.decline_code, d.message, extra))
-        }
+    charge_id
+}
+
+/// A successful charge: `requires_capture` for manual capture, else `succeeded`.
+fn settle(intent: &mut Intent) {
+    intent.last_payment_error = None;
+    if intent.manual_capture {
+        intent.status = IntentStatus::RequiresCapture;
+        intent.amount_capturable = intent.amount;
+    } else {
+        intent.status = IntentStatus::Succeeded;
+        intent.amount_received = intent.amount;
     }
+}
+
+fn count_success(state: &mut State, id: &str, manual_capture: bool) {
+    state.counters.successful_charges += 1;
+    state.intent_counters(id).successful_charges += 1;
+    if !manual_capture {
+        state.counters.captures += 1;
+        state.intent_counters(id).captures += 1;
+    }
+}
+
+/// Emits `charge.succeeded`, then the intent's `amount_capturable_updated` or `succeeded`.
+fn announce_success(state: &mut State, id: &str, charge_id: &str, manual_capture: bool) {
+    let charge_json = render::charge(state, &state.charges[charge_id]);
+    state.emit("charge.succeeded", charge_json);
+    let pi_json = render::intent(state, &state.intents[id], &[]);
+    let event = if manual_capture {
+        "payment_intent.amount_capturable_updated"
+    } else {
+        "payment_intent.succeeded"
+    };
+    state.emit(event, pi_json);
+}
+
+/// The intent's `last_payment_error` after a decline.
+fn last_payment_error(d: &Decline, charge_id: &str, pm: &str) -> Value {
+    json!({
+        "type": "card_error",
+        "code": d.code,
+        "decline_code": d.decline_code,
+        "message": d.message,
+        "charge": charge_id,
+        "doc_url": format!("https://stripe.com/docs/error-codes/{}", d.code.replace('_', "-")),
+        "payment_method": { "id": pm, "object": "payment_method", "type": "card" },
+    })
+}
+
+/// Emits `charge.failed` and `payment_intent.payment_failed`; returns the 402 card error.
+fn announce_decline(state: &mut State, id: &str, charge_id: &str, pm: &str, d: Decline) -> Reply {
+    let charge_json = render::charge(state, &state.charges[charge_id]);
+    state.emit("charge.failed", charge_json);
+    let pi_json = render::intent(state, &state.intents[id], &[]);
+    state.emit("payment_intent.payment_failed", pi_json.clone());
+    let extra = json!({
+        "charge": charge_id,
+        "payment_intent": pi_json,
+        "payment_method": { "id": pm, "object": "payment_method", "type": "card" },
+    });
+    card_error(d.code, d.decline_code, d.message, extra)
 }
 
 pub(crate) fn capture(state: &mut State, id: &str, p: &Params) -> Handled {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::params::{Handled, Params, Reply, invalid, missing};
 use super::render;
-use super::state::{CustomerRec, RefundRec, State, new_id, now};
+use super::state::{ChargeRec, CustomerRec, RefundRec, State, new_id, now};
 
 /// `$60.00` for USD, `60.00 EUR` otherwise, like Stripe's refund messages.
 fn format_amount(wire: i64, currency: &str) -> String {
@@ -23,87 +23,112 @@ fn format_amount(wire: i64, currency: &str) -> String {
     }
 }
 
+const REFUND_PARAMS: &[&str] = &[
+    "payment_intent",
+    "charge",
+    "amount",
+    "reason",
+    "metadata",
+    "expand",
+    "refund_application_fee",
+    "reverse_transfer",
+];
+
 pub(crate) fn create_refund(state: &mut State, p: &Params) -> Handled {
-    p.check_known(&[
-        "payment_intent",
-        "charge",
-        "amount",
-        "reason",
-        "metadata",
-        "expand",
-        "refund_application_fee",
-        "reverse_transfer",
-    ])?;
+    p.check_known(REFUND_PARAMS)?;
     let expand = p.list("expand")?;
     render::check_expand(&expand, &[])?;
-    let charge_id = match (p.get("payment_intent"), p.get("charge")) {
-        (Some(pi_id), None) => {
-            let pi = state
-                .intents
-                .get(pi_id)
-                .ok_or_else(|| missing("payment_intent", pi_id, Some("payment_intent")))?;
-            let succeeded = pi
-                .latest_charge
-                .as_ref()
-                .and_then(|c| state.charges.get(c))
-                .filter(|c| c.succeeded && c.captured);
-            match succeeded {
-                Some(c) => c.id.clone(),
-                None => {
-                    return Err(invalid(
-                        400,
-                        format!(
-                            "This PaymentIntent ({pi_id}) does not have a successful charge to refund."
-                        ),
-                        Some("payment_intent"),
-                        None,
-                    ));
-                }
-            }
-        }
-        (None, Some(ch)) => {
-            let c = state
-                .charges
-                .get(ch)
-                .ok_or_else(|| missing("charge", ch, Some("charge")))?;
-            if !(c.succeeded && c.captured) {
-                return Err(invalid(
-                    400,
-                    format!("Charge {ch} has not been captured or did not succeed."),
-                    Some("charge"),
-                    None,
-                ));
-            }
-            c.id.clone()
-        }
-        (None, None) => {
-            return Err(invalid(
-                400,
-                "One of the following params should be provided for this request: payment_intent or charge.",
-                None,
-                Some("parameter_missing"),
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                400,
-                "You can only pass one of payment_intent or charge.",
-                Some("charge"),
-                None,
-            ));
-        }
-    };
+    let charge_id = refund_target(state, p)?;
     let reason = p.one_of(
         "reason",
         &["duplicate", "fraudulent", "requested_by_customer"],
     )?;
     let metadata = p.map("metadata")?.unwrap_or_default();
     let charge = state.charges[&charge_id].clone();
+    let amount = refund_amount(&charge, p)?;
+    let refund = RefundRec {
+        id: new_id("re"),
+        amount,
+        charge: charge_id.clone(),
+        payment_intent: charge.payment_intent.clone(),
+        payment_method: charge.payment_method.clone(),
+        currency: charge.currency.clone(),
+        created: now(),
+        reason,
+        metadata,
+    };
+    let refund_id = record_refund(state, refund);
+    Ok(Reply::ok(announce_refund(state, &refund_id, &charge_id)))
+}
+
+/// The id of the charge to refund: named directly, or the latest charge of
+/// the named PaymentIntent; exactly one of the two must be given.
+fn refund_target(state: &State, p: &Params) -> Result<String, Reply> {
+    match (p.get("payment_intent"), p.get("charge")) {
+        (Some(pi_id), None) => intent_charge_to_refund(state, pi_id),
+        (None, Some(ch)) => charge_to_refund(state, ch),
+        (None, None) => Err(invalid(
+            400,
+            "One of the following params should be provided for this request: payment_intent or charge.",
+            None,
+            Some("parameter_missing"),
+        )),
+        (Some(_), Some(_)) => Err(invalid(
+            400,
+            "You can only pass one of payment_intent or charge.",
+            Some("charge"),
+            None,
+        )),
+    }
+}
+
+/// The PaymentIntent's latest charge, if it succeeded and was captured.
+fn intent_charge_to_refund(state: &State, pi_id: &str) -> Result<String, Reply> {
+    let pi = state
+        .intents
+        .get(pi_id)
+        .ok_or_else(|| missing("payment_intent", pi_id, Some("payment_intent")))?;
+    let succeeded = pi
+        .latest_charge
+        .as_ref()
+        .and_then(|c| state.charges.get(c))
+        .filter(|c| c.succeeded && c.captured);
+    match succeeded {
+        Some(c) => Ok(c.id.clone()),
+        None => Err(invalid(
+            400,
+            format!("This PaymentIntent ({pi_id}) does not have a successful charge to refund."),
+            Some("payment_intent"),
+            None,
+        )),
+    }
+}
+
+/// The named charge, if it succeeded and was captured.
+fn charge_to_refund(state: &State, ch: &str) -> Result<String, Reply> {
+    let c = state
+        .charges
+        .get(ch)
+        .ok_or_else(|| missing("charge", ch, Some("charge")))?;
+    if !(c.succeeded && c.captured) {
+        return Err(invalid(
+            400,
+            format!("Charge {ch} has not been captured or did not succeed."),
+            Some("charge"),
+            None,
+        ));
+    }
+    Ok(c.id.clone())
+}
+
+/// The requested amount (all that is left by default), refused when nothing
+/// is left or when it exceeds what is left.
+fn refund_amount(charge: &ChargeRec, p: &Params) -> Result<i64, Reply> {
     let refundable = charge.refundable();
     if refundable == 0 {
         return Err(invalid(
             400,
-            format!("Charge {charge_id} has already been refunded."),
+            format!("Charge {} has already been refunded.", charge.id),
             None,
             Some("charge_already_refunded"),
         ));
@@ -122,31 +147,31 @@ pub(crate) fn create_refund(state: &mut State, p: &Params) -> Handled {
             None,
         ));
     }
-    let refund = RefundRec {
-        id: new_id("re"),
-        amount,
-        charge: charge_id.clone(),
-        payment_intent: charge.payment_intent.clone(),
-        payment_method: charge.payment_method.clone(),
-        currency: charge.currency.clone(),
-        created: now(),
-        reason,
-        metadata,
-    };
+    Ok(amount)
+}
+
+/// Stores the refund and books it against its charge and the counters.
+fn record_refund(state: &mut State, refund: RefundRec) -> String {
     let refund_id = refund.id.clone();
+    let (charge_id, intent_id) = (refund.charge.clone(), refund.payment_intent.clone());
     if let Some(c) = state.charges.get_mut(&charge_id) {
-        c.amount_refunded += amount;
+        c.amount_refunded += refund.amount;
         c.refunds.push(refund_id.clone());
     }
     state.refunds.insert(refund_id.clone(), refund);
     state.refund_order.push(refund_id.clone());
     state.counters.refunds += 1;
-    state.intent_counters(&charge.payment_intent).refunds += 1;
-    let refund_json = render::refund(&state.refunds[&refund_id]);
-    let charge_json = render::charge(state, &state.charges[&charge_id]);
+    state.intent_counters(&intent_id).refunds += 1;
+    refund_id
+}
+
+/// Emits `charge.refunded` and `refund.created`; returns the refund's JSON.
+fn announce_refund(state: &mut State, refund_id: &str, charge_id: &str) -> Value {
+    let refund_json = render::refund(&state.refunds[refund_id]);
+    let charge_json = render::charge(state, &state.charges[charge_id]);
     state.emit("charge.refunded", charge_json);
     state.emit("refund.created", refund_json.clone());
-    Ok(Reply::ok(refund_json))
+    refund_json
 }
 
 pub(crate) fn retrieve_refund(state: &mut State, id: &str, p: &Params) -> Handled {
