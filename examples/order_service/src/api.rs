@@ -102,17 +102,25 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = &self.error;
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, error = %e, "request failed");
+        // A 5xx says what kind of failure and a reference, never the internal message (a SQLite
+        // error, a file path): the details go to the log under the same reference.
+        let reference = self.status.is_server_error().then(correlation_id);
+        if let Some(reference) = &reference {
+            tracing::error!(status = %self.status, reference = %reference, error = %e, "request failed");
         } else {
             tracing::debug!(status = %self.status, error = %e, "request refused");
         }
-        let mut body = json!({ "type": e.kind().as_str(), "message": e.message() });
+        let message = match &reference {
+            Some(r) => format!("internal error; quote reference {r} when reporting it"),
+            None => e.message().to_owned(),
+        };
+        let mut body = json!({ "type": e.kind().as_str(), "message": message });
         let mut put = |k: &str, v: Option<&str>| {
             if let Some(v) = v {
                 body[k] = Value::from(v);
             }
         };
+        put("correlationId", reference.as_deref());
         if e.kind() == ErrorKind::InvalidSignature {
             put("message", Some(&e.to_string()));
         }
@@ -143,9 +151,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A reference for one failed request (`err_<16 hex>`), in its answer and its log line.
+fn correlation_id() -> String {
+    format!("err_{:016x}", fastrand::u64(..))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn server_errors_answer_a_reference_not_the_internal_message() {
+        let e = Error::unavailable("database is locked: /var/lib/orders/orders.sqlite3");
+        let resp = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let text = v.to_string();
+        assert!(
+            !text.contains("sqlite3") && !text.contains("locked"),
+            "{text}"
+        );
+        let reference = v["error"]["correlationId"].as_str().unwrap();
+        assert!(reference.starts_with("err_"), "{text}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(reference));
+
+        // A 4xx still says what was wrong.
+        let resp =
+            ApiError::from(Error::invalid_input("totalAmount", "not a number")).into_response();
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["message"], "not a number");
+        assert!(v["error"].get("correlationId").is_none());
+    }
 
     #[test]
     fn own_and_upstream_errors_map_differently() {

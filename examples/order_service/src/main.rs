@@ -11,7 +11,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `ORDER_SERVICE_ADDR` | `127.0.0.1:8080` | listen address |
-//! | `ORDER_SERVICE_DATA_DIR` | `$TMPDIR/order-service-<pid>` | where the SQLite file (and a generated key) lives |
+//! | `ORDER_SERVICE_DATA_DIR` | a fresh private `$TMPDIR/order-service-XXXXXX` (mode 0700), removed on exit | where the SQLite file (and a generated key) lives; a given directory must be the service user's and not group/other-writable |
 //! | `ORDER_SERVICE_API_KEYS` | generated | accepted API keys, comma-separated |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `RUST_LOG` | `info` | log filter |
@@ -31,21 +31,68 @@ use tracing_subscriber::EnvFilter;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
+/// Writes the generated key to `<dir>/api-key`, readable by the owner only. `create_new` fails
+/// on any existing entry, a symbolic link included (`O_CREAT | O_EXCL` never follows one), so a
+/// planted link cannot redirect the key.
 fn write_key_file(dir: &std::path::Path, key: &str) -> Result<PathBuf> {
     use std::io::Write as _;
     let path = dir.join("api-key");
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut f = options
-        .open(&path)
-        .map_err(|e| Error::unavailable(format!("{}: {e}", path.display())))?;
+    let mut f = options.open(&path).map_err(|e| {
+        Error::configuration(
+            "ORDER_SERVICE_DATA_DIR",
+            format!(
+                "{}: {e} (remove it, or set ORDER_SERVICE_API_KEYS)",
+                path.display()
+            ),
+        )
+    })?;
     writeln!(f, "{key}").map_err(|e| Error::unavailable(format!("{}: {e}", path.display())))?;
     Ok(path)
+}
+
+/// A data directory given by the user must be ours and not writable by others: the database
+/// and the key file live there.
+fn check_data_dir(dir: &std::path::Path) -> Result<()> {
+    let bad = |why: String| Error::configuration("ORDER_SERVICE_DATA_DIR", why);
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| bad(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(bad(format!("{} is not a directory", dir.display())));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.mode() & 0o022 != 0 {
+            return Err(bad(format!(
+                "{} is writable by group or others (mode {:o}): use a private directory",
+                dir.display(),
+                meta.mode() & 0o777
+            )));
+        }
+        // Whoever we run as owns what we create: compare with a probe file.
+        let probe = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| bad(format!("{}: {e}", dir.display())))?;
+        let me = probe
+            .as_file()
+            .metadata()
+            .map_err(|e| bad(format!("{}: {e}", dir.display())))?
+            .uid();
+        if meta.uid() != me {
+            return Err(bad(format!(
+                "{} belongs to another user (uid {})",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn run() -> Result<()> {
@@ -53,12 +100,23 @@ async fn run() -> Result<()> {
         .unwrap_or_else(|_| DEFAULT_ADDR.to_owned())
         .parse()
         .map_err(|e| Error::configuration("ORDER_SERVICE_ADDR", format!("{e}")))?;
-    let data_dir = match std::env::var_os("ORDER_SERVICE_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::temp_dir().join(format!("order-service-{}", std::process::id())),
+    // Unset: a fresh private directory (random name, mode 0700), removed on exit.
+    let (data_dir, _private) = match std::env::var_os("ORDER_SERVICE_DATA_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| Error::configuration("ORDER_SERVICE_DATA_DIR", e.to_string()))?;
+            check_data_dir(&d)?;
+            (d, None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("order-service-")
+                .tempdir()
+                .map_err(|e| Error::unavailable(format!("no temporary directory: {e}")))?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| Error::configuration("ORDER_SERVICE_DATA_DIR", e.to_string()))?;
     let api_keys = match ApiKeys::from_env()? {
         Some(keys) => keys,
         None => {
@@ -109,5 +167,46 @@ async fn main() -> std::process::ExitCode {
             tracing::error!(error = %e, "order service failed");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_is_never_overwritten_nor_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_key_file(dir.path(), "k1").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "k1\n");
+        let e = write_key_file(dir.path(), "k2").unwrap_err();
+        assert_eq!(e.field(), Some("ORDER_SERVICE_DATA_DIR"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "k1\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            let other = tempfile::tempdir().unwrap();
+            let target = other.path().join("stolen");
+            let planted = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(&target, planted.path().join("api-key")).unwrap();
+            assert!(write_key_file(planted.path(), "k3").is_err());
+            assert!(!target.exists(), "the key followed a planted link");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_shared_data_dir_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_data_dir(dir.path()).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_data_dir(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
     }
 }
