@@ -34,6 +34,7 @@ pub mod error;
 mod error_record;
 pub mod failover;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
