@@ -19,7 +19,7 @@
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `http` | yes | `reqwest` (rustls only) and [`http`](crate::http) |
+//! | `http` | yes | `reqwest` (rustls only) and [`http`] |
 //! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
 #![warn(
     missing_docs,
