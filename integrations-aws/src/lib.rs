@@ -21,15 +21,16 @@
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `dynamodb` | yes | [`dynamodb`] |
-//! | `sns` | yes | [`sns`] (adds `rsa`, `x509-cert`, `sha1`, `sha2` for inbound verification) |
-//! | `ses` | yes | [`ses`] |
-//! | `sqs` | yes | [`sqs`] |
-//! | `cloudwatch` | yes | [`cloudwatch`] (adds `tracing-subscriber`) |
+//! | `dynamodb` | no | [`dynamodb`] |
+//! | `sns` | no | [`sns`] (adds `rsa`, `x509-cert`, `sha1`, `sha2` for inbound verification) |
+//! | `ses` | no | [`ses`] |
+//! | `sqs` | no | [`sqs`] |
+//! | `cloudwatch` | no | [`cloudwatch`] (adds `tracing-subscriber`) |
 //! | `outbox` | no | [`outbox`] (enables `dynamodb` and `sqs`) |
 //! | `axum` | no | [`axum`]: the inbound SNS extractor (implies `sns`, adds `axum`) |
 //!
-//! Each feature compiles alone: `default-features = false, features = ["sqs"]`.
+//! No feature is on by default: enable the services you use (`features = ["sqs"]`); each
+//! compiles alone.
 //!
 //! ## Configuration
 //! [`AwsBuilder::from_env`] reads `AWS_REGION` / `AWS_DEFAULT_REGION` (else the profile's
@@ -43,7 +44,8 @@
 //! file's `endpoint_url` and `services` sections; SigV4a; SES attachments and bulk sends; SQS
 //! batch receive/delete helpers.
 //!
-//! ```no_run
+#![cfg_attr(feature = "sns", doc = "```no_run")]
+#![cfg_attr(not(feature = "sns"), doc = "```ignore")]
 //! # async fn demo() -> integrations_core::Result<()> {
 //! use integrations_aws::AwsBuilder;
 //! use integrations_aws::sns::SnsNotifier;
@@ -72,6 +74,7 @@
     )),
     allow(dead_code)
 )]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(
     feature = "dynamodb",
@@ -105,18 +108,25 @@ mod service;
 mod xml;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(feature = "cloudwatch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cloudwatch")))]
 pub mod cloudwatch;
 #[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub mod dynamodb;
 #[cfg(feature = "outbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
 #[cfg(feature = "ses")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ses")))]
 pub mod ses;
 #[cfg(feature = "sns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sns")))]
 pub mod sns;
 #[cfg(feature = "sqs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqs")))]
 pub mod sqs;
 
 pub use config::{AwsBuilder, AwsConfig, Service, default_policy, default_policy_builder};

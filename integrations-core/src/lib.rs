@@ -19,7 +19,7 @@
 //! ## Features
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `http` | yes | `reqwest` (rustls only) and [`http`](crate::http) |
+//! | `http` | yes | `reqwest` (rustls only) and [`http`] |
 //! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
 #![warn(
     missing_docs,
@@ -34,6 +34,7 @@ pub mod error;
 mod error_record;
 pub mod failover;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

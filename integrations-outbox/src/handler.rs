@@ -13,7 +13,7 @@ use crate::Result;
 ///
 /// Deliver under the provider's `Policy` (rate limit, breaker, short in-process retries) and pass
 /// [`Job::idempotency_key`] wherever the provider accepts one. Return an error whose
-/// [`is_retryable`](crate::Error::is_retryable) tells the truth: a retryable error puts the job
+/// [`is_retryable`](integrations_core::Error::is_retryable) tells the truth: a retryable error puts the job
 /// back with backoff, anything else dead-letters it at once.
 ///
 /// ```

@@ -91,11 +91,13 @@
 //! # Ok::<(), integrations_core::Error>(())
 //! # }).unwrap();
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The core types every module here speaks in.
 use integrations_core::{ErrorKind, Result};
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod behaviour;
 mod builder;
 #[cfg(feature = "sqlite")]

@@ -32,6 +32,7 @@ mod client;
 mod config;
 pub mod credentials;
 #[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 mod sink;
 pub mod values;

@@ -58,6 +58,7 @@ pub mod currency;
 mod form;
 pub mod payments;
 #[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 pub mod types;
 pub mod webhook;

@@ -69,7 +69,7 @@ pub(crate) struct Raw {
 pub(crate) type RawResult<T> = std::result::Result<T, String>;
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -171,7 +171,7 @@ impl InMemoryDedupStore {
         InMemoryDedupStore::new().with_max_entries(capacity)
     }
 
-    /// Uses `clock` for expiry (a [`FixedClock`](super::FixedClock) in tests).
+    /// Uses `clock` for expiry (a [`FixedClock`](crate::FixedClock) in tests).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);

@@ -21,7 +21,7 @@
 //!   answers carry an `x-sandbox-rows` header with the rows read or written.
 //!
 //! The servers are the testkit's
-//! [`SandboxServer`](integrations_testkit::sandbox::SandboxServer) — two of them, as Google
+//! [`SandboxServer`] — two of them, as Google
 //! serves the token endpoint and the Sheets API on different hosts: [`Sandbox::token_url`] is on
 //! its own port, so faults planned for values requests never hit a token request. This module
 //! keeps only Google's protocol.

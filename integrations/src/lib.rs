@@ -1,0 +1,123 @@
+//! # integrations
+//!
+//! One dependency for taking payments, sending email, syncing rows to a spreadsheet and using
+//! AWS services from a Rust service, with retries, circuit breaking, rate limiting, idempotency
+//! and webhook verification done once. Enable one feature per provider; the shared core
+//! (`integrations-core`: money, idempotency keys, the one error, the provider traits, the
+//! resilience policy, metrics, webhooks, failover) is re-exported at the root.
+//!
+//! ```sh
+//! cargo add integrations -F stripe
+//! ```
+//!
+//! | module | crate | feature |
+//! |---|---|---|
+//! | root (`integrations::Money`, `integrations::resilience`, …) | `integrations-core` | always (`http`, default: the shared client and `http::send`) |
+//! | [`stripe`] | `integrations-stripe` | `stripe` |
+//! | [`sendgrid`] | `integrations-sendgrid` | `sendgrid` |
+//! | [`sheets`] | `integrations-sheets` | `sheets` |
+//! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service) |
+//! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
+//! | [`testkit`] | `integrations-testkit` | `testkit` |
+//!
+//! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
+//! provider's webhook extractor; with an `aws-*` feature also the SNS extractor, which brings SNS
+//! in) and `sandbox` (each provider's local in-process server; with `testkit`, the sandbox
+//! plumbing).
+//!
+//! ## Example
+//!
+//! Take a payment with Stripe (`-F stripe`): the policy comes from Stripe's published limits and
+//! the idempotency key from the order, so a retry or a restart never charges twice.
+//!
+#![cfg_attr(feature = "stripe", doc = "```no_run")]
+#![cfg_attr(not(feature = "stripe"), doc = "```ignore")]
+//! use integrations::provider::CreatePayment;
+//! use integrations::stripe::StripeBuilder;
+//! use integrations::{Currency, IdempotencyKey, Money, PaymentProvider};
+//!
+//! # async fn demo() -> integrations::Result<()> {
+//! let stripe = StripeBuilder::from_env().build()?; // STRIPE_SECRET_KEY
+//! let amount = Money::from_minor(5998, Currency::USD); // $59.98 in minor units, never a float
+//! let key = IdempotencyKey::derive("order-42", "payment")?; // the same key on every retry
+//! let payment = stripe
+//!     .create_payment(
+//!         &CreatePayment::new(amount)
+//!             .payment_method("pm_card_visa")
+//!             .confirm(true)
+//!             .metadata("order_id", "order-42"),
+//!         &key,
+//!     )
+//!     .await?;
+//! println!("{} is {:?}", payment.id, payment.status);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use integrations_core::*;
+
+/// Stripe: payment intents, refunds, customers, events, [`PaymentProvider`], webhooks
+/// (the `integrations-stripe` crate).
+#[cfg(feature = "stripe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stripe")))]
+pub mod stripe {
+    pub use integrations_stripe::*;
+}
+
+/// SendGrid: mail send, [`EmailProvider`], templates, the signed event webhook
+/// (the `integrations-sendgrid` crate).
+#[cfg(feature = "sendgrid")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sendgrid")))]
+pub mod sendgrid {
+    pub use integrations_sendgrid::*;
+}
+
+/// Google Sheets: service-account auth, the values API, a batching [`SheetsSink`]
+/// (the `integrations-sheets` crate).
+#[cfg(feature = "sheets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sheets")))]
+pub mod sheets {
+    pub use integrations_sheets::*;
+}
+
+/// Amazon Web Services: SigV4 and one module per service enabled with its `aws-*` feature
+/// (the `integrations-aws` crate).
+#[cfg(any(
+    feature = "aws-dynamodb",
+    feature = "aws-sns",
+    feature = "aws-ses",
+    feature = "aws-sqs",
+    feature = "aws-cloudwatch",
+    feature = "aws-outbox"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "aws-dynamodb",
+        feature = "aws-sns",
+        feature = "aws-ses",
+        feature = "aws-sqs",
+        feature = "aws-cloudwatch",
+        feature = "aws-outbox"
+    )))
+)]
+pub mod aws {
+    pub use integrations_aws::*;
+}
+
+/// Durable side effects: outbox with leases and fencing, dead letters and replay, dispatcher,
+/// saga (the `integrations-outbox` crate; `sqlite` adds the embedded store).
+#[cfg(feature = "outbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+pub mod outbox {
+    pub use integrations_outbox::*;
+}
+
+/// Stubs of every provider trait and the behaviour suites every provider passes
+/// (the `integrations-testkit` crate).
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit {
+    pub use integrations_testkit::*;
+}
