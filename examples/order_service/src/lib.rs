@@ -34,6 +34,7 @@
 //! | [`monitoring`] | health, metrics, integrations, the page |
 //! | [`history`] | metrics time series in SQLite, sampled every 10 s, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
+//! | [`http_server`] | header and request deadlines, a connection bound and a bounded graceful shutdown around the router |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
 //! | [`notifier`] | the local notifier |
 //! | [`api`] | the response envelope and error → status mapping |
@@ -49,6 +50,7 @@ pub mod auth;
 pub mod effects;
 pub mod history;
 mod html;
+pub mod http_server;
 pub mod jwt;
 pub mod monitoring;
 pub mod notifier;

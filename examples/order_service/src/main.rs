@@ -135,6 +135,7 @@ async fn run() -> Result<()> {
         poll_interval: Duration::from_secs(1),
         dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
         metrics_interval: integrations_order_service::history::SAMPLE_INTERVAL,
+        http_limits: Default::default(),
     };
     let server = Server::start(config).await?;
     for i in &server.state().integrations().to_vec() {

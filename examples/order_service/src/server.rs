@@ -1,6 +1,7 @@
 //! [`Server`]: the whole service on a socket — stores, providers (live or sandboxes), the outbox
 //! dispatcher, the router — as `main` runs it and as end-to-end tests start it.
 
+use crate::http_server::HttpLimits;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub dispatcher_backoff: Backoff,
     /// How often the metrics history is sampled.
     pub metrics_interval: Duration,
+    /// Header and request deadlines, the connection bound, the shutdown grace.
+    pub http_limits: HttpLimits,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -77,6 +80,7 @@ impl ServerConfig {
             poll_interval: Duration::from_millis(200),
             dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
             metrics_interval: crate::history::SAMPLE_INTERVAL,
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -186,13 +190,8 @@ impl Server {
 
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = crate::app(state.clone());
-        let http_task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let limits = config.http_limits;
+        let http_task = tokio::spawn(crate::http_server::serve(listener, router, limits, stopped));
         tracing::info!(%addr, data_dir = %dir.display(), "order service listening");
         Ok(Server {
             addr,
