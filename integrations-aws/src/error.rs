@@ -160,7 +160,62 @@ pub(crate) fn parse_json_error(resp: &HttpResponse, provider: &'static str) -> E
             .or_else(|| resp.header("x-amzn-query-error"))
             .map(|v| normalise_code(v.split(';').next().unwrap_or(v)));
     }
-    finish(resp, provider, parts)
+    let old_item = old_item(&text, parts.code.as_deref());
+    let err = finish(resp, provider, parts);
+    match old_item {
+        Some(item) => err.with_source(item),
+        None => err,
+    }
+}
+
+/// The item a failed DynamoDB condition was checked against, returned with
+/// `ReturnValuesOnConditionCheckFailure=ALL_OLD` in the error body's `Item`; kept as the
+/// error's source (read it with `dynamodb::condition_failed_item`).
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "cloudwatch",
+    feature = "ses"
+))]
+#[derive(Debug, Clone)]
+pub(crate) struct OldItem(pub(crate) serde_json::Map<String, serde_json::Value>);
+
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "cloudwatch",
+    feature = "ses"
+))]
+impl std::fmt::Display for OldItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the condition failed against an item of {} attributes",
+            self.0.len()
+        )
+    }
+}
+
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "cloudwatch",
+    feature = "ses"
+))]
+impl std::error::Error for OldItem {}
+
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "cloudwatch",
+    feature = "ses"
+))]
+fn old_item(text: &str, code: Option<&str>) -> Option<OldItem> {
+    if code != Some("ConditionalCheckFailedException") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("Item")?.as_object().cloned().map(OldItem)
 }
 
 /// `parse_error` of the query protocol (SNS, CloudWatch): `<ErrorResponse><Error><Code>`,

@@ -21,6 +21,12 @@ use crate::config::{AwsConfig, Service};
 /// tags (`category` for the first category; characters SES does not allow in tags are replaced by
 /// `_`). Attachments and scheduled sending are not supported (SES v2 `Simple` content has neither
 /// here); such messages are refused as invalid input rather than sent without them.
+///
+/// SES takes no idempotency key and cannot be asked afterwards whether it accepted a message:
+/// there is no lookup by message tag (tags only reach configured event destinations). So a
+/// send whose answer was lost, retried, may deliver the email twice, and unlike SendGrid
+/// (`SendGridClient::messages_with_custom_arg` on the Email Activity feed) nothing can be
+/// checked before retrying; the outbox crate documents this window.
 #[derive(Debug, Clone)]
 pub struct SesEmail {
     client: AwsClient,

@@ -37,7 +37,15 @@
 //! even if the provider acted), or the store failed to write the mark. The next claim after the
 //! lease expires sends the email again. Outside that window (a failure before the provider
 //! accepted, or after our mark) there is no duplicate. The window is one request round trip plus
-//! one local commit long; it cannot be closed without the provider's help. With
+//! one local commit long; it cannot be closed without the provider's help. SendGrid's help is
+//! its Email Activity feed: a handler can tag each email with its job's idempotency key (a
+//! custom arg) and, on a retried attempt ([`Job::attempt`] > 1: the claim recorded the earlier
+//! attempt before it sent), look the key up with
+//! `SendGridClient::messages_with_custom_arg` before sending again — the order flow example
+//! does. The feed lags behind acceptance by seconds to minutes, so that narrows the window
+//! rather than closing it. SES has no such lookup (its message tags cannot be searched, and
+//! its events go only to configured destinations), so an email sent through SES keeps the
+//! whole window. With
 //! `SqliteOutbox`, a power cut (not a process kill) also undoes the marks committed since the
 //! last fsync, usually milliseconds' worth: those jobs run again, which is the same kind of
 //! duplicate (see `SqliteOptions`).

@@ -19,6 +19,8 @@ use crate::validate::{check_body_size, validate_mail};
 pub const MAIL_SEND_PATH: &str = "/v3/mail/send";
 /// Response header carrying the id of an accepted message.
 pub const MESSAGE_ID_HEADER: &str = "X-Message-Id";
+/// Path of the Email Activity feed's message filter.
+pub const MESSAGES_PATH: &str = "/v3/messages";
 /// Rate-limit header: requests allowed per period.
 pub const RATE_LIMIT_LIMIT_HEADER: &str = "X-RateLimit-Limit";
 /// Rate-limit header: requests left in this period.
@@ -234,6 +236,109 @@ impl SendGridClient {
             .with_status(resp.status.as_u16())),
         }
     }
+
+    /// Messages of the Email Activity feed sent with the custom arg `name` = `value` (up to
+    /// `limit`, 1–1000): `GET /v3/messages?limit=…&query=unique_args['name']="value"`.
+    ///
+    /// This is how a sender without idempotency keys finds out whether an attempt whose answer
+    /// it never saw was accepted: send every message with a custom arg naming the logical send
+    /// (a job key), and look it up before sending again. The feed needs SendGrid's Email
+    /// Activity add-on and an API key with Email Activity access, and it lags: a message
+    /// accepted seconds ago may not be listed yet, so an empty answer narrows the duplicate
+    /// window without closing it.
+    ///
+    /// # Errors
+    /// As [`custom_arg_query`]; [`Error::InvalidInput`] for a `limit` outside 1–1000; what
+    /// [`parse_error`] makes of a non-2xx answer; [`Error::Provider`] for a body that is not
+    /// the feed's JSON.
+    pub async fn messages_with_custom_arg(
+        &self,
+        name: &str,
+        value: &str,
+        limit: u32,
+    ) -> Result<Vec<ActivityMessage>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid_input("limit", "must be between 1 and 1000"));
+        }
+        let inner = &*self.inner;
+        let query = custom_arg_query(name, value)?;
+        let mut url = url::Url::parse(&format!("{}{MESSAGES_PATH}", inner.base_url))
+            .map_err(|e| Error::invalid_input("base_url", e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string())
+            .append_pair("query", &query);
+        let resp = http::send(
+            &inner.policy,
+            "messages_filter",
+            |_attempt| {
+                let mut req = inner.http.get(url.clone()).bearer_auth(&inner.api_key);
+                if let Some(sub) = &inner.on_behalf_of {
+                    req = req.header("on-behalf-of", sub);
+                }
+                req
+            },
+            |resp| parse_error(resp, inner.clock.now()),
+        )
+        .await?;
+        let list: ActivityList = serde_json::from_slice(&resp.body).map_err(|e| {
+            Error::provider("the Email Activity answer is not its JSON")
+                .with_provider(PROVIDER)
+                .with_source(e)
+        })?;
+        Ok(list.messages)
+    }
+}
+
+/// One message of the Email Activity feed, as `GET /v3/messages` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ActivityMessage {
+    /// SendGrid's message id (the `X-Message-Id` of the send, then a suffix per recipient).
+    pub msg_id: String,
+    /// Sender.
+    #[serde(default)]
+    pub from_email: String,
+    /// Recipient.
+    #[serde(default)]
+    pub to_email: String,
+    /// Subject.
+    #[serde(default)]
+    pub subject: String,
+    /// `processed`, `delivered`, `not_delivered`.
+    #[serde(default)]
+    pub status: String,
+    /// Time of the last event (RFC 3339), if any.
+    #[serde(default)]
+    pub last_event_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActivityList {
+    #[serde(default)]
+    messages: Vec<ActivityMessage>,
+}
+
+/// The Email Activity query for messages sent with the custom arg `name` = `value`:
+/// `unique_args['name']="value"` (custom args are the feed's `unique_args`).
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty name, or a name or value with a quote or backslash (the
+/// query language has no escape for them).
+pub fn custom_arg_query(name: &str, value: &str) -> Result<String> {
+    let bad = |s: &str| s.contains(['\'', '"', '\\']);
+    if name.is_empty() || bad(name) {
+        return Err(Error::invalid_input(
+            "name",
+            "must be non-empty, without quotes or backslashes",
+        ));
+    }
+    if bad(value) {
+        return Err(Error::invalid_input(
+            "value",
+            "must not contain quotes or backslashes",
+        ));
+    }
+    Ok(format!("unique_args['{name}']=\"{value}\""))
 }
 
 #[cfg(test)]

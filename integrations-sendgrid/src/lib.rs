@@ -109,8 +109,9 @@ mod validate;
 pub mod webhook;
 
 pub use client::{
-    ErrorBody, ErrorItem, MAIL_SEND_PATH, MESSAGE_ID_HEADER, RATE_LIMIT_LIMIT_HEADER,
-    RATE_LIMIT_REMAINING_HEADER, RATE_LIMIT_RESET_HEADER, SendGridClient, parse_error,
+    ActivityMessage, ErrorBody, ErrorItem, MAIL_SEND_PATH, MESSAGE_ID_HEADER, MESSAGES_PATH,
+    RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_REMAINING_HEADER, RATE_LIMIT_RESET_HEADER, SendGridClient,
+    custom_arg_query, parse_error,
 };
 pub use config::{
     ENV_API_KEY, ENV_BASE_URL, ENV_REGION, EU_BASE_URL, GLOBAL_BASE_URL, Region, SendGridBuilder,

@@ -599,3 +599,45 @@ async fn rate_limited_fault_without_hint_has_no_reset() {
     let body: Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(body["errors"][0]["message"], "too many requests");
 }
+
+#[tokio::test]
+async fn lists_accepted_messages_by_custom_arg() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let p = provider(&sandbox);
+    let with = |key: &str| {
+        let mut m = message();
+        m.custom_args.insert("job_key".to_owned(), key.to_owned());
+        m
+    };
+    p.send(&with("evt_1/email")).await.unwrap();
+    let sent = p.send(&with("evt_2/email")).await.unwrap();
+    let c = p.client();
+    let found = c
+        .messages_with_custom_arg("job_key", "evt_2/email", 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].msg_id.starts_with(&sent.message_id));
+    assert!(
+        c.messages_with_custom_arg("job_key", "evt_3/email", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.messages_with_custom_arg("other", "evt_1/email", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let wrong = Sandbox::start().await.unwrap();
+    let e = wrong.email().with_api_key("SG.wrong").build().unwrap();
+    assert_eq!(
+        e.client()
+            .messages_with_custom_arg("job_key", "x", 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthenticated
+    );
+}

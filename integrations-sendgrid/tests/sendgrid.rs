@@ -505,3 +505,105 @@ fn debug_never_shows_the_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn custom_arg_lookup_is_an_encoded_email_activity_query() {
+    use wiremock::matchers::query_param;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/messages"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(query_param("limit", "5"))
+        .and(query_param(
+            "query",
+            "unique_args['job_key']=\"evt_1/email\"",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [{
+                "from_email": "shop@example.com",
+                "msg_id": "abc123.filter0001.16648.5515E0B88.0",
+                "subject": "Your order",
+                "to_email": "ada@example.com",
+                "status": "delivered",
+                "opens_count": 0,
+                "clicks_count": 0,
+                "last_event_time": "2026-12-02T08:00:00Z",
+            }],
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    let found = p
+        .client()
+        .messages_with_custom_arg("job_key", "evt_1/email", 5)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].msg_id, "abc123.filter0001.16648.5515E0B88.0");
+    assert_eq!(found[0].status, "delivered");
+    assert_eq!(found[0].to_email, "ada@example.com");
+    // The raw query string is percent-encoded.
+    let reqs = server.received_requests().await.unwrap();
+    assert!(
+        reqs[0]
+            .url
+            .query()
+            .unwrap()
+            .contains("query=unique_args%5B%27job_key%27%5D%3D%22evt_1%2Femail%22"),
+        "{}",
+        reqs[0].url
+    );
+}
+
+#[tokio::test]
+async fn custom_arg_lookup_finds_nothing_refuses_bad_input_and_maps_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [] })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/messages"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "errors": [{ "field": null, "message": "access forbidden" }],
+        })))
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    let c = p.client();
+    assert!(
+        c.messages_with_custom_arg("job_key", "evt_2/email", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.messages_with_custom_arg("job_key", "x", 10)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden,
+        "no Email Activity access"
+    );
+    for (name, value, limit, field) in [
+        ("", "v", 10, "name"),
+        ("a'b", "v", 10, "name"),
+        ("k", "say \"hi\"", 10, "value"),
+        ("k", "v", 0, "limit"),
+        ("k", "v", 1001, "limit"),
+    ] {
+        let e = c
+            .messages_with_custom_arg(name, value, limit)
+            .await
+            .unwrap_err();
+        assert_eq!(e.field(), Some(field), "{name} {value} {limit}");
+    }
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        2,
+        "refused locally"
+    );
+}

@@ -200,3 +200,170 @@ async fn concurrent_refunds_cannot_both_take_the_last_of_the_money() {
     assert_eq!(statuses, [200, 400], "{} / {}", a.text, b.text);
     assert_eq!(h.stripe.counters().refunds, 1);
 }
+
+/// Makes every write of an order's refunded amount fail until dropped (a store failing after
+/// the provider acted).
+const FAIL_REFUND_RECORD: &str = "CREATE TRIGGER fail_refund_record
+    BEFORE UPDATE OF refunded_minor ON orders
+    BEGIN SELECT RAISE(ABORT, 'injected: the refund record fails'); END;";
+
+#[tokio::test]
+async fn a_refund_whose_record_failed_is_reconciled_and_not_made_again() {
+    let h = Harness::new().await;
+    let order = h.paid_order().await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let db = rusqlite::Connection::open(h.orders.path()).unwrap();
+    db.execute_batch(FAIL_REFUND_RECORD).unwrap();
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "25.50"}),
+        )
+        .await;
+    assert!(!r.status.is_success(), "{}", r.text);
+    assert_eq!(h.stripe.counters().refunds, 1, "the provider refunded");
+    db.execute_batch("DROP TRIGGER fail_refund_record").unwrap();
+
+    // The client tries again, with another amount: the pending refund is reconciled, reported,
+    // and nothing more is refunded.
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "10.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.code(), Some("earlier_refund_completed"));
+    assert_eq!(h.stripe.counters().refunds, 1, "not refunded again");
+    let o = h.orders.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (o.refunded.to_decimal_string(), o.status.as_str()),
+        ("25.50".to_owned(), "partially_refunded")
+    );
+
+    // Asked again, it is a new refund with the next key.
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "10.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["remaining"], "24.50");
+    assert_eq!(h.stripe.counters().refunds, 2);
+    let keys: Vec<_> = h
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys, [format!("{id}/refund/1"), format!("{id}/refund/2")]);
+}
+
+#[tokio::test]
+async fn the_retry_of_a_refund_whose_record_failed_answers_with_that_refund() {
+    let h = Harness::new().await;
+    let order = h.paid_order().await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let db = rusqlite::Connection::open(h.orders.path()).unwrap();
+    db.execute_batch(FAIL_REFUND_RECORD).unwrap();
+    let body = json!({"orderId": id, "amount": "25.50"});
+    assert!(
+        !h.post("/api/payments/refund", &body)
+            .await
+            .status
+            .is_success()
+    );
+    db.execute_batch("DROP TRIGGER fail_refund_record").unwrap();
+    let r = h.post("/api/payments/refund", &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["reconciled"], true);
+    assert_eq!(r.json["data"]["refund"]["amount"], "25.50");
+    assert_eq!(r.json["data"]["order"]["refundedAmount"], "25.50");
+    assert_eq!(h.stripe.counters().refunds, 1);
+}
+
+#[tokio::test]
+async fn a_refund_recorded_but_never_sent_is_sent_with_its_own_key() {
+    use integrations_order_service::orders::RefundStart;
+    let h = Harness::new().await;
+    let order = h.paid_order().await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    // A crash between recording the intent and calling the provider.
+    let usd = |m| integrations_core::Money::from_minor(m, integrations_core::Currency::USD);
+    let start = h
+        .orders
+        .begin_refund(&id, Some(usd(1000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(start, RefundStart::New(ref i) if i.number == 1));
+    assert_eq!(h.stripe.counters().refunds, 0);
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "10.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["reconciled"], true);
+    assert_eq!(r.json["data"]["order"]["refundedAmount"], "10.00");
+    assert_eq!(h.stripe.counters().refunds, 1);
+    let keys: Vec<_> = h
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys, [format!("{id}/refund/1")]);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_make_one_refund_per_intent() {
+    use integrations_core::PaymentProvider;
+    let h = Harness::new().await;
+    let second = h.second_instance().await;
+    let stripe = h.stripe.client_builder().build().unwrap();
+    for round in 0..6 {
+        let order = h.paid_order().await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        let body = json!({"orderId": id, "amount": "30.00"});
+        let (a, b) = tokio::join!(
+            h.post("/api/payments/refund", &body),
+            Harness::post_to(&second, "/api/payments/refund", &body)
+        );
+        for r in [&a, &b] {
+            assert!(
+                [200, 409].contains(&r.status.as_u16()),
+                "round {round}: {}",
+                r.text
+            );
+        }
+        let local = h.orders.get(&id).await.unwrap().unwrap();
+        let paid = stripe
+            .retrieve_payment(order["paymentIntentId"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            local.refunded, paid.amount_refunded,
+            "round {round}: recorded what the provider refunded ({} / {})",
+            a.text, b.text
+        );
+        let keys: Vec<_> = h
+            .stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+            .filter_map(|r| r.idempotency_key)
+            .filter(|k| k.starts_with(&format!("{id}/")))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            keys.len() as u32,
+            local.refund_count,
+            "round {round}: one key per recorded refund: {keys:?}"
+        );
+    }
+}

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use integrations_core::{Error, ErrorKind, Result};
+use integrations_core::{Error, Result};
 use serde_json::{Value, json};
 
-use integrations_aws::dynamodb::{DynamoDb, Item, from_item, to_item};
+use integrations_aws::dynamodb::{
+    ConditionalWrite, DynamoDb, Item, WRITE_TOKEN_ATTRIBUTE, WriteToken, from_item, to_item,
+};
 use integrations_aws::{AwsConfig, Service};
 
 use crate::order::{Order, OrderPage, OrderStatus, now_millis};
@@ -83,25 +85,25 @@ impl DynamoOrderStore {
                 "order and customer ids must not be empty",
             ));
         }
-        self.db
-            .put_item(
-                &self.table,
-                to_item(order)?,
-                Some("attribute_not_exists(order_id)"),
-            )
-            .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::Conflict => {
-                    Error::conflict(format!("order `{}` already exists", order.order_id))
-                        .with_provider(Service::DynamoDb.provider_name())
-                        .with_code(
-                            e.code()
-                                .unwrap_or("ConditionalCheckFailedException")
-                                .to_owned(),
-                        )
-                }
-                _ => e,
-            })
+        // The call's token on the item: a retry of an attempt that was applied (its answer
+        // lost) recognises its own write instead of reporting the order as existing.
+        let token = WriteToken::random();
+        let mut item = to_item(order)?;
+        item.insert(WRITE_TOKEN_ATTRIBUTE.to_owned(), token.attribute_value());
+        let body = json!({
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(order_id)",
+        });
+        match self.db.conditional_write("PutItem", &body, &token).await? {
+            ConditionalWrite::Applied { .. } => Ok(()),
+            ConditionalWrite::ConditionFailed(_) => Err(Error::conflict(format!(
+                "order `{}` already exists",
+                order.order_id
+            ))
+            .with_provider(Service::DynamoDb.provider_name())
+            .with_code("ConditionalCheckFailedException")),
+        }
     }
 
     /// The order, if it exists (strongly consistent read).
@@ -183,28 +185,39 @@ impl DynamoOrderStore {
                 format!("an order cannot move from `{from}` to `{to}`"),
             ));
         }
+        // The call's token on the item: a retry of an attempt that was applied (its answer
+        // lost) finds the status already moved by itself, which is success, not a conflict.
+        let token = WriteToken::random();
         let body = json!({
             "TableName": self.table,
             "Key": key(order_id),
-            "UpdateExpression": "SET #s = :to, updated_at_ms = :now",
+            "UpdateExpression": "SET #s = :to, updated_at_ms = :now, #wtok = :wtok",
             "ConditionExpression": "#s = :from",
-            "ExpressionAttributeNames": { "#s": "status" },
+            "ExpressionAttributeNames": { "#s": "status", "#wtok": WRITE_TOKEN_ATTRIBUTE },
             "ExpressionAttributeValues": {
                 ":to": { "S": to.as_str() },
                 ":from": { "S": from.as_str() },
                 ":now": { "N": now_millis().to_string() },
+                ":wtok": token.attribute_value(),
             },
             "ReturnValues": "ALL_NEW",
         });
-        match self.db.call("UpdateItem", &body).await {
-            Ok(resp) => {
-                let attrs = resp
-                    .get("Attributes")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| Error::provider("UpdateItem returned no attributes"))?;
-                from_item(attrs)
+        match self
+            .db
+            .conditional_write("UpdateItem", &body, &token)
+            .await?
+        {
+            ConditionalWrite::Applied {
+                attributes: Some(attrs),
+            } => from_item(&attrs),
+            // This call's earlier attempt moved it (its answer was lost): read what it wrote.
+            ConditionalWrite::Applied { attributes: None } => {
+                self.get(order_id).await?.ok_or_else(|| {
+                    Error::not_found(format!("no order `{order_id}`"))
+                        .with_provider(Service::DynamoDb.provider_name())
+                })
             }
-            Err(e) if e.kind() == ErrorKind::Conflict => {
+            ConditionalWrite::ConditionFailed(_) => {
                 let provider = Service::DynamoDb.provider_name();
                 Err(match self.get(order_id).await? {
                     None => {
@@ -218,7 +231,6 @@ impl DynamoOrderStore {
                     .with_code("ConditionalCheckFailedException"),
                 })
             }
-            Err(e) => Err(e),
         }
     }
 }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use integrations_core::provider::{EmailProvider, Mailbox, UpdateOutcome};
 use integrations_core::{Error, Money, Notification, Notifier, Result, SheetsSink};
 use integrations_outbox::{Job, JobHandler};
+use integrations_sendgrid::SendGridClient;
 use integrations_sendgrid::template::TemplateRegistry;
 pub use integrations_shop::jobs::{
     EMAIL, METRICS, NOTIFY, OrderEvent, OrderEventKind, SHEET, SHEETS_APPEND, SHEETS_UPDATE,
@@ -47,7 +48,20 @@ pub fn order_event(
     })
 }
 
+/// The custom arg every email carries: its job's idempotency key (`{event_id}/email`), which
+/// names the logical send for [`EmailJob`]'s lookup.
+pub const JOB_KEY_ARG: &str = "job_key";
+
 /// Sends the customer email through the email provider (the failover).
+///
+/// Neither SendGrid nor SES takes an idempotency key, so an attempt killed after the provider
+/// accepted the email but before the outbox marked the job done would send it again. The
+/// outbox's claim records the attempt (`attempt` + 1) before the send; a job on its second or
+/// later attempt — one whose earlier attempt may have been sending — first asks each SendGrid
+/// provider's Email Activity feed for a message carrying its [`JOB_KEY_ARG`], and if one was
+/// accepted records the delivery instead of sending again. The feed lags (and SES cannot be
+/// asked at all), so this narrows the duplicate window, it does not close it; a failed lookup
+/// sends (an email twice rather than none).
 #[derive(Debug)]
 pub struct EmailJob {
     /// The provider (SendGrid → backup).
@@ -58,12 +72,43 @@ pub struct EmailJob {
     pub from: Mailbox,
     /// Where deliveries are recorded.
     pub ledger: Arc<Ledger>,
+    /// The SendGrid clients (label, client) asked whether an interrupted send was accepted.
+    pub lookups: Vec<(String, SendGridClient)>,
+}
+
+impl EmailJob {
+    /// The label of the provider that already accepted this job's email, if a lookup finds one.
+    async fn already_sent(&self, job: &Job) -> Option<String> {
+        for (label, client) in &self.lookups {
+            match client
+                .messages_with_custom_arg(JOB_KEY_ARG, job.idempotency_key.as_str(), 1)
+                .await
+            {
+                Ok(found) if !found.is_empty() => return Some(label.clone()),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(job = %job.id, provider = %label, error = %e,
+                        "email lookup failed; sending");
+                }
+            }
+        }
+        None
+    }
 }
 
 #[async_trait]
 impl JobHandler for EmailJob {
     async fn handle(&self, job: &Job) -> Result<()> {
         let ev = OrderEvent::of(job)?;
+        if job.attempt > 1 {
+            if let Some(provider) = self.already_sent(job).await {
+                tracing::info!(job = %job.id, provider = %provider,
+                    "email of an interrupted attempt was accepted: not sent again");
+                self.ledger
+                    .email_sent(&ev.order_id, ev.kind.template(), &provider);
+                return Ok(());
+            }
+        }
         let message = ev
             .email()
             .message(
@@ -73,6 +118,7 @@ impl JobHandler for EmailJob {
                 self.email.capabilities(),
             )?
             .custom_arg("event_id", ev.event_id.clone())
+            .custom_arg(JOB_KEY_ARG, job.idempotency_key.as_str())
             .build();
         let sent = self.email.send(&message).await?;
         self.ledger
@@ -248,6 +294,43 @@ mod tests {
         }
     }
 
+    /// An attempt whose send was accepted but whose job was never marked done (the process
+    /// killed in between) comes back as attempt 2: it finds its email by the job key and does
+    /// not send it again; a retried job whose email was never accepted sends it.
+    #[tokio::test]
+    async fn a_retried_email_job_whose_email_was_accepted_does_not_send_it_again() {
+        let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+            .await
+            .unwrap();
+        let sg = sandbox.email().build().unwrap();
+        let ledger = Arc::new(Ledger::new());
+        let h = EmailJob {
+            lookups: vec![("sendgrid".to_owned(), sg.client().clone())],
+            email: Arc::new(sg),
+            templates: Arc::new(integrations_shop::order_templates()),
+            from: Mailbox::named("orders@example.com", "Shop"),
+            ledger: ledger.clone(),
+        };
+        let ev = event(OrderEventKind::Paid);
+        let mut j = job(&ev, EMAIL);
+        h.handle(&j).await.unwrap();
+        assert_eq!(sandbox.messages().len(), 1);
+        assert_eq!(
+            sandbox.messages()[0].mail.custom_args[JOB_KEY_ARG],
+            j.idempotency_key.as_str()
+        );
+        j.attempt = 2;
+        h.handle(&j).await.unwrap();
+        assert_eq!(sandbox.messages().len(), 1, "found, not sent again");
+
+        let refund = event(OrderEventKind::Refunded);
+        let mut j = job(&refund, EMAIL);
+        j.idempotency_key = IdempotencyKey::derive("evt_2", EMAIL).unwrap();
+        j.attempt = 2;
+        h.handle(&j).await.unwrap();
+        assert_eq!(sandbox.messages().len(), 2, "nothing accepted for it: sent");
+    }
+
     #[tokio::test]
     async fn handlers_deliver_and_record() {
         let ledger = Arc::new(Ledger::new());
@@ -257,6 +340,7 @@ mod tests {
             templates: Arc::new(integrations_shop::order_templates()),
             from: Mailbox::named("orders@example.com", "Shop"),
             ledger: ledger.clone(),
+            lookups: Vec::new(),
         };
         let ev = event(OrderEventKind::Paid);
         h.handle(&job(&ev, EMAIL)).await.unwrap();

@@ -84,6 +84,7 @@ impl Pipeline {
             templates: Arc::new(integrations_shop::order_templates()),
             from: services.from.clone(),
             ledger: shared.ledger.clone(),
+            lookups: services.email_lookups.clone(),
         };
         let notify = NotifyJob {
             notifier: services.notifier.clone(),

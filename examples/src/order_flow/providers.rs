@@ -14,7 +14,7 @@ use integrations_core::provider::{
     EmailCapabilities, EmailMessage, EmailProvider, Mailbox, PaymentProvider, SentEmail,
 };
 use integrations_core::{Error, Notifier, Result, SheetsSink};
-use integrations_sendgrid::SendGridBuilder;
+use integrations_sendgrid::{SendGridBuilder, SendGridClient};
 use integrations_sheets::{BatchConfig, GoogleSheetsBuilder, GoogleSheetsSink};
 use integrations_stripe::webhook::StripeWebhookVerifier;
 use integrations_stripe::{Mode, StripeBuilder, StripeClient, StripePayments};
@@ -100,6 +100,9 @@ pub struct Services {
     pub sendgrid_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
     /// The backup SendGrid sandbox, when used.
     pub backup_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
+    /// The SendGrid clients of the email providers (label, client), for looking up whether an
+    /// interrupted send was accepted; SES, which cannot be asked, has none.
+    pub email_lookups: Vec<(String, SendGridClient)>,
     /// Sender.
     pub from: Mailbox,
     /// Inbox every customer email goes to, when set (real email providers).
@@ -150,9 +153,12 @@ impl Services {
         // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
         let real_sendgrid = env.has(ENV_SENDGRID);
         let sendgrid_local = env.is_loopback(ENV_SENDGRID_API_BASE);
-        let (primary, sendgrid_sandbox) =
+        let (primary, sendgrid_sandbox, primary_client) =
             setup.primary_email(real_sendgrid, sendgrid_local).await?;
-        let (backup, backup_sandbox) = setup.backup_email(real_sendgrid, sendgrid_local).await?;
+        let (backup, backup_sandbox, backup_client) =
+            setup.backup_email(real_sendgrid, sendgrid_local).await?;
+        let mut email_lookups = vec![(integrations_sendgrid::PROVIDER.to_owned(), primary_client)];
+        email_lookups.extend(backup_client.map(|c| (BACKUP_LABEL.to_owned(), c)));
         let email =
             Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
         let (sheets, sheets_sandbox) = setup.sheets().await?;
@@ -177,6 +183,7 @@ impl Services {
             email,
             sendgrid_sandbox,
             backup_sandbox,
+            email_lookups,
             from,
             recipient,
             sheets,
@@ -296,7 +303,8 @@ impl Setup<'_> {
         })
     }
 
-    /// The primary email provider: SendGrid, or a SendGrid sandbox.
+    /// The primary email provider: SendGrid, or a SendGrid sandbox; and its client, for the
+    /// Email Activity lookup.
     async fn primary_email(
         &mut self,
         real_sendgrid: bool,
@@ -304,6 +312,7 @@ impl Setup<'_> {
     ) -> Result<(
         Arc<dyn EmailProvider>,
         Option<integrations_sendgrid::sandbox::Sandbox>,
+        SendGridClient,
     )> {
         let env = self.env;
         let (registry, timeout) = (self.registry, self.timeout);
@@ -321,7 +330,8 @@ impl Setup<'_> {
                 None => "SendGrid".into(),
             };
             self.backend("email", what, !sendgrid_local);
-            (Arc::new(sg), None)
+            let client = sg.client().clone();
+            (Arc::new(sg), None, client)
         } else {
             let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
                 .await
@@ -340,11 +350,14 @@ impl Setup<'_> {
                 format!("SendGrid sandbox at {}", sandbox.base_url()),
                 false,
             );
-            (Arc::new(sg), Some(sandbox))
+            let client = sg.client().clone();
+            (Arc::new(sg), Some(sandbox), client)
         })
     }
 
-    /// The backup email provider: SES when AWS is set, else a second, labelled SendGrid sandbox.
+    /// The backup email provider: SES when AWS is set, else a second, labelled SendGrid sandbox;
+    /// and its client for the Email Activity lookup (SES has none: it cannot look a message up
+    /// by tag).
     async fn backup_email(
         &mut self,
         real_sendgrid: bool,
@@ -352,6 +365,7 @@ impl Setup<'_> {
     ) -> Result<(
         Arc<dyn EmailProvider>,
         Option<integrations_sendgrid::sandbox::Sandbox>,
+        Option<SendGridClient>,
     )> {
         let env = self.env;
         let (registry, timeout) = (self.registry, self.timeout);
@@ -364,7 +378,7 @@ impl Setup<'_> {
                 format!("Amazon SES ({})", aws.region()),
                 true,
             );
-            (Arc::new(SesEmail::new(&aws)), None)
+            (Arc::new(SesEmail::new(&aws)), None, None)
         } else {
             let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
                 .await
@@ -386,7 +400,12 @@ impl Setup<'_> {
                 ),
                 false,
             );
-            (Arc::new(Labelled::new(BACKUP_LABEL, sg)), Some(sandbox))
+            let client = sg.client().clone();
+            (
+                Arc::new(Labelled::new(BACKUP_LABEL, sg)),
+                Some(sandbox),
+                Some(client),
+            )
         })
     }
 

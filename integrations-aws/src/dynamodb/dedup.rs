@@ -6,10 +6,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use async_trait::async_trait;
 use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::webhook::{DedupOutcome, DedupStore, MAX_TTL};
-use integrations_core::{Error, ErrorKind, Result};
+use integrations_core::{Error, Result};
 use serde_json::json;
 
-use super::{DynamoDb, Item};
+use super::{ConditionalWrite, DynamoDb, Item, WRITE_TOKEN_ATTRIBUTE, WriteToken};
 use crate::config::AwsConfig;
 
 /// Seen keys in one DynamoDB table: partition key `pk` (string), expiry `expires_at` (unix
@@ -18,7 +18,9 @@ use crate::config::AwsConfig;
 /// [`DedupStore::insert_if_absent`] is one `PutItem` conditioned on
 /// `attribute_not_exists(pk) OR expires_at <= :now`, so of concurrent inserts of one key exactly
 /// one wins, and an expired record that DynamoDB's TTL sweeper (which may lag by up to days) has
-/// not yet removed counts as absent.
+/// not yet removed counts as absent. The item carries the call's [`WriteToken`], so a retried
+/// attempt whose first answer was lost (the insert applied) is `New`, not a false `Duplicate`
+/// that would acknowledge and drop a first delivery.
 #[derive(Debug, Clone)]
 pub struct DynamoDedupStore {
     db: DynamoDb,
@@ -86,12 +88,14 @@ impl DedupStore for DynamoDedupStore {
         let ttl = ttl.min(MAX_TTL);
         // Round up: a record is live for at least `ttl`.
         let expires = now + ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let token = WriteToken::random();
         let item: Item = [
             (Self::KEY_ATTRIBUTE.to_owned(), json!({ "S": key })),
             (
                 Self::TTL_ATTRIBUTE.to_owned(),
                 json!({ "N": expires.to_string() }),
             ),
+            (WRITE_TOKEN_ATTRIBUTE.to_owned(), token.attribute_value()),
         ]
         .into_iter()
         .collect();
@@ -102,10 +106,9 @@ impl DedupStore for DynamoDedupStore {
             "ExpressionAttributeNames": { "#pk": Self::KEY_ATTRIBUTE, "#exp": Self::TTL_ATTRIBUTE },
             "ExpressionAttributeValues": { ":now": { "N": now.to_string() } },
         });
-        match self.db.call("PutItem", &body).await {
-            Ok(_) => Ok(DedupOutcome::New),
-            Err(e) if e.kind() == ErrorKind::Conflict => Ok(DedupOutcome::Duplicate),
-            Err(e) => Err(e),
+        match self.db.conditional_write("PutItem", &body, &token).await? {
+            ConditionalWrite::Applied { .. } => Ok(DedupOutcome::New),
+            ConditionalWrite::ConditionFailed(_) => Ok(DedupOutcome::Duplicate),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Amazon DynamoDB (feature `dynamodb`): a low-level signed client ([`DynamoDb`]), serde
 //! conversion of items ([`to_item`], [`from_item`]) and core's dedup store
-//! ([`DynamoDedupStore`]). Typed stores of an application's own tables build on these.
+//! ([`DynamoDedupStore`]), and conditional writes that recognise their own earlier attempt
+//! ([`DynamoDb::conditional_write`], [`WriteToken`]). Typed stores of an application's own tables build on these.
 
 mod attr;
+mod conditional;
 mod dedup;
 
 use std::time::Duration;
@@ -14,6 +16,7 @@ use crate::client::AwsClient;
 use crate::config::{AwsConfig, Service};
 
 pub use attr::{Item, from_attribute_value, from_item, to_attribute_value, to_item};
+pub use conditional::{ConditionalWrite, WRITE_TOKEN_ATTRIBUTE, WriteToken, condition_failed_item};
 pub use dedup::DynamoDedupStore;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";

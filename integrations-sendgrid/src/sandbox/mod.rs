@@ -9,6 +9,7 @@
 //! | rate limit | optional per-minute limit: `X-RateLimit-Limit/Remaining/Reset` on every answer, 429 `too many requests` |
 //! | size | bodies over 30 MB → 413 `content too large` |
 //! | faults | [`Sandbox::fail_next`], [`Sandbox::inject`]: the testkit's [`Fault`]s — 500, 503, 429 (with `X-RateLimit-Reset` = now + the retry hint on the sandbox clock), a hang, or accept-then-drop the connection — in SendGrid's `{"errors":[{"message"}]}` shape |
+//! | activity | `GET /v3/messages?query=unique_args['name']="value"`: the accepted messages sent with that custom arg, listed at once (SendGrid's feed lags) |
 //! | events | signed Event Webhook batches for accepted messages, to a URL or a callback |
 //! | records | [`Sandbox::requests`]: the last requests in full and exact totals; accepted messages and event batches kept up to a retention, counted exactly |
 //!
@@ -89,7 +90,7 @@ pub struct AcceptedMessage {
 #[derive(Debug)]
 pub(crate) struct Retained<T> {
     retention: usize,
-    items: VecDeque<T>,
+    pub(crate) items: VecDeque<T>,
     total: u64,
 }
 
@@ -130,7 +131,7 @@ impl<T> Retained<T> {
 pub(crate) struct State {
     /// Accepted message ids, oldest first; the messages themselves in `by_id`.
     pub(crate) messages: Retained<String>,
-    by_id: HashMap<String, AcceptedMessage>,
+    pub(crate) by_id: HashMap<String, AcceptedMessage>,
     pub(crate) rate_limit: Option<u32>,
     /// (minute index, requests counted in it).
     pub(crate) window: (i64, u32),

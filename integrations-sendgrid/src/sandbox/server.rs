@@ -13,8 +13,8 @@ use integrations_testkit::sandbox::{Fault, SandboxRequest, SandboxResponse, Sand
 use super::rules::{self, SgError, error_body};
 use super::{AcceptedMessage, Shared, events};
 use crate::client::{
-    MAIL_SEND_PATH, MESSAGE_ID_HEADER, RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_REMAINING_HEADER,
-    RATE_LIMIT_RESET_HEADER,
+    MAIL_SEND_PATH, MESSAGE_ID_HEADER, MESSAGES_PATH, RATE_LIMIT_LIMIT_HEADER,
+    RATE_LIMIT_REMAINING_HEADER, RATE_LIMIT_RESET_HEADER,
 };
 use crate::mail::MailSend;
 use crate::validate::MAX_BODY_BYTES;
@@ -70,6 +70,12 @@ impl SandboxService for Shared {
     }
 
     async fn handle(&self, req: SandboxRequest) -> SandboxResponse {
+        if req.path() == MESSAGES_PATH {
+            if req.method != Method::GET {
+                return SandboxResponse::new(405).with_header("allow", "GET");
+            }
+            return self.messages_filter(&req);
+        }
         if req.path() != MAIL_SEND_PATH {
             return json_error(404, &one("not found"), None);
         }
@@ -98,18 +104,81 @@ impl SandboxService for Shared {
 }
 
 impl Shared {
+    fn unauthorized(&self, req: &SandboxRequest) -> Option<SandboxResponse> {
+        match req.header("authorization") {
+            None => Some(json_error(401, &one("authorization required"), None)),
+            Some(a) if a != format!("Bearer {}", self.api_key) => Some(json_error(
+                401,
+                &one("The provided authorization grant is invalid, expired, or revoked"),
+                None,
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// `GET /v3/messages?limit=…&query=…`: the Email Activity feed over the accepted messages
+    /// kept, newest first. Only the custom-arg query `unique_args['name']="value"` is understood
+    /// (it matches the message's or any personalization's custom args); any other is a 400.
+    /// Unlike SendGrid's feed, a message is listed as soon as it is accepted.
+    fn messages_filter(&self, req: &SandboxRequest) -> SandboxResponse {
+        if let Some(r) = self.unauthorized(req) {
+            return r;
+        }
+        let mut limit = 10_usize;
+        let mut query = None;
+        for (k, v) in url::form_urlencoded::parse(req.query().as_bytes()) {
+            match &*k {
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => limit = n,
+                    _ => return json_error(400, &one("invalid limit"), None),
+                },
+                "query" => query = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        let Some((name, value)) = query.as_deref().and_then(parse_custom_arg_query) else {
+            return json_error(400, &one("invalid query"), None);
+        };
+        let s = self.lock();
+        let mut out = Vec::new();
+        for id in s.messages.items.iter().rev() {
+            let Some(m) = s.by_id.get(id) else { continue };
+            let has = |args: &std::collections::BTreeMap<String, String>| {
+                args.get(name).is_some_and(|v| v == value)
+            };
+            if !(has(&m.mail.custom_args)
+                || m.mail.personalizations.iter().any(|p| has(&p.custom_args)))
+            {
+                continue;
+            }
+            for p in &m.mail.personalizations {
+                for to in &p.to {
+                    out.push(serde_json::json!({
+                        "msg_id": format!("{}.filter0001.{}", m.message_id, out.len()),
+                        "from_email": m.mail.from.email,
+                        "to_email": to.email,
+                        "subject": p.subject.as_ref().or(m.mail.subject.as_ref()),
+                        "status": "processed",
+                        "opens_count": 0,
+                        "clicks_count": 0,
+                        "last_event_time": null,
+                    }));
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.truncate(limit);
+        SandboxResponse::new(200)
+            .with_header("content-type", "application/json")
+            .with_body(serde_json::json!({ "messages": out }).to_string())
+    }
+
     fn mail_send(&self, req: &SandboxRequest) -> SandboxResponse {
         let now = unix_seconds(self.clock.now());
-        match req.header("authorization") {
-            None => return json_error(401, &one("authorization required"), None),
-            Some(a) if a != format!("Bearer {}", self.api_key) => {
-                return json_error(
-                    401,
-                    &one("The provided authorization grant is invalid, expired, or revoked"),
-                    None,
-                );
-            }
-            Some(_) => {}
+        if let Some(r) = self.unauthorized(req) {
+            return r;
         }
 
         let rate = {
@@ -181,4 +250,13 @@ impl Shared {
         }
         with_rate(SandboxResponse::new(202), rate).with_header(MESSAGE_ID_HEADER, &message_id)
     }
+}
+
+/// `unique_args['name']="value"` → `(name, value)`.
+fn parse_custom_arg_query(q: &str) -> Option<(&str, &str)> {
+    let rest = q.trim().strip_prefix("unique_args['")?;
+    let (name, rest) = rest.split_once("']")?;
+    let value = rest.trim().strip_prefix('=')?.trim();
+    let value = value.strip_prefix('"')?.strip_suffix('"')?;
+    Some((name, value))
 }

@@ -7,4 +7,6 @@ mod store;
 mod store_tests;
 
 pub use model::{LineItem, NewOrder, Order, OrderStatus, ShippingAddress, rfc3339};
-pub use store::{ClientKey, Inserted, OrderStore, Page, check_refund, new_order_id};
+pub use store::{
+    ClientKey, Inserted, OrderStore, Page, RefundIntent, RefundStart, check_refund, new_order_id,
+};

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use integrations_core::{Error, Money, Result};
+use integrations_core::provider::RefundReason;
+use integrations_core::{Error, IdempotencyKey, Money, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::model::{NewOrder, Order, OrderStatus};
@@ -37,7 +38,56 @@ const SCHEMA: &str = "
         updated_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS orders_payment ON orders (payment_id);
+    CREATE TABLE IF NOT EXISTS refund_intents (
+        order_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        reason TEXT,
+        status TEXT NOT NULL,
+        refund_id TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (order_id, number)
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS refund_intents_one_pending
+        ON refund_intents (order_id) WHERE status = 'pending';
 ";
+
+/// A refund recorded before the provider is called: its amount, reason and number (which names
+/// its idempotency key, `{order}/refund/{number}`), allocated in the transaction that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundIntent {
+    /// The order.
+    pub order_id: String,
+    /// The intent's number on the order (1, 2, …; never reused).
+    pub number: u32,
+    /// The amount to refund.
+    pub amount: Money,
+    /// Why (the provider's reason, as sent).
+    pub reason: Option<RefundReason>,
+}
+
+impl RefundIntent {
+    /// The provider idempotency key of this refund: the same for every attempt of it, in any
+    /// service instance.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an order id that cannot be part of a key.
+    pub fn key(&self) -> Result<IdempotencyKey> {
+        IdempotencyKey::derive(&self.order_id, "refund")?.child(&self.number.to_string())
+    }
+}
+
+/// What [`OrderStore::begin_refund`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundStart {
+    /// A new intent, recorded as pending: call the provider, then
+    /// [`OrderStore::finish_refund`].
+    New(RefundIntent),
+    /// An earlier intent is still pending (its request failed after, or while, calling the
+    /// provider; or another instance is calling it now): reconcile it first.
+    Pending(RefundIntent),
+}
 
 /// A client's `Idempotency-Key` for an order request and the fingerprint of the request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +410,128 @@ impl OrderStore {
         .await
     }
 
+    /// Records a refund intent before the provider is called, in one transaction with the
+    /// checks: `amount` (`None`: everything left) must be refundable now. When an earlier intent
+    /// of the order is still pending, nothing is recorded and that intent is returned, so that no
+    /// second refund starts before the first is known to have happened or not — across service
+    /// instances on one database too.
+    ///
+    /// # Errors
+    /// As [`check_refund`]; [`Error::NotFound`]; store failures.
+    pub async fn begin_refund(
+        &self,
+        id: &str,
+        amount: Option<Money>,
+        reason: Option<RefundReason>,
+    ) -> Result<RefundStart> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let order = get(&tx, &id)?.ok_or_else(|| not_found(&id))?;
+            if let Some(pending) = pending_intent(&tx, &order)? {
+                return Ok(RefundStart::Pending(pending));
+            }
+            let amount = amount.unwrap_or_else(|| order.refundable());
+            check_refund(&order, amount)?;
+            // Numbers follow the intents ever recorded (and refunds recorded before intents
+            // existed), inside this transaction: two instances cannot draw the same one.
+            let last: i64 = tx
+                .query_row(
+                    "SELECT MAX(COALESCE((SELECT MAX(number) FROM refund_intents
+                                          WHERE order_id = ?1), 0), refund_count)
+                     FROM orders WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            let number = u32::try_from(last + 1).map_err(|_| corrupt("refund number"))?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO refund_intents (order_id, number, amount_minor, reason, status,
+                    created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                params![id, number, amount.minor(), reason.map(reason_str), now],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(RefundStart::New(RefundIntent {
+                order_id: id,
+                number,
+                amount,
+                reason,
+            }))
+        })
+        .await
+    }
+
+    /// Marks a pending intent done (the provider refunded it as `refund_id`, when known) and adds its amount
+    /// to the order: `partially_refunded`, or `refunded` once nothing is left. Finishing an
+    /// intent that is already done changes nothing (two instances may both see it through).
+    /// Returns the order as it now is.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; store failures.
+    pub async fn finish_refund(
+        &self,
+        intent: &RefundIntent,
+        refund_id: Option<&str>,
+    ) -> Result<Order> {
+        let (intent, refund_id) = (intent.clone(), refund_id.map(str::to_owned));
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let id = &intent.order_id;
+            let changed = tx
+                .execute(
+                    "UPDATE refund_intents SET status = 'done', refund_id = ?3, updated_at = ?4
+                     WHERE order_id = ?1 AND number = ?2 AND status = 'pending'",
+                    params![id, intent.number, refund_id, now_ms()],
+                )
+                .map_err(db_error)?;
+            let order = get(&tx, id)?.ok_or_else(|| not_found(id))?;
+            if changed == 0 {
+                return Ok(order);
+            }
+            let refunded = order.refunded.minor() + intent.amount.minor();
+            let status = if refunded >= order.details.total.minor() {
+                OrderStatus::Refunded
+            } else {
+                OrderStatus::PartiallyRefunded
+            };
+            tx.execute(
+                "UPDATE orders SET refunded_minor = ?2, refund_count = refund_count + 1,
+                    status = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, refunded, status.as_str(), now_ms()],
+            )
+            .map_err(db_error)?;
+            let order = get(&tx, id)?.ok_or_else(|| not_found(id))?;
+            tx.commit().map_err(db_error)?;
+            Ok(order)
+        })
+        .await
+    }
+
+    /// Marks a pending intent abandoned: the provider refused it without acting. Its number
+    /// is not reused (its key may be remembered by the provider with these parameters).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn abandon_refund(&self, intent: &RefundIntent) -> Result<()> {
+        let intent = intent.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE refund_intents SET status = 'abandoned', updated_at = ?3
+                 WHERE order_id = ?1 AND number = ?2 AND status = 'pending'",
+                params![intent.order_id, intent.number, now_ms()],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records the latest email event of the order's confirmation, unless a later one (by the
     /// event's own timestamp) is already recorded. Returns whether it was recorded.
     ///
@@ -446,6 +618,37 @@ pub fn check_refund(order: &Order, amount: Money) -> Result<()> {
 
 fn not_found(id: &str) -> Error {
     Error::not_found(format!("no order {id}"))
+}
+
+fn reason_str(r: RefundReason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn pending_intent(conn: &Connection, order: &Order) -> Result<Option<RefundIntent>> {
+    let row: Option<(i64, i64, Option<String>)> = conn
+        .query_row(
+            "SELECT number, amount_minor, reason FROM refund_intents
+             WHERE order_id = ?1 AND status = 'pending'",
+            [&order.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_error)?;
+    row.map(|(number, minor, reason)| {
+        Ok(RefundIntent {
+            order_id: order.id.clone(),
+            number: u32::try_from(number).map_err(|_| corrupt("refund number"))?,
+            amount: Money::from_minor(minor, order.currency()),
+            reason: reason
+                .map(|r| serde_json::from_value(serde_json::Value::String(r)))
+                .transpose()
+                .map_err(|_| corrupt("refund reason"))?,
+        })
+    })
+    .transpose()
 }
 
 fn get(conn: &Connection, id: &str) -> Result<Option<Order>> {

@@ -3,14 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use integrations_core::provider::{Payment, PaymentStatus, RefundRequest};
+use integrations_core::provider::{Payment, PaymentStatus, Refund, RefundRequest};
 use integrations_core::{Error, ErrorKind, IdempotencyKey};
 use serde_json::json;
 
 use super::JsonBody;
 use crate::ORDER_ID_METADATA;
 use crate::api::{ApiError, ok};
-use crate::orders::{Order, OrderStatus, check_refund};
+use crate::orders::{Order, OrderStatus, RefundIntent, RefundStart, check_refund};
 use crate::state::AppState;
 use crate::validate;
 
@@ -122,6 +122,16 @@ pub(crate) async fn confirm(
 /// `POST /api/payments/refund {orderId, amount?, reason?}`: a full or partial refund of a paid
 /// order, never more than what is left (checked here, under a per-order lock, and again by the
 /// provider against what it captured).
+///
+/// The refund is recorded as a pending intent (amount, reason, number → idempotency key) before
+/// the provider is called and marked done after, so a refund the provider made is never lost
+/// when the record fails, and no second refund starts while one is pending — across instances
+/// on one database too. A request that finds a pending intent reconciles it first: when the
+/// payment's refunded amount already includes it, it is marked done without a call; otherwise
+/// it is sent again with its own key and parameters (the provider answers a repeat with the
+/// first refund). The request then answers with that earlier refund (`"reconciled": true`):
+/// `200` when it asked for the same amount (the retry of the request that failed), else `409`
+/// `earlier_refund_completed` — nothing more was refunded; ask again for more.
 pub(crate) async fn refund(
     State(app): State<AppState>,
     JsonBody { map, .. }: JsonBody,
@@ -130,39 +140,115 @@ pub(crate) async fn refund(
     let lock = app.refund_lock(&req.order_id);
     let _guard = lock.lock().await;
     let order = order(&app, &req.order_id).await?;
-    let amount = req
-        .amount_in(order.currency())?
-        .unwrap_or_else(|| order.refundable());
+    let asked = req.amount_in(order.currency())?;
+    let amount = asked.unwrap_or_else(|| order.refundable());
     check_refund(&order, amount)?;
     let payment_id = order
         .payment_id
         .clone()
         .ok_or_else(|| Error::conflict(format!("order {} has no payment", order.id)))?;
-    let n = order.refund_count.saturating_add(1);
-    let key = IdempotencyKey::derive(&order.id, "refund")?.child(&n.to_string())?;
-    let mut refund_req =
-        RefundRequest::partial(payment_id, amount).metadata(ORDER_ID_METADATA, order.id.clone());
-    if let Some(reason) = req.reason {
-        refund_req = refund_req.reason(reason);
+    let orders = &app.inner.orders;
+    match orders.begin_refund(&order.id, asked, req.reason).await? {
+        RefundStart::New(intent) => {
+            let refund = send_refund(&app, &payment_id, &intent).await?;
+            let order = orders.finish_refund(&intent, Some(&refund.id)).await?;
+            tracing::info!(order = %order.id, refund = %refund.id, amount = %refund.amount, "refunded");
+            Ok(refund_response(
+                StatusCode::OK,
+                refund_json(&refund),
+                &order,
+                false,
+            ))
+        }
+        RefundStart::Pending(intent) => {
+            let refund = reconcile(&app, &order, &payment_id, &intent).await?;
+            let id = refund.get("id").and_then(serde_json::Value::as_str);
+            let order = orders.finish_refund(&intent, id).await?;
+            tracing::warn!(order = %order.id, number = intent.number, amount = %intent.amount,
+                "pending refund reconciled");
+            if amount == intent.amount {
+                return Ok(refund_response(StatusCode::OK, refund, &order, true));
+            }
+            Err(Error::conflict(format!(
+                "an earlier refund of {} on order {} was pending and is now completed; \
+                 nothing more was refunded",
+                intent.amount, order.id
+            ))
+            .with_code("earlier_refund_completed")
+            .into())
+        }
     }
-    let refund = app.inner.payments.refund(&refund_req, &key).await?;
-    let order = app
-        .inner
-        .orders
-        .record_refund(&order.id, refund.amount)
-        .await?;
-    tracing::info!(order = %order.id, refund = %refund.id, amount = %refund.amount, "refunded");
-    Ok(ok(
-        StatusCode::OK,
+}
+
+fn refund_json(refund: &Refund) -> serde_json::Value {
+    json!({
+        "id": refund.id,
+        "amount": refund.amount.to_decimal_string(),
+        "currency": refund.amount.currency().lowercase(),
+        "status": refund.status,
+    })
+}
+
+fn refund_response(
+    status: StatusCode,
+    refund: serde_json::Value,
+    order: &Order,
+    reconciled: bool,
+) -> Response {
+    ok(
+        status,
         json!({
-            "refund": {
-                "id": refund.id,
-                "amount": refund.amount.to_decimal_string(),
-                "currency": refund.amount.currency().lowercase(),
-                "status": refund.status,
-            },
+            "refund": refund,
             "order": order.to_json(),
             "remaining": order.refundable().to_decimal_string(),
+            "reconciled": reconciled,
         }),
-    ))
+    )
+}
+
+/// Calls the provider for `intent` with its own key; an intent the provider refused without
+/// acting is abandoned, so that it does not block the next refund.
+async fn send_refund(
+    app: &AppState,
+    payment_id: &str,
+    intent: &RefundIntent,
+) -> integrations_core::Result<Refund> {
+    let key = intent.key()?;
+    let mut req = RefundRequest::partial(payment_id, intent.amount)
+        .metadata(ORDER_ID_METADATA, intent.order_id.clone());
+    if let Some(reason) = intent.reason {
+        req = req.reason(reason);
+    }
+    match app.inner.payments.refund(&req, &key).await {
+        Ok(r) => Ok(r),
+        Err(e) if !e.may_have_acted() => {
+            app.inner.orders.abandon_refund(intent).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Settles a pending intent with the provider: already refunded (the payment's refunded amount
+/// covers what is recorded plus this intent) → the intent's amount, without a call; else the
+/// intent is sent again with its own key and parameters, which the provider answers with the
+/// refund it made for that key, or makes it now.
+async fn reconcile(
+    app: &AppState,
+    order: &Order,
+    payment_id: &str,
+    intent: &RefundIntent,
+) -> integrations_core::Result<serde_json::Value> {
+    let payment = app.inner.payments.retrieve_payment(payment_id).await?;
+    let recorded = order.refunded.minor();
+    if payment.amount_refunded.minor() >= recorded.saturating_add(intent.amount.minor()) {
+        return Ok(json!({
+            "id": null,
+            "amount": intent.amount.to_decimal_string(),
+            "currency": intent.amount.currency().lowercase(),
+            "status": "reconciled",
+        }));
+    }
+    let refund = send_refund(app, payment_id, intent).await?;
+    Ok(refund_json(&refund))
 }

@@ -180,6 +180,52 @@ impl Harness {
         self.send(req).await
     }
 
+    /// Another service instance on the same database file and Stripe sandbox (its own store
+    /// connections, locks and provider client), as a second process would be.
+    pub(crate) async fn second_instance(&self) -> Router {
+        let db = self.orders.path().to_path_buf();
+        let outbox = Arc::new(SqliteOutbox::open(&db).await.unwrap());
+        let orders = OrderStore::open(&db).await.unwrap();
+        let client = self
+            .stripe
+            .client_builder()
+            .with_policy(sandbox_policy("stripe", &MetricsRegistry::new()))
+            .build()
+            .unwrap();
+        let state = AppState::builder(
+            orders,
+            Arc::new(client),
+            outbox as Arc<dyn OutboxStore>,
+            ApiKeys::new([KEY]).unwrap(),
+            StripeWebhookVerifier::new(self.stripe.webhook_secret()),
+        )
+        .build();
+        app(state)
+    }
+
+    /// POSTs `body` to `uri` on `router` (another instance).
+    pub(crate) async fn post_to(router: &Router, uri: &str, body: &Value) -> Resp {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header("x-api-key", KEY)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 8 << 20)
+            .await
+            .unwrap();
+        Resp {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
     pub(crate) async fn get(&self, uri: &str) -> Resp {
         self.request("GET", uri, Some(KEY), None).await
     }
