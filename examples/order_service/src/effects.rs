@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use integrations_core::provider::{EmailMessage, Mailbox, Notification, Row};
-use integrations_core::{EmailProvider, Error, Notifier, Result, SheetsSink};
+use integrations_core::{EmailProvider, Error, Notifier, Policy, Result, SheetsSink};
 use integrations_outbox::{DispatcherBuilder, Job, NewJob, handler_fn};
 use serde_json::json;
 
@@ -45,6 +45,7 @@ pub struct Effects {
     sheets: Arc<dyn SheetsSink>,
     sheet: String,
     notifier: Arc<dyn Notifier>,
+    email_policy: Option<Policy>,
 }
 
 impl fmt::Debug for Effects {
@@ -74,7 +75,18 @@ impl Effects {
             sheets,
             sheet: DEFAULT_SHEET.to_owned(),
             notifier,
+            email_policy: None,
         }
+    }
+
+    /// Declares the policy the email provider's calls run under: the dispatcher then refuses to
+    /// build when its handler timeout cannot cover that policy's worst case
+    /// ([`DispatcherBuilder::handler_with_policy`]), instead of cutting a send off mid-request
+    /// and sending it again.
+    #[must_use]
+    pub fn with_email_policy(mut self, policy: Policy) -> Self {
+        self.email_policy = Some(policy);
+        self
     }
 
     /// Appends rows to `sheet` instead.
@@ -86,16 +98,18 @@ impl Effects {
 
     /// Registers a handler for each job kind on `builder`.
     pub fn register(self, builder: DispatcherBuilder) -> DispatcherBuilder {
+        let email_policy = self.email_policy.clone();
         let me = Arc::new(self);
         let (a, b, c) = (Arc::clone(&me), Arc::clone(&me), me);
+        let email = handler_fn(move |job| {
+            let me = Arc::clone(&a);
+            async move { me.send_confirmation(&job).await }
+        });
+        let builder = match &email_policy {
+            Some(policy) => builder.handler_with_policy(EMAIL_CONFIRMATION, email, policy),
+            None => builder.handler(EMAIL_CONFIRMATION, email),
+        };
         builder
-            .handler(
-                EMAIL_CONFIRMATION,
-                handler_fn(move |job| {
-                    let me = Arc::clone(&a);
-                    async move { me.send_confirmation(&job).await }
-                }),
-            )
             .handler(
                 SHEETS_ROW,
                 handler_fn(move |job| {

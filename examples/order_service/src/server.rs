@@ -174,8 +174,16 @@ impl Server {
             Arc::clone(&services.sheets),
             Arc::clone(&services.notifier),
         );
+        // Each layer's budget from the one inside it: the email job's handler timeout covers
+        // the email policy's worst case (attempts, backoff, Retry-After), the lease covers the
+        // handler timeout. With live SendGrid's default policy that is 210 s, not the
+        // dispatcher's default 45 s, which would cut a send off mid-request and send it again.
+        let handler_timeout = handler_timeout_for(&services.email_policy)?;
+        let effects = effects.with_email_policy(services.email_policy.clone());
         let dispatcher = effects
             .register(Dispatcher::builder(Arc::clone(&outbox)))
+            .handler_timeout(handler_timeout)
+            .lease(handler_timeout * 4 / 3)
             .poll_interval(config.poll_interval)
             .backoff(config.dispatcher_backoff)
             .build()?;
@@ -256,10 +264,54 @@ impl Server {
     }
 }
 
+/// The shortest handler timeout the service uses (the dispatcher's default).
+pub const MIN_HANDLER_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// A handler timeout that covers `policy`'s worst case with a margin, and at least
+/// [`MIN_HANDLER_TIMEOUT`].
+///
+/// # Errors
+/// [`Error::Configuration`] naming `email_policy` when the policy has no bound (no attempt
+/// timeout and no deadline): no handler timeout can cover it.
+pub fn handler_timeout_for(policy: &integrations_core::Policy) -> Result<Duration> {
+    let worst = policy.worst_case().ok_or_else(|| {
+        Error::configuration(
+            "email_policy",
+            "unbounded worst case: give the email policy an attempt timeout or a deadline",
+        )
+    })?;
+    Ok(worst
+        .saturating_add(Duration::from_secs(5))
+        .max(MIN_HANDLER_TIMEOUT))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.http_task.abort();
         self.recorder_task.abort();
         self.stop_dispatcher.trigger();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_timeout_covers_live_sendgrids_default_policy() {
+        let live = integrations_sendgrid::default_policy();
+        let worst = live.worst_case().unwrap();
+        let t = handler_timeout_for(&live).unwrap();
+        assert!(t > worst, "{t:?} does not cover {worst:?}");
+        assert!(
+            t > MIN_HANDLER_TIMEOUT,
+            "the default 45 s would cut SendGrid off"
+        );
+        // A policy bounded by a short deadline keeps the default.
+        let quick = integrations_core::Policy::builder("x")
+            .attempt_timeout(Duration::from_secs(1))
+            .deadline(Duration::from_secs(2))
+            .build();
+        assert_eq!(handler_timeout_for(&quick).unwrap(), MIN_HANDLER_TIMEOUT);
     }
 }

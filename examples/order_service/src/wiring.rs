@@ -43,6 +43,9 @@ pub struct Services {
     pub stripe_webhook: StripeWebhookVerifier,
     /// Confirmation email.
     pub email: Arc<dyn EmailProvider>,
+    /// The policy the email provider's calls run under: the email job's handler timeout is
+    /// derived from its worst case.
+    pub email_policy: Policy,
     /// Sender of the confirmation email.
     pub email_from: Mailbox,
     /// Verifier of `/webhooks/sendgrid`, when configured.
@@ -118,7 +121,7 @@ impl Services {
         let mut integrations = Vec::new();
         let (payments, stripe_webhook, stripe_sandbox) =
             payments(lookup, registry, &mut integrations).await?;
-        let (email, sendgrid_webhook, sendgrid_sandbox) =
+        let (email, email_policy, sendgrid_webhook, sendgrid_sandbox) =
             email(lookup, registry, &mut integrations).await?;
         let (sheets, sheets_sandbox) = sheets(lookup, registry, &mut integrations).await?;
         let (notifier, local_notifier) = notifications(lookup, registry, &mut integrations)?;
@@ -129,6 +132,7 @@ impl Services {
             payments,
             stripe_webhook,
             email,
+            email_policy,
             email_from: Mailbox::named(from, "Order service"),
             sendgrid_webhook,
             sheets,
@@ -205,6 +209,7 @@ async fn payments(
 /// Email: the provider, the verifier of its event webhook (if any), and the sandbox.
 type EmailWiring = (
     Arc<dyn EmailProvider>,
+    Policy,
     Option<EventWebhookVerifier>,
     Option<sendgrid_sandbox::Sandbox>,
 );
@@ -225,15 +230,11 @@ async fn email(
             "email",
             IntegrationMode::Live,
         ));
-        (
-            Arc::new(
-                SendGridBuilder::from_lookup(|n| lookup(n))
-                    .with_metrics(registry)
-                    .build()?,
-            ),
-            verifier,
-            None,
-        )
+        let email = SendGridBuilder::from_lookup(|n| lookup(n))
+            .with_metrics(registry)
+            .build()?;
+        let policy = email.client().policy().clone();
+        (Arc::new(email), policy, verifier, None)
     } else {
         let sb = sendgrid_sandbox::Sandbox::start()
             .await
@@ -248,7 +249,8 @@ async fn email(
             "email",
             IntegrationMode::Sandbox,
         ));
-        (Arc::new(email), Some(verifier), Some(sb))
+        let policy = email.client().policy().clone();
+        (Arc::new(email), policy, Some(verifier), Some(sb))
     })
 }
 
