@@ -15,13 +15,18 @@
 //! | `POST /api/payments/refund` | API key or JWT | full or partial refund, never above what is left |
 //! | `POST /api/monitoring/dead-letters/{id}/replay` | API key or JWT | put a dead letter back |
 //! | `GET /api/monitoring/health` | — | `ok` / `degraded`, 503 when the stores fail |
-//! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | — | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
-//! | `GET /metrics` | — | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
-//! | `GET /integrations` | — | integrations with live metrics, outbox counts, dead letters (JSON) |
-//! | `GET /` | — | the monitoring page (server-rendered HTML) |
+//! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | API key or JWT | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
+//! | `GET /metrics` | API key or JWT | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
+//! | `GET /integrations` (also `/api/monitoring/integrations`) | API key or JWT | integrations with live metrics, outbox counts, dead letters (JSON) |
+//! | `GET /` | API key or JWT | the monitoring page (server-rendered HTML) |
 //! | `POST /webhooks/stripe` | signature | verify → apply to the order → record event + jobs in one outbox transaction → 200 |
 //! | `POST /webhooks/sendgrid` | signature | email events onto their orders, deduplicated |
 //! | `POST /webhooks/sns` | signature | inbound SNS of accepted topics, deduplicated |
+//!
+//! The monitoring views read the stores' figures from a snapshot refreshed every 2 s
+//! ([`monitoring::refresh_every`]), never per request. [`monitoring_app`] serves the same views
+//! without a key, for a separate listener on an internal address (`ORDER_SERVICE_MONITORING_ADDR`)
+//! where a browser or a Prometheus scraper can reach them.
 //!
 //! | module | holds |
 //! |---|---|
@@ -32,6 +37,7 @@
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations, the page |
+//! | [`retention`] | the hourly purge of done outbox jobs and recorded events past the retention |
 //! | [`history`] | metrics time series in SQLite, sampled every 10 s, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`http_server`] | header and request deadlines, a connection bound and a bounded graceful shutdown around the router |
@@ -56,6 +62,7 @@ pub mod monitoring;
 pub mod notifier;
 pub mod orders;
 mod page;
+pub mod retention;
 mod routes;
 pub mod server;
 pub mod state;
@@ -114,6 +121,30 @@ async fn not_configured(uri: Uri) -> Response {
     .into_response()
 }
 
+/// The read-only monitoring views (everything but health and replay).
+fn monitoring_views() -> Router<AppState> {
+    Router::new()
+        .route("/", get(monitoring::page))
+        .route("/api/monitoring/metrics", get(monitoring::metrics_window))
+        .route("/metrics", get(monitoring::metrics))
+        .route("/integrations", get(monitoring::integrations))
+        .route(
+            "/api/monitoring/integrations",
+            get(monitoring::integrations),
+        )
+}
+
+/// The monitoring views and health **without a key**, for a separate listener on an internal
+/// address (see [`server::ServerConfig::monitoring_addr`]). Replaying dead letters still needs
+/// the API on the main listener.
+pub fn monitoring_app(state: AppState) -> Router {
+    monitoring_views()
+        .route("/api/monitoring/health", get(monitoring::health))
+        .with_state(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
 /// The service's router (see the crate docs for the routes).
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
@@ -128,21 +159,14 @@ pub fn app(state: AppState) -> Router {
             "/api/monitoring/dead-letters/{id}/replay",
             post(monitoring::replay),
         )
+        .merge(monitoring_views())
         .route_layer(middleware::from_fn_with_state(
             state.authenticator(),
             auth::require_auth,
         ))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let public = Router::new()
-        .route("/", get(monitoring::page))
         .route("/api/monitoring/health", get(monitoring::health))
-        .route("/api/monitoring/metrics", get(monitoring::metrics_window))
-        .route("/metrics", get(monitoring::metrics))
-        .route("/integrations", get(monitoring::integrations))
-        .route(
-            "/api/monitoring/integrations",
-            get(monitoring::integrations),
-        )
         .route("/webhooks/stripe", post(routes::webhooks::stripe));
     let mut router = api.merge(public).with_state(state.clone());
 

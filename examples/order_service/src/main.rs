@@ -13,6 +13,8 @@
 //! | `ORDER_SERVICE_ADDR` | `127.0.0.1:8080` | listen address |
 //! | `ORDER_SERVICE_DATA_DIR` | a fresh private `$TMPDIR/order-service-XXXXXX` (mode 0700), removed on exit | where the SQLite file (and a generated key) lives; a given directory must be the service user's and not group/other-writable |
 //! | `ORDER_SERVICE_API_KEYS` | generated | accepted API keys, comma-separated |
+//! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the monitoring page, `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
+//! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `RUST_LOG` | `info` | log filter |
 //!
@@ -136,6 +138,19 @@ async fn run() -> Result<()> {
         dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
         metrics_interval: integrations_order_service::history::SAMPLE_INTERVAL,
         http_limits: Default::default(),
+        monitoring_addr: match std::env::var("ORDER_SERVICE_MONITORING_ADDR") {
+            Ok(a) => Some(a.parse().map_err(|e| {
+                Error::configuration("ORDER_SERVICE_MONITORING_ADDR", format!("{e}"))
+            })?),
+            Err(_) => None,
+        },
+        monitoring_interval: integrations_order_service::monitoring::SNAPSHOT_INTERVAL,
+        retention: integrations_order_service::retention::retention_from(
+            std::env::var("ORDER_SERVICE_RETENTION_DAYS")
+                .ok()
+                .as_deref(),
+        )?,
+        purge_interval: integrations_order_service::retention::PURGE_INTERVAL,
     };
     let server = Server::start(config).await?;
     for i in &server.state().integrations().to_vec() {

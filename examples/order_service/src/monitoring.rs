@@ -2,8 +2,11 @@
 //! `GET /metrics` (Prometheus text), `GET /integrations`
 //! (JSON), `GET /` (the page), `POST /api/monitoring/dead-letters/{id}/replay`.
 //!
-//! Every view is read from live data at request time: the metrics registry the providers'
-//! policies record into, the outbox's counts and dead-letter queue, the order store.
+//! The views never scan a table per request: the outbox's counts, its dead letters and the
+//! orders per status come from a [`StoreSnapshot`] that a background task ([`refresh_every`])
+//! reads every [`SNAPSHOT_INTERVAL`] and swaps into the state; the per-integration metrics come
+//! from the in-memory registry the providers' policies record into. However many clients poll
+//! `/metrics`, the stores see one set of counting queries per interval.
 
 use std::fmt::Write as _;
 
@@ -26,6 +29,76 @@ pub const DEAD_LETTERS_SHOWN: usize = 50;
 /// Content type of `/metrics`: Prometheus text exposition format 0.0.4.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// How often [`refresh_every`] re-reads the stores' figures by default.
+pub const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The stores' figures the monitoring views show, read together by [`refresh`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreSnapshot {
+    /// Outbox jobs per state.
+    pub outbox: OutboxCounts,
+    /// The oldest dead letters, up to [`DEAD_LETTERS_SHOWN`].
+    pub dead_letters: Vec<DeadLetter>,
+    /// Orders per status.
+    pub orders: Vec<(OrderStatus, u64)>,
+    /// When these figures were read, unix milliseconds (0: never yet).
+    pub taken_at: i64,
+    /// The error of the last refresh, if it failed (the figures are then the previous ones).
+    pub error: Option<String>,
+}
+
+/// Reads the stores' figures and swaps them into `app`'s snapshot. On failure the previous
+/// figures stay, marked with the error (health answers 503 until a refresh succeeds).
+///
+/// # Errors
+/// The outbox's or the order store's failures.
+pub async fn refresh(app: &AppState) -> Result<()> {
+    let read = async {
+        let outbox = app.outbox().counts().await?;
+        let dead_letters = app.outbox().dead_letters(DEAD_LETTERS_SHOWN).await?;
+        let orders = app.orders().status_counts().await?;
+        Ok::<_, integrations_core::Error>(StoreSnapshot {
+            outbox,
+            dead_letters,
+            orders,
+            taken_at: now_ms(),
+            error: None,
+        })
+    };
+    match read.await {
+        Ok(s) => {
+            app.set_store_snapshot(s);
+            Ok(())
+        }
+        Err(e) => {
+            let mut stale = (*app.store_snapshot()).clone();
+            stale.error = Some(e.to_string());
+            app.set_store_snapshot(stale);
+            Err(e)
+        }
+    }
+}
+
+/// Refreshes `app`'s snapshot every `interval` until `stop` fires (or its sender is dropped).
+pub async fn refresh_every(
+    app: AppState,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = refresh(&app).await {
+            tracing::warn!(error = %e, "monitoring snapshot refresh failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
 /// One configured integration with its live metrics.
 #[derive(Debug, Clone)]
 pub struct IntegrationView {
@@ -42,7 +115,7 @@ impl IntegrationView {
     }
 }
 
-/// Everything the monitoring views show, read at one moment.
+/// Everything the monitoring views show: the registry now, the stores as of the last snapshot.
 #[derive(Debug, Clone)]
 pub struct Overview {
     /// Configured integrations, in configuration order; then any other integration with
@@ -58,6 +131,8 @@ pub struct Overview {
     pub uptime_secs: u64,
     /// When this was read, unix milliseconds.
     pub generated_at: i64,
+    /// When the stores' figures were read, unix milliseconds (0: not yet).
+    pub stores_read_at: i64,
 }
 
 impl Overview {
@@ -72,11 +147,11 @@ impl Overview {
     }
 }
 
-/// Reads the [`Overview`].
+/// The [`Overview`]: the registry now, the stores from the last snapshot (no store is read).
 ///
 /// # Errors
-/// The outbox's or the order store's failures.
-pub async fn overview(app: &AppState) -> Result<Overview> {
+/// The last snapshot refresh's failure.
+pub fn overview(app: &AppState) -> Result<Overview> {
     let snapshot = app.metrics().snapshot();
     let mut integrations: Vec<IntegrationView> = app
         .integrations()
@@ -98,16 +173,20 @@ pub async fn overview(app: &AppState) -> Result<Overview> {
             });
         }
     }
-    let outbox = app.outbox().counts().await?;
-    let dead_letters = app.outbox().dead_letters(DEAD_LETTERS_SHOWN).await?;
-    let orders = app.orders().status_counts().await?;
+    let stores = app.store_snapshot();
+    if let Some(e) = &stores.error {
+        return Err(integrations_core::Error::unavailable(format!(
+            "the stores could not be read: {e}"
+        )));
+    }
     Ok(Overview {
         integrations,
-        outbox,
-        dead_letters,
-        orders,
+        outbox: stores.outbox,
+        dead_letters: stores.dead_letters.clone(),
+        orders: stores.orders.clone(),
         uptime_secs: app.inner.started.elapsed().as_secs(),
         generated_at: now_ms(),
+        stores_read_at: stores.taken_at,
     })
 }
 
@@ -143,7 +222,7 @@ pub fn dead_letter_json(d: &DeadLetter) -> Value {
 /// `GET /api/monitoring/health`: 200 with `ok` or `degraded` (an integration degraded or down),
 /// 503 when the service's own stores fail.
 pub(crate) async fn health(State(app): State<AppState>) -> Response {
-    match overview(&app).await {
+    match overview(&app) {
         Ok(o) => {
             let status = match o.overall() {
                 Health::Healthy => "ok",
@@ -182,7 +261,7 @@ pub(crate) async fn health(State(app): State<AppState>) -> Response {
 pub(crate) async fn metrics(
     State(app): State<AppState>,
 ) -> std::result::Result<Response, ApiError> {
-    let o = overview(&app).await?;
+    let o = overview(&app)?;
     let mut text = app.metrics().render_prometheus();
     let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -263,7 +342,7 @@ pub fn snapshot_json(s: &IntegrationSnapshot) -> Value {
 pub(crate) async fn integrations(
     State(app): State<AppState>,
 ) -> std::result::Result<Response, ApiError> {
-    let o = overview(&app).await?;
+    let o = overview(&app)?;
     let integrations: Vec<Value> = o
         .integrations
         .iter()
@@ -320,7 +399,7 @@ pub(crate) async fn metrics_window(
 
 /// `GET /`: the monitoring page.
 pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Response, ApiError> {
-    let o = overview(&app).await?;
+    let o = overview(&app)?;
     Ok(Html(page::render(&o)).into_response())
 }
 

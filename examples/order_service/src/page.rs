@@ -269,6 +269,7 @@ mod tests {
             orders: vec![(OrderStatus::PartiallyRefunded, 2)],
             uptime_secs: 3725,
             generated_at: 0,
+            stores_read_at: 0,
         }
     }
 

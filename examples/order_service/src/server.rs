@@ -55,6 +55,15 @@ pub struct ServerConfig {
     pub metrics_interval: Duration,
     /// Header and request deadlines, the connection bound, the shutdown grace.
     pub http_limits: HttpLimits,
+    /// A second listener serving the monitoring views and health without a key
+    /// ([`crate::monitoring_app`]), for an internal address; `None`: none.
+    pub monitoring_addr: Option<SocketAddr>,
+    /// How often the monitoring views' store figures are re-read.
+    pub monitoring_interval: Duration,
+    /// How long done outbox jobs and recorded events are kept.
+    pub retention: Duration,
+    /// How often they are purged (also once at start).
+    pub purge_interval: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -81,6 +90,10 @@ impl ServerConfig {
             dispatcher_backoff: DEFAULT_DISPATCHER_BACKOFF,
             metrics_interval: crate::history::SAMPLE_INTERVAL,
             http_limits: HttpLimits::default(),
+            monitoring_addr: None,
+            monitoring_interval: crate::monitoring::SNAPSHOT_INTERVAL,
+            retention: crate::retention::DEFAULT_RETENTION,
+            purge_interval: crate::retention::PURGE_INTERVAL,
         }
     }
 }
@@ -97,6 +110,11 @@ pub struct Server {
     http_task: JoinHandle<std::io::Result<()>>,
     stop_recorder: Option<tokio::sync::oneshot::Sender<()>>,
     recorder_task: JoinHandle<()>,
+    monitoring_addr: Option<SocketAddr>,
+    stop_monitoring_http: Option<tokio::sync::oneshot::Sender<()>>,
+    monitoring_http_task: Option<JoinHandle<std::io::Result<()>>>,
+    stop_housekeeping: tokio::sync::watch::Sender<bool>,
+    housekeeping_tasks: Vec<JoinHandle<()>>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -140,6 +158,19 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::unavailable(format!("no local address: {e}")))?;
+        let monitoring_listener = match config.monitoring_addr {
+            Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
+                Error::unavailable(format!("cannot listen on {a} (monitoring): {e}")).with_source(e)
+            })?),
+            None => None,
+        };
+        let monitoring_addr = match &monitoring_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| Error::unavailable(format!("no local address: {e}")))?,
+            ),
+            None => None,
+        };
 
         let services = Services::from_lookup(&*config.lookup, &config.metrics).await?;
         services.connect_sandbox_webhooks(&format!("http://{addr}"));
@@ -196,11 +227,40 @@ impl Server {
         let (stop_recorder, recorder_stop) = tokio::sync::oneshot::channel::<()>();
         let recorder_task = tokio::spawn(recorder.run(config.metrics_interval, recorder_stop));
 
+        // The monitoring views' figures: read once before serving, then every interval; and the
+        // purge of finished outbox work, at once and then every interval.
+        if let Err(e) = crate::monitoring::refresh(&state).await {
+            tracing::warn!(error = %e, "monitoring snapshot refresh failed");
+        }
+        let (stop_housekeeping, housekeeping) = tokio::sync::watch::channel(false);
+        let housekeeping_tasks = vec![
+            tokio::spawn(crate::monitoring::refresh_every(
+                state.clone(),
+                config.monitoring_interval,
+                housekeeping.clone(),
+            )),
+            tokio::spawn(crate::retention::purge_every(
+                Arc::clone(&outbox),
+                config.retention,
+                config.purge_interval,
+                housekeeping,
+            )),
+        ];
+
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = crate::app(state.clone());
         let limits = config.http_limits;
         let http_task = tokio::spawn(crate::http_server::serve(listener, router, limits, stopped));
-        tracing::info!(%addr, data_dir = %dir.display(), "order service listening");
+        let (stop_monitoring_http, monitoring_http_task) = match monitoring_listener {
+            Some(l) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let router = crate::monitoring_app(state.clone());
+                let task = tokio::spawn(crate::http_server::serve(l, router, limits, stopped));
+                (Some(stop), Some(task))
+            }
+            None => (None, None),
+        };
+        tracing::info!(%addr, ?monitoring_addr, data_dir = %dir.display(), "order service listening");
         Ok(Server {
             addr,
             state,
@@ -212,6 +272,11 @@ impl Server {
             http_task,
             stop_recorder: Some(stop_recorder),
             recorder_task,
+            monitoring_addr,
+            stop_monitoring_http,
+            monitoring_http_task,
+            stop_housekeeping,
+            housekeeping_tasks,
             _temp_dir: temp_dir,
         })
     }
@@ -224,6 +289,16 @@ impl Server {
     /// `http://<addr>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The monitoring listener's address, when configured.
+    pub fn monitoring_addr(&self) -> Option<SocketAddr> {
+        self.monitoring_addr
+    }
+
+    /// `http://<monitoring addr>`, when a monitoring listener is configured.
+    pub fn monitoring_url(&self) -> Option<String> {
+        self.monitoring_addr.map(|a| format!("http://{a}"))
     }
 
     /// The shared state.
@@ -249,7 +324,17 @@ impl Server {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
         }
+        if let Some(stop) = self.stop_monitoring_http.take() {
+            let _ = stop.send(());
+        }
         let served = (&mut self.http_task).await;
+        if let Some(t) = self.monitoring_http_task.as_mut() {
+            let _ = t.await;
+        }
+        let _ = self.stop_housekeeping.send(true);
+        for t in &mut self.housekeeping_tasks {
+            let _ = t.await;
+        }
         if let Some(stop) = self.stop_recorder.take() {
             let _ = stop.send(());
         }
@@ -289,6 +374,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.http_task.abort();
         self.recorder_task.abort();
+        if let Some(t) = &self.monitoring_http_task {
+            t.abort();
+        }
+        for t in &self.housekeeping_tasks {
+            t.abort();
+        }
         self.stop_dispatcher.trigger();
     }
 }

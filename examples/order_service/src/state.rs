@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::FromRef;
@@ -115,6 +115,7 @@ pub(crate) struct Inner {
     refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) started: Instant,
     dispatcher_waker: std::sync::OnceLock<integrations_outbox::DispatcherWaker>,
+    store_snapshot: RwLock<Arc<crate::monitoring::StoreSnapshot>>,
 }
 
 /// Everything the handlers share: stores, the payment provider, the outbox, metrics, keys and
@@ -202,6 +203,26 @@ impl AppState {
     /// The stored metrics series, if configured.
     pub fn metrics_history(&self) -> Option<&MetricsHistory> {
         self.inner.history.as_ref()
+    }
+
+    /// The stores' figures the monitoring views show, as last read by
+    /// [`monitoring::refresh`](crate::monitoring::refresh).
+    pub fn store_snapshot(&self) -> Arc<crate::monitoring::StoreSnapshot> {
+        Arc::clone(
+            &self
+                .inner
+                .store_snapshot
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    pub(crate) fn set_store_snapshot(&self, s: crate::monitoring::StoreSnapshot) {
+        *self
+            .inner
+            .store_snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(s);
     }
 
     /// The configured integrations.
@@ -324,6 +345,7 @@ impl AppStateBuilder {
                 refund_locks: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 dispatcher_waker: std::sync::OnceLock::new(),
+                store_snapshot: RwLock::default(),
             }),
         }
     }

@@ -68,12 +68,27 @@ async fn the_key_is_accepted_in_either_header() {
 }
 
 #[tokio::test]
-async fn monitoring_and_webhooks_need_no_key() {
+async fn monitoring_needs_the_key_except_health_and_webhooks_need_none() {
     let h = Harness::new().await;
-    for uri in ["/", "/api/monitoring/health", "/metrics", "/integrations"] {
+    for uri in [
+        "/",
+        "/metrics",
+        "/integrations",
+        "/api/monitoring/integrations",
+        "/api/monitoring/metrics",
+    ] {
         let r = h.request("GET", uri, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}: {}", r.text);
+        let r = h.request("GET", uri, Some("wrong-key"), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}: {}", r.text);
+    }
+    for uri in ["/", "/metrics", "/integrations"] {
+        let r = h.request("GET", uri, Some(common::KEY), None).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
     }
+    // Health stays open for load balancers.
+    let r = h.request("GET", "/api/monitoring/health", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // Webhooks authenticate by signature: no key, and a 400 for the missing signature, not a 401.
     let r = h
         .request(

@@ -129,7 +129,7 @@ async fn the_route_validates_the_window_and_uses_the_envelope() {
             .request(
                 "GET",
                 &format!("/api/monitoring/metrics?timeRange={range}"),
-                None,
+                Some(common::KEY),
                 None,
             )
             .await;
@@ -139,7 +139,7 @@ async fn the_route_validates_the_window_and_uses_the_envelope() {
         assert_eq!(stripe(&r.json["data"])["calls"], 0);
     }
     let r = h
-        .request("GET", "/api/monitoring/metrics", None, None)
+        .request("GET", "/api/monitoring/metrics", Some(common::KEY), None)
         .await;
     assert_eq!(r.json["data"]["timeRange"], "24h");
     for bad in ["2h", "", "24H", "1d"] {
@@ -147,7 +147,7 @@ async fn the_route_validates_the_window_and_uses_the_envelope() {
             .request(
                 "GET",
                 &format!("/api/monitoring/metrics?timeRange={bad}"),
-                None,
+                Some(common::KEY),
                 None,
             )
             .await;
@@ -160,7 +160,7 @@ async fn the_route_validates_the_window_and_uses_the_envelope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_survives_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (keys, _key) = ApiKeys::generate();
+    let (keys, key) = ApiKeys::generate();
     let config = |keys: ApiKeys, registry: MetricsRegistry| {
         let mut c = ServerConfig::local(keys);
         c.data_dir = Some(dir.path().to_path_buf());
@@ -183,15 +183,18 @@ async fn the_answer_survives_a_server_restart() {
     let server = Server::start(config(keys, MetricsRegistry::new()))
         .await
         .unwrap();
-    let body = reqwest::get(format!(
-        "{}/api/monitoring/metrics?timeRange=1h",
-        server.base_url()
-    ))
-    .await
-    .unwrap()
-    .bytes()
-    .await
-    .unwrap();
+    let body = reqwest::Client::new()
+        .get(format!(
+            "{}/api/monitoring/metrics?timeRange=1h",
+            server.base_url()
+        ))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["success"], true);
     assert_eq!(stripe(&v["data"])["calls"], 4, "{v}");

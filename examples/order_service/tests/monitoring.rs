@@ -193,7 +193,8 @@ async fn metrics_parse_as_prometheus_text_with_live_numbers() {
     h.paid_order().await;
     h.deliver_all("payment_intent.succeeded").await;
     h.drain().await;
-    let r = h.request("GET", "/metrics", None, None).await;
+    h.refresh_monitoring().await;
+    let r = h.request("GET", "/metrics", Some(common::KEY), None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         r.headers["content-type"]
@@ -262,7 +263,10 @@ async fn health_integrations_and_dead_letters_follow_live_data() {
         .unwrap();
     let stats = h.drain().await;
     assert_eq!(stats.dead_lettered, 3);
-    let r = h.request("GET", "/integrations", None, None).await;
+    h.refresh_monitoring().await;
+    let r = h
+        .request("GET", "/integrations", Some(common::KEY), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let d = &r.json["data"];
     assert_eq!(d["outbox"]["dead"], 3);

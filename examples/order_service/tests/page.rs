@@ -3,6 +3,9 @@
 //! SendGrid outage that dead-letters a confirmation email, then the page loaded in headless
 //! Chromium and its rendered DOM checked.
 //!
+//! The browser sends no API key, so it loads the page from the keyless monitoring listener
+//! (`ORDER_SERVICE_MONITORING_ADDR`); on the main listener the page needs the key.
+//!
 //! Chromium is `/usr/bin/chromium` (Debian's `chromium` package) or `$CHROMIUM`. Missing, the
 //! test fails when `CI=true` and is skipped otherwise. Set `ORDER_SERVICE_SCREENSHOT=<file.png>`
 //! to also save a screenshot.
@@ -179,6 +182,9 @@ async fn the_monitoring_page_shows_live_integration_status_in_a_browser() {
     let Some(chromium) = chromium() else { return };
     let (keys, key) = ApiKeys::generate();
     let mut config = ServerConfig::local(keys);
+    // The page in a browser, which sends no API key: from the keyless monitoring listener.
+    config.monitoring_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.monitoring_interval = Duration::from_millis(100);
     config.poll_interval = Duration::from_millis(50);
     config.dispatcher_backoff =
         Backoff::new(Duration::from_millis(10), Duration::from_millis(50), 2.0);
@@ -205,12 +211,24 @@ async fn the_monitoring_page_shows_live_integration_status_in_a_browser() {
         .await;
     let dead = v["data"]["outbox"]["dead"].as_u64().unwrap();
 
+    // On the main listener the page needs the key; the monitoring listener serves it without.
+    let http = reqwest::Client::new();
+    let main = http
+        .get(format!("{}/", server.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status().as_u16(), 401);
+    let monitoring = server.monitoring_url().expect("a monitoring listener");
+    let plain = http.get(format!("{monitoring}/")).send().await.unwrap();
+    assert_eq!(plain.status().as_u16(), 200);
+
     let dir = tempfile::tempdir().unwrap();
     let dom_file = dir.path().join("dom.html");
     run_chromium(
         &chromium,
         &["--dump-dom".to_owned()],
-        &format!("{}/", server.base_url()),
+        &format!("{}/", monitoring),
         &dom_file,
     )
     .await;
@@ -291,7 +309,7 @@ async fn the_monitoring_page_shows_live_integration_status_in_a_browser() {
                 format!("--screenshot={}", shot.display()),
                 "--window-size=1280,1000".to_owned(),
             ],
-            &format!("{}/", server.base_url()),
+            &format!("{}/", monitoring),
             &dir.path().join("shot.log"),
         )
         .await;

@@ -263,7 +263,7 @@ async fn every_request_of_the_seed_api_documentation_as_written() {
         &h,
         "GET",
         "/api/monitoring/metrics?timeRange=24h",
-        &[],
+        &[auth],
         None,
     )
     .await;
@@ -272,7 +272,7 @@ async fn every_request_of_the_seed_api_documentation_as_written() {
     assert!(data["integrations"].is_array());
 
     // Integration Status.
-    let r = send(&h, "GET", "/api/monitoring/integrations", &[], None).await;
+    let r = send(&h, "GET", "/api/monitoring/integrations", &[auth], None).await;
     let data = success(&r, StatusCode::OK, "Integration Status");
     let stripe = &data["integrations"][0];
     assert_eq!(stripe["name"], "stripe");
@@ -410,7 +410,7 @@ async fn every_error_path_uses_the_same_envelope() {
         (
             "GET",
             "/api/monitoring/metrics?timeRange=30d".into(),
-            vec![],
+            vec![auth],
             None,
             StatusCode::BAD_REQUEST,
         ),

@@ -299,6 +299,13 @@ impl Harness {
         ds
     }
 
+    /// Re-reads the stores' figures the monitoring views show (a server does it every 2 s).
+    pub(crate) async fn refresh_monitoring(&self) {
+        integrations_order_service::monitoring::refresh(&self.state)
+            .await
+            .unwrap();
+    }
+
     pub(crate) async fn drain(&self) -> RunStats {
         self.dispatcher.run_until_idle().await.unwrap()
     }

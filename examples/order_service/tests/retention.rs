@@ -1,0 +1,109 @@
+//! The scheduled purge: done jobs and recorded events older than the retention go, pending jobs
+//! and dead letters stay; a server purges at start and then on its interval.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use integrations_order_service::auth::ApiKeys;
+use integrations_order_service::retention::purge_once;
+use integrations_order_service::server::{Server, ServerConfig};
+use integrations_outbox::{NewJob, OutboxStore, RecordOutcome, SqliteOutbox};
+use serde_json::json;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Records `event` with two jobs, claims both and completes the first.
+async fn one_done_one_pending(outbox: &dyn OutboxStore, event: &str) {
+    let RecordOutcome::Recorded { job_ids } = outbox
+        .record_event(
+            event,
+            vec![NewJob::new("a", json!({})), NewJob::new("b", json!({}))],
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("duplicate");
+    };
+    let claimed = outbox.claim("w", 10, HOUR).await.unwrap();
+    let first = claimed.iter().find(|c| c.job.id == job_ids[0]).unwrap();
+    outbox.complete(&first.job.id, &first.lease).await.unwrap();
+    // The second stays leased for an hour: unfinished work.
+}
+
+#[tokio::test]
+async fn done_jobs_past_the_retention_are_purged_and_pending_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = SqliteOutbox::open(dir.path().join("o.db")).await.unwrap();
+    let outbox: &dyn OutboxStore = &outbox;
+    let RecordOutcome::Recorded { job_ids } = outbox
+        .record_event("evt_1", vec![NewJob::new("a", json!({}))])
+        .await
+        .unwrap()
+    else {
+        panic!("duplicate");
+    };
+    let c = outbox.claim("w", 10, HOUR).await.unwrap().remove(0);
+    outbox.complete(&c.job.id, &c.lease).await.unwrap();
+    outbox
+        .record_event("evt_2", vec![NewJob::new("b", json!({}))])
+        .await
+        .unwrap();
+    let before = outbox.counts().await.unwrap();
+    assert_eq!(
+        (before.done, before.pending, before.events),
+        (1, 1, 2),
+        "{before:?}"
+    );
+
+    // Within the retention: nothing goes.
+    let now = SystemTime::now();
+    let p = purge_once(outbox, 7 * 24 * HOUR, now).await.unwrap();
+    assert_eq!((p.jobs, p.events), (0, 0));
+
+    // Eight days later: the done job and its event go; the pending job and its event stay.
+    let later = now + 8 * 24 * HOUR;
+    let p = purge_once(outbox, 7 * 24 * HOUR, later).await.unwrap();
+    assert_eq!((p.jobs, p.events), (1, 1));
+    let after = outbox.counts().await.unwrap();
+    assert_eq!(
+        (after.done, after.pending, after.events),
+        (0, 1, 1),
+        "{after:?}"
+    );
+    assert!(outbox.job(&job_ids[0]).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_purges_on_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(integrations_order_service::server::DB_FILE);
+    {
+        let outbox = SqliteOutbox::open(&db).await.unwrap();
+        one_done_one_pending(&outbox, "evt_old").await;
+    }
+    let (keys, _key) = ApiKeys::generate();
+    let mut config = ServerConfig::local(keys);
+    config.data_dir = Some(dir.path().to_path_buf());
+    // A retention of zero: every done job is past it.
+    config.retention = Duration::ZERO;
+    config.purge_interval = Duration::from_millis(50);
+    // No dispatcher activity on the test's jobs (unknown kinds would be dead-lettered).
+    config.poll_interval = Duration::from_secs(3600);
+    let server = Server::start(config).await.unwrap();
+    let outbox: Arc<dyn OutboxStore> = Arc::clone(server.state().outbox());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = outbox.counts().await.unwrap();
+        if c.done == 0 {
+            assert_eq!(
+                c.leased + c.pending + c.dead,
+                1,
+                "the unfinished job stays: {c:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not purged: {c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.unwrap();
+}
