@@ -100,6 +100,8 @@ pub struct Services {
     pub sendgrid_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
     /// The backup SendGrid sandbox, when used.
     pub backup_sandbox: Option<integrations_sendgrid::sandbox::Sandbox>,
+    /// The emails the SendGrid sandboxes accepted, per order (empty without sandboxes).
+    pub email_tally: Arc<super::audit::EmailTally>,
     /// Sender.
     pub from: Mailbox,
     /// Inbox every customer email goes to, when set (real email providers).
@@ -141,6 +143,7 @@ impl Services {
             env,
             registry,
             timeout: config.attempt_timeout,
+            retention: config.sandbox_retention,
             backends: Vec::new(),
         };
         let (from, recipient) = setup.sender()?;
@@ -153,6 +156,13 @@ impl Services {
         let (primary, sendgrid_sandbox) =
             setup.primary_email(real_sendgrid, sendgrid_local).await?;
         let (backup, backup_sandbox) = setup.backup_email(real_sendgrid, sendgrid_local).await?;
+        let email_tally = Arc::new(super::audit::EmailTally::default());
+        if let Some(s) = &sendgrid_sandbox {
+            email_tally.watch(s, integrations_sendgrid::PROVIDER);
+        }
+        if let Some(s) = &backup_sandbox {
+            email_tally.watch(s, BACKUP_LABEL);
+        }
         let email =
             Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
         let (sheets, sheets_sandbox) = setup.sheets().await?;
@@ -177,6 +187,7 @@ impl Services {
             email,
             sendgrid_sandbox,
             backup_sandbox,
+            email_tally,
             from,
             recipient,
             sheets,
@@ -210,6 +221,8 @@ struct Setup<'a> {
     env: &'a super::config::Environment,
     registry: &'a MetricsRegistry,
     timeout: Option<Duration>,
+    /// What each sandbox keeps of its history (requests, events, messages, …).
+    retention: usize,
     backends: Vec<Backend>,
 }
 
@@ -277,7 +290,11 @@ impl Setup<'_> {
             self.backend("payments", what, !local);
             (client, None, verifier)
         } else {
-            let sandbox = integrations_stripe::sandbox::Sandbox::start()
+            let sandbox = integrations_stripe::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .event_retention(self.retention)
+                .idempotency_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("Stripe"))?;
             let client = sandbox
@@ -323,7 +340,10 @@ impl Setup<'_> {
             self.backend("email", what, !sendgrid_local);
             (Arc::new(sg), None)
         } else {
-            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .message_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("SendGrid"))?;
             let sg = sandbox
@@ -366,7 +386,10 @@ impl Setup<'_> {
             );
             (Arc::new(SesEmail::new(&aws)), None)
         } else {
-            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .message_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("backup SendGrid"))?;
             let sg = sandbox
@@ -446,7 +469,10 @@ impl Setup<'_> {
             );
             (sink, None)
         } else {
-            let sandbox = integrations_sheets::sandbox::Sandbox::start().await?;
+            let sandbox = integrations_sheets::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .start()
+                .await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
             let sink = sheets_builder(sandbox.client_builder(), true).build()?;
             self.backend(
