@@ -495,6 +495,20 @@ impl Sandbox {
         self.shared.lock().per_intent.get(payment_intent).copied()
     }
 
+    /// Calls `f` with each payment intent's id, metadata and counters, oldest first, without
+    /// rendering them: what an audit of a long run needs of every intent. `f` runs under the
+    /// sandbox's lock and must not call the sandbox.
+    pub fn for_each_intent(
+        &self,
+        mut f: impl FnMut(&str, &std::collections::BTreeMap<String, String>, IntentCounters),
+    ) {
+        let st = self.shared.lock();
+        for pi in st.intent_order.iter().filter_map(|id| st.intents.get(id)) {
+            let counters = st.per_intent.get(&pi.id).copied().unwrap_or_default();
+            f(&pi.id, &pi.metadata, counters);
+        }
+    }
+
     /// Every payment intent, oldest first, as the API renders it.
     pub fn payment_intents(&self) -> Vec<Value> {
         let st = self.shared.lock();
