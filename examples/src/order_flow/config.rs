@@ -151,7 +151,9 @@ pub struct FlowConfig {
     /// Where progress bars are drawn ([`terminal_bars`](super::progress::terminal_bars));
     /// `None`: none.
     pub progress: Option<indicatif::MultiProgress>,
-    /// Longest wait for the outbox to drain after the last order.
+    /// After the last order, the longest wait for the outbox (and the webhooks) to make
+    /// progress: the run stops waiting when nothing was delivered for this long, however long
+    /// the whole drain takes.
     pub drain_timeout: Duration,
     /// Keep the temporary directory (outbox database, notifications, metrics) after the run.
     pub keep_files: bool,

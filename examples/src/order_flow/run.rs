@@ -31,7 +31,11 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
 }
 
-/// Waits until the outbox has nothing pending or leased, or `timeout` passes; `true` if drained.
+/// Waits until the outbox has nothing pending or leased, or `timeout` passes without a job
+/// finished; `true` if drained.
+///
+/// The timeout is on progress, not on the whole wait: delivery runs at the providers' pace (the
+/// Sheets quota), so a fixed deadline failed every run large enough to outlast it.
 ///
 /// Asks only what is left ([`SqliteOutbox::unfinished`], on the pending and leased indexes):
 /// [`OutboxStore::counts`] scans every job ever recorded, which made each round of this loop
@@ -42,13 +46,18 @@ async fn drain(
     jobs_known: impl Fn() -> u64,
     timeout: Duration,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    let mut left = u64::MAX;
     loop {
         if let Ok((pending, leased)) = outbox.unfinished().await {
             let known = jobs_known();
             progress.jobs(known.saturating_sub(pending + leased), known, "delivering");
             if pending == 0 && leased == 0 {
                 return true;
+            }
+            if pending + leased < left {
+                left = pending + leased;
+                deadline = Instant::now() + timeout;
             }
         }
         if Instant::now() >= deadline {
@@ -384,7 +393,7 @@ async fn refund_first_paid(
 }
 
 /// Waits (flushing the Stripe sandbox's webhooks) until the intake knows every payment event and
-/// the refund's, or `config.drain_timeout` passes.
+/// the refund's, or `config.drain_timeout` passes without a new one.
 async fn wait_for_events(
     config: &FlowConfig,
     services: &Services,
@@ -397,12 +406,19 @@ async fn wait_for_events(
         book.count(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_))) as u64
             + u64::from(refunded)
     };
-    let wait_events = Instant::now() + config.drain_timeout;
-    while intake.events_known() < expected_events(book) && Instant::now() < wait_events {
+    // As the drain: the timeout runs from the last event that came in.
+    let mut wait_events = Instant::now() + config.drain_timeout;
+    let mut known = intake.events_known();
+    while known < expected_events(book) && Instant::now() < wait_events {
         if let Some(sandbox) = &services.stripe_sandbox {
             sandbox.flush_webhooks().await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let now_known = intake.events_known();
+        if now_known > known {
+            known = now_known;
+            wait_events = Instant::now() + config.drain_timeout;
+        }
     }
 }
 
