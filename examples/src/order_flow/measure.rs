@@ -55,7 +55,8 @@ pub struct Slice {
     pub since_start: Duration,
     /// Memory at the end of the slice.
     pub memory: Memory,
-    /// `"checkout"` for a slice of orders, `"end"` for the line after delivery and the audit.
+    /// `"checkout"` for a slice of orders; `"deliver"` for a slice of the jobs left after
+    /// checkout (`slice_orders` counts jobs); `"end"` for the line after delivery and the audit.
     pub phase: &'static str,
 }
 
@@ -94,6 +95,9 @@ pub struct Meter {
     done: AtomicUsize,
     slices: Mutex<Vec<Slice>>,
     last: Mutex<(usize, Instant)>,
+    slice_count: usize,
+    /// After checkout: (jobs a slice, the next sample when this few are left, left at the last).
+    delivery: Mutex<Option<(u64, u64, u64)>>,
 }
 
 impl Meter {
@@ -107,7 +111,45 @@ impl Meter {
             done: AtomicUsize::new(0),
             slices: Mutex::new(Vec::new()),
             last: Mutex::new((0, now)),
+            slice_count: slices.max(1),
+            delivery: Mutex::new(None),
         }
+    }
+
+    /// After checkout, `left` jobs still to deliver: samples each time another
+    /// `1 / slices` of those left at the first call is delivered, as a `deliver` slice whose
+    /// `slice_orders` counts the jobs delivered in it (and its time per order is per job).
+    pub fn delivering(&self, left: u64) {
+        let mut d = self.delivery.lock().unwrap_or_else(|e| e.into_inner());
+        let (step, next, last_left) = *d.get_or_insert_with(|| {
+            let step = (left / self.slice_count as u64).max(1);
+            (step, left.saturating_sub(step), left)
+        });
+        if left <= next && left < last_left {
+            *d = Some((step, left.saturating_sub(step), left));
+            drop(d);
+            let delivered = usize::try_from(last_left - left).unwrap_or(usize::MAX);
+            self.sample_delivery(delivered);
+        }
+    }
+
+    fn sample_delivery(&self, delivered: usize) {
+        let now = Instant::now();
+        let memory = memory();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let slice = Slice {
+            orders: self.total,
+            slice_orders: delivered,
+            elapsed: now - last.1,
+            since_start: now - self.started,
+            memory,
+            phase: "deliver",
+        };
+        last.1 = now;
+        self.slices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slice);
     }
 
     /// One more order through checkout (or found finished by an earlier start).
@@ -597,6 +639,16 @@ mod tests {
         assert_eq!(slices[0].orders, 2);
         assert_eq!(slices[9].slice_orders, 2);
         assert_eq!(slices[10].phase, "end");
+        let m = Meter::new(4, 2);
+        for left in [100, 90, 49, 49, 20, 0] {
+            m.delivering(left);
+        }
+        let d: Vec<(usize, &str)> = m
+            .slices()
+            .iter()
+            .map(|s| (s.slice_orders, s.phase))
+            .collect();
+        assert_eq!(d, [(51, "deliver"), (49, "deliver")]);
         let points: Vec<Point> = slices
             .iter()
             .map(|s| Point::parse("after", 20, &s.to_string()).unwrap())

@@ -43,6 +43,7 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
 async fn drain(
     outbox: &SqliteOutbox,
     progress: &Progress,
+    meter: Option<&Meter>,
     jobs_known: impl Fn() -> u64,
     timeout: Duration,
 ) -> bool {
@@ -52,6 +53,9 @@ async fn drain(
         if let Ok((pending, leased)) = outbox.unfinished().await {
             let known = jobs_known();
             progress.jobs(known.saturating_sub(pending + leased), known, "delivering");
+            if let Some(m) = meter {
+                m.delivering(pending + leased);
+            }
             if pending == 0 && leased == 0 {
                 return true;
             }
@@ -227,7 +231,14 @@ impl Flow {
         let redelivered = redeliver(&services, &intake, refunded_order.as_deref()).await;
 
         let known = || intake.jobs_known();
-        let drained = drain(&outbox, &progress, known, config.drain_timeout).await;
+        let drained = drain(
+            &outbox,
+            &progress,
+            meter.as_deref(),
+            known,
+            config.drain_timeout,
+        )
+        .await;
         if let Some(t) = ticker {
             t.abort();
         }
