@@ -140,6 +140,24 @@ impl SqliteOutbox {
         self.db.path()
     }
 
+    /// Jobs pending and leased: what is left to deliver. Read from the partial indexes of those
+    /// two states, so it costs what is left, not the whole history that
+    /// [`counts`](OutboxStore::counts) scans (every done job, every event): the call for a loop
+    /// that waits for the outbox to drain.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn unfinished(&self) -> Result<(u64, u64)> {
+        self.db
+            .call(Access::Read, |conn| {
+                conn.prepare_cached(UNFINISHED)
+                    .map_err(sql_error)?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql_error)
+            })
+            .await
+    }
+
     fn now(&self) -> i64 {
         to_millis(self.clock.now())
     }
@@ -265,6 +283,10 @@ fn leased(tx: &Connection, job_id: &JobId, token: &LeaseToken) -> Result<(i64, J
 fn error_json(e: &ErrorRecord) -> Result<String> {
     serde_json::to_string(e).map_err(|e| corrupt("error record", e))
 }
+
+/// Pending and leased jobs, counted on their partial indexes.
+const UNFINISHED: &str = "SELECT (SELECT count(*) FROM outbox_jobs WHERE state = 'pending'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'leased')";
 
 /// Pending jobs that are due, oldest first (served by the `outbox_jobs_pending` index).
 const PENDING_DUE: &str = "SELECT id, state, attempts, max_attempts, available_at FROM outbox_jobs
@@ -602,6 +624,26 @@ mod tests {
             .query_map(params![0_i64, 1_i64], |r| r.get::<_, String>(3))
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn unfinished_counts_on_the_partial_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {UNFINISHED}"))
+            .unwrap();
+        let plan = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(plan.contains("outbox_jobs_pending"), "{plan}");
+        assert!(plan.contains("outbox_jobs_leased"), "{plan}");
+        assert!(!plan.contains("SCAN outbox_jobs\n"), "{plan}");
     }
 
     #[test]

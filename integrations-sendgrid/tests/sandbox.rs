@@ -641,3 +641,25 @@ async fn lists_accepted_messages_by_custom_arg() {
         ErrorKind::Unauthenticated
     );
 }
+
+/// An observer sees every accepted message, also those the retention forgot.
+#[tokio::test]
+async fn on_accept_sees_every_message_whatever_the_retention() {
+    let sandbox = Sandbox::builder()
+        .message_retention(1)
+        .start()
+        .await
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    sandbox.on_accept(move |m| s.lock().unwrap().push(m.message_id.clone()));
+    let p = provider(&sandbox);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(p.send(&message()).await.unwrap().message_id);
+    }
+    sandbox.fail_next(1, Fault::ServerError);
+    p.send(&message()).await.unwrap_err();
+    assert_eq!(*seen.lock().unwrap(), ids, "refused sends are not seen");
+    assert_eq!(sandbox.messages().len(), 1);
+}

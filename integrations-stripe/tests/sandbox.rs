@@ -68,6 +68,20 @@ async fn passes_the_core_payment_provider_suite() {
         assert!(c.successful_charges <= 1, "{id}: {c:?}");
         assert!(c.captures <= 1, "{id}: {c:?}");
     }
+    // for_each_intent sees the same intents, in the same order, with the same counters.
+    let mut seen = Vec::new();
+    sandbox.for_each_intent(|id, metadata, counters| {
+        seen.push((id.to_owned(), metadata.clone(), counters));
+    });
+    let rendered = sandbox.payment_intents();
+    assert_eq!(seen.len(), rendered.len());
+    for ((id, metadata, counters), pi) in seen.iter().zip(&rendered) {
+        assert_eq!(pi["id"].as_str(), Some(id.as_str()));
+        assert_eq!(sandbox.intent_counters(id), Some(*counters));
+        for (k, v) in metadata {
+            assert_eq!(pi["metadata"][k].as_str(), Some(v.as_str()));
+        }
+    }
 }
 
 #[tokio::test]

@@ -17,6 +17,25 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run(config)) => *config,
+        Ok(Command::Scale(scale)) => {
+            let exe = match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(e) => {
+                    eprintln!("order_flow: cannot find this program: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match order_flow::measure::run_scale(&exe, &scale) {
+                Ok(table) => {
+                    println!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("order_flow: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Err(e) => {
             eprintln!("order_flow: {e}");
             return ExitCode::from(2);

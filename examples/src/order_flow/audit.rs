@@ -107,21 +107,19 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
     if let Some(sandbox) = &services.stripe_sandbox {
         audit.source = "Stripe sandbox counters".into();
         let mut max = 0;
-        for pi in sandbox.payment_intents() {
-            let id = pi["id"].as_str().unwrap_or_default().to_owned();
-            let Some(order) = ours(pi["metadata"]["order_id"].as_str()) else {
-                continue;
+        // Read in place: rendering every intent as JSON was the audit's largest copy.
+        sandbox.for_each_intent(|id, metadata, counters| {
+            let Some(order) = ours(metadata.get("order_id").map(String::as_str)) else {
+                return;
             };
-            let charges = sandbox
-                .intent_counters(&id)
-                .map_or(0, |c| c.successful_charges);
+            let charges = counters.successful_charges;
             max = max.max(charges);
             if charges > 1 {
-                audit.intents_charged_twice.push(id.clone());
+                audit.intents_charged_twice.push(id.to_owned());
             }
             *audit.charges_by_order.entry(order.clone()).or_default() += charges;
-            per_order.entry(order).or_default().push(id);
-        }
+            per_order.entry(order).or_default().push(id.to_owned());
+        });
         let c = sandbox.counters();
         audit.max_charges_per_intent = Some(max);
         audit.idempotent_replays = Some(c.idempotent_replays);
@@ -150,6 +148,50 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
     Ok(audit)
 }
 
+/// The emails the SendGrid sandboxes accepted, tallied as each is accepted: `(template,
+/// provider)` per order. A sandbox keeps only its latest messages (its `message_retention`);
+/// the tally keeps what the invariants need of every one, a few dozen bytes an email.
+#[derive(Debug, Default)]
+pub struct EmailTally {
+    by_order: std::sync::Mutex<HashMap<String, Vec<(String, String)>>>,
+}
+
+impl EmailTally {
+    /// Tallies every message `sandbox` accepts from now on, as served by `provider`.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        sandbox: &integrations_sendgrid::sandbox::Sandbox,
+        provider: &str,
+    ) {
+        let (tally, provider) = (self.clone(), provider.to_owned());
+        sandbox.on_accept(move |m| tally.record(&m.body, &provider));
+    }
+
+    /// Tallies one accepted message's body (its `order_id` custom argument and first category,
+    /// the template); others are left out.
+    pub fn record(&self, body: &Value, provider: &str) {
+        let (Some(order), Some(template)) =
+            (custom_arg(body, "order_id"), body["categories"][0].as_str())
+        else {
+            return;
+        };
+        self.by_order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(order.to_owned())
+            .or_default()
+            .push((template.to_owned(), provider.to_owned()));
+    }
+
+    /// The tally so far.
+    pub fn snapshot(&self) -> HashMap<String, Vec<(String, String)>> {
+        self.by_order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 fn custom_arg<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
     body["custom_args"][name]
         .as_str()
@@ -163,37 +205,14 @@ fn custom_arg<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) -> Result<Evidence> {
     let mut ev = Evidence::default();
     let orders = book.all();
-    let sandboxes: Vec<(&integrations_sendgrid::sandbox::Sandbox, String)> = [
-        (
-            services.sendgrid_sandbox.as_ref(),
-            integrations_sendgrid::PROVIDER,
-        ),
-        (
-            services.backup_sandbox.as_ref(),
-            super::providers::BACKUP_LABEL,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(s, name)| s.map(|s| (s, name.to_owned())))
-    .collect();
-    let all_email_sandboxes = sandboxes.len() == services.email.providers().len();
+    let sandboxes = usize::from(services.sendgrid_sandbox.is_some())
+        + usize::from(services.backup_sandbox.is_some());
+    let all_email_sandboxes = sandboxes == services.email.providers().len();
     if all_email_sandboxes {
+        // Tallied as the sandboxes accepted them: they keep only their latest messages.
         ev.email_source = "messages accepted by the SendGrid sandboxes";
         ev.emails_at_provider = true;
-        for (sandbox, name) in sandboxes {
-            for m in sandbox.messages() {
-                let (Some(order), Some(template)) = (
-                    custom_arg(&m.body, "order_id"),
-                    m.body["categories"][0].as_str(),
-                ) else {
-                    continue;
-                };
-                ev.emails
-                    .entry(order.to_owned())
-                    .or_default()
-                    .push((template.to_owned(), name.clone()));
-            }
-        }
+        ev.emails = services.email_tally.snapshot();
     } else {
         ev.email_source = "job handlers' records (a real email provider cannot be asked)";
         for r in &orders {

@@ -151,7 +151,9 @@ pub struct FlowConfig {
     /// Where progress bars are drawn ([`terminal_bars`](super::progress::terminal_bars));
     /// `None`: none.
     pub progress: Option<indicatif::MultiProgress>,
-    /// Longest wait for the outbox to drain after the last order.
+    /// After the last order, the longest wait for the outbox (and the webhooks) to make
+    /// progress: the run stops waiting when nothing was delivered for this long, however long
+    /// the whole drain takes.
     pub drain_timeout: Duration,
     /// Keep the temporary directory (outbox database, notifications, metrics) after the run.
     pub keep_files: bool,
@@ -174,7 +176,18 @@ pub struct FlowConfig {
     pub attempt_timeout: Option<Duration>,
     /// Faults to inject into the sandboxes as checkout goes.
     pub chaos: Vec<ChaosFault>,
+    /// Sample time per order and memory this many times over the orders (`--measure`: 10);
+    /// `None`: not measured. See [`measure`](super::measure).
+    pub measure: Option<usize>,
+    /// What each sandbox keeps of its history: requests, Stripe events, idempotency keys and
+    /// deliveries, SendGrid messages (default [`SANDBOX_RETENTION`]). The run needs none of it
+    /// beyond the sandboxes' exact totals, the Stripe objects, the sheet's rows and the emails
+    /// tallied as accepted, so a long run's memory stays bounded.
+    pub sandbox_retention: usize,
 }
+
+/// [`FlowConfig::sandbox_retention`] unless set: the latest thousand of each.
+pub const SANDBOX_RETENTION: usize = 1_000;
 
 /// The lease with [`FlowConfig::state_dir`] unless set: a run killed and restarted waits at
 /// most this long for the jobs the dead process held.
@@ -204,6 +217,8 @@ impl FlowConfig {
             event_poll: Duration::from_secs(2),
             attempt_timeout: None,
             chaos: Vec::new(),
+            measure: None,
+            sandbox_retention: SANDBOX_RETENTION,
         }
     }
 
@@ -239,6 +254,8 @@ pub enum Command {
     Help,
     /// Run (boxed: a configuration is large next to `Help`).
     Run(Box<FlowConfig>),
+    /// The scale bench: runs of several sizes, each in its own process.
+    Scale(super::measure::Scale),
 }
 
 /// The command line's help.
@@ -251,6 +268,8 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
                   [--no-stripe-faults] [--no-progress] [--keep-files] [--sandbox]
                   [--state-dir DIR] [--run-id ID] [--dispatch-concurrency N] [--max-attempts N]
                   [--lease-ms N] [--poll-ms N] [--attempt-timeout-ms N] [--chaos SPEC]...
+                  [--measure [N]] [--retention N]
+       order_flow --scale N,N,... [--label LABEL] [--out DIR] [-- RUN ARGS...]
 
   --orders N            orders to push through (default 200)
   --concurrency N       checkouts in flight at once (default 16)
@@ -278,6 +297,15 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
                         sendgrid, sheets or notifier, fault 500, 429[=SECONDS], hang or drop
                         (act, then close the connection unanswered), for N requests from
                         order ORDER on; repeatable
+  --retention N         requests, events, idempotency keys and messages each sandbox keeps, the
+                        latest ones (default 1000, at least 100; totals are exact whatever it is)
+  --measure [N]         report time per order and memory (VmRSS, VmHWM) for each of N slices
+                        of the orders (default 10), as `measure …` lines after the report
+
+  --scale N,N,...       the scale bench: one run per size, each in its own process with
+                        --measure --sandbox and the defaults (RUN ARGS after `--` are added);
+                        merges the slices into DIR/scaling.csv under LABEL (default `after`),
+                        redraws DIR/scaling.svg (default DIR: docs) and prints the table
 
 With no credentials every service is an in-process sandbox. With STRIPE_SECRET_KEY (test mode),
 SENDGRID_API_KEY (+ ORDER_FLOW_EMAIL_FROM, ORDER_FLOW_EMAIL_TO), GOOGLE_APPLICATION_CREDENTIALS
@@ -301,7 +329,7 @@ where
     let mut outage_requests = None;
     let mut no_outage = false;
     let mut lease = None;
-    let mut args = args.into_iter();
+    let args = args.into_iter();
     let number = |flag: &str, v: Option<S>| -> Result<usize, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a number"))?;
         v.as_ref()
@@ -321,9 +349,59 @@ where
         v.map(|v| v.as_ref().to_owned())
             .ok_or_else(|| format!("{flag} needs a value"))
     };
+    let mut scale: Option<super::measure::Scale> = None;
+    let mut args = args.peekable();
     while let Some(arg) = args.next() {
         match arg.as_ref() {
             "-h" | "--help" => return Ok(Command::Help),
+            "--measure" => {
+                let slices = match args.peek().map(|a| a.as_ref().parse::<usize>()) {
+                    Some(Ok(n)) if n > 0 => {
+                        args.next();
+                        n
+                    }
+                    _ => 10,
+                };
+                cfg.measure = Some(slices);
+            }
+            "--scale" => {
+                let sizes = text("--scale", args.next())?
+                    .split(',')
+                    .map(|n| match n.trim().parse::<usize>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(format!("--scale: `{n}` is not a positive number")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                scale = Some(super::measure::Scale {
+                    sizes,
+                    label: "after".into(),
+                    out: PathBuf::from("docs"),
+                    pass: Vec::new(),
+                });
+            }
+            "--label" | "--out" | "--" if scale.is_none() => {
+                return Err(format!("{} goes with --scale", arg.as_ref()));
+            }
+            "--label" => {
+                let label = text("--label", args.next())?;
+                if label.is_empty() || label.contains([',', '\n']) {
+                    return Err("--label: no commas".into());
+                }
+                if let Some(s) = scale.as_mut() {
+                    s.label = label;
+                }
+            }
+            "--out" => {
+                let out = PathBuf::from(text("--out", args.next())?);
+                if let Some(s) = scale.as_mut() {
+                    s.out = out;
+                }
+            }
+            "--" => {
+                if let Some(s) = scale.as_mut() {
+                    s.pass = args.by_ref().map(|a| a.as_ref().to_owned()).collect();
+                }
+            }
             "--orders" => cfg.orders = number("--orders", args.next())?,
             "--concurrency" => cfg.checkout_concurrency = number("--concurrency", args.next())?,
             "--outage-requests" => {
@@ -359,8 +437,18 @@ where
                 cfg.attempt_timeout = Some(millis("--attempt-timeout-ms", args.next())?);
             }
             "--chaos" => cfg.chaos.push(text("--chaos", args.next())?.parse()?),
+            "--retention" => {
+                // The redelivered event must still be kept when the run redelivers it.
+                cfg.sandbox_retention = match number("--retention", args.next())? {
+                    n if n < 100 => return Err("--retention must be at least 100".into()),
+                    n => n,
+                };
+            }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
+    }
+    if let Some(scale) = scale {
+        return Ok(Command::Scale(scale));
     }
     cfg.lease = match (lease, &cfg.state_dir) {
         (Some(l), _) => l,
@@ -388,7 +476,7 @@ mod tests {
     fn run(args: &[&str]) -> FlowConfig {
         match parse_args(args, Environment::empty()).unwrap() {
             Command::Run(c) => *c,
-            Command::Help => panic!("help"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -459,6 +547,43 @@ mod tests {
     }
 
     #[test]
+    fn measure_and_scale_are_parsed() {
+        assert_eq!(run(&[]).measure, None);
+        assert_eq!(run(&["--measure"]).measure, Some(10));
+        assert_eq!(run(&[]).sandbox_retention, SANDBOX_RETENTION);
+        assert_eq!(run(&["--retention", "500"]).sandbox_retention, 500);
+        assert!(parse_args(["--retention", "50"], Environment::empty()).is_err());
+        assert_eq!(run(&["--measure", "4", "--orders", "8"]).measure, Some(4));
+        assert_eq!(run(&["--measure", "--orders", "8"]).orders, 8);
+        match parse_args(
+            [
+                "--scale",
+                "10,100",
+                "--label",
+                "before",
+                "--",
+                "--no-outage",
+            ],
+            Environment::empty(),
+        ) {
+            Ok(Command::Scale(s)) => {
+                assert_eq!(s.sizes, [10, 100]);
+                assert_eq!(s.label, "before");
+                assert_eq!(s.out, PathBuf::from("docs"));
+                assert_eq!(s.pass, ["--no-outage"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["--scale", "10,x"][..],
+            &["--label", "a"],
+            &["--scale", "0"],
+        ] {
+            assert!(parse_args(bad, Environment::empty()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn environment_keeps_relevant_values_and_hides_them() {
         let env = Environment::from_lookup(|k| match k {
             ENV_STRIPE => Some("sk_test_supersecret".into()),
@@ -472,7 +597,7 @@ mod tests {
         assert!(debug.contains(ENV_STRIPE), "{debug}");
         let with_sandbox = match parse_args(["--sandbox"], env).unwrap() {
             Command::Run(c) => *c,
-            Command::Help => unreachable!(),
+            _ => unreachable!(),
         };
         assert!(!with_sandbox.env.has(ENV_STRIPE));
     }

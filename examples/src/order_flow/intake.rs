@@ -144,9 +144,34 @@ impl Intake {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The counters so far.
+    /// The counters so far: a copy of every event id known, so once for a report, not in a
+    /// loop (see [`Intake::jobs_known`], [`Intake::events_known`], [`Intake::duplicates`]).
     pub fn stats(&self) -> IntakeStats {
         self.stats_mut().clone()
+    }
+
+    /// [`IntakeStats::jobs_known`], without copying the rest.
+    pub fn jobs_known(&self) -> u64 {
+        self.stats_mut().jobs_known
+    }
+
+    /// [`IntakeStats::events_known`], without copying the event ids.
+    pub fn events_known(&self) -> u64 {
+        self.stats_mut().events_known()
+    }
+
+    /// [`IntakeStats::duplicates`].
+    pub fn duplicates(&self) -> u64 {
+        self.stats_mut().duplicates
+    }
+
+    /// The first event id known of `event_type` about `order_id`.
+    pub fn first_event_of(&self, order_id: &str, event_type: &str) -> Option<String> {
+        self.stats_mut()
+            .events_of
+            .get(&(order_id.to_owned(), event_type.to_owned()))?
+            .first()
+            .cloned()
     }
 
     /// Handles a signed delivery: verifies the raw bytes, then routes the event and records it

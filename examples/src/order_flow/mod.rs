@@ -37,6 +37,7 @@
 //! | [`audit`], [`invariants`] | evidence from the providers, and the checks |
 //! | [`report`] | the [`Report`] and its text form |
 //! | [`progress`] | progress bars |
+//! | [`measure`] | time per order and memory per slice of a run; the scale bench |
 //!
 //! ```
 //! use integrations_examples::order_flow::{FlowConfig, run};
@@ -60,6 +61,7 @@ pub mod invariants;
 pub mod jobs;
 pub mod journal;
 pub mod ledger;
+pub mod measure;
 pub mod notifier;
 pub mod orders;
 mod pipeline;

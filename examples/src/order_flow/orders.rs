@@ -421,6 +421,16 @@ impl OrderBook {
         book.orders.get(id).cloned()
     }
 
+    /// How many orders `f` holds for, without copying them.
+    pub fn count(&self, f: impl Fn(&OrderRecord) -> bool) -> usize {
+        self.lock().orders.values().filter(|r| f(r)).count()
+    }
+
+    /// The last order (by id) `f` holds for.
+    pub fn last(&self, f: impl Fn(&OrderRecord) -> bool) -> Option<OrderRecord> {
+        self.lock().orders.values().rev().find(|r| f(r)).cloned()
+    }
+
     /// Every order, by id.
     pub fn all(&self) -> Vec<OrderRecord> {
         self.lock().orders.values().cloned().collect()

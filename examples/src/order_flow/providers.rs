@@ -103,6 +103,8 @@ pub struct Services {
     /// The SendGrid clients of the email providers (label, client), for looking up whether an
     /// interrupted send was accepted; SES, which cannot be asked, has none.
     pub email_lookups: Vec<(String, SendGridClient)>,
+    /// The emails the SendGrid sandboxes accepted, per order (empty without sandboxes).
+    pub email_tally: Arc<super::audit::EmailTally>,
     /// Sender.
     pub from: Mailbox,
     /// Inbox every customer email goes to, when set (real email providers).
@@ -144,6 +146,7 @@ impl Services {
             env,
             registry,
             timeout: config.attempt_timeout,
+            retention: config.sandbox_retention,
             backends: Vec::new(),
         };
         let (from, recipient) = setup.sender()?;
@@ -159,6 +162,13 @@ impl Services {
             setup.backup_email(real_sendgrid, sendgrid_local).await?;
         let mut email_lookups = vec![(integrations_sendgrid::PROVIDER.to_owned(), primary_client)];
         email_lookups.extend(backup_client.map(|c| (BACKUP_LABEL.to_owned(), c)));
+        let email_tally = Arc::new(super::audit::EmailTally::default());
+        if let Some(s) = &sendgrid_sandbox {
+            email_tally.watch(s, integrations_sendgrid::PROVIDER);
+        }
+        if let Some(s) = &backup_sandbox {
+            email_tally.watch(s, BACKUP_LABEL);
+        }
         let email =
             Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));
         let (sheets, sheets_sandbox) = setup.sheets().await?;
@@ -184,6 +194,7 @@ impl Services {
             sendgrid_sandbox,
             backup_sandbox,
             email_lookups,
+            email_tally,
             from,
             recipient,
             sheets,
@@ -217,6 +228,8 @@ struct Setup<'a> {
     env: &'a super::config::Environment,
     registry: &'a MetricsRegistry,
     timeout: Option<Duration>,
+    /// What each sandbox keeps of its history (requests, events, messages, …).
+    retention: usize,
     backends: Vec<Backend>,
 }
 
@@ -284,7 +297,11 @@ impl Setup<'_> {
             self.backend("payments", what, !local);
             (client, None, verifier)
         } else {
-            let sandbox = integrations_stripe::sandbox::Sandbox::start()
+            let sandbox = integrations_stripe::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .event_retention(self.retention)
+                .idempotency_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("Stripe"))?;
             let client = sandbox
@@ -333,7 +350,10 @@ impl Setup<'_> {
             let client = sg.client().clone();
             (Arc::new(sg), None, client)
         } else {
-            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .message_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("SendGrid"))?;
             let sg = sandbox
@@ -380,7 +400,10 @@ impl Setup<'_> {
             );
             (Arc::new(SesEmail::new(&aws)), None, None)
         } else {
-            let sandbox = integrations_sendgrid::sandbox::Sandbox::start()
+            let sandbox = integrations_sendgrid::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .message_retention(self.retention)
+                .start()
                 .await
                 .map_err(io("backup SendGrid"))?;
             let sg = sandbox
@@ -465,7 +488,10 @@ impl Setup<'_> {
             );
             (sink, None)
         } else {
-            let sandbox = integrations_sheets::sandbox::Sandbox::start().await?;
+            let sandbox = integrations_sheets::sandbox::Sandbox::builder()
+                .request_retention(self.retention)
+                .start()
+                .await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
             let sink = sheets_builder(sandbox.client_builder(), true).build()?;
             self.backend(

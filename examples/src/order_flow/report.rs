@@ -15,6 +15,7 @@ use super::config::Outage;
 use super::intake::IntakeStats;
 use super::invariants::{Invariant, Redelivery};
 use super::ledger::BusinessMetrics;
+use super::measure::Slice;
 use super::providers::Backend;
 
 /// One dead-lettered job.
@@ -96,6 +97,9 @@ pub struct Report {
     pub files: Option<PathBuf>,
     /// The invariants, checked.
     pub invariants: Vec<Invariant>,
+    /// Time per order and memory per slice of the orders, with
+    /// [`FlowConfig::measure`](super::FlowConfig::measure); the last line is the whole run.
+    pub slices: Vec<Slice>,
 }
 
 impl Report {
@@ -354,6 +358,13 @@ impl fmt::Display for Report {
         self.write_integrations(f)?;
         self.write_delivery(f)?;
         self.write_payments(f)?;
-        self.write_outcome(f)
+        self.write_outcome(f)?;
+        if !self.slices.is_empty() {
+            writeln!(f, "\n\ntime per order and memory, per slice of the orders")?;
+            for s in &self.slices {
+                write!(f, "\n{s}")?;
+            }
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@ use super::config::FlowConfig;
 use super::intake::Intake;
 use super::invariants::{Facts, Redelivery, judge};
 use super::ledger::{BusinessMetrics, Ledger, OrderMetrics};
+use super::measure::Meter;
 use super::orders::{Order, OrderBook, OrderRecord, OrderState};
 use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
@@ -30,19 +31,37 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
 }
 
-/// Waits until the outbox has nothing pending or leased, or `timeout` passes; `true` if drained.
+/// Waits until the outbox has nothing pending or leased, or `timeout` passes without a job
+/// finished; `true` if drained.
+///
+/// The timeout is on progress, not on the whole wait: delivery runs at the providers' pace (the
+/// Sheets quota), so a fixed deadline failed every run large enough to outlast it.
+///
+/// Asks only what is left ([`SqliteOutbox::unfinished`], on the pending and leased indexes):
+/// [`OutboxStore::counts`] scans every job ever recorded, which made each round of this loop
+/// cost more as the run grew.
 async fn drain(
-    outbox: &dyn OutboxStore,
+    outbox: &SqliteOutbox,
     progress: &Progress,
+    meter: Option<&Meter>,
     jobs_known: impl Fn() -> u64,
     timeout: Duration,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    let mut left = u64::MAX;
     loop {
-        if let Ok(c) = outbox.counts().await {
-            progress.jobs(c.done + c.dead, jobs_known(), "delivering");
-            if c.pending == 0 && c.leased == 0 {
+        if let Ok((pending, leased)) = outbox.unfinished().await {
+            let known = jobs_known();
+            progress.jobs(known.saturating_sub(pending + leased), known, "delivering");
+            if let Some(m) = meter {
+                m.delivering(pending + leased);
+            }
+            if pending == 0 && leased == 0 {
                 return true;
+            }
+            if pending + leased < left {
+                left = pending + leased;
+                deadline = Instant::now() + timeout;
             }
         }
         if Instant::now() >= deadline {
@@ -193,13 +212,17 @@ impl Flow {
 
         // Checkout, concurrently; the faults go in on the way.
         let progress = Progress::new(config.orders, config.progress.clone());
+        let meter = config
+            .measure
+            .map(|slices| Arc::new(Meter::new(config.orders, slices)));
         let ticker = config
             .progress
             .is_some()
             .then(|| spawn_ticker(outbox.clone(), intake.clone(), progress.clone()));
-        let checkouts = checkout_all(&config, &services, book, &progress, &run_id).await?;
+        let checkouts =
+            checkout_all(&config, &services, book, &progress, meter.as_ref(), &run_id).await?;
 
-        // One partial refund, on the first paid order (the one chosen by an earlier start, if any).
+        // One partial refund, on the last paid order (the one chosen by an earlier start, if any).
         let (refund, refund_error) = refund_first_paid(&services, book).await;
         let refunded_order = refund.as_ref().map(|r| r.order_id.clone());
 
@@ -207,8 +230,15 @@ impl Flow {
         wait_for_events(&config, &services, &intake, book, refund.is_some()).await;
         let redelivered = redeliver(&services, &intake, refunded_order.as_deref()).await;
 
-        let known = || intake.stats().jobs_known;
-        let drained = drain(outbox.as_ref(), &progress, known, config.drain_timeout).await;
+        let known = || intake.jobs_known();
+        let drained = drain(
+            &outbox,
+            &progress,
+            meter.as_deref(),
+            known,
+            config.drain_timeout,
+        )
+        .await;
         if let Some(t) = ticker {
             t.abort();
         }
@@ -218,7 +248,7 @@ impl Flow {
         }
         progress.finish();
 
-        report(Ended {
+        let mut report = report(Ended {
             config,
             started,
             run,
@@ -235,7 +265,12 @@ impl Flow {
             drained,
             dispatch,
         })
-        .await
+        .await?;
+        if let Some(meter) = meter {
+            meter.finish();
+            report.slices = meter.slices();
+        }
+        Ok(report)
     }
 }
 
@@ -266,9 +301,9 @@ fn spawn_ticker(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Ok(c) = outbox.counts().await {
-                let known = intake.stats().jobs_known;
-                progress.jobs(c.done + c.dead, known, "delivering");
+            if let Ok((pending, leased)) = outbox.unfinished().await {
+                let known = intake.jobs_known();
+                progress.jobs(known.saturating_sub(pending + leased), known, "delivering");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -290,6 +325,7 @@ async fn checkout_all(
     services: &Services,
     book: &Arc<OrderBook>,
     progress: &Progress,
+    meter: Option<&Arc<Meter>>,
     run_id: &str,
 ) -> Result<Checkouts> {
     let permits = Arc::new(Semaphore::new(config.checkout_concurrency));
@@ -313,13 +349,26 @@ async fn checkout_all(
         if let Some(done) = book.get(&order.id).filter(|r| r.state.is_final()) {
             resumed_orders += 1;
             progress.order_done(&done.state.to_string());
+            if let Some(m) = meter {
+                m.order_done();
+            }
             continue;
         }
-        let (payments, book, progress) =
-            (services.payment_provider(), book.clone(), progress.clone());
+        let (payments, book, progress, meter) = (
+            services.payment_provider(),
+            book.clone(),
+            progress.clone(),
+            meter.cloned(),
+        );
+        // Reap the checkouts already finished: a JoinSet keeps each finished task (its
+        // future's whole allocation) until it is joined, which grew the run by the order.
+        while checkouts.try_join_next().is_some() {}
         checkouts.spawn(async move {
             let state = checkout(payments.as_ref(), &book, order).await;
             progress.order_done(&state.to_string());
+            if let Some(m) = meter {
+                m.order_done();
+            }
             drop(permit);
         });
     }
@@ -331,18 +380,17 @@ async fn checkout_all(
     })
 }
 
-/// One partial refund, on the first paid order (the one chosen by an earlier start, if any);
+/// One partial refund, on the last paid order (the one chosen by an earlier start, if any);
 /// or why there is none.
 async fn refund_first_paid(
     services: &Services,
     book: &OrderBook,
 ) -> (Option<RefundMade>, Option<String>) {
-    let first_paid = book
-        .all()
-        .into_iter()
-        .find(|r| r.state.is_paid())
-        .map(|r| r.order.id);
-    match book.refund_target(first_paid) {
+    // The last paid order, not the first: its payment event is redelivered afterwards, and a
+    // sandbox keeps only its latest events (`event_retention`), which the first order's may
+    // have left in a long run.
+    let last_paid = book.last(|r| r.state.is_paid()).map(|r| r.order.id);
+    match book.refund_target(last_paid) {
         Ok(Some(id)) => match partial_refund(services.payments.as_ref(), book, &id).await {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e.to_string())),
@@ -356,7 +404,7 @@ async fn refund_first_paid(
 }
 
 /// Waits (flushing the Stripe sandbox's webhooks) until the intake knows every payment event and
-/// the refund's, or `config.drain_timeout` passes.
+/// the refund's, or `config.drain_timeout` passes without a new one.
 async fn wait_for_events(
     config: &FlowConfig,
     services: &Services,
@@ -364,19 +412,24 @@ async fn wait_for_events(
     book: &OrderBook,
     refunded: bool,
 ) {
+    // Counted in place each round, not copied: this loop runs every 50 ms over every order.
     let expected_events = |book: &OrderBook| {
-        book.all()
-            .iter()
-            .filter(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_)))
-            .count() as u64
+        book.count(|r| r.payment_id.is_some() && !matches!(r.state, OrderState::Failed(_))) as u64
             + u64::from(refunded)
     };
-    let wait_events = Instant::now() + config.drain_timeout;
-    while intake.stats().events_known() < expected_events(book) && Instant::now() < wait_events {
+    // As the drain: the timeout runs from the last event that came in.
+    let mut wait_events = Instant::now() + config.drain_timeout;
+    let mut known = intake.events_known();
+    while known < expected_events(book) && Instant::now() < wait_events {
         if let Some(sandbox) = &services.stripe_sandbox {
             sandbox.flush_webhooks().await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let now_known = intake.events_known();
+        if now_known > known {
+            known = now_known;
+            wait_events = Instant::now() + config.drain_timeout;
+        }
     }
 }
 
@@ -537,6 +590,7 @@ async fn report(e: Ended) -> Result<Report> {
         business,
         files,
         invariants,
+        slices: Vec::new(),
     })
 }
 
@@ -583,13 +637,8 @@ async fn redeliver(
 ) -> Option<Redelivery> {
     let order_id = order_id?;
     let event_type = "payment_intent.succeeded";
-    let event_id = intake
-        .stats()
-        .events_of
-        .get(&(order_id.to_owned(), event_type.to_owned()))?
-        .first()?
-        .clone();
-    let before = intake.stats().duplicates;
+    let event_id = intake.first_event_of(order_id, event_type)?;
+    let before = intake.duplicates();
     match &services.stripe_sandbox {
         Some(sandbox) => {
             if !sandbox.resend_event(&event_id) {
@@ -606,7 +655,7 @@ async fn redeliver(
             intake.handle_fetched(&event).await.ok()?;
         }
     }
-    if intake.stats().duplicates == before {
+    if intake.duplicates() == before {
         tracing::warn!(event = %event_id, "the redelivered event was not seen as a duplicate");
     }
     Some(Redelivery {

@@ -138,11 +138,19 @@ pub(crate) struct State {
     pub(crate) webhook: Option<WebhookTarget>,
     pub(crate) auto_events: Vec<EventType>,
     pub(crate) deliveries: Retained<WebhookDelivery>,
+    /// Called with each accepted message ([`Sandbox::on_accept`]).
+    observers: Vec<AcceptObserver>,
 }
+
+/// A function told of each accepted message.
+type AcceptObserver = Arc<dyn Fn(&AcceptedMessage) + Send + Sync>;
 
 impl State {
     /// Records an accepted message, forgetting the oldest beyond the retention.
     pub(crate) fn accept(&mut self, msg: AcceptedMessage) {
+        for observe in &self.observers {
+            observe(&msg);
+        }
         let id = msg.message_id.clone();
         self.by_id.insert(id.clone(), msg);
         if let Some(old) = self.messages.push(id) {
@@ -261,6 +269,7 @@ impl SandboxBuilder {
             webhook: None,
             auto_events: Vec::new(),
             deliveries: Retained::new(self.message_retention),
+            observers: Vec::new(),
         };
         let shared = Arc::new_cyclic(|this| Shared {
             api_key: self.api_key,
@@ -343,6 +352,13 @@ impl Sandbox {
             .with_api_key(self.shared.api_key.clone())
             .with_base_url(self.base_url())
             .with_clock(self.shared.clock.clone())
+    }
+
+    /// Calls `observe` with every message accepted from now on, whatever the retention: what a
+    /// long run needs of each message (a tally, say) without the sandbox keeping them all. It
+    /// runs under the sandbox's lock, so it must be quick and must not call the sandbox.
+    pub fn on_accept(&self, observe: impl Fn(&AcceptedMessage) + Send + Sync + 'static) {
+        self.shared.lock().observers.push(Arc::new(observe));
     }
 
     /// The accepted messages kept ([`SandboxBuilder::message_retention`]), oldest first.

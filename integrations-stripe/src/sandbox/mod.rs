@@ -7,7 +7,7 @@
 //! | payment intents | create, retrieve, update, confirm, capture (full or partial), cancel, list; `requires_payment_method` → `requires_confirmation` → `succeeded`, or `requires_capture` with manual capture |
 //! | test cards | `pm_card_visa` (and other brands) succeed; `pm_card_chargeDeclined`, `…InsufficientFunds`, `…ExpiredCard`, `…IncorrectCvc`, `…ProcessingError`, `…LostCard`, `…StolenCard`, `…Fraudulent` decline with Stripe's 402 body and leave `last_payment_error` |
 //! | refunds | full or partial, Stripe's over-refund refusal, `charge.refunded` and `refund.created` events, list by payment intent |
-//! | customers, charges, events | create/retrieve customers, retrieve charges, retrieve and list events |
+//! | customers, charges, events | create/retrieve customers, retrieve charges, retrieve and list events (the latest [`event_retention`](SandboxBuilder::event_retention); [`Counters::events`] counts all) |
 //! | idempotency | same key and parameters → the stored first response, with `Idempotent-Replayed: true`; same key, other parameters → 400 `idempotency_error` |
 //! | webhooks | every event signed with the sandbox's `whsec_…` secret and delivered to callbacks ([`Sandbox::on_webhook`]) and URLs ([`Sandbox::add_webhook_endpoint`]) |
 //! | faults | the testkit's [`Fault`]: 500 and 503 (`api_error`), 429 (`rate_limit`, with `Retry-After` when given), a hang past the client timeout (then the connection closes), or process and drop the connection; [`Sandbox::fail_next`] for the next requests, [`Sandbox::inject`] for a [`FaultRule`] (`.after(k).times(n).on("payment_intents.confirm")`) |
@@ -92,6 +92,8 @@ pub struct Counters {
     /// Webhook deliveries finished, delivered or given up (exact, also when
     /// [`Sandbox::deliveries`] keeps only the latest).
     pub webhook_deliveries: u64,
+    /// Events created (exact, also when [`Sandbox::events`] keeps only the latest).
+    pub events: u64,
 }
 
 /// What happened to one payment intent: a payment made twice shows here.
@@ -203,6 +205,8 @@ pub struct SandboxBuilder {
     hang: Duration,
     api_version: String,
     retention: usize,
+    event_retention: usize,
+    idempotency_retention: usize,
 }
 
 impl SandboxBuilder {
@@ -229,6 +233,24 @@ impl SandboxBuilder {
         self
     }
 
+    /// How many events [`Sandbox::events`], `GET /v1/events`, `GET /v1/events/{id}` and
+    /// [`Sandbox::resend_event`] know, the latest ones (default 10 000; Stripe itself keeps
+    /// events 30 days); [`Counters::events`] counts every one. Every event is delivered
+    /// whatever the retention.
+    #[must_use]
+    pub fn event_retention(mut self, n: usize) -> Self {
+        self.event_retention = n;
+        self
+    }
+
+    /// How many idempotency keys keep their first response for replay, the latest ones
+    /// (default 10 000; Stripe itself keeps them 24 hours). A key forgotten is a new request.
+    #[must_use]
+    pub fn idempotency_retention(mut self, n: usize) -> Self {
+        self.idempotency_retention = n;
+        self
+    }
+
     /// The API version events are rendered with (default [`DEFAULT_API_VERSION`]).
     #[must_use]
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
@@ -249,6 +271,8 @@ impl SandboxBuilder {
             state: Mutex::new(State {
                 api_version: self.api_version.clone(),
                 retention: self.retention,
+                event_retention: self.event_retention,
+                idempotency_retention: self.idempotency_retention,
                 ..State::default()
             }),
             config: Config {
@@ -324,6 +348,8 @@ impl Sandbox {
             hang: DEFAULT_HANG,
             api_version: DEFAULT_API_VERSION.to_owned(),
             retention: DEFAULT_RETENTION,
+            event_retention: DEFAULT_RETENTION,
+            idempotency_retention: DEFAULT_RETENTION,
         }
     }
 
@@ -469,6 +495,20 @@ impl Sandbox {
         self.shared.lock().per_intent.get(payment_intent).copied()
     }
 
+    /// Calls `f` with each payment intent's id, metadata and counters, oldest first, without
+    /// rendering them: what an audit of a long run needs of every intent. `f` runs under the
+    /// sandbox's lock and must not call the sandbox.
+    pub fn for_each_intent(
+        &self,
+        mut f: impl FnMut(&str, &std::collections::BTreeMap<String, String>, IntentCounters),
+    ) {
+        let st = self.shared.lock();
+        for pi in st.intent_order.iter().filter_map(|id| st.intents.get(id)) {
+            let counters = st.per_intent.get(&pi.id).copied().unwrap_or_default();
+            f(&pi.id, &pi.metadata, counters);
+        }
+    }
+
     /// Every payment intent, oldest first, as the API renders it.
     pub fn payment_intents(&self) -> Vec<Value> {
         let st = self.shared.lock();
@@ -479,9 +519,9 @@ impl Sandbox {
             .collect()
     }
 
-    /// Every event, oldest first.
+    /// The events kept ([`SandboxBuilder::event_retention`]), oldest first.
     pub fn events(&self) -> Vec<Value> {
-        self.shared.lock().events.clone()
+        self.shared.lock().events_in_order().cloned().collect()
     }
 
     /// The latest requests received (at most

@@ -273,8 +273,7 @@ pub(crate) fn list_events(state: &mut State, p: &Params) -> Handled {
     let limit = p.limit()?;
     let kind = p.get("type");
     let items: Vec<(String, Value)> = state
-        .events
-        .iter()
+        .events_in_order()
         .rev()
         .filter(|e| kind.is_none_or(|k| e.get("type").and_then(Value::as_str) == Some(k)))
         .map(|e| {

@@ -298,7 +298,7 @@ fn process(
     // Stripe saves a result once the endpoint ran: successes and declines, not validation errors.
     if let Some(scope) = scope {
         if (200..300).contains(&reply.status) || reply.status == 402 {
-            st.idempotency.insert(
+            st.store_idempotent(
                 scope,
                 StoredResponse {
                     fingerprint,

@@ -146,11 +146,18 @@ pub(crate) struct State {
     pub(crate) refunds: HashMap<String, RefundRec>,
     pub(crate) refund_order: Vec<String>,
     pub(crate) customers: HashMap<String, CustomerRec>,
-    /// Every event, oldest first; found by id through `event_index`.
-    pub(crate) events: Vec<Value>,
-    /// Event id → position in `events`.
-    pub(crate) event_index: HashMap<String, usize>,
+    /// The ids of the latest `event_retention` events, oldest first (Stripe itself keeps
+    /// events 30 days); `counters.events` counts them all.
+    pub(crate) event_ids: VecDeque<String>,
+    /// The kept events, by id.
+    pub(crate) events: HashMap<String, Value>,
+    pub(crate) event_retention: usize,
+    /// Stored first responses by (API key, idempotency key): the latest
+    /// `idempotency_retention` keys (Stripe itself keeps them 24 hours).
     pub(crate) idempotency: HashMap<(String, String), StoredResponse>,
+    /// The keys of `idempotency`, oldest first.
+    pub(crate) idempotency_order: VecDeque<(String, String)>,
+    pub(crate) idempotency_retention: usize,
     pub(crate) counters: Counters,
     pub(crate) per_intent: HashMap<String, IntentCounters>,
     pub(crate) outbox: Vec<Outgoing>,
@@ -212,8 +219,16 @@ impl State {
         // Stripe delivers pretty-printed JSON; a handler that re-serialises it breaks the
         // signature, as it would in production.
         let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
-        self.event_index.insert(id.clone(), self.events.len());
-        self.events.push(event);
+        self.counters.events += 1;
+        if self.event_retention > 0 {
+            while self.event_ids.len() >= self.event_retention {
+                if let Some(old) = self.event_ids.pop_front() {
+                    self.events.remove(&old);
+                }
+            }
+            self.event_ids.push_back(id.clone());
+            self.events.insert(id.clone(), event);
+        }
         self.outbox.push(Outgoing {
             id,
             event_type: event_type.to_owned(),
@@ -221,8 +236,30 @@ impl State {
         });
     }
 
+    /// A kept event, by id.
     pub(crate) fn event(&self, id: &str) -> Option<&Value> {
-        self.event_index.get(id).and_then(|&i| self.events.get(i))
+        self.events.get(id)
+    }
+
+    /// The kept events, oldest first.
+    pub(crate) fn events_in_order(&self) -> impl DoubleEndedIterator<Item = &Value> {
+        self.event_ids.iter().filter_map(|id| self.events.get(id))
+    }
+
+    /// Stores the first response to an idempotency key, forgetting the oldest key beyond the
+    /// retention.
+    pub(crate) fn store_idempotent(&mut self, scope: (String, String), response: StoredResponse) {
+        if self.idempotency_retention == 0 {
+            return;
+        }
+        if self.idempotency.insert(scope.clone(), response).is_none() {
+            while self.idempotency_order.len() >= self.idempotency_retention {
+                if let Some(old) = self.idempotency_order.pop_front() {
+                    self.idempotency.remove(&old);
+                }
+            }
+            self.idempotency_order.push_back(scope);
+        }
     }
 
     /// Logs a finished delivery, keeping the latest `retention`.
@@ -268,6 +305,45 @@ mod tests {
     }
 
     #[test]
+    fn events_and_idempotency_keys_keep_the_latest() {
+        let mut s = State {
+            event_retention: 2,
+            idempotency_retention: 2,
+            ..State::default()
+        };
+        for i in 0..5 {
+            s.emit("customer.created", json!({ "id": format!("cus_{i}") }));
+            let r = StoredResponse {
+                fingerprint: String::new(),
+                status: 200,
+                body: Bytes::new(),
+                request_id: format!("req_{i}"),
+            };
+            s.store_idempotent(("sk".into(), format!("k{i}")), r.clone());
+            s.store_idempotent(("sk".into(), format!("k{i}")), r);
+        }
+        assert_eq!(s.counters.events, 5);
+        assert_eq!((s.events.len(), s.event_ids.len()), (2, 2));
+        let kept: Vec<_> = s
+            .events_in_order()
+            .map(|e| e["data"]["object"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kept, ["cus_3", "cus_4"]);
+        assert!(
+            s.event(&s.outbox[0].id).is_none(),
+            "the oldest is forgotten"
+        );
+        assert_eq!(s.outbox.len(), 5, "every event is still delivered");
+        let keys: Vec<_> = s
+            .idempotency_order
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["k3", "k4"]);
+        assert_eq!(s.idempotency.len(), 2);
+    }
+
+    #[test]
     fn ids_look_like_stripes() {
         let id = new_id("pi");
         assert!(id.starts_with("pi_"));
@@ -308,6 +384,7 @@ mod tests {
     fn events_are_recorded_and_queued() {
         let mut s = State {
             api_version: "2025-03-31.basil".into(),
+            event_retention: 10,
             current_request: Some(("req_1".into(), Some("k".into()))),
             ..State::default()
         };
@@ -316,6 +393,7 @@ mod tests {
             json!({"id": "pi_1", "object": "payment_intent"}),
         );
         assert_eq!(s.events.len(), 1);
+        assert_eq!(s.counters.events, 1);
         let out = &s.outbox[0];
         let e: Value = serde_json::from_slice(&out.payload).unwrap();
         assert_eq!(e["request"]["idempotency_key"], "k");
