@@ -9,7 +9,7 @@ use integrations_core::provider::{
     CancelReason, CreatePayment, Payment, PaymentCapabilities, PaymentFailure, PaymentProvider,
     Refund, RefundReason, RefundRequest,
 };
-use integrations_core::{Error, IdempotencyKey, Money, Result};
+use integrations_core::{Error, ErrorKind, IdempotencyKey, Money, Result};
 
 use crate::PROVIDER;
 use crate::api::{
@@ -33,6 +33,8 @@ const EXPAND_CHARGE: &str = "latest_charge";
 /// * Refunds are checked against what is still refundable (captured − refunded, read from the
 ///   intent's latest charge) before any call; Stripe's own over-refund refusal maps to the same
 ///   [`Error::InvalidInput`] naming `amount`.
+/// * Refunds carry their idempotency key in their metadata ([`REFUND_KEY_METADATA`]), so
+///   [`list_refunds`](PaymentProvider::list_refunds) tells which refund a key made.
 /// * Payment methods are confirmed server-side, so intents are created with
 ///   `payment_method_types[0]=card` unless told otherwise
 ///   ([`with_payment_method_types`](Self::with_payment_method_types)).
@@ -146,7 +148,7 @@ fn core_refund(r: types::Refund, payment_id: &str) -> Refund {
         _ => None,
     };
     let mut metadata: BTreeMap<String, String> = r.metadata;
-    metadata.remove(REFUND_KEY_METADATA);
+    out.idempotency_key = metadata.remove(REFUND_KEY_METADATA);
     out.metadata = metadata;
     out
 }
@@ -264,5 +266,33 @@ impl PaymentProvider for StripePayments {
             .insert(REFUND_KEY_METADATA.to_owned(), key.as_str().to_owned());
         let refund = self.client.create_refund(&params, key).await?;
         Ok(core_refund(refund, &payment.id))
+    }
+
+    /// The intent's refunds, oldest first, each with the key [`refund`](Self::refund) recorded
+    /// in its metadata ([`REFUND_KEY_METADATA`]); refunds made elsewhere (the dashboard, the raw
+    /// client) have none.
+    async fn list_refunds(&self, payment_id: &str) -> Result<Vec<Refund>> {
+        let mut refunds = self
+            .client
+            .refunds_stream(ListRefunds::for_payment_intent(payment_id).limit(MAX_PAGE_SIZE));
+        let mut out = Vec::new();
+        while let Some(refund) = refunds.next().await {
+            let refund = refund.map_err(|e| {
+                // Stripe refuses a filter naming a missing intent as a bad parameter (400
+                // `resource_missing`); to the caller it is a missing payment.
+                if e.kind() == ErrorKind::InvalidInput && e.code() == Some("resource_missing") {
+                    Error::not_found(e.message().to_owned())
+                        .with_code("resource_missing")
+                        .with_provider(PROVIDER)
+                        .with_source(e)
+                } else {
+                    e
+                }
+            })?;
+            out.push(core_refund(refund, payment_id));
+        }
+        // Stripe lists newest first.
+        out.reverse();
+        Ok(out)
     }
 }

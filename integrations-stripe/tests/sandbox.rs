@@ -348,6 +348,46 @@ async fn refunds_retried_after_a_crash_return_the_first_refund() {
 }
 
 #[tokio::test]
+async fn listed_refunds_carry_the_key_they_were_made_with() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let payments = StripePayments::new(client(&sandbox, 0));
+    let req = CreatePayment::new(usd(5000))
+        .payment_method("pm_card_visa")
+        .confirm(true);
+    let p = payments
+        .create_payment(&req, &key("order-9", "payment"))
+        .await
+        .unwrap();
+    let k1 = key("order-9", "refund-1");
+    let mine = payments
+        .refund(&RefundRequest::partial(&p.id, usd(1000)), &k1)
+        .await
+        .unwrap();
+    assert_eq!(mine.idempotency_key.as_deref(), Some(k1.as_str()));
+    // A refund made outside `StripePayments` (the dashboard, the raw client): no key recorded.
+    let outside = payments
+        .client()
+        .create_refund(
+            &CreateRefund::for_payment_intent(p.id.clone()).amount(usd(500)),
+            &key("dashboard", "refund"),
+        )
+        .await
+        .unwrap();
+    let listed = payments.list_refunds(&p.id).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [mine.id.as_str(), outside.id.as_str()], "oldest first");
+    assert!(listed[0].made_with(&k1));
+    assert_eq!(listed[1].idempotency_key, None);
+    assert!(!listed[1].made_with(&key("order-9", "refund-2")));
+    assert!(listed.iter().all(|r| {
+        !r.metadata
+            .contains_key(integrations_stripe::payments::REFUND_KEY_METADATA)
+    }));
+    let e = payments.list_refunds("pi_missing").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test]
 async fn cancel_with_reason() {
     let sandbox = Sandbox::start().await.unwrap();
     let payments = StripePayments::new(client(&sandbox, 0));

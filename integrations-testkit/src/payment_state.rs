@@ -174,7 +174,7 @@ impl State {
                 .map(Outcome::Payment),
             Op::Capture { id, amount } => self.capture(id, amount, caps).map(Outcome::Payment),
             Op::Cancel { id, reason } => self.cancel(id, reason).map(Outcome::Payment),
-            Op::Refund(req) => self.refund(req, caps).map(Outcome::Refund),
+            Op::Refund(req) => self.refund(req, key, caps).map(Outcome::Refund),
         };
         let recorded = match &result {
             Ok(o) => Some(Recorded::Ok(o.clone())),
@@ -363,7 +363,12 @@ impl State {
         Ok(canceled)
     }
 
-    fn refund(&mut self, req: &RefundRequest, caps: &PaymentCapabilities) -> Result<Refund> {
+    fn refund(
+        &mut self,
+        req: &RefundRequest,
+        key: &IdempotencyKey,
+        caps: &PaymentCapabilities,
+    ) -> Result<Refund> {
         let refund_no = self.refunds.len() + 1;
         let p = self.payment_mut(&req.payment_id)?;
         if p.status != PaymentStatus::Succeeded {
@@ -386,6 +391,7 @@ impl State {
         );
         refund.reason = req.reason;
         refund.metadata = req.metadata.clone();
+        refund.idempotency_key = Some(key.as_str().to_owned());
         self.refunds.push(refund.clone());
         Ok(refund)
     }

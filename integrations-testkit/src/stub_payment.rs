@@ -266,6 +266,28 @@ impl PaymentProvider for StubPaymentProvider {
         self.script.begin_call();
         self.run(key, Op::Refund(req))?.into_refund()
     }
+
+    async fn list_refunds(&self, payment_id: &str) -> Result<Vec<Refund>> {
+        self.script.begin_call();
+        if !self.capabilities.list_refunds {
+            return Err(Error::configuration(
+                "list_refunds",
+                format!("payment provider `{}` cannot list refunds", self.name),
+            )
+            .with_provider(self.name.clone()));
+        }
+        self.scripted_failure()?;
+        let state = lock(&self.state);
+        state
+            .payment(payment_id)
+            .map_err(|e| e.or_provider(self.name.clone()))?;
+        Ok(state
+            .refunds
+            .iter()
+            .filter(|r| r.payment_id == payment_id)
+            .cloned()
+            .collect())
+    }
 }
 
 #[cfg(test)]

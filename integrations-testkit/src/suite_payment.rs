@@ -54,7 +54,9 @@ impl PaymentSuiteConfig {
 /// conflict; retrieve finds it (and a missing id is not found); confirming with the succeeding
 /// method reaches `Succeeded` with `amount_received == amount`, and the confirm replays under its
 /// key; refunds (partial ones if `partial_refunds`): a refund replays under its key, an over-refund
-/// is invalid input naming `amount`, the rest can be refunded, then nothing more; the declining
+/// is invalid input naming `amount`, the rest can be refunded, then nothing more; `list_refunds`
+/// (if `list_refunds`) lists each refund once with its idempotency key, a missing payment is not
+/// found (else it is a configuration error); the declining
 /// method is [`Error::Declined`] with a code, leaves the payment payable, and a later good method
 /// succeeds; manual capture (if `manual_capture`) waits in `RequiresCapture`, then captures part
 /// (if `partial_capture`) or all; cancel reaches `Canceled`, after which confirm fails.
@@ -173,6 +175,7 @@ pub async fn payment_provider_suite(p: &dyn PaymentProvider, cfg: &PaymentSuiteC
     );
 
     refunds(&c, p, &created.id, m, &key).await;
+    listed_refunds(&c, p, &created.id, m, &key).await;
     decline(&c, p, cfg, m, &key).await;
     if caps.manual_capture {
         manual_capture(&c, p, cfg, caps.partial_capture, m, &key).await;
@@ -277,6 +280,64 @@ async fn refunds(
         ErrorKind::InvalidInput,
         p.refund(&RefundRequest::full(id), &key("refund-none"))
             .await,
+    );
+}
+
+/// `list_refunds` (if the provider says it can): every refund of the payment, each with the key
+/// it was made with; a provider that cannot list says so with a configuration error.
+async fn listed_refunds(
+    c: &Checker<'_>,
+    p: &dyn PaymentProvider,
+    id: &str,
+    m: impl Fn(i64) -> Money,
+    key: &impl Fn(&str) -> IdempotencyKey,
+) {
+    if !p.capabilities().list_refunds {
+        c.err_kind(
+            "a provider that cannot list refunds says so with a configuration error",
+            ErrorKind::Configuration,
+            p.list_refunds(id).await,
+        );
+        return;
+    }
+    let listed = c.ok(
+        "list_refunds lists a payment's refunds",
+        p.list_refunds(id).await,
+    );
+    let keys: &[&str] = if p.capabilities().partial_refunds {
+        &["refund-1", "refund-rest"]
+    } else {
+        &["refund-all"]
+    };
+    c.eq(
+        listed.len(),
+        keys.len(),
+        "list_refunds lists every refund of the payment, once",
+    );
+    for part in keys {
+        let k = key(part);
+        let found = listed.iter().find(|r| r.made_with(&k));
+        c.check(
+            found.is_some(),
+            "list_refunds reports the idempotency key each refund was made with",
+            format!("no refund with key `{}` in {listed:?}", k.as_str()),
+        );
+    }
+    c.check(
+        listed.iter().all(|r| r.payment_id == id),
+        "listed refunds name their payment",
+        format!("{listed:?}"),
+    );
+    let total: i64 = listed.iter().map(|r| r.amount.minor()).sum();
+    c.eq(
+        Money::from_minor(total, m(0).currency()),
+        m(5000),
+        "listed refunds add up to the refunded amount",
+    );
+    c.err_kind(
+        "list_refunds of a missing payment is not found",
+        ErrorKind::NotFound,
+        p.list_refunds(&format!("{id}_missing")).await,
     );
 }
 

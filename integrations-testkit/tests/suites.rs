@@ -158,6 +158,9 @@ macro_rules! delegate_payments {
                 let f: fn(&RefundRequest, Result<Refund>) -> Result<Refund> = $refund;
                 f(req, r)
             }
+            async fn list_refunds(&self, payment_id: &str) -> Result<Vec<Refund>> {
+                self.$inner.list_refunds(payment_id).await
+            }
         }
     };
 }

@@ -320,6 +320,77 @@ async fn a_refund_recorded_but_never_sent_is_sent_with_its_own_key() {
 }
 
 #[tokio::test]
+async fn a_refund_made_outside_the_service_does_not_complete_a_pending_intent() {
+    use integrations_order_service::orders::RefundStart;
+    use integrations_stripe::api::CreateRefund;
+    let h = Harness::new().await;
+    let order = h.paid_order().await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let pi = order["paymentIntentId"].as_str().unwrap().to_owned();
+    let usd = |m| integrations_core::Money::from_minor(m, integrations_core::Currency::USD);
+    // A crash between recording the intent and calling the provider…
+    let start = h
+        .orders
+        .begin_refund(&id, Some(usd(1000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(start, RefundStart::New(ref i) if i.number == 1));
+    // …and meanwhile someone refunds the same amount in the dashboard, without the intent's key.
+    let stripe = h.stripe.client_builder().build().unwrap();
+    let outside = stripe
+        .client()
+        .create_refund(
+            &CreateRefund::for_payment_intent(pi.clone()).amount(usd(1000)),
+            &integrations_core::IdempotencyKey::new("dashboard-refund-1").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.stripe.counters().refunds, 1);
+
+    // The payment's refunded amount covers the intent, but no refund carries its key: the intent
+    // is sent with its own key and answered with the refund that key made.
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "10.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["reconciled"], true);
+    let refund_id = r.json["data"]["refund"]["id"].as_str().unwrap_or_default();
+    assert!(refund_id.starts_with("re_"), "{}", r.text);
+    assert_ne!(refund_id, outside.id, "{}", r.text);
+    assert_eq!(r.json["data"]["refund"]["amount"], "10.00");
+    assert_eq!(r.json["data"]["order"]["refundedAmount"], "10.00");
+    assert_eq!(
+        h.stripe.counters().refunds,
+        2,
+        "the intent's refund was made"
+    );
+    let keys: Vec<_> = h
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/refunds")
+        .filter_map(|r| r.idempotency_key)
+        .filter(|k| k.starts_with(&format!("{id}/")))
+        .collect();
+    assert_eq!(keys, [format!("{id}/refund/1")]);
+
+    // Asked again, the intent is done: the next refund has the next key, and the outside one
+    // was never counted as the service's.
+    let r = h
+        .post(
+            "/api/payments/refund",
+            &json!({"orderId": id, "amount": "10.00"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["reconciled"], false);
+    assert_eq!(h.stripe.counters().refunds, 3);
+}
+
+#[tokio::test]
 async fn two_instances_on_one_database_make_one_refund_per_intent() {
     use integrations_core::PaymentProvider;
     let h = Harness::new().await;

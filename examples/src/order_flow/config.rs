@@ -167,7 +167,14 @@ pub struct FlowConfig {
     /// one, or the one recorded in [`FlowConfig::state_dir`].
     pub run_id: Option<String>,
     /// The lease each outbox job is claimed under: how soon a job held by a process that died is
-    /// claimed again. Each delivery gets five sixths of it.
+    /// claimed again. Each delivery gets five sixths of it, shared among the provider calls it
+    /// makes as their policies' deadlines ([`JobBudgets`](super::policies::JobBudgets)).
+    ///
+    /// The default, 90 s, fits the sandboxes: they answer in milliseconds, so the deadlines
+    /// (about 34 s for each email provider and Sheets call, 67 s for the notifier) only cut short
+    /// the retries of an outage, whose job the outbox retries later. With a real email, Sheets
+    /// or AWS provider configured (and neither `--lease-ms` nor `--state-dir`), it is raised to
+    /// [`real_providers_lease`], so their published limits and `Retry-After` waits fit whole.
     pub lease: Duration,
     /// How often the events of a Stripe that cannot reach the webhook endpoint (the real one,
     /// or a sandbox in another process) are listed.
@@ -226,6 +233,42 @@ impl FlowConfig {
     pub fn handler_timeout(&self) -> Duration {
         self.lease * 5 / 6
     }
+}
+
+/// Whether a job's handler calls a real (not loopback) provider: SendGrid, Google Sheets or AWS.
+fn real_providers(env: &Environment) -> bool {
+    (env.has(ENV_SENDGRID) && !env.is_loopback(ENV_SENDGRID_API_BASE))
+        || (env.has(ENV_GOOGLE) && !env.is_loopback(ENV_SHEETS_BASE_URL))
+        || env.has_aws()
+}
+
+/// A lease whose handler timeout gives each call of a delivery to real providers its policy's
+/// whole worst case (attempts, rate-limit waits, backoff and `Retry-After`): the email failover
+/// both providers', a Sheets row a read and a write, the notifier one call. `attempt_timeout`
+/// as `--attempt-timeout-ms`.
+pub fn real_providers_lease(attempt_timeout: Option<Duration>) -> Duration {
+    use super::policies;
+    let registry = integrations_core::metrics::MetricsRegistry::new();
+    let worst = |p: integrations_core::Policy| p.worst_case().unwrap_or(Duration::from_secs(600));
+    let email = worst(policies::email(
+        "email",
+        &registry,
+        false,
+        attempt_timeout,
+        None,
+    ));
+    let sheets = worst(policies::sheets(
+        "sheets",
+        &registry,
+        false,
+        attempt_timeout,
+        None,
+    ));
+    let notify = worst(policies::local("notify", &registry, attempt_timeout, None));
+    // The inverse of `JobBudgets::of`: each email or Sheets call gets 9/20 of the handler
+    // timeout, the notifier 9/10.
+    let handler = (email * 20 / 9).max(sheets * 20 / 9).max(notify * 10 / 9);
+    (handler * 6 / 5 + Duration::from_secs(1)).max(Duration::from_secs(90))
 }
 
 /// Checks a run id: 1 to 40 ASCII letters, digits, `-` or `_` (it goes into order ids and
@@ -453,6 +496,7 @@ where
     cfg.lease = match (lease, &cfg.state_dir) {
         (Some(l), _) => l,
         (None, Some(_)) => STATE_DIR_LEASE,
+        (None, None) if real_providers(&cfg.env) => real_providers_lease(cfg.attempt_timeout),
         (None, None) => cfg.lease,
     };
     if cfg.orders == 0 {
@@ -472,6 +516,38 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_lease_covers_the_job_policies_of_its_providers() {
+        use crate::order_flow::policies::{self, JobBudgets};
+        let registry = integrations_core::metrics::MetricsRegistry::new();
+        // Sandboxes: the default lease, each call bounded by its share of the handler timeout.
+        let cfg = FlowConfig::sandbox(3);
+        let b = JobBudgets::of(cfg.handler_timeout());
+        let e = policies::email("e", &registry, true, None, Some(b.email_each));
+        let both = policies::in_sequence("email", &[&e, &e]);
+        assert!(both.worst_case().unwrap() <= cfg.handler_timeout());
+        // Real providers: a lease whose shares hold each real policy's whole worst case.
+        let mut real = cfg.clone();
+        real.lease = real_providers_lease(None);
+        let b = JobBudgets::of(real.handler_timeout());
+        for p in [
+            policies::email("e", &registry, false, None, None),
+            policies::sheets("s", &registry, false, None, None),
+        ] {
+            assert!(
+                p.worst_case().unwrap() <= b.email_each.min(b.sheets_each),
+                "{p:?}"
+            );
+        }
+        assert!(
+            policies::local("n", &registry, None, None)
+                .worst_case()
+                .unwrap()
+                <= b.notify
+        );
+        assert!(real.lease > cfg.lease);
+    }
 
     fn run(args: &[&str]) -> FlowConfig {
         match parse_args(args, Environment::empty()).unwrap() {

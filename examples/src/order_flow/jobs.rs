@@ -128,7 +128,7 @@ impl JobHandler for EmailJob {
 }
 
 /// Appends (on payment) or updates (on refund) the order's analytics row.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SheetsJob {
     /// The sink (batched appends under the quota).
     pub sink: Arc<dyn SheetsSink>,

@@ -75,10 +75,10 @@ impl Pipeline {
             ))),
         };
 
-        let sheets = Arc::new(SheetsJob {
+        let sheets = SheetsJob {
             sink: services.sheets_sink(),
             ledger: shared.ledger.clone(),
-        });
+        };
         let email = EmailJob {
             email: services.email.clone(),
             templates: Arc::new(integrations_shop::order_templates()),
@@ -95,11 +95,15 @@ impl Pipeline {
         };
         // Short backoffs: a job failed by the outage comes back within seconds, by when the
         // breaker has sent the email to the backup (or SendGrid is back).
+        // Each provider-calling handler is declared with the policy its calls run under: the
+        // build refuses a handler timeout that cannot cover its worst case (the email failover:
+        // both providers' worst cases, one after the other).
+        let policies = &services.job_policies;
         let dispatcher = Dispatcher::builder(outbox.clone())
-            .handler(EMAIL, email)
-            .shared_handler(SHEETS_APPEND, sheets.clone())
-            .shared_handler(SHEETS_UPDATE, sheets)
-            .handler(NOTIFY, notify)
+            .handler_with_policy(EMAIL, email, &policies.email)
+            .handler_with_policy(SHEETS_APPEND, sheets.clone(), &policies.sheets)
+            .handler_with_policy(SHEETS_UPDATE, sheets, &policies.sheets)
+            .handler_with_policy(NOTIFY, notify, &policies.notify)
             .handler(METRICS, metrics)
             .worker_id(worker_id)
             .concurrency(config.dispatch_concurrency)

@@ -13,7 +13,7 @@ use integrations_core::metrics::MetricsRegistry;
 use integrations_core::provider::{
     EmailCapabilities, EmailMessage, EmailProvider, Mailbox, PaymentProvider, SentEmail,
 };
-use integrations_core::{Error, Notifier, Result, SheetsSink};
+use integrations_core::{Error, Notifier, Policy, Result, SheetsSink};
 use integrations_sendgrid::{SendGridBuilder, SendGridClient};
 use integrations_sheets::{BatchConfig, GoogleSheetsBuilder, GoogleSheetsSink};
 use integrations_stripe::webhook::StripeWebhookVerifier;
@@ -26,7 +26,7 @@ use super::config::{
 };
 use super::jobs::SHEET;
 use super::notifier::{self, JsonlNotifier};
-use super::policies;
+use super::policies::{self, JobBudgets};
 
 /// The name of the second email provider when it is a SendGrid sandbox.
 pub const BACKUP_LABEL: &str = "sendgrid-backup";
@@ -119,8 +119,22 @@ pub struct Services {
     pub jsonl_notifier: Option<Arc<JsonlNotifier>>,
     /// The JSONL file, when the local notifier is used.
     pub notifications_file: Option<std::path::PathBuf>,
+    /// The policies the email, Sheets and notify jobs call under.
+    pub job_policies: JobPolicies,
     /// Which implementation serves each role.
     pub backends: Vec<Backend>,
+}
+
+/// The policies a job's provider calls run under, bounded by the job's share of the handler
+/// timeout ([`JobBudgets`]); the dispatcher refuses to build if a worst case exceeds it.
+#[derive(Debug, Clone)]
+pub struct JobPolicies {
+    /// The email failover: both providers' worst cases, one after the other.
+    pub email: Policy,
+    /// A Sheets row: a read, then a write.
+    pub sheets: Policy,
+    /// The notifier.
+    pub notify: Policy,
 }
 
 fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -147,6 +161,10 @@ impl Services {
             registry,
             timeout: config.attempt_timeout,
             retention: config.sandbox_retention,
+            budgets: JobBudgets::of(config.handler_timeout()),
+            email_policies: Vec::new(),
+            sheets_policy: None,
+            notify_policy: None,
             backends: Vec::new(),
         };
         let (from, recipient) = setup.sender()?;
@@ -202,6 +220,7 @@ impl Services {
             notifier,
             jsonl_notifier,
             notifications_file,
+            job_policies: setup.job_policies(),
             backends: setup.backends,
         })
     }
@@ -230,12 +249,55 @@ struct Setup<'a> {
     timeout: Option<Duration>,
     /// What each sandbox keeps of its history (requests, events, messages, …).
     retention: usize,
+    budgets: JobBudgets,
+    email_policies: Vec<Policy>,
+    sheets_policy: Option<Policy>,
+    notify_policy: Option<Policy>,
     backends: Vec<Backend>,
 }
 
 impl Setup<'_> {
     fn backend(&mut self, role: &'static str, what: String, real: bool) {
         self.backends.push(Backend { role, what, real });
+    }
+
+    /// The policy of an email provider, bounded by its share of the email job, and recorded
+    /// for the dispatcher's check.
+    fn email_policy(&mut self, name: &'static str, local: bool) -> Policy {
+        let p = policies::email(
+            name,
+            self.registry,
+            local,
+            self.timeout,
+            Some(self.budgets.email_each),
+        );
+        self.email_policies.push(p.clone());
+        p
+    }
+
+    /// The policy of the notifier, bounded by the notify job's budget, and recorded.
+    fn notify_policy(&mut self, name: &'static str) -> Policy {
+        let p = policies::local(name, self.registry, self.timeout, Some(self.budgets.notify));
+        self.notify_policy = Some(p.clone());
+        p
+    }
+
+    /// The policies the jobs' handlers call under, for
+    /// [`DispatcherBuilder::handler_with_policy`](integrations_outbox::DispatcherBuilder::handler_with_policy).
+    fn job_policies(&self) -> JobPolicies {
+        let unbounded = |name| Policy::builder(name).no_attempt_timeout().build();
+        let emails: Vec<&Policy> = self.email_policies.iter().collect();
+        JobPolicies {
+            email: policies::in_sequence("email-failover", &emails),
+            sheets: self
+                .sheets_policy
+                .clone()
+                .unwrap_or_else(|| unbounded("sheets-job")),
+            notify: self
+                .notify_policy
+                .clone()
+                .unwrap_or_else(|| unbounded("notify-job")),
+        }
     }
 
     /// The sender, and the inbox every customer email goes to with a real email provider.
@@ -332,15 +394,9 @@ impl Setup<'_> {
         SendGridClient,
     )> {
         let env = self.env;
-        let (registry, timeout) = (self.registry, self.timeout);
         Ok(if real_sendgrid {
             let sg = SendGridBuilder::from_env()
-                .with_policy(policies::email(
-                    integrations_sendgrid::PROVIDER,
-                    registry,
-                    sendgrid_local,
-                    timeout,
-                ))
+                .with_policy(self.email_policy(integrations_sendgrid::PROVIDER, sendgrid_local))
                 .build()?;
             let what = match env.get(ENV_SENDGRID_API_BASE).filter(|_| sendgrid_local) {
                 Some(base) => format!("SendGrid at {base}"),
@@ -358,12 +414,7 @@ impl Setup<'_> {
                 .map_err(io("SendGrid"))?;
             let sg = sandbox
                 .email()
-                .with_policy(policies::email(
-                    integrations_sendgrid::PROVIDER,
-                    registry,
-                    true,
-                    timeout,
-                ))
+                .with_policy(self.email_policy(integrations_sendgrid::PROVIDER, true))
                 .build()?;
             self.backend(
                 "email",
@@ -388,10 +439,9 @@ impl Setup<'_> {
         Option<SendGridClient>,
     )> {
         let env = self.env;
-        let (registry, timeout) = (self.registry, self.timeout);
         Ok(if env.has_aws() {
             let aws = AwsBuilder::from_env()
-                .with_policy(policies::email("aws-ses", registry, false, timeout))
+                .with_policy(self.email_policy("aws-ses", false))
                 .build()?;
             self.backend(
                 "email backup",
@@ -408,12 +458,7 @@ impl Setup<'_> {
                 .map_err(io("backup SendGrid"))?;
             let sg = sandbox
                 .email()
-                .with_policy(policies::email(
-                    BACKUP_LABEL,
-                    registry,
-                    !real_sendgrid || sendgrid_local,
-                    timeout,
-                ))
+                .with_policy(self.email_policy(BACKUP_LABEL, !real_sendgrid || sendgrid_local))
                 .build()?;
             self.backend(
                 "email backup",
@@ -443,27 +488,27 @@ impl Setup<'_> {
         let (registry, timeout) = (self.registry, self.timeout);
         let real_sheets = env.has(ENV_GOOGLE);
         let sheets_local = env.is_loopback(ENV_SHEETS_BASE_URL);
-        let sheets_builder = |b: GoogleSheetsBuilder, local: bool| {
-            b.with_write_policy(policies::sheets(
+        let deadline = Some(self.budgets.sheets_each);
+        let sheets_policy = |local: bool| {
+            policies::sheets(
                 integrations_sheets::PROVIDER,
                 registry,
                 local,
                 timeout,
-            ))
-            .with_read_policy(policies::sheets(
-                integrations_sheets::PROVIDER,
-                registry,
-                local,
-                timeout,
-            ))
-            .with_token_policy(policies::local("google-oauth", registry, timeout))
-            .with_batch(
-                BatchConfig::new().with_max_delay(Duration::from_millis(if local {
-                    250
-                } else {
-                    2000
-                })),
+                deadline,
             )
+        };
+        let sheets_builder = |b: GoogleSheetsBuilder, local: bool| {
+            b.with_write_policy(sheets_policy(local))
+                .with_read_policy(sheets_policy(local))
+                .with_token_policy(policies::local("google-oauth", registry, timeout, None))
+                .with_batch(
+                    BatchConfig::new().with_max_delay(Duration::from_millis(if local {
+                        250
+                    } else {
+                        2000
+                    })),
+                )
         };
         Ok(if real_sheets {
             let id = env.spreadsheet_id().ok_or_else(|| {
@@ -477,6 +522,8 @@ impl Setup<'_> {
                 sheets_local,
             )
             .build()?;
+            let p = sheets_policy(sheets_local);
+            self.sheets_policy = Some(policies::in_sequence("sheets-job", &[&p, &p]));
             let at = match env.get(ENV_SHEETS_BASE_URL).filter(|_| sheets_local) {
                 Some(base) => format!(" at {base}"),
                 None => String::new(),
@@ -494,6 +541,8 @@ impl Setup<'_> {
                 .await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
             let sink = sheets_builder(sandbox.client_builder(), true).build()?;
+            let p = sheets_policy(true);
+            self.sheets_policy = Some(policies::in_sequence("sheets-job", &[&p, &p]));
             self.backend(
                 "analytics",
                 format!(
@@ -517,19 +566,18 @@ impl Setup<'_> {
         Option<std::path::PathBuf>,
     )> {
         let env = self.env;
-        let (registry, timeout) = (self.registry, self.timeout);
         let (notifier, jsonl_notifier, notifications_file): (Arc<dyn Notifier>, _, _) =
             match (env.has_aws(), env.get(ENV_SNS_TOPIC)) {
                 (true, Some(topic)) => {
                     let aws = AwsBuilder::from_env()
-                        .with_policy(policies::local("aws-sns", registry, timeout))
+                        .with_policy(self.notify_policy("aws-sns"))
                         .build()?;
                     self.backend("notifications", format!("Amazon SNS topic {topic}"), true);
                     (Arc::new(SnsNotifier::new(&aws, topic)), None, None)
                 }
                 (aws, _) => {
                     let path = dir.join(NOTIFICATIONS_FILE);
-                    let policy = policies::local(notifier::NAME, registry, timeout);
+                    let policy = self.notify_policy(notifier::NAME);
                     let n = Arc::new(if config.state_dir.is_some() {
                         JsonlNotifier::open(&path, policy).await?
                     } else {

@@ -17,6 +17,9 @@ pub struct PaymentCapabilities {
     pub partial_capture: bool,
     /// Refund part of a payment, possibly several times.
     pub partial_refunds: bool,
+    /// List a payment's refunds, each with the idempotency key it was made with
+    /// ([`PaymentProvider::list_refunds`]).
+    pub list_refunds: bool,
 }
 
 impl PaymentCapabilities {
@@ -26,6 +29,7 @@ impl PaymentCapabilities {
             manual_capture: true,
             partial_capture: true,
             partial_refunds: true,
+            list_refunds: true,
         }
     }
 }
@@ -356,6 +360,10 @@ pub struct Refund {
     pub reason: Option<RefundReason>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The idempotency key the refund was made with, when the provider reports it (a refund
+    /// made outside this library, e.g. in a dashboard, has none).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl Refund {
@@ -373,7 +381,13 @@ impl Refund {
             status,
             reason: None,
             metadata: BTreeMap::new(),
+            idempotency_key: None,
         }
+    }
+
+    /// Whether this refund was made with `key`.
+    pub fn made_with(&self, key: &IdempotencyKey) -> bool {
+        self.idempotency_key.as_deref() == Some(key.as_str())
     }
 }
 
@@ -459,6 +473,25 @@ pub trait PaymentProvider: Send + Sync + fmt::Debug {
     /// Refunds a payment fully or partially. A refund above what is still refundable is refused
     /// with [`Error::InvalidInput`] naming `amount`.
     async fn refund(&self, req: &RefundRequest, key: &IdempotencyKey) -> Result<Refund>;
+
+    /// Every refund of a payment, oldest first, each with the idempotency key it was made with
+    /// when the provider reports it ([`Refund::idempotency_key`]) — so a caller that recorded a
+    /// refund before asking for it can tell whether that very refund was made, whatever else
+    /// was refunded meanwhile (in a dashboard, by another system).
+    ///
+    /// Providers that support it say so with [`PaymentCapabilities::list_refunds`].
+    ///
+    /// # Errors
+    /// By default [`Error::Configuration`] naming `list_refunds`: the provider cannot list
+    /// refunds. Otherwise [`Error::NotFound`] for an unknown payment, or the provider's errors.
+    async fn list_refunds(&self, payment_id: &str) -> Result<Vec<Refund>> {
+        let _ = payment_id;
+        Err(Error::configuration(
+            "list_refunds",
+            format!("payment provider `{}` cannot list refunds", self.name()),
+        )
+        .with_provider(self.name().to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -501,5 +534,72 @@ mod tests {
             Some("amount")
         );
         assert!(CreatePayment::new(usd(1)).validate().is_ok());
+    }
+
+    /// A provider that implements only what it must.
+    #[derive(Debug)]
+    struct Minimal;
+
+    #[async_trait]
+    impl PaymentProvider for Minimal {
+        fn name(&self) -> &str {
+            "minimal"
+        }
+        fn capabilities(&self) -> PaymentCapabilities {
+            PaymentCapabilities::default()
+        }
+        async fn create_payment(&self, _: &CreatePayment, _: &IdempotencyKey) -> Result<Payment> {
+            unimplemented!()
+        }
+        async fn retrieve_payment(&self, _: &str) -> Result<Payment> {
+            unimplemented!()
+        }
+        async fn confirm_payment(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: &IdempotencyKey,
+        ) -> Result<Payment> {
+            unimplemented!()
+        }
+        async fn capture_payment(
+            &self,
+            _: &str,
+            _: Option<Money>,
+            _: &IdempotencyKey,
+        ) -> Result<Payment> {
+            unimplemented!()
+        }
+        async fn cancel_payment(
+            &self,
+            _: &str,
+            _: Option<CancelReason>,
+            _: &IdempotencyKey,
+        ) -> Result<Payment> {
+            unimplemented!()
+        }
+        async fn refund(&self, _: &RefundRequest, _: &IdempotencyKey) -> Result<Refund> {
+            unimplemented!()
+        }
+    }
+
+    #[tokio::test]
+    async fn list_refunds_is_unsupported_by_default() {
+        assert!(!Minimal.capabilities().list_refunds);
+        assert!(PaymentCapabilities::all().list_refunds);
+        let e = Minimal.list_refunds("pi_1").await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Configuration);
+        assert!(e.to_string().contains("list_refunds"), "{e}");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn refunds_tell_the_key_they_were_made_with() {
+        let key = IdempotencyKey::derive("order-1", "refund").unwrap();
+        let mut r = Refund::new("re_1", "pi_1", usd(100), RefundStatus::Succeeded);
+        assert!(!r.made_with(&key));
+        r.idempotency_key = Some(key.as_str().to_owned());
+        assert!(r.made_with(&key));
+        assert!(!r.made_with(&key.child("2").unwrap()));
     }
 }

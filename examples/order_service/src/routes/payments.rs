@@ -127,9 +127,10 @@ pub(crate) async fn confirm(
 /// the provider is called and marked done after, so a refund the provider made is never lost
 /// when the record fails, and no second refund starts while one is pending — across instances
 /// on one database too. A request that finds a pending intent reconciles it first: when the
-/// payment's refunded amount already includes it, it is marked done without a call; otherwise
-/// it is sent again with its own key and parameters (the provider answers a repeat with the
-/// first refund). The request then answers with that earlier refund (`"reconciled": true`):
+/// provider lists a refund made with the intent's key, it is marked done without a call (with
+/// that refund's id); otherwise it is sent again with its own key and parameters (the provider
+/// answers a repeat with the first refund). A provider that cannot list refunds is reconciled
+/// from the payment's refunded amount instead (see `reconcile`). The request then answers with that earlier refund (`"reconciled": true`):
 /// `200` when it asked for the same amount (the retry of the request that failed), else `409`
 /// `earlier_refund_completed` — nothing more was refunded; ask again for more.
 pub(crate) async fn refund(
@@ -229,25 +230,38 @@ async fn send_refund(
     }
 }
 
-/// Settles a pending intent with the provider: already refunded (the payment's refunded amount
-/// covers what is recorded plus this intent) → the intent's amount, without a call; else the
-/// intent is sent again with its own key and parameters, which the provider answers with the
-/// refund it made for that key, or makes it now.
+/// Settles a pending intent with the provider. A provider that lists refunds
+/// ([`PaymentCapabilities::list_refunds`](integrations_core::provider::PaymentCapabilities)) is
+/// asked for the refund made with the intent's key: found → that refund, without a call; not
+/// found → the intent is sent again with its own key and parameters. Refunds made outside the
+/// service (a dashboard, no key) are never taken for it. Only a provider that cannot list falls
+/// back to the payment's refunded amount: when it covers what is recorded plus this intent, the
+/// intent's amount is taken as refunded (with no refund id); else the intent is sent again,
+/// which the provider answers with the refund it made for that key, or makes it now.
 async fn reconcile(
     app: &AppState,
     order: &Order,
     payment_id: &str,
     intent: &RefundIntent,
 ) -> integrations_core::Result<serde_json::Value> {
-    let payment = app.inner.payments.retrieve_payment(payment_id).await?;
-    let recorded = order.refunded.minor();
-    if payment.amount_refunded.minor() >= recorded.saturating_add(intent.amount.minor()) {
-        return Ok(json!({
-            "id": null,
-            "amount": intent.amount.to_decimal_string(),
-            "currency": intent.amount.currency().lowercase(),
-            "status": "reconciled",
-        }));
+    let payments = &app.inner.payments;
+    if payments.capabilities().list_refunds {
+        let key = intent.key()?;
+        let refunds = payments.list_refunds(payment_id).await?;
+        if let Some(made) = refunds.iter().find(|r| r.made_with(&key)) {
+            return Ok(refund_json(made));
+        }
+    } else {
+        let payment = payments.retrieve_payment(payment_id).await?;
+        let recorded = order.refunded.minor();
+        if payment.amount_refunded.minor() >= recorded.saturating_add(intent.amount.minor()) {
+            return Ok(json!({
+                "id": null,
+                "amount": intent.amount.to_decimal_string(),
+                "currency": intent.amount.currency().lowercase(),
+                "status": "reconciled",
+            }));
+        }
     }
     let refund = send_refund(app, payment_id, intent).await?;
     Ok(refund_json(&refund))
