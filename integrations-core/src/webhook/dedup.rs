@@ -212,6 +212,32 @@ impl InMemoryDedupStore {
         self.len() as f64 / self.max_entries as f64
     }
 
+    /// The store's fill as Prometheus text, for a service to append to its `/metrics`:
+    /// `integrations_dedup_entries`, `integrations_dedup_capacity` (gauges) and
+    /// `integrations_dedup_evictions_total` (a counter), labelled `store="<name>"`. Alert when
+    /// entries approach capacity or evictions grow: redeliveries of evicted keys are processed
+    /// again.
+    pub fn prometheus(&self, name: &str) -> String {
+        let label = name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        format!(
+            "# HELP integrations_dedup_entries Keys held by the dedup store.\n\
+             # TYPE integrations_dedup_entries gauge\n\
+             integrations_dedup_entries{{store=\"{label}\"}} {}\n\
+             # HELP integrations_dedup_capacity Most keys the dedup store holds.\n\
+             # TYPE integrations_dedup_capacity gauge\n\
+             integrations_dedup_capacity{{store=\"{label}\"}} {}\n\
+             # HELP integrations_dedup_evictions_total Live keys evicted to make room.\n\
+             # TYPE integrations_dedup_evictions_total counter\n\
+             integrations_dedup_evictions_total{{store=\"{label}\"}} {}\n",
+            self.len(),
+            self.capacity(),
+            self.evictions()
+        )
+    }
+
     /// Sets how many expired entries each insert removes at most (at least 1).
     #[must_use]
     pub fn with_sweep_batch(mut self, n: usize) -> Self {
@@ -439,6 +465,23 @@ mod tests {
         assert!(!s.contains("a"), "the oldest key went");
         assert!(s.contains("b") && s.contains("c"));
         assert!(s.insert_if_absent("b", HOUR).await.unwrap().is_duplicate());
+        let text = s.prometheus("webhooks");
+        assert!(
+            text.contains("integrations_dedup_entries{store=\"webhooks\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("integrations_dedup_capacity{store=\"webhooks\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("integrations_dedup_evictions_total{store=\"webhooks\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE integrations_dedup_evictions_total counter"),
+            "{text}"
+        );
     }
 
     #[test]
