@@ -7,6 +7,12 @@
 //! * `Stripe-Version: <pinned version>` and, for Connect, `Stripe-Account`,
 //! * for every `POST`, the caller's `Idempotency-Key`, **the same on every attempt**, so a retry
 //!   after a lost response is replayed by Stripe instead of charging twice.
+//!
+//! Endpoints without a typed call (Checkout Sessions, SetupIntents, Subscriptions, …) go through
+//! [`StripeClient::request`] / [`StripeClient::request_json`]: the same policy, headers,
+//! idempotency rules and [`parse_error`], with [`RequestOptions`] for the key and a per-request
+//! `Stripe-Account`. [`StripeClient::for_account`] gives the typed calls a per-request
+//! `Stripe-Account` too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use http::{HeaderValue, Method};
 use integrations_core::http::{HttpResponse, parse_retry_after, send, status_error};
 use integrations_core::resilience::Attempt;
 use integrations_core::{Error, IdempotencyKey, Policy, Result};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::PROVIDER;
@@ -29,6 +36,8 @@ use crate::types::{ApiError, ErrorBody};
 #[derive(Clone)]
 pub struct StripeClient {
     inner: Arc<Inner>,
+    /// Sent as `Stripe-Account`; per handle, so [`StripeClient::for_account`] is a cheap clone.
+    account: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -38,7 +47,6 @@ struct Inner {
     auth: HeaderValue,
     mode: Mode,
     version: String,
-    account: Option<String>,
 }
 
 impl fmt::Debug for StripeClient {
@@ -48,7 +56,7 @@ impl fmt::Debug for StripeClient {
             .field("base", &i.base)
             .field("mode", &i.mode)
             .field("api_version", &i.version)
-            .field("account", &i.account)
+            .field("account", &self.account)
             .field("policy", &i.policy)
             .finish_non_exhaustive()
     }
@@ -83,8 +91,8 @@ impl StripeClient {
                 auth,
                 mode,
                 version,
-                account,
             }),
+            account: account.map(Arc::from),
         })
     }
 
@@ -105,7 +113,28 @@ impl StripeClient {
 
     /// The connected account sent as `Stripe-Account`, if any.
     pub fn account(&self) -> Option<&str> {
-        self.inner.account.as_deref()
+        self.account.as_deref()
+    }
+
+    /// This client acting as the connected account `account` (Connect platforms): every call
+    /// made through the returned handle, typed or [`request`](Self::request), sends
+    /// `Stripe-Account: {account}` instead of the client's own. A cheap clone sharing the
+    /// connection pool, policy, rate limiter and breaker.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: integrations_stripe::StripeClient) -> integrations_core::Result<()> {
+    /// let customer = client.for_account("acct_1Connected")?.retrieve_customer("cus_1").await?;
+    /// # let _ = customer; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `stripe_account` when `account` is not `acct_…`.
+    pub fn for_account(&self, account: &str) -> Result<StripeClient> {
+        check_account(account)?;
+        Ok(StripeClient {
+            inner: Arc::clone(&self.inner),
+            account: Some(Arc::from(account)),
+        })
     }
 
     /// The resilience policy every call runs under (its metrics, breaker state, …).
@@ -120,7 +149,7 @@ impl StripeClient {
         path: &str,
         query: &str,
     ) -> Result<T> {
-        self.execute(operation, Method::GET, path, query, None, None)
+        self.execute(operation, Method::GET, path, query, None, Extra::default())
             .await
     }
 
@@ -132,8 +161,103 @@ impl StripeClient {
         body: String,
         key: &IdempotencyKey,
     ) -> Result<T> {
-        self.execute(operation, Method::POST, path, "", Some(body), Some(key))
+        let extra = Extra {
+            key: Some(key),
+            account: None,
+        };
+        self.execute(operation, Method::POST, path, "", Some(body), extra)
             .await
+    }
+
+    /// Any Stripe API call, decoded as `T`: for the endpoints without a typed call (Checkout
+    /// Sessions, SetupIntents, Subscriptions, …), under the same policy as the typed calls.
+    ///
+    /// * `method`: `GET`, `POST` or `DELETE`.
+    /// * `path`: a relative API path, `/v1/…` (letters, digits, `_`, `-`, `.`, `/`; no scheme,
+    ///   host, query, `..` or empty segment). Put ids in it only after checking them.
+    /// * `params`: form-encoded the way the typed calls are (`metadata[k]=v`, indexed arrays,
+    ///   `expand[0]=…`): the body of a `POST`, the query string of a `GET`/`DELETE`. Anything
+    ///   [`Serialize`] that is a map: a struct, a `BTreeMap`, a `serde_json::json!({…})` object;
+    ///   `&()` for none.
+    /// * `options`: a `POST` needs [`RequestOptions::idempotency_key`], sent as
+    ///   `Idempotency-Key` on every attempt, so a retry is replayed by Stripe, never executed
+    ///   twice; `GET`/`DELETE` send none (Stripe ignores it there). An optional
+    ///   [`RequestOptions::stripe_account`] overrides the client's `Stripe-Account`.
+    ///
+    /// Errors are mapped by [`parse_error`], as for every typed call.
+    ///
+    /// ```no_run
+    /// use integrations_core::IdempotencyKey;
+    /// use integrations_stripe::client::RequestOptions;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct SetupIntent { id: String, status: String }
+    ///
+    /// # async fn demo(client: integrations_stripe::StripeClient) -> integrations_core::Result<()> {
+    /// let seti: SetupIntent = client
+    ///     .request(http::Method::GET, "/v1/setup_intents/seti_1", &(), RequestOptions::new())
+    ///     .await?;
+    /// # let _ = (seti.id, seti.status); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Before any request, [`Error::InvalidInput`] naming `path` (not a relative `/v1/` path),
+    /// `method` (not `GET`/`POST`/`DELETE`), `idempotency_key` (a `POST` without one),
+    /// `stripe_account` (not `acct_…`) or `params` (not a map, or not form-encodable). Then every error of
+    /// [`parse_error`], and [`Error::Provider`] when the response is not a `T`.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: &impl Serialize,
+        options: RequestOptions,
+    ) -> Result<T> {
+        check_api_path(path)?;
+        if let Some(account) = &options.stripe_account {
+            check_account(account)?;
+        }
+        let encoded = encode_params(params)?;
+        let account = options.stripe_account.as_deref();
+        if method == Method::POST {
+            let key = options.idempotency_key.as_ref().ok_or_else(|| {
+                Error::invalid_input(
+                    "idempotency_key",
+                    "a POST needs an idempotency key (RequestOptions::idempotency_key), derived \
+                     from the business operation so a retry is replayed, not executed twice",
+                )
+                .with_provider(PROVIDER)
+            })?;
+            let extra = Extra {
+                key: Some(key),
+                account,
+            };
+            self.execute("request", method, path, "", Some(encoded), extra)
+                .await
+        } else if method == Method::GET || method == Method::DELETE {
+            let extra = Extra { key: None, account };
+            self.execute("request", method, path, &encoded, None, extra)
+                .await
+        } else {
+            Err(Error::invalid_input(
+                "method",
+                format!("`{method}` is not a Stripe API method (GET, POST, DELETE)"),
+            )
+            .with_provider(PROVIDER))
+        }
+    }
+
+    /// [`request`](Self::request), decoded as a [`serde_json::Value`].
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path: &str,
+        params: &impl Serialize,
+        options: RequestOptions,
+    ) -> Result<serde_json::Value> {
+        self.request(method, path, params, options).await
     }
 
     async fn execute<T: DeserializeOwned>(
@@ -143,9 +267,12 @@ impl StripeClient {
         path: &str,
         query: &str,
         body: Option<String>,
-        key: Option<&IdempotencyKey>,
+        extra: Extra<'_>,
     ) -> Result<T> {
         let i = &*self.inner;
+        let key = extra.key;
+        // A per-request account overrides the handle's.
+        let account = extra.account.or(self.account.as_deref());
         let url = if query.is_empty() {
             format!("{}{path}", i.base)
         } else {
@@ -158,8 +285,8 @@ impl StripeClient {
                 .request(method.clone(), &url)
                 .header(AUTHORIZATION, i.auth.clone())
                 .header("Stripe-Version", i.version.as_str());
-            if let Some(account) = &i.account {
-                rb = rb.header("Stripe-Account", account.as_str());
+            if let Some(account) = account {
+                rb = rb.header("Stripe-Account", account);
             }
             if let Some(key) = key {
                 // One key for every attempt: this is what makes the retry safe.
@@ -176,6 +303,128 @@ impl StripeClient {
             .await
             .map_err(|e| e.or_provider(PROVIDER))?;
         decode(&resp, operation)
+    }
+}
+
+/// The per-call headers of [`StripeClient::execute`].
+#[derive(Default)]
+struct Extra<'a> {
+    /// `Idempotency-Key` (every `POST`).
+    key: Option<&'a IdempotencyKey>,
+    /// `Stripe-Account` overriding the handle's.
+    account: Option<&'a str>,
+}
+
+/// Options of one [`StripeClient::request`]: the idempotency key and a per-request
+/// `Stripe-Account`.
+///
+/// ```
+/// use integrations_core::IdempotencyKey;
+/// use integrations_stripe::client::RequestOptions;
+///
+/// let options = RequestOptions::new()
+///     .idempotency_key(IdempotencyKey::derive("order-42", "checkout")?)
+///     .stripe_account("acct_1Connected");
+/// assert_eq!(options.account(), Some("acct_1Connected"));
+/// # Ok::<(), integrations_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestOptions {
+    idempotency_key: Option<IdempotencyKey>,
+    stripe_account: Option<String>,
+}
+
+impl RequestOptions {
+    /// No key, the client's account.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `Idempotency-Key` of a `POST` (required there; not sent on `GET`/`DELETE`). Derive
+    /// it from the business operation ([`IdempotencyKey::derive`]), never from the clock.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// The connected account (`acct_…`) this request acts as, overriding the client's
+    /// `Stripe-Account`.
+    #[must_use]
+    pub fn stripe_account(mut self, account: impl Into<String>) -> Self {
+        self.stripe_account = Some(account.into());
+        self
+    }
+
+    /// The idempotency key, if set.
+    pub fn key(&self) -> Option<&IdempotencyKey> {
+        self.idempotency_key.as_ref()
+    }
+
+    /// The per-request account, if set.
+    pub fn account(&self) -> Option<&str> {
+        self.stripe_account.as_deref()
+    }
+}
+
+/// A relative Stripe API path: `/v1/` then segments of `[A-Za-z0-9_.-]`, none empty, `.` or
+/// `..`. No scheme, host, query, fragment, percent-escape or backslash can get through.
+fn check_api_path(path: &str) -> Result<()> {
+    let ok = path.strip_prefix("/v1/").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "path",
+            format!(
+                "`{path}` is not a relative Stripe API path (`/v1/…`: letters, digits, `_`, `-`, \
+                 `.`, no `..`, scheme, host or query; pass parameters as `params`)"
+            ),
+        )
+        .with_provider(PROVIDER))
+    }
+}
+
+/// `params` as a form body or query: a map (struct, map, JSON object), or `()`/`None` for none.
+/// Anything else (a sequence, a scalar) would be encoded as `0[0]=…` nonsense, so it is refused.
+fn encode_params(params: &impl Serialize) -> Result<String> {
+    let shape = serde_json::to_value(params).map_err(|e| {
+        Error::invalid_input("params", format!("cannot serialise the parameters: {e}"))
+            .with_provider(PROVIDER)
+            .with_source(e)
+    })?;
+    match shape {
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::Object(m) if m.is_empty() => Ok(String::new()),
+        serde_json::Value::Object(_) => crate::form::encode(params),
+        other => Err(Error::invalid_input(
+            "params",
+            format!("parameters must be a map (a struct, a map or a JSON object), not `{other}`"),
+        )
+        .with_provider(PROVIDER)),
+    }
+}
+
+/// `acct_` then letters and digits.
+fn check_account(account: &str) -> Result<()> {
+    match account.strip_prefix("acct_") {
+        Some(rest) if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(()),
+        _ => Err(Error::invalid_input(
+            "stripe_account",
+            format!("`{account}` is not a connected account id (acct_…)"),
+        )
+        .with_provider(PROVIDER)),
     }
 }
 
@@ -453,6 +702,57 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(e.code(), Some("rate_limit"));
         assert!(e.is_failover_safe());
+    }
+
+    #[test]
+    fn raw_paths_and_accounts_are_checked() {
+        for good in [
+            "/v1/checkout/sessions",
+            "/v1/setup_intents/seti_1/confirm",
+            "/v1/billing_portal/sessions",
+            "/v1/subscription_items/si_1.x-y",
+        ] {
+            assert!(check_api_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/v1/",
+            "v1/customers",
+            "/v2/customers",
+            "https://evil.example/v1/customers",
+            "//evil.example/v1/customers",
+            "/v1/../admin",
+            "/v1/customers/..",
+            "/v1/./customers",
+            "/v1//customers",
+            "/v1/customers?expand[]=x",
+            "/v1/customers#x",
+            "/v1/customers/%2e%2e",
+            "/v1/customers\\x",
+            "/v1/cus tomers",
+        ] {
+            assert_eq!(
+                check_api_path(bad).unwrap_err().field(),
+                Some("path"),
+                "{bad}"
+            );
+        }
+        assert!(check_account("acct_1Abc").is_ok());
+        for bad in ["", "acct_", "cus_1", "acct_1\r\nX: y"] {
+            assert_eq!(
+                check_account(bad).unwrap_err().field(),
+                Some("stripe_account"),
+                "{bad}"
+            );
+        }
+        assert_eq!(encode_params(&()).unwrap(), "");
+        assert_eq!(encode_params(&None::<u8>).unwrap(), "");
+        assert_eq!(encode_params(&serde_json::json!({})).unwrap(), "");
+        let map = std::collections::BTreeMap::from([("limit", "3")]);
+        assert_eq!(encode_params(&map).unwrap(), "limit=3");
+        for bad in [serde_json::json!([["limit", "3"]]), serde_json::json!(3)] {
+            assert_eq!(encode_params(&bad).unwrap_err().field(), Some("params"));
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`StripeBuilder`], [`StripeClient`] | configuration from code or `STRIPE_*` variables; every call under a resilience [`Policy`](integrations_core::Policy) with Stripe's published rate limits and the SDKs' retry behaviour, one `Idempotency-Key` per operation reused on every attempt |
 //! | [`api`] | payment intents (create, retrieve, update metadata, confirm, capture, cancel), refunds, customers, charges, events, auto-paginating streams |
+//! | [`StripeClient::request`], [`RequestOptions`] | any other endpoint (Checkout Sessions, SetupIntents, Subscriptions, …) under the same policy, idempotency rules and error mapping; per-request `Stripe-Account` (also [`StripeClient::for_account`] for the typed calls) |
 //! | [`client::parse_error`] | the one mapping of Stripe's errors to [`integrations_core::Error`] (declines with `code`/`decline_code`, idempotency conflicts, rate limits, `Stripe-Should-Retry`, `Request-Id`) |
 //! | [`StripePayments`] | [`PaymentProvider`](integrations_core::PaymentProvider): deterministic idempotency keys, refunds checked against what is refundable before any call |
 //! | [`webhook`] | `Stripe-Signature` verification (rotation, tolerance, constant time, body limit, injectable clock), typed [`Event`](types::Event), dedup of redeliveries, `sign_for_test` |
@@ -38,6 +39,45 @@
 //! let payment = payments.create_payment(&req, &key).await?;
 //! # let _ = payment; Ok(()) }
 //! ```
+//!
+//! ## Endpoints without a typed call
+//! [`StripeClient::request`] reaches the rest of the API under the same policy, headers and
+//! [`parse_error`]. Parameters are form-encoded like the typed calls' (`line_items[0][price]`,
+//! `metadata[k]`); a `POST` needs an idempotency key, reused on every attempt;
+//! [`RequestOptions::stripe_account`] acts as a connected account for this request only.
+//! [`StripeClient::request_json`] returns a `serde_json::Value` instead.
+//! ```no_run
+//! use integrations_core::IdempotencyKey;
+//! use integrations_stripe::{RequestOptions, StripeBuilder};
+//! use serde_json::json;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct CheckoutSession {
+//!     id: String,
+//!     url: Option<String>,
+//! }
+//!
+//! # async fn demo() -> integrations_core::Result<()> {
+//! let payments = StripeBuilder::from_env().build()?;
+//! let params = json!({
+//!     "mode": "payment",
+//!     "success_url": "https://example.com/done",
+//!     "line_items": [{ "price": "price_123", "quantity": 2 }],
+//!     "metadata": { "order_id": "42" },
+//! });
+//! let session: CheckoutSession = payments
+//!     .client()
+//!     .request(
+//!         http::Method::POST,
+//!         "/v1/checkout/sessions",
+//!         &params,
+//!         RequestOptions::new()
+//!             .idempotency_key(IdempotencyKey::derive("order-42", "checkout")?)
+//!             .stripe_account("acct_1Connected"), // optional: Connect
+//!     )
+//!     .await?;
+//! # let _ = (session.id, session.url); Ok(()) }
+//! ```
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -63,7 +103,7 @@ pub mod sandbox;
 pub mod types;
 pub mod webhook;
 
-pub use client::{StripeClient, parse_error};
+pub use client::{RequestOptions, StripeClient, parse_error};
 pub use config::{
     DEFAULT_API_VERSION, DEFAULT_BASE_URL, Mode, StripeBuilder, default_policy,
     default_policy_builder,

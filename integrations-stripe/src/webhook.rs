@@ -13,6 +13,14 @@
 //!    [`Clock`];
 //! 5. only then the body is parsed as an [`Event`].
 //!
+//! Events stay readable when the account's API version moves ahead of the pinned one: the
+//! envelope is all that is parsed, `data.object` stays raw until [`EventData::object`] asks for
+//! it, and unknown fields and object types are accepted. The first event whose `api_version`
+//! differs from the pinned one ([`DEFAULT_API_VERSION`](crate::DEFAULT_API_VERSION), or
+//! [`StripeWebhookVerifier::with_api_version`]) is logged once per process (`tracing::warn!`
+//! with `event_api_version` and `pinned_api_version`): upgrade the pin, or the endpoint's
+//! version, before the typed fields drift.
+//!
 //! The raw bytes are what is signed: a body parsed and re-serialised by a framework no longer
 //! verifies. Give the verifier the bytes as received.
 //!
@@ -32,7 +40,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
 use integrations_core::clock::{Clock, SystemClock, unix_seconds};
@@ -210,15 +218,40 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<Event> {
     verify_signature(raw_body, header, secrets, tolerance, now)?;
-    parse_event(raw_body)
+    parse_event(raw_body, crate::DEFAULT_API_VERSION)
 }
 
-fn parse_event(raw_body: &[u8]) -> Result<Event> {
-    serde_json::from_slice(raw_body).map_err(|e| {
+fn parse_event(raw_body: &[u8], pinned: &str) -> Result<Event> {
+    let event: Event = serde_json::from_slice(raw_body).map_err(|e| {
         Error::provider(format!("signed webhook body is not a Stripe event: {e}"))
             .with_provider(PROVIDER)
             .with_source(e)
-    })
+    })?;
+    note_api_version(&event, pinned);
+    Ok(event)
+}
+
+/// Set once the first API version mismatch has been logged.
+static API_VERSION_MISMATCH: Once = Once::new();
+
+/// Logs, once per process, an event rendered with another API version than the pinned one.
+fn note_api_version(event: &Event, pinned: &str) {
+    let Some(version) = event.api_version.as_deref() else {
+        return;
+    };
+    if version != pinned {
+        API_VERSION_MISMATCH.call_once(|| {
+            tracing::warn!(
+                provider = PROVIDER,
+                event_id = %event.id,
+                event_api_version = version,
+                pinned_api_version = pinned,
+                "Stripe event api_version {version} differs from the pinned {pinned}: typed \
+                 fields may drift; align the webhook endpoint's version with the pin \
+                 (logged once per process)"
+            );
+        });
+    }
 }
 
 /// A `Stripe-Signature` header for `payload`, as Stripe would send it at `timestamp`: feed it to
@@ -266,6 +299,7 @@ pub struct StripeWebhookVerifier {
     body_limit: usize,
     clock: Arc<dyn Clock>,
     dedup_ttl: Duration,
+    api_version: String,
 }
 
 impl fmt::Debug for StripeWebhookVerifier {
@@ -276,6 +310,7 @@ impl fmt::Debug for StripeWebhookVerifier {
             .field("body_limit", &self.body_limit)
             .field("clock", &self.clock)
             .field("dedup_ttl", &self.dedup_ttl)
+            .field("api_version", &self.api_version)
             .finish_non_exhaustive()
     }
 }
@@ -290,6 +325,7 @@ impl StripeWebhookVerifier {
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Arc::new(SystemClock),
             dedup_ttl: DEFAULT_DEDUP_TTL,
+            api_version: crate::DEFAULT_API_VERSION.to_owned(),
         }
     }
 
@@ -354,6 +390,16 @@ impl StripeWebhookVerifier {
         self
     }
 
+    /// The API version events are expected in (default
+    /// [`DEFAULT_API_VERSION`](crate::DEFAULT_API_VERSION)): set it to the client's pinned
+    /// version ([`StripeClient::api_version`](crate::StripeClient::api_version)). An event in
+    /// another version is still accepted; the first one is logged once per process.
+    #[must_use]
+    pub fn with_api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
     /// Verifies the signature only; returns the signed timestamp.
     ///
     /// # Errors
@@ -375,7 +421,7 @@ impl StripeWebhookVerifier {
     /// As [`verify`].
     pub fn verify(&self, raw_body: &[u8], header: &str) -> Result<Event> {
         self.verify_signature(raw_body, header)?;
-        parse_event(raw_body)
+        parse_event(raw_body, &self.api_version)
     }
 
     /// Verifies, parses, and records the event id in `store`: a redelivery of the same event is
