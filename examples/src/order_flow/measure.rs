@@ -155,7 +155,7 @@ impl Meter {
     /// One more order through checkout (or found finished by an earlier start).
     pub fn order_done(&self) {
         let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % self.step == 0 || n == self.total {
+        if n.is_multiple_of(self.step) || n == self.total {
             self.sample(n, "checkout");
         }
     }
