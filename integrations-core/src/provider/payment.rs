@@ -549,10 +549,10 @@ mod tests {
             PaymentCapabilities::default()
         }
         async fn create_payment(&self, _: &CreatePayment, _: &IdempotencyKey) -> Result<Payment> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
         async fn retrieve_payment(&self, _: &str) -> Result<Payment> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
         async fn confirm_payment(
             &self,
@@ -560,7 +560,7 @@ mod tests {
             _: Option<&str>,
             _: &IdempotencyKey,
         ) -> Result<Payment> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
         async fn capture_payment(
             &self,
@@ -568,7 +568,7 @@ mod tests {
             _: Option<Money>,
             _: &IdempotencyKey,
         ) -> Result<Payment> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
         async fn cancel_payment(
             &self,
@@ -576,10 +576,10 @@ mod tests {
             _: Option<CancelReason>,
             _: &IdempotencyKey,
         ) -> Result<Payment> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
         async fn refund(&self, _: &RefundRequest, _: &IdempotencyKey) -> Result<Refund> {
-            unimplemented!()
+            Err(Error::provider("not called by this test"))
         }
     }
 
