@@ -98,7 +98,9 @@ async fn backlog(total: usize) -> ((Duration, Duration), (Duration, Duration)) {
     );
     let filled = fill(&outbox, total, 10_000).await;
     let start = claim_latency(&outbox, 200).await;
-    let leave = (total as u64 / 100).clamp(2_100, 10_000);
+    // The end probe takes 200 × 10 jobs, and the 8 drain workers can each overshoot `leave` by
+    // one claim of 200 after their last check: leave room for both.
+    let leave = (total as u64 / 100).clamp(2_000 + 8 * 200 + 400, 10_000);
     let drained = drain_to(&outbox, leave, 8).await;
     let end = claim_latency(&outbox, 200).await;
     let c = outbox.counts().await.unwrap();
