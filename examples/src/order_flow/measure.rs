@@ -26,6 +26,13 @@ pub fn memory() -> Memory {
         .unwrap_or_default()
 }
 
+/// Reads `VmRSS` and `VmHWM` of process `pid` (another process, such as a server under load).
+pub fn memory_of(pid: u32) -> Memory {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| parse_status(&s))
+        .unwrap_or_default()
+}
+
 fn parse_status(status: &str) -> Memory {
     let field = |name: &str| {
         status
@@ -515,6 +522,45 @@ pub fn svg_chart(points: &[Point]) -> String {
     out
 }
 
+/// The points of `out/scaling.csv` (none if there is no such file).
+pub fn read_points(out: &std::path::Path) -> Vec<Point> {
+    std::fs::read_to_string(out.join("scaling.csv"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(Point::from_csv)
+        .collect()
+}
+
+/// Replaces the points of (`label`, `size`) in `out/scaling.csv` with `new`, rewrites the CSV,
+/// redraws `out/scaling.svg` from all of it, and returns all the points.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn merge_points(
+    out: &std::path::Path,
+    label: &str,
+    size: usize,
+    new: Vec<Point>,
+) -> Result<Vec<Point>, String> {
+    let mut points = read_points(out);
+    points.retain(|p| !(p.label == label && p.size == size));
+    points.extend(new);
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut csv = String::from(Point::CSV_HEADER);
+    csv.push('\n');
+    for p in &points {
+        csv.push_str(&p.csv());
+        csv.push('\n');
+    }
+    let csv_path = out.join("scaling.csv");
+    std::fs::write(&csv_path, csv)
+        .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
+    let svg_path = out.join("scaling.svg");
+    std::fs::write(&svg_path, svg_chart(&points))
+        .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+    Ok(points)
+}
+
 /// The scale bench: what `--scale` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scale {
@@ -537,12 +583,7 @@ pub struct Scale {
 /// A run that could not be started or printed no measurements, or a file that cannot be
 /// written.
 pub fn run_scale(exe: &std::path::Path, scale: &Scale) -> Result<String, String> {
-    let csv_path = scale.out.join("scaling.csv");
-    let mut points: Vec<Point> = std::fs::read_to_string(&csv_path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(Point::from_csv)
-        .collect();
+    let mut points = read_points(&scale.out);
     let mut notes = Vec::new();
     for &size in &scale.sizes {
         let started = Instant::now();
@@ -579,26 +620,12 @@ pub fn run_scale(exe: &std::path::Path, scale: &Scale) -> Result<String, String>
                 failed.join("; ")
             ));
         }
-        points.retain(|p| !(p.label == scale.label && p.size == size));
-        points.extend(new);
         let _ = std::io::Write::flush(&mut std::io::stdout());
         eprintln!(
             "scale: {size} orders done in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        std::fs::create_dir_all(&scale.out)
-            .map_err(|e| format!("cannot create {}: {e}", scale.out.display()))?;
-        let mut csv = String::from(Point::CSV_HEADER);
-        csv.push('\n');
-        for p in &points {
-            csv.push_str(&p.csv());
-            csv.push('\n');
-        }
-        std::fs::write(&csv_path, csv)
-            .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
-        let svg_path = scale.out.join("scaling.svg");
-        std::fs::write(&svg_path, svg_chart(&points))
-            .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+        points = merge_points(&scale.out, &scale.label, size, new)?;
     }
     let mut out = markdown_table(&summarise(&points));
     for n in notes {
