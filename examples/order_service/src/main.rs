@@ -16,6 +16,7 @@
 //! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the monitoring page, `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
+//! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; idempotency keys: at least 10,000) |
 //! | `RUST_LOG` | `info` | log filter |
 //!
 //! Provider credentials (`STRIPE_SECRET_KEY`, `SENDGRID_API_KEY`, …) switch that provider from
