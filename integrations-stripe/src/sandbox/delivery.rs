@@ -1,12 +1,18 @@
 //! Signed webhook delivery to registered callbacks (synchronously, in order) and URLs (by one
-//! background task, in order, with retries).
+//! background task, up to `webhook_concurrency` deliveries at a time, with retries).
+//!
+//! URL deliveries run concurrently, as Stripe's do (Stripe does not promise order either): one at
+//! a time, a receiver that commits each event durably (a few milliseconds) took events slower
+//! than a busy client made them, and the queue of undelivered payloads grew with the orders —
+//! 134 MB after 12,000 orders of the reference service under load.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use super::state::{Outgoing, now};
 use super::{DeliveryRecord, Shared, WebhookDelivery};
@@ -68,54 +74,73 @@ pub(crate) fn dispatch(shared: &Shared, outgoing: Vec<Outgoing>) {
     }
 }
 
-/// Delivers queued jobs one by one until the channel closes or the task is aborted.
+/// Delivers queued jobs, up to `concurrency` at a time, until the channel closes or the task is
+/// aborted (which aborts the deliveries under way too).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     http: reqwest::Client,
+    concurrency: usize,
 ) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut running = JoinSet::new();
     while let Some(job) = jobs.recv().await {
-        let mut attempts = 0;
-        let mut status = None;
-        let mut delivered = false;
-        while attempts < ATTEMPTS && !delivered {
-            if attempts > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << attempts)).await;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // Reap the finished ones as we go, so the set holds only deliveries under way.
+        while running.try_join_next().is_some() {}
+        let (shared, http) = (shared.clone(), http.clone());
+        running.spawn(async move {
+            deliver(&shared, &http, job).await;
+            drop(slot);
+        });
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// One delivery to a URL, with retries, recorded when it ends.
+async fn deliver(shared: &Shared, http: &reqwest::Client, job: Job) {
+    let mut attempts = 0;
+    let mut status = None;
+    let mut delivered = false;
+    while attempts < ATTEMPTS && !delivered {
+        if attempts > 0 {
+            tokio::time::sleep(Duration::from_millis(50 << attempts)).await;
+        }
+        attempts += 1;
+        // Signed at each attempt, with the time of that attempt, as Stripe does.
+        let signature = sign_for_test(&job.payload, &shared.config.webhook_secret, now());
+        let sent = http
+            .post(&job.url)
+            .header("content-type", "application/json; charset=utf-8")
+            .header(
+                "user-agent",
+                "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            )
+            .header(SIGNATURE_HEADER, signature)
+            .timeout(Duration::from_secs(10))
+            .body(job.payload.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => {
+                status = Some(resp.status().as_u16());
+                delivered = resp.status().is_success();
             }
-            attempts += 1;
-            // Signed at each attempt, with the time of that attempt, as Stripe does.
-            let signature = sign_for_test(&job.payload, &shared.config.webhook_secret, now());
-            let sent = http
-                .post(&job.url)
-                .header("content-type", "application/json; charset=utf-8")
-                .header(
-                    "user-agent",
-                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                )
-                .header(SIGNATURE_HEADER, signature)
-                .timeout(Duration::from_secs(10))
-                .body(job.payload.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(resp) => {
-                    status = Some(resp.status().as_u16());
-                    delivered = resp.status().is_success();
-                }
-                Err(e) => {
-                    tracing::debug!(url = %job.url, error = %e.without_url(), "stripe sandbox: webhook delivery failed")
-                }
+            Err(e) => {
+                tracing::debug!(url = %job.url, error = %e.without_url(), "stripe sandbox: webhook delivery failed")
             }
         }
-        shared.lock().record_delivery(DeliveryRecord {
-            event_id: job.event_id,
-            event_type: job.event_type,
-            target: job.url,
-            attempts,
-            status,
-            delivered,
-        });
-        shared.pending.fetch_sub(1, Ordering::SeqCst);
-        shared.idle.notify_waiters();
     }
+    shared.lock().record_delivery(DeliveryRecord {
+        event_id: job.event_id,
+        event_type: job.event_type,
+        target: job.url,
+        attempts,
+        status,
+        delivered,
+    });
+    shared.pending.fetch_sub(1, Ordering::SeqCst);
+    shared.idle.notify_waiters();
 }

@@ -65,6 +65,10 @@ pub use integrations_testkit::sandbox::{Fault, FaultRule};
 /// How long a [`Fault::Hang`] holds a request unless told otherwise.
 pub const DEFAULT_HANG: Duration = integrations_testkit::sandbox::DEFAULT_HANG;
 
+/// How many webhook deliveries to URLs run at a time unless
+/// [`SandboxBuilder::webhook_concurrency`] says otherwise.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 8;
+
 /// Largest request body read; larger ones get `413` (as before the move onto the testkit).
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -207,6 +211,7 @@ pub struct SandboxBuilder {
     retention: usize,
     event_retention: usize,
     idempotency_retention: usize,
+    webhook_concurrency: usize,
 }
 
 impl SandboxBuilder {
@@ -248,6 +253,15 @@ impl SandboxBuilder {
     #[must_use]
     pub fn idempotency_retention(mut self, n: usize) -> Self {
         self.idempotency_retention = n;
+        self
+    }
+
+    /// How many webhook deliveries to URLs run at a time (default
+    /// [`DEFAULT_WEBHOOK_CONCURRENCY`], at least 1). Stripe delivers concurrently and does not
+    /// promise order; 1 delivers strictly in order, as slowly as the receiver answers.
+    #[must_use]
+    pub fn webhook_concurrency(mut self, n: usize) -> Self {
+        self.webhook_concurrency = n.max(1);
         self
     }
 
@@ -300,6 +314,7 @@ impl SandboxBuilder {
             shared.clone(),
             rx,
             integrations_core::http::default_client(),
+            self.webhook_concurrency,
         ));
         Ok(Sandbox {
             shared,
@@ -350,6 +365,7 @@ impl Sandbox {
             retention: DEFAULT_RETENTION,
             event_retention: DEFAULT_RETENTION,
             idempotency_retention: DEFAULT_RETENTION,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
         }
     }
 
