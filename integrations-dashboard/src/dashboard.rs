@@ -150,7 +150,10 @@ impl DashboardBuilder {
             samples,
         });
         let (stop, stopped) = watch::channel(false);
-        let sampler = Sampler::new(registry, self.outbox);
+        let mut sampler = Sampler::new(registry, self.outbox);
+        // The baseline, taken here so that every call after `build` is charted and the totals
+        // from before are not charted as one spike.
+        sampler.sample_metrics(now_ms(), None);
         let task = runtime.spawn(run(Arc::clone(&shared), sampler, stopped));
         Ok(Dashboard {
             shared,
@@ -254,15 +257,13 @@ async fn run(shared: Arc<Shared>, mut sampler: Sampler, mut stop: watch::Receive
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: the stores' figures are there before the first page.
     ticker.tick().await;
-    let counts = read_stores(&shared).await;
-    sampler.sample_metrics(now_ms(), counts); // the baseline: totals so far are not charted
+    read_stores(&shared).await;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = shared.wake.notified() => {
-                let counts = read_stores(&shared).await;
                 // A woken read refreshes the figures but takes no sample: intervals stay even.
-                let _ = counts;
+                read_stores(&shared).await;
                 continue;
             }
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },

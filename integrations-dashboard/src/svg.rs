@@ -263,7 +263,13 @@ mod tests {
         assert!(out.contains("data-t=\"1000\" data-v=\"10\""));
         assert!(out.contains("data-t=\"3000\" data-v=\"20\""));
         // Two segments, each starting with a move: the gap is not bridged.
-        let d = out.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
+        let d = out
+            .split(" d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(d.matches('M').count(), 2, "{d}");
         assert!(!d.contains('L'), "{d}");
         assert!(!out.contains("no data yet"));
