@@ -15,6 +15,8 @@ use crate::sampler::{Sample, Sampler, now_ms};
 
 /// Default interval between samples.
 pub const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// The shortest interval between samples (tests sample fast; a service every few seconds).
+pub const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// Default history kept for the charts.
 pub const DEFAULT_HISTORY: Duration = Duration::from_secs(3600);
 /// Dead letters listed on the page (the oldest ones).
@@ -105,8 +107,8 @@ impl DashboardBuilder {
     ///
     /// # Errors
     /// [`Error::Configuration`] naming `metrics` when no registry was given, `runtime` outside a
-    /// tokio runtime; [`Error::InvalidInput`] naming `sample_every` when it is under a second
-    /// or `history` when it is not longer than the interval or over 7 days.
+    /// tokio runtime; [`Error::InvalidInput`] naming `sample_every` when it is under
+    /// [`MIN_SAMPLE_EVERY`] or `history` when it is not longer than the interval or over 7 days.
     pub fn build(self) -> Result<Dashboard> {
         let registry = self.registry.ok_or_else(|| {
             Error::configuration(
@@ -115,10 +117,10 @@ impl DashboardBuilder {
             )
         })?;
         let step = self.sample_every.unwrap_or(DEFAULT_SAMPLE_EVERY);
-        if step < Duration::from_secs(1) {
+        if step < MIN_SAMPLE_EVERY {
             return Err(Error::invalid_input(
                 "sample_every",
-                format!("{step:?} is under the minimum of 1 s"),
+                format!("{step:?} is under the minimum of {MIN_SAMPLE_EVERY:?}"),
             ));
         }
         let window = self.history.unwrap_or(DEFAULT_HISTORY);
@@ -201,7 +203,8 @@ impl Dashboard {
         self.shared.samples()
     }
 
-    /// Stops the sampler and waits for it to finish its current sample.
+    /// Stops the sampler after one last sample (so that subscribers get every call up to now)
+    /// and waits for it.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
@@ -250,8 +253,8 @@ async fn read_stores(shared: &Shared) -> Option<OutboxCounts> {
     counts
 }
 
-/// Samples every `shared.step` (or at once when woken) until `stop` turns true or its sender
-/// is dropped.
+/// Samples every `shared.step` until `stop` turns true (then samples once more) or its sender
+/// is dropped; when woken, re-reads the stores without sampling.
 async fn run(shared: Arc<Shared>, mut sampler: Sampler, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(shared.step);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,15 +269,27 @@ async fn run(shared: Arc<Shared>, mut sampler: Sampler, mut stop: watch::Receive
                 read_stores(&shared).await;
                 continue;
             }
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            r = stop.changed() => {
+                if r.is_err() {
+                    return; // the dashboard was dropped
+                }
+                if *stop.borrow() {
+                    sample(&shared, &mut sampler).await;
+                    return;
+                }
+            }
         }
-        let counts = read_stores(&shared).await;
-        let sample = Arc::new(sampler.sample_metrics(now_ms(), counts));
-        shared
-            .history
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::clone(&sample));
-        let _ = shared.samples.send(sample);
+        sample(&shared, &mut sampler).await;
     }
+}
+
+async fn sample(shared: &Shared, sampler: &mut Sampler) {
+    let counts = read_stores(shared).await;
+    let sample = Arc::new(sampler.sample_metrics(now_ms(), counts));
+    shared
+        .history
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Arc::clone(&sample));
+    let _ = shared.samples.send(sample);
 }

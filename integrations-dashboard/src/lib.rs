@@ -63,7 +63,7 @@ mod svg;
 
 pub use dashboard::{
     DEAD_LETTERS_SHOWN, DEFAULT_HISTORY, DEFAULT_SAMPLE_EVERY, Dashboard, DashboardBuilder,
-    SUBSCRIBER_BACKLOG,
+    MIN_SAMPLE_EVERY, SUBSCRIBER_BACKLOG,
 };
 pub use router::{REPLAY_HEADER, REPLAY_HEADER_VALUE};
 pub use sampler::{IntegrationPoint, Sample, Sampler, now_ms};

@@ -71,7 +71,8 @@ button{font:inherit;font-size:12px;padding:2px 10px;border-radius:5px;border:1px
 #status.failed{color:#ffb4b4}
 ";
 
-/// Fetches `live` every `data-refresh` seconds and swaps it in; posts replays with the header
+/// Fetches `live` every `data-refresh` seconds and swaps it in (counting the swaps in
+/// `data-swaps` on the body, which the browser test reads); posts replays with the header
 /// the replay route demands (which a cross-site form cannot send). Relative to the page's own
 /// path, so the router works wherever it is nested.
 pub(crate) const SCRIPT: &str = "(function(){\
@@ -80,7 +81,8 @@ var every=Math.max(1,Number(document.body.dataset.refresh))*1000;\
 var status=document.getElementById('status');\
 function swap(){fetch(base+'live',{credentials:'same-origin',cache:'no-store'})\
 .then(function(r){if(!r.ok)throw new Error('HTTP '+r.status);return r.text();})\
-.then(function(t){document.getElementById('live').innerHTML=t;status.textContent='live';status.className='';})\
+.then(function(t){document.getElementById('live').innerHTML=t;status.textContent='live';status.className='';\
+document.body.dataset.swaps=String(Number(document.body.dataset.swaps||0)+1);})\
 .catch(function(e){status.textContent='refresh failed: '+e.message;status.className='failed';});}\
 setInterval(swap,every);\
 document.addEventListener('click',function(ev){var b=ev.target.closest('button[data-replay]');if(!b)return;\
@@ -401,9 +403,9 @@ pub(crate) fn live(v: &View) -> String {
     }
     let _ = write!(
         out,
-        "<p class=\"hint\">Totals since the process started; charts: one point per {} s sample, \
-         updated {} UTC.{}</p></section>",
-        v.step_ms / 1000,
+        "<p class=\"hint\">Totals since the process started; charts: one point per sample, \
+         every {:?}; updated {} UTC.{}</p></section>",
+        std::time::Duration::from_millis(u64::try_from(v.step_ms).unwrap_or(0)),
         svg::clock(v.now_ms),
         v.stores
             .error

@@ -55,17 +55,19 @@ impl Dashboard {
     /// The router has **no authentication of its own**: mount it behind the service's, e.g.
     /// `Router::new().nest("/ops", dashboard.router().layer(auth))`. The page uses paths
     /// relative to its own, so it works under any prefix (open it as `/ops`).
-    pub fn router(&self) -> Router {
+    ///
+    /// Generic over the router's state so that it nests into a `Router<YourState>` as well.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         self.routes(true)
     }
 
     /// [`router`](Self::router) without the replay route, for a listener where looking is
     /// allowed and acting is not (replay answers 405 there and the page shows no button).
-    pub fn read_only_router(&self) -> Router {
+    pub fn read_only_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         self.routes(false)
     }
 
-    fn routes(&self, replay: bool) -> Router {
+    fn routes<S: Clone + Send + Sync + 'static>(&self, replay: bool) -> Router<S> {
         let state = Routes {
             shared: Arc::clone(&self.shared),
             replay,
@@ -154,7 +156,7 @@ async fn metrics_route(State(r): State<Routes>) -> Response {
     let body = json!({
         "generatedAt": v.now_ms,
         "status": v.overall().as_str(),
-        "sampleEverySeconds": v.step_ms / 1000,
+        "sampleEveryMs": v.step_ms,
         "historySeconds": v.window_ms / 1000,
         "integrations": integrations,
         "outbox": outbox,

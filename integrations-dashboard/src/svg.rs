@@ -125,7 +125,7 @@ fn legend(out: &mut String, entries: &[(&str, &str)]) {
             class = escape(class),
             s = escape(series),
         );
-        x -= 12.0 + 7.0 * series.chars().count() as f64;
+        x -= 10.0 + 6.5 * (series.chars().count() + 2) as f64;
     }
 }
 

@@ -200,7 +200,7 @@ async fn the_builder_names_what_is_wrong() {
     let r = MetricsRegistry::new();
     let e = Dashboard::builder()
         .metrics(&r)
-        .sample_every(Duration::from_millis(10))
+        .sample_every(Duration::from_millis(5))
         .build()
         .unwrap_err();
     assert_eq!(e.field(), Some("sample_every"));
