@@ -424,7 +424,7 @@ async fn the_dashboard_charts_match_the_metrics_in_a_browser_under_traffic() {
         &chromium,
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1240,2400".to_owned(),
+            "--window-size=1240,1900".to_owned(),
             "--virtual-time-budget=1500".to_owned(),
         ],
         &page,
