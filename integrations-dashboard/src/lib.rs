@@ -12,9 +12,9 @@
 //! The charts are server-rendered SVG, written by hand (see the private `svg` module for why); a few lines
 //! of inline script fetch the live part of the page every sample interval and swap it in, with
 //! no JavaScript framework, no CDN and no external asset (the page's `Content-Security-Policy`
-//! allows nothing from elsewhere). Every chart mark carries `data-series`, `data-t` (unix
-//! milliseconds) and `data-v`, the exact figure behind it. A missing value (no call in the
-//! interval, a `NaN` quantile, an unread outbox) is a gap, never a 0.
+//! allows nothing from elsewhere). Each series is a `<g data-series>` whose marks carry
+//! `data-t` (unix milliseconds) and `data-v`, the exact figure behind them. A missing value (no
+//! call in the interval, a `NaN` quantile, an unread outbox) is a gap, never a 0.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -63,6 +63,8 @@ svg .tick{font-size:10px;fill:#5b6477}
 svg .nodata{font-size:12px;fill:#8a91a3;font-style:italic}
 svg .grid{stroke:#eceef2;stroke-width:1}
 svg .line{fill:none;stroke-width:1.6}
+svg .p50,svg .p99,svg .pending,svg .leased,svg .dead{stroke-width:0}
+svg .p50 .line,svg .p99 .line,svg .pending .line,svg .leased .line,svg .dead .line{stroke-width:1.6}
 svg .legend{font-size:10px}
 .p50{stroke:#2f6fde;fill:#2f6fde}.p99{stroke:#c2410c;fill:#c2410c}
 .calls{fill:#8fb3ee}.errors{fill:#d64545}
@@ -333,7 +335,7 @@ fn dead_letters(out: &mut String, v: &View) {
     }
     out.push_str(
         "<table><thead><tr><th>Job</th><th>Kind</th><th>Event</th><th class=\"num\">Attempts</th>\
-         <th>Error</th><th>Provider</th><th>Code</th><th>Dead since</th><th></th></tr></thead><tbody>",
+         <th>Error</th><th>Provider</th><th>Code</th><th>Dead since</th><th>May have acted</th><th></th></tr></thead><tbody>",
     );
     for d in &v.stores.dead_letters {
         let dead_at = d
@@ -351,7 +353,7 @@ fn dead_letters(out: &mut String, v: &View) {
         let _ = write!(
             out,
             "<tr><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-             <td><span class=\"badge down\">{}</span>{}</td><td>{}</td><td>{}</td><td>{} UTC</td><td>{action}</td></tr>",
+             <td><span class=\"badge down\">{}</span>{}</td><td>{}</td><td>{}</td><td>{} UTC</td><td>{}</td><td>{action}</td></tr>",
             escape(&d.job.kind),
             escape(&d.job.event_id),
             d.job.attempt,
@@ -363,6 +365,12 @@ fn dead_letters(out: &mut String, v: &View) {
             escape(d.error.provider.as_deref().unwrap_or("—")),
             escape(d.error.code.as_deref().unwrap_or("—")),
             svg::clock(dead_at),
+            // An ambiguous last attempt: check the provider before replaying (see the docs).
+            if d.may_have_acted {
+                "<span class=\"badge degraded\">maybe</span>"
+            } else {
+                "no"
+            },
         );
     }
     out.push_str("</tbody></table>");
@@ -436,3 +444,7 @@ pub(crate) fn page(v: &View) -> String {
     let _ = write!(out, "</main><script>{SCRIPT}</script></body></html>");
     out
 }
+
+#[cfg(test)]
+#[path = "page_tests.rs"]
+mod tests;

@@ -7,10 +7,12 @@
 //! behind a mark, and both would add far more code than this module to a crate meant to be
 //! mounted in any service.
 //!
-//! Conventions: every data mark carries `data-series`, `data-t` (unix milliseconds, the end of
-//! its interval) and `data-v` (the value as Rust prints it, shortest round-trip). A missing value
-//! (`None`: `NaN` from the registry, an interval without calls, an outbox that could not be
-//! read) is a gap in the line and has no mark; it is never drawn as 0.
+//! Conventions: each series is a `<g data-series="…">`; every data mark in it (a `circle` or a
+//! `rect`) carries `data-t` (unix milliseconds, the end of its interval) and `data-v` (the value
+//! as Rust prints it, shortest round-trip). Nothing else is on a mark, to keep an hour of samples
+//! small (a refresh re-sends it). A missing value (`None`: `NaN` from the registry, an interval
+//! without calls, an outbox that could not be read) is a gap in the line and has no mark; it is
+//! never drawn as 0. A count of 0 has no bar.
 
 use std::fmt::Write as _;
 
@@ -174,35 +176,33 @@ pub(crate) fn line_chart(
                 None => pen_down = false,
             }
         }
+        let _ = write!(
+            out,
+            "<g class=\"{}\" data-series=\"{}\">",
+            escape(l.class),
+            escape(l.series)
+        );
         if !d.is_empty() {
-            let _ = write!(
-                out,
-                "<path class=\"line {}\" d=\"{}\"/>",
-                escape(l.class),
-                d.trim_end()
-            );
+            let _ = write!(out, "<path class=\"line\" d=\"{}\"/>", d.trim_end());
         }
         for (t, v) in &l.points {
             if let Some(v) = v {
                 let _ = write!(
                     out,
-                    "<circle class=\"pt {class}\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"2.2\" \
-                     data-series=\"{s}\" data-t=\"{t}\" data-v=\"{v}\"><title>{s} {v}{unit} at {c}</title></circle>",
-                    class = escape(l.class),
-                    cx = axis.x(*t),
-                    cy = y(*v, max),
-                    s = escape(l.series),
-                    c = clock(*t),
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.2\" data-t=\"{t}\" data-v=\"{v}\"/>",
+                    axis.x(*t),
+                    y(*v, max),
                 );
             }
         }
+        out.push_str("</g>");
     }
     no_data(out, values.count() == 0 && !lines.is_empty());
     out.push_str("</svg>");
 }
 
-/// Calls and errors per interval as bars: one `calls` bar per sample (errors drawn over it),
-/// each interval `(t - step, t]` as wide as it lasted.
+/// Calls and errors per interval as bars (errors drawn over calls), each interval
+/// `(t - step, t]` as wide as it lasted; no bar for a zero.
 pub(crate) fn bar_chart(
     out: &mut String,
     id: &str,
@@ -215,22 +215,26 @@ pub(crate) fn bar_chart(
     open(out, id, title, "", axis, max);
     legend(out, &[("calls", "calls"), ("errors", "errors")]);
     let base = y(0.0, max);
-    for &(t, calls, errors) in bars {
-        let x1 = axis.x(t.saturating_sub(step_ms));
-        let x2 = axis.x(t);
-        let w = ((x2 - x1) * 0.8).max(1.0);
-        for (series, v) in [("calls", calls), ("errors", errors)] {
+    for (series, pick) in [("calls", 1), ("errors", 2)] {
+        let _ = write!(out, "<g class=\"{series}\" data-series=\"{series}\">");
+        for &(t, calls, errors) in bars {
+            let v = if pick == 1 { calls } else { errors };
+            if v == 0 {
+                continue; // nothing to draw; the JSON has the zero
+            }
+            let x1 = axis.x(t.saturating_sub(step_ms));
+            let x2 = axis.x(t);
+            let w = ((x2 - x1) * 0.8).max(1.0);
             let top = y(v as f64, max);
             let _ = write!(
                 out,
-                "<rect class=\"bar {series}\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" \
-                 height=\"{h:.1}\" data-series=\"{series}\" data-t=\"{t}\" data-v=\"{v}\">\
-                 <title>{v} {series} in the interval ending {c}</title></rect>",
-                x = x2 - w,
-                h = base - top,
-                c = clock(t),
+                "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" height=\"{:.1}\" \
+                 data-t=\"{t}\" data-v=\"{v}\"/>",
+                x2 - w,
+                base - top,
             );
         }
+        out.push_str("</g>");
     }
     no_data(out, bars.is_empty());
     out.push_str("</svg>");
@@ -260,6 +264,7 @@ mod tests {
         };
         line_chart(&mut out, "lat", "Latency", " ms", AXIS, &[line]);
         assert_eq!(out.matches("<circle").count(), 2, "{out}");
+        assert!(out.contains("<g class=\"p50\" data-series=\"p50\">"));
         assert!(out.contains("data-t=\"1000\" data-v=\"10\""));
         assert!(out.contains("data-t=\"3000\" data-v=\"20\""));
         // Two segments, each starting with a move: the gap is not bridged.
@@ -299,8 +304,13 @@ mod tests {
             1_000,
             &[(1_000, 7, 0), (2_000, 3, 3)],
         );
-        assert_eq!(out.matches("class=\"bar calls\"").count(), 2);
-        assert!(out.contains("data-series=\"errors\" data-t=\"2000\" data-v=\"3\""));
+        assert_eq!(
+            out.matches("<rect").count(),
+            3,
+            "no bar for zero errors: {out}"
+        );
+        let errors = out.split("data-series=\"errors\">").nth(1).unwrap();
+        assert!(errors.starts_with("<rect") && errors.contains("data-t=\"2000\" data-v=\"3\""));
         assert!(out.contains(">10</text>"), "axis up to 10: {out}");
         assert_eq!(nice_max(0.0), 1.0);
         assert_eq!(nice_max(101.0), 200.0);

@@ -119,7 +119,19 @@ async fn the_page_charts_samples_and_replay_is_guarded() {
         !html.contains("<meta http-equiv=\"refresh\""),
         "no full reload"
     );
-    let marks = |series: &str| html.matches(&format!("data-series=\"{series}\"")).count();
+    // The marks of `series` in the first chart that has it.
+    let marks = |series: &str| {
+        let group = html
+            .split(&format!("data-series=\"{series}\">"))
+            .nth(1)
+            .unwrap();
+        group
+            .split("</g>")
+            .next()
+            .unwrap()
+            .matches(" data-t=")
+            .count()
+    };
     let held = dashboard.samples();
     let active = held
         .iter()
@@ -133,8 +145,8 @@ async fn the_page_charts_samples_and_replay_is_guarded() {
         marks("p50") >= 1 && marks("p50") <= active,
         "no p50 mark for idle intervals"
     );
-    assert!(marks("calls") >= held.len(), "a calls bar per sample");
-    assert!(html.contains(&format!("data-t=\"{}\" data-v=\"4\"", first.at_ms)));
+    assert_eq!(marks("calls"), active, "a calls bar per active sample");
+    assert!(html.contains(&format!("data-t=\"{}\" data-v=\"4\"/>", first.at_ms)));
     assert!(html.contains("Dead letters (1)") && html.contains(&format!("data-replay=\"{id}\"")));
 
     let (status, json) = call(&app, get("/ops/api/metrics")).await;
@@ -223,4 +235,32 @@ fn building_outside_a_runtime_is_a_configuration_error() {
     let r = MetricsRegistry::new();
     let e = Dashboard::builder().metrics(&r).build().unwrap_err();
     assert!(e.to_string().contains("runtime"), "{e}");
+}
+
+#[tokio::test]
+async fn shutdown_takes_a_last_sample_and_dropping_stops_the_sampler() {
+    let r = MetricsRegistry::new();
+    let d = Dashboard::builder()
+        .metrics(&r)
+        .sample_every(Duration::from_secs(3600))
+        .history(Duration::from_secs(7200))
+        .build()
+        .unwrap();
+    let mut rx = d.subscribe();
+    r.integration("sheets").record_call();
+    d.shutdown().await;
+    let last = rx.recv().await.expect("the last sample");
+    assert_eq!(last.integration("sheets").map(|p| p.calls), Some(1));
+
+    let d = Dashboard::builder().metrics(&r).build().unwrap();
+    let mut rx = d.subscribe();
+    drop(d);
+    let closed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert!(
+        matches!(
+            closed,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))
+        ),
+        "the sampler and its channel are gone: {closed:?}"
+    );
 }

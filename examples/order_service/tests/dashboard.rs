@@ -199,10 +199,11 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     tag[at..].split('"').next()
 }
 
-/// Every `<circle>`/`<rect>` with `data-series`, with the chart and integration it belongs to.
+/// Every `<circle>`/`<rect>` with `data-t`, with the chart, integration and series (its `<g>`)
+/// it belongs to.
 fn marks(dom: &str) -> Vec<Mark> {
     let mut out = Vec::new();
-    let (mut integration, mut chart) = (String::new(), String::new());
+    let (mut integration, mut chart, mut series) = (String::new(), String::new(), None);
     for tag in dom.split('<').filter_map(|t| t.split('>').next()) {
         if tag.starts_with("div ") {
             if let Some(i) = attr(tag, "data-integration") {
@@ -210,13 +211,17 @@ fn marks(dom: &str) -> Vec<Mark> {
             }
         } else if tag.starts_with("svg ") {
             chart = attr(tag, "data-chart").unwrap_or_default().to_owned();
+        } else if tag.starts_with("g ") {
+            series = attr(tag, "data-series").map(str::to_owned);
+        } else if tag == "/g" {
+            series = None;
         } else if tag.starts_with("circle ") || tag.starts_with("rect ") {
-            if let Some(series) = attr(tag, "data-series") {
+            if let Some(t) = attr(tag, "data-t") {
                 out.push(Mark {
                     integration: integration.clone(),
                     chart: chart.clone(),
-                    series: series.to_owned(),
-                    t: attr(tag, "data-t").unwrap().parse().unwrap(),
+                    series: series.clone().expect("a mark outside a series"),
+                    t: t.parse().unwrap(),
                     v: attr(tag, "data-v").unwrap().parse().unwrap(),
                 });
             }
@@ -225,7 +230,8 @@ fn marks(dom: &str) -> Vec<Mark> {
     out
 }
 
-/// What the JSON says the mark should be: `Some(v)` for a point, `None` for a gap.
+/// What the JSON says the mark should be: `Some(v)` for a point, `None` for a gap (and for a
+/// count of zero, which has no bar).
 fn expected(sample: &Value, m: &Mark) -> Option<f64> {
     if m.chart == "outbox-depth" {
         return sample["outbox"][m.series.as_str()].as_f64();
@@ -238,8 +244,10 @@ fn expected(sample: &Value, m: &Mark) -> Option<f64> {
     match m.series.as_str() {
         "p50" => point.and_then(|p| p["p50Ms"].as_f64()),
         "p99" => point.and_then(|p| p["p99Ms"].as_f64()),
-        "calls" => Some(point.map_or(0.0, |p| p["calls"].as_f64().unwrap())),
-        "errors" => Some(point.map_or(0.0, |p| p["errors"].as_f64().unwrap())),
+        "calls" | "errors" => {
+            let key = m.series.as_str();
+            point.and_then(|p| p[key].as_f64()).filter(|v| *v > 0.0)
+        }
         other => panic!("unknown series {other}"),
     }
 }
