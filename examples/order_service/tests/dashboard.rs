@@ -447,6 +447,36 @@ async fn the_dashboard_charts_match_the_metrics_in_a_browser_under_traffic() {
     );
     eprintln!("dashboard screenshot: {}", shot.display());
 
+    // Replay from the dashboard: behind the service's key on the main listener, and only with
+    // the dashboard's anti-forgery header; the keyless monitoring listener has no replay.
+    let job = data["deadLetters"][0]["jobId"].as_str().unwrap().to_owned();
+    let replay = |base: &str, key: Option<&str>, header: bool| {
+        let mut req = http.post(format!("{base}/dashboard/dead-letters/{job}/replay"));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        if header {
+            req = req.header(
+                integrations_dashboard::REPLAY_HEADER,
+                integrations_dashboard::REPLAY_HEADER_VALUE,
+            );
+        }
+        req.send()
+    };
+    let base = server.base_url();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(replay(&base, None, true).await.unwrap()), 401);
+    assert_eq!(
+        status(replay(&base, Some(&c.key), false).await.unwrap()),
+        403
+    );
+    let ro = status(replay(&monitoring, None, true).await.unwrap());
+    assert!(ro == 404 || ro == 405, "read-only listener answered {ro}");
+    assert_eq!(
+        status(replay(&base, Some(&c.key), true).await.unwrap()),
+        200
+    );
+
     running.store(false, Ordering::Relaxed);
     let orders = traffic.await.unwrap();
     assert!(orders >= 10, "traffic ran: {orders} orders");
