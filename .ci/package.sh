@@ -11,6 +11,7 @@ crates=(
   integrations-core
   integrations-testkit
   integrations-outbox
+  integrations-dashboard
   integrations-stripe
   integrations-sendgrid
   integrations-sheets

@@ -18,6 +18,7 @@
 //! | [`sheets`] | `integrations-sheets` | `sheets` |
 //! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service) |
 //! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
+//! | [`dashboard`] | `integrations-dashboard` | `dashboard` (implies `outbox`) |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
 //!
 //! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
@@ -112,6 +113,14 @@ pub mod aws {
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox {
     pub use integrations_outbox::*;
+}
+
+/// The monitoring dashboard as an axum `Router` to mount behind the service's own
+/// authentication (the `integrations-dashboard` crate).
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub mod dashboard {
+    pub use integrations_dashboard::*;
 }
 
 /// Stubs of every provider trait and the behaviour suites every provider passes

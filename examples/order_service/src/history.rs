@@ -1,33 +1,33 @@
 //! Stored metrics time series behind `GET /api/monitoring/metrics?timeRange=1h|24h|7d`.
 //!
-//! Core's [`MetricsRegistry`] counts since the process started; a restart empties it. A
-//! [`Recorder`] therefore samples it every [`SAMPLE_INTERVAL`] and writes, per integration, what
-//! happened **since the previous sample** (calls, successes, failures, latency count and sum) with
-//! the latency percentiles of the registry at that moment, plus the outbox's counts, into two
-//! SQLite tables of the service's database ([`MetricsHistory`]). Rows older than [`RETENTION`]
-//! are deleted at every sample. A window's answer sums the rows inside it, so it is the same
-//! after a restart.
+//! Core's [`MetricsRegistry`](integrations_core::metrics::MetricsRegistry) counts since the
+//! process started; a restart empties it. The dashboard's sampler
+//! ([`integrations_dashboard::Sampler`]) turns it into per-interval samples (calls, successes,
+//! failures, latency count and sum, the registry's percentiles at that moment, the outbox's
+//! counts); [`persist`] writes each sample the [`Dashboard`](integrations_dashboard::Dashboard)
+//! takes into two SQLite tables of the service's database ([`MetricsHistory`]). Rows older than
+//! [`RETENTION`] are deleted at every sample. A window's answer sums the rows inside it, so it is
+//! the same after a restart; the dashboard's own charts cover the last hour, in memory.
 //!
 //! Latency in a window: `avgMs` is exact (sum over count). `p50Ms` and `p99Ms` come from core's
-//! histogram, which covers the process lifetime at each sample: the window's `p50Ms` is the
-//! samples' p50 weighted by their calls, its `p99Ms` the largest sampled p99 — an approximation
-//! that never hides a slow spell inside the window.
+//! histogram at each sample: the window's `p50Ms` is the samples' p50 weighted by their calls,
+//! its `p99Ms` the largest sampled p99 — an approximation that never hides a slow spell inside
+//! the window. An interval whose percentile is unknown (`NaN`) stores 0 for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use integrations_core::metrics::MetricsRegistry;
 use integrations_core::{Error, Result};
-use integrations_outbox::OutboxStore;
+use integrations_dashboard::Sample;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
 use crate::orders::rfc3339;
 
-/// How often the [`Recorder`] samples.
+/// How often the service samples its metrics by default.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long points are kept.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -129,25 +129,6 @@ fn db_error(e: rusqlite::Error) -> Error {
         .with_source(e)
 }
 
-/// One integration's activity between two samples.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Delta {
-    /// Calls started.
-    pub calls: u64,
-    /// Calls that succeeded.
-    pub successes: u64,
-    /// Calls that failed.
-    pub failures: u64,
-    /// Latencies recorded.
-    pub latency_count: u64,
-    /// Their sum, in milliseconds.
-    pub latency_sum_ms: f64,
-    /// Core's p50 at the sample, in milliseconds.
-    pub p50_ms: f64,
-    /// Core's p99 at the sample, in milliseconds.
-    pub p99_ms: f64,
-}
-
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -193,34 +174,38 @@ impl MetricsHistory {
         .map_err(|e| Error::provider(format!("metrics history call did not finish: {e}")))?
     }
 
-    /// Stores one sample taken at `ts_ms` (unix milliseconds) and deletes points older than
-    /// [`RETENTION`] before it.
+    /// Stores `sample` and deletes points older than [`RETENTION`] before it. Integrations
+    /// idle in the interval get no row.
     ///
     /// # Errors
     /// [`Error::Provider`] from SQLite.
-    pub async fn record(
-        &self,
-        ts_ms: i64,
-        integrations: Vec<(String, Delta)>,
-        outbox: Option<integrations_outbox::OutboxCounts>,
-    ) -> Result<()> {
+    pub async fn record(&self, sample: &Sample) -> Result<()> {
+        let ts_ms = sample.at_ms;
+        let rows: Vec<_> = sample
+            .integrations
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    [p.calls, p.successes, p.failures, p.latency_count].map(to_i64),
+                    [
+                        p.latency_sum_ms,
+                        p.p50().unwrap_or(0.0),
+                        p.p99().unwrap_or(0.0),
+                    ],
+                )
+            })
+            .collect();
+        let outbox = sample.outbox;
         self.call(move |conn| {
             let tx = conn.transaction().map_err(db_error)?;
-            for (name, d) in &integrations {
+            for (name, [calls, successes, failures, count], [sum, p50, p99]) in &rows {
                 tx.execute(
                     "INSERT INTO metric_points (ts_ms, integration, calls, successes, failures,
                         latency_count, latency_sum_ms, p50_ms, p99_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
-                        ts_ms,
-                        name,
-                        to_i64(d.calls),
-                        to_i64(d.successes),
-                        to_i64(d.failures),
-                        to_i64(d.latency_count),
-                        d.latency_sum_ms,
-                        d.p50_ms,
-                        d.p99_ms
+                        ts_ms, name, calls, successes, failures, count, sum, p50, p99
                     ],
                 )
                 .map_err(db_error)?;
@@ -406,111 +391,44 @@ impl Totals {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    calls: u64,
-    successes: u64,
-    failures: u64,
-    latency_count: u64,
-    latency_sum_ms: f64,
-}
-
-/// Samples a [`MetricsRegistry`] and an outbox into a [`MetricsHistory`].
-pub struct Recorder {
-    registry: MetricsRegistry,
-    outbox: Option<Arc<dyn OutboxStore>>,
+/// Stores every sample from `samples` (a [`Dashboard::subscribe`] receiver) until `stop` fires
+/// or is dropped, then the samples already sent (the dashboard's last one included, when it
+/// was shut down first).
+///
+/// [`Dashboard::subscribe`]: integrations_dashboard::Dashboard::subscribe
+pub async fn persist(
     history: MetricsHistory,
-    seen: HashMap<String, Seen>,
-}
-
-impl fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("registry", &self.registry)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Recorder {
-    /// Samples `registry` (and `outbox`, when given) into `history`. The first sample counts
-    /// everything the registry holds, which in a fresh process is what happened since start.
-    pub fn new(
-        registry: MetricsRegistry,
-        outbox: Option<Arc<dyn OutboxStore>>,
-        history: MetricsHistory,
-    ) -> Self {
-        Recorder {
-            registry,
-            outbox,
-            history,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Takes one sample, stamped `ts_ms`: per integration, what changed since the previous
-    /// sample (integrations that did nothing get no row), and the outbox's counts.
-    ///
-    /// # Errors
-    /// The outbox's or SQLite's failures.
-    pub async fn sample_at(&mut self, ts_ms: i64) -> Result<()> {
-        let snapshot = self.registry.snapshot();
-        let mut rows = Vec::new();
-        for s in &snapshot.integrations {
-            let failures: u64 = s.failures.values().sum();
-            let now = Seen {
-                calls: s.calls,
-                successes: s.successes,
-                failures,
-                latency_count: s.latency_count,
-                latency_sum_ms: s.latency_sum_ms,
-            };
-            let before = self.seen.insert(s.name.clone(), now).unwrap_or_default();
-            // Counters only grow; if one shrank the registry was replaced: count it anew.
-            let fresh = now.calls < before.calls || now.latency_count < before.latency_count;
-            let before = if fresh { Seen::default() } else { before };
-            let d = Delta {
-                calls: now.calls.saturating_sub(before.calls),
-                successes: now.successes.saturating_sub(before.successes),
-                failures: now.failures.saturating_sub(before.failures),
-                latency_count: now.latency_count.saturating_sub(before.latency_count),
-                latency_sum_ms: (now.latency_sum_ms - before.latency_sum_ms).max(0.0),
-                p50_ms: s.p50_ms,
-                p99_ms: s.p99_ms,
-            };
-            if d.calls > 0 || d.successes > 0 || d.failures > 0 || d.latency_count > 0 {
-                rows.push((s.name.clone(), d));
-            }
-        }
-        let outbox = match &self.outbox {
-            Some(o) => Some(o.counts().await?),
-            None => None,
+    mut samples: tokio::sync::broadcast::Receiver<Arc<Sample>>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    loop {
+        let sample = tokio::select! {
+            r = samples.recv() => match r {
+                Ok(s) => s,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "metrics samples lost: the store fell behind");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = &mut stop => break,
         };
-        self.history.record(ts_ms, rows, outbox).await
+        if let Err(e) = history.record(&sample).await {
+            tracing::warn!(error = %e, "metrics sample not stored");
+        }
     }
-
-    /// Samples every `interval` until `stop` fires or is dropped, then takes a last sample.
-    pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::oneshot::Receiver<()>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            let last = tokio::select! {
-                _ = ticker.tick() => false,
-                _ = &mut stop => true,
-            };
-            if let Err(e) = self.sample_at(now_ms()).await {
-                tracing::warn!(error = %e, "metrics sample not stored");
+    loop {
+        match samples.try_recv() {
+            Ok(sample) => {
+                if let Err(e) = history.record(&sample).await {
+                    tracing::warn!(error = %e, "metrics sample not stored");
+                }
             }
-            if last {
-                break;
-            }
+            Err(TryRecvError::Lagged(_)) => {}
+            Err(_) => return,
         }
     }
 }
 
-/// Now, unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use integrations_dashboard::now_ms;

@@ -1,4 +1,4 @@
-//! HTML escaping for the monitoring page and the confirmation email.
+//! HTML escaping for the confirmation email.
 
 /// `s` with `& < > " '` replaced by entities, safe in element content and quoted attributes.
 pub(crate) fn escape(s: &str) -> String {

@@ -18,14 +18,15 @@
 //! | `GET /api/monitoring/metrics?timeRange=1h\|24h\|7d` | API key or JWT | per-integration calls, errors, latency and the outbox over the window, from the stored series ([`history`]) |
 //! | `GET /metrics` | API key or JWT | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
 //! | `GET /integrations` (also `/api/monitoring/integrations`) | API key or JWT | integrations with live metrics, outbox counts, dead letters (JSON) |
-//! | `GET /` | API key or JWT | the monitoring page (server-rendered HTML) |
+//! | `GET /dashboard` | API key or JWT | the dashboard ([`integrations_dashboard`]): health, breakers, calls, errors, latency, outbox, dead letters with replay, charts of the last hour; `GET /` redirects there |
 //! | `POST /webhooks/stripe` | signature | verify → apply to the order → record event + jobs in one outbox transaction → 200 |
 //! | `POST /webhooks/sendgrid` | signature | email events onto their orders, deduplicated |
 //! | `POST /webhooks/sns` | signature | inbound SNS of accepted topics, deduplicated |
 //!
 //! The monitoring views read the stores' figures from a snapshot refreshed every 2 s
-//! ([`monitoring::refresh_every`]), never per request. [`monitoring_app`] serves the same views
-//! without a key, for a separate listener on an internal address (`ORDER_SERVICE_MONITORING_ADDR`)
+//! ([`monitoring::refresh_every`]), never per request; the dashboard reads them once per sample.
+//! [`monitoring_app`] serves the same views without a key (the dashboard read-only, without
+//! replay), for a separate listener on an internal address (`ORDER_SERVICE_MONITORING_ADDR`)
 //! where a browser or a Prometheus scraper can reach them.
 //!
 //! | module | holds |
@@ -36,9 +37,9 @@
 //! | [`validate`] | request validation naming fields; amounts as exact decimals (numbers read from their literal text, or strings) |
 //! | [`orders`] | the order model and its SQLite store |
 //! | [`effects`] | the jobs of a paid order and their handlers |
-//! | [`monitoring`] | health, metrics, integrations, the page |
+//! | [`monitoring`] | health, metrics, integrations (JSON and Prometheus) |
 //! | [`retention`] | the hourly purge of done outbox jobs and recorded events past the retention |
-//! | [`history`] | metrics time series in SQLite, sampled every 10 s, kept 7 days |
+//! | [`history`] | the dashboard's samples (every 10 s) stored in SQLite, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`http_server`] | header and request deadlines, a connection bound and a bounded graceful shutdown around the router |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
@@ -61,7 +62,6 @@ pub mod jwt;
 pub mod monitoring;
 pub mod notifier;
 pub mod orders;
-mod page;
 pub mod retention;
 mod routes;
 pub mod server;
@@ -73,7 +73,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use integrations_core::Error;
 
@@ -121,10 +121,16 @@ async fn not_configured(uri: Uri) -> Response {
     .into_response()
 }
 
+/// How much history the dashboard's charts show.
+pub const DASHBOARD_HISTORY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Where the dashboard is mounted.
+pub const DASHBOARD_PATH: &str = "/dashboard";
+
 /// The read-only monitoring views (everything but health and replay).
 fn monitoring_views() -> Router<AppState> {
     Router::new()
-        .route("/", get(monitoring::page))
+        .route("/", get(|| async { Redirect::to(DASHBOARD_PATH) }))
         .route("/api/monitoring/metrics", get(monitoring::metrics_window))
         .route("/metrics", get(monitoring::metrics))
         .route("/integrations", get(monitoring::integrations))
@@ -138,9 +144,14 @@ fn monitoring_views() -> Router<AppState> {
 /// address (see [`server::ServerConfig::monitoring_addr`]). Replaying dead letters still needs
 /// the API on the main listener.
 pub fn monitoring_app(state: AppState) -> Router {
-    monitoring_views()
+    let dashboard = state.inner.dashboard.as_ref().map(|d| d.read_only.clone());
+    let mut router = monitoring_views()
         .route("/api/monitoring/health", get(monitoring::health))
-        .with_state(state)
+        .with_state(state);
+    if let Some(d) = dashboard {
+        router = router.nest(DASHBOARD_PATH, d);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -169,6 +180,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/monitoring/health", get(monitoring::health))
         .route("/webhooks/stripe", post(routes::webhooks::stripe));
     let mut router = api.merge(public).with_state(state.clone());
+    if let Some(d) = &state.inner.dashboard {
+        // The dashboard has no authentication of its own: the service's goes in front.
+        let auth = middleware::from_fn_with_state(state.authenticator(), auth::require_auth);
+        router = router.nest(DASHBOARD_PATH, d.full.clone().layer(auth));
+    }
 
     router = match state.inner.sendgrid.clone() {
         Some(verifier) => router.merge(

@@ -13,7 +13,7 @@
 //! | `ORDER_SERVICE_ADDR` | `127.0.0.1:8080` | listen address |
 //! | `ORDER_SERVICE_DATA_DIR` | a fresh private `$TMPDIR/order-service-XXXXXX` (mode 0700), removed on exit | where the SQLite file (and a generated key) lives; a given directory must be the service user's and not group/other-writable |
 //! | `ORDER_SERVICE_API_KEYS` | generated | accepted API keys, comma-separated |
-//! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the monitoring page, `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
+//! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the dashboard (read-only), `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; idempotency keys: at least 10,000) |
@@ -157,7 +157,7 @@ async fn run() -> Result<()> {
     for i in &server.state().integrations().to_vec() {
         tracing::info!(integration = %i.name, role = %i.role, mode = i.mode.as_str(), "integration");
     }
-    tracing::info!(url = %server.base_url(), "monitoring page");
+    tracing::info!(url = %format!("{}/dashboard", server.base_url()), "dashboard");
     if let Err(e) = tokio::signal::ctrl_c().await {
         tracing::warn!(error = %e, "cannot wait for Ctrl-C; shutting down");
     }

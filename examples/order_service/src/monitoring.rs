@@ -1,6 +1,7 @@
 //! Monitoring: `GET /api/monitoring/health`, `GET /api/monitoring/metrics` (stored series),
 //! `GET /metrics` (Prometheus text), `GET /integrations`
-//! (JSON), `GET /` (the page), `POST /api/monitoring/dead-letters/{id}/replay`.
+//! (JSON), `POST /api/monitoring/dead-letters/{id}/replay`. The page is the
+//! [`integrations_dashboard`] router, mounted by [`crate::app`].
 //!
 //! The views never scan a table per request: the outbox's counts, its dead letters and the
 //! orders per status come from a [`StoreSnapshot`] that a background task ([`refresh_every`])
@@ -12,7 +13,7 @@ use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use integrations_core::Result;
 use integrations_core::metrics::{Health, IntegrationSnapshot};
 use integrations_outbox::{DeadLetter, JobId, OutboxCounts};
@@ -20,7 +21,6 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiError, ok};
 use crate::orders::{OrderStatus, rfc3339};
-use crate::page;
 use crate::state::{AppState, IntegrationInfo};
 
 /// Dead letters listed on the page and in `/integrations`.
@@ -395,12 +395,6 @@ pub(crate) async fn metrics_window(
         .window(range, crate::history::now_ms(), names)
         .await?;
     Ok(ok(StatusCode::OK, data))
-}
-
-/// `GET /`: the monitoring page.
-pub(crate) async fn page(State(app): State<AppState>) -> std::result::Result<Response, ApiError> {
-    let o = overview(&app)?;
-    Ok(Html(page::render(&o)).into_response())
 }
 
 /// `POST /api/monitoring/dead-letters/{id}/replay`: puts a dead letter back to pending.

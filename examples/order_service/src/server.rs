@@ -19,10 +19,11 @@ use tokio::task::JoinHandle;
 
 use crate::auth::ApiKeys;
 use crate::effects::Effects;
-use crate::history::{MetricsHistory, Recorder};
+use crate::history::MetricsHistory;
 use crate::orders::OrderStore;
 use crate::state::AppState;
 use crate::wiring::Services;
+use integrations_dashboard::Dashboard;
 
 /// The SQLite file (orders and outbox) inside the data directory.
 pub const DB_FILE: &str = "order-service.db";
@@ -51,7 +52,7 @@ pub struct ServerConfig {
     pub poll_interval: Duration,
     /// The dispatcher's backoff between attempts of a failed job.
     pub dispatcher_backoff: Backoff,
-    /// How often the metrics history is sampled.
+    /// How often the dashboard samples the metrics (its charts and the stored history).
     pub metrics_interval: Duration,
     /// Header and request deadlines, the connection bound, the shutdown grace.
     pub http_limits: HttpLimits,
@@ -108,8 +109,9 @@ pub struct Server {
     dispatcher_task: JoinHandle<RunStats>,
     stop_http: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
-    stop_recorder: Option<tokio::sync::oneshot::Sender<()>>,
-    recorder_task: JoinHandle<()>,
+    dashboard: Option<Dashboard>,
+    stop_persist: Option<tokio::sync::oneshot::Sender<()>>,
+    persist_task: JoinHandle<()>,
     monitoring_addr: Option<SocketAddr>,
     stop_monitoring_http: Option<tokio::sync::oneshot::Sender<()>>,
     monitoring_http_task: Option<JoinHandle<std::io::Result<()>>>,
@@ -184,6 +186,22 @@ impl Server {
         )
         .metrics(config.metrics.clone())
         .metrics_history(history.clone());
+        // The dashboard samples every interval; its samples are its charts' last hour and,
+        // stored, the history of `GET /api/monitoring/metrics`.
+        let dashboard = Dashboard::builder()
+            .metrics(&config.metrics)
+            .outbox(Arc::clone(&outbox))
+            .sample_every(config.metrics_interval)
+            .history(crate::DASHBOARD_HISTORY.max(config.metrics_interval * 2))
+            .title("Order service")
+            .build()?;
+        builder = builder.dashboard(&dashboard);
+        let (stop_persist, persist_stop) = tokio::sync::oneshot::channel::<()>();
+        let persist_task = tokio::spawn(crate::history::persist(
+            history,
+            dashboard.subscribe(),
+            persist_stop,
+        ));
         if let Some(jwt) = crate::jwt::JwtVerifier::from_lookup(&*config.lookup)? {
             builder = builder.jwt(jwt);
         }
@@ -222,10 +240,6 @@ impl Server {
         let (stop_dispatcher, signal) = shutdown_channel();
         let d = dispatcher.clone();
         let dispatcher_task = tokio::spawn(async move { d.run(signal).await });
-
-        let recorder = Recorder::new(config.metrics, Some(Arc::clone(&outbox)), history);
-        let (stop_recorder, recorder_stop) = tokio::sync::oneshot::channel::<()>();
-        let recorder_task = tokio::spawn(recorder.run(config.metrics_interval, recorder_stop));
 
         // The monitoring views' figures: read once before serving, then every interval; and the
         // purge of finished outbox work, at once and then every interval.
@@ -270,8 +284,9 @@ impl Server {
             dispatcher_task,
             stop_http: Some(stop_http),
             http_task,
-            stop_recorder: Some(stop_recorder),
-            recorder_task,
+            dashboard: Some(dashboard),
+            stop_persist: Some(stop_persist),
+            persist_task,
             monitoring_addr,
             stop_monitoring_http,
             monitoring_http_task,
@@ -306,6 +321,11 @@ impl Server {
         &self.state
     }
 
+    /// The dashboard (its samples are what its charts draw).
+    pub fn dashboard(&self) -> Option<&Dashboard> {
+        self.dashboard.as_ref()
+    }
+
     /// The providers and sandboxes.
     pub fn services(&self) -> &Services {
         &self.services
@@ -335,10 +355,14 @@ impl Server {
         for t in &mut self.housekeeping_tasks {
             let _ = t.await;
         }
-        if let Some(stop) = self.stop_recorder.take() {
+        // The dashboard's last sample first, then the store drains what it was sent.
+        if let Some(d) = self.dashboard.take() {
+            d.shutdown().await;
+        }
+        if let Some(stop) = self.stop_persist.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.recorder_task).await;
+        let _ = (&mut self.persist_task).await;
         self.stop_dispatcher.trigger();
         let stats = (&mut self.dispatcher_task).await.unwrap_or_default();
         match served {
@@ -373,7 +397,7 @@ pub fn handler_timeout_for(policy: &integrations_core::Policy) -> Result<Duratio
 impl Drop for Server {
     fn drop(&mut self) {
         self.http_task.abort();
-        self.recorder_task.abort();
+        self.persist_task.abort();
         if let Some(t) = &self.monitoring_http_task {
             t.abort();
         }

@@ -42,7 +42,7 @@ impl IntegrationMode {
     }
 }
 
-/// One configured integration, as the monitoring page lists it.
+/// One configured integration, as `/integrations` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntegrationInfo {
     /// The name its policy records metrics under (`"stripe"`, `"google-sheets"`).
@@ -100,6 +100,13 @@ impl FromRef<SnsWebhook> for Arc<SnsMessageVerifier> {
     }
 }
 
+/// The dashboard's routers (the dashboard itself, with its sampler, belongs to the server).
+#[derive(Clone)]
+pub(crate) struct DashboardRoutes {
+    pub(crate) full: axum::Router,
+    pub(crate) read_only: axum::Router,
+}
+
 pub(crate) struct Inner {
     pub(crate) orders: OrderStore,
     pub(crate) payments: Arc<dyn PaymentProvider>,
@@ -108,6 +115,7 @@ pub(crate) struct Inner {
     pub(crate) api_keys: ApiKeys,
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) history: Option<MetricsHistory>,
+    pub(crate) dashboard: Option<DashboardRoutes>,
     pub(crate) stripe: Arc<StripeWebhookVerifier>,
     pub(crate) sendgrid: Option<EventWebhookVerifier>,
     pub(crate) sns: Option<SnsWebhook>,
@@ -167,6 +175,7 @@ impl AppState {
             api_keys,
             jwt: None,
             history: None,
+            dashboard: None,
             stripe: stripe_webhook,
             metrics: MetricsRegistry::global().clone(),
             sendgrid: None,
@@ -185,7 +194,7 @@ impl AppState {
         &self.inner.outbox
     }
 
-    /// The metrics shown on `/metrics` and the monitoring page.
+    /// The metrics shown on `/metrics`, `/integrations` and the dashboard.
     pub fn metrics(&self) -> &MetricsRegistry {
         &self.inner.metrics
     }
@@ -264,6 +273,7 @@ pub struct AppStateBuilder {
     api_keys: ApiKeys,
     jwt: Option<JwtVerifier>,
     history: Option<MetricsHistory>,
+    dashboard: Option<DashboardRoutes>,
     stripe: StripeWebhookVerifier,
     metrics: MetricsRegistry,
     sendgrid: Option<EventWebhookVerifier>,
@@ -302,6 +312,17 @@ impl AppStateBuilder {
         self
     }
 
+    /// Serves `dashboard` under `/dashboard` (the API key or a JWT in front; replay included)
+    /// and, read-only, on the monitoring listener. Without one `/dashboard` answers 404.
+    #[must_use]
+    pub fn dashboard(mut self, dashboard: &integrations_dashboard::Dashboard) -> Self {
+        self.dashboard = Some(DashboardRoutes {
+            full: dashboard.router(),
+            read_only: dashboard.read_only_router(),
+        });
+        self
+    }
+
     /// Accepts SendGrid's Signed Event Webhook on `/webhooks/sendgrid`.
     #[must_use]
     pub fn sendgrid_webhook(mut self, verifier: EventWebhookVerifier) -> Self {
@@ -316,7 +337,7 @@ impl AppStateBuilder {
         self
     }
 
-    /// Lists an integration on the monitoring page (and creates its metrics, so it shows before
+    /// Lists an integration in `/integrations` (and creates its metrics, so it shows before
     /// its first call).
     #[must_use]
     pub fn integration(mut self, info: IntegrationInfo) -> Self {
@@ -338,6 +359,7 @@ impl AppStateBuilder {
                 api_keys: self.api_keys,
                 jwt: self.jwt,
                 history: self.history,
+                dashboard: self.dashboard,
                 stripe: Arc::new(self.stripe),
                 sendgrid: self.sendgrid,
                 sns: self.sns,

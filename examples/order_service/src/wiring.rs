@@ -89,7 +89,7 @@ pub struct Services {
     pub notifier: Arc<dyn Notifier>,
     /// Inbound SNS, when configured.
     pub sns_webhook: Option<SnsWebhook>,
-    /// What is live and what is a sandbox, for the monitoring page.
+    /// What is live and what is a sandbox, for `/integrations`.
     pub integrations: Vec<IntegrationInfo>,
     /// The Stripe sandbox, when Stripe is not live.
     pub stripe_sandbox: Option<stripe_sandbox::Sandbox>,

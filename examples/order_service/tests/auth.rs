@@ -82,10 +82,31 @@ async fn monitoring_needs_the_key_except_health_and_webhooks_need_none() {
         let r = h.request("GET", uri, Some("wrong-key"), None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}: {}", r.text);
     }
-    for uri in ["/", "/metrics", "/integrations"] {
+    for uri in ["/dashboard", "/dashboard/live", "/dashboard/api/metrics"] {
+        let r = h.request("GET", uri, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}: {}", r.text);
+    }
+    let r = h
+        .request("POST", "/dashboard/dead-letters/1/replay", None, None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "replay needs the key: {}",
+        r.text
+    );
+    for uri in [
+        "/dashboard",
+        "/dashboard/live",
+        "/dashboard/api/metrics",
+        "/metrics",
+        "/integrations",
+    ] {
         let r = h.request("GET", uri, Some(common::KEY), None).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
     }
+    let r = h.request("GET", "/", Some(common::KEY), None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "/ leads to the dashboard");
     // Health stays open for load balancers.
     let r = h.request("GET", "/api/monitoring/health", None, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -10,14 +10,21 @@ use axum::http::StatusCode;
 use common::Harness;
 use integrations_core::ErrorKind;
 use integrations_core::metrics::MetricsRegistry;
+use integrations_dashboard::Sampler;
 use integrations_order_service::auth::ApiKeys;
-use integrations_order_service::history::{MetricsHistory, Recorder, TimeRange, now_ms};
+use integrations_order_service::history::{MetricsHistory, TimeRange, now_ms};
 use integrations_order_service::server::{DB_FILE, Server, ServerConfig};
 use integrations_outbox::{OutboxStore, SqliteOutbox};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
+
+/// Samples `sampler` at `at` into `history`, as the service's persisting task does.
+async fn record(sampler: &mut Sampler, history: &MetricsHistory, at: i64) {
+    let sample = sampler.sample_at(at).await.unwrap();
+    history.record(&sample).await.unwrap();
+}
 
 fn stripe(v: &Value) -> &Value {
     v["integrations"]
@@ -37,22 +44,22 @@ async fn points_survive_reopening_and_windows_exclude_older_points() {
         let history = MetricsHistory::open(&db).await.unwrap();
         let outbox: Arc<dyn OutboxStore> = Arc::new(SqliteOutbox::open(&db).await.unwrap());
         let registry = MetricsRegistry::new();
-        let mut rec = Recorder::new(registry.clone(), Some(outbox), history);
+        let mut rec = Sampler::new(registry.clone(), Some(outbox));
         let m = registry.integration("stripe");
         // Three hours ago: 2 calls, one failed.
         m.record_call();
         m.record_success(Duration::from_millis(100));
         m.record_call();
         m.record_failure(ErrorKind::Timeout, Duration::from_millis(300));
-        rec.sample_at(now - 3 * HOUR).await.unwrap();
+        record(&mut rec, &history, now - 3 * HOUR).await;
         // Ten minutes ago: 3 more successful calls.
         for _ in 0..3 {
             m.record_call();
             m.record_success(Duration::from_millis(50));
         }
-        rec.sample_at(now - 10 * MINUTE).await.unwrap();
+        record(&mut rec, &history, now - 10 * MINUTE).await;
         // Nothing new: no integration row, only the outbox point.
-        rec.sample_at(now - 5 * MINUTE).await.unwrap();
+        record(&mut rec, &history, now - 5 * MINUTE).await;
     }
     // "Restart": a fresh process opens the same file.
     let history = MetricsHistory::open(&db).await.unwrap();
@@ -99,12 +106,12 @@ async fn points_older_than_seven_days_are_deleted() {
     let db = dir.path().join(DB_FILE);
     let history = MetricsHistory::open(&db).await.unwrap();
     let registry = MetricsRegistry::new();
-    let mut rec = Recorder::new(registry.clone(), None, history.clone());
+    let mut rec = Sampler::new(registry.clone(), None);
     let now = now_ms();
     registry.integration("stripe").record_call();
-    rec.sample_at(now - 8 * 24 * HOUR).await.unwrap();
+    record(&mut rec, &history, now - 8 * 24 * HOUR).await;
     registry.integration("stripe").record_call();
-    rec.sample_at(now).await.unwrap();
+    record(&mut rec, &history, now).await;
     let conn = rusqlite::Connection::open(&db).unwrap();
     let rows: i64 = conn
         .query_row("SELECT COUNT(*) FROM metric_points", [], |r| r.get(0))

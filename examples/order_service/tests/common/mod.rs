@@ -60,6 +60,7 @@ pub(crate) struct Harness {
     pub(crate) outbox: Arc<SqliteOutbox>,
     pub(crate) orders: OrderStore,
     pub(crate) dispatcher: Dispatcher,
+    _dashboard: integrations_dashboard::Dashboard,
     _dir: tempfile::TempDir,
 }
 
@@ -99,7 +100,12 @@ impl Harness {
             "payments",
             IntegrationMode::Sandbox,
         ));
-        let state = f(builder).build();
+        let dashboard = integrations_dashboard::Dashboard::builder()
+            .metrics(&registry)
+            .outbox(outbox.clone())
+            .build()
+            .unwrap();
+        let state = f(builder.dashboard(&dashboard)).build();
         let email = Arc::new(StubEmailProvider::new_ok());
         let sheets = Arc::new(StubSheetsSink::new_ok());
         let notifier = Arc::new(StubNotifier::new_ok());
@@ -126,6 +132,7 @@ impl Harness {
             outbox,
             orders,
             dispatcher,
+            _dashboard: dashboard,
             _dir: dir,
         }
     }
