@@ -22,7 +22,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `dynamodb` | no | [`dynamodb`] |
-//! | `sns` | no | [`sns`] (adds `rsa`, `x509-cert`, `sha1`, `sha2` for inbound verification) |
+//! | `sns` | no | [`sns`] (adds `ring` — already there through rustls — and `x509-cert` for inbound verification) |
 //! | `ses` | no | [`ses`] |
 //! | `sqs` | no | [`sqs`] |
 //! | `cloudwatch` | no | [`cloudwatch`] (adds `tracing-subscriber`) |
