@@ -284,7 +284,8 @@ impl CredentialsProvider for DefaultCredentialsChain {
             } else {
                 format!(
                     "; {} set, but this chain reads keys only: enable the `aws-config` feature \
-                     and use AwsConfigCredentials for web identity and container credentials",
+                     (AwsConfigCredentials, used by AwsBuilder::from_env) for web identity and \
+                     container credentials",
                     found.join(", ")
                 )
             };
