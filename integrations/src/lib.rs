@@ -16,7 +16,7 @@
 //! | [`stripe`] | `integrations-stripe` | `stripe` |
 //! | [`sendgrid`] | `integrations-sendgrid` | `sendgrid` |
 //! | [`sheets`] | `integrations-sheets` | `sheets` |
-//! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service) |
+//! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service); `aws-config` for the AWS SDK's credentials chain |
 //! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
 //!
@@ -89,7 +89,8 @@ pub mod sheets {
     feature = "aws-ses",
     feature = "aws-sqs",
     feature = "aws-cloudwatch",
-    feature = "aws-outbox"
+    feature = "aws-outbox",
+    feature = "aws-config"
 ))]
 #[cfg_attr(
     docsrs,
@@ -99,7 +100,8 @@ pub mod sheets {
         feature = "aws-ses",
         feature = "aws-sqs",
         feature = "aws-cloudwatch",
-        feature = "aws-outbox"
+        feature = "aws-outbox",
+        feature = "aws-config"
     )))
 )]
 pub mod aws {
