@@ -73,7 +73,8 @@ pub mod sendgrid {
     pub use integrations_sendgrid::*;
 }
 
-/// Google Sheets: service-account auth, the values API, a batching [`SheetsSink`]
+/// Google Sheets: Google auth (service account, metadata server, application default
+/// credentials), the values API, a batching [`SheetsSink`]
 /// (the `integrations-sheets` crate).
 #[cfg(feature = "sheets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sheets")))]
