@@ -42,8 +42,9 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// # async fn run() -> integrations_core::Result<()> {
 /// use integrations_aws::{AwsBuilder, AwsConfigCredentials};
 ///
-/// // On EKS (IRSA), ECS, EC2 or with SSO: the chain is resolved on first use.
-/// let config = AwsBuilder::from_env()
+/// // `AwsBuilder::from_env()` already uses it with this feature; with a builder of your own:
+/// let config = AwsBuilder::new()
+///     .with_region("eu-west-1")
 ///     .with_credentials(AwsConfigCredentials::new())
 ///     .build()?;
 /// # Ok(()) }
