@@ -41,7 +41,9 @@ fn builder(vars: &[(&str, String)], api: &MockServer) -> GoogleSheetsBuilder {
 async fn api_expecting(token: &str) -> MockServer {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path_regex(format!("^/v4/spreadsheets/{SHEET}/values/Orders")))
+        .and(path_regex(format!(
+            "^/v4/spreadsheets/{SHEET}/values/Orders"
+        )))
         .and(header("authorization", format!("Bearer {token}")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "range": "Orders!A1:A1", "majorDimension": "ROWS", "values": [["ok"]]
