@@ -21,7 +21,7 @@ publish = false
 [dependencies]
 integrations = { path = "$root/integrations", features = [
     "stripe", "sendgrid", "sheets",
-    "aws-dynamodb", "aws-sns", "aws-ses", "aws-sqs", "aws-cloudwatch", "aws-outbox",
+    "aws-dynamodb", "aws-sns", "aws-ses", "aws-sqs", "aws-cloudwatch", "aws-outbox", "aws-config",
     "outbox", "sqlite", "axum", "sandbox", "testkit", "dashboard",
 ] }
 

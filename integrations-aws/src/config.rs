@@ -101,8 +101,13 @@ impl AwsBuilder {
     /// `AWS_PROFILE` in the shared files); endpoints `AWS_ENDPOINT_URL` and
     /// `AWS_ENDPOINT_URL_<SERVICE>` (see [`Service::env_suffix`]), both ignored when
     /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`. Credentials are looked up when first needed.
+    /// With the feature `aws-config`, credentials come from
+    /// [`AwsConfigCredentials`](crate::AwsConfigCredentials) (the AWS SDK's chain) instead.
     pub fn from_env() -> Self {
-        Self::from_lookup(&process_env())
+        let b = Self::from_lookup(&process_env());
+        #[cfg(feature = "aws-config")]
+        let b = b.with_credentials(crate::AwsConfigCredentials::new());
+        b
     }
 
     pub(crate) fn from_lookup(env: &EnvLookup) -> Self {

@@ -7,11 +7,13 @@
 //! | [`ProfileCredentials`] | the shared `credentials` and `config` files, profile `AWS_PROFILE` (else `default`) |
 //! | [`DefaultCredentialsChain`] | the environment, then the profile files |
 //!
-//! **Not built yet** (plug your own [`CredentialsProvider`] in for these): web identity tokens
-//! (`AWS_WEB_IDENTITY_TOKEN_FILE` + STS `AssumeRoleWithWebIdentity`), `role_arn`/`source_profile`
-//! role assumption, IAM Identity Center (SSO), `credential_process`, ECS container credentials and
-//! EC2 instance metadata (IMDS). A profile that only configures one of these is reported as a
-//! [`Error::Configuration`] naming the setting, never silently skipped.
+//! Web identity tokens (`AWS_WEB_IDENTITY_TOKEN_FILE`, IRSA), `role_arn`/`source_profile` role
+//! assumption, IAM Identity Center (SSO), `credential_process`, ECS / EKS Pod Identity container
+//! credentials and EC2 instance metadata (IMDSv2) come from the AWS SDK's own chain, bridged by
+//! `AwsConfigCredentials` behind the feature `aws-config` (heavy: STS, SSO, IMDS clients).
+//! Without it, a profile that only configures one of these is reported as a
+//! [`Error::Configuration`] naming the setting, and the chain's error names the web identity and
+//! container variables it found but cannot use; never silently skipped.
 
 use std::fmt;
 use std::sync::Arc;
@@ -212,11 +214,28 @@ impl CredentialsProvider for EnvironmentCredentials {
     }
 }
 
+/// Variables of credential sources this crate's own chain does not implement (web identity,
+/// ECS/EKS Pod Identity container credentials): named in the chain's error when they are set, so
+/// a service on such a role learns why it has no credentials instead of guessing.
+pub(crate) const UNSUPPORTED_SOURCE_VARS: &[&str] = &[
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
 /// The environment first, then the profile files; the first that has keys wins.
-#[derive(Debug)]
+///
+/// Web identity (IRSA), container (ECS, EKS Pod Identity) and instance-metadata (EC2) roles,
+/// SSO and `credential_process` are not part of it: with the feature `aws-config`, use
+/// `AwsConfigCredentials`, which runs the AWS SDK's own default chain. When no keys are found
+/// and one of those sources' variables is set, the error names it.
 pub struct DefaultCredentialsChain {
     env: EnvironmentCredentials,
     profile: ProfileCredentials,
+    lookup: EnvLookup,
 }
 
 impl DefaultCredentialsChain {
@@ -228,7 +247,17 @@ impl DefaultCredentialsChain {
         DefaultCredentialsChain {
             env: EnvironmentCredentials::with_lookup(env.clone()),
             profile: ProfileCredentials::with_lookup(env),
+            lookup: env.clone(),
         }
+    }
+}
+
+impl fmt::Debug for DefaultCredentialsChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefaultCredentialsChain")
+            .field("env", &self.env)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,9 +274,26 @@ impl CredentialsProvider for DefaultCredentialsChain {
             return c;
         }
         self.profile.credentials().await.map_err(|e| {
+            let found: Vec<&str> = UNSUPPORTED_SOURCE_VARS
+                .iter()
+                .copied()
+                .filter(|v| (self.lookup)(v).is_some())
+                .collect();
+            let unusable = if found.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} set, but this chain reads keys only: enable the `aws-config` feature \
+                     (AwsConfigCredentials, used by AwsBuilder::from_env) for web identity and \
+                     container credentials",
+                    found.join(", ")
+                )
+            };
             Error::configuration(
                 "AWS_ACCESS_KEY_ID",
-                format!("no AWS credentials in the environment, and the profile files: {e}"),
+                format!(
+                    "no AWS credentials in the environment, and the profile files: {e}{unusable}"
+                ),
             )
         })
     }
@@ -299,6 +345,46 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.field(), Some("AWS_SECRET_ACCESS_KEY"));
+    }
+
+    #[tokio::test]
+    async fn chain_error_names_the_role_variables_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none");
+        let missing = missing.to_str().unwrap();
+        let base = [
+            ("AWS_SHARED_CREDENTIALS_FILE", missing),
+            ("AWS_CONFIG_FILE", missing),
+        ];
+        let e = DefaultCredentialsChain::with_lookup(&lookup(&base))
+            .credentials()
+            .await
+            .unwrap_err();
+        assert_eq!(e.field(), Some("AWS_ACCESS_KEY_ID"));
+        assert!(!e.to_string().contains("aws-config"), "{e}");
+
+        let mut env = base.to_vec();
+        env.extend([
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/app"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/x",
+            ),
+        ]);
+        let e = DefaultCredentialsChain::with_lookup(&lookup(&env))
+            .credentials()
+            .await
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains(
+                "AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN, AWS_CONTAINER_CREDENTIALS_RELATIVE_URI set"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("`aws-config` feature"), "{m}");
+        assert!(!m.contains("/var/run/secrets"), "values stay out: {m}");
     }
 
     #[tokio::test]

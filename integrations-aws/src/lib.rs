@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`AwsBuilder`], [`AwsConfig`] | region, credentials, endpoints (`AWS_ENDPOINT_URL[_<SERVICE>]`), HTTP client, policy | always |
 //! | [`CredentialsProvider`], [`Credentials`], [`EnvironmentCredentials`], [`ProfileCredentials`], [`DefaultCredentialsChain`] | where keys come from; plug your own in | always |
+//! | `AwsConfigCredentials` | the AWS SDK's default chain (web identity / IRSA, ECS and EKS Pod Identity, EC2 IMDSv2, SSO, `credential_process`), cached and refreshed before expiry | `aws-config` |
 //! | [`dynamodb::DynamoDb`], [`dynamodb::DynamoDedupStore`] | signed client (any operation, conditional writes, tables, TTL), core's `DedupStore`, serde ↔ attribute values | `dynamodb` |
 //! | [`sns::SnsNotifier`], [`sns::SnsClient`], [`sns::SnsMessageVerifier`], [`sns::SnsInboundHandler`] | core's `Notifier`; inbound message verification (SignatureVersion 1 and 2) and subscription confirmation | `sns` |
 //! | [`ses::SesEmail`] | core's `EmailProvider` on SES v2 (content and stored templates) | `ses` |
@@ -22,12 +23,13 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `dynamodb` | no | [`dynamodb`] |
-//! | `sns` | no | [`sns`] (adds `rsa`, `x509-cert`, `sha1`, `sha2` for inbound verification) |
+//! | `sns` | no | [`sns`] (adds `ring` — already there through rustls — and `x509-cert` for inbound verification) |
 //! | `ses` | no | [`ses`] |
 //! | `sqs` | no | [`sqs`] |
 //! | `cloudwatch` | no | [`cloudwatch`] (adds `tracing-subscriber`) |
 //! | `outbox` | no | [`outbox`] (enables `dynamodb` and `sqs`) |
 //! | `axum` | no | [`axum`]: the inbound SNS extractor (implies `sns`, adds `axum`) |
+//! | `aws-config` | no | `AwsConfigCredentials`, and [`AwsBuilder::from_env`] uses it (adds `aws-config` with its STS and SSO clients, on rustls + `ring`) |
 //!
 //! No feature is on by default: enable the services you use (`features = ["sqs"]`); each
 //! compiles alone.
@@ -37,11 +39,13 @@
 //! `region`), credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
 //! `AWS_SESSION_TOKEN`, else the shared `credentials`/`config` files' profile `AWS_PROFILE`, and
 //! endpoints from `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`DYNAMODB`, `SNS`, `SESV2`,
-//! `SQS`, `CLOUDWATCH`, `CLOUDWATCH_LOGS`).
+//! `SQS`, `CLOUDWATCH`, `CLOUDWATCH_LOGS`). With the feature `aws-config`, credentials come from
+//! the AWS SDK's own default chain instead, which adds web identity (EKS IRSA), role assumption,
+//! SSO, `credential_process`, container (ECS, EKS Pod Identity) and instance-metadata (EC2
+//! IMDSv2) credentials; without it, the chain's error names the web identity and container
+//! variables it found but cannot use.
 //!
-//! **Not built yet**: web identity / STS role assumption, SSO, `credential_process`, container
-//! and instance-metadata credentials (implement [`CredentialsProvider`] for these); the config
-//! file's `endpoint_url` and `services` sections; SigV4a; SES attachments and bulk sends; SQS
+//! **Not built yet**: the config file's `endpoint_url` and `services` sections; SigV4a; SES attachments and bulk sends; SQS
 //! batch receive/delete helpers.
 //!
 #![cfg_attr(feature = "sns", doc = "```no_run")]
@@ -97,6 +101,8 @@ mod error;
 #[cfg(all(test, feature = "sns", feature = "sqs"))]
 mod fuzz_tests;
 mod profile;
+#[cfg(feature = "aws-config")]
+mod sdk_credentials;
 mod service;
 #[cfg(any(
     feature = "dynamodb",
@@ -134,6 +140,9 @@ pub use credentials::{
     Credentials, CredentialsProvider, DefaultCredentialsChain, EnvironmentCredentials,
     ProfileCredentials,
 };
+#[cfg(feature = "aws-config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-config")))]
+pub use sdk_credentials::{AwsConfigCredentials, DEFAULT_REFRESH_MARGIN};
 
 /// The crate's provider family name; errors and metrics carry the service's own name
 /// ([`Service::provider_name`]: `aws-sqs`, `aws-dynamodb`, …).

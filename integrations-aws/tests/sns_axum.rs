@@ -13,10 +13,12 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::post;
 use integrations_aws::axum::VerifiedSnsMessage;
+use integrations_aws::sns::SnsSigningKey;
 use integrations_aws::sns::{CertificateFetcher, SignatureVersion, SnsMessage, SnsMessageVerifier};
 use integrations_core::{Error, Result};
 use rand_core::OsRng;
 use rsa::RsaPrivateKey;
+use rsa::pkcs8::EncodePrivateKey;
 use tower::ServiceExt;
 use url::Url;
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
@@ -31,7 +33,7 @@ const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationSe
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:orders";
 
 struct Keys {
-    key: RsaPrivateKey,
+    key: SnsSigningKey,
     pem: Vec<u8>,
 }
 
@@ -39,7 +41,7 @@ fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let key = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+        let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(key.clone());
         let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
         let cert = CertificateBuilder::new(
             Profile::Root,
@@ -53,6 +55,7 @@ fn keys() -> &'static Keys {
         .build::<rsa::pkcs1v15::Signature>()
         .unwrap();
         let pem = cert.to_pem(LineEnding::LF).unwrap().into_bytes();
+        let key = SnsSigningKey::from_pkcs8_der(key.to_pkcs8_der().unwrap().as_bytes()).unwrap();
         Keys { key, pem }
     })
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use integrations_aws::sns::SnsSigningKey;
 use integrations_aws::sns::{
     CertificateFetcher, SignatureVersion, SnsClient, SnsInbound, SnsInboundHandler, SnsMessage,
     SnsMessageType, SnsMessageVerifier,
@@ -15,6 +17,8 @@ use integrations_core::clock::FixedClock;
 use integrations_core::{Error, ErrorKind, Result, SignatureFailure};
 use rand_core::OsRng;
 use rsa::RsaPrivateKey;
+use rsa::pkcs8::EncodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
 use url::Url;
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -31,6 +35,7 @@ const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:orders";
 
 struct Keys {
     key: RsaPrivateKey,
+    signer: SnsSigningKey,
     pem: Vec<u8>,
     other_pem: Vec<u8>,
 }
@@ -40,7 +45,7 @@ fn self_signed(key: &RsaPrivateKey) -> Vec<u8> {
 }
 
 fn self_signed_as(key: &RsaPrivateKey, subject: &str) -> Vec<u8> {
-    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(key.clone());
     let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
     let cert = CertificateBuilder::new(
         Profile::Root,
@@ -64,6 +69,7 @@ fn keys() -> &'static Keys {
         Keys {
             pem: self_signed(&key),
             other_pem: self_signed(&other),
+            signer: SnsSigningKey::from_pkcs8_der(key.to_pkcs8_der().unwrap().as_bytes()).unwrap(),
             key,
         }
     })
@@ -126,8 +132,44 @@ fn confirmation() -> SnsMessage {
 }
 
 fn signed(mut m: SnsMessage, v: SignatureVersion) -> Vec<u8> {
-    m.sign(&keys().key, v).unwrap();
+    match v {
+        SignatureVersion::V2 => m.sign(&keys().signer, v).unwrap(),
+        _ => {
+            // `SnsMessage::sign` makes version 2 only (ring verifies SHA1withRSA, never signs it):
+            // version 1 is signed here with `rsa`, as SNS would.
+            let text = m.string_to_sign().unwrap();
+            let sig = rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(keys().key.clone())
+                .sign(text.as_bytes());
+            m.signature_version = v.as_str().to_owned();
+            m.signature = base64::engine::general_purpose::STANDARD.encode(sig.to_vec());
+        }
+    }
     serde_json::to_vec(&m).unwrap()
+}
+
+#[test]
+fn signing_makes_version_2_only_and_the_key_stays_out_of_debug() {
+    let mut m = notification();
+    let e = m.sign(&keys().signer, SignatureVersion::V1).unwrap_err();
+    assert!(e.to_string().contains("version 2"), "{e}");
+    let d = format!("{:?}", keys().signer);
+    assert_eq!(d, "SnsSigningKey { bits: 2048, .. }");
+    let e = SnsSigningKey::from_pkcs8_der(b"not a key").unwrap_err();
+    assert!(e.to_string().contains("rejected"), "{e}");
+}
+
+#[tokio::test]
+async fn a_certificate_with_a_short_rsa_key_is_refused_naming_its_size() {
+    let short = RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
+    let v = SnsMessageVerifier::with_fetcher(Fetcher::new(&self_signed(&short)));
+    let e = v
+        .verify(&signed(notification(), SignatureVersion::V2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(reason(&e), SignatureFailure::InvalidKey(m) if m.contains("1024 bits")),
+        "{e}"
+    );
 }
 
 fn reason(e: &Error) -> SignatureFailure {
@@ -394,7 +436,7 @@ fn self_signed_with_san(key: &RsaPrivateKey, subject: &str, dns: &str) -> Vec<u8
     use x509_cert::der::asn1::Ia5String;
     use x509_cert::ext::pkix::SubjectAltName;
     use x509_cert::ext::pkix::name::GeneralName;
-    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+    let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(key.clone());
     let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
     let mut builder = CertificateBuilder::new(
         Profile::Root,

@@ -1,20 +1,16 @@
-//! Access tokens for a service account: the JWT-bearer exchange, a cache refreshed ahead of expiry,
-//! and one refresh shared by every concurrent caller (single flight).
+//! The access-token cache in front of a [`TokenProvider`]: refreshed ahead of expiry, one refresh
+//! shared by every concurrent caller (single flight), a refused token forgotten.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use integrations_core::http::{self, HttpResponse};
 use integrations_core::{Error, Policy, Result};
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::client::{parse_error, replicate};
-use crate::credentials::ServiceAccountKey;
-
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+use crate::client::replicate;
+use crate::token::{TokenProvider, TokenRequest};
 
 /// An access token and when it stops working (on tokio's clock). `Debug` hides the token.
 #[derive(Clone)]
@@ -39,12 +35,6 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: Option<u64>,
-}
-
 #[derive(Default)]
 struct Cache {
     token: Option<AccessToken>,
@@ -52,11 +42,10 @@ struct Cache {
     failure: Option<(Instant, Error)>,
 }
 
-/// Exchanges signed assertions for access tokens and caches them.
+/// Fetches access tokens from its provider and caches them.
 pub(crate) struct TokenSource {
-    key: ServiceAccountKey,
+    provider: Arc<dyn TokenProvider>,
     scope: String,
-    token_url: String,
     http: reqwest::Client,
     policy: Policy,
     refresh_before: Duration,
@@ -68,9 +57,8 @@ pub(crate) struct TokenSource {
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
-            .field("client_email", &self.key.client_email())
+            .field("provider", &self.provider)
             .field("scope", &self.scope)
-            .field("token_url", &self.token_url)
             .field("refresh_before", &self.refresh_before)
             .field("fetches", &self.fetches.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -79,17 +67,15 @@ impl fmt::Debug for TokenSource {
 
 impl TokenSource {
     pub(crate) fn new(
-        key: ServiceAccountKey,
+        provider: Arc<dyn TokenProvider>,
         scope: String,
-        token_url: String,
         http: reqwest::Client,
         policy: Policy,
         refresh_before: Duration,
     ) -> Self {
         TokenSource {
-            key,
+            provider,
             scope,
-            token_url,
             http,
             policy,
             refresh_before,
@@ -99,8 +85,8 @@ impl TokenSource {
         }
     }
 
-    pub(crate) fn key(&self) -> &ServiceAccountKey {
-        &self.key
+    pub(crate) fn principal(&self) -> Option<&str> {
+        self.provider.principal()
     }
 
     /// Token exchanges made so far.
@@ -175,29 +161,18 @@ impl TokenSource {
 
     async fn fetch(&self) -> Result<AccessToken> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let assertion = self
-            .key
-            .assertion(&self.scope, self.key.token_uri(), SystemTime::now())?;
-        let form = [
-            ("grant_type", JWT_BEARER),
-            ("assertion", assertion.as_str()),
-        ];
         let sent_at = Instant::now();
-        let resp: HttpResponse = http::send(
-            &self.policy,
-            "oauth.token",
-            |_| self.http.post(&self.token_url).form(&form),
-            parse_error,
-        )
-        .await?;
-        let body: TokenResponse = resp.json()?;
-        if body.access_token.is_empty() {
+        let fetched = self
+            .provider
+            .fetch_token(&TokenRequest::new(&self.scope, &self.http, &self.policy))
+            .await?;
+        if fetched.access_token().is_empty() {
             return Err(
-                Error::provider("the token endpoint returned an empty access token")
+                Error::provider("the token provider returned an empty access token")
                     .with_provider(crate::PROVIDER),
             );
         }
-        let lifetime = token_lifetime(body.expires_in);
+        let lifetime = token_lifetime(fetched.expires_in().map(|d| d.as_secs()));
         tracing::debug!(
             provider = crate::PROVIDER,
             lifetime_s = lifetime.as_secs(),
@@ -211,7 +186,7 @@ impl TokenSource {
             .unwrap_or(sent_at + MIN_TOKEN_LIFETIME);
         let refresh_at = expires.checked_sub(margin).unwrap_or(sent_at);
         Ok(AccessToken {
-            value: Arc::from(body.access_token),
+            value: Arc::from(fetched.access_token()),
             refresh_at,
             expires,
         })

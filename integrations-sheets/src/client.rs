@@ -71,9 +71,11 @@ impl GoogleSheetsClient {
     pub fn spreadsheet_id(&self) -> &str {
         &self.inner.spreadsheet_id
     }
-    /// The service account the client authenticates as.
-    pub fn client_email(&self) -> &str {
-        self.inner.tokens.key().client_email()
+    /// The account the client authenticates as, when its [`TokenProvider`](crate::token::TokenProvider)
+    /// knows it without a request (a service account's email; `None` for the metadata server and
+    /// user credentials).
+    pub fn client_email(&self) -> Option<&str> {
+        self.inner.tokens.principal()
     }
     /// How written strings are interpreted.
     pub fn value_input(&self) -> ValueInputOption {
@@ -95,7 +97,7 @@ impl GoogleSheetsClient {
     pub fn read_policy(&self) -> &Policy {
         &self.inner.read_policy
     }
-    /// Token exchanges made so far (each one a signed assertion sent to the token endpoint).
+    /// Tokens fetched so far (each one a request to the token endpoint or metadata server).
     pub fn token_exchanges(&self) -> u64 {
         self.inner.tokens.fetches()
     }

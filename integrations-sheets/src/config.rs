@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use integrations_core::metrics::MetricsRegistry;
@@ -11,13 +12,16 @@ use integrations_core::resilience::{Backoff, PolicyBuilder, RateLimiter, RetryPo
 use integrations_core::{Error, Policy, Result};
 
 use crate::PROVIDER;
+use crate::adc::{CredentialsFile, Either, after_env, metadata_host, well_known_file};
 use crate::auth::TokenSource;
 use crate::client::{GoogleSheetsClient, Inner};
 use crate::credentials::{SPREADSHEETS_SCOPE, ServiceAccountKey};
 use crate::sink::{BatchConfig, GoogleSheetsSink};
+use crate::token::TokenProvider;
 use crate::values::ValueInputOption;
 
-/// Path to (or, if it starts with `{`, the JSON of) the service-account key.
+/// Path to (or, if it starts with `{`, the JSON of) a `service_account` key or an
+/// `authorized_user` credential.
 pub const ENV_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 /// The spreadsheet id (from its URL: `/spreadsheets/d/<id>/edit`).
 pub const ENV_SPREADSHEET_ID: &str = "GOOGLE_SHEETS_SPREADSHEET_ID";
@@ -37,6 +41,12 @@ enum Credentials {
     Json(String, Cow<'static, str>),
     File(PathBuf, Cow<'static, str>),
     Key(ServiceAccountKey),
+    Provider(Arc<dyn TokenProvider>),
+    /// No `GOOGLE_APPLICATION_CREDENTIALS`: gcloud's well-known file, else the metadata server.
+    Adc {
+        well_known: Option<PathBuf>,
+        metadata_host: String,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -45,6 +55,15 @@ impl fmt::Debug for Credentials {
             Credentials::Json(_, from) => write!(f, "Json(from {from})"),
             Credentials::File(p, _) => write!(f, "File({})", p.display()),
             Credentials::Key(k) => write!(f, "Key({})", k.client_email()),
+            Credentials::Provider(p) => write!(f, "Provider({p:?})"),
+            Credentials::Adc {
+                well_known,
+                metadata_host,
+            } => write!(
+                f,
+                "Adc(well_known: {:?}, metadata_host: {metadata_host})",
+                well_known.as_ref().map(|p| p.display().to_string())
+            ),
         }
     }
 }
@@ -139,9 +158,13 @@ impl GoogleSheetsBuilder {
         }
     }
 
-    /// Reads [`ENV_CREDENTIALS`] (a key file path, or the key's JSON itself), [`ENV_SPREADSHEET_ID`],
-    /// and optionally [`ENV_BASE_URL`] and [`ENV_TOKEN_URL`]. Whatever is missing is reported by
-    /// [`build`](Self::build).
+    /// Reads [`ENV_SPREADSHEET_ID`], optionally [`ENV_BASE_URL`] and [`ENV_TOKEN_URL`], and takes
+    /// credentials in the order of Google's auth libraries: [`ENV_CREDENTIALS`] (a file path, or
+    /// the JSON itself: `service_account` or `authorized_user`), else gcloud's well-known file
+    /// (`$CLOUDSDK_CONFIG` or `~/.config/gcloud`, `application_default_credentials.json`), else
+    /// the metadata server (`GCE_METADATA_HOST` or `metadata.google.internal`). Files are read by
+    /// [`build`](Self::build), which reports whatever is missing; the metadata server is first
+    /// asked for a token at the first call.
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -156,6 +179,12 @@ impl GoogleSheetsBuilder {
                 Credentials::Json(v, Cow::Borrowed(ENV_CREDENTIALS))
             } else {
                 Credentials::File(PathBuf::from(v), Cow::Borrowed(ENV_CREDENTIALS))
+            });
+        } else {
+            let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+            b.credentials = Some(Credentials::Adc {
+                well_known: well_known_file(lookup),
+                metadata_host: metadata_host(lookup),
             });
         }
         b.spreadsheet_id = var(ENV_SPREADSHEET_ID);
@@ -185,6 +214,13 @@ impl GoogleSheetsBuilder {
     /// An already parsed key.
     pub fn with_service_account_key(mut self, key: ServiceAccountKey) -> Self {
         self.credentials = Some(Credentials::Key(key));
+        self
+    }
+    /// Any [`TokenProvider`] ([`MetadataServerTokens`](crate::MetadataServerTokens),
+    /// [`AuthorizedUserTokens`](crate::AuthorizedUserTokens), your own). The token URL setting
+    /// does not apply to it.
+    pub fn with_token_provider(mut self, provider: impl TokenProvider + 'static) -> Self {
+        self.credentials = Some(Credentials::Provider(Arc::new(provider)));
         self
     }
     /// The spreadsheet to write to.
@@ -327,20 +363,29 @@ impl GoogleSheetsBuilder {
     ///
     /// # Errors
     /// [`Error::Configuration`] naming what is missing or malformed: the credentials
-    /// ([`ENV_CREDENTIALS`], `credentials_json`, `credentials_file`: absent, unreadable, not a
-    /// service-account key, bad PEM), the spreadsheet id ([`ENV_SPREADSHEET_ID`]), `base_url`,
+    /// ([`ENV_CREDENTIALS`], `credentials_json`, `credentials_file`, the well-known file's path:
+    /// absent, unreadable, of an unsupported `type`, a field missing, bad PEM), the spreadsheet id ([`ENV_SPREADSHEET_ID`]), `base_url`,
     /// `token_url`, `scope`, or `http_client`.
     pub fn build_client(self) -> Result<GoogleSheetsClient> {
-        let key = match self.credentials {
+        let file = match self.credentials {
             None => {
                 return Err(Error::configuration(
                     ENV_CREDENTIALS,
-                    "no service-account credentials: set GOOGLE_APPLICATION_CREDENTIALS to the key file's path, or use with_credentials_json / with_credentials_file",
+                    "no credentials: set GOOGLE_APPLICATION_CREDENTIALS to a key file's path, use with_credentials_json / with_credentials_file / with_token_provider, or GoogleSheetsBuilder::from_env for application default credentials",
                 ));
             }
-            Some(Credentials::Json(json, from)) => ServiceAccountKey::from_json(&json, from)?,
-            Some(Credentials::File(path, from)) => ServiceAccountKey::from_file(path, from)?,
-            Some(Credentials::Key(key)) => key,
+            Some(Credentials::Json(json, from)) => {
+                Either::File(CredentialsFile::from_json(&json, from)?)
+            }
+            Some(Credentials::File(path, from)) => {
+                Either::File(CredentialsFile::from_file(&path, from)?)
+            }
+            Some(Credentials::Key(key)) => Either::File(CredentialsFile::ServiceAccount(key)),
+            Some(Credentials::Adc {
+                well_known,
+                metadata_host,
+            }) => after_env(well_known.as_deref(), &metadata_host)?,
+            Some(Credentials::Provider(p)) => Either::Provider(p),
         };
         let spreadsheet_id = self
             .spreadsheet_id
@@ -349,11 +394,15 @@ impl GoogleSheetsBuilder {
                 Error::configuration(ENV_SPREADSHEET_ID, "no spreadsheet id: set GOOGLE_SHEETS_SPREADSHEET_ID or use with_spreadsheet_id")
             })?;
         Self::check_url("base_url", &self.base_url, self.allow_http)?;
-        let token_url = self
-            .token_url
-            .clone()
-            .unwrap_or_else(|| key.token_uri().to_owned());
-        Self::check_url("token_url", &token_url, self.allow_http)?;
+        let provider: Arc<dyn TokenProvider> = match file {
+            Either::File(f) => {
+                let override_url = self.token_url.as_deref();
+                Self::check_url("token_url", f.token_url(override_url), self.allow_http)?;
+                f.into_provider(override_url)
+            }
+            Either::Metadata(m) => Arc::new(m),
+            Either::Provider(p) => p,
+        };
         if self.scope.trim().is_empty() {
             return Err(Error::configuration("scope", "no OAuth scope"));
         }
@@ -379,9 +428,8 @@ impl GoogleSheetsBuilder {
             .http
             .unwrap_or_else(integrations_core::http::default_client);
         let tokens = TokenSource::new(
-            key,
+            provider,
             self.scope,
-            token_url,
             http.clone(),
             token_policy,
             self.refresh_before,

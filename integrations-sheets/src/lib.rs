@@ -1,12 +1,14 @@
 //! # integrations-sheets
 //!
-//! Google Sheets for the `integrations` family: service-account authentication, the
+//! Google Sheets for the `integrations` family: Google authentication (service accounts, the
+//! metadata server, `authorized_user` application-default credentials), the
 //! `spreadsheets.values` API, core's [`SheetsSink`](integrations_core::SheetsSink) with batching
 //! under Google's quota and without duplicate rows, and a local sandbox.
 //!
 //! | item | what it gives you |
 //! |---|---|
-//! | [`GoogleSheetsBuilder`] | configuration: credentials from `GOOGLE_APPLICATION_CREDENTIALS` (path or JSON), spreadsheet, endpoints, policies, batching |
+//! | [`GoogleSheetsBuilder`] | configuration: credentials chosen as Google's libraries do (`GOOGLE_APPLICATION_CREDENTIALS` path or JSON, gcloud's well-known file, the metadata server) or any [`TokenProvider`], spreadsheet, endpoints, policies, batching |
+//! | [`TokenProvider`], [`ServiceAccountTokens`], [`AuthorizedUserTokens`], [`MetadataServerTokens`], [`default_token_provider`] | where access tokens come from; plug your own in |
 //! | [`ServiceAccountKey`] | a parsed service-account key and its RS256 JWT assertion (`iss`, `scope`, `aud`, `iat`, `exp`, `kid`) |
 //! | [`GoogleSheetsClient`] | `values.get`, `values.update`, `values.batchUpdate`, `values.append` under per-minute read and write limits, token cache with single-flight refresh, 401 → refresh once |
 //! | [`GoogleSheetsSink`] | [`SheetsSink`](integrations_core::SheetsSink): rows buffered per sheet and flushed as one append by size, time, `flush` or shutdown; bounded buffer; key-checked retries; update by key with one read per batch |
@@ -27,6 +29,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod a1;
+mod adc;
 mod auth;
 mod client;
 mod config;
@@ -35,9 +38,11 @@ pub mod credentials;
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 mod sink;
+pub mod token;
 pub mod values;
 
 pub use a1::{A1Error, A1Range, CellRef};
+pub use adc::{DEFAULT_METADATA_HOST, ENV_METADATA_HOST};
 pub use client::{GoogleSheetsClient, parse_error};
 pub use config::{
     DEFAULT_BASE_URL, DEFAULT_REFRESH_BEFORE, DEFAULT_REQUESTS_PER_MINUTE, ENV_BASE_URL,
@@ -45,6 +50,10 @@ pub use config::{
 };
 pub use credentials::ServiceAccountKey;
 pub use sink::{BatchConfig, GoogleSheetsSink};
+pub use token::{
+    AuthorizedUserTokens, FetchedToken, MetadataServerTokens, ServiceAccountTokens, TokenProvider,
+    TokenRequest, default_token_provider,
+};
 pub use values::{
     AppendResponse, BatchUpdateResponse, UpdateResponse, ValueInputOption, ValueRange,
     ValueRenderOption,

@@ -30,11 +30,18 @@ impl Env {
 #[test]
 fn from_lookup_reads_a_path_or_the_json_and_names_what_is_missing() {
     let mut env = Env::default();
-    let e = env.builder().build_client().unwrap_err();
+    // `new()` has no credentials source; `from_lookup` always has one (at worst the metadata
+    // server), so what it misses first here is the spreadsheet.
+    let e = GoogleSheetsBuilder::new()
+        .with_spreadsheet_id("s")
+        .build_client()
+        .unwrap_err();
     assert_eq!(
         (e.kind(), e.field()),
         (ErrorKind::Configuration, Some(ENV_CREDENTIALS))
     );
+    let e = env.builder().build_client().unwrap_err();
+    assert_eq!(e.field(), Some(ENV_SPREADSHEET_ID), "{e}");
 
     let sa = test_service_account("env@env-project.iam.gserviceaccount.com").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -46,21 +53,40 @@ fn from_lookup_reads_a_path_or_the_json_and_names_what_is_missing() {
 
     env.set(ENV_SPREADSHEET_ID, Some("sheet-from-env"));
     let client = env.builder().build_client().unwrap();
-    assert_eq!(client.client_email(), sa.client_email());
+    assert_eq!(client.client_email(), Some(sa.client_email()));
     assert_eq!(client.spreadsheet_id(), "sheet-from-env");
 
     // The JSON itself in the variable.
     env.set(ENV_CREDENTIALS, Some(sa.json()));
     assert!(env.builder().build_client().is_ok());
 
-    // A user credential is not a service-account key.
+    // A user credential is read by its `type`; one with a field missing is named.
     let user = r#"{"type": "authorized_user", "client_id": "x.apps.googleusercontent.com", "client_secret": "s", "refresh_token": "r"}"#;
     let user_path = dir.path().join("user.json");
     std::fs::write(&user_path, user).unwrap();
     env.set(ENV_CREDENTIALS, Some(user_path.to_str().unwrap()));
+    let client = env.builder().build_client().unwrap();
+    assert_eq!(client.client_email(), None);
+    std::fs::write(
+        &user_path,
+        r#"{"type": "authorized_user", "client_id": "x", "client_secret": "s"}"#,
+    )
+    .unwrap();
     let e = env.builder().build_client().unwrap_err();
     assert_eq!(e.field(), Some(ENV_CREDENTIALS));
-    assert!(e.to_string().contains("not a service-account key"), "{e}");
+    assert!(e.to_string().contains("`refresh_token` is missing"), "{e}");
+    // Credential types this crate does not implement are named.
+    env.set(
+        ENV_CREDENTIALS,
+        Some(r#"{"type": "external_account", "audience": "//iam.googleapis.com/x"}"#),
+    );
+    let e = env.builder().build_client().unwrap_err();
+    assert_eq!(e.field(), Some(ENV_CREDENTIALS));
+    assert!(
+        e.to_string()
+            .contains("`external_account` are not supported"),
+        "{e}"
+    );
 
     // A key whose PEM is damaged.
     let mut broken: Value = serde_json::from_str(sa.json()).unwrap();

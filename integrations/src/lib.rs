@@ -16,7 +16,7 @@
 //! | [`stripe`] | `integrations-stripe` | `stripe` |
 //! | [`sendgrid`] | `integrations-sendgrid` | `sendgrid` |
 //! | [`sheets`] | `integrations-sheets` | `sheets` |
-//! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service) |
+//! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service); `aws-config` for the AWS SDK's credentials chain |
 //! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
 //! | [`dashboard`] | `integrations-dashboard` | `dashboard` (implies `outbox`) |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
@@ -74,7 +74,8 @@ pub mod sendgrid {
     pub use integrations_sendgrid::*;
 }
 
-/// Google Sheets: service-account auth, the values API, a batching [`SheetsSink`]
+/// Google Sheets: Google auth (service account, metadata server, application default
+/// credentials), the values API, a batching [`SheetsSink`]
 /// (the `integrations-sheets` crate).
 #[cfg(feature = "sheets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sheets")))]
@@ -90,7 +91,8 @@ pub mod sheets {
     feature = "aws-ses",
     feature = "aws-sqs",
     feature = "aws-cloudwatch",
-    feature = "aws-outbox"
+    feature = "aws-outbox",
+    feature = "aws-config"
 ))]
 #[cfg_attr(
     docsrs,
@@ -100,7 +102,8 @@ pub mod sheets {
         feature = "aws-ses",
         feature = "aws-sqs",
         feature = "aws-cloudwatch",
-        feature = "aws-outbox"
+        feature = "aws-outbox",
+        feature = "aws-config"
     )))
 )]
 pub mod aws {

@@ -11,11 +11,14 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::Harness;
-use integrations_aws::sns::{CertificateFetcher, SignatureVersion, SnsMessage, SnsMessageVerifier};
+use integrations_aws::sns::{
+    CertificateFetcher, SignatureVersion, SnsMessage, SnsMessageVerifier, SnsSigningKey,
+};
 use integrations_core::Result;
 use integrations_order_service::SnsWebhook;
 use rand_core::OsRng;
 use rsa::RsaPrivateKey;
+use rsa::pkcs8::EncodePrivateKey;
 use url::Url;
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::der::EncodePem;
@@ -29,8 +32,8 @@ const CERT_URL: &str = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationSe
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:ses-feedback";
 const OTHER_TOPIC: &str = "arn:aws:sns:eu-west-1:999999999999:not-ours";
 
-fn key_and_pem() -> &'static (RsaPrivateKey, Vec<u8>) {
-    static KEYS: OnceLock<(RsaPrivateKey, Vec<u8>)> = OnceLock::new();
+fn key_and_pem() -> &'static (SnsSigningKey, Vec<u8>) {
+    static KEYS: OnceLock<(SnsSigningKey, Vec<u8>)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let key = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
         let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
@@ -47,6 +50,7 @@ fn key_and_pem() -> &'static (RsaPrivateKey, Vec<u8>) {
         .build::<rsa::pkcs1v15::Signature>()
         .unwrap();
         let pem = cert.to_pem(LineEnding::LF).unwrap().into_bytes();
+        let key = SnsSigningKey::from_pkcs8_der(key.to_pkcs8_der().unwrap().as_bytes()).unwrap();
         (key, pem)
     })
 }

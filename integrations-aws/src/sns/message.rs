@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use integrations_core::{Error, Result, SignatureFailure};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 /// The `Type` of an inbound SNS message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -203,25 +202,82 @@ impl SnsMessage {
         Ok(out)
     }
 
-    /// Signs the message as SNS would, with `key`, setting `SignatureVersion` and `Signature`
-    /// (for testing handlers; pair it with a fetcher that returns the key's certificate).
+    /// Signs the message as SNS would with `SignatureVersion` 2 (SHA256withRSA), setting
+    /// `SignatureVersion` and `Signature` (for testing handlers; pair it with a fetcher that
+    /// returns the key's certificate).
+    ///
+    /// [`SignatureVersion::V1`] is refused: `ring` verifies SHA1withRSA signatures but does not
+    /// make them. A handler is exercised the same way by either version, and the verifier's
+    /// version 1 path is tested in this crate.
     ///
     /// # Errors
-    /// [`Error::InvalidSignature`] when the message is malformed or the key cannot sign.
-    pub fn sign(&mut self, key: &RsaPrivateKey, version: SignatureVersion) -> Result<()> {
+    /// [`Error::InvalidSignature`] when the message is malformed, `version` is
+    /// [`SignatureVersion::V1`] or the key cannot sign.
+    pub fn sign(&mut self, key: &SnsSigningKey, version: SignatureVersion) -> Result<()> {
         let text = self.string_to_sign().map_err(Error::invalid_signature)?;
-        let sig = match version {
-            SignatureVersion::V1 => SigningKey::<sha1::Sha1>::new(key.clone())
-                .try_sign(text.as_bytes())
-                .map(|s| s.to_vec()),
-            SignatureVersion::V2 => SigningKey::<sha2::Sha256>::new(key.clone())
-                .try_sign(text.as_bytes())
-                .map(|s| s.to_vec()),
+        if version == SignatureVersion::V1 {
+            return Err(Error::invalid_signature(SignatureFailure::InvalidKey(
+                "signing with SignatureVersion 1 (SHA1withRSA) is not offered: sign with version 2"
+                    .into(),
+            ))
+            .with_provider(crate::Service::Sns.provider_name()));
         }
-        .map_err(|e| Error::invalid_signature(SignatureFailure::InvalidKey(e.to_string())))?;
+        let mut sig = vec![0; key.0.public().modulus_len()];
+        key.0
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                text.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| {
+                Error::invalid_signature(SignatureFailure::InvalidKey(
+                    "the RSA key could not sign".into(),
+                ))
+            })?;
         self.signature_version = version.as_str().to_owned();
         self.signature = STANDARD.encode(sig);
         Ok(())
+    }
+}
+
+/// An RSA private key that signs test messages as SNS would ([`SnsMessage::sign`]).
+/// `Debug` shows the key size only.
+pub struct SnsSigningKey(RsaKeyPair);
+
+impl SnsSigningKey {
+    /// From a PKCS#8 `PrivateKeyInfo` (DER), the `-----BEGIN PRIVATE KEY-----` body.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] naming why `ring` rejected the key (not RSA, under 2048 bits…).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        RsaKeyPair::from_pkcs8(der)
+            .map(SnsSigningKey)
+            .map_err(key_rejected)
+    }
+    /// From a PKCS#1 `RSAPrivateKey` (DER), the `-----BEGIN RSA PRIVATE KEY-----` body.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] naming why `ring` rejected the key.
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<Self> {
+        RsaKeyPair::from_der(der)
+            .map(SnsSigningKey)
+            .map_err(key_rejected)
+    }
+}
+
+fn key_rejected(e: ring::error::KeyRejected) -> Error {
+    Error::invalid_signature(SignatureFailure::InvalidKey(format!(
+        "SNS signing key rejected: {e}"
+    )))
+    .with_provider(crate::Service::Sns.provider_name())
+}
+
+impl std::fmt::Debug for SnsSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnsSigningKey")
+            .field("bits", &(self.0.public().modulus_len() * 8))
+            .finish_non_exhaustive()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::xml;
 
 pub use inbound::{SnsInbound, SnsInboundHandler};
 pub use message::{
-    SignatureVersion, SnsMessage, SnsMessageAttribute, SnsMessageType, SnsUnverified,
+    SignatureVersion, SnsMessage, SnsMessageAttribute, SnsMessageType, SnsSigningKey, SnsUnverified,
 };
 pub use notifier::SnsNotifier;
 pub use verify::{

@@ -1,4 +1,15 @@
 //! Verification of messages SNS POSTs to an HTTP(S) endpoint.
+//!
+//! The signature check runs on `ring` (`RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY` for
+//! `SignatureVersion` 1, `RSA_PKCS1_2048_8192_SHA256` for 2), which rustls already brings into
+//! every build, rather than on the `rsa` crate, whose non-constant-time arithmetic carries
+//! RUSTSEC-2023-0071. Verifying only uses the public key, but one RSA implementation in the tree
+//! is less to audit than two. The certificate itself is read with `x509-cert` (RustCrypto,
+//! already a dependency here and maintained alongside `der`/`spki`): the subject names have to be
+//! checked, which `rustls-webpki` does not expose (its name check ignores the CN that SNS
+//! certificates carry), and `x509-parser` would be a second DER stack next to the `der` crate
+//! already in the tree. From the certificate only the SubjectPublicKeyInfo's algorithm (must be
+//! `rsaEncryption`) and its key bits (the PKCS#1 `RSAPublicKey` that `ring` takes) are used.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -11,13 +22,13 @@ use base64::engine::general_purpose::STANDARD;
 use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::webhook::{DEFAULT_BODY_LIMIT, check_body_size};
 use integrations_core::{Error, ErrorKind, Result, SignatureFailure};
-use rsa::RsaPublicKey;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
+use ring::signature::{
+    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+};
 use url::Url;
 use x509_cert::Certificate;
-use x509_cert::der::{DecodePem, Encode};
+use x509_cert::der::asn1::UintRef;
+use x509_cert::der::{Decode, DecodePem, Reader, SliceReader};
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
@@ -136,7 +147,7 @@ impl CertificateFetcher for HttpsCertificateFetcher {
 
 /// A certificate URL's cache entry.
 enum Cached {
-    Key(RsaPublicKey),
+    Key(RsaKey),
     /// The fetch or the certificate failed; not tried again before `until`.
     Failed {
         until: SystemTime,
@@ -293,25 +304,14 @@ impl SnsMessageVerifier {
             }
         }
         let text = msg.string_to_sign().map_err(fail)?;
-        let sig = STANDARD
-            .decode(msg.signature.trim())
-            .ok()
-            .and_then(|b| Signature::try_from(b.as_slice()).ok())
-            .ok_or_else(|| {
-                fail(SignatureFailure::MalformedHeader(
-                    "Signature is not base64".into(),
-                ))
-            })?;
+        let sig = STANDARD.decode(msg.signature.trim()).map_err(|_| {
+            fail(SignatureFailure::MalformedHeader(
+                "Signature is not base64".into(),
+            ))
+        })?;
         let key = self.key(&url).await?;
-        let ok = match version {
-            SignatureVersion::V1 => {
-                VerifyingKey::<sha1::Sha1>::new(key).verify(text.as_bytes(), &sig)
-            }
-            SignatureVersion::V2 => {
-                VerifyingKey::<sha2::Sha256>::new(key).verify(text.as_bytes(), &sig)
-            }
-        };
-        ok.map_err(|_| fail(SignatureFailure::NoMatch))?;
+        key.verify(version, text.as_bytes(), &sig)
+            .map_err(|()| fail(SignatureFailure::NoMatch))?;
         if let Some(max_age) = self.max_age {
             let ts = parse_timestamp(&msg.timestamp).ok_or_else(|| {
                 fail(SignatureFailure::MalformedHeader(
@@ -338,7 +338,7 @@ impl SnsMessageVerifier {
         SnsMessage::parse(body)
     }
 
-    async fn key(&self, url: &Url) -> Result<RsaPublicKey> {
+    async fn key(&self, url: &Url) -> Result<RsaKey> {
         let slot = {
             let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(slot) = keys.get(url.as_str()) {
@@ -534,7 +534,43 @@ fn names_sns(cert: &Certificate) -> bool {
     }
 }
 
-fn public_key_from_pem(pem: &[u8]) -> Result<RsaPublicKey, SignatureFailure> {
+/// An SNS signing certificate's RSA public key: the DER `RSAPublicKey` (PKCS#1) that `ring`
+/// verifies with, checked to be 2048 to 8192 bits when the certificate is read.
+#[derive(Clone)]
+struct RsaKey(Arc<[u8]>);
+
+impl RsaKey {
+    /// Whether `sig` is `version`'s PKCS#1 v1.5 signature of `text` by this key.
+    fn verify(&self, version: SignatureVersion, text: &[u8], sig: &[u8]) -> Result<(), ()> {
+        let alg = match version {
+            SignatureVersion::V1 => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            SignatureVersion::V2 => &RSA_PKCS1_2048_8192_SHA256,
+        };
+        UnparsedPublicKey::new(alg, &*self.0)
+            .verify(text, sig)
+            .map_err(|_| ())
+    }
+}
+
+/// `rsaEncryption` (RFC 8017, appendix A.1).
+const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+
+/// The bit length of a DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_modulus_bits(der: &[u8]) -> Result<usize, String> {
+    let mut reader = SliceReader::new(der).map_err(|e| e.to_string())?;
+    let bits = reader
+        .sequence(|r| {
+            let n = UintRef::decode(r)?;
+            let _e = UintRef::decode(r)?;
+            let bytes = n.as_bytes();
+            let lead = bytes.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
+            Ok(bytes.len().saturating_sub(1) * 8 + lead)
+        })
+        .map_err(|e| e.to_string())?;
+    reader.finish(bits).map_err(|e| e.to_string())
+}
+
+fn public_key_from_pem(pem: &[u8]) -> Result<RsaKey, SignatureFailure> {
     let bad = |why: String| SignatureFailure::InvalidKey(format!("SNS signing certificate: {why}"));
     let cert = Certificate::from_pem(pem).map_err(|e| bad(e.to_string()))?;
     if !names_sns(&cert) {
@@ -542,12 +578,24 @@ fn public_key_from_pem(pem: &[u8]) -> Result<RsaPublicKey, SignatureFailure> {
             "its subject is not sns.amazonaws.com (nor an amazonaws.com name)".into(),
         ));
     }
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| bad(e.to_string()))?;
-    RsaPublicKey::from_public_key_der(&spki).map_err(|e| bad(format!("not an RSA key: {e}")))
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let oid = spki.algorithm.oid.to_string();
+    if oid != RSA_ENCRYPTION {
+        return Err(bad(format!(
+            "not an RSA key (algorithm {oid}, expected rsaEncryption)"
+        )));
+    }
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| bad("the public key is not a whole number of bytes".into()))?;
+    let bits = rsa_modulus_bits(key).map_err(|e| bad(format!("malformed RSA key: {e}")))?;
+    if !(2048..=8192).contains(&bits) {
+        return Err(bad(format!(
+            "RSA key of {bits} bits (SNS keys are 2048 to 8192 bits)"
+        )));
+    }
+    Ok(RsaKey(key.into()))
 }
 
 /// `2012-05-02T00:54:06.655Z` → unix seconds.
