@@ -12,14 +12,64 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use criterion::{Criterion, criterion_group, criterion_main};
-use integrations_core::metrics::MetricsRegistry;
+use integrations_core::metrics::{IntegrationMetrics, MetricsRegistry};
 use integrations_core::resilience::{
     Backoff, CircuitBreakerConfig, Quota, RateLimiter, RetryPolicy,
 };
 use integrations_core::{Error, Policy, Result};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// tower's retry policy for the peer stack: up to `0` retries of any error, no backoff (the
+/// success path never retries, so the backoff does not enter the measurement).
+#[derive(Clone)]
+struct TowerAttempts(u32);
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerAttempts {
+    type Future = std::future::Ready<()>;
+    fn retry(
+        &mut self,
+        _: &mut Req,
+        result: &mut std::result::Result<Res, E>,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 0 => {
+                self.0 -= 1;
+                Some(std::future::ready(()))
+            }
+            _ => None,
+        }
+    }
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+type TrivialFn = fn(u64) -> std::future::Ready<std::result::Result<u64, BoxError>>;
+
+/// The same `service_fn` every tower-shaped entry wraps.
+fn trivial_service() -> tower::util::ServiceFn<TrivialFn> {
+    tower::service_fn(|x: u64| std::future::ready(Ok(black_box(x) + 1)))
+}
+
+/// Runs `iters` calls through `svc` (ready, then call), timing them.
+async fn drive<S>(mut svc: S, iters: u64) -> Duration
+where
+    S: tower::Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        let ready = svc.ready().await.expect("ready");
+        black_box(ready.call(1).await.expect("ok"));
+    }
+    start.elapsed()
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -62,6 +112,9 @@ fn policy_call(c: &mut Criterion) {
         .build();
 
     let mut group = c.benchmark_group("policy_call");
+    group.bench_function("bare_call", |b| {
+        b.to_async(&rt).iter(|| trivial(1));
+    });
     group.bench_function("bare_tokio_timeout", |b| {
         b.to_async(&rt).iter(|| async {
             tokio::time::timeout(TIMEOUT, trivial(1))
@@ -77,8 +130,65 @@ fn policy_call(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { bare_policy.call("op", |_| trivial(1)).await });
     });
+    // Our policy as a tower layer over the same `service_fn` as tower's stack below.
+    group.bench_function("policy_layer_service_fn", |b| {
+        let policy = &policy;
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let svc = tower::ServiceBuilder::new()
+                .layer(policy.layer("op"))
+                .service(trivial_service());
+            drive(svc, iters).await
+        });
+    });
+    // tower's own stack doing the same jobs, outermost first: concurrency limit, rate limit,
+    // retry, per-attempt timeout (no circuit breaker: tower has none).
+    group.bench_function("tower_stack_service_fn", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let svc = tower::ServiceBuilder::new()
+                .concurrency_limit(1024)
+                .rate_limit(1_000_000_000, Duration::from_secs(1))
+                .retry(TowerAttempts(3))
+                .timeout(TIMEOUT)
+                .service(trivial_service());
+            drive(svc, iters).await
+        });
+    });
+    group.bench_function("bare_service_fn", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| async move { drive(trivial_service(), iters).await });
+    });
+    group.bench_function("backon_retry", |b| {
+        let backoff = ExponentialBuilder::default().with_max_times(3);
+        b.to_async(&rt)
+            .iter(|| async { (|| trivial(1)).retry(backoff).await });
+    });
+    group.bench_function("backon_retry_tokio_timeout", |b| {
+        let backoff = ExponentialBuilder::default().with_max_times(3);
+        b.to_async(&rt).iter(|| async {
+            (|| async {
+                tokio::time::timeout(TIMEOUT, trivial(1))
+                    .await
+                    .map_err(|_| Error::timeout("attempt timed out"))?
+            })
+            .retry(backoff)
+            .await
+        });
+    });
     group.finish();
     assert!(registry.integration("bench").successes() > 0);
+}
+
+/// What the policy's metrics recording costs on its own (counted inside `composed_policy`).
+fn metrics_record(c: &mut Criterion) {
+    let metrics = IntegrationMetrics::new("bench");
+    let mut group = c.benchmark_group("metrics_record");
+    group.bench_function("record_call_and_success", |b| {
+        b.iter(|| {
+            metrics.record_call();
+            metrics.record_success(black_box(Duration::from_micros(180)));
+        });
+    });
+    group.finish();
 }
 
 fn short_circuit(c: &mut Criterion) {
@@ -122,5 +232,11 @@ fn limiter_check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, policy_call, short_circuit, limiter_check);
+criterion_group!(
+    benches,
+    policy_call,
+    metrics_record,
+    short_circuit,
+    limiter_check
+);
 criterion_main!(benches);

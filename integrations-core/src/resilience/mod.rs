@@ -9,6 +9,7 @@
 //! | [`RateLimiter`] | keeps within the provider's quota (GCRA via `governor`, on tokio's clock) |
 //! | [`Bulkhead`] | bounds the calls in flight to one provider |
 //! | [`Policy`] | all of the above, plus per-attempt timeout and overall deadline, with tracing and metrics |
+//! | `PolicyLayer` | a [`Policy`] as a tower `Layer`, in front of any tower `Service` (feature `tower`) |
 //!
 //! # Order of composition
 //!
@@ -89,6 +90,8 @@
 mod backoff;
 mod breaker;
 mod bulkhead;
+#[cfg(feature = "tower")]
+mod layer;
 mod limiter;
 mod policy;
 mod retry;
@@ -100,6 +103,9 @@ pub use breaker::{
     StateTransition,
 };
 pub use bulkhead::{Bulkhead, BulkheadPermit};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{ClassifyError, DefaultClassifier, PolicyFuture, PolicyLayer, PolicyService};
 pub use limiter::{Quota, RateLimiter, TokioClock};
 pub use policy::{Attempt, Policy, PolicyBuilder};
 pub use retry::{GiveUpReason, RetryDecision, RetryPolicy, RetryReason};

@@ -637,7 +637,7 @@ impl Policy {
         self.decorate(e, operation)
     }
 
-    fn decorate(&self, e: Error, operation: &'static str) -> Error {
+    pub(super) fn decorate(&self, e: Error, operation: &'static str) -> Error {
         let e = e.or_provider(self.inner.provider.clone());
         if e.context().operation.is_none() {
             e.with_operation(operation)
