@@ -19,6 +19,8 @@
 //! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service) |
 //! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
+//! | `resilience::PolicyLayer` | `integrations-core` | `tower`: the policy as a tower `Layer` |
+//! | `http::HttpClient` from a `ClientWithMiddleware` | `integrations-core` and the providers | `reqwest-middleware`: builders' `with_http_client` take one (not yet Sheets) |
 //!
 //! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
 //! provider's webhook extractor; with an `aws-*` feature also the SNS extractor, which brings SNS
