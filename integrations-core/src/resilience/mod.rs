@@ -86,6 +86,11 @@
 //! short-circuit, rate-limit wait or refusal, bulkhead refusal, attempt timeout, deadline — emits a
 //! `tracing` event with the fields `provider` and `operation`, and updates the provider's
 //! [`IntegrationMetrics`](crate::metrics::IntegrationMetrics).
+//!
+//! A call's latency is timed with `quanta` (the CPU's TSC where it is reliable: a reading costs
+//! a third of the OS clock's), everything else — timeouts, the deadline, backoff, the rate limiter,
+//! the breaker — on tokio's clock. On a paused tokio clock the recorded latency is therefore the
+//! real time a call took, not the paused clock's jumps.
 
 mod backoff;
 mod breaker;
