@@ -68,7 +68,7 @@ pub(crate) struct AwsClient {
     region: String,
     endpoint: Url,
     credentials: Arc<dyn CredentialsProvider>,
-    http: reqwest::Client,
+    http: http::HttpClient,
     policy: Policy,
 }
 
@@ -90,7 +90,10 @@ impl AwsClient {
             region: config.region.clone(),
             endpoint: config.endpoint(service),
             credentials: config.credentials.clone(),
-            http: config.http.clone().unwrap_or_else(http::default_client),
+            http: config
+                .http
+                .clone()
+                .unwrap_or_else(|| http::default_client().into()),
             policy: config.policy.clone().unwrap_or_else(|| {
                 let builder = default_policy_builder(service);
                 match &config.metrics {
@@ -131,7 +134,8 @@ impl AwsClient {
             #[cfg(any(feature = "sns", feature = "cloudwatch"))]
             Protocol::Query => parse_query_error,
         };
-        http::send(
+        http::send_via(
+            &self.http,
             &self.policy,
             operation,
             |attempt| {

@@ -21,7 +21,7 @@ pub struct AwsConfig {
     pub(crate) credentials: Arc<dyn CredentialsProvider>,
     pub(crate) endpoint: Option<Url>,
     pub(crate) service_endpoints: HashMap<Service, Url>,
-    pub(crate) http: Option<reqwest::Client>,
+    pub(crate) http: Option<integrations_core::http::HttpClient>,
     pub(crate) policy: Option<Policy>,
     pub(crate) metrics: Option<MetricsRegistry>,
 }
@@ -83,7 +83,7 @@ pub struct AwsBuilder {
     credentials: Option<Arc<dyn CredentialsProvider>>,
     endpoint: Option<String>,
     service_endpoints: Vec<(Service, String)>,
-    http: Option<reqwest::Client>,
+    http: Option<integrations_core::http::HttpClient>,
     policy: Option<Policy>,
     metrics: Option<MetricsRegistry>,
     endpoint_setting: Option<&'static str>,
@@ -164,10 +164,16 @@ impl AwsBuilder {
         self.service_endpoints.push((service, url.into()));
         self
     }
-    /// Uses this `reqwest::Client` (default: core's shared client).
+    /// Uses this client (default: core's shared client): a `reqwest::Client`, or with feature
+    /// `reqwest-middleware` a `reqwest_middleware::ClientWithMiddleware`. Its middleware runs
+    /// after SigV4 signing: headers it adds are sent unsigned, and it must not change what was
+    /// signed (method, URL, body, the signed headers).
     #[must_use]
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    pub fn with_http_client(
+        mut self,
+        client: impl Into<integrations_core::http::HttpClient>,
+    ) -> Self {
+        self.http = Some(client.into());
         self
     }
     /// Allows plain `http` endpoints on hosts other than loopback (an emulator in another

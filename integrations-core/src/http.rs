@@ -2,7 +2,9 @@
 //!
 //! [`send`] runs a request under a [`Policy`] (rate limit → circuit breaker → retry → per-attempt
 //! timeout), turns transport failures into [`Error`]s with the right retry and failover meaning,
-//! and hands every non-2xx answer to the provider's own `parse_error`.
+//! and hands every non-2xx answer to the provider's own `parse_error`. [`send_via`] does the same
+//! through an [`HttpClient`], which may carry a `reqwest-middleware` chain (feature
+//! `reqwest-middleware`).
 //!
 //! ```no_run
 //! use integrations_core::http::{self, HttpResponse};
@@ -34,6 +36,10 @@ pub use http::{HeaderMap, StatusCode};
 
 use crate::resilience::{Attempt, Policy};
 use crate::{Error, Result, USER_AGENT};
+
+mod client;
+use client::ExecuteError;
+pub use client::HttpClient;
 
 /// Default time to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -373,23 +379,68 @@ where
     B: Fn(&Attempt) -> reqwest::RequestBuilder + Send + Sync,
     P: Fn(&HttpResponse) -> Error + Send + Sync,
 {
+    exchange(None, policy, operation, build, parse_error).await
+}
+
+/// Like [`send`], executing each attempt's request with `client`: through its middleware chain
+/// when it has one (feature `reqwest-middleware`), else exactly as [`send`]. Build the requests
+/// with [`HttpClient::request`].
+///
+/// # Errors
+/// As [`send`]; a middleware's own failure is a retryable [`Error::Unavailable`] (the request
+/// may or may not have left), carrying the middleware's error as its source.
+pub async fn send_via<B, P>(
+    client: &HttpClient,
+    policy: &Policy,
+    operation: &'static str,
+    build: B,
+    parse_error: P,
+) -> Result<HttpResponse>
+where
+    B: Fn(&Attempt) -> reqwest::RequestBuilder + Send + Sync,
+    P: Fn(&HttpResponse) -> Error + Send + Sync,
+{
+    exchange(Some(client), policy, operation, build, parse_error).await
+}
+
+/// [`send_via`], or with no client [`send`]: each request on its builder's own client.
+async fn exchange<B, P>(
+    client: Option<&HttpClient>,
+    policy: &Policy,
+    operation: &'static str,
+    build: B,
+    parse_error: P,
+) -> Result<HttpResponse>
+where
+    B: Fn(&Attempt) -> reqwest::RequestBuilder + Send + Sync,
+    P: Fn(&HttpResponse) -> Error + Send + Sync,
+{
     let provider = policy.provider();
     let build = &build;
     let parse_error = &parse_error;
     policy
         .call(operation, move |attempt: Attempt| async move {
-            let (client, request) = build(&attempt).build_split();
+            let (builder, request) = build(&attempt).build_split();
             let request = request.map_err(|e| transport_error(provider, e))?;
             let method = request.method().clone();
             let url = redact_url(request.url());
             let started = Instant::now();
-            let result = client.execute(request).await;
+            let result = match client {
+                Some(client) => client.execute(builder, request).await,
+                None => builder.execute(request).await.map_err(ExecuteError::Reqwest),
+            };
             let resp = match result {
                 Ok(r) => r,
-                Err(e) => {
+                Err(ExecuteError::Reqwest(e)) => {
                     let e = e.without_url();
                     tracing::debug!(provider, operation, attempt = attempt.number, %method, %url, error = %e, "http transport error");
                     return Err(transport_error(provider, e));
+                }
+                Err(ExecuteError::Middleware(e)) => {
+                    tracing::debug!(provider, operation, attempt = attempt.number, %method, %url, "http middleware error");
+                    return Err(Error::unavailable("an HTTP middleware failed")
+                        .with_provider(provider.to_owned())
+                        .with_source(e));
                 }
             };
             let status = resp.status();

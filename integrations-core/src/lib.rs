@@ -21,6 +21,8 @@
 //! |---|---|---|
 //! | `http` | yes | `reqwest` (rustls only) and [`http`] |
 //! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
+//! | `reqwest-middleware` | no | `http::HttpClient` from a `reqwest_middleware::ClientWithMiddleware` (implies `http`) |
+//! | `tower` | no | `resilience::PolicyLayer`: a [`Policy`] as a tower `Layer` (`tower-layer` and `tower-service` only) |
 #![warn(
     missing_docs,
     missing_debug_implementations,

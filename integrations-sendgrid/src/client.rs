@@ -134,7 +134,7 @@ struct Inner {
     api_key: String,
     base_url: String,
     on_behalf_of: Option<String>,
-    http: reqwest::Client,
+    http: http::HttpClient,
     policy: Policy,
     clock: Arc<dyn Clock>,
 }
@@ -160,7 +160,7 @@ impl SendGridClient {
         api_key: String,
         base_url: String,
         on_behalf_of: Option<String>,
-        http: reqwest::Client,
+        http: http::HttpClient,
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -208,7 +208,8 @@ impl SendGridClient {
         })?);
         check_body_size(body.len())?;
         let url = format!("{}{MAIL_SEND_PATH}", inner.base_url);
-        let resp = http::send(
+        let resp = http::send_via(
+            &inner.http,
             &inner.policy,
             "mail_send",
             |_attempt| {
@@ -267,7 +268,8 @@ impl SendGridClient {
         url.query_pairs_mut()
             .append_pair("limit", &limit.to_string())
             .append_pair("query", &query);
-        let resp = http::send(
+        let resp = http::send_via(
+            &inner.http,
             &inner.policy,
             "messages_filter",
             |_attempt| {

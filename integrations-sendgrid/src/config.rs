@@ -109,7 +109,7 @@ pub struct SendGridBuilder {
     base_url: Option<String>,
     region: Option<String>,
     on_behalf_of: Option<String>,
-    http: Option<reqwest::Client>,
+    http: Option<integrations_core::http::HttpClient>,
     policy: Option<Policy>,
     metrics: Option<MetricsRegistry>,
     clock: Option<Arc<dyn Clock>>,
@@ -200,10 +200,15 @@ impl SendGridBuilder {
         self
     }
 
-    /// The HTTP client (default: core's shared rustls client).
+    /// The HTTP client (default: core's shared rustls client): a `reqwest::Client`, or with
+    /// feature `reqwest-middleware` a `reqwest_middleware::ClientWithMiddleware` (its middleware
+    /// sees every attempt).
     #[must_use]
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    pub fn with_http_client(
+        mut self,
+        client: impl Into<integrations_core::http::HttpClient>,
+    ) -> Self {
+        self.http = Some(client.into());
         self
     }
 
@@ -299,7 +304,7 @@ impl SendGridBuilder {
             base_url,
             self.on_behalf_of,
             self.http
-                .unwrap_or_else(integrations_core::http::default_client),
+                .unwrap_or_else(|| integrations_core::http::default_client().into()),
             self.policy.unwrap_or_else(|| {
                 let mut builder = default_policy_builder();
                 if let Some(registry) = &self.metrics {

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method};
-use integrations_core::http::{HttpResponse, parse_retry_after, send, status_error};
+use integrations_core::http::{
+    HttpClient, HttpResponse, parse_retry_after, send_via, status_error,
+};
 use integrations_core::resilience::Attempt;
 use integrations_core::{Error, IdempotencyKey, Policy, Result};
 use serde::Serialize;
@@ -41,7 +43,7 @@ pub struct StripeClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: HttpClient,
     policy: Policy,
     base: String,
     auth: HeaderValue,
@@ -69,7 +71,7 @@ impl StripeClient {
     }
 
     pub(crate) fn from_parts(
-        http: reqwest::Client,
+        http: HttpClient,
         policy: Policy,
         base: String,
         key: &str,
@@ -299,7 +301,7 @@ impl StripeClient {
             }
             rb
         };
-        let resp = send(&i.policy, operation, build, parse_error)
+        let resp = send_via(&i.http, &i.policy, operation, build, parse_error)
             .await
             .map_err(|e| e.or_provider(PROVIDER))?;
         decode(&resp, operation)

@@ -112,7 +112,7 @@ pub struct StripeBuilder {
     account: Option<String>,
     policy: Option<Policy>,
     metrics: Option<MetricsRegistry>,
-    http: Option<reqwest::Client>,
+    http: Option<integrations_core::http::HttpClient>,
     timeout: Option<Duration>,
     allow_http: bool,
 }
@@ -223,10 +223,15 @@ impl StripeBuilder {
         self
     }
 
-    /// The `reqwest::Client`, instead of [`integrations_core::http::default_client`].
+    /// The client to send with, instead of [`integrations_core::http::default_client`]: a
+    /// `reqwest::Client`, or with feature `reqwest-middleware` a
+    /// `reqwest_middleware::ClientWithMiddleware` (its middleware sees every attempt).
     #[must_use]
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    pub fn with_http_client(
+        mut self,
+        client: impl Into<integrations_core::http::HttpClient>,
+    ) -> Self {
+        self.http = Some(client.into());
         self
     }
 
@@ -275,7 +280,7 @@ impl StripeBuilder {
         });
         let http = self
             .http
-            .unwrap_or_else(integrations_core::http::default_client);
+            .unwrap_or_else(|| integrations_core::http::default_client().into());
         StripeClient::from_parts(http, policy, base, &key, mode, version, self.account)
     }
 }

@@ -9,7 +9,7 @@
 //! | a builder with `from_env()` and a fallible `build()` naming what is wrong | [`NtfyBuilder`] |
 //! | a hand-written `Debug` that never shows the token | [`NtfyNotifier`] |
 //! | a default policy from the provider's published limits | [`default_policy`] |
-//! | every call through `integrations_core::http::send` | [`NtfyNotifier::publish`](integrations_core::Notifier::publish) |
+//! | every call through `integrations_core::http::send_via` | [`NtfyNotifier::publish`](integrations_core::Notifier::publish) |
 //! | one `parse_error` from the wire to core's `Error` | [`parse_error`] |
 //! | wiremock contract tests and core's behaviour suite | `tests/ntfy.rs` |
 //!
@@ -62,7 +62,7 @@ pub struct NtfyBuilder {
     base_url: Option<String>,
     topic: Option<String>,
     token: Option<String>,
-    client: Option<reqwest::Client>,
+    client: Option<http::HttpClient>,
     policy: Option<Policy>,
 }
 
@@ -111,10 +111,11 @@ impl NtfyBuilder {
         self.token = Some(token.into());
         self
     }
-    /// Your own client (default: core's shared one).
+    /// Your own client (default: core's shared one): a `reqwest::Client`, or with core's feature
+    /// `reqwest-middleware` a `reqwest_middleware::ClientWithMiddleware`.
     #[must_use]
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
+    pub fn with_http_client(mut self, client: impl Into<http::HttpClient>) -> Self {
+        self.client = Some(client.into());
         self
     }
     /// Your own policy (default: [`default_policy`]).
@@ -164,7 +165,7 @@ impl NtfyBuilder {
             base,
             topic,
             token: self.token,
-            client: self.client.unwrap_or_else(http::default_client),
+            client: self.client.unwrap_or_else(|| http::default_client().into()),
             policy: self.policy.unwrap_or_else(default_policy),
         })
     }
@@ -175,7 +176,7 @@ pub struct NtfyNotifier {
     base: Url,
     topic: String,
     token: Option<String>,
-    client: reqwest::Client,
+    client: http::HttpClient,
     policy: Policy,
 }
 
@@ -247,7 +248,8 @@ impl Notifier for NtfyNotifier {
             title: n.subject.as_deref(),
             tags,
         };
-        let resp = http::send(
+        let resp = http::send_via(
+            &self.client,
             &self.policy,
             "publish",
             |_| {

@@ -9,6 +9,7 @@
 //! | [`RateLimiter`] | keeps within the provider's quota (GCRA via `governor`, on tokio's clock) |
 //! | [`Bulkhead`] | bounds the calls in flight to one provider |
 //! | [`Policy`] | all of the above, plus per-attempt timeout and overall deadline, with tracing and metrics |
+//! | `PolicyLayer` | a [`Policy`] as a tower `Layer`, in front of any tower `Service` (feature `tower`) |
 //!
 //! # Order of composition
 //!
@@ -85,10 +86,17 @@
 //! short-circuit, rate-limit wait or refusal, bulkhead refusal, attempt timeout, deadline — emits a
 //! `tracing` event with the fields `provider` and `operation`, and updates the provider's
 //! [`IntegrationMetrics`](crate::metrics::IntegrationMetrics).
+//!
+//! A call's latency is timed with `quanta` (the CPU's TSC where it is reliable: a reading costs
+//! a third of the OS clock's), everything else — timeouts, the deadline, backoff, the rate limiter,
+//! the breaker — on tokio's clock. On a paused tokio clock the recorded latency is therefore the
+//! real time a call took, not the paused clock's jumps.
 
 mod backoff;
 mod breaker;
 mod bulkhead;
+#[cfg(feature = "tower")]
+mod layer;
 mod limiter;
 mod policy;
 mod retry;
@@ -100,6 +108,9 @@ pub use breaker::{
     StateTransition,
 };
 pub use bulkhead::{Bulkhead, BulkheadPermit};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{ClassifyError, DefaultClassifier, PolicyFuture, PolicyLayer, PolicyService};
 pub use limiter::{Quota, RateLimiter, TokioClock};
 pub use policy::{Attempt, Policy, PolicyBuilder};
 pub use retry::{GiveUpReason, RetryDecision, RetryPolicy, RetryReason};
