@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::breaker::{BreakerPermit, CircuitBreaker, CircuitBreakerConfig};
 use super::bulkhead::{Bulkhead, BulkheadPermit};
@@ -12,6 +13,7 @@ use super::limiter::RateLimiter;
 use super::retry::{GiveUpReason, RetryDecision, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::metrics::{IntegrationMetrics, MetricsRegistry};
+use crate::telemetry;
 
 /// What the policy tells the closure about the attempt it is making.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,7 +342,33 @@ impl Policy {
         self.run(operation, classify, f).await
     }
 
-    async fn run<T, F, Fut, C>(&self, operation: &'static str, classify: C, mut f: F) -> Result<T>
+    /// [`run_unspanned`](Self::run_unspanned) in the call's span ([`crate::telemetry`]).
+    async fn run<T, F, Fut, C>(&self, operation: &'static str, classify: C, f: F) -> Result<T>
+    where
+        C: Fn(&Error) -> bool,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let span = telemetry::call_span(&self.inner.provider, operation);
+        if span.is_disabled() {
+            return self.run_unspanned(operation, classify, f, &mut 0).await;
+        }
+        let mut attempts = 0;
+        let result = self
+            .run_unspanned(operation, classify, f, &mut attempts)
+            .instrument(span.clone())
+            .await;
+        telemetry::record_call(&span, attempts, &result);
+        result
+    }
+
+    async fn run_unspanned<T, F, Fut, C>(
+        &self,
+        operation: &'static str,
+        classify: C,
+        mut f: F,
+        attempts: &mut u32,
+    ) -> Result<T>
     where
         C: Fn(&Error) -> bool,
         F: FnMut(Attempt) -> Fut,
@@ -399,6 +427,7 @@ impl Policy {
                 number: retries + 1,
                 operation,
             };
+            *attempts = attempt.number;
             let error = match self.attempt(attempt, attempt_start, deadline, &mut f).await {
                 AttemptEnd::Done(Ok(v)) => break Ok(v),
                 AttemptEnd::Done(Err(e)) => e,
@@ -489,16 +518,19 @@ impl Policy {
         Fut: Future<Output = Result<T>>,
     {
         let inner = &*self.inner;
+        let span = telemetry::attempt_span(attempt.number);
+        let run = telemetry::in_attempt(&span, f(attempt));
         let own = inner.attempt_timeout.and_then(|t| now.checked_add(t));
         let (cut_off, by_deadline) = match (own, deadline) {
-            (None, None) => return AttemptEnd::Done(f(attempt).await),
+            (None, None) => return AttemptEnd::Done(run.await),
             (Some(a), Some(d)) if d <= a => (d, true),
             (Some(a), _) => (a, false),
             (None, Some(d)) => (d, true),
         };
-        if let Ok(result) = tokio::time::timeout_at(cut_off, f(attempt)).await {
+        if let Ok(result) = tokio::time::timeout_at(cut_off, run).await {
             return AttemptEnd::Done(result);
         }
+        telemetry::record_attempt_timeout(&span);
         inner.metrics.record_timeout();
         let provider = &*inner.provider;
         let operation = attempt.operation;
