@@ -285,6 +285,7 @@ mod tests {
                 attempt: 8,
                 max_attempts: 8,
                 created_at: UNIX_EPOCH,
+                traceparent: None,
             },
             error: ErrorRecord {
                 kind: ErrorKind::Unavailable,
