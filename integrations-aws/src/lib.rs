@@ -28,6 +28,7 @@
 //! | `cloudwatch` | no | [`cloudwatch`] (adds `tracing-subscriber`) |
 //! | `outbox` | no | [`outbox`] (enables `dynamodb` and `sqs`) |
 //! | `axum` | no | [`axum`]: the inbound SNS extractor (implies `sns`, adds `axum`) |
+//! | `opentelemetry` | no | SNS and SQS messages carry the sending span's W3C `traceparent` as a message attribute; the outbox store (`outbox`) records it with each job |
 //!
 //! No feature is on by default: enable the services you use (`features = ["sqs"]`); each
 //! compiles alone.
@@ -98,6 +99,8 @@ mod error;
 mod fuzz_tests;
 mod profile;
 mod service;
+#[cfg(any(feature = "sns", feature = "sqs"))]
+mod trace;
 #[cfg(any(
     feature = "dynamodb",
     feature = "sns",

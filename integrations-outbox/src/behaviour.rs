@@ -31,13 +31,13 @@ pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
     let empty = store.counts().await.expect("counts");
     assert_eq!(empty, Default::default(), "the suite needs an empty store");
     record_is_atomic_and_deduplicated(store).await;
+    traceparents_are_kept_with_their_jobs(store).await;
     claims_are_leased_and_fenced(store, clock).await;
     retries_then_dead_letters(store, clock).await;
     replays_dead_letters(store).await;
     exhausted_expired_lease_is_dead_lettered(store, clock).await;
     claims_respect_max_and_never_repeat(store).await;
     purges_only_finished_work(store, clock).await;
-    traceparents_are_kept_with_their_jobs(store).await;
 }
 
 fn job(kind: &str) -> NewJob {
@@ -454,6 +454,7 @@ pub async fn traceparents_are_kept_with_their_jobs(store: &dyn OutboxStore) {
             rec.job.kind
         );
     }
+    // Only this step's jobs are pending now: claim and settle them all.
     let claimed = store.claim("w1", 100, LEASE).await.unwrap();
     let mut seen = 0;
     for c in &claimed {
