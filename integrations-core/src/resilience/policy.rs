@@ -349,10 +349,9 @@ impl Policy {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        // One code path whether or not anyone listens: a disabled span is a no-op to enter,
+        // clone and record on, and a second path would only make the future larger.
         let span = telemetry::call_span(&self.inner.provider, operation);
-        if span.is_disabled() {
-            return self.run_unspanned(operation, classify, f, &mut 0).await;
-        }
         let mut attempts = 0;
         let result = self
             .run_unspanned(operation, classify, f, &mut attempts)
@@ -519,16 +518,16 @@ impl Policy {
     {
         let inner = &*self.inner;
         let span = telemetry::attempt_span(attempt.number);
-        let run = telemetry::in_attempt(&span, f(attempt));
+        let run = f(attempt).instrument(span.clone());
         let own = inner.attempt_timeout.and_then(|t| now.checked_add(t));
         let (cut_off, by_deadline) = match (own, deadline) {
-            (None, None) => return AttemptEnd::Done(run.await),
+            (None, None) => return AttemptEnd::Done(telemetry::attempt_result(&span, run.await)),
             (Some(a), Some(d)) if d <= a => (d, true),
             (Some(a), _) => (a, false),
             (None, Some(d)) => (d, true),
         };
         if let Ok(result) = tokio::time::timeout_at(cut_off, run).await {
-            return AttemptEnd::Done(result);
+            return AttemptEnd::Done(telemetry::attempt_result(&span, result));
         }
         telemetry::record_attempt_timeout(&span);
         inner.metrics.record_timeout();

@@ -1,9 +1,7 @@
 //! The two spans of a call and the helpers that fill them (see the [module docs](super)).
 
-use std::future::Future;
-
+use tracing::Span;
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
 
 use crate::error::{Error, Result};
 
@@ -49,6 +47,9 @@ pub(crate) fn attempt_span(number: u32) -> Span {
 
 /// Records how a call ended on its span.
 pub(crate) fn record_call<T>(span: &Span, attempts: u32, result: &Result<T>) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("attempts", attempts);
     match result {
         Ok(_) => {
@@ -66,18 +67,13 @@ fn record_error(span: &Span, e: &Error) {
     span.record("otel.status_code", "ERROR");
 }
 
-/// Runs one attempt's future inside `span`, recording its error, if any. A disabled span adds
-/// nothing but the check.
-pub(crate) async fn in_attempt<T, Fut>(span: &Span, fut: Fut) -> Result<T>
-where
-    Fut: Future<Output = Result<T>>,
-{
-    if span.is_disabled() {
-        return fut.await;
-    }
-    let result = fut.instrument(span.clone()).await;
+/// Records an attempt's error, if any, on its span; returns the result.
+#[inline]
+pub(crate) fn attempt_result<T>(span: &Span, result: Result<T>) -> Result<T> {
     if let Err(e) = &result {
-        record_error(span, e);
+        if !span.is_disabled() {
+            record_error(span, e);
+        }
     }
     result
 }
