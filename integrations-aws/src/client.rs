@@ -139,6 +139,11 @@ impl AwsClient {
             &self.policy,
             operation,
             |attempt| {
+                integrations_core::telemetry::record_rpc(
+                    "aws-api",
+                    rpc_service(self.service),
+                    operation,
+                );
                 let signed = if attempt.number <= 1 {
                     first.clone()
                 } else {
@@ -300,6 +305,18 @@ fn decode_json<T: DeserializeOwned>(
 ))]
 fn encode_error(e: serde_json::Error) -> Error {
     Error::invalid_input("body", "could not encode the request as JSON").with_source(e)
+}
+
+/// The service's name in spans' `rpc.service`, as the AWS SDKs' service ids.
+fn rpc_service(service: Service) -> &'static str {
+    match service {
+        Service::DynamoDb => "DynamoDB",
+        Service::Sns => "SNS",
+        Service::SesV2 => "SESv2",
+        Service::Sqs => "SQS",
+        Service::CloudWatch => "CloudWatch",
+        Service::CloudWatchLogs => "CloudWatchLogs",
+    }
 }
 
 fn sign_error(service: Service, e: impl std::error::Error + Send + Sync + 'static) -> Error {

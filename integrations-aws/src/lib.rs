@@ -30,6 +30,7 @@
 //! | `outbox` | no | [`outbox`] (enables `dynamodb` and `sqs`) |
 //! | `axum` | no | [`axum`]: the inbound SNS extractor (implies `sns`, adds `axum`) |
 //! | `aws-config` | no | `AwsConfigCredentials`, and [`AwsBuilder::from_env`] uses it (adds `aws-config` with its STS and SSO clients, on rustls + `ring`) |
+//! | `opentelemetry` | no | SNS and SQS messages carry the sending span's W3C `traceparent` as a message attribute; the outbox store (`outbox`) records it with each job |
 //!
 //! No feature is on by default: enable the services you use (`features = ["sqs"]`); each
 //! compiles alone.
@@ -104,6 +105,8 @@ mod profile;
 #[cfg(feature = "aws-config")]
 mod sdk_credentials;
 mod service;
+#[cfg(any(feature = "sns", feature = "sqs"))]
+mod trace;
 #[cfg(any(
     feature = "dynamodb",
     feature = "sns",

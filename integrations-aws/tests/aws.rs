@@ -7,6 +7,7 @@ mod aws {
     pub(crate) mod dynamodb;
     pub(crate) mod ses;
     pub(crate) mod sns;
+    pub(crate) mod spans;
     pub(crate) mod sqs;
 }
 #[path = "aws/support.rs"]

@@ -11,6 +11,8 @@ mod moto {
     pub(crate) mod ses;
     pub(crate) mod sns;
     pub(crate) mod sqs;
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) mod trace;
 }
 #[path = "moto/support.rs"]
 mod support;

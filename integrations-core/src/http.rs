@@ -25,7 +25,8 @@
 //! ```
 //!
 //! Nothing secret is logged: events carry the method, scheme, host and path of the URL (never the
-//! query string, which some APIs use for keys) and never a header.
+//! query string, which some APIs use for keys) and never a header. Each attempt's span
+//! ([`crate::telemetry`]) gets the method, host, port, path and response status.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -422,6 +423,7 @@ where
         .call(operation, move |attempt: Attempt| async move {
             let (builder, request) = build(&attempt).build_split();
             let request = request.map_err(|e| transport_error(provider, e))?;
+            crate::telemetry::record_http_request(request.method(), request.url());
             let method = request.method().clone();
             let url = redact_url(request.url());
             let started = Instant::now();
@@ -444,6 +446,7 @@ where
                 }
             };
             let status = resp.status();
+            crate::telemetry::record_http_status(status.as_u16());
             let headers = resp.headers().clone();
             let body = resp
                 .bytes()

@@ -12,6 +12,7 @@
 //! | [`provider`] | the traits [`PaymentProvider`], [`EmailProvider`], [`SheetsSink`], [`Notifier`] and their plain types |
 //! | [`resilience`] | backoff, retry, circuit breaker, rate limiter, bulkhead, composed as one [`Policy`] |
 //! | [`metrics`] | per-integration counters and latency percentiles, as a snapshot or Prometheus text |
+//! | [`telemetry`] | the spans of every call and attempt (OpenTelemetry field names), W3C [`TraceParent`](telemetry::TraceParent) |
 //! | [`webhook`] | constant-time HMAC, timestamp tolerance, body limits, dedup store, Standard Webhooks |
 //! | [`failover`] | an ordered list of providers that moves on only when the previous one did not act |
 //! | `http` | shared rustls `reqwest` client and a helper running a request under a policy (feature `http`) |
@@ -23,6 +24,7 @@
 //! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
 //! | `reqwest-middleware` | no | `http::HttpClient` from a `reqwest_middleware::ClientWithMiddleware` (implies `http`) |
 //! | `tower` | no | `resilience::PolicyLayer`: a [`Policy`] as a tower `Layer` (`tower-layer` and `tower-service` only) |
+//! | `opentelemetry` | no | `telemetry::current_traceparent` and `telemetry::link_to` (`opentelemetry`, `tracing-opentelemetry`) |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod money;
 pub mod provider;
 pub mod resilience;
+pub mod telemetry;
 pub mod webhook;
 
 pub use clock::{Clock, FixedClock, SystemClock};

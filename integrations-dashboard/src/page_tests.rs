@@ -18,6 +18,7 @@ fn dead_letter() -> DeadLetter {
             attempt: 8,
             max_attempts: 8,
             created_at: UNIX_EPOCH,
+            traceparent: None,
         },
         error: ErrorRecord {
             kind: ErrorKind::Unavailable,

@@ -31,6 +31,7 @@ pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
     let empty = store.counts().await.expect("counts");
     assert_eq!(empty, Default::default(), "the suite needs an empty store");
     record_is_atomic_and_deduplicated(store).await;
+    traceparents_are_kept_with_their_jobs(store).await;
     claims_are_leased_and_fenced(store, clock).await;
     retries_then_dead_letters(store, clock).await;
     replays_dead_letters(store).await;
@@ -425,4 +426,48 @@ pub async fn purges_only_finished_work(store: &dyn OutboxStore, clock: &FixedClo
         !again.is_duplicate(),
         "a purged event id is no longer deduplicated"
     );
+}
+
+/// A job's `traceparent` is stored and comes back with it, normalised; a malformed one is
+/// dropped without failing the record. Run outside any OpenTelemetry span (else a job recorded
+/// without one takes the current span's).
+pub async fn traceparents_are_kept_with_their_jobs(store: &dyn OutboxStore) {
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let jobs = vec![
+        job("traced").with_traceparent(TP.replacen("00", "01", 1)),
+        job("garbled").with_traceparent("00-not-a-trace-context"),
+        job("untraced"),
+    ];
+    let ids = recorded(
+        store
+            .record_event("evt_tp", jobs)
+            .await
+            .expect("a malformed traceparent must not fail the record"),
+    );
+    let want = [Some(TP), None, None];
+    for (id, want) in ids.iter().zip(want) {
+        let rec = store.job(id).await.unwrap().expect("recorded job");
+        assert_eq!(
+            rec.job.traceparent.as_deref(),
+            want,
+            "stored traceparent of the {} job",
+            rec.job.kind
+        );
+    }
+    // Only this step's jobs are pending now: claim and settle them all.
+    let claimed = store.claim("w1", 100, LEASE).await.unwrap();
+    let mut seen = 0;
+    for c in &claimed {
+        if let Some(i) = ids.iter().position(|id| *id == c.job.id) {
+            assert_eq!(
+                c.job.traceparent.as_deref(),
+                want[i],
+                "claimed traceparent of the {} job",
+                c.job.kind
+            );
+            seen += 1;
+        }
+        store.complete(&c.job.id, &c.lease).await.unwrap();
+    }
+    assert_eq!(seen, 3, "every job claimed");
 }

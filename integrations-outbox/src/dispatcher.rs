@@ -315,8 +315,10 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
         job_id = %job.id,
         kind = %job.kind,
         attempt = job.attempt,
-        worker = %inner.worker_id
+        worker = %inner.worker_id,
+        otel.kind = "consumer"
     );
+    super::trace::link(&span, job.traceparent.as_deref());
     let outcome = async {
         match inner.deliver(&job).await {
             Ok(()) => match inner

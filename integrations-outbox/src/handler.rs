@@ -171,6 +171,7 @@ mod tests {
             attempt: 1,
             max_attempts: 1,
             created_at: std::time::UNIX_EPOCH,
+            traceparent: None,
         };
         assert!(h.handle(&job).await.is_ok());
         job.kind = "bad".into();

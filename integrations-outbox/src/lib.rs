@@ -17,6 +17,7 @@
 //! | [`Dispatcher`] | the worker loop: concurrency bound, graceful shutdown, per-run [`RunStats`] |
 //! | [`JobHandler`] | delivers one kind of job; [`handler_fn`] makes one from a closure |
 //! | `behaviour` | the shared behaviour suite every store must pass (feature `testing`) |
+//! | [`resolve_traceparent`] | the W3C `traceparent` stored with each job; the handler's span links to it (feature `opentelemetry`) |
 //!
 //! # Delivery guarantee: at least once, at most once *visibly* where the provider allows
 //! A job is delivered at least once. Every job carries a deterministic
@@ -118,6 +119,7 @@ pub mod saga;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod trace;
 mod types;
 
 pub use builder::{DEFAULT_MAX_RETRY_AFTER, DispatcherBuilder};
@@ -138,6 +140,7 @@ pub use store::{
     LEASE_LOST, MIN_LEASE, OutboxStore, check_claim, job_not_found, lease_expired_error,
     lease_lost, prepare_jobs,
 };
+pub use trace::resolve_traceparent;
 #[cfg(feature = "sqlite")]
 pub(crate) use types::to_millis;
 pub use types::{

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::store::{
     OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
 };
+use super::trace::resolve_traceparent;
 use super::types::{
     ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseToken, NewJob,
     OutboxCounts, PurgeOutcome, RecordOutcome,
@@ -136,6 +137,7 @@ fn parse_id(id: &JobId) -> Option<u64> {
 impl OutboxStore for InMemoryOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
         let keys = prepare_jobs(event_id, &jobs)?;
+        let traceparents: Vec<_> = jobs.iter().map(resolve_traceparent).collect();
         let now = self.clock.now();
         let mut s = self.lock();
         if s.events.contains_key(event_id) {
@@ -143,7 +145,7 @@ impl OutboxStore for InMemoryOutbox {
         }
         s.events.insert(event_id.to_owned(), now);
         let mut job_ids = Vec::with_capacity(jobs.len());
-        for (new, key) in jobs.into_iter().zip(keys) {
+        for ((new, key), traceparent) in jobs.into_iter().zip(keys).zip(traceparents) {
             s.next_id += 1;
             let id = s.next_id;
             let job = Job {
@@ -155,6 +157,7 @@ impl OutboxStore for InMemoryOutbox {
                 attempt: 0,
                 max_attempts: new.max_attempts,
                 created_at: now,
+                traceparent,
             };
             job_ids.push(job.id.clone());
             let entry = Entry {

@@ -12,6 +12,7 @@ use super::db::{Access, Db, SqliteOptions, corrupt, sql_error};
 use super::store::{
     OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
 };
+use super::trace::resolve_traceparent;
 use super::types::{
     ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseToken, NewJob,
     OutboxCounts, PurgeOutcome, RecordOutcome, from_millis, to_millis,
@@ -54,11 +55,16 @@ const MIGRATIONS: &[&str] = &[
     -- before this column existed (NULL: guessed from the error's kind on read).
     ALTER TABLE outbox_jobs ADD COLUMN may_have_acted INTEGER;
 ",
+    "
+    -- The W3C traceparent of the span that recorded the job (NULL: none, or recorded before
+    -- this column existed).
+    ALTER TABLE outbox_jobs ADD COLUMN traceparent TEXT;
+",
 ];
 
 const COLS: &str = "id, event_id, kind, idempotency_key, payload, state, attempts, max_attempts, \
     available_at, lease_token, leased_by, lease_expires_at, last_error, may_have_acted, created_at, \
-    updated_at";
+    updated_at, traceparent";
 
 /// The durable [`OutboxStore`] in one SQLite file: WAL journal, `synchronous = FULL` by default
 /// (see [`SqliteOptions`] for the trade-off), a busy timeout, schema migrated on open.
@@ -190,6 +196,7 @@ struct RawJob {
     may_have_acted: Option<bool>,
     created_at: i64,
     updated_at: i64,
+    traceparent: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawJob> {
@@ -210,6 +217,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawJob> {
         may_have_acted: r.get("may_have_acted")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
+        traceparent: r.get("traceparent")?,
     })
 }
 
@@ -239,6 +247,7 @@ impl RawJob {
                     attempt: self.attempts,
                     max_attempts: self.max_attempts,
                     created_at: from_millis(self.created_at),
+                    traceparent: self.traceparent,
                 },
                 state,
                 available_at: from_millis(self.available_at),
@@ -399,6 +408,7 @@ impl OutboxStore for SqliteOutbox {
             .map(|j| serde_json::to_string(&j.payload))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::invalid_input("payload", e.to_string()))?;
+        let traceparents: Vec<_> = jobs.iter().map(resolve_traceparent).collect();
         let now = self.now();
         let event_id = event_id.to_owned();
         self.db
@@ -413,19 +423,23 @@ impl OutboxStore for SqliteOutbox {
                     return Ok(RecordOutcome::Duplicate);
                 }
                 let mut job_ids = Vec::with_capacity(jobs.len());
-                for ((job, key), payload) in jobs.iter().zip(&keys).zip(&payloads) {
+                for (((job, key), payload), traceparent) in
+                    jobs.iter().zip(&keys).zip(&payloads).zip(&traceparents)
+                {
                     exec(
                         tx,
                         "INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
-                            attempts, max_attempts, available_at, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?6)",
+                            attempts, max_attempts, available_at, created_at, updated_at,
+                            traceparent)
+                         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?6, ?7)",
                         params![
                             event_id,
                             job.kind,
                             key.as_str(),
                             payload,
                             job.max_attempts,
-                            now
+                            now,
+                            traceparent
                         ],
                     )?;
                     job_ids.push(JobId::new(tx.last_insert_rowid().to_string()));
@@ -624,6 +638,48 @@ mod tests {
             .query_map(params![0_i64, 1_i64], |r| r.get::<_, String>(3))
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A file written before the `traceparent` column existed opens, its jobs load and claim
+    /// (with no traceparent), and new jobs record one.
+    #[tokio::test]
+    async fn a_file_from_before_the_traceparent_column_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let db = Db::open(&path, &SqliteOptions::new(), "outbox", &MIGRATIONS[..2])
+                .await
+                .unwrap();
+            db.call(Access::Write, |c| {
+                c.execute_batch(
+                    "INSERT INTO outbox_events (event_id, recorded_at) VALUES ('evt_old', 0);
+                     INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
+                        attempts, max_attempts, available_at, created_at, updated_at)
+                     VALUES ('evt_old', 'notify', 'evt_old/notify', '{}', 'pending', 0, 3, 0, 0, 0);",
+                )
+                .map_err(sql_error)
+            })
+            .await
+            .unwrap();
+        }
+        let outbox = SqliteOutbox::open(&path).await.unwrap();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        outbox
+            .record_event(
+                "evt_new",
+                vec![NewJob::new("notify", serde_json::json!({})).with_traceparent(tp)],
+            )
+            .await
+            .unwrap();
+        let claimed = outbox
+            .claim("w", 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let by_event: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.job.event_id.as_str(), c.job.traceparent.as_deref()))
+            .collect();
+        assert_eq!(by_event, [("evt_old", None), ("evt_new", Some(tp))]);
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub struct NewJob {
     pub key_suffix: Option<String>,
     /// Deliveries attempted before the job moves to the dead-letter queue (at least 1).
     pub max_attempts: u32,
+    /// The W3C `traceparent` of the span that recorded the job, so that its handler's span can
+    /// link to it. `None` lets the store take the current span's (feature `opentelemetry`);
+    /// a malformed value is dropped with a warning when recorded (see [`resolve_traceparent`]).
+    ///
+    /// [`resolve_traceparent`]: crate::resolve_traceparent
+    pub traceparent: Option<String>,
 }
 
 impl NewJob {
@@ -105,7 +111,16 @@ impl NewJob {
             payload,
             key_suffix: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            traceparent: None,
         }
+    }
+
+    /// Records `traceparent` (a W3C `traceparent` value, as received in a header or a message
+    /// attribute) with the job instead of the current span's.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
     }
 
     /// Adds a suffix to the derived idempotency key.
@@ -148,6 +163,7 @@ impl fmt::Debug for NewJob {
             .field("payload", &Redacted(&self.payload))
             .field("key_suffix", &self.key_suffix)
             .field("max_attempts", &self.max_attempts)
+            .field("traceparent", &self.traceparent)
             .finish()
     }
 }
@@ -173,6 +189,9 @@ pub struct Job {
     pub max_attempts: u32,
     /// When the event was recorded.
     pub created_at: SystemTime,
+    /// The W3C `traceparent` of the span that recorded the job, if any: the dispatcher links
+    /// the handler's span to it.
+    pub traceparent: Option<String>,
 }
 
 impl fmt::Debug for Job {
@@ -186,6 +205,7 @@ impl fmt::Debug for Job {
             .field("idempotency_key", &self.idempotency_key)
             .field("attempt", &self.attempt)
             .field("max_attempts", &self.max_attempts)
+            .field("traceparent", &self.traceparent)
             .finish_non_exhaustive()
     }
 }
@@ -421,6 +441,7 @@ mod tests {
             attempt: 1,
             max_attempts: 3,
             created_at: UNIX_EPOCH,
+            traceparent: None,
         };
         for s in [format!("{new:?}"), format!("{job:?}")] {
             assert!(!s.contains("jane@example.com"), "{s}");

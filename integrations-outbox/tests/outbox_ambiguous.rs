@@ -347,7 +347,8 @@ mod sqlite {
         // Turn the file back into a version-1 database with a version-1 error record.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            r#"ALTER TABLE outbox_jobs DROP COLUMN may_have_acted;
+            r#"ALTER TABLE outbox_jobs DROP COLUMN traceparent;
+               ALTER TABLE outbox_jobs DROP COLUMN may_have_acted;
                UPDATE integrations_schema SET version = 1 WHERE component = 'outbox';
                UPDATE outbox_jobs SET last_error = '{"kind":"timeout","message":"t","provider":null,"code":null,"request_id":null,"status":null,"retryable":true}';"#,
         )
@@ -366,6 +367,6 @@ mod sqlite {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(version, 2, "migrated");
+        assert_eq!(version, 3, "migrated to the latest version");
     }
 }

@@ -66,7 +66,7 @@ pub use suite_notify::{NotifierSuiteConfig, notifier_suite};
 pub use suite_payment::{PaymentSuiteConfig, payment_provider_suite};
 pub use suite_sheets::{SheetsSuiteConfig, sheets_sink_suite};
 pub use support::{fast_policy, fixture, fixture_json, fixture_path};
-pub use tracing_capture::{CapturedEvent, TracingCapture, capture_tracing};
+pub use tracing_capture::{CapturedEvent, CapturedSpan, TracingCapture, capture_tracing};
 
 /// A run id unlikely to repeat (`run-<unix millis>-<random>`), for suites run against real
 /// accounts where idempotency keys and row keys from earlier runs still exist.

@@ -56,16 +56,69 @@ impl fmt::Display for CapturedEvent {
     }
 }
 
-type Sink = Arc<Mutex<Vec<CapturedEvent>>>;
+/// One captured span: its name and every field recorded on it, at creation or later through
+/// `Span::record` (a field recorded twice appears twice, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedSpan {
+    /// The span's name (`integration.call`).
+    pub name: String,
+    /// The span's parent, as an index into [`TracingCapture::spans`], if it was captured too.
+    pub parent: Option<usize>,
+    /// The fields with a value, in the order they were recorded: strings as they are,
+    /// everything else as `Debug`.
+    pub fields: Vec<(String, String)>,
+}
+
+impl CapturedSpan {
+    /// The last value recorded for field `name`, as text.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Captured {
+    events: Vec<CapturedEvent>,
+    spans: Vec<CapturedSpan>,
+    /// Span id → index in `spans`.
+    ids: std::collections::HashMap<u64, usize>,
+}
+
+type Sink = Arc<Mutex<Captured>>;
 
 thread_local! {
     /// The captures active on this thread, innermost last; every one gets every event.
     static ACTIVE: RefCell<Vec<(u64, Sink)>> = const { RefCell::new(Vec::new()) };
+    /// The spans entered on this thread, innermost last (for `Span::current()`).
+    static ENTERED: RefCell<Vec<Id>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Live spans: id → metadata (for `Span::current()`) and the number of handles.
+type Live = std::collections::HashMap<u64, (&'static Metadata<'static>, usize)>;
+
+/// The live spans; a span is removed when its last handle closes.
+fn span_metadata() -> std::sync::MutexGuard<'static, Live> {
+    static META: OnceLock<Mutex<Live>> = OnceLock::new();
+    META.get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+static NEXT_SPAN: AtomicU64 = AtomicU64::new(1);
+
+fn lock(sink: &Sink) -> std::sync::MutexGuard<'_, Captured> {
+    sink.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 static NEXT_CAPTURE: AtomicU64 = AtomicU64::new(1);
 
-/// Captures the `tracing` events emitted on the current thread while it lives.
+/// Captures the `tracing` events emitted, and the spans created, on the current thread while it
+/// lives. `Span::current()` works on that thread (the span entered last).
 ///
 /// Events of tasks that run on other threads (a multi-thread runtime's workers, spawned threads)
 /// are not captured: use a current-thread runtime (`#[tokio::test]`'s default).
@@ -87,8 +140,10 @@ pub struct TracingCapture {
 
 impl fmt::Debug for TracingCapture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = lock(&self.sink);
         f.debug_struct("TracingCapture")
-            .field("events", &self.sink.lock().map(|e| e.len()).unwrap_or(0))
+            .field("events", &c.events.len())
+            .field("spans", &c.spans.len())
             .finish()
     }
 }
@@ -114,10 +169,12 @@ impl TracingCapture {
 
     /// The events captured so far, oldest first.
     pub fn events(&self) -> Vec<CapturedEvent> {
-        self.sink
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.sink).events.clone()
+    }
+
+    /// The spans created so far, oldest first, with every field recorded on them.
+    pub fn spans(&self) -> Vec<CapturedSpan> {
+        lock(&self.sink).spans.clone()
     }
 
     /// The events captured so far, one [`Display`](CapturedEvent#impl-Display-for-CapturedEvent)
@@ -170,11 +227,84 @@ impl Subscriber for CaptureRouter {
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
         Some(tracing::level_filters::LevelFilter::TRACE)
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let id = NEXT_SPAN.fetch_add(1, Ordering::Relaxed);
+        span_metadata().insert(id, (attrs.metadata(), 1));
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let parent = if attrs.is_root() {
+            None
+        } else if let Some(p) = attrs.parent() {
+            Some(p.into_u64())
+        } else {
+            ENTERED
+                .try_with(|e| e.borrow().last().map(Id::into_u64))
+                .ok()
+                .flatten()
+        };
+        let _ = ACTIVE.try_with(|a| {
+            for (_, sink) in a.borrow().iter() {
+                let mut c = lock(sink);
+                let span = CapturedSpan {
+                    name: attrs.metadata().name().to_owned(),
+                    parent: parent.and_then(|p| c.ids.get(&p).copied()),
+                    fields: fields.fields.clone(),
+                };
+                let index = c.spans.len();
+                c.spans.push(span);
+                c.ids.insert(id, index);
+            }
+        });
+        Id::from_u64(id)
     }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        let _ = ACTIVE.try_with(|a| {
+            for (_, sink) in a.borrow().iter() {
+                let mut c = lock(sink);
+                if let Some(&i) = c.ids.get(&id.into_u64()) {
+                    c.spans[i].fields.extend(fields.fields.iter().cloned());
+                }
+            }
+        });
+    }
     fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn current_span(&self) -> tracing_core::span::Current {
+        let current = ENTERED
+            .try_with(|e| e.borrow().last().cloned())
+            .ok()
+            .flatten();
+        match current {
+            Some(id) => match span_metadata().get(&id.into_u64()) {
+                Some((meta, _)) => tracing_core::span::Current::new(id, meta),
+                None => tracing_core::span::Current::none(),
+            },
+            None => tracing_core::span::Current::none(),
+        }
+    }
+    fn clone_span(&self, id: &Id) -> Id {
+        if let Some((_, handles)) = span_metadata().get_mut(&id.into_u64()) {
+            *handles += 1;
+        }
+        id.clone()
+    }
+    fn try_close(&self, id: Id) -> bool {
+        let mut live = span_metadata();
+        let key = id.into_u64();
+        let closed = match live.get_mut(&key) {
+            Some((_, handles)) if *handles > 1 => {
+                *handles -= 1;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if closed {
+            live.remove(&key);
+        }
+        closed
+    }
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
@@ -186,14 +316,21 @@ impl Subscriber for CaptureRouter {
         };
         let _ = ACTIVE.try_with(|a| {
             for (_, sink) in a.borrow().iter() {
-                sink.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(captured.clone());
+                lock(sink).events.push(captured.clone());
             }
         });
     }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
+    fn enter(&self, id: &Id) {
+        let _ = ENTERED.try_with(|e| e.borrow_mut().push(id.clone()));
+    }
+    fn exit(&self, id: &Id) {
+        let _ = ENTERED.try_with(|e| {
+            let mut e = e.borrow_mut();
+            if let Some(i) = e.iter().rposition(|x| x == id) {
+                e.remove(i);
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -259,6 +396,32 @@ mod tests {
         tracing::info!("after");
         let again = TracingCapture::start();
         assert!(again.events().is_empty());
+    }
+
+    #[test]
+    fn captures_spans_their_parents_and_later_records() {
+        let capture = TracingCapture::start();
+        let outer = tracing::info_span!("outer", provider = "ses", status = tracing::field::Empty);
+        let inner = outer.in_scope(|| {
+            assert_eq!(tracing::Span::current().id(), outer.id(), "current span");
+            tracing::debug_span!("inner", attempt = 2_u32)
+        });
+        outer.record("status", 202_u16);
+        inner.in_scope(|| {
+            tracing::Span::current().record("attempt", 3_u32);
+        });
+        drop(inner);
+        assert!(tracing::Span::current().is_none(), "nothing entered now");
+        let spans = capture.spans();
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert_eq!(spans[0].name, "outer");
+        assert_eq!(spans[0].parent, None);
+        assert_eq!(spans[0].field("provider"), Some("ses"));
+        assert_eq!(spans[0].field("status"), Some("202"));
+        assert_eq!(spans[1].name, "inner");
+        assert_eq!(spans[1].parent, Some(0));
+        assert_eq!(spans[1].field("attempt"), Some("3"));
+        assert_eq!(spans[1].fields.len(), 2, "both records kept");
     }
 
     #[test]

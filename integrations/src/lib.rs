@@ -26,7 +26,10 @@
 //! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
 //! provider's webhook extractor; with an `aws-*` feature also the SNS extractor, which brings SNS
 //! in) and `sandbox` (each provider's local in-process server; with `testkit`, the sandbox
-//! plumbing).
+//! plumbing). A third, `opentelemetry`, carries trace context across the durable hops: outbox
+//! jobs keep the `traceparent` of the span that recorded them and each handler's span links to
+//! it; SNS and SQS messages carry it as a message attribute. Every call's spans
+//! (`integration.call`, `integration.attempt`) exist without it: see `docs/operations.md`.
 //!
 //! ## Example
 //!

@@ -190,6 +190,7 @@ mod tests {
             attempt: 1,
             max_attempts: 3,
             created_at: std::time::UNIX_EPOCH,
+            traceparent: None,
         }
     }
 

@@ -178,6 +178,7 @@ pub(super) fn job_item(
     idempotency_key: &IdempotencyKey,
     now_ms: i64,
 ) -> Result<Item> {
+    let traceparent = integrations_outbox::resolve_traceparent(job);
     let payload = serde_json::to_string(&job.payload).map_err(|e| {
         Error::invalid_input("payload", "could not encode it as JSON").with_source(e)
     })?;
@@ -196,6 +197,9 @@ pub(super) fn job_item(
         ("updated_at", n(now_ms)),
     ] {
         item.insert(name.to_owned(), value);
+    }
+    if let Some(tp) = traceparent {
+        item.insert("traceparent".to_owned(), s(&tp));
     }
     Ok(item)
 }
@@ -286,6 +290,7 @@ pub(super) fn parse_job(item: &Item) -> Result<Stored> {
             attempt: req_u32(item, "attempts")?,
             max_attempts: req_u32(item, "max_attempts")?,
             created_at: from_millis(req_n(item, "created_at")?),
+            traceparent: get_s(item, "traceparent").map(str::to_owned),
         },
         state,
         available_at: from_millis(req_n(item, "available_at")?),
@@ -413,6 +418,18 @@ mod tests {
         assert_eq!(r.job.idempotency_key.as_str(), "evt_1/email");
         assert_eq!(millis(r.available_at), 1_700_000_000_000);
         assert!(r.leased_by.is_none() && stored.token.is_none());
+        assert_eq!(r.job.traceparent, None);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = job_item(&k, &new.clone().with_traceparent(tp), &key, 0).unwrap();
+        assert_eq!(
+            parse_job(&traced)
+                .unwrap()
+                .record
+                .job
+                .traceparent
+                .as_deref(),
+            Some(tp)
+        );
         item.insert("status".into(), s("sleeping"));
         assert!(parse_job(&item).is_err());
     }

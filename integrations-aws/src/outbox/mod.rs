@@ -25,7 +25,8 @@
 //! `{event_id}#{n}` (`evt_1#0`); an event and its jobs share a partition. Job items also hold
 //! kind, payload (JSON text), idempotency key, attempts, lease token and holder, the last
 //! [`ErrorRecord`](integrations_outbox::ErrorRecord) (JSON text), the receipt handle
-//! of the SQS message last received for the job, and the random id of the `complete`/`fail`
+//! of the SQS message last received for the job, the W3C `traceparent` of the span that recorded
+//! it (when there was one), and the random id of the `complete`/`fail`
 //! call that last settled it (a call whose write was applied but whose answer was lost is
 //! retried by the policy; the retry's condition fails, and the id tells the call it was its own
 //! write rather than a lost lease; a claim recognises its own lease token the same way).

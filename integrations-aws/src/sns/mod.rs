@@ -138,6 +138,21 @@ fn p(k: &str, v: &str) -> (String, String) {
 /// Checks `n` against SNS's rules and builds the `Publish` parameters.
 pub(crate) fn publish_params(topic_arn: &str, n: &Notification) -> Result<Vec<(String, String)>> {
     n.validate()?;
+    let traced;
+    let n = match crate::trace::traceparent_attribute(
+        &n.attributes,
+        n.body.len(),
+        MAX_ATTRIBUTES,
+        MAX_MESSAGE_BYTES,
+    ) {
+        Some((k, v)) => {
+            let mut with = n.clone();
+            with.attributes.insert(k, v);
+            traced = with;
+            &traced
+        }
+        None => n,
+    };
     if topic_arn.is_empty() {
         return Err(Error::invalid_input("topic_arn", "must not be empty"));
     }

@@ -4,6 +4,7 @@
 mod receive;
 mod types;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -152,7 +153,7 @@ impl SqsClient {
     /// [`Error::InvalidInput`] for an empty or oversized body, a delay over 15 minutes, or a FIFO
     /// queue without a group id; the mapped AWS error; transport and policy errors.
     pub async fn send(&self, queue_url: &str, body: &str, options: &SendOptions) -> Result<String> {
-        let mut req = options.to_json(queue_url, body, None)?;
+        let mut req = options.traced(body).to_json(queue_url, body, None)?;
         req["QueueUrl"] = json!(queue_url);
         let r = self.call("SendMessage", &req).await?;
         string_field(&r, "MessageId", "SendMessage")
@@ -179,6 +180,24 @@ impl SqsClient {
                 ));
             }
         }
+        // The trace context is added first, so that the batches' sizes count it (and the
+        // entries are copied only when there is one to add).
+        let traced: Vec<SendEntry>;
+        let entries = if entries
+            .iter()
+            .any(|e| matches!(e.options.traced(&e.body), Cow::Owned(_)))
+        {
+            traced = entries
+                .iter()
+                .map(|e| SendEntry {
+                    options: e.options.traced(&e.body).into_owned(),
+                    ..e.clone()
+                })
+                .collect();
+            &traced[..]
+        } else {
+            entries
+        };
         let mut outcome = BatchOutcome::default();
         for chunk in batches(entries)? {
             let list = chunk

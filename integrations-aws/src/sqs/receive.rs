@@ -99,6 +99,17 @@ pub struct ReceivedMessage {
 }
 
 impl ReceivedMessage {
+    /// The sender's trace context: the `traceparent` message attribute, when present and
+    /// well-formed (a malformed one is dropped with a warning). Link the span that processes the
+    /// message to it (`integrations_core::telemetry::link_to`, feature `opentelemetry`), or pass
+    /// it on with `NewJob::with_traceparent`.
+    pub fn traceparent(&self) -> Option<integrations_core::telemetry::TraceParent> {
+        let raw = self
+            .attributes
+            .get(integrations_core::telemetry::TRACEPARENT)?;
+        integrations_core::telemetry::TraceParent::parse_or_warn(raw, "SQS message")
+    }
+
     pub(crate) fn from_json(v: &Value) -> Result<Self> {
         let s = |k: &str| {
             v.get(k)

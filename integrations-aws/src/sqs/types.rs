@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use super::{MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES};
 
+/// Most message attributes SQS accepts on one message.
+const MAX_ATTRIBUTES: usize = 10;
+
 /// Options of one sent message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,6 +55,24 @@ impl SendOptions {
         self
     }
 
+    /// These options with the current span's `traceparent` attribute added when there is one,
+    /// the caller set none and it fits (see `crate::trace`).
+    pub(crate) fn traced(&self, body: &str) -> std::borrow::Cow<'_, SendOptions> {
+        match crate::trace::traceparent_attribute(
+            &self.attributes,
+            body.len(),
+            MAX_ATTRIBUTES,
+            MAX_MESSAGE_BYTES,
+        ) {
+            Some((k, v)) => {
+                let mut with = self.clone();
+                with.attributes.insert(k, v);
+                std::borrow::Cow::Owned(with)
+            }
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// Bytes SQS counts for `body` with these attributes.
     pub(crate) fn size(&self, body: &str) -> usize {
         body.len()
@@ -77,7 +98,7 @@ impl SendOptions {
                 format!("{size} bytes with attributes; SQS accepts {MAX_MESSAGE_BYTES}"),
             ));
         }
-        if self.attributes.len() > 10 {
+        if self.attributes.len() > MAX_ATTRIBUTES {
             return Err(Error::invalid_input(
                 "attributes",
                 "SQS accepts at most 10 message attributes",

@@ -6,6 +6,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::breaker::{BreakerPermit, CircuitBreaker, CircuitBreakerConfig};
 use super::bulkhead::{Bulkhead, BulkheadPermit};
@@ -13,6 +14,7 @@ use super::limiter::RateLimiter;
 use super::retry::{GiveUpReason, RetryDecision, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::metrics::{IntegrationMetrics, MetricsRegistry};
+use crate::telemetry;
 
 /// What the policy tells the closure about the attempt it is making.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,7 +343,32 @@ impl Policy {
         self.run(operation, classify, f).await
     }
 
-    async fn run<T, F, Fut, C>(&self, operation: &'static str, classify: C, mut f: F) -> Result<T>
+    /// [`run_unspanned`](Self::run_unspanned) in the call's span ([`crate::telemetry`]).
+    async fn run<T, F, Fut, C>(&self, operation: &'static str, classify: C, f: F) -> Result<T>
+    where
+        C: Fn(&Error) -> bool,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        // One code path whether or not anyone listens: a disabled span is a no-op to enter,
+        // clone and record on, and a second path would only make the future larger.
+        let span = telemetry::call_span(&self.inner.provider, operation);
+        let mut attempts = 0;
+        let result = self
+            .run_unspanned(operation, classify, f, &mut attempts)
+            .instrument(span.clone())
+            .await;
+        telemetry::record_call(&span, attempts, &result);
+        result
+    }
+
+    async fn run_unspanned<T, F, Fut, C>(
+        &self,
+        operation: &'static str,
+        classify: C,
+        mut f: F,
+        attempts: &mut u32,
+    ) -> Result<T>
     where
         C: Fn(&Error) -> bool,
         F: FnMut(Attempt) -> Fut,
@@ -407,6 +434,7 @@ impl Policy {
                 number: retries + 1,
                 operation,
             };
+            *attempts = attempt.number;
             let error = match self.attempt(attempt, attempt_start, deadline, &mut f).await {
                 AttemptEnd::Done(Ok(v)) => break Ok(v),
                 AttemptEnd::Done(Err(e)) => e,
@@ -498,13 +526,15 @@ impl Policy {
         Fut: Future<Output = Result<T>>,
     {
         let inner = &*self.inner;
+        let span = telemetry::attempt_span(attempt.number);
         if inner.attempt_timeout.is_none() && deadline.is_none() {
-            return AttemptEnd::Done(f(attempt).await);
+            let result = f(attempt).instrument(span.clone()).await;
+            return AttemptEnd::Done(telemetry::attempt_result(&span, result));
         }
         // The timer is made only if the attempt does not finish on its first poll: one that
         // completes at once never touches the timer wheel or tokio's clock.
         let mut by_deadline = false;
-        let mut call = std::pin::pin!(f(attempt));
+        let mut call = std::pin::pin!(f(attempt).instrument(span.clone()));
         let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
         let finished = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = call.as_mut().poll(cx) {
@@ -533,8 +563,9 @@ impl Policy {
         })
         .await;
         if let Some(result) = finished {
-            return AttemptEnd::Done(result);
+            return AttemptEnd::Done(telemetry::attempt_result(&span, result));
         }
+        telemetry::record_attempt_timeout(&span);
         inner.metrics.record_timeout();
         let provider = &*inner.provider;
         let operation = attempt.operation;
