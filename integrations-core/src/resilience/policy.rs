@@ -450,7 +450,7 @@ impl Policy {
         let latency = start.elapsed();
         match result {
             Ok(v) => {
-                inner.metrics.record_success(latency);
+                inner.metrics.record_operation_success(operation, latency);
                 tracing::trace!(
                     provider = &*inner.provider,
                     operation,
@@ -461,7 +461,9 @@ impl Policy {
                 Ok(v)
             }
             Err(e) => {
-                inner.metrics.record_failure(e.kind(), latency);
+                inner
+                    .metrics
+                    .record_operation_failure(operation, e.kind(), latency);
                 let e = self.decorate(e, operation);
                 tracing::debug!(
                     provider = &*inner.provider,
