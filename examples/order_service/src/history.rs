@@ -142,9 +142,9 @@ pub struct Delta {
     pub latency_count: u64,
     /// Their sum, in milliseconds.
     pub latency_sum_ms: f64,
-    /// Core's p50 at the sample, in milliseconds.
+    /// Core's p50 over its sliding window at the sample, in milliseconds.
     pub p50_ms: f64,
-    /// Core's p99 at the sample, in milliseconds.
+    /// Core's p99 over its sliding window at the sample, in milliseconds.
     pub p99_ms: f64,
 }
 
@@ -474,8 +474,10 @@ impl Recorder {
                 failures: now.failures.saturating_sub(before.failures),
                 latency_count: now.latency_count.saturating_sub(before.latency_count),
                 latency_sum_ms: (now.latency_sum_ms - before.latency_sum_ms).max(0.0),
-                p50_ms: s.p50_ms,
-                p99_ms: s.p99_ms,
+                // Window quantiles are NaN when no call finished in the window; such a row has
+                // no latency to weigh them by, so 0 stands in (the columns are NOT NULL).
+                p50_ms: if s.p50_ms.is_nan() { 0.0 } else { s.p50_ms },
+                p99_ms: if s.p99_ms.is_nan() { 0.0 } else { s.p99_ms },
             };
             if d.calls > 0 || d.successes > 0 || d.failures > 0 || d.latency_count > 0 {
                 rows.push((s.name.clone(), d));

@@ -87,12 +87,9 @@ fn integration_row(out: &mut String, i: &IntegrationView) {
             } else {
                 "num"
             };
+            // Window quantiles: NaN when no call finished in the last five minutes.
             let latency = |v: f64| {
-                if m.latency_count == 0 {
-                    "—".to_owned()
-                } else {
-                    ms(v)
-                }
+                if v.is_nan() { "—".to_owned() } else { ms(v) }
             };
             let _ = write!(
                 out,
