@@ -11,7 +11,7 @@
 //! | [`clock`] | [`Clock`], injectable wall-clock time for verifiers, stores and tests |
 //! | [`provider`] | the traits [`PaymentProvider`], [`EmailProvider`], [`SheetsSink`], [`Notifier`] and their plain types |
 //! | [`resilience`] | backoff, retry, circuit breaker, rate limiter, bulkhead, composed as one [`Policy`] |
-//! | [`metrics`] | per-integration counters and latency percentiles, as a snapshot or Prometheus text |
+//! | [`metrics`] | per-integration counters, per-operation latency histograms and 5-minute window percentiles, as a snapshot or Prometheus text (and the `metrics` facade) |
 //! | [`webhook`] | constant-time HMAC, timestamp tolerance, body limits, dedup store, Standard Webhooks |
 //! | [`failover`] | an ordered list of providers that moves on only when the previous one did not act |
 //! | `http` | shared rustls `reqwest` client and a helper running a request under a policy (feature `http`) |
@@ -21,6 +21,7 @@
 //! |---|---|---|
 //! | `http` | yes | `reqwest` (rustls only) and [`http`] |
 //! | `axum` | no | `webhook::WebhookRejection`, the answer of the axum webhook extractors |
+//! | `metrics` | no | records every counter, gauge and histogram through the `metrics` crate facade as well |
 #![warn(
     missing_docs,
     missing_debug_implementations,

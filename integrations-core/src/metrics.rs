@@ -3,9 +3,10 @@
 //!
 //! Every [`Policy`](crate::resilience::Policy) records into the [`IntegrationMetrics`] of its
 //! provider, found by name in a [`MetricsRegistry`] (the [global](MetricsRegistry::global) one
-//! unless the builder was given another). Recording is a handful of relaxed atomic increments, no
-//! lock on the hot path (one is taken when an operation is first seen and once per
-//! [`WINDOW_STEP`] to clear the oldest step of the window).
+//! unless the builder was given another). Recording is a read lock (uncontended but for writers)
+//! to find the operation and a handful of relaxed atomic increments; a write lock is taken only
+//! when an operation is first seen, and a per-step lock once per [`WINDOW_STEP`] to clear the
+//! oldest step of the window. Each (provider, operation) holds about 35 KiB.
 //!
 //! What is kept, per provider and per operation (`create_payment_intent`, `send`, …):
 //! - counters since start (calls, successes, failures by kind, retries, …);

@@ -23,7 +23,9 @@
 //! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
 //! provider's webhook extractor; with an `aws-*` feature also the SNS extractor, which brings SNS
 //! in) and `sandbox` (each provider's local in-process server; with `testkit`, the sandbox
-//! plumbing).
+//! plumbing). Feature `metrics` also records the policies' metrics (and, with `outbox`, the
+//! dispatcher's) through the [`metrics`](https://docs.rs/metrics) crate facade, for whatever
+//! exporter the application installs.
 //!
 //! ## Example
 //!
