@@ -3,10 +3,10 @@
 //!
 //! Every [`Policy`](crate::resilience::Policy) records into the [`IntegrationMetrics`] of its
 //! provider, found by name in a [`MetricsRegistry`] (the [global](MetricsRegistry::global) one
-//! unless the builder was given another). Recording is a read lock (uncontended but for writers)
-//! to find the operation and a handful of relaxed atomic increments; a write lock is taken only
-//! when an operation is first seen, and a per-step lock once per [`WINDOW_STEP`] to clear the
-//! oldest step of the window. Each (provider, operation) holds about 35 KiB.
+//! unless the builder was given another). Recording is a handful of relaxed atomic operations,
+//! without a lock: one is taken only when an operation is first seen, and per window step once
+//! per [`WINDOW_STEP`] to clear the oldest step. Each (provider, operation) holds about 35 KiB;
+//! at most [`MAX_OPERATIONS`] operations are told apart per provider.
 //!
 //! What is kept, per provider and per operation (`create_payment_intent`, `send`, …):
 //! - counters since start (calls, successes, failures by kind, retries, …);
@@ -50,7 +50,7 @@ mod prometheus;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -66,6 +66,11 @@ use crate::resilience::BreakerState;
 /// The operation recorded by [`IntegrationMetrics::record_success`] and
 /// [`IntegrationMetrics::record_failure`], which do not name one.
 pub const UNSPECIFIED_OPERATION: &str = "unspecified";
+/// Operations told apart per provider (the label set stays bounded); the latency of any further
+/// operation is recorded under [`OTHER_OPERATION`].
+pub const MAX_OPERATIONS: usize = 32;
+/// The operation that stands for every operation past the first [`MAX_OPERATIONS`] − 1.
+pub const OTHER_OPERATION: &str = "other";
 /// Availability below which a closed-circuit integration is reported [`Health::Degraded`].
 pub const DEGRADED_BELOW: f64 = 0.95;
 /// Availability below which an integration is reported [`Health::Down`] even with a closed circuit.
@@ -89,8 +94,11 @@ pub struct IntegrationMetrics {
     bulkhead_rejections: AtomicU64,
     timeouts: AtomicU64,
     breaker_state: AtomicU8,
-    /// One entry per operation seen; a handful per provider (operations are `&'static str`).
-    operations: RwLock<Vec<Arc<OperationMetrics>>>,
+    /// One slot per operation seen, filled in order and never emptied, so recording finds its
+    /// operation without a lock; the last slot is [`OTHER_OPERATION`].
+    operations: [OnceLock<Box<OperationMetrics>>; MAX_OPERATIONS],
+    /// Held while a slot is filled.
+    adding: Mutex<()>,
     /// The name as the facade's `provider` label.
     #[cfg(feature = "metrics")]
     label: metrics::SharedString,
@@ -102,6 +110,16 @@ struct OperationMetrics {
     name: &'static str,
     histogram: FixedHistogram,
     window: Window,
+}
+
+impl OperationMetrics {
+    fn new(name: &'static str) -> Self {
+        OperationMetrics {
+            name,
+            histogram: FixedHistogram::new(LATENCY_BUCKETS),
+            window: Window::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for IntegrationMetrics {
@@ -137,7 +155,8 @@ impl IntegrationMetrics {
             bulkhead_rejections: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             breaker_state: AtomicU8::new(BreakerState::Closed.as_u8()),
-            operations: RwLock::new(Vec::new()),
+            operations: std::array::from_fn(|_| OnceLock::new()),
+            adding: Mutex::new(()),
             name,
         }
     }
@@ -155,10 +174,7 @@ impl IntegrationMetrics {
     }
     /// A logical call of `operation` succeeded after `latency` (all attempts and waits included).
     pub fn record_operation_success(&self, operation: &'static str, latency: Duration) {
-        bump(&self.successes);
-        #[cfg(feature = "metrics")]
-        facade::counter(facade::SUCCESSES, &self.label);
-        self.record_latency(operation, latency);
+        self.record_success_at(operation, latency, Instant::now());
     }
     /// A logical call of `operation` failed with `kind` after `latency`.
     pub fn record_operation_failure(
@@ -167,8 +183,32 @@ impl IntegrationMetrics {
         kind: ErrorKind,
         latency: Duration,
     ) {
+        self.record_failure_at(operation, kind, latency, Instant::now());
+    }
+    /// [`record_operation_success`](Self::record_operation_success) of a call that ended at
+    /// `now` (the policy has read the clock already).
+    pub(crate) fn record_success_at(
+        &self,
+        operation: &'static str,
+        latency: Duration,
+        now: Instant,
+    ) {
+        bump(&self.successes);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::SUCCESSES, &self.label);
+        self.record_latency(operation, latency, now);
+    }
+    /// [`record_operation_failure`](Self::record_operation_failure) of a call that ended at
+    /// `now`.
+    pub(crate) fn record_failure_at(
+        &self,
+        operation: &'static str,
+        kind: ErrorKind,
+        latency: Duration,
+        now: Instant,
+    ) {
         self.record_rejection(kind);
-        self.record_latency(operation, latency);
+        self.record_latency(operation, latency, now);
     }
     /// [`record_operation_success`](Self::record_operation_success) of
     /// [`UNSPECIFIED_OPERATION`].
@@ -230,44 +270,50 @@ impl IntegrationMetrics {
         facade::breaker_state(&self.label, state);
     }
 
-    fn record_latency(&self, operation: &'static str, latency: Duration) {
+    fn record_latency(&self, operation: &'static str, latency: Duration, now: Instant) {
         let op = self.operation(operation);
         op.histogram.record(latency);
-        op.window.record(latency, Instant::now());
+        op.window.record(latency, now);
         #[cfg(feature = "metrics")]
-        facade::latency(&self.label, operation, latency);
+        facade::latency(&self.label, op.name, latency);
     }
 
-    /// The metrics of `operation`, created on first use.
-    fn operation(&self, operation: &'static str) -> Arc<OperationMetrics> {
-        let find = |ops: &[Arc<OperationMetrics>]| {
-            ops.iter()
-                .find(|o| std::ptr::eq(o.name, operation) || o.name == operation)
-                .cloned()
-        };
-        if let Some(op) = find(
-            &self
-                .operations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        ) {
-            return op;
+    /// The metrics of `operation`, created on first use (without a lock once it exists).
+    fn operation(&self, operation: &'static str) -> &OperationMetrics {
+        for slot in &self.operations {
+            match slot.get() {
+                Some(op) if std::ptr::eq(op.name, operation) || op.name == operation => return op,
+                Some(_) => {}
+                None => return self.add_operation(operation),
+            }
         }
-        let mut ops = self
-            .operations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(op) = find(&ops) {
-            return op;
+        self.other()
+    }
+
+    #[cold]
+    fn add_operation(&self, operation: &'static str) -> &OperationMetrics {
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, slot) in self.operations.iter().enumerate() {
+            match slot.get() {
+                Some(op) if op.name == operation => return op,
+                Some(_) => {}
+                None => {
+                    let name = if i == MAX_OPERATIONS - 1 {
+                        OTHER_OPERATION
+                    } else {
+                        operation
+                    };
+                    return slot.get_or_init(|| Box::new(OperationMetrics::new(name)));
+                }
+            }
         }
-        let op = Arc::new(OperationMetrics {
-            name: operation,
-            histogram: FixedHistogram::new(LATENCY_BUCKETS),
-            window: Window::new(),
-        });
-        ops.push(Arc::clone(&op));
-        ops.sort_by_key(|o| o.name);
-        op
+        self.other()
+    }
+
+    /// The last slot, [`OTHER_OPERATION`] (every slot is taken when this is called).
+    fn other(&self) -> &OperationMetrics {
+        self.operations[MAX_OPERATIONS - 1]
+            .get_or_init(|| Box::new(OperationMetrics::new(OTHER_OPERATION)))
     }
 
     /// Logical calls started.
@@ -321,11 +367,12 @@ impl IntegrationMetrics {
     /// A consistent-enough copy of everything, with window quantiles and health computed.
     pub fn snapshot(&self) -> IntegrationSnapshot {
         let now = Instant::now();
-        let ops: Vec<Arc<OperationMetrics>> = self
+        let mut ops: Vec<&OperationMetrics> = self
             .operations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .iter()
+            .map_while(|slot| slot.get().map(|op| &**op))
+            .collect();
+        ops.sort_by_key(|op| op.name);
         let mut window = WindowCounts::empty();
         let (mut count, mut sum_seconds) = (0u64, 0.0f64);
         let operations: Vec<OperationSnapshot> = ops

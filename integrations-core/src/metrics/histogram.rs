@@ -102,12 +102,9 @@ impl FixedHistogram {
         let us = micros(value);
         let i = self.bounds.partition_point(|b| b.micros < us);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        // Saturating: a sum past u64 microseconds (half a million years) stays at the maximum.
-        let _ = self
-            .sum_micros
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                Some(s.saturating_add(us))
-            });
+        // Wraps only past u64 microseconds in all (half a million years of latency).
+        self.sum_micros
+            .fetch_add(us.min(u64::MAX / 2), Ordering::Relaxed);
     }
 
     /// Cumulative counts, as Prometheus exposes them.
@@ -219,7 +216,11 @@ impl Window {
         }
         let us = micros(value);
         step.counts[log_index(us)].fetch_add(1, Ordering::Relaxed);
-        step.max_micros.fetch_max(us, Ordering::Relaxed);
+        // A plain load first: most calls are not the window's slowest, and a load is cheaper
+        // than the read-modify-write of `fetch_max`.
+        if us > step.max_micros.load(Ordering::Relaxed) {
+            step.max_micros.fetch_max(us, Ordering::Relaxed);
+        }
     }
 
     /// The counts of the steps still inside the window at `now`.

@@ -412,3 +412,27 @@ fn the_facade_and_the_text_name_the_same_families() {
     declared.sort_unstable();
     assert_eq!(declared, pushed);
 }
+
+#[test]
+fn operations_past_the_bound_are_recorded_as_other() {
+    let m = IntegrationMetrics::new("stripe");
+    let names: Vec<&'static str> = (0..MAX_OPERATIONS + 8)
+        .map(|i| &*Box::leak(format!("op{i:02}").into_boxed_str()))
+        .collect();
+    for name in &names {
+        m.record_operation_success(name, ms(5));
+    }
+    // Known operations are still found by name, not only by pointer.
+    m.record_operation_success("op00", ms(5));
+    let s = m.snapshot();
+    assert_eq!(s.operations.len(), MAX_OPERATIONS);
+    let other = s
+        .operations
+        .iter()
+        .find(|o| o.operation == OTHER_OPERATION)
+        .expect("an `other` operation");
+    assert_eq!(other.latency_count, 9, "op31..=op39");
+    let op00 = s.operations.iter().find(|o| o.operation == "op00").unwrap();
+    assert_eq!(op00.latency_count, 2);
+    assert_eq!(s.latency_count, MAX_OPERATIONS as u64 + 9);
+}

@@ -447,10 +447,11 @@ impl Policy {
         if let Some(permit) = permit {
             permit.record_result(&result);
         }
-        let latency = start.elapsed();
+        let end = Instant::now();
+        let latency = end.saturating_duration_since(start);
         match result {
             Ok(v) => {
-                inner.metrics.record_operation_success(operation, latency);
+                inner.metrics.record_success_at(operation, latency, end);
                 tracing::trace!(
                     provider = &*inner.provider,
                     operation,
@@ -463,7 +464,7 @@ impl Policy {
             Err(e) => {
                 inner
                     .metrics
-                    .record_operation_failure(operation, e.kind(), latency);
+                    .record_failure_at(operation, e.kind(), latency, end);
                 let e = self.decorate(e, operation);
                 tracing::debug!(
                     provider = &*inner.provider,

@@ -1,7 +1,8 @@
 //! The alert rules in `docs/alerts/integrations.rules.yml` name only series that the built-in
 //! renderers write (core's `MetricsRegistry` and the outbox's `OutboxMetrics`), so a renamed
 //! series cannot silently leave an alert that never fires. (`promtool test rules` in CI checks
-//! the rules' logic; this checks their names against the code.)
+//! the rules' logic; this checks their names against the code.) It lives in the unpublished
+//! examples crate so that no published crate refers to a file outside itself.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
