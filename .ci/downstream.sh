@@ -23,7 +23,7 @@ integrations = { path = "$root/integrations", features = [
     "stripe", "sendgrid", "sheets",
     "aws-dynamodb", "aws-sns", "aws-ses", "aws-sqs", "aws-cloudwatch", "aws-outbox", "aws-config",
     "outbox", "sqlite", "axum", "sandbox", "testkit", "dashboard", "opentelemetry", "tower",
-    "reqwest-middleware",
+    "reqwest-middleware", "metrics",
 ] }
 
 [workspace]

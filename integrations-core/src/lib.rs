@@ -11,7 +11,7 @@
 //! | [`clock`] | [`Clock`], injectable wall-clock time for verifiers, stores and tests |
 //! | [`provider`] | the traits [`PaymentProvider`], [`EmailProvider`], [`SheetsSink`], [`Notifier`] and their plain types |
 //! | [`resilience`] | backoff, retry, circuit breaker, rate limiter, bulkhead, composed as one [`Policy`] |
-//! | [`metrics`] | per-integration counters and latency percentiles, as a snapshot or Prometheus text |
+//! | [`metrics`] | per-integration counters, per-operation latency histograms and 5-minute window percentiles, as a snapshot or Prometheus text (and the `metrics` facade) |
 //! | [`telemetry`] | the spans of every call and attempt (OpenTelemetry field names), W3C [`TraceParent`](telemetry::TraceParent) |
 //! | [`webhook`] | constant-time HMAC, timestamp tolerance, body limits, dedup store, Standard Webhooks |
 //! | [`failover`] | an ordered list of providers that moves on only when the previous one did not act |
@@ -25,6 +25,7 @@
 //! | `reqwest-middleware` | no | `http::HttpClient` from a `reqwest_middleware::ClientWithMiddleware` (implies `http`) |
 //! | `tower` | no | `resilience::PolicyLayer`: a [`Policy`] as a tower `Layer` (`tower-layer` and `tower-service` only) |
 //! | `opentelemetry` | no | `telemetry::current_traceparent` and `telemetry::link_to` (`opentelemetry`, `tracing-opentelemetry`) |
+//! | `metrics` | no | records every counter, gauge and histogram through the `metrics` crate facade as well |
 #![warn(
     missing_docs,
     missing_debug_implementations,

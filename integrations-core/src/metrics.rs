@@ -1,10 +1,21 @@
-//! Per-integration counters, latency percentiles and health, read as a snapshot or as Prometheus
-//! text.
+//! Per-integration counters, latency histograms and health, read as a snapshot or as Prometheus
+//! text, and (feature `metrics`) recorded through the [`metrics`](https://docs.rs/metrics) facade.
 //!
 //! Every [`Policy`](crate::resilience::Policy) records into the [`IntegrationMetrics`] of its
 //! provider, found by name in a [`MetricsRegistry`] (the [global](MetricsRegistry::global) one
-//! unless the builder was given another). Recording is a handful of relaxed atomic increments plus
-//! one uncontended lock around the latency histogram.
+//! unless the builder was given another). Recording is a handful of relaxed atomic operations,
+//! without a lock: one is taken only when an operation is first seen, and per window step once
+//! per [`WINDOW_STEP`] to clear the oldest step. Each (provider, operation) holds about 35 KiB;
+//! at most [`MAX_OPERATIONS`] operations are told apart per provider.
+//!
+//! What is kept, per provider and per operation (`create_payment_intent`, `send`, …):
+//! - counters since start (calls, successes, failures by kind, retries, …);
+//! - a latency histogram since start over [`LATENCY_BUCKETS`] (5 ms … 60 s), exposed as the
+//!   Prometheus histogram `integration_latency_seconds{provider,operation,le}` so that
+//!   `histogram_quantile` works over any range and across instances;
+//! - a sliding window of the last [`WINDOW`] (5 minutes), from which the snapshot's
+//!   `p50_ms`/`p95_ms`/`p99_ms`/`max_ms` are computed: they follow an incident within minutes
+//!   and are `NaN` (JSON `null`) when the window holds no call.
 //!
 //! ```
 //! use std::time::Duration;
@@ -14,19 +25,27 @@
 //! let registry = MetricsRegistry::new();
 //! let stripe = registry.integration("stripe");
 //! stripe.record_call();
-//! stripe.record_success(Duration::from_millis(120));
+//! stripe.record_operation_success("create_payment_intent", Duration::from_millis(120));
 //! stripe.record_call();
-//! stripe.record_failure(ErrorKind::Timeout, Duration::from_secs(2));
+//! stripe.record_operation_failure("create_payment_intent", ErrorKind::Timeout, Duration::from_secs(2));
 //!
 //! let snapshot = registry.snapshot();
 //! let s = snapshot.get("stripe").unwrap();
 //! assert_eq!((s.calls, s.successes, s.failures["timeout"]), (2, 1, 1));
 //! assert_eq!(s.success_rate, 0.5);
 //! assert_eq!(s.health, Health::Healthy); // fewer than HEALTH_MIN_CALLS calls: not judged yet
+//! assert_eq!(s.operations[0].window_count, 2);
+//! assert!(registry.integration("paypal").snapshot().p99_ms.is_nan()); // no call in the window
 //! let text = registry.render_prometheus();
-//! assert!(text.contains("integration_calls_total{integration=\"stripe\"} 2\n"));
+//! assert!(text.contains("integration_calls_total{provider=\"stripe\"} 2\n"));
+//! assert!(text.contains(
+//!     "integration_latency_seconds_bucket{provider=\"stripe\",operation=\"create_payment_intent\",le=\"0.25\"} 1\n"
+//! ));
 //! ```
 
+#[cfg(feature = "metrics")]
+mod facade;
+mod histogram;
 mod prometheus;
 
 use std::collections::BTreeMap;
@@ -34,17 +53,24 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
+use tokio::time::Instant;
+
+pub use histogram::{Bound, FixedHistogram, FixedSnapshot, LATENCY_BUCKETS, WINDOW, WINDOW_STEP};
+use histogram::{Window, WindowCounts};
+pub use prometheus::TextWriter;
 
 use crate::error::ErrorKind;
 use crate::resilience::BreakerState;
 
-/// Largest latency the histogram tells apart (10 minutes, in microseconds); longer ones count as
-/// this.
-const MAX_TRACKED_MICROS: u64 = 600_000_000;
-/// Significant figures kept by the histogram (1 % precision, about 50 KiB per integration).
-const SIGNIFICANT_FIGURES: u8 = 2;
+/// The operation recorded by [`IntegrationMetrics::record_success`] and
+/// [`IntegrationMetrics::record_failure`], which do not name one.
+pub const UNSPECIFIED_OPERATION: &str = "unspecified";
+/// Operations told apart per provider (the label set stays bounded); the latency of any further
+/// operation is recorded under [`OTHER_OPERATION`].
+pub const MAX_OPERATIONS: usize = 32;
+/// The operation that stands for every operation past the first [`MAX_OPERATIONS`] − 1.
+pub const OTHER_OPERATION: &str = "other";
 /// Availability below which a closed-circuit integration is reported [`Health::Degraded`].
 pub const DEGRADED_BELOW: f64 = 0.95;
 /// Availability below which an integration is reported [`Health::Down`] even with a closed circuit.
@@ -54,8 +80,8 @@ pub const HEALTH_MIN_CALLS: u64 = 10;
 
 const KINDS: usize = ErrorKind::ALL.len();
 
-/// Counters, latency histogram and breaker state of one integration. Cheap to record into from
-/// many tasks at once.
+/// Counters, latency histograms (per operation) and breaker state of one integration. Cheap to
+/// record into from many tasks at once.
 pub struct IntegrationMetrics {
     name: String,
     calls: AtomicU64,
@@ -68,12 +94,32 @@ pub struct IntegrationMetrics {
     bulkhead_rejections: AtomicU64,
     timeouts: AtomicU64,
     breaker_state: AtomicU8,
-    latency: Mutex<Latency>,
+    /// One slot per operation seen, filled in order and never emptied, so recording finds its
+    /// operation without a lock; the last slot is [`OTHER_OPERATION`].
+    operations: [OnceLock<Box<OperationMetrics>>; MAX_OPERATIONS],
+    /// Held while a slot is filled.
+    adding: Mutex<()>,
+    /// The name as the facade's `provider` label.
+    #[cfg(feature = "metrics")]
+    label: metrics::SharedString,
 }
 
-struct Latency {
-    histogram: Histogram<u64>,
-    sum_micros: u64,
+/// Latency of one operation: since start (fixed buckets) and over the window.
+#[derive(Debug)]
+struct OperationMetrics {
+    name: &'static str,
+    histogram: FixedHistogram,
+    window: Window,
+}
+
+impl OperationMetrics {
+    fn new(name: &'static str) -> Self {
+        OperationMetrics {
+            name,
+            histogram: FixedHistogram::new(LATENCY_BUCKETS),
+            window: Window::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for IntegrationMetrics {
@@ -95,8 +141,10 @@ impl IntegrationMetrics {
     /// Metrics for `name`, not registered anywhere (see [`MetricsRegistry::integration`] for shared
     /// ones).
     pub fn new(name: impl Into<String>) -> Self {
+        let name: String = name.into();
         IntegrationMetrics {
-            name: name.into(),
+            #[cfg(feature = "metrics")]
+            label: facade::label(&name),
             calls: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -107,11 +155,9 @@ impl IntegrationMetrics {
             bulkhead_rejections: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             breaker_state: AtomicU8::new(BreakerState::Closed.as_u8()),
-            latency: Mutex::new(Latency {
-                histogram: Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, SIGNIFICANT_FIGURES)
-                    .expect("constant histogram bounds are valid"),
-                sum_micros: 0,
-            }),
+            operations: std::array::from_fn(|_| OnceLock::new()),
+            adding: Mutex::new(()),
+            name,
         }
     }
 
@@ -123,57 +169,151 @@ impl IntegrationMetrics {
     /// A logical call entered the policy.
     pub fn record_call(&self) {
         bump(&self.calls);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::CALLS, &self.label);
     }
-    /// A logical call succeeded after `latency` (all attempts and waits included).
-    pub fn record_success(&self, latency: Duration) {
+    /// A logical call of `operation` succeeded after `latency` (all attempts and waits included).
+    pub fn record_operation_success(&self, operation: &'static str, latency: Duration) {
+        self.record_success_at(operation, latency, Instant::now());
+    }
+    /// A logical call of `operation` failed with `kind` after `latency`.
+    pub fn record_operation_failure(
+        &self,
+        operation: &'static str,
+        kind: ErrorKind,
+        latency: Duration,
+    ) {
+        self.record_failure_at(operation, kind, latency, Instant::now());
+    }
+    /// [`record_operation_success`](Self::record_operation_success) of a call that ended at
+    /// `now` (the policy has read the clock already).
+    pub(crate) fn record_success_at(
+        &self,
+        operation: &'static str,
+        latency: Duration,
+        now: Instant,
+    ) {
         bump(&self.successes);
-        self.record_latency(latency);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::SUCCESSES, &self.label);
+        self.record_latency(operation, latency, now);
     }
-    /// A logical call failed with `kind` after `latency`.
-    pub fn record_failure(&self, kind: ErrorKind, latency: Duration) {
+    /// [`record_operation_failure`](Self::record_operation_failure) of a call that ended at
+    /// `now`.
+    pub(crate) fn record_failure_at(
+        &self,
+        operation: &'static str,
+        kind: ErrorKind,
+        latency: Duration,
+        now: Instant,
+    ) {
         self.record_rejection(kind);
-        self.record_latency(latency);
+        self.record_latency(operation, latency, now);
+    }
+    /// [`record_operation_success`](Self::record_operation_success) of
+    /// [`UNSPECIFIED_OPERATION`].
+    pub fn record_success(&self, latency: Duration) {
+        self.record_operation_success(UNSPECIFIED_OPERATION, latency);
+    }
+    /// [`record_operation_failure`](Self::record_operation_failure) of
+    /// [`UNSPECIFIED_OPERATION`].
+    pub fn record_failure(&self, kind: ErrorKind, latency: Duration) {
+        self.record_operation_failure(UNSPECIFIED_OPERATION, kind, latency);
     }
     /// A logical call was refused before any attempt (circuit open, bulkhead full, rate limit):
     /// counted as a failure of `kind`, without latency.
     pub fn record_rejection(&self, kind: ErrorKind) {
         bump(&self.failures[kind.index()]);
+        #[cfg(feature = "metrics")]
+        facade::failure(&self.label, kind);
     }
     /// A retry was scheduled.
     pub fn record_retry(&self) {
         bump(&self.retries);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::RETRIES, &self.label);
     }
     /// The circuit breaker refused a call.
     pub fn record_short_circuit(&self) {
         bump(&self.short_circuits);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::SHORT_CIRCUITS, &self.label);
     }
     /// The rate limiter made a call wait for a permit.
     pub fn record_rate_limited_wait(&self) {
         bump(&self.rate_limited_waits);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::RATE_LIMITED_WAITS, &self.label);
     }
     /// The rate limiter refused a call (the wait would have been too long).
     pub fn record_rate_limited_rejection(&self) {
         bump(&self.rate_limited_rejections);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::RATE_LIMITED_REJECTIONS, &self.label);
     }
     /// The bulkhead refused a call.
     pub fn record_bulkhead_rejection(&self) {
         bump(&self.bulkhead_rejections);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::BULKHEAD_REJECTIONS, &self.label);
     }
     /// An attempt or a whole call ran out of time.
     pub fn record_timeout(&self) {
         bump(&self.timeouts);
+        #[cfg(feature = "metrics")]
+        facade::counter(facade::TIMEOUTS, &self.label);
     }
     /// The circuit breaker moved to `state`.
     pub fn set_breaker_state(&self, state: BreakerState) {
         self.breaker_state.store(state.as_u8(), Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        facade::breaker_state(&self.label, state);
     }
 
-    fn record_latency(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let mut l = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        l.histogram
-            .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
-        l.sum_micros = l.sum_micros.saturating_add(micros);
+    fn record_latency(&self, operation: &'static str, latency: Duration, now: Instant) {
+        let op = self.operation(operation);
+        op.histogram.record(latency);
+        op.window.record(latency, now);
+        #[cfg(feature = "metrics")]
+        facade::latency(&self.label, op.name, latency);
+    }
+
+    /// The metrics of `operation`, created on first use (without a lock once it exists).
+    fn operation(&self, operation: &'static str) -> &OperationMetrics {
+        for slot in &self.operations {
+            match slot.get() {
+                Some(op) if std::ptr::eq(op.name, operation) || op.name == operation => return op,
+                Some(_) => {}
+                None => return self.add_operation(operation),
+            }
+        }
+        self.other()
+    }
+
+    #[cold]
+    fn add_operation(&self, operation: &'static str) -> &OperationMetrics {
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, slot) in self.operations.iter().enumerate() {
+            match slot.get() {
+                Some(op) if op.name == operation => return op,
+                Some(_) => {}
+                None => {
+                    let name = if i == MAX_OPERATIONS - 1 {
+                        OTHER_OPERATION
+                    } else {
+                        operation
+                    };
+                    return slot.get_or_init(|| Box::new(OperationMetrics::new(name)));
+                }
+            }
+        }
+        self.other()
+    }
+
+    /// The last slot, [`OTHER_OPERATION`] (every slot is taken when this is called).
+    fn other(&self) -> &OperationMetrics {
+        self.operations[MAX_OPERATIONS - 1]
+            .get_or_init(|| Box::new(OperationMetrics::new(OTHER_OPERATION)))
     }
 
     /// Logical calls started.
@@ -224,20 +364,28 @@ impl IntegrationMetrics {
         BreakerState::from_u8(self.breaker_state.load(Ordering::Relaxed))
     }
 
-    /// A consistent-enough copy of everything, with percentiles and health computed.
+    /// A consistent-enough copy of everything, with window quantiles and health computed.
     pub fn snapshot(&self) -> IntegrationSnapshot {
-        let (p50, p95, p99, max, sum_micros, count) = {
-            let l = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-            let h = &l.histogram;
-            let q = |p: f64| {
-                if h.is_empty() {
-                    0
-                } else {
-                    h.value_at_quantile(p)
-                }
-            };
-            (q(0.5), q(0.95), q(0.99), h.max(), l.sum_micros, h.len())
-        };
+        let now = Instant::now();
+        let mut ops: Vec<&OperationMetrics> = self
+            .operations
+            .iter()
+            .map_while(|slot| slot.get().map(|op| &**op))
+            .collect();
+        ops.sort_by_key(|op| op.name);
+        let mut window = WindowCounts::empty();
+        let (mut count, mut sum_seconds) = (0u64, 0.0f64);
+        let operations: Vec<OperationSnapshot> = ops
+            .iter()
+            .map(|op| {
+                let fixed = op.histogram.snapshot();
+                let w = op.window.read(now);
+                window.merge(&w);
+                count += fixed.count;
+                sum_seconds += fixed.sum_seconds;
+                OperationSnapshot::new(op.name, fixed, &w)
+            })
+            .collect();
         let failures: BTreeMap<&'static str, u64> = ErrorKind::ALL
             .iter()
             .map(|k| (k.as_str(), self.failures(*k)))
@@ -260,7 +408,6 @@ impl IntegrationMetrics {
         let success_rate = ratio(successes);
         let availability = ratio(completed - provider_faults);
         let breaker_state = self.breaker_state();
-        let ms = |micros: u64| micros as f64 / 1000.0;
         IntegrationSnapshot {
             name: self.name.clone(),
             calls: self.calls(),
@@ -275,13 +422,16 @@ impl IntegrationMetrics {
             success_rate,
             availability,
             latency_count: count,
-            latency_sum_ms: ms(sum_micros),
-            p50_ms: ms(p50),
-            p95_ms: ms(p95),
-            p99_ms: ms(p99),
-            max_ms: ms(max),
+            latency_sum_ms: sum_seconds * 1000.0,
+            window_secs: WINDOW.as_secs(),
+            window_count: window.total,
+            p50_ms: window.quantile_ms(0.5),
+            p95_ms: window.quantile_ms(0.95),
+            p99_ms: window.quantile_ms(0.99),
+            max_ms: window.max_ms(),
             breaker_state,
             health: Health::derive(breaker_state, availability, completed),
+            operations,
         }
     }
 }
@@ -343,7 +493,8 @@ impl Health {
     }
 }
 
-/// One integration's metrics at a point in time. Counters are totals since start.
+/// One integration's metrics at a point in time. Counters are totals since start; the latency
+/// quantiles cover the last [`WINDOW`] and are `NaN` (JSON `null`) when it holds no call.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct IntegrationSnapshot {
@@ -372,22 +523,68 @@ pub struct IntegrationSnapshot {
     /// Completed calls that did not fail for a provider reason ([`is_provider_fault`]) over all
     /// completed calls (1.0 before any call).
     pub availability: f64,
-    /// Calls whose latency was recorded.
+    /// Calls whose latency was recorded, since start.
     pub latency_count: u64,
-    /// Sum of recorded latencies, in milliseconds.
+    /// Sum of recorded latencies since start, in milliseconds.
     pub latency_sum_ms: f64,
-    /// Median latency of a logical call, in milliseconds.
+    /// Length of the window the quantiles cover, in seconds ([`WINDOW`]).
+    pub window_secs: u64,
+    /// Calls whose latency is in the window.
+    pub window_count: u64,
+    /// Median latency of a logical call over the window, in milliseconds (`NaN` if none).
     pub p50_ms: f64,
-    /// 95th percentile latency, in milliseconds.
+    /// 95th percentile latency over the window, in milliseconds (`NaN` if none).
     pub p95_ms: f64,
-    /// 99th percentile latency, in milliseconds.
+    /// 99th percentile latency over the window, in milliseconds (`NaN` if none).
     pub p99_ms: f64,
-    /// Largest latency, in milliseconds.
+    /// Largest latency in the window, in milliseconds (`NaN` if none).
     pub max_ms: f64,
     /// Circuit breaker state.
     pub breaker_state: BreakerState,
     /// Health derived from breaker state and availability.
     pub health: Health,
+    /// Latency per operation, sorted by name (only operations that were called).
+    pub operations: Vec<OperationSnapshot>,
+}
+
+/// Latency of one operation of an integration at a point in time.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct OperationSnapshot {
+    /// Operation name (`"create_payment_intent"`).
+    pub operation: &'static str,
+    /// Calls whose latency was recorded, since start.
+    pub latency_count: u64,
+    /// Sum of recorded latencies since start, in milliseconds.
+    pub latency_sum_ms: f64,
+    /// `(le, cumulative count)` over [`LATENCY_BUCKETS`] since start, `"+Inf"` last.
+    pub latency_buckets: Vec<(&'static str, u64)>,
+    /// Calls whose latency is in the window.
+    pub window_count: u64,
+    /// Median latency over the window, in milliseconds (`NaN` if none).
+    pub p50_ms: f64,
+    /// 95th percentile latency over the window, in milliseconds (`NaN` if none).
+    pub p95_ms: f64,
+    /// 99th percentile latency over the window, in milliseconds (`NaN` if none).
+    pub p99_ms: f64,
+    /// Largest latency in the window, in milliseconds (`NaN` if none).
+    pub max_ms: f64,
+}
+
+impl OperationSnapshot {
+    fn new(operation: &'static str, fixed: FixedSnapshot, w: &WindowCounts) -> Self {
+        OperationSnapshot {
+            operation,
+            latency_count: fixed.count,
+            latency_sum_ms: fixed.sum_seconds * 1000.0,
+            latency_buckets: fixed.buckets,
+            window_count: w.total,
+            p50_ms: w.quantile_ms(0.5),
+            p95_ms: w.quantile_ms(0.95),
+            p99_ms: w.quantile_ms(0.99),
+            max_ms: w.max_ms(),
+        }
+    }
 }
 
 /// All integrations' metrics at a point in time, sorted by name.
@@ -470,228 +667,4 @@ impl MetricsRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn registry_shares_one_metrics_per_name() {
-        let r = MetricsRegistry::new();
-        let a = r.integration("stripe");
-        let b = r.clone().integration("stripe");
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &r.integration("sendgrid")));
-        assert!(std::ptr::eq(
-            MetricsRegistry::global(),
-            MetricsRegistry::global()
-        ));
-        let names: Vec<_> = r
-            .snapshot()
-            .integrations
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(names, ["sendgrid", "stripe"]);
-    }
-
-    #[test]
-    fn percentiles_and_rates() {
-        let m = IntegrationMetrics::new("ses");
-        for i in 1..=100 {
-            m.record_call();
-            m.record_success(ms(i));
-        }
-        for _ in 0..5 {
-            m.record_call();
-            m.record_failure(ErrorKind::Declined, ms(1));
-        }
-        m.record_call();
-        m.record_rejection(ErrorKind::CircuitOpen);
-        let s = m.snapshot();
-        assert_eq!((s.calls, s.successes), (106, 100));
-        assert_eq!(s.failures["declined"], 5);
-        assert_eq!(s.failures["circuit_open"], 1);
-        assert_eq!(s.failures.len(), ErrorKind::ALL.len());
-        assert!((s.success_rate - 100.0 / 106.0).abs() < 1e-9);
-        // Declines are the caller's business; only the circuit-open rejection is a provider fault.
-        assert!((s.availability - 105.0 / 106.0).abs() < 1e-9);
-        assert_eq!(s.latency_count, 105);
-        // 105 latencies: 1 ms six times, then 2..=100 ms; 1 % precision of the histogram.
-        assert!((s.p50_ms - 48.0).abs() <= 0.5, "{}", s.p50_ms);
-        assert!((s.p95_ms - 95.0).abs() <= 1.0, "{}", s.p95_ms);
-        assert!((s.p99_ms - 99.0).abs() <= 1.0, "{}", s.p99_ms);
-        assert!((s.max_ms - 100.0).abs() <= 1.0, "{}", s.max_ms);
-        assert!(
-            (s.latency_sum_ms - 5055.0).abs() < 1e-6,
-            "{}",
-            s.latency_sum_ms
-        );
-        assert_eq!(s.health, Health::Healthy);
-    }
-
-    #[test]
-    fn health_follows_breaker_then_availability() {
-        assert_eq!(Health::derive(BreakerState::Open, 1.0, 1000), Health::Down);
-        assert_eq!(
-            Health::derive(BreakerState::ForcedOpen, 1.0, 1000),
-            Health::Down
-        );
-        assert_eq!(
-            Health::derive(BreakerState::HalfOpen, 1.0, 1000),
-            Health::Degraded
-        );
-        assert_eq!(
-            Health::derive(BreakerState::Closed, 0.0, 9),
-            Health::Healthy
-        );
-        assert_eq!(Health::derive(BreakerState::Closed, 0.4, 10), Health::Down);
-        assert_eq!(
-            Health::derive(BreakerState::Closed, 0.9, 10),
-            Health::Degraded
-        );
-        assert_eq!(
-            Health::derive(BreakerState::Disabled, 0.99, 10),
-            Health::Healthy
-        );
-
-        let m = IntegrationMetrics::new("sns");
-        m.set_breaker_state(BreakerState::Open);
-        assert_eq!(m.breaker_state(), BreakerState::Open);
-        assert_eq!(m.snapshot().health, Health::Down);
-    }
-
-    #[test]
-    fn empty_metrics_are_healthy_and_zero() {
-        let s = IntegrationMetrics::new("x").snapshot();
-        assert_eq!((s.calls, s.latency_count), (0, 0));
-        assert_eq!((s.success_rate, s.availability, s.p99_ms), (1.0, 1.0, 0.0));
-        assert_eq!(s.health, Health::Healthy);
-    }
-
-    #[test]
-    fn snapshot_serialises_to_json() {
-        let r = MetricsRegistry::new();
-        let m = r.integration("stripe");
-        m.record_call();
-        m.record_failure(ErrorKind::RateLimited, ms(3));
-        let v = serde_json::to_value(r.snapshot()).unwrap();
-        let s = &v["integrations"][0];
-        assert_eq!(s["name"], "stripe");
-        assert_eq!(s["failures"]["rate_limited"], 1);
-        assert_eq!(s["breaker_state"], "closed");
-        assert_eq!(s["health"], "healthy");
-        assert_eq!(s["success_rate"], 0.0);
-        assert!(s["p95_ms"].is_f64());
-    }
-
-    /// Checks every line against the text exposition grammar we emit, and that each sample's
-    /// family was declared with `# TYPE` before it.
-    fn assert_valid_exposition(text: &str) {
-        let mut declared: Vec<(String, String)> = Vec::new();
-        assert!(text.ends_with('\n'));
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let (name, help) = rest.split_once(' ').expect("help text");
-                assert!(!help.is_empty() && is_metric_name(name), "{line}");
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').expect("type");
-                assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
-                assert!(
-                    !declared.iter().any(|(n, _)| n == name),
-                    "declared twice: {line}"
-                );
-                declared.push((name.to_owned(), kind.to_owned()));
-            } else {
-                let (series, value) = line.rsplit_once(' ').expect("value");
-                value
-                    .parse::<f64>()
-                    .unwrap_or_else(|_| panic!("value in {line}"));
-                let (name, labels) = series.split_once('{').expect("labels");
-                assert!(is_metric_name(name) && labels.ends_with('}'), "{line}");
-                let (family, kind) = declared.last().expect("sample before TYPE");
-                let ok = name == family
-                    || (kind == "summary"
-                        && (name == format!("{family}_sum") || name == format!("{family}_count")));
-                assert!(ok, "{line} outside its family {family}");
-                if kind == "counter" {
-                    assert!(name.ends_with("_total"), "{line}");
-                }
-                for pair in labels.trim_end_matches('}').split("\",") {
-                    let (label, v) = pair.split_once("=\"").expect("label=\"value\"");
-                    assert!(is_metric_name(label), "{line}");
-                    assert!(!v.trim_end_matches('"').contains('\n'), "{line}");
-                }
-            }
-        }
-    }
-
-    fn is_metric_name(s: &str) -> bool {
-        !s.is_empty()
-            && !s.starts_with(|c: char| c.is_ascii_digit())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    }
-
-    #[test]
-    fn prometheus_text_is_valid_and_complete() {
-        let r = MetricsRegistry::new();
-        let m = r.integration("stripe");
-        for _ in 0..3 {
-            m.record_call();
-            m.record_success(ms(250));
-        }
-        m.record_call();
-        m.record_failure(ErrorKind::Timeout, ms(2000));
-        m.record_retry();
-        m.record_timeout();
-        m.set_breaker_state(BreakerState::HalfOpen);
-        r.integration("sendgrid");
-        let text = r.render_prometheus();
-        assert_valid_exposition(&text);
-        for expected in [
-            "# TYPE integration_calls_total counter\n",
-            "integration_calls_total{integration=\"stripe\"} 4\n",
-            "integration_calls_total{integration=\"sendgrid\"} 0\n",
-            "integration_successes_total{integration=\"stripe\"} 3\n",
-            "integration_retries_total{integration=\"stripe\"} 1\n",
-            "integration_timeouts_total{integration=\"stripe\"} 1\n",
-            "integration_failures_total{integration=\"stripe\",kind=\"timeout\"} 1\n",
-            "integration_failures_total{integration=\"stripe\",kind=\"declined\"} 0\n",
-            "# TYPE integration_latency_seconds summary\n",
-            "integration_latency_seconds{integration=\"stripe\",quantile=\"0.5\"} 0.25",
-            "integration_latency_seconds_count{integration=\"stripe\"} 4\n",
-            "integration_latency_seconds_sum{integration=\"stripe\"} 2.75\n",
-            "# TYPE integration_breaker_state gauge\n",
-            "integration_breaker_state{integration=\"stripe\"} 2\n",
-            "integration_health{integration=\"stripe\"} 1\n",
-        ] {
-            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
-        }
-        let p99 = text
-            .lines()
-            .find(|l| {
-                l.starts_with(
-                    "integration_latency_seconds{integration=\"stripe\",quantile=\"0.99\"}",
-                )
-            })
-            .and_then(|l| l.rsplit_once(' '))
-            .map(|(_, v)| v.parse::<f64>().unwrap())
-            .unwrap();
-        assert!((p99 - 2.0).abs() < 0.02, "{p99}");
-    }
-
-    #[test]
-    fn prometheus_label_values_are_escaped() {
-        let r = MetricsRegistry::new();
-        r.integration("we\"ird\\name\nx");
-        let text = r.render_prometheus();
-        assert!(
-            text.contains("integration_calls_total{integration=\"we\\\"ird\\\\name\\nx\"} 0\n"),
-            "{text}"
-        );
-        assert_valid_exposition(&text);
-    }
-}
+mod tests;

@@ -38,6 +38,7 @@ pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
     exhausted_expired_lease_is_dead_lettered(store, clock).await;
     claims_respect_max_and_never_repeat(store).await;
     purges_only_finished_work(store, clock).await;
+    counts_report_the_oldest_due_pending_job(store, clock).await;
 }
 
 fn job(kind: &str) -> NewJob {
@@ -470,4 +471,86 @@ pub async fn traceparents_are_kept_with_their_jobs(store: &dyn OutboxStore) {
         store.complete(&c.job.id, &c.lease).await.unwrap();
     }
     assert_eq!(seen, 3, "every job claimed");
+}
+
+/// `counts()` reports the earliest due time of a pending job and its age; a job waiting for its
+/// retry time is not overdue. Delivers whatever is pending first (run it last in the suite).
+pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, clock: &FixedClock) {
+    clock.advance(Duration::from_secs(3600));
+    for c in store.claim("w0", 1000, LEASE).await.unwrap() {
+        store.complete(&c.job.id, &c.lease).await.unwrap();
+    }
+    let c = store.counts().await.unwrap();
+    assert_eq!(c.pending, 0, "the check needs no pending job");
+    assert_eq!(
+        (c.oldest_pending_at, c.oldest_pending_age),
+        (None, None),
+        "no pending job: no oldest"
+    );
+    let t0 = clock.now();
+    let first = recorded(
+        store
+            .record_event("evt_o1", vec![job("age")])
+            .await
+            .unwrap(),
+    )
+    .remove(0);
+    clock.advance(Duration::from_secs(10));
+    store
+        .record_event("evt_o2", vec![job("age")])
+        .await
+        .unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!(c.pending, 2);
+    assert_eq!(
+        c.oldest_pending_at,
+        Some(t0),
+        "the first job recorded is the oldest"
+    );
+    assert_eq!(c.oldest_pending_age, Some(Duration::from_secs(10)));
+
+    // The oldest fails and waits a minute for its retry: the other one is now the oldest due.
+    let claimed = store.claim("w1", 1, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id, first, "claims go oldest first");
+    let retry_at = clock.now() + Duration::from_secs(60);
+    store
+        .fail(
+            &first,
+            &claimed[0].lease,
+            (&failure("later")).into(),
+            Some(retry_at),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    let c = store.counts().await.unwrap();
+    assert_eq!(c.pending, 2, "a job waiting for its retry is pending");
+    assert_eq!(c.oldest_pending_at, Some(t0 + Duration::from_secs(10)));
+    assert_eq!(c.oldest_pending_age, Some(Duration::from_secs(5)));
+
+    // Only the retrying job left, not due yet: pending, but not overdue.
+    let claimed = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .complete(&claimed[0].job.id, &claimed[0].lease)
+        .await
+        .unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!(c.pending, 1);
+    assert_eq!(c.oldest_pending_at, Some(retry_at));
+    assert_eq!(c.oldest_pending_age, Some(Duration::ZERO));
+
+    clock.advance(Duration::from_secs(60));
+    let claimed = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .complete(&claimed[0].job.id, &claimed[0].lease)
+        .await
+        .unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!(
+        (c.pending, c.oldest_pending_at, c.oldest_pending_age),
+        (0, None, None)
+    );
 }

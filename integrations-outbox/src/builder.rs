@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::dispatcher::{Dispatcher, Inner};
 use super::handler::JobHandler;
+use super::metrics::OutboxMetrics;
 use super::store::OutboxStore;
 use integrations_core::Policy;
 use integrations_core::resilience::Backoff;
@@ -35,6 +36,8 @@ pub struct DispatcherBuilder {
     max_retry_after: Duration,
     /// Kind → the worst case of the policy its handler declared (`None`: unbounded).
     policies: HashMap<String, Option<Duration>>,
+    metrics: Option<Arc<OutboxMetrics>>,
+    counts_interval: Option<Duration>,
 }
 
 /// Default cap on a provider's `Retry-After` honoured by the dispatcher (1 h): a longer one
@@ -67,7 +70,26 @@ impl DispatcherBuilder {
             clock: Arc::new(SystemClock),
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             policies: HashMap::new(),
+            metrics: None,
+            counts_interval: None,
         }
+    }
+    /// Records delivery counters and latency into `metrics` instead of
+    /// [`OutboxMetrics::global`].
+    #[must_use]
+    pub fn metrics(mut self, metrics: Arc<OutboxMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+    /// Has [`Dispatcher::run`] read the store's counts every `interval` into the metrics' gauges
+    /// (pending, leased, dead letters, oldest pending age). Off by default: counting is a query
+    /// on the store (on DynamoDB, paged `COUNT` queries of the status index), so choose an
+    /// interval the store can afford, e.g. 15 s, or call [`OutboxMetrics::refresh`] yourself.
+    /// `build` refuses a zero interval.
+    #[must_use]
+    pub fn counts_interval(mut self, interval: Duration) -> Self {
+        self.counts_interval = Some(interval);
+        self
     }
     /// Registers the handler of `kind`, which calls its provider under `policy`: `build` fails
     /// unless the handler timeout covers [`Policy::worst_case`] (or set the policy's deadline
@@ -152,7 +174,7 @@ impl DispatcherBuilder {
     ///
     /// # Errors
     /// [`Error::Configuration`] naming `handlers` (none registered), `concurrency` (0), `lease`
-    /// (0) or `handler_timeout` (not below the lease, or below the worst case of a policy
+    /// (0), `counts_interval` (0) or `handler_timeout` (not below the lease, or below the worst case of a policy
     /// declared with [`handler_with_policy`](DispatcherBuilder::handler_with_policy)).
     pub fn build(self) -> Result<Dispatcher> {
         if self.handlers.is_empty() {
@@ -163,6 +185,12 @@ impl DispatcherBuilder {
         }
         if self.concurrency == 0 {
             return Err(Error::configuration("concurrency", "must be at least 1"));
+        }
+        if self.counts_interval.is_some_and(|i| i.is_zero()) {
+            return Err(Error::configuration(
+                "counts_interval",
+                "must be above zero",
+            ));
         }
         if self.lease < super::store::MIN_LEASE {
             return Err(Error::configuration("lease", "must be at least 1 ms"));
@@ -206,6 +234,8 @@ impl DispatcherBuilder {
                 wake: Arc::new(tokio::sync::Notify::new()),
                 max_retry_after: self.max_retry_after,
                 in_flight: std::sync::Mutex::default(),
+                metrics: self.metrics.unwrap_or_else(OutboxMetrics::global),
+                counts_interval: self.counts_interval,
             }),
         })
     }

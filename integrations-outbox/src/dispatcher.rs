@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::builder::DispatcherBuilder;
 use super::handler::{JobHandler, ShutdownSignal};
+use super::metrics::{Ended, OutboxMetrics};
 use super::store::{LEASE_LOST, OutboxStore};
 use super::types::{ClaimedJob, FailOutcome, Job, JobId, LeaseToken};
 use integrations_core::Clock;
@@ -100,6 +101,9 @@ pub(super) struct Inner {
     pub(super) max_retry_after: Duration,
     /// Jobs being delivered by this dispatcher, with the newest lease it holds on each.
     pub(super) in_flight: Mutex<HashMap<JobId, LeaseToken>>,
+    pub(super) metrics: Arc<OutboxMetrics>,
+    /// How often [`Dispatcher::run`] refreshes the metrics' [`OutboxCounts`](crate::OutboxCounts).
+    pub(super) counts_interval: Option<Duration>,
 }
 
 /// Attempts at recording a job's result (`complete`/`fail`) before giving up on a transient
@@ -260,7 +264,16 @@ impl Dispatcher {
         let inner = &self.inner;
         let mut stats = RunStats::default();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut counted: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {
+            if let Some(every) = inner.counts_interval {
+                if counted.is_none_or(|t| t.elapsed() >= every) {
+                    counted = Some(tokio::time::Instant::now());
+                    if let Err(e) = inner.metrics.refresh(&*inner.store).await {
+                        tracing::warn!(worker = %inner.worker_id, error = %e, "outbox counts failed");
+                    }
+                }
+            }
             while let Some(Some(joined)) = tasks.join_next().now_or_never() {
                 stats.joined(joined);
             }
@@ -281,6 +294,7 @@ impl Dispatcher {
                     }
                     Err(e) => {
                         tracing::warn!(worker = %inner.worker_id, error = %e, "outbox claim failed");
+                        inner.metrics.record_store_error();
                         stats.store_errors += 1;
                         idle = true;
                     }
@@ -369,6 +383,20 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
     .instrument(span)
     .await;
     inner.finish(&job.id);
+    let ended = match outcome {
+        Outcome::Succeeded => Ended::Delivered {
+            latency: inner
+                .clock
+                .now()
+                .duration_since(job.created_at)
+                .unwrap_or(Duration::ZERO),
+        },
+        Outcome::Retried => Ended::Retried,
+        Outcome::DeadLettered => Ended::DeadLettered,
+        Outcome::LeaseLost => Ended::LeaseLost,
+        Outcome::StoreError => Ended::StoreError,
+    };
+    inner.metrics.record(&job.kind, ended);
     outcome
 }
 

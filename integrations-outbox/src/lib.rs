@@ -16,6 +16,7 @@
 //! | [`InMemoryOutbox`] | the same semantics in memory, for tests and examples |
 //! | [`Dispatcher`] | the worker loop: concurrency bound, graceful shutdown, per-run [`RunStats`] |
 //! | [`JobHandler`] | delivers one kind of job; [`handler_fn`] makes one from a closure |
+//! | [`OutboxMetrics`] | deliveries, failures, delivery latency, backlog gauges: Prometheus text, and the `metrics` facade (feature `metrics`) |
 //! | `behaviour` | the shared behaviour suite every store must pass (feature `testing`) |
 //! | [`resolve_traceparent`] | the W3C `traceparent` stored with each job; the handler's span links to it (feature `opentelemetry`) |
 //!
@@ -114,6 +115,7 @@ mod db;
 mod dispatcher;
 mod handler;
 mod memory;
+mod metrics;
 mod redact;
 pub mod saga;
 #[cfg(feature = "sqlite")]
@@ -133,6 +135,7 @@ pub use handler::{
 };
 pub use integrations_core::error::{ErrorRecord, parse_error_kind};
 pub use memory::InMemoryOutbox;
+pub use metrics::{DELIVERY_BUCKETS, OutboxMetrics};
 pub(crate) use redact::Redacted;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteOutbox;

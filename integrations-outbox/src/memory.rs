@@ -307,15 +307,19 @@ impl OutboxStore for InMemoryOutbox {
             events: s.events.len() as u64,
             ..OutboxCounts::default()
         };
+        let mut oldest: Option<SystemTime> = None;
         for e in s.jobs.values() {
             match e.state {
-                JobState::Pending => c.pending += 1,
+                JobState::Pending => {
+                    c.pending += 1;
+                    oldest = Some(oldest.map_or(e.available_at, |o| o.min(e.available_at)));
+                }
                 JobState::Leased => c.leased += 1,
                 JobState::Done => c.done += 1,
                 JobState::Dead => c.dead += 1,
             }
         }
-        Ok(c)
+        Ok(c.with_oldest_pending(oldest, self.clock.now()))
     }
 
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {

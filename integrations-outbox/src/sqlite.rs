@@ -572,8 +572,9 @@ impl OutboxStore for SqliteOutbox {
     }
 
     async fn counts(&self) -> Result<OutboxCounts> {
+        let now = self.now();
         self.db
-            .call(Access::Read, |conn| {
+            .call(Access::Read, move |conn| {
                 let mut c = OutboxCounts::default();
                 let mut stmt = conn
                     .prepare_cached("SELECT state, count(*) FROM outbox_jobs GROUP BY state")
@@ -594,7 +595,15 @@ impl OutboxStore for SqliteOutbox {
                 c.events = conn
                     .query_row("SELECT count(*) FROM outbox_events", [], |r| r.get(0))
                     .map_err(sql_error)?;
-                Ok(c)
+                // Served by the partial index on pending jobs' `available_at`.
+                let oldest: Option<i64> = conn
+                    .query_row(
+                        "SELECT min(available_at) FROM outbox_jobs WHERE state = 'pending'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_error)?;
+                Ok(c.with_oldest_pending(oldest.map(from_millis), from_millis(now)))
             })
             .await
     }

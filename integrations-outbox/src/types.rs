@@ -1,7 +1,7 @@
 //! The plain data of the outbox: jobs, leases, outcomes and error records.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::Redacted;
 use integrations_core::ErrorRecord;
@@ -357,7 +357,14 @@ impl DeadLetter {
     }
 }
 
-/// Jobs per state.
+/// Jobs per state, and how long the oldest due job has waited for a worker.
+///
+/// `oldest_pending_at` is the earliest time a pending job became due (it was recorded, replayed,
+/// or its retry time came); `oldest_pending_age` is how long before the store's `now` that was,
+/// zero when every pending job waits for a retry time still ahead. Both are `None` with no
+/// pending job. An age that keeps growing means no worker is claiming jobs (or none keeps up);
+/// a job backing off before its next attempt does not raise it. JSON writes them as
+/// milliseconds since 1970 and as seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxCounts {
     /// Pending (including those waiting for a retry time).
@@ -370,6 +377,43 @@ pub struct OutboxCounts {
     pub dead: u64,
     /// Event ids recorded (the dedup records).
     pub events: u64,
+    /// The earliest due time of a pending job.
+    #[serde(serialize_with = "ser_unix_millis")]
+    pub oldest_pending_at: Option<SystemTime>,
+    /// How long the oldest due pending job has waited (zero if it is not due yet).
+    #[serde(serialize_with = "ser_secs")]
+    pub oldest_pending_age: Option<Duration>,
+}
+
+impl OutboxCounts {
+    /// Sets [`oldest_pending_at`](Self::oldest_pending_at) and the age it has at `now`, for
+    /// store implementations.
+    #[must_use]
+    pub fn with_oldest_pending(mut self, oldest: Option<SystemTime>, now: SystemTime) -> Self {
+        self.oldest_pending_at = oldest;
+        self.oldest_pending_age = oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
+        self
+    }
+}
+
+fn ser_unix_millis<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        None => s.serialize_none(),
+        Some(t) => s.serialize_some(&to_millis(*t)),
+    }
+}
+
+fn ser_secs<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        None => s.serialize_none(),
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+    }
 }
 
 /// What [`OutboxStore::purge`](super::OutboxStore::purge) removed.
@@ -382,7 +426,6 @@ pub struct PurgeOutcome {
 }
 
 /// Milliseconds since 1970 (saturating; negative before).
-#[cfg(any(feature = "sqlite", test))]
 pub(crate) fn to_millis(t: SystemTime) -> i64 {
     match t.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),

@@ -30,6 +30,9 @@
 //! jobs keep the `traceparent` of the span that recorded them and each handler's span links to
 //! it; SNS and SQS messages carry it as a message attribute. Every call's spans
 //! (`integration.call`, `integration.attempt`) exist without it: see `docs/operations.md`.
+//! Feature `metrics` also records the policies' metrics (and, with `outbox`, the
+//! dispatcher's) through the [`metrics`](https://docs.rs/metrics) crate facade, for whatever
+//! exporter the application installs.
 //!
 //! ## Example
 //!

@@ -263,6 +263,10 @@ pub(crate) async fn metrics(
 ) -> std::result::Result<Response, ApiError> {
     let o = overview(&app)?;
     let mut text = app.metrics().render_prometheus();
+    // The dispatcher's counters and delivery latency, and the outbox gauges from the snapshot
+    // (re-read every 2 s, never per scrape).
+    app.outbox_metrics().observe_counts(&o.outbox);
+    text.push_str(&app.outbox_metrics().render_prometheus());
     let mut gauge = |name: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (labels, v) in samples {

@@ -235,6 +235,7 @@ impl Server {
             .lease(handler_timeout * 4 / 3)
             .poll_interval(config.poll_interval)
             .backoff(config.dispatcher_backoff)
+            .metrics(Arc::clone(state.outbox_metrics()))
             .build()?;
         state.set_dispatcher_waker(dispatcher.waker());
         let (stop_dispatcher, signal) = shutdown_channel();

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) payments: Arc<dyn PaymentProvider>,
     pub(crate) outbox: Arc<dyn OutboxStore>,
     pub(crate) metrics: MetricsRegistry,
+    /// The dispatcher's delivery metrics (one per service, so tests in one process stay apart).
+    pub(crate) outbox_metrics: Arc<integrations_outbox::OutboxMetrics>,
     pub(crate) api_keys: ApiKeys,
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) history: Option<MetricsHistory>,
@@ -197,6 +199,11 @@ impl AppState {
     /// The metrics shown on `/metrics`, `/integrations` and the dashboard.
     pub fn metrics(&self) -> &MetricsRegistry {
         &self.inner.metrics
+    }
+
+    /// The outbox dispatcher's delivery metrics, shown on `/metrics`.
+    pub fn outbox_metrics(&self) -> &Arc<integrations_outbox::OutboxMetrics> {
+        &self.inner.outbox_metrics
     }
 
     /// The accepted API keys.
@@ -356,6 +363,7 @@ impl AppStateBuilder {
                 payments: self.payments,
                 outbox: self.outbox,
                 metrics: self.metrics,
+                outbox_metrics: Arc::new(integrations_outbox::OutboxMetrics::new()),
                 api_keys: self.api_keys,
                 jwt: self.jwt,
                 history: self.history,

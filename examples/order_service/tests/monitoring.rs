@@ -205,12 +205,7 @@ async fn metrics_parse_as_prometheus_text_with_live_numbers() {
         r.headers["content-type"]
     );
     let samples = parse_prometheus(&r.text).unwrap_or_else(|e| panic!("{e}\n{}", r.text));
-    let stripe_calls = value(
-        &samples,
-        "integration_calls_total",
-        ("integration", "stripe"),
-    )
-    .unwrap();
+    let stripe_calls = value(&samples, "integration_calls_total", ("provider", "stripe")).unwrap();
     assert!(
         stripe_calls >= 2.0,
         "create and confirm at least: {stripe_calls}"
@@ -219,7 +214,7 @@ async fn metrics_parse_as_prometheus_text_with_live_numbers() {
         value(
             &samples,
             "integration_successes_total",
-            ("integration", "stripe")
+            ("provider", "stripe")
         ),
         Some(stripe_calls)
     );
@@ -243,6 +238,41 @@ async fn metrics_parse_as_prometheus_text_with_live_numbers() {
         samples
             .iter()
             .any(|s| s.name == "order_service_outbox_events" && s.value == 1.0)
+    );
+    // Latency per provider and operation as a histogram.
+    let label = |s: &Sample, l: &str| s.labels.get(l).cloned().unwrap_or_default();
+    let stripe_ops: Vec<String> = samples
+        .iter()
+        .filter(|s| {
+            s.name == "integration_latency_seconds_bucket"
+                && label(s, "provider") == "stripe"
+                && label(s, "le") == "+Inf"
+                && s.value >= 1.0
+        })
+        .map(|s| label(s, "operation"))
+        .collect();
+    assert!(
+        stripe_ops.len() >= 2 && stripe_ops.iter().all(|o| !o.is_empty()),
+        "{stripe_ops:?}"
+    );
+    // The dispatcher's own series: three jobs delivered, none failed, the outbox gauges.
+    let sum = |name: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
+    };
+    assert_eq!(sum("outbox_deliveries_total"), 3.0);
+    assert_eq!(sum("outbox_failures_total"), 0.0);
+    assert_eq!(sum("outbox_delivery_seconds_count"), 3.0);
+    assert_eq!(value(&samples, "outbox_jobs", ("state", "done")), Some(3.0));
+    assert_eq!(
+        samples
+            .iter()
+            .find(|s| s.name == "outbox_oldest_pending_age_seconds")
+            .map(|s| s.value),
+        Some(0.0)
     );
 }
 

@@ -140,7 +140,8 @@ impl CloudWatchMetrics {
     /// (dimension `Integration`): `Calls`, `Successes`, `Failures` (also per `ErrorKind`),
     /// `Retries`, `ShortCircuits`, `Timeouts` and `RateLimited` as counts *since the previous
     /// call* (totals on the first), `SuccessRate` and `Availability` in percent, `LatencyP50`,
-    /// `LatencyP95`, `LatencyP99` and `LatencyMax` in milliseconds, and `CircuitOpen` (0 or 1).
+    /// `LatencyP95`, `LatencyP99` and `LatencyMax` in milliseconds over core's 5-minute window
+    /// (left out when no call finished in it), and `CircuitOpen` (0 or 1).
     /// Returns the number of calls made.
     ///
     /// # Errors
@@ -301,5 +302,28 @@ mod tests {
         assert!(chunk_params("Shop", &[MetricDatum::new("x", f64::NAN, "None")]).is_err());
         assert_eq!(format_value(3.0), "3");
         assert_eq!(format_value(2.5), "2.5");
+    }
+
+    #[test]
+    fn latency_is_left_out_while_the_window_is_empty() {
+        let m = integrations_core::metrics::IntegrationMetrics::new("stripe");
+        let names = |m: &integrations_core::metrics::IntegrationMetrics| -> Vec<String> {
+            snapshot_data(&m.snapshot(), &mut HashMap::new(), SystemTime::UNIX_EPOCH)
+                .into_iter()
+                .map(|d| d.name)
+                .collect()
+        };
+        let before = names(&m);
+        assert!(before.contains(&"Calls".to_owned()), "{before:?}");
+        assert!(
+            !before.iter().any(|n| n.starts_with("Latency")),
+            "{before:?}"
+        );
+        m.record_call();
+        m.record_operation_success("confirm", std::time::Duration::from_millis(40));
+        let after = names(&m);
+        for n in ["LatencyP50", "LatencyP95", "LatencyP99", "LatencyMax"] {
+            assert!(after.contains(&n.to_owned()), "{n} missing: {after:?}");
+        }
     }
 }

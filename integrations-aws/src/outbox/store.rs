@@ -516,13 +516,24 @@ impl OutboxStore for DynamoSqsOutbox {
     }
 
     async fn counts(&self) -> Result<OutboxCounts> {
-        Ok(OutboxCounts {
+        let counts = OutboxCounts {
             pending: self.count_index(JobState::Pending.as_str()).await?,
             leased: self.count_index(JobState::Leased.as_str()).await?,
             done: self.count_index(JobState::Done.as_str()).await?,
             dead: self.count_index(JobState::Dead.as_str()).await?,
             events: self.count_index(EVENT_STATUS).await?,
-        })
+            ..OutboxCounts::default()
+        };
+        // The status index is sorted by due time: its first pending entry is the oldest.
+        let oldest = match self
+            .query_index(JobState::Pending.as_str(), None, 1)
+            .await?
+            .first()
+        {
+            None => None,
+            Some(e) => Some(e.due_time()?),
+        };
+        Ok(counts.with_oldest_pending(oldest, self.clock.now()))
     }
 
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {

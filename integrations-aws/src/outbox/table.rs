@@ -1,5 +1,7 @@
 //! DynamoDB reads and conditional writes on the outbox table.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use integrations_core::{Error, Result};
 use serde_json::{Value, json};
 
@@ -32,6 +34,15 @@ impl IndexEntry {
             sk: get("sk")?,
             due: get("due")?,
         })
+    }
+
+    /// The time in `due` (`{16-digit ms}#…`).
+    pub(super) fn due_time(&self) -> Result<SystemTime> {
+        self.due
+            .get(..16)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+            .ok_or_else(|| corrupt("index due time", &self.due))
     }
 
     /// The event id of `EVT#{event_id}`.

@@ -2,6 +2,26 @@
 
 use super::{IntegrationSnapshot, MetricsSnapshot};
 
+/// Writes the Prometheus text exposition format (version 0.0.4): `# HELP`/`# TYPE` headers and
+/// samples with escaped label values. The core's and the outbox's renderers use it; a service can
+/// append its own series with it.
+///
+/// ```
+/// use integrations_core::metrics::TextWriter;
+///
+/// let mut w = TextWriter::new();
+/// w.header("shop_orders", "gauge", "Orders by status.");
+/// w.sample("shop_orders", &[("status", "pa\"id")], 3);
+/// assert_eq!(
+///     w.finish(),
+///     "# HELP shop_orders Orders by status.\n# TYPE shop_orders gauge\nshop_orders{status=\"pa\\\"id\"} 3\n"
+/// );
+/// ```
+#[derive(Debug, Default)]
+pub struct TextWriter {
+    out: String,
+}
+
 /// Escapes a label value: backslash, double quote and line feed.
 fn escape_label(value: &str, out: &mut String) {
     for c in value.chars() {
@@ -14,40 +34,77 @@ fn escape_label(value: &str, out: &mut String) {
     }
 }
 
-/// Writes one sample line: `name{integration="…"[,extra="…"]} value`.
-fn sample(
-    out: &mut String,
-    name: &str,
-    integration: &str,
-    extra: Option<(&str, &str)>,
-    value: impl std::fmt::Display,
-) {
-    use std::fmt::Write as _;
-    out.push_str(name);
-    out.push_str("{integration=\"");
-    escape_label(integration, out);
-    out.push('"');
-    if let Some((label, v)) = extra {
-        out.push(',');
-        out.push_str(label);
-        out.push_str("=\"");
-        escape_label(v, out);
-        out.push('"');
+impl TextWriter {
+    /// An empty text.
+    pub fn new() -> Self {
+        Self::default()
     }
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "}} {value}");
-}
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    out.push_str("# HELP ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(help);
-    out.push_str("\n# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(kind);
-    out.push('\n');
+    /// `# HELP name help` and `# TYPE name kind` (`counter`, `gauge`, `histogram`).
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let out = &mut self.out;
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(help);
+        out.push_str("\n# TYPE ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(kind);
+        out.push('\n');
+    }
+
+    /// One sample line: `name{label="value",…} value` (no braces without labels).
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let out = &mut self.out;
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (label, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(label);
+                out.push_str("=\"");
+                escape_label(v, out);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, " {value}");
+    }
+
+    /// The `_bucket{…,le}`, `_sum` and `_count` samples of histogram `name` (declare it first
+    /// with [`header`](Self::header) and kind `histogram`). `buckets` are cumulative, `+Inf`
+    /// last.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        buckets: &[(&str, u64)],
+        sum: f64,
+    ) {
+        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+        with_le.push(("le", ""));
+        let bucket = format!("{name}_bucket");
+        let mut count = 0;
+        for (le, c) in buckets {
+            if let Some(last) = with_le.last_mut() {
+                last.1 = le;
+            }
+            self.sample(&bucket, &with_le, c);
+            count = *c;
+        }
+        self.sample(&format!("{name}_sum"), labels, sum);
+        self.sample(&format!("{name}_count"), labels, count);
+    }
+
+    /// The text written so far.
+    pub fn finish(self) -> String {
+        self.out
+    }
 }
 
 type Counter = (&'static str, &'static str, fn(&IntegrationSnapshot) -> u64);
@@ -95,78 +152,62 @@ const COUNTERS: [Counter; 8] = [
     ),
 ];
 
+/// Name of the latency histogram (`_bucket`, `_sum`, `_count`).
+pub(super) const LATENCY: &str = "integration_latency_seconds";
+/// Name of the failures counter.
+pub(super) const FAILURES: &str = "integration_failures_total";
+/// Name of the breaker-state gauge.
+pub(super) const BREAKER: &str = "integration_breaker_state";
+/// Name of the health gauge.
+pub(super) const HEALTH: &str = "integration_health";
+
 pub(super) fn render(snapshot: &MetricsSnapshot) -> String {
     let all = &snapshot.integrations;
-    let mut out = String::with_capacity(512 + all.len() * 2048);
+    let mut w = TextWriter {
+        out: String::with_capacity(512 + all.len() * 4096),
+    };
     for (name, help, get) in COUNTERS {
-        header(&mut out, name, "counter", help);
+        w.header(name, "counter", help);
         for s in all {
-            sample(&mut out, name, &s.name, None, get(s));
+            w.sample(name, &[("provider", &s.name)], get(s));
         }
     }
-    let failures = "integration_failures_total";
-    header(
-        &mut out,
-        failures,
+    w.header(
+        FAILURES,
         "counter",
         "Logical calls that failed, by error kind.",
     );
     for s in all {
         for (kind, count) in &s.failures {
-            sample(&mut out, failures, &s.name, Some(("kind", kind)), count);
+            w.sample(FAILURES, &[("provider", &s.name), ("kind", kind)], count);
         }
     }
-    let latency = "integration_latency_seconds";
-    header(
-        &mut out,
-        latency,
-        "summary",
-        "Latency of logical calls, retries and waits included.",
+    w.header(
+        LATENCY,
+        "histogram",
+        "Latency of logical calls by operation, retries and waits included.",
     );
     for s in all {
-        for (q, ms) in [("0.5", s.p50_ms), ("0.95", s.p95_ms), ("0.99", s.p99_ms)] {
-            sample(
-                &mut out,
-                latency,
-                &s.name,
-                Some(("quantile", q)),
-                ms / 1000.0,
+        for op in &s.operations {
+            w.histogram(
+                LATENCY,
+                &[("provider", &s.name), ("operation", op.operation)],
+                &op.latency_buckets,
+                op.latency_sum_ms / 1000.0,
             );
         }
-        sample(
-            &mut out,
-            "integration_latency_seconds_sum",
-            &s.name,
-            None,
-            s.latency_sum_ms / 1000.0,
-        );
-        sample(
-            &mut out,
-            "integration_latency_seconds_count",
-            &s.name,
-            None,
-            s.latency_count,
-        );
     }
-    let breaker = "integration_breaker_state";
-    header(
-        &mut out,
-        breaker,
+    w.header(
+        BREAKER,
         "gauge",
         "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled.",
     );
     for s in all {
-        sample(&mut out, breaker, &s.name, None, s.breaker_state.as_u8());
+        w.sample(BREAKER, &[("provider", &s.name)], s.breaker_state.as_u8());
     }
-    let health = "integration_health";
-    header(
-        &mut out,
-        health,
-        "gauge",
-        "Health: 0 healthy, 1 degraded, 2 down.",
-    );
+    w.header(HEALTH, "gauge", "Health: 0 healthy, 1 degraded, 2 down.");
     for s in all {
-        sample(&mut out, health, &s.name, None, s.health as u8);
+        w.sample(HEALTH, &[("provider", &s.name)], s.health as u8);
     }
-    out
+    w.finish()
 }

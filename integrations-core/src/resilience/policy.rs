@@ -483,9 +483,11 @@ impl Policy {
             permit.record_result(&result);
         }
         let latency = timer.elapsed();
+        // The sliding window steps on tokio's clock (so a paused test clock moves it too).
+        let end = Instant::now();
         match result {
             Ok(v) => {
-                inner.metrics.record_success(latency);
+                inner.metrics.record_success_at(operation, latency, end);
                 tracing::trace!(
                     provider = &*inner.provider,
                     operation,
@@ -496,7 +498,9 @@ impl Policy {
                 Ok(v)
             }
             Err(e) => {
-                inner.metrics.record_failure(e.kind(), latency);
+                inner
+                    .metrics
+                    .record_failure_at(operation, e.kind(), latency, end);
                 let e = self.decorate(e, operation);
                 tracing::debug!(
                     provider = &*inner.provider,

@@ -116,7 +116,8 @@ impl Harness {
             sheets.clone(),
             notifier.clone(),
         )
-        .register(Dispatcher::builder(outbox.clone()))
+        // Delivers into the service's metrics, as the server's dispatcher does.
+        .register(Dispatcher::builder(outbox.clone()).metrics(Arc::clone(state.outbox_metrics())))
         .build()
         .unwrap();
         Harness {
