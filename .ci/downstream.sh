@@ -22,7 +22,7 @@ publish = false
 integrations = { path = "$root/integrations", features = [
     "stripe", "sendgrid", "sheets",
     "aws-dynamodb", "aws-sns", "aws-ses", "aws-sqs", "aws-cloudwatch", "aws-outbox",
-    "outbox", "sqlite", "axum", "sandbox", "testkit",
+    "outbox", "sqlite", "postgres", "axum", "sandbox", "testkit",
 ] }
 
 [workspace]
