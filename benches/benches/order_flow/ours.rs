@@ -9,9 +9,10 @@ use integrations_core::metrics::MetricsRegistry;
 use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
 use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
 use integrations_core::{Currency, Error, IdempotencyKey, Money, Policy, Result};
+use integrations_outbox::postgres::testing::TestDatabase;
 use integrations_outbox::{
-    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
-    ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
+    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, PostgresOutbox,
+    RunStats, ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
 };
 use integrations_sheets::{BatchConfig, GoogleSheetsSink};
 use integrations_shop::jobs::{OrderEvent, OrderEventKind};
@@ -33,6 +34,8 @@ pub(crate) enum Store {
     SqliteNormal,
     /// `SqliteOutbox` with the default `synchronous = FULL` (an fsync per commit).
     SqliteFull,
+    /// `PostgresOutbox` on a fresh database of the test server (each commit fsynced).
+    Postgres,
 }
 
 /// How recorded jobs reach the dispatcher.
@@ -82,6 +85,8 @@ pub(crate) struct Ours {
     eager: Option<(Dispatcher, Arc<Mutex<RunStats>>)>,
     waker: DispatcherWaker,
     _dir: tempfile::TempDir,
+    /// The Postgres store's database, dropped at `stop`.
+    pg_db: Option<Box<TestDatabase>>,
 }
 
 impl Ours {
@@ -117,8 +122,22 @@ impl Ours {
             .build()?;
         let dir = tempfile::tempdir()
             .map_err(|e| Error::unavailable(format!("no temporary directory: {e}")))?;
+        let mut pg_db = None;
         let outbox: Arc<dyn OutboxStore> = match store {
             Store::Memory => Arc::new(InMemoryOutbox::new()),
+            Store::Postgres => {
+                let db = TestDatabase::create("bench_ours").await.ok_or_else(|| {
+                    Error::unavailable("no Postgres test server (.ci/postgres.sh start)")
+                })?;
+                let outbox = PostgresOutbox::connect_with(
+                    &db.options()
+                        .clone()
+                        .max_connections(u32::try_from(4 * concurrency + 4).unwrap_or(64)),
+                )
+                .await?;
+                pg_db = Some(Box::new(db));
+                Arc::new(outbox)
+            }
             Store::SqliteNormal | Store::SqliteFull => {
                 let sync = if store == Store::SqliteFull {
                     Synchronous::Full
@@ -186,6 +205,7 @@ impl Ours {
             eager,
             waker,
             _dir: dir,
+            pg_db,
         })
     }
 
@@ -300,6 +320,10 @@ impl Ours {
         let mut stats = stats;
         if let Some((_, eager)) = &self.eager {
             stats += *eager.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+        if let Some(db) = self.pg_db {
+            drop(self.outbox);
+            let _ = db.drop_database().await;
         }
         Ok(stats)
     }
