@@ -38,6 +38,7 @@
 //! | `raw-durable-postgres` | the same bookkeeping in Postgres, each statement its own (fsync'd) commit: the fair baseline of the Postgres sides |
 //! | `ours-postgres` | ours as a service runs it, on `PostgresOutbox` (a fresh database on the test server, `.ci/postgres.sh start`) |
 //! | `ours-postgres-eager` | eager, on `PostgresOutbox` |
+//! | `ours-postgres-async-eager` | eager, on `PostgresOutbox::with_asynchronous_marks` (claims and completions not fsynced, events are) |
 //!
 //! Output: a criterion group `order_flow` (time per order, i.e. 1/throughput, for `raw`,
 //! `ours-memory` and `ours-memory-eager` at `C` = 1 and 8), then, per `C`, a table of orders/s,
@@ -100,7 +101,7 @@ fn runtime() -> Runtime {
 /// and the table. Environment (all optional): `ORDER_FLOW_ROUNDS` (default 5),
 /// `ORDER_FLOW_ORDERS` (measured orders per side and round, default 300),
 /// `ORDER_FLOW_CONCURRENCY` (e.g. `1,8`, the default), `ORDER_FLOW_SIDES` (ids as in criterion's
-/// group, e.g. `raw,ours-memory`; default all nine), `ORDER_FLOW_SKIP_CRITERION=1` for the table
+/// group, e.g. `raw,ours-memory`; default all ten), `ORDER_FLOW_SKIP_CRITERION=1` for the table
 /// alone. Without `--bench` (`cargo test --benches`): the check and a smoke run of a few orders.
 fn main() {
     let rt = runtime();
@@ -153,6 +154,7 @@ fn print_claims(rt: &Runtime, jobs: usize) {
     for (name, store) in [
         ("sqlite", ClaimStore::Sqlite),
         ("postgres", ClaimStore::Postgres),
+        ("pg async", ClaimStore::PostgresAsync),
     ] {
         let rates: Vec<f64> = [1, 4, 16]
             .into_iter()

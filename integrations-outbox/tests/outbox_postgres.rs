@@ -46,6 +46,26 @@ async fn postgres_outbox_passes_the_suite() {
 }
 
 #[tokio::test]
+async fn postgres_outbox_passes_the_suite_with_asynchronous_marks() {
+    let db = database!("suite_async");
+    let clock = clock();
+    let store = PostgresOutbox::connect_with(db.options())
+        .await
+        .unwrap()
+        .with_asynchronous_marks(true)
+        .with_clock(clock.clone());
+    outbox_store_suite(&store, &clock).await;
+    // Local to each mark's transaction: the pool's sessions keep the server's default.
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(setting, "on");
+    store.pool().close().await;
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
 async fn jobs_commit_and_roll_back_with_the_callers_transaction() {
     let db = database!("in_tx");
     let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();

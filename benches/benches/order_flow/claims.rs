@@ -14,6 +14,8 @@ use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox, SqliteOutbox};
 pub(crate) enum ClaimStore {
     Sqlite,
     Postgres,
+    /// Postgres with asynchronous marks.
+    PostgresAsync,
 }
 
 /// Jobs delivered per second by `dispatchers` claimers over a backlog of `jobs`.
@@ -21,7 +23,9 @@ pub(crate) async fn claims_per_second(store: ClaimStore, dispatchers: usize, job
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("claims.db");
     let db = match store {
-        ClaimStore::Postgres => Some(TestDatabase::create("bench_claims").await.expect("server")),
+        ClaimStore::Postgres | ClaimStore::PostgresAsync => {
+            Some(TestDatabase::create("bench_claims").await.expect("server"))
+        }
         ClaimStore::Sqlite => None,
     };
     let open = || async {
@@ -29,7 +33,8 @@ pub(crate) async fn claims_per_second(store: ClaimStore, dispatchers: usize, job
             Some(db) => Arc::new(
                 PostgresOutbox::connect_with(&db.options().clone().max_connections(2))
                     .await
-                    .expect("postgres"),
+                    .expect("postgres")
+                    .with_asynchronous_marks(matches!(store, ClaimStore::PostgresAsync)),
             ),
             None => Arc::new(SqliteOutbox::open(&path).await.expect("sqlite")),
         };

@@ -25,7 +25,7 @@ pub(crate) enum Side {
 
 /// Every side, in the table's order: raw; ours as a service runs it (polling dispatcher); then
 /// eager dispatch (what the poll costs) and the SQLite outbox (what durability costs).
-pub(crate) const SIDES: [Side; 9] = [
+pub(crate) const SIDES: [Side; 10] = [
     Side::Raw,
     Side::Ours(Store::Memory, Dispatch::Poll),
     Side::Ours(Store::Memory, Dispatch::Eager),
@@ -35,6 +35,7 @@ pub(crate) const SIDES: [Side; 9] = [
     Side::RawDurable(Db::Postgres),
     Side::Ours(Store::Postgres, Dispatch::Poll),
     Side::Ours(Store::Postgres, Dispatch::Eager),
+    Side::Ours(Store::PostgresAsync, Dispatch::Eager),
 ];
 
 impl Side {
@@ -45,6 +46,8 @@ impl Side {
             Side::RawDurable(Db::Postgres) => "raw + durable bookkeeping, postgres",
             Side::Ours(Store::Postgres, Dispatch::Poll) => "ours: postgres, run + waker",
             Side::Ours(Store::Postgres, Dispatch::Eager) => "ours: postgres, eager",
+            Side::Ours(Store::PostgresAsync, Dispatch::Poll) => "ours: postgres async marks",
+            Side::Ours(Store::PostgresAsync, Dispatch::Eager) => "ours: postgres async, eager",
             Side::Ours(Store::Memory, Dispatch::Poll) => "ours: memory outbox, run + waker",
             Side::Ours(Store::Memory, Dispatch::Eager) => "ours: memory outbox, eager",
             Side::Ours(Store::SqliteNormal, Dispatch::Poll) => "ours: sqlite NORMAL, run + waker",
@@ -61,6 +64,8 @@ impl Side {
             Side::RawDurable(Db::Postgres) => "raw-durable-postgres",
             Side::Ours(Store::Postgres, Dispatch::Poll) => "ours-postgres",
             Side::Ours(Store::Postgres, Dispatch::Eager) => "ours-postgres-eager",
+            Side::Ours(Store::PostgresAsync, Dispatch::Poll) => "ours-postgres-async",
+            Side::Ours(Store::PostgresAsync, Dispatch::Eager) => "ours-postgres-async-eager",
             Side::Ours(Store::Memory, Dispatch::Poll) => "ours-memory",
             Side::Ours(Store::Memory, Dispatch::Eager) => "ours-memory-eager",
             Side::Ours(Store::SqliteNormal, Dispatch::Poll) => "ours-sqlite-normal",

@@ -36,6 +36,9 @@ pub(crate) enum Store {
     SqliteFull,
     /// `PostgresOutbox` on a fresh database of the test server (each commit fsynced).
     Postgres,
+    /// The same with asynchronous marks: claims and completions do not wait for the WAL flush
+    /// (events are still recorded synchronously), the trade `SqliteNormal`'s marks make.
+    PostgresAsync,
 }
 
 /// How recorded jobs reach the dispatcher.
@@ -125,7 +128,7 @@ impl Ours {
         let mut pg_db = None;
         let outbox: Arc<dyn OutboxStore> = match store {
             Store::Memory => Arc::new(InMemoryOutbox::new()),
-            Store::Postgres => {
+            Store::Postgres | Store::PostgresAsync => {
                 let db = TestDatabase::create("bench_ours").await.ok_or_else(|| {
                     Error::unavailable("no Postgres test server (.ci/postgres.sh start)")
                 })?;
@@ -134,7 +137,8 @@ impl Ours {
                         .clone()
                         .max_connections(u32::try_from(4 * concurrency + 4).unwrap_or(64)),
                 )
-                .await?;
+                .await?
+                .with_asynchronous_marks(store == Store::PostgresAsync);
                 pg_db = Some(Box::new(db));
                 Arc::new(outbox)
             }

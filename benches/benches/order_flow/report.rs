@@ -163,7 +163,7 @@ pub(crate) fn print_table(concurrency: usize, rounds: usize, per_round: usize, t
     let durable = |side: Side| {
         let db = match side {
             Side::Ours(Store::SqliteNormal | Store::SqliteFull, _) => Db::Sqlite,
-            Side::Ours(Store::Postgres, _) => Db::Postgres,
+            Side::Ours(Store::Postgres | Store::PostgresAsync, _) => Db::Postgres,
             _ => return None,
         };
         tallies

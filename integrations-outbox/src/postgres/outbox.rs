@@ -45,7 +45,7 @@ const RECORD: &str = "WITH ev AS (
 /// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
 /// for), merged oldest first, and leased with a fresh random token. Expired leases with no
 /// attempts left are returned as `exhausted` for the caller to dead-letter.
-fn claim_sql() -> String {
+fn claim_sql(marks: &str) -> String {
     format!(
         "WITH p AS (
             SELECT id, attempts, max_attempts, available_at AS at, false AS leased
@@ -67,7 +67,7 @@ fn claim_sql() -> String {
         SELECT (SELECT array_agg(id) FROM due WHERE leased AND attempts >= max_attempts)
                 AS exhausted,
             c.*
-        FROM (SELECT 1) one LEFT JOIN claimed c ON true",
+        FROM (SELECT 1) one LEFT JOIN claimed c ON true WHERE true {marks}",
         cols = cols("j.")
     )
 }
@@ -99,7 +99,12 @@ fn claim_sql() -> String {
 pub struct PostgresOutbox {
     pool: PgPool,
     clock: Arc<dyn Clock>,
+    asynchronous_marks: bool,
 }
+
+/// Appended to a mark's `WHERE`: its commit does not wait for the WAL flush (an uncorrelated
+/// sub-select, evaluated once before any row, so it is set before the statement commits).
+const ASYNC_COMMIT: &str = "AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL";
 
 impl fmt::Debug for PostgresOutbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,6 +144,7 @@ impl PostgresOutbox {
         Ok(PostgresOutbox {
             pool,
             clock: Arc::new(SystemClock),
+            asynchronous_marks: false,
         })
     }
 
@@ -147,6 +153,30 @@ impl PostgresOutbox {
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// Commits claims, completions and failures without waiting for their WAL flush
+    /// (`synchronous_commit = off` for those statements only; recording an event and replaying a
+    /// dead letter stay synchronous, so what a webhook was answered `200` for is never lost).
+    ///
+    /// This is the trade the SQLite store makes with `synchronous = NORMAL` for the same marks:
+    /// each saves a disk flush (a claim + complete pair costs two otherwise), and a crash of the
+    /// **database server** (not of a worker) can undo the last few hundred milliseconds of marks.
+    /// An undone completion runs its job again (at least once, never lost); an undone claim can
+    /// let a second worker start a job the first is still running, until the first finds its
+    /// lease gone when it completes. Off by default.
+    #[must_use]
+    pub fn with_asynchronous_marks(mut self, on: bool) -> Self {
+        self.asynchronous_marks = on;
+        self
+    }
+
+    fn marks(&self) -> &'static str {
+        if self.asynchronous_marks {
+            ASYNC_COMMIT
+        } else {
+            ""
+        }
     }
 
     /// The pool, to begin the transactions that [`record_event_in`](Self::record_event_in) joins.
@@ -336,7 +366,7 @@ impl OutboxStore for PostgresOutbox {
         let now = self.now();
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(lease_ms);
-        let sql = claim_sql();
+        let sql = claim_sql(self.marks());
         let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
         // Dead-lettering an exhausted expired job frees its place, so claim again until full.
         while claimed.len() < max {
@@ -383,11 +413,12 @@ impl OutboxStore for PostgresOutbox {
 
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
         let id = db_id(job_id).ok_or_else(|| job_not_found(job_id))?;
-        let done = sqlx::query(
+        let done = sqlx::query(&format!(
             "UPDATE integrations_outbox_jobs SET state = 'done', lease_token = NULL,
                 leased_by = NULL, lease_expires_at = NULL, updated_at = $3
-             WHERE id = $1 AND state = 'leased' AND lease_token = $2",
-        )
+             WHERE id = $1 AND state = 'leased' AND lease_token = $2 {}",
+            self.marks()
+        ))
         .bind(id)
         .bind(lease.as_str())
         .bind(self.now())
@@ -408,7 +439,7 @@ impl OutboxStore for PostgresOutbox {
         retry_at: Option<SystemTime>,
     ) -> Result<FailOutcome> {
         let id = db_id(job_id).ok_or_else(|| job_not_found(job_id))?;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE integrations_outbox_jobs SET
                 state = CASE WHEN $3::bigint IS NOT NULL AND attempts < max_attempts
                     THEN 'pending' ELSE 'dead' END,
@@ -416,9 +447,10 @@ impl OutboxStore for PostgresOutbox {
                     THEN $3::bigint ELSE available_at END,
                 lease_token = NULL, leased_by = NULL, lease_expires_at = NULL,
                 last_error = $4::jsonb, may_have_acted = $5, updated_at = $6
-             WHERE id = $1 AND state = 'leased' AND lease_token = $2
+             WHERE id = $1 AND state = 'leased' AND lease_token = $2 {}
              RETURNING state, attempts",
-        )
+            self.marks()
+        ))
         .bind(id)
         .bind(lease.as_str())
         .bind(retry_at.map(to_millis))
