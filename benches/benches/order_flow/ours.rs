@@ -56,6 +56,9 @@ pub(crate) enum Dispatch {
 /// Tokio's timer has millisecond resolution: a sleep of 1 ms lasts 1 to 2 ms.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The idle poll on Postgres: a fallback only, as with `LISTEN/NOTIFY` in a service.
+pub(crate) const PG_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Every mechanism of the policy on, as for a real provider, with limits that never bind here.
 fn quick_policy(name: &'static str, registry: &MetricsRegistry, timeout: u64) -> Policy {
     Policy::builder(name)
@@ -181,7 +184,13 @@ impl Ours {
             .concurrency(OrderEventKind::Paid.job_kinds().len() * concurrency)
             .lease(Duration::from_secs(60))
             .handler_timeout(Duration::from_secs(45))
-            .poll_interval(POLL_INTERVAL)
+            // A database server is not polled every millisecond: its dispatchers are woken (the
+            // waker here; `wake_on_notify` across processes) and poll only as a fallback.
+            .poll_interval(if pg_db.is_some() {
+                PG_POLL_INTERVAL
+            } else {
+                POLL_INTERVAL
+            })
             .backoff(Backoff::new(
                 Duration::from_millis(20),
                 Duration::from_millis(500),
