@@ -22,7 +22,7 @@ publish = false
 integrations = { path = "$root/integrations", features = [
     "stripe", "sendgrid", "sheets",
     "aws-dynamodb", "aws-sns", "aws-ses", "aws-sqs", "aws-cloudwatch", "aws-outbox", "aws-config",
-    "outbox", "sqlite", "axum", "sandbox", "testkit", "dashboard", "opentelemetry", "tower",
+    "outbox", "sqlite", "postgres", "axum", "sandbox", "testkit", "dashboard", "opentelemetry", "tower",
     "reqwest-middleware", "metrics",
 ] }
 

@@ -34,21 +34,32 @@
 //! | `ours-memory-eager` | the same, and each order spawns `Dispatcher::run_once` right after recording: what the idle poll costs |
 //! | `ours-sqlite-normal-eager` | eager, on `SqliteOutbox` with `synchronous = NORMAL`: what a durable store costs |
 //! | `ours-sqlite-full-eager` | eager, on `SqliteOutbox` with the default `synchronous = FULL` (fsync per commit) |
+//! | `raw-durable-sqlite` | raw plus the minimum durable bookkeeping by hand in SQLite (WAL): the event and its 4 job rows in one fsync'd commit, one update per delivered job (`NORMAL`, as `SqliteOutbox`): the fair baseline of the SQLite sides |
+//! | `raw-durable-postgres` | the same bookkeeping in Postgres, each statement its own (fsync'd) commit: the fair baseline of the Postgres sides |
+//! | `ours-postgres` | ours as a service runs it, on `PostgresOutbox` (a fresh database on the test server, `.ci/postgres.sh start`) |
+//! | `ours-postgres-eager` | eager, on `PostgresOutbox` |
+//! | `ours-postgres-async-eager` | eager, on `PostgresOutbox::with_asynchronous_marks` (claims and completions not fsynced, events are) |
 //!
 //! Output: a criterion group `order_flow` (time per order, i.e. 1/throughput, for `raw`,
 //! `ours-memory` and `ours-memory-eager` at `C` = 1 and 8), then, per `C`, a table of orders/s,
-//! the ratio to raw, p50/p90/p99/max per order, Stripe requests and Sheets appends per order,
+//! the ratio to raw and to the durable baseline of the same database, p50/p90/p99/max per order, Stripe requests and Sheets appends per order,
 //! and where the time goes (checkout, record, fan-out), over interleaved rounds in which only
 //! one side runs at a time and each side starts from an empty outbox and an empty sheet.
 //! Before any timing, a check runs an order each way and compares what the sandboxes received
 //! (payment intents, mail bodies, rows), so the two sides are known to make the same calls.
 //! Without `--bench` (as under `cargo test --benches`) only the check and a short smoke run
-//! happen. No timing is asserted anywhere.
+//! happen. After the tables, claim + complete pairs per second with 1, 4 and 16 dispatchers on
+//! SQLite and Postgres (`claims.rs`; `ORDER_FLOW_SKIP_CLAIMS=1` to skip). No timing is asserted
+//! anywhere.
 
 #[path = "order_flow/check.rs"]
 mod check;
+#[path = "order_flow/claims.rs"]
+mod claims;
 #[path = "order_flow/drive.rs"]
 mod drive;
+#[path = "order_flow/durable.rs"]
+mod durable;
 #[path = "order_flow/jobs.rs"]
 mod jobs;
 #[path = "order_flow/model.rs"]
@@ -66,6 +77,7 @@ use criterion::Criterion;
 use tokio::runtime::Runtime;
 
 use check::check_same_calls;
+use claims::{ClaimStore, claims_per_second};
 use drive::{SIDES, Side};
 use report::{criterion_part, measure, print_table};
 
@@ -89,7 +101,7 @@ fn runtime() -> Runtime {
 /// and the table. Environment (all optional): `ORDER_FLOW_ROUNDS` (default 5),
 /// `ORDER_FLOW_ORDERS` (measured orders per side and round, default 300),
 /// `ORDER_FLOW_CONCURRENCY` (e.g. `1,8`, the default), `ORDER_FLOW_SIDES` (ids as in criterion's
-/// group, e.g. `raw,ours-memory`; default all five), `ORDER_FLOW_SKIP_CRITERION=1` for the table
+/// group, e.g. `raw,ours-memory`; default all ten), `ORDER_FLOW_SKIP_CRITERION=1` for the table
 /// alone. Without `--bench` (`cargo test --benches`): the check and a smoke run of a few orders.
 fn main() {
     let rt = runtime();
@@ -127,5 +139,30 @@ fn main() {
     for concurrency in concurrencies {
         let tallies = rt.block_on(measure(concurrency, &sides, rounds, per_round, warmup));
         print_table(concurrency, rounds, per_round, &tallies);
+    }
+    if bench && std::env::var_os("ORDER_FLOW_SKIP_CLAIMS").is_none() {
+        print_claims(&rt, env_usize("ORDER_FLOW_CLAIM_JOBS", 2000));
+    }
+}
+
+/// Claims per second with 1, 4 and 16 dispatchers, on SQLite and on Postgres.
+#[allow(clippy::print_stdout, reason = "the table is the bench's report")]
+fn print_claims(rt: &Runtime, jobs: usize) {
+    println!();
+    println!("claim + complete per second, {jobs} jobs, dispatchers each with their own handle");
+    println!("{:<10} {:>12} {:>12} {:>12}", "store", "1", "4", "16");
+    for (name, store) in [
+        ("sqlite", ClaimStore::Sqlite),
+        ("postgres", ClaimStore::Postgres),
+        ("pg async", ClaimStore::PostgresAsync),
+    ] {
+        let rates: Vec<f64> = [1, 4, 16]
+            .into_iter()
+            .map(|d| rt.block_on(claims_per_second(store, d, jobs)))
+            .collect();
+        println!(
+            "{name:<10} {:>12.0} {:>12.0} {:>12.0}",
+            rates[0], rates[1], rates[2]
+        );
     }
 }

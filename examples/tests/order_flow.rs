@@ -90,3 +90,41 @@ async fn without_faults_the_primary_serves_every_email() {
     assert_eq!(sendgrid.retries, 0);
     assert_eq!(sendgrid.breaker_state.as_str(), "closed");
 }
+
+/// The same flow with the outbox in Postgres (`DATABASE_URL`): every invariant holds, and a
+/// second run on the same database is refused rather than mixed with the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_keeps_every_invariant_with_the_outbox_in_postgres() {
+    use integrations_outbox::postgres::testing::TestDatabase;
+
+    let Some(db) = TestDatabase::create("order_flow").await else {
+        return;
+    };
+    let mut config = FlowConfig::sandbox(12);
+    config.outage = Some(Outage {
+        after_orders: 3,
+        failed_requests: 20,
+    });
+    config.database = Some(db.options().clone());
+    let report = run(config.clone()).await.expect("the run completes");
+    assert!(report.ok(), "{report}");
+    for name in [NO_DOUBLE_PAYMENT, NO_LOST_JOB, PAID_FULFILLED] {
+        let inv = report.invariant(name).expect("checked");
+        assert!(inv.ok, "{name}: {}", inv.detail);
+    }
+    assert!(report.dead_letters.is_empty(), "{report}");
+    assert_eq!(report.outbox.done, report.intake.jobs_recorded);
+    assert!(report.outbox.done > 0);
+    let text = report.to_string();
+    assert!(text.contains("PostgresOutbox"), "{text}");
+
+    let err = run(config)
+        .await
+        .expect_err("a second run on the same database");
+    assert_eq!(
+        err.kind(),
+        integrations_core::ErrorKind::Configuration,
+        "{err}"
+    );
+    db.drop_database().await.unwrap();
+}

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`OutboxStore`] | the contract: record, claim, complete, fail, dead letters, replay |
 //! | `SqliteOutbox` | the embedded default: one SQLite file, WAL, migrated on open (feature `sqlite`) |
+//! | `PostgresOutbox` | in the service's own Postgres, inside its transaction; many dispatchers on many machines (`SKIP LOCKED`, `LISTEN/NOTIFY`); with `PostgresDedupStore` and `saga::PostgresSagaLog` (feature `postgres`) |
 //! | [`InMemoryOutbox`] | the same semantics in memory, for tests and examples |
 //! | [`Dispatcher`] | the worker loop: concurrency bound, graceful shutdown, per-run [`RunStats`] |
 //! | [`JobHandler`] | delivers one kind of job; [`handler_fn`] makes one from a closure |
@@ -116,6 +117,9 @@ mod dispatcher;
 mod handler;
 mod memory;
 mod metrics;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 mod redact;
 pub mod saga;
 #[cfg(feature = "sqlite")]
@@ -136,6 +140,10 @@ pub use handler::{
 pub use integrations_core::error::{ErrorRecord, parse_error_kind};
 pub use memory::InMemoryOutbox;
 pub use metrics::{DELIVERY_BUCKETS, OutboxMetrics};
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    NOTIFY_CHANNEL, POSTGRES, PostgresDedupStore, PostgresOptions, PostgresOutbox, WakeOnNotify,
+};
 pub(crate) use redact::Redacted;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteOutbox;

@@ -465,3 +465,98 @@ mod sqlite {
         assert_eq!(done, ["order-21"]);
     }
 }
+
+#[cfg(all(feature = "postgres", feature = "testing"))]
+mod postgres {
+    use super::*;
+    use integrations_outbox::postgres::testing::TestDatabase;
+    use integrations_outbox::saga::PostgresSagaLog;
+    use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
+
+    // Real time (not paused): the pool's connection timeouts run on tokio's clock.
+    #[tokio::test]
+    async fn a_saga_resumes_from_a_reconnected_postgres_log_next_to_the_outbox() {
+        let Some(db) = TestDatabase::create("saga_resume").await else {
+            return;
+        };
+        let j = Journal::default();
+        {
+            let log: Arc<dyn SagaLog> =
+                Arc::new(PostgresSagaLog::connect_with(db.options()).await.unwrap());
+            let saga = saga(log, &j, with(3, Mode::Hang));
+            // The hanging step never returns: drop the saga mid-step, as a crash would.
+            let run = saga.run("order-20", json!({}));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(500), run)
+                    .await
+                    .is_err()
+            );
+        } // the log and its pool are gone
+
+        let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+        let log: Arc<dyn SagaLog> = Arc::new(
+            PostgresSagaLog::from_pool(outbox.pool().clone())
+                .await
+                .unwrap(),
+        );
+        let state = log.load("order-20").await.unwrap().unwrap();
+        assert_eq!(state.status, SagaStatus::Running);
+        assert_eq!(
+            state.steps[2].output.as_ref().unwrap()["id"],
+            "create_payment-order-20"
+        );
+        assert_eq!(
+            log.list("checkout", SagaStatus::Running, 10).await.unwrap(),
+            ["order-20"]
+        );
+        let outcome = saga(log.clone(), &j, with(3, Mode::Fail))
+            .resume("order-20")
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, SagaOutcome::Compensated { .. }),
+            "{outcome:?}"
+        );
+        let state = log.load("order-20").await.unwrap().unwrap();
+        assert_eq!(state.status, SagaStatus::Compensated);
+        assert_eq!(state.failure.unwrap().step, "confirm_payment");
+
+        // Versions are checked; the outbox shares the database.
+        outbox
+            .record_event("evt_1", vec![NewJob::new("email", json!({}))])
+            .await
+            .unwrap();
+        assert!(
+            saga(log.clone(), &j, OK)
+                .run("order-21", json!({}))
+                .await
+                .unwrap()
+                .is_completed()
+        );
+        assert_eq!(outbox.counts().await.unwrap().pending, 1);
+        let mut state = log.load("order-21").await.unwrap().unwrap();
+        let err = log.update(&state).await.unwrap_err();
+        assert_eq!(err.code(), Some("saga_version_conflict"));
+        state.version += 5;
+        let err = log.update(&state).await.unwrap_err();
+        assert_eq!(err.code(), Some("saga_version_conflict"));
+        state.version -= 4;
+        log.update(&state).await.unwrap();
+        assert!(!log.create(&state).await.unwrap());
+        assert!(log.load("missing").await.unwrap().is_none());
+        let mut ghost = state.clone();
+        ghost.saga_id = "ghost".into();
+        assert_eq!(
+            log.update(&ghost).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            log.list("checkout", SagaStatus::Completed, 10)
+                .await
+                .unwrap(),
+            ["order-21"]
+        );
+        outbox.pool().close().await;
+        db.drop_database().await.unwrap();
+    }
+}

@@ -17,7 +17,7 @@
 //! | [`sendgrid`] | `integrations-sendgrid` | `sendgrid` |
 //! | [`sheets`] | `integrations-sheets` | `sheets` |
 //! | [`aws`] | `integrations-aws` | `aws-dynamodb`, `aws-sns`, `aws-ses`, `aws-sqs`, `aws-cloudwatch`, `aws-outbox` (one per service); `aws-config` for the AWS SDK's credentials chain |
-//! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store |
+//! | [`outbox`] | `integrations-outbox` | `outbox`; `sqlite` adds the embedded SQLite store, `postgres` the Postgres stores |
 //! | [`dashboard`] | `integrations-dashboard` | `dashboard` (implies `outbox`) |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
 //! | `resilience::PolicyLayer` | `integrations-core` | `tower`: the policy as a tower `Layer` |
@@ -119,7 +119,8 @@ pub mod aws {
 }
 
 /// Durable side effects: outbox with leases and fencing, dead letters and replay, dispatcher,
-/// saga (the `integrations-outbox` crate; `sqlite` adds the embedded store).
+/// saga (the `integrations-outbox` crate; `sqlite` adds the embedded store, `postgres` the
+/// Postgres stores).
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use integrations_core::{Error, Result};
 
+use crate::durable::Db;
 use crate::model::{Order, Phases, Sandboxes};
 use crate::ours::{Dispatch, Ours, Store};
 use crate::raw::{Raw, RawResult};
@@ -15,24 +16,38 @@ use crate::raw::{Raw, RawResult};
 pub(crate) enum Side {
     /// The same calls by hand.
     Raw,
+    /// The same calls by hand, plus the minimum durable bookkeeping in this database: the fair
+    /// baseline of a durable outbox.
+    RawDurable(Db),
     /// The crates, with this outbox and dispatch.
     Ours(Store, Dispatch),
 }
 
 /// Every side, in the table's order: raw; ours as a service runs it (polling dispatcher); then
 /// eager dispatch (what the poll costs) and the SQLite outbox (what durability costs).
-pub(crate) const SIDES: [Side; 5] = [
+pub(crate) const SIDES: [Side; 10] = [
     Side::Raw,
     Side::Ours(Store::Memory, Dispatch::Poll),
     Side::Ours(Store::Memory, Dispatch::Eager),
+    Side::RawDurable(Db::Sqlite),
     Side::Ours(Store::SqliteNormal, Dispatch::Eager),
     Side::Ours(Store::SqliteFull, Dispatch::Eager),
+    Side::RawDurable(Db::Postgres),
+    Side::Ours(Store::Postgres, Dispatch::Poll),
+    Side::Ours(Store::Postgres, Dispatch::Eager),
+    Side::Ours(Store::PostgresAsync, Dispatch::Eager),
 ];
 
 impl Side {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Side::Raw => "raw (reqwest, in sequence)",
+            Side::RawDurable(Db::Sqlite) => "raw + durable bookkeeping, sqlite",
+            Side::RawDurable(Db::Postgres) => "raw + durable bookkeeping, postgres",
+            Side::Ours(Store::Postgres, Dispatch::Poll) => "ours: postgres, run + waker",
+            Side::Ours(Store::Postgres, Dispatch::Eager) => "ours: postgres, eager",
+            Side::Ours(Store::PostgresAsync, Dispatch::Poll) => "ours: postgres async marks",
+            Side::Ours(Store::PostgresAsync, Dispatch::Eager) => "ours: postgres async, eager",
             Side::Ours(Store::Memory, Dispatch::Poll) => "ours: memory outbox, run + waker",
             Side::Ours(Store::Memory, Dispatch::Eager) => "ours: memory outbox, eager",
             Side::Ours(Store::SqliteNormal, Dispatch::Poll) => "ours: sqlite NORMAL, run + waker",
@@ -45,6 +60,12 @@ impl Side {
     pub(crate) fn id(self) -> &'static str {
         match self {
             Side::Raw => "raw",
+            Side::RawDurable(Db::Sqlite) => "raw-durable-sqlite",
+            Side::RawDurable(Db::Postgres) => "raw-durable-postgres",
+            Side::Ours(Store::Postgres, Dispatch::Poll) => "ours-postgres",
+            Side::Ours(Store::Postgres, Dispatch::Eager) => "ours-postgres-eager",
+            Side::Ours(Store::PostgresAsync, Dispatch::Poll) => "ours-postgres-async",
+            Side::Ours(Store::PostgresAsync, Dispatch::Eager) => "ours-postgres-async-eager",
             Side::Ours(Store::Memory, Dispatch::Poll) => "ours-memory",
             Side::Ours(Store::Memory, Dispatch::Eager) => "ours-memory-eager",
             Side::Ours(Store::SqliteNormal, Dispatch::Poll) => "ours-sqlite-normal",
@@ -64,7 +85,8 @@ pub(crate) enum Flow {
 impl Flow {
     pub(crate) async fn start(sb: &Sandboxes, side: Side, concurrency: usize) -> Result<Flow> {
         Ok(match side {
-            Side::Raw => Flow::Raw(Raw::start(sb).await?),
+            Side::Raw => Flow::Raw(Raw::start(sb, None).await?),
+            Side::RawDurable(db) => Flow::Raw(Raw::start(sb, Some(db)).await?),
             Side::Ours(store, dispatch) => {
                 Flow::Ours(Ours::start(sb, store, dispatch, concurrency).await?)
             }
@@ -106,7 +128,10 @@ impl Flow {
     /// run measured more than the flow).
     pub(crate) async fn stop(self) -> Result<()> {
         match self {
-            Flow::Raw(_) => Ok(()),
+            Flow::Raw(raw) => {
+                raw.close().await;
+                Ok(())
+            }
             Flow::Ours(ours) => {
                 let stats = ours.stop().await?;
                 if stats.retried + stats.dead_lettered + stats.store_errors > 0 {

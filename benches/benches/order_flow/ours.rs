@@ -9,9 +9,10 @@ use integrations_core::metrics::MetricsRegistry;
 use integrations_core::provider::{CreatePayment, PaymentProvider, PaymentStatus};
 use integrations_core::resilience::{Backoff, CircuitBreakerConfig, RateLimiter, RetryPolicy};
 use integrations_core::{Currency, Error, IdempotencyKey, Money, Policy, Result};
+use integrations_outbox::postgres::testing::TestDatabase;
 use integrations_outbox::{
-    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, RunStats,
-    ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
+    Dispatcher, DispatcherWaker, InMemoryOutbox, JobHandler, NewJob, OutboxStore, PostgresOutbox,
+    RunStats, ShutdownTrigger, SqliteOptions, SqliteOutbox, Synchronous, shutdown_channel,
 };
 use integrations_sheets::{BatchConfig, GoogleSheetsSink};
 use integrations_shop::jobs::{OrderEvent, OrderEventKind};
@@ -33,6 +34,11 @@ pub(crate) enum Store {
     SqliteNormal,
     /// `SqliteOutbox` with the default `synchronous = FULL` (an fsync per commit).
     SqliteFull,
+    /// `PostgresOutbox` on a fresh database of the test server (each commit fsynced).
+    Postgres,
+    /// The same with asynchronous marks: claims and completions do not wait for the WAL flush
+    /// (events are still recorded synchronously), the trade `SqliteNormal`'s marks make.
+    PostgresAsync,
 }
 
 /// How recorded jobs reach the dispatcher.
@@ -49,6 +55,9 @@ pub(crate) enum Dispatch {
 /// How often an idle dispatcher looks for jobs (the default is 1 s, the example uses 20 ms).
 /// Tokio's timer has millisecond resolution: a sleep of 1 ms lasts 1 to 2 ms.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The idle poll on Postgres: a fallback only, as with `LISTEN/NOTIFY` in a service.
+pub(crate) const PG_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Every mechanism of the policy on, as for a real provider, with limits that never bind here.
 fn quick_policy(name: &'static str, registry: &MetricsRegistry, timeout: u64) -> Policy {
@@ -82,6 +91,8 @@ pub(crate) struct Ours {
     eager: Option<(Dispatcher, Arc<Mutex<RunStats>>)>,
     waker: DispatcherWaker,
     _dir: tempfile::TempDir,
+    /// The Postgres store's database, dropped at `stop`.
+    pg_db: Option<Box<TestDatabase>>,
 }
 
 impl Ours {
@@ -117,8 +128,23 @@ impl Ours {
             .build()?;
         let dir = tempfile::tempdir()
             .map_err(|e| Error::unavailable(format!("no temporary directory: {e}")))?;
+        let mut pg_db = None;
         let outbox: Arc<dyn OutboxStore> = match store {
             Store::Memory => Arc::new(InMemoryOutbox::new()),
+            Store::Postgres | Store::PostgresAsync => {
+                let db = TestDatabase::create("bench_ours").await.ok_or_else(|| {
+                    Error::unavailable("no Postgres test server (.ci/postgres.sh start)")
+                })?;
+                let outbox = PostgresOutbox::connect_with(
+                    &db.options()
+                        .clone()
+                        .max_connections(u32::try_from(4 * concurrency + 4).unwrap_or(64)),
+                )
+                .await?
+                .with_asynchronous_marks(store == Store::PostgresAsync);
+                pg_db = Some(Box::new(db));
+                Arc::new(outbox)
+            }
             Store::SqliteNormal | Store::SqliteFull => {
                 let sync = if store == Store::SqliteFull {
                     Synchronous::Full
@@ -158,7 +184,13 @@ impl Ours {
             .concurrency(OrderEventKind::Paid.job_kinds().len() * concurrency)
             .lease(Duration::from_secs(60))
             .handler_timeout(Duration::from_secs(45))
-            .poll_interval(POLL_INTERVAL)
+            // A database server is not polled every millisecond: its dispatchers are woken (the
+            // waker here; `wake_on_notify` across processes) and poll only as a fallback.
+            .poll_interval(if pg_db.is_some() {
+                PG_POLL_INTERVAL
+            } else {
+                POLL_INTERVAL
+            })
             .backoff(Backoff::new(
                 Duration::from_millis(20),
                 Duration::from_millis(500),
@@ -186,6 +218,7 @@ impl Ours {
             eager,
             waker,
             _dir: dir,
+            pg_db,
         })
     }
 
@@ -300,6 +333,10 @@ impl Ours {
         let mut stats = stats;
         if let Some((_, eager)) = &self.eager {
             stats += *eager.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+        if let Some(db) = self.pg_db {
+            drop(self.outbox);
+            let _ = db.drop_database().await;
         }
         Ok(stats)
     }

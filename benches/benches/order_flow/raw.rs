@@ -13,7 +13,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::model::{CARD, Deliveries, FROM, NOTIFY, Order, Phases, SHEET, SUCCEEDED, Sandboxes};
+use crate::durable::{Db, Ledger};
+use crate::model::{
+    CARD, Deliveries, EMAIL, FROM, METRICS, NOTIFY, Order, Phases, SHEET, SHEETS_APPEND, SUCCEEDED,
+    Sandboxes,
+};
 
 /// What raw reads of a payment intent.
 #[derive(Deserialize)]
@@ -63,6 +67,8 @@ pub(crate) struct Raw {
     webhook_secret: Vec<u8>,
     deliveries: Arc<Deliveries>,
     book: Mutex<RawBook>,
+    /// The durable baseline's bookkeeping (`None`: raw, in memory).
+    ledger: Option<Ledger>,
 }
 
 /// Raw's errors are plain text.
@@ -121,7 +127,11 @@ fn decimal(minor: i64) -> String {
 }
 
 impl Raw {
-    pub(crate) async fn start(sb: &Sandboxes) -> Result<Raw> {
+    pub(crate) async fn start(sb: &Sandboxes, durable: Option<Db>) -> Result<Raw> {
+        let ledger = match durable {
+            Some(db) => Some(Ledger::open(db).await.map_err(Error::unavailable)?),
+            None => None,
+        };
         let http = reqwest::Client::new();
         // The access token, fetched once before timing (ours caches its token the same way).
         let key = sb.sheets.service_account().key()?;
@@ -157,6 +167,7 @@ impl Raw {
             webhook_secret: sb.stripe.webhook_secret_text().as_bytes().to_vec(),
             deliveries: sb.deliveries.clone(),
             book: Mutex::new(RawBook::default()),
+            ledger,
         })
     }
 
@@ -228,9 +239,26 @@ impl Raw {
         if ev.type_ != SUCCEEDED || obj.metadata.get("order_id") != Some(id) {
             return Err(format!("unexpected event {}", ev.id));
         }
-        if !self.lock().events.insert(ev.id.clone()) {
-            return Err(format!("{} delivered twice", ev.id));
-        }
+        // Durable: the event and its four jobs in one commit; else a set in memory.
+        let jobs = match &self.ledger {
+            Some(ledger) => ledger
+                .record(&ev.id, &[EMAIL, SHEETS_APPEND, NOTIFY, METRICS])
+                .await?
+                .ok_or_else(|| format!("{} delivered twice", ev.id))?,
+            None => {
+                if !self.lock().events.insert(ev.id.clone()) {
+                    return Err(format!("{} delivered twice", ev.id));
+                }
+                Vec::new()
+            }
+        };
+        let jobs = &jobs;
+        let done = |i: usize| async move {
+            match (&self.ledger, jobs.get(i)) {
+                (Some(ledger), Some(id)) => ledger.done(*id).await,
+                _ => Ok(()),
+            }
+        };
         let recorded = started.elapsed();
         let paid = decimal(obj.amount_received);
         let currency = obj.currency.to_uppercase();
@@ -240,6 +268,7 @@ impl Raw {
             &self.mail(order, &ev, &currency),
         )
         .await?;
+        done(0).await?;
         let row = json!({
             "range": format!("{SHEET}!A1"),
             "majorDimension": "ROWS",
@@ -247,17 +276,22 @@ impl Raw {
         });
         self.post_json(&self.sheets_append_url, &self.sheets_auth, &row)
             .await?;
-        let mut book = self.lock();
-        let n = book.notifications.len() + 1;
-        book.notifications
-            .entry(format!("{}/{NOTIFY}", ev.id))
-            .or_insert_with(|| {
-                (
-                    format!("mem-{n}"),
-                    format!("Order {id} paid: {paid} {currency}"),
-                )
-            });
-        book.paid_minor += obj.amount_received;
+        done(1).await?;
+        {
+            let mut book = self.lock();
+            let n = book.notifications.len() + 1;
+            book.notifications
+                .entry(format!("{}/{NOTIFY}", ev.id))
+                .or_insert_with(|| {
+                    (
+                        format!("mem-{n}"),
+                        format!("Order {id} paid: {paid} {currency}"),
+                    )
+                });
+            book.paid_minor += obj.amount_received;
+        }
+        done(2).await?;
+        done(3).await?;
         Ok(Phases {
             checkout,
             record: recorded - checkout,
@@ -304,6 +338,13 @@ impl Raw {
             "categories": ["order_confirmation"],
             "custom_args": {"event_id": ev.id, "order_id": id},
         })
+    }
+
+    /// Closes the baseline's database.
+    pub(crate) async fn close(self) {
+        if let Some(l) = self.ledger {
+            l.close().await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RawBook> {

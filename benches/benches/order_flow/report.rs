@@ -7,6 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use tokio::runtime::Runtime;
 
 use crate::drive::{Flow, Side, drive};
+use crate::durable::Db;
 use crate::model::{Phases, Sandboxes};
 use crate::ours::{Dispatch, Store};
 
@@ -142,10 +143,11 @@ pub(crate) fn print_table(concurrency: usize, rounds: usize, per_round: usize, t
         "order flow, {concurrency} order(s) in flight, {rounds} interleaved rounds x {per_round} orders per side"
     );
     println!(
-        "{:<34} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:<34} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "side",
         "orders/s",
         "vs raw",
+        "vs durable",
         "p50 ms",
         "p90 ms",
         "p99 ms",
@@ -157,13 +159,30 @@ pub(crate) fn print_table(concurrency: usize, rounds: usize, per_round: usize, t
         .iter()
         .find(|t| t.side == Side::Raw)
         .map(Tally::orders_per_second);
+    // The fair baseline of a durable store: raw plus hand-written bookkeeping in the same database.
+    let durable = |side: Side| {
+        let db = match side {
+            Side::Ours(Store::SqliteNormal | Store::SqliteFull, _) => Db::Sqlite,
+            Side::Ours(Store::Postgres | Store::PostgresAsync, _) => Db::Postgres,
+            _ => return None,
+        };
+        tallies
+            .iter()
+            .find(|t| t.side == Side::RawDurable(db))
+            .map(Tally::orders_per_second)
+    };
     for t in tallies {
         let ratio = raw.map_or(f64::NAN, |r| t.orders_per_second() / r);
+        let vs_durable = durable(t.side).map_or_else(
+            || "-".to_owned(),
+            |d| format!("{:.2}x", t.orders_per_second() / d),
+        );
         println!(
-            "{:<34} {:>9.1} {:>6.2}x {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.3}",
+            "{:<34} {:>9.1} {:>6.2}x {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.3}",
             t.side.label(),
             t.orders_per_second(),
             ratio,
+            vs_durable,
             t.percentile_ms(50.0),
             t.percentile_ms(90.0),
             t.percentile_ms(99.0),

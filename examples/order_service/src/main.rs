@@ -15,6 +15,7 @@
 //! | `ORDER_SERVICE_API_KEYS` | generated | accepted API keys, comma-separated |
 //! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the dashboard (read-only), `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
+//! | `DATABASE_URL` | unset | a Postgres URL: the outbox (jobs, dead letters, webhook dedup records) lives there, shared by every instance, which wake each other with `LISTEN/NOTIFY`; orders stay in the SQLite file |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; idempotency keys: at least 10,000) |
 //! | `RUST_LOG` | `info` | log filter |

@@ -12,7 +12,8 @@ use integrations_core::metrics::MetricsRegistry;
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
 use integrations_outbox::{
-    Dispatcher, OutboxStore, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel,
+    Dispatcher, OutboxStore, PostgresOutbox, RunStats, ShutdownTrigger, SqliteOutbox, WakeOnNotify,
+    shutdown_channel,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -27,6 +28,11 @@ use integrations_dashboard::Dashboard;
 
 /// The SQLite file (orders and outbox) inside the data directory.
 pub const DB_FILE: &str = "order-service.db";
+
+/// Postgres URL; set → the outbox (jobs, dead letters, webhook dedup records) lives in that
+/// database, shared by every instance of the service, instead of [`DB_FILE`]. Orders and the
+/// metrics history stay in [`DB_FILE`].
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// Backoff between attempts of a failed outbox job: 1 s doubling to 5 min, full jitter.
 pub const DEFAULT_DISPATCHER_BACKOFF: Backoff =
@@ -118,6 +124,8 @@ pub struct Server {
     stop_housekeeping: tokio::sync::watch::Sender<bool>,
     housekeeping_tasks: Vec<JoinHandle<()>>,
     _temp_dir: Option<tempfile::TempDir>,
+    /// Wakes the dispatcher on jobs recorded by any instance (Postgres only).
+    _wake: Option<WakeOnNotify>,
 }
 
 impl fmt::Debug for Server {
@@ -150,7 +158,16 @@ impl Server {
             Error::configuration("ORDER_SERVICE_DATA_DIR", format!("{}: {e}", dir.display()))
         })?;
         let db = dir.join(DB_FILE);
-        let outbox: Arc<dyn OutboxStore> = Arc::new(SqliteOutbox::open(&db).await?);
+        let postgres = match (config.lookup)(DATABASE_URL_ENV) {
+            Some(url) if !url.trim().is_empty() => {
+                Some(Arc::new(PostgresOutbox::connect(url.trim()).await?))
+            }
+            _ => None,
+        };
+        let outbox: Arc<dyn OutboxStore> = match &postgres {
+            Some(p) => Arc::clone(p) as Arc<dyn OutboxStore>,
+            None => Arc::new(SqliteOutbox::open(&db).await?),
+        };
         let orders = OrderStore::open(&db).await?;
         let history = MetricsHistory::open(&db).await?;
 
@@ -238,6 +255,7 @@ impl Server {
             .metrics(Arc::clone(state.outbox_metrics()))
             .build()?;
         state.set_dispatcher_waker(dispatcher.waker());
+        let wake = postgres.map(|p| p.wake_on_notify(dispatcher.waker()));
         let (stop_dispatcher, signal) = shutdown_channel();
         let d = dispatcher.clone();
         let dispatcher_task = tokio::spawn(async move { d.run(signal).await });
@@ -294,6 +312,7 @@ impl Server {
             stop_housekeeping,
             housekeeping_tasks,
             _temp_dir: temp_dir,
+            _wake: wake,
         })
     }
 

@@ -107,3 +107,64 @@ async fn a_server_purges_on_its_schedule() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// With `DATABASE_URL` the server's outbox is Postgres: it purges there on its schedule, and a
+/// job another instance records wakes its dispatcher at once (NOTIFY), its poll being an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_database_url_the_outbox_is_postgres_and_wakes_on_notify() {
+    use integrations_outbox::PostgresOutbox;
+    use integrations_outbox::postgres::testing::{TestDatabase, test_url};
+
+    let Some(db) = TestDatabase::create("order_service").await else {
+        return;
+    };
+    let other = PostgresOutbox::connect_with(db.options()).await.unwrap();
+    one_done_one_pending(&other, "evt_old").await;
+    let base = test_url().unwrap();
+    let url = format!("{}/{}", base.rsplit_once('/').unwrap().0, db.name());
+    let password = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(creds, _)| creds.split_once(':'))
+        .map(|(_, p)| p.to_owned())
+        .unwrap();
+    let (keys, _key) = ApiKeys::generate();
+    let mut config = ServerConfig::local(keys);
+    config.lookup = Box::new(move |n| (n == "DATABASE_URL").then(|| url.clone()));
+    config.retention = Duration::ZERO;
+    config.purge_interval = Duration::from_millis(50);
+    config.poll_interval = Duration::from_secs(3600);
+    let server = Server::start(config).await.unwrap();
+    let outbox: Arc<dyn OutboxStore> = Arc::clone(server.state().outbox());
+    let shown = format!("{outbox:?}");
+    assert!(shown.contains("PostgresOutbox"), "{shown}");
+    assert!(!shown.contains(&password), "{shown}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox.counts().await.unwrap().done > 0 {
+        assert!(std::time::Instant::now() < deadline, "not purged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A job of a kind this service has no handler for: claimed at once (and put back to retry).
+    let RecordOutcome::Recorded { job_ids } = other
+        .record_event(
+            "evt_other_instance",
+            vec![NewJob::new("unknown", json!({}))],
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("duplicate");
+    };
+    while outbox.job(&job_ids[0]).await.unwrap().unwrap().job.attempt == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dispatcher was not woken: {:?}",
+            outbox.counts().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.unwrap();
+    other.pool().close().await;
+    db.drop_database().await.unwrap();
+}

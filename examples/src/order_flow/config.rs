@@ -34,7 +34,11 @@ pub const ENV_SENDGRID_API_BASE: &str = "SENDGRID_API_BASE";
 /// Google Sheets' base URL (`integrations-sheets` reads it); a loopback one is a local endpoint.
 pub const ENV_SHEETS_BASE_URL: &str = "GOOGLE_SHEETS_BASE_URL";
 
-const READ: [&str; 14] = [
+/// Postgres URL; set → the outbox (and its dedup) lives in that database instead of SQLite.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+
+const READ: [&str; 15] = [
+    ENV_DATABASE_URL,
     ENV_STRIPE,
     ENV_SENDGRID,
     ENV_GOOGLE,
@@ -191,6 +195,9 @@ pub struct FlowConfig {
     /// beyond the sandboxes' exact totals, the Stripe objects, the sheet's rows and the emails
     /// tallied as accepted, so a long run's memory stays bounded.
     pub sandbox_retention: usize,
+    /// The Postgres database for the outbox (`DATABASE_URL`); `None`: SQLite in the run's
+    /// directory, the embedded default. `Debug` shows no password.
+    pub database: Option<integrations_outbox::PostgresOptions>,
 }
 
 /// [`FlowConfig::sandbox_retention`] unless set: the latest thousand of each.
@@ -226,6 +233,7 @@ impl FlowConfig {
             chaos: Vec::new(),
             measure: None,
             sandbox_retention: SANDBOX_RETENTION,
+            database: None,
         }
     }
 
@@ -322,6 +330,8 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
   --no-progress         no progress bars
   --keep-files          keep the temporary directory (outbox.db, notifications.jsonl, metrics.prom)
   --sandbox             ignore credentials in the environment; sandboxes only
+                        (DATABASE_URL still puts the outbox in Postgres: an empty database
+                        per run, kept across the restarts of one --state-dir)
 
   --state-dir DIR       keep the run's state in DIR (outbox.db, orders.jsonl, ledger.jsonl,
                         metrics.jsonl, notifications.jsonl, run.json) and resume the run found
@@ -367,6 +377,11 @@ where
     S: AsRef<str>,
 {
     let mut cfg = FlowConfig::sandbox(200);
+    cfg.database = env
+        .get(ENV_DATABASE_URL)
+        .map(integrations_outbox::PostgresOptions::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     cfg.env = env;
     let mut progress = true;
     let mut outage_requests = None;

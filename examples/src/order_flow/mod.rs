@@ -64,6 +64,7 @@ pub mod ledger;
 pub mod measure;
 pub mod notifier;
 pub mod orders;
+pub mod outbox;
 mod pipeline;
 pub mod policies;
 pub mod progress;

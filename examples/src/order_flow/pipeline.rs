@@ -1,4 +1,4 @@
-//! The event side of a run: SQLite outbox, webhook endpoint (or the real Stripe's event poller)
+//! The event side of a run: the outbox (SQLite, or Postgres with `DATABASE_URL`), webhook endpoint (or the real Stripe's event poller)
 //! and the dispatcher delivering the jobs, started before checkout and stopped after the drain.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
-use integrations_outbox::{Dispatcher, RunStats, ShutdownTrigger, SqliteOutbox, shutdown_channel};
+use integrations_outbox::{Dispatcher, RunStats, ShutdownTrigger, shutdown_channel};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,7 +19,8 @@ use super::jobs::{
 };
 use super::ledger::{Ledger, OrderMetrics};
 use super::orders::OrderBook;
-use super::providers::{OUTBOX_FILE, Services};
+use super::outbox::FlowOutbox;
+use super::providers::Services;
 
 /// What the pipeline's parts share with the rest of the run.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub(super) struct Shared {
 /// The running pipeline.
 #[derive(Debug)]
 pub(super) struct Pipeline {
-    pub(super) outbox: Arc<SqliteOutbox>,
+    pub(super) outbox: Arc<FlowOutbox>,
     pub(super) intake: Arc<Intake>,
     endpoint: WebhookServer,
     poller: Option<JoinHandle<()>>,
@@ -51,8 +52,9 @@ impl Pipeline {
         since: i64,
         worker_id: String,
         shared: &Shared,
+        first_start: bool,
     ) -> Result<Self> {
-        let outbox = Arc::new(SqliteOutbox::open(dir.join(OUTBOX_FILE)).await?);
+        let outbox = Arc::new(FlowOutbox::open(config.database.as_ref(), dir, first_start).await?);
         let intake = Arc::new(Intake::new(
             outbox.clone(),
             shared.book.clone(),

@@ -194,7 +194,7 @@ impl Services {
             setup.notifications(config, dir).await?;
         setup.backend(
             "outbox",
-            format!("SqliteOutbox → {}", dir.join(OUTBOX_FILE).display()),
+            super::outbox::FlowOutbox::describe(config.database.as_ref(), dir),
             false,
         );
         setup.backend(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use integrations_core::clock::unix_seconds;
 use integrations_core::metrics::{MetricsRegistry, MetricsSnapshot};
 use integrations_core::{Error, Result};
-use integrations_outbox::{OutboxCounts, OutboxStore, RunStats, SqliteOutbox};
+use integrations_outbox::{OutboxCounts, OutboxStore, RunStats};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -21,6 +21,7 @@ use super::invariants::{Facts, Redelivery, judge};
 use super::ledger::{BusinessMetrics, Ledger, OrderMetrics};
 use super::measure::Meter;
 use super::orders::{Order, OrderBook, OrderRecord, OrderState};
+use super::outbox::FlowOutbox;
 use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
 use super::providers::{Backend, Services};
@@ -37,11 +38,11 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
 /// The timeout is on progress, not on the whole wait: delivery runs at the providers' pace (the
 /// Sheets quota), so a fixed deadline failed every run large enough to outlast it.
 ///
-/// Asks only what is left ([`SqliteOutbox::unfinished`], on the pending and leased indexes):
+/// Asks only what is left ([`FlowOutbox::unfinished`], on the pending and leased indexes):
 /// [`OutboxStore::counts`] scans every job ever recorded, which made each round of this loop
 /// cost more as the run grew.
 async fn drain(
-    outbox: &SqliteOutbox,
+    outbox: &FlowOutbox,
     progress: &Progress,
     meter: Option<&Meter>,
     jobs_known: impl Fn() -> u64,
@@ -205,6 +206,7 @@ impl Flow {
             since,
             format!("order-flow-{run_id}-{}", std::process::id()),
             &shared,
+            run.starts == 1,
         )
         .await?;
         let intake = pipeline.intake.clone();
@@ -295,7 +297,7 @@ fn open_shared(dir: &WorkDir) -> Result<Shared> {
 
 /// Shows the delivery progress every 100 ms until aborted.
 fn spawn_ticker(
-    outbox: Arc<SqliteOutbox>,
+    outbox: Arc<FlowOutbox>,
     intake: Arc<Intake>,
     progress: Progress,
 ) -> JoinHandle<()> {
@@ -442,7 +444,7 @@ struct Ended {
     registry: MetricsRegistry,
     services: Services,
     shared: Shared,
-    outbox: Arc<SqliteOutbox>,
+    outbox: Arc<FlowOutbox>,
     intake: Arc<Intake>,
     checkouts: Checkouts,
     refund: Option<RefundMade>,
@@ -453,7 +455,7 @@ struct Ended {
 }
 
 /// The dead letters, as the report lists them (at most 100).
-async fn dead_letter_lines(outbox: &SqliteOutbox) -> Result<Vec<DeadLetterLine>> {
+async fn dead_letter_lines(outbox: &FlowOutbox) -> Result<Vec<DeadLetterLine>> {
     Ok(outbox
         .dead_letters(100)
         .await?

@@ -77,6 +77,8 @@
 
 mod builder;
 mod log;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod runner;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -85,6 +87,9 @@ mod types;
 
 pub use builder::SagaBuilder;
 pub use log::{InMemorySagaLog, SagaLog, saga_not_found, version_conflict};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresSagaLog;
 pub use runner::Saga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSagaLog;

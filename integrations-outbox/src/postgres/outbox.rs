@@ -1,0 +1,576 @@
+//! [`PostgresOutbox`]: the outbox in the service's Postgres database.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::rows::{COUNTS, cols, db_id, from_millis, parse, small, to_millis};
+use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
+use crate::store::{
+    OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
+};
+use crate::trace::resolve_traceparent;
+use crate::types::{
+    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseToken, NewJob, OutboxCounts,
+    PurgeOutcome, RecordOutcome,
+};
+use integrations_core::{Clock, ErrorRecord, SystemClock};
+use integrations_core::{Error, ErrorKind, Result};
+
+/// The event's dedup row and all its jobs in one statement (so one round trip, and one commit
+/// when run outside a transaction). The jobs are inserted only if the event row was; the
+/// notification wakes listening dispatchers when (and only if) the transaction commits.
+const RECORD: &str = "WITH ev AS (
+        INSERT INTO integrations_outbox_events (event_id, recorded_at) VALUES ($1, $2)
+        ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+    ), ins AS (
+        INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload, state,
+            attempts, max_attempts, available_at, created_at, updated_at, traceparent)
+        SELECT ev.event_id, t.kind, t.key, t.payload::jsonb, 'pending', 0, t.max_attempts,
+            $2, $2, $2, t.traceparent
+        FROM ev CROSS JOIN unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $8::text[])
+            AS t(kind, key, payload, max_attempts, traceparent)
+        RETURNING id, idempotency_key
+    )
+    SELECT (SELECT count(*) FROM ev) AS recorded,
+        (SELECT array_agg(id) FROM ins) AS ids,
+        (SELECT array_agg(idempotency_key) FROM ins) AS keys,
+        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins LIMIT 1) n) AS notified";
+
+/// Claims in one statement: the due pending jobs and the expired leases, each read in index
+/// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
+/// for), merged oldest first, and leased with a fresh random token. Expired leases with no
+/// attempts left are returned as `exhausted` for the caller to dead-letter.
+fn claim_sql(marks: &str) -> String {
+    format!(
+        "WITH p AS (
+            SELECT id, attempts, max_attempts, available_at AS at, false AS leased
+            FROM integrations_outbox_jobs WHERE state = 'pending' AND available_at <= $1
+            ORDER BY available_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+        ), l AS (
+            SELECT id, attempts, max_attempts, lease_expires_at AS at, true AS leased
+            FROM integrations_outbox_jobs WHERE state = 'leased' AND lease_expires_at <= $1
+            ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+        ), due AS (
+            SELECT * FROM (SELECT * FROM p UNION ALL SELECT * FROM l) d ORDER BY at, id LIMIT $2
+        ), claimed AS (
+            UPDATE integrations_outbox_jobs j SET state = 'leased', attempts = j.attempts + 1,
+                lease_token = replace(gen_random_uuid()::text, '-', ''), leased_by = $3,
+                lease_expires_at = $4, updated_at = $1
+            FROM due WHERE j.id = due.id AND NOT (due.leased AND due.attempts >= due.max_attempts)
+            RETURNING due.at AS due_at, {cols}
+        )
+        SELECT (SELECT array_agg(id) FROM due WHERE leased AND attempts >= max_attempts)
+                AS exhausted,
+            c.*
+        FROM (SELECT 1) one LEFT JOIN claimed c ON true WHERE true {marks}",
+        cols = cols("j.")
+    )
+}
+
+/// The durable [`OutboxStore`] in Postgres: the jobs commit with the caller's own writes
+/// ([`record_event_in`](PostgresOutbox::record_event_in)), any number of dispatchers on any
+/// number of machines claim from it (`FOR UPDATE SKIP LOCKED`, leases with fencing tokens), and
+/// they wake on `LISTEN/NOTIFY` ([`wake_on_notify`](PostgresOutbox::wake_on_notify)) rather
+/// than polling.
+///
+/// Every call outside a caller's transaction is one statement, so one round trip and (for
+/// writes) one commit. Postgres 13 or newer (`gen_random_uuid`).
+///
+/// ```no_run
+/// use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
+///
+/// # async fn f() -> integrations_core::Result<()> {
+/// let outbox = PostgresOutbox::connect(&std::env::var("DATABASE_URL").unwrap()).await?;
+/// let mut tx = outbox.pool().begin().await.unwrap();
+/// sqlx::query("INSERT INTO orders (id, total_minor) VALUES ($1, $2)")
+///     .bind("42").bind(5998_i64)
+///     .execute(&mut *tx).await.unwrap();
+/// let jobs = vec![NewJob::new("email.confirmation", serde_json::json!({ "order_id": "42" }))];
+/// outbox.record_event_in(&mut tx, "order-42/paid", jobs).await?;
+/// tx.commit().await.unwrap(); // the order and its jobs, or neither
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresOutbox {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    asynchronous_marks: bool,
+}
+
+/// Appended to a mark's `WHERE`: its commit does not wait for the WAL flush (an uncorrelated
+/// sub-select, evaluated once before any row, so it is set before the statement commits).
+const ASYNC_COMMIT: &str = "AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL";
+
+impl fmt::Debug for PostgresOutbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOutbox")
+            .field("target", &describe_pool(&self.pool))
+            .field("pool_size", &self.pool.size())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresOutbox {
+    /// Connects to the database at `url` (default [`PostgresOptions`]) and migrates it.
+    ///
+    /// # Errors
+    /// [`Error::Configuration`] for a malformed URL or a database migrated by a newer build;
+    /// [`Error::Unavailable`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        PostgresOutbox::connect_with(&PostgresOptions::new(url)?).await
+    }
+
+    /// Connects with `options` and migrates the database.
+    ///
+    /// # Errors
+    /// As for [`PostgresOutbox::connect`].
+    pub async fn connect_with(options: &PostgresOptions) -> Result<Self> {
+        PostgresOutbox::from_pool(options.connect().await?).await
+    }
+
+    /// Uses the service's own pool (so [`record_event_in`](PostgresOutbox::record_event_in)
+    /// can join its transactions) and migrates the database.
+    ///
+    /// # Errors
+    /// As for [`migrate`].
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        migrate(&pool).await?;
+        Ok(PostgresOutbox {
+            pool,
+            clock: Arc::new(SystemClock),
+            asynchronous_marks: false,
+        })
+    }
+
+    /// Uses `clock` for retry times and leases.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Commits claims, completions and failures without waiting for their WAL flush
+    /// (`synchronous_commit = off` for those statements only; recording an event and replaying a
+    /// dead letter stay synchronous, so what a webhook was answered `200` for is never lost).
+    ///
+    /// This is the trade the SQLite store makes with `synchronous = NORMAL` for the same marks:
+    /// each saves a disk flush (a claim + complete pair costs two otherwise), and a crash of the
+    /// **database server** (not of a worker) can undo the last few hundred milliseconds of marks.
+    /// An undone completion runs its job again (at least once, never lost); an undone claim can
+    /// let a second worker start a job the first is still running, until the first finds its
+    /// lease gone when it completes. Off by default.
+    #[must_use]
+    pub fn with_asynchronous_marks(mut self, on: bool) -> Self {
+        self.asynchronous_marks = on;
+        self
+    }
+
+    fn marks(&self) -> &'static str {
+        if self.asynchronous_marks {
+            ASYNC_COMMIT
+        } else {
+            ""
+        }
+    }
+
+    /// The pool, to begin the transactions that [`record_event_in`](Self::record_event_in) joins.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn now(&self) -> i64 {
+        to_millis(self.clock.now())
+    }
+
+    /// Records `event_id` and its `jobs` **inside the caller's transaction**: they commit with the
+    /// caller's own writes, or roll back with them (then no job exists and no dispatcher is
+    /// woken). Otherwise as [`OutboxStore::record_event`]; a duplicate event id writes nothing.
+    ///
+    /// A concurrent transaction recording the same event id makes this call wait until that
+    /// one ends (Postgres's unique index), then answers `Duplicate` if it committed.
+    ///
+    /// # Errors
+    /// As for [`OutboxStore::record_event`]. Input errors are found before anything is sent;
+    /// a database error aborts the caller's transaction (Postgres's rule), so roll it back.
+    pub async fn record_event_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<RecordOutcome> {
+        record(tx, self.now(), event_id, &jobs).await
+    }
+
+    /// Jobs pending and leased: what is left to deliver, counted on the partial indexes of those
+    /// two states (for a loop that waits for the outbox to drain).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn unfinished(&self) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'pending'),
+                (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'leased')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok((count(&row, 0)?, count(&row, 1)?))
+    }
+
+    async fn load(&self, id: i64) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM integrations_outbox_jobs WHERE id = $1",
+            cols("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(row.as_ref().map(parse).transpose()?.map(|l| l.record))
+    }
+
+    /// The error for a lease-checked update that changed nothing: unknown job, or lease lost.
+    async fn lease_refused(&self, job_id: &JobId, id: i64) -> Error {
+        match self.load(id).await {
+            Ok(Some(_)) => lease_lost(job_id),
+            Ok(None) => job_not_found(job_id),
+            Err(e) => e,
+        }
+    }
+
+    /// Dead-letters expired leases with no attempts left, re-checking under the row lock that
+    /// no one claimed or finished them since.
+    async fn dead_letter_exhausted(&self, ids: &[i64], now: i64) -> Result<()> {
+        for &id in ids {
+            let attempts: Option<i64> =
+                sqlx::query_scalar("SELECT attempts FROM integrations_outbox_jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(sql_error)?;
+            let Some(attempts) = attempts else { continue };
+            let error = lease_expired_error(small("attempts", attempts)?);
+            let done = sqlx::query(
+                "UPDATE integrations_outbox_jobs SET state = 'dead', lease_token = NULL,
+                    leased_by = NULL, lease_expires_at = NULL, last_error = $2::jsonb,
+                    may_have_acted = $3, updated_at = $4
+                 WHERE id = $1 AND state = 'leased' AND lease_expires_at <= $4
+                    AND attempts >= max_attempts AND attempts = $5",
+            )
+            .bind(id)
+            .bind(error_json(&error)?)
+            .bind(error.may_have_acted())
+            .bind(now)
+            .bind(attempts)
+            .execute(&self.pool)
+            .await
+            .map_err(sql_error)?;
+            if done.rows_affected() == 1 {
+                tracing::warn!(
+                    job_id = id,
+                    "outbox job dead-lettered: lease expired with no attempts left"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn count(row: &PgRow, i: usize) -> Result<u64> {
+    let n: i64 = row.try_get(i).map_err(|e| corrupt("count", e))?;
+    u64::try_from(n).map_err(|e| corrupt("count", e))
+}
+
+fn error_json(e: &ErrorRecord) -> Result<String> {
+    serde_json::to_string(e).map_err(|e| corrupt("error record", e))
+}
+
+/// [`RECORD`] on `conn`, after validating the jobs (nothing is sent for invalid input).
+async fn record(
+    conn: &mut PgConnection,
+    now: i64,
+    event_id: &str,
+    jobs: &[NewJob],
+) -> Result<RecordOutcome> {
+    let keys = prepare_jobs(event_id, jobs)?;
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut max_attempts = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        kinds.push(job.kind.as_str());
+        payloads.push(
+            serde_json::to_string(&job.payload)
+                .map_err(|e| Error::invalid_input("payload", e.to_string()))?,
+        );
+        max_attempts.push(i64::from(job.max_attempts));
+    }
+    let key_strs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+    let traceparents: Vec<Option<String>> = jobs.iter().map(resolve_traceparent).collect();
+    let row = sqlx::query(RECORD)
+        .bind(event_id)
+        .bind(now)
+        .bind(&kinds)
+        .bind(&key_strs)
+        .bind(&payloads)
+        .bind(&max_attempts)
+        .bind(NOTIFY_CHANNEL)
+        .bind(&traceparents)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| {
+            let e = sql_error(e);
+            if e.kind() == ErrorKind::InvalidInput {
+                // A data exception here is a payload jsonb refuses (a `\u0000` in a string).
+                Error::invalid_input("payload", e.message().to_owned())
+            } else {
+                e
+            }
+        })?;
+    let recorded: i64 = row.try_get("recorded").map_err(|e| corrupt("record", e))?;
+    if recorded == 0 {
+        return Ok(RecordOutcome::Duplicate);
+    }
+    let ids: Option<Vec<i64>> = row.try_get("ids").map_err(|e| corrupt("job ids", e))?;
+    let stored_keys: Option<Vec<String>> =
+        row.try_get("keys").map_err(|e| corrupt("job keys", e))?;
+    let by_key: HashMap<String, i64> = stored_keys
+        .unwrap_or_default()
+        .into_iter()
+        .zip(ids.unwrap_or_default())
+        .collect();
+    let job_ids = key_strs
+        .iter()
+        .map(|k| {
+            by_key
+                .get(*k)
+                .map(|id| JobId::new(id.to_string()))
+                .ok_or_else(|| corrupt("job ids", format!("no id returned for `{k}`")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordOutcome::Recorded { job_ids })
+}
+
+#[async_trait]
+impl OutboxStore for PostgresOutbox {
+    async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
+        let mut conn = self.pool.acquire().await.map_err(sql_error)?;
+        record(&mut conn, self.now(), event_id, &jobs).await
+    }
+
+    async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
+        check_claim(worker_id, lease)?;
+        let now = self.now();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let expires = now.saturating_add(lease_ms);
+        let sql = claim_sql(self.marks());
+        let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
+        // Dead-lettering an exhausted expired job frees its place, so claim again until full.
+        while claimed.len() < max {
+            let want = i64::try_from(max - claimed.len()).unwrap_or(i64::MAX);
+            let rows = sqlx::query(&sql)
+                .bind(now)
+                .bind(want)
+                .bind(worker_id)
+                .bind(expires)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql_error)?;
+            let mut exhausted: Vec<i64> = Vec::new();
+            for row in &rows {
+                if let Some(ids) = row
+                    .try_get::<Option<Vec<i64>>, _>("exhausted")
+                    .map_err(|e| corrupt("claim", e))?
+                {
+                    exhausted = ids;
+                }
+                let due_at: Option<i64> = row.try_get("due_at").map_err(|e| corrupt("claim", e))?;
+                let Some(due_at) = due_at else { continue };
+                let loaded = parse(row)?;
+                let token = loaded
+                    .token
+                    .ok_or_else(|| corrupt("lease token", "missing after a claim"))?;
+                claimed.push((
+                    due_at,
+                    ClaimedJob {
+                        job: loaded.record.job,
+                        lease: token,
+                        lease_expires_at: from_millis(expires),
+                    },
+                ));
+            }
+            if exhausted.is_empty() {
+                break;
+            }
+            self.dead_letter_exhausted(&exhausted, now).await?;
+        }
+        claimed.sort_by(|a, b| (a.0, &a.1.job.id).cmp(&(b.0, &b.1.job.id)));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
+        let id = db_id(job_id).ok_or_else(|| job_not_found(job_id))?;
+        let done = sqlx::query(&format!(
+            "UPDATE integrations_outbox_jobs SET state = 'done', lease_token = NULL,
+                leased_by = NULL, lease_expires_at = NULL, updated_at = $3
+             WHERE id = $1 AND state = 'leased' AND lease_token = $2 {}",
+            self.marks()
+        ))
+        .bind(id)
+        .bind(lease.as_str())
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        if done.rows_affected() == 0 {
+            return Err(self.lease_refused(job_id, id).await);
+        }
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        job_id: &JobId,
+        lease: &LeaseToken,
+        error: ErrorRecord,
+        retry_at: Option<SystemTime>,
+    ) -> Result<FailOutcome> {
+        let id = db_id(job_id).ok_or_else(|| job_not_found(job_id))?;
+        let row = sqlx::query(&format!(
+            "UPDATE integrations_outbox_jobs SET
+                state = CASE WHEN $3::bigint IS NOT NULL AND attempts < max_attempts
+                    THEN 'pending' ELSE 'dead' END,
+                available_at = CASE WHEN $3::bigint IS NOT NULL AND attempts < max_attempts
+                    THEN $3::bigint ELSE available_at END,
+                lease_token = NULL, leased_by = NULL, lease_expires_at = NULL,
+                last_error = $4::jsonb, may_have_acted = $5, updated_at = $6
+             WHERE id = $1 AND state = 'leased' AND lease_token = $2 {}
+             RETURNING state, attempts",
+            self.marks()
+        ))
+        .bind(id)
+        .bind(lease.as_str())
+        .bind(retry_at.map(to_millis))
+        .bind(error_json(&error)?)
+        .bind(error.may_have_acted())
+        .bind(self.now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        let Some(row) = row else {
+            return Err(self.lease_refused(job_id, id).await);
+        };
+        let state: String = row.try_get("state").map_err(|e| corrupt("job state", e))?;
+        let attempts = small(
+            "attempts",
+            row.try_get("attempts")
+                .map_err(|e| corrupt("attempts", e))?,
+        )?;
+        Ok(match (state.as_str(), retry_at) {
+            ("pending", Some(retry_at)) => FailOutcome::Retrying { attempts, retry_at },
+            _ => FailOutcome::DeadLettered { attempts },
+        })
+    }
+
+    async fn job(&self, job_id: &JobId) -> Result<Option<JobRecord>> {
+        match db_id(job_id) {
+            Some(id) => self.load(id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM integrations_outbox_jobs WHERE state = 'dead' ORDER BY id LIMIT $1",
+            cols("")
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.extend(DeadLetter::from_record(parse(row)?.record));
+        }
+        Ok(out)
+    }
+
+    async fn replay(&self, job_id: &JobId) -> Result<()> {
+        let id = db_id(job_id).ok_or_else(|| job_not_found(job_id))?;
+        let row = sqlx::query(
+            "WITH r AS (
+                UPDATE integrations_outbox_jobs SET state = 'pending', attempts = 0,
+                    available_at = $2, updated_at = $2
+                WHERE id = $1 AND state = 'dead' RETURNING id
+            )
+            SELECT (SELECT count(*) FROM r) AS replayed,
+                (SELECT count(*) FROM (SELECT pg_notify($3, '') FROM r) n) AS notified",
+        )
+        .bind(id)
+        .bind(self.now())
+        .bind(NOTIFY_CHANNEL)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        if count(&row, 0)? == 1 {
+            return Ok(());
+        }
+        match self.load(id).await? {
+            None => Err(job_not_found(job_id)),
+            Some(record) => Err(Error::conflict(format!(
+                "job {job_id} is {}, only dead letters can be replayed",
+                record.state.as_str()
+            ))),
+        }
+    }
+
+    async fn counts(&self) -> Result<OutboxCounts> {
+        let row = sqlx::query(COUNTS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(OutboxCounts {
+            pending: count(&row, 0)?,
+            leased: count(&row, 1)?,
+            done: count(&row, 2)?,
+            dead: count(&row, 3)?,
+            events: count(&row, 4)?,
+            ..OutboxCounts::default()
+        }
+        .with_oldest_pending(
+            row.try_get::<Option<i64>, _>(5)
+                .map_err(|e| corrupt("oldest_pending", e))?
+                .map(from_millis),
+            self.clock.now(),
+        ))
+    }
+
+    async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
+        let row = sqlx::query(
+            "WITH j AS (
+                DELETE FROM integrations_outbox_jobs WHERE state = 'done' AND updated_at < $1
+                RETURNING event_id
+            ), e AS (
+                DELETE FROM integrations_outbox_events ev WHERE recorded_at < $1
+                    AND NOT EXISTS (SELECT 1 FROM integrations_outbox_jobs o
+                        WHERE o.event_id = ev.event_id AND NOT (o.state = 'done' AND o.updated_at < $1))
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM e)",
+        )
+        .bind(to_millis(older_than))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(PurgeOutcome {
+            jobs: count(&row, 0)?,
+            events: count(&row, 1)?,
+        })
+    }
+}
