@@ -69,8 +69,14 @@ async fn success_records_call_and_latency() {
         (s.calls, s.successes, s.retries, s.latency_count),
         (1, 1, 0, 1)
     );
-    // Window quantiles come from buckets 1/16 of a power of two wide (within 1/32).
-    assert!((s.p50_ms - 40.0).abs() <= 40.0 / 32.0, "{}", s.p50_ms);
+    // Latency is real elapsed time (the policy times calls on `quanta`), so only a lower
+    // bound is exact: the call slept 40 ms. Window quantiles come from buckets 1/16 of a power
+    // of two wide (within 1/32); the upper bound only guards against a unit mistake.
+    assert!(
+        s.p50_ms >= 40.0 * (1.0 - 1.0 / 32.0) && s.p50_ms < 2_000.0,
+        "{}",
+        s.p50_ms
+    );
     assert_eq!(s.operations[0].operation, "create_payment");
     assert!(Arc::ptr_eq(
         policy.metrics(),
