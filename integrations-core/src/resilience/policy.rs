@@ -350,10 +350,15 @@ impl Policy {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        // One code path whether or not anyone listens: a disabled span is a no-op to enter,
-        // clone and record on, and a second path would only make the future larger.
         let span = telemetry::call_span(&self.inner.provider, operation);
         let mut attempts = 0;
+        // Nobody listens: no `Instrumented` layer around the whole call (it costs a poll
+        // wrapper and a larger future on every call, for nothing).
+        if span.is_disabled() {
+            return self
+                .run_unspanned(operation, classify, f, &mut attempts)
+                .await;
+        }
         let result = self
             .run_unspanned(operation, classify, f, &mut attempts)
             .instrument(span.clone())
@@ -483,8 +488,12 @@ impl Policy {
             permit.record_result(&result);
         }
         let latency = timer.elapsed();
-        // The sliding window steps on tokio's clock (so a paused test clock moves it too).
-        let end = Instant::now();
+        // The sliding window steps on tokio's clock (so a paused test clock moves it too). When
+        // the call already read that clock at its start, its end is that reading plus the
+        // latency: the window moves in 30 s steps, a second reading would only cost time.
+        let end = start
+            .and_then(|s| s.checked_add(latency))
+            .unwrap_or_else(Instant::now);
         match result {
             Ok(v) => {
                 inner.metrics.record_success_at(operation, latency, end);
@@ -538,10 +547,16 @@ impl Policy {
         // The timer is made only if the attempt does not finish on its first poll: one that
         // completes at once never touches the timer wheel or tokio's clock.
         let mut by_deadline = false;
-        let mut call = std::pin::pin!(f(attempt).instrument(span.clone()));
+        // The attempt's span is entered around each poll by hand rather than by wrapping the
+        // future in `Instrumented`: one layer less on the hot path.
+        let mut call = std::pin::pin!(f(attempt));
         let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
         let finished = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = call.as_mut().poll(cx) {
+            let polled = {
+                let _in_span = span.enter();
+                call.as_mut().poll(cx)
+            };
+            if let Poll::Ready(result) = polled {
                 return Poll::Ready(Some(result));
             }
             if timer.is_none() {
