@@ -5,6 +5,8 @@
 //! Its own test binary with a single test: `aws-config` reads the process environment and offers
 //! no public way to inject another, so the test sets variables no other test can race.
 
+mod aws_config_env;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use integrations_aws::{AwsBuilder, AwsConfigCredentials, CredentialsProvider};
@@ -35,21 +37,7 @@ async fn container_credentials_come_from_the_full_uri_endpoint_with_its_token() 
     let none = dir.path().join("none");
     // SAFETY: this binary's only test; no other thread reads the environment while it is set.
     unsafe {
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_ROLE_ARN",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-        ] {
-            std::env::remove_var(k);
-        }
-        std::env::set_var("AWS_CONFIG_FILE", &none);
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &none);
-        std::env::set_var("AWS_REGION", "eu-west-1");
+        aws_config_env::isolate(&none, "eu-west-1");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",

@@ -10,6 +10,8 @@
 #[allow(unused_macros, unused_imports, dead_code)]
 mod support;
 
+mod aws_config_env;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -77,22 +79,7 @@ async fn instance_role_credentials_come_from_imdsv2_and_sign_requests_moto_accep
     let none = dir.path().join("none");
     // SAFETY: this binary's only test; no other thread reads the environment while it is set.
     unsafe {
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_ROLE_ARN",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            "AWS_EC2_METADATA_DISABLED",
-        ] {
-            std::env::remove_var(k);
-        }
-        std::env::set_var("AWS_CONFIG_FILE", &none);
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &none);
-        std::env::set_var("AWS_REGION", "us-east-1");
+        aws_config_env::isolate(&none, "us-east-1");
         std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.uri());
     }
 
