@@ -421,59 +421,116 @@ where
     let parse_error = &parse_error;
     policy
         .call(operation, move |attempt: Attempt| async move {
-            let (builder, request) = build(&attempt).build_split();
-            let request = request.map_err(|e| transport_error(provider, e))?;
-            crate::telemetry::record_http_request(request.method(), request.url());
-            let method = request.method().clone();
-            let url = redact_url(request.url());
-            let started = Instant::now();
-            let result = match client {
-                Some(client) => client.execute(builder, request).await,
-                None => builder.execute(request).await.map_err(ExecuteError::Reqwest),
-            };
-            let resp = match result {
-                Ok(r) => r,
-                Err(ExecuteError::Reqwest(e)) => {
-                    let e = e.without_url();
-                    tracing::debug!(provider, operation, attempt = attempt.number, %method, %url, error = %e, "http transport error");
-                    return Err(transport_error(provider, e));
-                }
-                Err(ExecuteError::Middleware(e)) => {
-                    tracing::debug!(provider, operation, attempt = attempt.number, %method, %url, "http middleware error");
-                    return Err(Error::unavailable("an HTTP middleware failed")
-                        .with_provider(provider.to_owned())
-                        .with_source(e));
-                }
-            };
-            let status = resp.status();
-            crate::telemetry::record_http_status(status.as_u16());
-            let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(provider, e))?;
-            tracing::debug!(
+            one_exchange(
+                client,
                 provider,
                 operation,
-                attempt = attempt.number,
-                %method,
-                %url,
-                status = status.as_u16(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "http exchange"
-            );
-            let resp = HttpResponse {
-                status,
-                headers,
-                body,
-            };
-            if status.is_success() {
-                Ok(resp)
-            } else {
-                Err(parse_error(&resp).or_provider(provider.to_owned()))
-            }
+                attempt.number,
+                build(&attempt),
+                parse_error,
+            )
+            .await
         })
         .await
+}
+
+/// One HTTP exchange **outside any policy**, through `client` (its middleware included): for a
+/// caller that runs its attempts under a policy of its own — a batching sink whose one call
+/// covers many callers' rows, say — and still wants the transport mapping, redaction, telemetry
+/// fields and error parsing of [`send_via`]. `attempt` is the caller's attempt number, for the
+/// logs.
+///
+/// # Errors
+/// As [`send_via`], without the policy's own errors.
+pub async fn send_once<P>(
+    client: &HttpClient,
+    provider: &str,
+    operation: &'static str,
+    attempt: u32,
+    request: reqwest::RequestBuilder,
+    parse_error: P,
+) -> Result<HttpResponse>
+where
+    P: Fn(&HttpResponse) -> Error,
+{
+    one_exchange(
+        Some(client),
+        provider,
+        operation,
+        attempt,
+        request,
+        &parse_error,
+    )
+    .await
+}
+
+/// Sends `request` (on `client` if given, else on its builder's own client) and reads the answer:
+/// 2xx returned, anything else through `parse_error`, transport failures mapped.
+async fn one_exchange<P>(
+    client: Option<&HttpClient>,
+    provider: &str,
+    operation: &'static str,
+    attempt: u32,
+    request: reqwest::RequestBuilder,
+    parse_error: &P,
+) -> Result<HttpResponse>
+where
+    P: Fn(&HttpResponse) -> Error,
+{
+    let (builder, request) = request.build_split();
+    let request = request.map_err(|e| transport_error(provider, e))?;
+    crate::telemetry::record_http_request(request.method(), request.url());
+    let method = request.method().clone();
+    let url = redact_url(request.url());
+    let started = Instant::now();
+    let result = match client {
+        Some(client) => client.execute(builder, request).await,
+        None => builder
+            .execute(request)
+            .await
+            .map_err(ExecuteError::Reqwest),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ExecuteError::Reqwest(e)) => {
+            let e = e.without_url();
+            tracing::debug!(provider, operation, attempt, %method, %url, error = %e, "http transport error");
+            return Err(transport_error(provider, e));
+        }
+        Err(ExecuteError::Middleware(e)) => {
+            tracing::debug!(provider, operation, attempt, %method, %url, "http middleware error");
+            return Err(Error::unavailable("an HTTP middleware failed")
+                .with_provider(provider.to_owned())
+                .with_source(e));
+        }
+    };
+    let status = resp.status();
+    crate::telemetry::record_http_status(status.as_u16());
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(provider, e))?;
+    tracing::debug!(
+        provider,
+        operation,
+        attempt,
+        %method,
+        %url,
+        status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "http exchange"
+    );
+    let resp = HttpResponse {
+        status,
+        headers,
+        body,
+    };
+    if status.is_success() {
+        Ok(resp)
+    } else {
+        Err(parse_error(&resp).or_provider(provider.to_owned()))
+    }
 }
 
 #[cfg(test)]

@@ -104,7 +104,8 @@ impl TokenProvider for MetadataServerTokens {
     async fn fetch_token(&self, req: &TokenRequest<'_>) -> Result<FetchedToken> {
         let url = self.url();
         let scopes = req.scope.split_whitespace().collect::<Vec<_>>().join(",");
-        let sent = http::send(
+        let sent = http::send_via(
+            req.http,
             req.policy,
             "metadata.token",
             |_| {

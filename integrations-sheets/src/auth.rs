@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use integrations_core::http::HttpClient;
 use integrations_core::{Error, Policy, Result};
 use tokio::time::Instant;
 
@@ -46,7 +47,7 @@ struct Cache {
 pub(crate) struct TokenSource {
     provider: Arc<dyn TokenProvider>,
     scope: String,
-    http: reqwest::Client,
+    http: HttpClient,
     policy: Policy,
     refresh_before: Duration,
     cache: Mutex<Cache>,
@@ -69,7 +70,7 @@ impl TokenSource {
     pub(crate) fn new(
         provider: Arc<dyn TokenProvider>,
         scope: String,
-        http: reqwest::Client,
+        http: HttpClient,
         policy: Policy,
         refresh_before: Duration,
     ) -> Self {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use integrations_core::http::{self, HttpResponse};
+use integrations_core::http::{self, HttpClient, HttpResponse};
 use integrations_core::provider::Cell;
 use integrations_core::{Error, ErrorKind, Policy, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -40,7 +40,7 @@ pub struct GoogleSheetsClient {
 }
 
 pub(crate) struct Inner {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: HttpClient,
     pub(crate) base_url: String,
     pub(crate) spreadsheet_id: String,
     pub(crate) tokens: TokenSource,
@@ -123,7 +123,14 @@ impl GoogleSheetsClient {
         B: Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
     {
         let token = self.inner.tokens.token().await?;
-        let first = http::send(policy, operation, |_| build(token.secret()), parse_error).await;
+        let first = http::send_via(
+            &self.inner.http,
+            policy,
+            operation,
+            |_| build(token.secret()),
+            parse_error,
+        )
+        .await;
         match first {
             Err(e) if e.status() == Some(401) => {
                 tracing::debug!(
@@ -133,7 +140,14 @@ impl GoogleSheetsClient {
                 );
                 self.inner.tokens.invalidate(&token);
                 let token = self.inner.tokens.token().await?;
-                http::send(policy, operation, |_| build(token.secret()), parse_error).await
+                http::send_via(
+                    &self.inner.http,
+                    policy,
+                    operation,
+                    |_| build(token.secret()),
+                    parse_error,
+                )
+                .await
             }
             other => other,
         }
@@ -233,7 +247,7 @@ impl GoogleSheetsClient {
             .call_classified(
                 "values.append",
                 |e| e.is_retryable() && !may_have_landed(e),
-                |_| self.append_attempt(range, &values),
+                |attempt| self.append_attempt(attempt.number, range, &values),
             )
             .await
     }
@@ -242,6 +256,7 @@ impl GoogleSheetsClient {
     /// 401 refresh. `values` is the JSON `values` array.
     pub(crate) async fn append_attempt(
         &self,
+        attempt: u32,
         range: &A1Range,
         values: &Value,
     ) -> Result<AppendResponse> {
@@ -260,44 +275,33 @@ impl GoogleSheetsClient {
                 .json(&body)
         };
         let token = self.inner.tokens.token().await?;
-        let resp = match exchange("values.append", request(&token)).await {
+        let resp = match self.exchange_once(attempt, request(&token)).await {
             Err(e) if e.status() == Some(401) => {
                 self.inner.tokens.invalidate(&token);
                 let token = self.inner.tokens.token().await?;
-                exchange("values.append", request(&token)).await?
+                self.exchange_once(attempt, request(&token)).await?
             }
             other => other?,
         };
         resp.json()
     }
-}
 
-/// One HTTP exchange without a policy: transport errors mapped by core, non-2xx by [`parse_error`].
-async fn exchange(operation: &'static str, req: reqwest::RequestBuilder) -> Result<HttpResponse> {
-    let (client, request) = req.build_split();
-    let request = request.map_err(|e| http::transport_error(PROVIDER, e))?;
-    let url = http::redact_url(request.url());
-    let resp = client.execute(request).await.map_err(|e| {
-        let e = e.without_url();
-        tracing::debug!(provider = PROVIDER, operation, %url, error = %e, "http transport error");
-        http::transport_error(PROVIDER, e)
-    })?;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp
-        .bytes()
+    /// One `values.append` exchange through the builder's client (its middleware included),
+    /// outside any policy: core's transport mapping and redaction, non-2xx by [`parse_error`].
+    async fn exchange_once(
+        &self,
+        attempt: u32,
+        req: reqwest::RequestBuilder,
+    ) -> Result<HttpResponse> {
+        http::send_once(
+            &self.inner.http,
+            PROVIDER,
+            "values.append",
+            attempt,
+            req,
+            parse_error,
+        )
         .await
-        .map_err(|e| http::transport_error(PROVIDER, e))?;
-    tracing::debug!(provider = PROVIDER, operation, %url, status = status.as_u16(), "http exchange");
-    let resp = HttpResponse {
-        status,
-        headers,
-        body,
-    };
-    if resp.is_success() {
-        Ok(resp)
-    } else {
-        Err(parse_error(&resp))
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use integrations_core::http::HttpClient;
 use integrations_core::metrics::MetricsRegistry;
 use integrations_core::resilience::{Backoff, PolicyBuilder, RateLimiter, RetryPolicy};
 use integrations_core::{Error, Policy, Result};
@@ -86,7 +87,7 @@ pub struct GoogleSheetsBuilder {
     base_url: String,
     token_url: Option<String>,
     scope: String,
-    http: Option<reqwest::Client>,
+    http: Option<HttpClient>,
     write_policy: Option<Policy>,
     read_policy: Option<Policy>,
     token_policy: Option<Policy>,
@@ -257,9 +258,12 @@ impl GoogleSheetsBuilder {
         self.scope = scope.into();
         self
     }
-    /// The HTTP client (default: core's shared rustls client).
-    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    /// The HTTP client for the API and the token endpoint (default: core's shared rustls
+    /// client): a `reqwest::Client`, or with feature `reqwest-middleware` a
+    /// `reqwest_middleware::ClientWithMiddleware` (its middleware sees every attempt, token
+    /// fetches included).
+    pub fn with_http_client(mut self, client: impl Into<HttpClient>) -> Self {
+        self.http = Some(client.into());
         self
     }
     /// Write quota for the default write policy (default 60 a minute per user; a project-wide
@@ -426,7 +430,7 @@ impl GoogleSheetsBuilder {
         };
         let http = self
             .http
-            .unwrap_or_else(integrations_core::http::default_client);
+            .unwrap_or_else(|| integrations_core::http::default_client().into());
         let tokens = TokenSource::new(
             provider,
             self.scope,

@@ -20,6 +20,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `sandbox` | no | `sandbox`: `Sandbox`, `Fault`, `test_service_account` (pulls in `integrations-testkit`'s sandbox server and `rsa`) |
+//! | `reqwest-middleware` | no | `with_http_client` takes a `reqwest_middleware::ClientWithMiddleware`: its middleware sees every request, token fetches and retries included |
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use integrations_core::http::{self, HttpResponse};
+use integrations_core::http::{self, HttpClient, HttpResponse};
 use integrations_core::{Error, Policy, Result};
 use serde::Deserialize;
 
@@ -35,14 +35,14 @@ pub struct TokenRequest<'a> {
     /// OAuth scopes, space-separated.
     pub scope: &'a str,
     /// The HTTP client.
-    pub http: &'a reqwest::Client,
+    pub http: &'a HttpClient,
     /// The token-endpoint policy.
     pub policy: &'a Policy,
 }
 
 impl<'a> TokenRequest<'a> {
     /// A request for `scope` sent with `http` under `policy`.
-    pub fn new(scope: &'a str, http: &'a reqwest::Client, policy: &'a Policy) -> Self {
+    pub fn new(scope: &'a str, http: &'a HttpClient, policy: &'a Policy) -> Self {
         TokenRequest {
             scope,
             http,
@@ -154,7 +154,8 @@ async fn token_grant(
     url: &str,
     form: &[(&str, &str)],
 ) -> Result<FetchedToken> {
-    let resp: HttpResponse = http::send(
+    let resp: HttpResponse = http::send_via(
+        req.http,
         req.policy,
         "oauth.token",
         |_| req.http.post(url).form(form),

@@ -111,7 +111,7 @@ async fn an_answer_without_metadata_flavor_is_not_from_a_metadata_server() {
         })))
         .mount(&impostor)
         .await;
-    let http = reqwest::Client::new();
+    let http: integrations_core::http::HttpClient = reqwest::Client::new().into();
     let policy = no_retry();
     let e = MetadataServerTokens::with_host(host(&impostor))
         .fetch_token(&TokenRequest::new(SCOPE, &http, &policy))
@@ -214,7 +214,7 @@ async fn a_refused_refresh_token_is_unauthenticated() {
         })))
         .mount(&oauth)
         .await;
-    let http = reqwest::Client::new();
+    let http: integrations_core::http::HttpClient = reqwest::Client::new().into();
     let policy = no_retry();
     let e = AuthorizedUserTokens::new("id", "secret", "refresh")
         .with_token_url(format!("{}/token", oauth.uri()))

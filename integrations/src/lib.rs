@@ -21,7 +21,7 @@
 //! | [`dashboard`] | `integrations-dashboard` | `dashboard` (implies `outbox`) |
 //! | [`testkit`] | `integrations-testkit` | `testkit` |
 //! | `resilience::PolicyLayer` | `integrations-core` | `tower`: the policy as a tower `Layer` |
-//! | `http::HttpClient` from a `ClientWithMiddleware` | `integrations-core` and the providers | `reqwest-middleware`: builders' `with_http_client` take one (not yet Sheets) |
+//! | `http::HttpClient` from a `ClientWithMiddleware` | `integrations-core` and the providers | `reqwest-middleware`: builders' `with_http_client` take one |
 //!
 //! Two features apply to every provider enabled: `axum` (core's `Verified<V>` and each
 //! provider's webhook extractor; with an `aws-*` feature also the SNS extractor, which brings SNS

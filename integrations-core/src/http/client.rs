@@ -82,6 +82,14 @@ impl HttpClient {
     pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request(Method::POST, url)
     }
+    /// A `PUT` request to `url`.
+    pub fn put(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+    /// A `DELETE` request to `url`.
+    pub fn delete(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
 
     /// Whether requests go through a middleware chain.
     pub fn has_middleware(&self) -> bool {

@@ -233,7 +233,7 @@ async fn append_checked(
                         p.pending.iter().map(|i| rows[*i].to_values()).collect();
                     rows_to_json(&slice)
                 };
-                let result = client.append_attempt(range, &values).await;
+                let result = client.append_attempt(attempt.number, range, &values).await;
                 let mut p = lock();
                 match result {
                     Ok(_) => {
