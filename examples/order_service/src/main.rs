@@ -17,11 +17,14 @@
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
 //! | `DATABASE_URL` | unset | a Postgres URL: the outbox (jobs, dead letters, webhook dedup records) lives there, shared by every instance, which wake each other with `LISTEN/NOTIFY`; orders stay in the SQLite file |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
-//! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; idempotency keys: at least 10,000) |
+//! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; Stripe's idempotency keys and its payment intents, charges, refunds and customers: at least 10,000) |
 //! | `RUST_LOG` | `info` | log filter |
 //!
 //! Provider credentials (`STRIPE_SECRET_KEY`, `SENDGRID_API_KEY`, …) switch that provider from
 //! its sandbox to the real service; see `integrations_order_service::wiring`.
+//!
+//! The binary allocates with jemalloc (feature `jemalloc`, on by default; build with
+//! `--no-default-features` for the system allocator), for the reason given on `GLOBAL` below.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,15 @@ use integrations_order_service::server::{DEFAULT_DISPATCHER_BACKOFF, Server, Ser
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// jemalloc (feature `jemalloc`, on by default) rather than the system allocator: under a
+/// sustained load glibc's malloc kept the memory of the many short-lived response buffers
+/// resident (the server's RSS grew ~18 KB an order past 10,000 orders while its heap stayed
+/// flat); jemalloc returns freed pages to the system after a few seconds. Measured with
+/// `service_load` in docs/scaling.md.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Writes the generated key to `<dir>/api-key`, readable by the owner only. `create_new` fails
 /// on any existing entry, a symbolic link included (`O_CREAT | O_EXCL` never follows one), so a
