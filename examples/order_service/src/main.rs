@@ -22,9 +22,6 @@
 //!
 //! Provider credentials (`STRIPE_SECRET_KEY`, `SENDGRID_API_KEY`, …) switch that provider from
 //! its sandbox to the real service; see `integrations_order_service::wiring`.
-//!
-//! The binary allocates with jemalloc (feature `jemalloc`, on by default; build with
-//! `--no-default-features` for the system allocator), for the reason given on `GLOBAL` below.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,15 +34,6 @@ use integrations_order_service::server::{DEFAULT_DISPATCHER_BACKOFF, Server, Ser
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
-
-/// jemalloc (feature `jemalloc`, on by default) rather than the system allocator: under a
-/// sustained load glibc's malloc kept the memory of the many short-lived response buffers
-/// resident (the server's RSS grew ~18 KB an order past 10,000 orders while its heap stayed
-/// flat); jemalloc returns freed pages to the system after a few seconds. Measured with
-/// `service_load` in docs/scaling.md.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Writes the generated key to `<dir>/api-key`, readable by the owner only. `create_new` fails
 /// on any existing entry, a symbolic link included (`O_CREAT | O_EXCL` never follows one), so a
