@@ -267,8 +267,8 @@ impl SandboxBuilder {
     /// forgotten object answers Stripe's `resource_missing` 404 (400 when it is named by a
     /// parameter), as one that never existed; lists page over the kept ones;
     /// [`Sandbox::intent_counters`] is `None` for a forgotten intent. [`Counters`] count every
-    /// object. This is what bounds the sandbox's memory in a long load test: about 1.5 KB an
-    /// order for an intent and its charge.
+    /// object. This is what bounds the sandbox's memory in a long load test: about 2 KB an
+    /// order for an intent and its charge (measured with massif in docs/scaling.md).
     #[must_use]
     pub fn object_retention(mut self, n: usize) -> Self {
         self.object_retention = n.max(1);
