@@ -17,7 +17,7 @@
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
 //! | `DATABASE_URL` | unset | a Postgres URL: the outbox (jobs, dead letters, webhook dedup records) lives there, shared by every instance, which wake each other with `LISTEN/NOTIFY`; orders stay in the SQLite file |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
-//! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; idempotency keys: at least 10,000) |
+//! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; Stripe's idempotency keys and its payment intents, charges, refunds and customers: at least 10,000) |
 //! | `RUST_LOG` | `info` | log filter |
 //!
 //! Provider credentials (`STRIPE_SECRET_KEY`, `SENDGRID_API_KEY`, …) switch that provider from

@@ -14,7 +14,8 @@
 //!
 //! Each sandbox keeps only its latest `ORDER_SERVICE_SANDBOX_RETENTION` (default 1,000, at least
 //! 100) requests, events and messages (and at least 10,000 idempotency keys, so that a retry
-//! finds its key), so a service left running, or load-tested,
+//! finds its key, and as many Stripe payment intents, charges, refunds and customers, so that a
+//! checkout confirmed minutes later finds its intent), so a service left running, or load-tested,
 //! does not grow with the orders through its sandboxes' logs (their counters keep the totals).
 //! Measured with `service_load`: at the testkit's default of 10,000 each the server grew about
 //! 95 KB an order until the logs were full (484 MB at 10,000 orders).
@@ -48,7 +49,8 @@ pub const SANDBOX_RETENTION_ENV: &str = "ORDER_SERVICE_SANDBOX_RETENTION";
 /// [`SANDBOX_RETENTION_ENV`] unless set.
 pub const DEFAULT_SANDBOX_RETENTION: usize = 1_000;
 
-/// The fewest idempotency keys the Stripe sandbox keeps (its default).
+/// The fewest idempotency keys and objects (intents, charges, …) the Stripe sandbox keeps (its
+/// default).
 const MIN_IDEMPOTENCY_RETENTION: usize = 10_000;
 
 /// [`SANDBOX_RETENTION_ENV`], checked: a whole number of at least 100.
@@ -231,6 +233,9 @@ async fn payments(
             // A retry must still find its key's first answer: never fewer than the testkit's
             // default (a few seconds of keys at full speed would be too few).
             .idempotency_retention(retention.max(MIN_IDEMPOTENCY_RETENTION))
+            // Payment intents, charges, refunds and customers: a customer may confirm a
+            // checkout minutes after it was created, so as many as the idempotency keys.
+            .object_retention(retention.max(MIN_IDEMPOTENCY_RETENTION))
             .start()
             .await
             .map_err(|e| io("Stripe", &e))?;

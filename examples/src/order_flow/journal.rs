@@ -73,11 +73,48 @@ fn parse<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<(Vec<T>, usiz
 /// [`Error::Unavailable`] if the file cannot be read; [`Error::Configuration`] naming
 /// `state_dir` for a complete line that is not a `T`.
 pub fn read_entries<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse(path, &bytes).map(|(entries, _)| entries),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_error(path, "read", e)),
+    let mut entries = Vec::new();
+    for_each_entry(path, |e| entries.push(e))?;
+    Ok(entries)
+}
+
+/// Calls `f` with each entry of the journal at `path`, oldest first, one line in memory at a
+/// time (an audit of a long run reads a file of hundreds of thousands of lines); a missing file
+/// has none, and a last line cut short is skipped.
+///
+/// # Errors
+/// As [`read_entries`].
+pub fn for_each_entry<T: DeserializeOwned>(path: &Path, mut f: impl FnMut(T)) -> Result<()> {
+    use std::io::BufRead as _;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(path, "read", e)),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io_error(path, "read", e))?;
+        // The end, or a last line still being written (no newline yet).
+        if read == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let entry = serde_json::from_slice(&line).map_err(|e| {
+            Error::configuration(
+                "state_dir",
+                format!("{} line {n}: not a journal entry: {e}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        f(entry);
     }
+    Ok(())
 }
 
 impl<T: Serialize + DeserializeOwned> Journal<T> {
@@ -207,6 +244,12 @@ mod tests {
         let e = Journal::<Entry>::open(&path).unwrap_err();
         assert_eq!(e.field(), Some("state_dir"));
         assert!(e.to_string().contains("line 2"), "{e}");
+        // Read back one line at a time: the same error, and the good line seen before it.
+        let mut seen = Vec::new();
+        let e = for_each_entry::<Entry>(&path, |entry| seen.push(entry.n)).unwrap_err();
+        assert_eq!(e.field(), Some("state_dir"));
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert_eq!(seen, [1]);
         assert!(
             read_entries::<Entry>(&dir.path().join("missing"))
                 .unwrap()

@@ -65,6 +65,7 @@ pub mod measure;
 pub mod notifier;
 pub mod orders;
 pub mod outbox;
+pub mod payment_tally;
 mod pipeline;
 pub mod policies;
 pub mod progress;

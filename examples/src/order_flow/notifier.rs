@@ -13,7 +13,7 @@ use integrations_core::provider::Published;
 use integrations_core::{Error, Notification, Notifier, Policy, Result};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Journal, read_entries};
+use super::journal::{Journal, for_each_entry, read_entries};
 
 /// The name the notifier reports, in metrics and receipts.
 pub const NAME: &str = "notifier-jsonl";
@@ -166,6 +166,14 @@ impl JsonlNotifier {
     /// that is not a [`NotificationLine`].
     pub async fn read_lines(path: &Path) -> Result<Vec<NotificationLine>> {
         read_entries(path)
+    }
+
+    /// Calls `f` with each complete line of the file at `path`, one in memory at a time.
+    ///
+    /// # Errors
+    /// As [`read_lines`](Self::read_lines).
+    pub fn for_each_line(path: &Path, f: impl FnMut(NotificationLine)) -> Result<()> {
+        for_each_entry(path, f)
     }
 
     async fn append(&self, n: &Notification) -> Result<Published> {

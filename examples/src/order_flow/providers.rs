@@ -105,6 +105,8 @@ pub struct Services {
     pub email_lookups: Vec<(String, SendGridClient)>,
     /// The emails the SendGrid sandboxes accepted, per order (empty without sandboxes).
     pub email_tally: Arc<super::audit::EmailTally>,
+    /// The payments the Stripe sandbox announced, per order (empty without the sandbox).
+    pub payment_tally: Arc<super::payment_tally::PaymentTally>,
     /// Sender.
     pub from: Mailbox,
     /// Inbox every customer email goes to, when set (real email providers).
@@ -170,6 +172,10 @@ impl Services {
         let (from, recipient) = setup.sender()?;
         let (stripe_client, stripe_sandbox, verifier) = setup.payments().await?;
         let payments = Arc::new(StripePayments::new(stripe_client.clone()));
+        let payment_tally = Arc::new(super::payment_tally::PaymentTally::default());
+        if let Some(s) = &stripe_sandbox {
+            payment_tally.watch(s);
+        }
 
         // Email: SendGrid, failing over to SES (AWS set) or a second SendGrid sandbox.
         let real_sendgrid = env.has(ENV_SENDGRID);
@@ -213,6 +219,7 @@ impl Services {
             backup_sandbox,
             email_lookups,
             email_tally,
+            payment_tally,
             from,
             recipient,
             sheets,
@@ -363,6 +370,7 @@ impl Setup<'_> {
                 .request_retention(self.retention)
                 .event_retention(self.retention)
                 .idempotency_retention(self.retention)
+                .object_retention(self.retention)
                 .start()
                 .await
                 .map_err(io("Stripe"))?;

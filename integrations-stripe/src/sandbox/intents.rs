@@ -252,10 +252,7 @@ fn new_intent(
 /// Stores a new intent and starts its counters; returns its id.
 fn store_intent(state: &mut State, pi: Intent) -> String {
     let id = pi.id.clone();
-    state.intents.insert(id.clone(), pi);
-    state.intent_order.push(id.clone());
-    state.counters.payment_intents_created += 1;
-    state.intent_counters(&id);
+    state.store_intent(pi);
     id
 }
 
@@ -559,10 +556,9 @@ pub(crate) fn list(state: &mut State, p: &Params) -> Handled {
     let limit = p.limit()?;
     let customer = p.get("customer");
     let items: Vec<(String, Value)> = state
-        .intent_order
-        .iter()
+        .intents
+        .in_order()
         .rev()
-        .filter_map(|id| state.intents.get(id))
         .filter(|pi| customer.is_none() || pi.customer.as_deref() == customer)
         .map(|pi| (pi.id.clone(), render::intent(state, pi, &[])))
         .collect();

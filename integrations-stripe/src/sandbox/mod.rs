@@ -13,6 +13,7 @@
 //! | faults | the testkit's [`Fault`]: 500 and 503 (`api_error`), 429 (`rate_limit`, with `Retry-After` when given), a hang past the client timeout (then the connection closes), or process and drop the connection; [`Sandbox::fail_next`] for the next requests, [`Sandbox::inject`] for a [`FaultRule`] (`.after(k).times(n).on("payment_intents.confirm")`) |
 //! | request log | [`Sandbox::requests`]: the last [`request_retention`](SandboxBuilder::request_retention) requests; [`Counters::requests`] counts all of them |
 //! | counters | payment intents created, charges and captures per intent ([`Sandbox::intent_counters`]) |
+//! | retention | the latest [`object_retention`](SandboxBuilder::object_retention) intents, charges, refunds and customers (a forgotten one answers `resource_missing`), events, idempotency keys, requests and deliveries: memory bounded by the retention, not by the orders; [`Counters`] exact |
 //!
 //! ```
 //! use integrations_core::{Currency, IdempotencyKey, Money};
@@ -37,6 +38,7 @@ mod intents;
 mod objects;
 mod params;
 mod render;
+mod retained;
 mod server;
 mod state;
 
@@ -98,6 +100,8 @@ pub struct Counters {
     pub webhook_deliveries: u64,
     /// Events created (exact, also when [`Sandbox::events`] keeps only the latest).
     pub events: u64,
+    /// Customers created.
+    pub customers: u64,
 }
 
 /// What happened to one payment intent: a payment made twice shows here.
@@ -211,6 +215,7 @@ pub struct SandboxBuilder {
     retention: usize,
     event_retention: usize,
     idempotency_retention: usize,
+    object_retention: usize,
     webhook_concurrency: usize,
 }
 
@@ -256,6 +261,20 @@ impl SandboxBuilder {
         self
     }
 
+    /// How many payment intents, charges, refunds and customers the sandbox keeps, the latest
+    /// of each kind (default the testkit's `DEFAULT_RETENTION`, 10 000, at least 1; Stripe
+    /// itself keeps them for ever). A retrieve, update, confirm, capture, cancel or refund of a
+    /// forgotten object answers Stripe's `resource_missing` 404 (400 when it is named by a
+    /// parameter), as one that never existed; lists page over the kept ones;
+    /// [`Sandbox::intent_counters`] is `None` for a forgotten intent. [`Counters`] count every
+    /// object. This is what bounds the sandbox's memory in a long load test: about 2 KB an
+    /// order for an intent and its charge (measured with massif in docs/scaling.md).
+    #[must_use]
+    pub fn object_retention(mut self, n: usize) -> Self {
+        self.object_retention = n.max(1);
+        self
+    }
+
     /// How many webhook deliveries to URLs run at a time (default
     /// [`DEFAULT_WEBHOOK_CONCURRENCY`], at least 1). Stripe delivers concurrently and does not
     /// promise order; 1 delivers strictly in order, as slowly as the receiver answers.
@@ -282,13 +301,16 @@ impl SandboxBuilder {
             .unwrap_or_else(|| state::random_token("whsec", 32));
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                api_version: self.api_version.clone(),
-                retention: self.retention,
-                event_retention: self.event_retention,
-                idempotency_retention: self.idempotency_retention,
-                ..State::default()
-            }),
+            state: Mutex::new(
+                State {
+                    api_version: self.api_version.clone(),
+                    retention: self.retention,
+                    event_retention: self.event_retention,
+                    idempotency_retention: self.idempotency_retention,
+                    ..State::default()
+                }
+                .with_object_retention(self.object_retention),
+            ),
             config: Config {
                 webhook_secret: WebhookSecret::new(secret_text.clone()),
                 webhook_secret_text: secret_text,
@@ -365,6 +387,7 @@ impl Sandbox {
             retention: DEFAULT_RETENTION,
             event_retention: DEFAULT_RETENTION,
             idempotency_retention: DEFAULT_RETENTION,
+            object_retention: DEFAULT_RETENTION,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
         }
     }
@@ -506,31 +529,33 @@ impl Sandbox {
         counters
     }
 
-    /// What happened to one payment intent, `None` if it does not exist.
+    /// What happened to one payment intent, `None` if it does not exist or is past the
+    /// [`object_retention`](SandboxBuilder::object_retention).
     pub fn intent_counters(&self, payment_intent: &str) -> Option<IntentCounters> {
         self.shared.lock().per_intent.get(payment_intent).copied()
     }
 
-    /// Calls `f` with each payment intent's id, metadata and counters, oldest first, without
-    /// rendering them: what an audit of a long run needs of every intent. `f` runs under the
-    /// sandbox's lock and must not call the sandbox.
+    /// Calls `f` with each payment intent kept ([`SandboxBuilder::object_retention`]): its id,
+    /// metadata and counters, oldest first, without rendering them. `f` runs under the
+    /// sandbox's lock and must not call the sandbox. An audit of every intent of a run longer
+    /// than the retention tallies the events as they are delivered ([`Sandbox::on_webhook`]).
     pub fn for_each_intent(
         &self,
         mut f: impl FnMut(&str, &std::collections::BTreeMap<String, String>, IntentCounters),
     ) {
         let st = self.shared.lock();
-        for pi in st.intent_order.iter().filter_map(|id| st.intents.get(id)) {
+        for pi in st.intents.in_order() {
             let counters = st.per_intent.get(&pi.id).copied().unwrap_or_default();
             f(&pi.id, &pi.metadata, counters);
         }
     }
 
-    /// Every payment intent, oldest first, as the API renders it.
+    /// Every payment intent kept ([`SandboxBuilder::object_retention`]), oldest first, as the
+    /// API renders it.
     pub fn payment_intents(&self) -> Vec<Value> {
         let st = self.shared.lock();
-        st.intent_order
-            .iter()
-            .filter_map(|id| st.intents.get(id))
+        st.intents
+            .in_order()
             .map(|pi| render::intent(&st, pi, &[]))
             .collect()
     }

@@ -88,9 +88,15 @@ fn intent_charge_to_refund(state: &State, pi_id: &str) -> Result<String, Reply> 
         .intents
         .get(pi_id)
         .ok_or_else(|| missing("payment_intent", pi_id, Some("payment_intent")))?;
+    if let Some(c) = pi.latest_charge.as_deref()
+        && !state.charges.contains_key(c)
+    {
+        // Its charge is past the sandbox's object retention.
+        return Err(missing("charge", c, Some("payment_intent")));
+    }
     let succeeded = pi
         .latest_charge
-        .as_ref()
+        .as_deref()
         .and_then(|c| state.charges.get(c))
         .filter(|c| c.succeeded && c.captured);
     match succeeded {
@@ -159,7 +165,6 @@ fn record_refund(state: &mut State, refund: RefundRec) -> String {
         c.refunds.push(refund_id.clone());
     }
     state.refunds.insert(refund_id.clone(), refund);
-    state.refund_order.push(refund_id.clone());
     state.counters.refunds += 1;
     state.intent_counters(&intent_id).refunds += 1;
     refund_id
@@ -199,10 +204,9 @@ pub(crate) fn list_refunds(state: &mut State, p: &Params) -> Handled {
         }
     }
     let items: Vec<(String, Value)> = state
-        .refund_order
-        .iter()
+        .refunds
+        .in_order()
         .rev()
-        .filter_map(|id| state.refunds.get(id))
         .filter(|r| pi.is_none_or(|pi| r.payment_intent == pi))
         .filter(|r| ch.is_none_or(|ch| r.charge == ch))
         .map(|r| (r.id.clone(), render::refund(r)))
@@ -237,6 +241,7 @@ pub(crate) fn create_customer(state: &mut State, p: &Params) -> Handled {
     };
     let json = render::customer(&c);
     state.customers.insert(c.id.clone(), c);
+    state.counters.customers += 1;
     state.emit("customer.created", json.clone());
     Ok(Reply::ok(json))
 }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::retained::Retained;
 use super::{Counters, DeliveryRecord, IntentCounters};
 
 /// Payment intent statuses the sandbox moves through.
@@ -140,12 +141,13 @@ pub(crate) struct Outgoing {
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) intents: HashMap<String, Intent>,
-    pub(crate) intent_order: Vec<String>,
-    pub(crate) charges: HashMap<String, ChargeRec>,
-    pub(crate) refunds: HashMap<String, RefundRec>,
-    pub(crate) refund_order: Vec<String>,
-    pub(crate) customers: HashMap<String, CustomerRec>,
+    /// The latest `object_retention` payment intents, charges, refunds and customers, each
+    /// kind on its own; [`Counters`] count every one. A forgotten object answers Stripe's
+    /// `resource_missing` 404, as one that never existed.
+    pub(crate) intents: Retained<Intent>,
+    pub(crate) charges: Retained<ChargeRec>,
+    pub(crate) refunds: Retained<RefundRec>,
+    pub(crate) customers: Retained<CustomerRec>,
     /// The ids of the latest `event_retention` events, oldest first (Stripe itself keeps
     /// events 30 days); `counters.events` counts them all.
     pub(crate) event_ids: VecDeque<String>,
@@ -196,6 +198,26 @@ pub(crate) fn random_token(prefix: &str, len: usize) -> String {
 impl State {
     pub(crate) fn intent_counters(&mut self, id: &str) -> &mut IntentCounters {
         self.per_intent.entry(id.to_owned()).or_default()
+    }
+
+    /// Empty object stores that keep the latest `retention` objects of each kind.
+    pub(crate) fn with_object_retention(mut self, retention: usize) -> Self {
+        self.intents = Retained::new(retention);
+        self.charges = Retained::new(retention);
+        self.refunds = Retained::new(retention);
+        self.customers = Retained::new(retention);
+        self
+    }
+
+    /// Stores a new payment intent and starts its counters, forgetting the oldest intents (and
+    /// their counters) beyond the retention.
+    pub(crate) fn store_intent(&mut self, pi: Intent) {
+        let id = pi.id.clone();
+        for old in self.intents.insert(id.clone(), pi) {
+            self.per_intent.remove(&old);
+        }
+        self.counters.payment_intents_created += 1;
+        self.intent_counters(&id);
     }
 
     /// Records an event about `object` and queues it for delivery.

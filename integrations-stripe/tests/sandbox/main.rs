@@ -52,4 +52,5 @@ fn key(entity: &str, op: &str) -> IdempotencyKey {
 
 mod faults;
 mod payments;
+mod retention;
 mod wire;
