@@ -316,3 +316,80 @@ async fn composes_with_tower_layers_inside() {
     assert_eq!((a.unwrap(), b.unwrap()), (2, 4));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn with_a_subscriber_the_layer_call_has_its_spans() {
+    use integrations_core::telemetry::{ATTEMPT_SPAN, CALL_SPAN};
+    let capture = integrations_testkit::TracingCapture::start();
+    let registry = MetricsRegistry::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(policy(&registry).layer("reserve"))
+        .service(flaky(1, calls.clone()));
+    assert_eq!(svc.oneshot(4).await.unwrap(), 8);
+    let spans = capture.spans();
+    let call: Vec<usize> = (0..spans.len())
+        .filter(|&i| spans[i].name == CALL_SPAN)
+        .collect();
+    assert_eq!(call.len(), 1, "{spans:#?}");
+    let c = &spans[call[0]];
+    assert_eq!(c.field("provider"), Some("inventory"));
+    assert_eq!(c.field("operation"), Some("reserve"));
+    assert_eq!(c.field("outcome"), Some("success"));
+    assert_eq!(c.field("attempts"), Some("2"));
+    let attempts: Vec<_> = spans.iter().filter(|s| s.name == ATTEMPT_SPAN).collect();
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    assert!(attempts.iter().all(|a| a.parent == Some(call[0])));
+    assert_eq!(attempts[0].field("error.type"), Some("unavailable"));
+    let m = registry.integration("inventory");
+    assert_eq!((m.calls(), m.successes(), m.retries()), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_dropped_call_gives_its_breaker_probe_back() {
+    // Half-open with one probe: a layer call holding the probe is dropped mid-attempt; the
+    // probe must be freed so that the next call can probe.
+    let registry = MetricsRegistry::new();
+    let policy = Policy::builder("inventory")
+        .metrics(&registry)
+        .circuit_breaker(
+            CircuitBreakerConfig::new()
+                .with_minimum_calls(1)
+                .with_half_open_probes(1)
+                .with_open_duration(Duration::from_millis(1)),
+        )
+        .retry(RetryPolicy::none())
+        .attempt_timeout(Duration::from_secs(5))
+        .build();
+    let breaker = policy.circuit_breaker().unwrap().clone();
+    let failing = ServiceBuilder::new()
+        .layer(policy.layer("reserve"))
+        .service(flaky(1, Arc::new(AtomicU32::new(0))));
+    failing.oneshot(1).await.unwrap_err();
+    assert_eq!(breaker.state(), BreakerState::Open);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut hanging = ServiceBuilder::new()
+        .layer(policy.layer("reserve"))
+        .service_fn(|_: u32| std::future::pending::<Result<u32, std::io::Error>>());
+    let fut = hanging.ready().await.unwrap().call(1);
+    let mut fut = Box::pin(fut);
+    assert!(futures_poll_once(fut.as_mut()).await.is_none());
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    drop(fut);
+    let ok = ServiceBuilder::new()
+        .layer(policy.layer("reserve"))
+        .service(flaky(0, Arc::new(AtomicU32::new(0))));
+    assert_eq!(ok.oneshot(1).await.unwrap(), 2);
+    assert_eq!(breaker.state(), BreakerState::Closed);
+}
+
+/// Polls `fut` once: its output if it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
