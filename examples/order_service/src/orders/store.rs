@@ -2,9 +2,8 @@
 //! (the outbox's database), and the decisions both backends share.
 //!
 //! Each backend is one module holding only its SQL (`orders/sqlite.rs`, `orders/postgres.rs`);
-//! what an answer means — whether a refund is allowed, the
-//! status a refund leaves, which statuses a payment event may still move, what a reused client
-//! key is — is decided here, once. Both backends record an event and its jobs **in the same
+//! what an answer means — whether a refund is allowed, the status a refund leaves, which
+//! statuses a payment event may still move, what a reused client key is — is decided here, once. Both backends record an event and its jobs **in the same
 //! transaction** as the order change that owes them ([`OrderStore::apply_payment_event`]),
 //! through the outbox's `record_event_in` on the connection the order store writes with.
 
