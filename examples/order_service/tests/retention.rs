@@ -139,6 +139,10 @@ async fn with_database_url_the_outbox_is_postgres_and_wakes_on_notify() {
     config.data_dir = Some(data.path().to_path_buf());
     let server = Server::start(config).await.unwrap();
     assert_eq!(server.state().orders().backend(), "postgres");
+    // The state's Debug shows the order store's database, never the password.
+    let state = format!("{:?}", server.state());
+    assert!(state.contains("PgOrders"), "{state}");
+    assert!(!state.contains(&password), "{state}");
     let history = format!("{:?}", server.state().metrics_history().unwrap());
     assert!(history.contains("postgres"), "{history}");
     assert!(
