@@ -145,6 +145,10 @@ pub use postgres::{
     NOTIFY_CHANNEL, POSTGRES, PostgresDedupStore, PostgresOptions, PostgresOutbox, WakeOnNotify,
 };
 pub(crate) use redact::Redacted;
+/// The `rusqlite` the SQLite store is built on, for transactions passed to
+/// [`SqliteOutbox::record_event_in`] without a version mismatch.
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteOutbox;
 pub use store::{

@@ -164,6 +164,28 @@ impl SqliteOutbox {
             .await
     }
 
+    /// Records `event_id` and its `jobs` **inside the caller's own SQLite transaction** `tx`, on
+    /// a connection of its own to this outbox's file (the service's orders in the same file):
+    /// they commit with the caller's writes or roll back with them. Otherwise as
+    /// [`OutboxStore::record_event`]; a duplicate event id writes nothing. Synchronous, like
+    /// every rusqlite call: run it where the caller runs its transaction (a blocking thread).
+    ///
+    /// The commit is the caller's: make its connection's `synchronous` at least what this store
+    /// uses for recorded events (`FULL` by default) if a power cut must not undo it. Nothing wakes
+    /// a dispatcher (SQLite has no notifications): wake it after the commit.
+    ///
+    /// # Errors
+    /// As for [`OutboxStore::record_event`] (input errors before any SQL runs);
+    /// [`Error::Provider`] naming the table when `tx` is on a file this outbox has not migrated.
+    pub fn record_event_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<RecordOutcome> {
+        Prepared::new(event_id, jobs, self.now())?.insert(tx)
+    }
+
     fn now(&self) -> i64 {
         to_millis(self.clock.now())
     }
@@ -272,6 +294,75 @@ fn load_one(conn: &Connection, id: i64) -> Result<Option<Loaded>> {
 }
 
 /// Runs a cached statement that changes rows; returns how many.
+/// An event and its jobs, validated and serialised before any SQL runs.
+struct Prepared {
+    event_id: String,
+    jobs: Vec<NewJob>,
+    keys: Vec<IdempotencyKey>,
+    payloads: Vec<String>,
+    traceparents: Vec<Option<String>>,
+    now: i64,
+}
+
+impl Prepared {
+    fn new(event_id: &str, jobs: Vec<NewJob>, now: i64) -> Result<Prepared> {
+        let keys = prepare_jobs(event_id, &jobs)?;
+        let payloads = jobs
+            .iter()
+            .map(|j| serde_json::to_string(&j.payload))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::invalid_input("payload", e.to_string()))?;
+        let traceparents = jobs.iter().map(resolve_traceparent).collect();
+        Ok(Prepared {
+            event_id: event_id.to_owned(),
+            jobs,
+            keys,
+            payloads,
+            traceparents,
+            now,
+        })
+    }
+
+    /// The event row and, if it is new, its jobs, on `tx` (inside a transaction).
+    fn insert(&self, tx: &Connection) -> Result<RecordOutcome> {
+        let inserted = exec(
+            tx,
+            "INSERT INTO outbox_events (event_id, recorded_at) VALUES (?1, ?2)
+             ON CONFLICT (event_id) DO NOTHING",
+            params![self.event_id, self.now],
+        )?;
+        if inserted == 0 {
+            return Ok(RecordOutcome::Duplicate);
+        }
+        let mut job_ids = Vec::with_capacity(self.jobs.len());
+        for (((job, key), payload), traceparent) in self
+            .jobs
+            .iter()
+            .zip(&self.keys)
+            .zip(&self.payloads)
+            .zip(&self.traceparents)
+        {
+            exec(
+                tx,
+                "INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
+                    attempts, max_attempts, available_at, created_at, updated_at, traceparent)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?6, ?7)",
+                params![
+                    self.event_id,
+                    job.kind,
+                    key.as_str(),
+                    payload,
+                    job.max_attempts,
+                    self.now,
+                    traceparent
+                ],
+            )?;
+            job_ids.push(JobId::new(tx.last_insert_rowid().to_string()));
+        }
+        Ok(RecordOutcome::Recorded { job_ids })
+    }
+}
+
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
     conn.prepare_cached(sql)
         .map_err(sql_error)?
@@ -402,50 +493,9 @@ fn claim_tx(
 #[async_trait]
 impl OutboxStore for SqliteOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
-        let keys = prepare_jobs(event_id, &jobs)?;
-        let payloads = jobs
-            .iter()
-            .map(|j| serde_json::to_string(&j.payload))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid_input("payload", e.to_string()))?;
-        let traceparents: Vec<_> = jobs.iter().map(resolve_traceparent).collect();
-        let now = self.now();
-        let event_id = event_id.to_owned();
+        let prepared = Prepared::new(event_id, jobs, self.now())?;
         self.db
-            .call(Access::DurableWrite, move |tx| {
-                let inserted = exec(
-                    tx,
-                    "INSERT INTO outbox_events (event_id, recorded_at) VALUES (?1, ?2)
-                     ON CONFLICT (event_id) DO NOTHING",
-                    params![event_id, now],
-                )?;
-                if inserted == 0 {
-                    return Ok(RecordOutcome::Duplicate);
-                }
-                let mut job_ids = Vec::with_capacity(jobs.len());
-                for (((job, key), payload), traceparent) in
-                    jobs.iter().zip(&keys).zip(&payloads).zip(&traceparents)
-                {
-                    exec(
-                        tx,
-                        "INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
-                            attempts, max_attempts, available_at, created_at, updated_at,
-                            traceparent)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?6, ?7)",
-                        params![
-                            event_id,
-                            job.kind,
-                            key.as_str(),
-                            payload,
-                            job.max_attempts,
-                            now,
-                            traceparent
-                        ],
-                    )?;
-                    job_ids.push(JobId::new(tx.last_insert_rowid().to_string()));
-                }
-                Ok(RecordOutcome::Recorded { job_ids })
-            })
+            .call(Access::DurableWrite, move |tx| prepared.insert(tx))
             .await
     }
 

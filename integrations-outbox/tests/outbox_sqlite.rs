@@ -209,3 +209,54 @@ fn acknowledged_events_survive_kill_9() {
         }
     });
 }
+
+/// `record_event_in` writes on the caller's own connection and transaction: the caller's row
+/// and the jobs commit together, or neither exists after a rollback; a duplicate writes nothing.
+#[tokio::test]
+async fn jobs_commit_and_roll_back_with_the_callers_sqlite_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("service.db");
+    let store = SqliteOutbox::open(&path).await.unwrap();
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("CREATE TABLE orders (id TEXT PRIMARY KEY, status TEXT NOT NULL)")
+        .unwrap();
+
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO orders VALUES ('42', 'paid')", [])
+        .unwrap();
+    let outcome = store
+        .record_event_in(&tx, "order-42/paid", fan_out("42"))
+        .unwrap();
+    assert!(matches!(outcome, RecordOutcome::Recorded { ref job_ids } if job_ids.len() == 2));
+    tx.rollback().unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!((c.events, c.pending), (0, 0), "rolled back: {c:?}");
+    let orders: i64 = conn
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(orders, 0);
+
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO orders VALUES ('42', 'paid')", [])
+        .unwrap();
+    store
+        .record_event_in(&tx, "order-42/paid", fan_out("42"))
+        .unwrap();
+    tx.commit().unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!((c.events, c.pending), (1, 2), "committed: {c:?}");
+    let claimed = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    let tx = conn.transaction().unwrap();
+    let again = store
+        .record_event_in(&tx, "order-42/paid", fan_out("42"))
+        .unwrap();
+    tx.commit().unwrap();
+    assert!(again.is_duplicate());
+    // Invalid input is refused before anything is written.
+    let tx = conn.transaction().unwrap();
+    let e = store.record_event_in(&tx, "", fan_out("42")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}

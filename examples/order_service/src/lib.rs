@@ -1,7 +1,7 @@
 //! # integrations-order-service
 //!
 //! The seed's order REST API as an [axum](https://docs.rs/axum) service on the `integrations`
-//! crates: orders in SQLite, payments through a [`PaymentProvider`](integrations_core::PaymentProvider)
+//! crates: orders in SQLite (or Postgres with `DATABASE_URL`, beside the outbox), payments through a [`PaymentProvider`](integrations_core::PaymentProvider)
 //! (Stripe), verified webhooks recorded with their side effects in the durable outbox, a
 //! dispatcher delivering those effects (email, analytics row, notification), and monitoring
 //! from live data.
@@ -19,7 +19,7 @@
 //! | `GET /metrics` | API key or JWT | Prometheus text: per-integration calls, latency, breaker; outbox; orders |
 //! | `GET /integrations` (also `/api/monitoring/integrations`) | API key or JWT | integrations with live metrics, outbox counts, dead letters (JSON) |
 //! | `GET /dashboard` | API key or JWT | the dashboard ([`integrations_dashboard`]): health, breakers, calls, errors, latency, outbox, dead letters with replay, charts of the last hour; `GET /` redirects there |
-//! | `POST /webhooks/stripe` | signature | verify → apply to the order → record event + jobs in one outbox transaction → 200 |
+//! | `POST /webhooks/stripe` | signature | verify → apply to the order **and** record event + jobs in one transaction of the order store (SQLite or Postgres) → 200 |
 //! | `POST /webhooks/sendgrid` | signature | email events onto their orders, deduplicated |
 //! | `POST /webhooks/sns` | signature | inbound SNS of accepted topics, deduplicated |
 //!
@@ -35,11 +35,11 @@
 //! | [`auth`] | API keys, kept as SHA-256 digests, compared in constant time; JWTs through [`jwt`] |
 //! | [`jwt`] | JWT bearer tokens: HS256 secret or RS256/ES256 JWKS, `iss`/`aud`/`exp`/`nbf` |
 //! | [`validate`] | request validation naming fields; amounts as exact decimals (numbers read from their literal text, or strings) |
-//! | [`orders`] | the order model and its SQLite store |
+//! | [`orders`] | the order model and its store: SQLite (the outbox's file) or Postgres (the outbox's database), an order change and its jobs in one transaction |
 //! | [`effects`] | the jobs of a paid order and their handlers |
 //! | [`monitoring`] | health, metrics, integrations (JSON and Prometheus) |
 //! | [`retention`] | the hourly purge of done outbox jobs and recorded events past the retention |
-//! | [`history`] | the dashboard's samples (every 10 s) stored in SQLite, kept 7 days |
+//! | [`history`] | the dashboard's samples (every 10 s) stored in SQLite or Postgres, kept 7 days |
 //! | [`wiring`] | live providers from the environment, sandboxes otherwise |
 //! | [`http_server`] | header and request deadlines, a connection bound and a bounded graceful shutdown around the router |
 //! | [`server`] | the whole service on a socket, as `main` and end-to-end tests run it |
@@ -64,6 +64,7 @@ pub mod notifier;
 pub mod orders;
 pub mod retention;
 mod routes;
+mod schema;
 pub mod server;
 pub mod state;
 pub mod validate;

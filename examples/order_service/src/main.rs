@@ -11,11 +11,11 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `ORDER_SERVICE_ADDR` | `127.0.0.1:8080` | listen address |
-//! | `ORDER_SERVICE_DATA_DIR` | a fresh private `$TMPDIR/order-service-XXXXXX` (mode 0700), removed on exit | where the SQLite file (and a generated key) lives; a given directory must be the service user's and not group/other-writable |
+//! | `ORDER_SERVICE_DATA_DIR` | a fresh private `$TMPDIR/order-service-XXXXXX` (mode 0700), removed on exit | where the SQLite file (orders, outbox, metrics history; none with `DATABASE_URL`) and a generated key live; a given directory must be the service user's and not group/other-writable |
 //! | `ORDER_SERVICE_API_KEYS` | generated | accepted API keys, comma-separated |
 //! | `ORDER_SERVICE_MONITORING_ADDR` | unset | a second listener serving the dashboard (read-only), `/metrics`, `/integrations` and health **without a key** (bind it to an internal address) |
 //! | `ORDER_SERVICE_RETENTION_DAYS` | `7` | done outbox jobs and recorded webhook events older than this are purged hourly (dead letters are kept) |
-//! | `DATABASE_URL` | unset | a Postgres URL: the outbox (jobs, dead letters, webhook dedup records) lives there, shared by every instance, which wake each other with `LISTEN/NOTIFY`; orders stay in the SQLite file |
+//! | `DATABASE_URL` | unset | a Postgres URL: **everything** the service keeps lives there — orders and refund intents, the outbox (jobs, dead letters, webhook records), the metrics history — shared by every instance (which wake each other with `LISTEN/NOTIFY`), and no SQLite file is made; an order change and the jobs it owes commit in one transaction there as in SQLite. The tables are created and migrated at start (versioned; a database migrated by a newer build is refused) |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; Stripe's idempotency keys and its payment intents, charges, refunds and customers: at least 10,000) |
 //! | `RUST_LOG` | `info` | log filter |

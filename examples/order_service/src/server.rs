@@ -26,12 +26,12 @@ use crate::state::AppState;
 use crate::wiring::Services;
 use integrations_dashboard::Dashboard;
 
-/// The SQLite file (orders and outbox) inside the data directory.
+/// The SQLite file (orders, outbox, metrics history) inside the data directory.
 pub const DB_FILE: &str = "order-service.db";
 
-/// Postgres URL; set → the outbox (jobs, dead letters, webhook dedup records) lives in that
-/// database, shared by every instance of the service, instead of [`DB_FILE`]. Orders and the
-/// metrics history stay in [`DB_FILE`].
+/// Postgres URL; set → everything the service keeps (orders and refund intents, the outbox's
+/// jobs, dead letters and webhook records, the metrics history) lives in that database, shared
+/// by every instance of the service, and no [`DB_FILE`] is opened.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 
 /// Backoff between attempts of a failed outbox job: 1 s doubling to 5 min, full jitter.
@@ -157,19 +157,26 @@ impl Server {
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::configuration("ORDER_SERVICE_DATA_DIR", format!("{}: {e}", dir.display()))
         })?;
-        let db = dir.join(DB_FILE);
-        let postgres = match (config.lookup)(DATABASE_URL_ENV) {
-            Some(url) if !url.trim().is_empty() => {
-                Some(Arc::new(PostgresOutbox::connect(url.trim()).await?))
-            }
-            _ => None,
-        };
-        let outbox: Arc<dyn OutboxStore> = match &postgres {
-            Some(p) => Arc::clone(p) as Arc<dyn OutboxStore>,
-            None => Arc::new(SqliteOutbox::open(&db).await?),
-        };
-        let orders = OrderStore::open(&db).await?;
-        let history = MetricsHistory::open(&db).await?;
+        // One database for everything the service keeps: Postgres when `DATABASE_URL` is set,
+        // else the SQLite file. The orders live next to the outbox either way, so an order
+        // change and the jobs it owes commit in one transaction.
+        let (outbox, orders, history, postgres): (Arc<dyn OutboxStore>, _, _, _) =
+            match (config.lookup)(DATABASE_URL_ENV) {
+                Some(url) if !url.trim().is_empty() => {
+                    let pg = PostgresOutbox::connect(url.trim()).await?;
+                    let orders = OrderStore::postgres(&pg).await?;
+                    let history = MetricsHistory::postgres(pg.pool().clone()).await?;
+                    let pg = Arc::new(pg);
+                    (Arc::clone(&pg) as _, orders, history, Some(pg))
+                }
+                _ => {
+                    let db = dir.join(DB_FILE);
+                    let sqlite = SqliteOutbox::open(&db).await?;
+                    let orders = OrderStore::sqlite(&sqlite).await?;
+                    let history = MetricsHistory::open(&db).await?;
+                    (Arc::new(sqlite) as _, orders, history, None)
+                }
+            };
 
         let listener = TcpListener::bind(config.addr).await.map_err(|e| {
             Error::unavailable(format!("cannot listen on {}: {e}", config.addr)).with_source(e)

@@ -14,7 +14,8 @@ use integrations_dashboard::Sampler;
 use integrations_order_service::auth::ApiKeys;
 use integrations_order_service::history::{MetricsHistory, TimeRange, now_ms};
 use integrations_order_service::server::{DB_FILE, Server, ServerConfig};
-use integrations_outbox::{OutboxStore, SqliteOutbox};
+use integrations_outbox::postgres::testing::TestDatabase;
+use integrations_outbox::{OutboxStore, PostgresOutbox, SqliteOutbox};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
@@ -35,14 +36,49 @@ fn stripe(v: &Value) -> &Value {
         .unwrap_or_else(|| panic!("no stripe in {v}"))
 }
 
+/// The history's database: a SQLite file or a Postgres database (each open is a new connection,
+/// as a restarted process would make).
+enum Store {
+    Sqlite(tempfile::TempDir),
+    Postgres(Box<TestDatabase>),
+}
+
+impl Store {
+    async fn open(&self) -> (MetricsHistory, Arc<dyn OutboxStore>) {
+        match self {
+            Store::Sqlite(dir) => {
+                let db = dir.path().join(DB_FILE);
+                let history = MetricsHistory::open(&db).await.unwrap();
+                (history, Arc::new(SqliteOutbox::open(&db).await.unwrap()))
+            }
+            Store::Postgres(db) => {
+                let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+                let history = MetricsHistory::postgres(outbox.pool().clone())
+                    .await
+                    .unwrap();
+                (history, Arc::new(outbox))
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn points_survive_reopening_and_windows_exclude_older_points() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join(DB_FILE);
+    survive_reopening(Store::Sqlite(tempfile::tempdir().unwrap())).await;
+}
+
+#[tokio::test]
+async fn on_postgres_points_survive_reopening_and_windows_exclude_older_points() {
+    let Some(db) = TestDatabase::create("history").await else {
+        return;
+    };
+    survive_reopening(Store::Postgres(Box::new(db))).await;
+}
+
+async fn survive_reopening(store: Store) {
     let now = now_ms();
     {
-        let history = MetricsHistory::open(&db).await.unwrap();
-        let outbox: Arc<dyn OutboxStore> = Arc::new(SqliteOutbox::open(&db).await.unwrap());
+        let (history, outbox) = store.open().await;
         let registry = MetricsRegistry::new();
         let mut rec = Sampler::new(registry.clone(), Some(outbox));
         let m = registry.integration("stripe");
@@ -61,8 +97,8 @@ async fn points_survive_reopening_and_windows_exclude_older_points() {
         // Nothing new: no integration row, only the outbox point.
         record(&mut rec, &history, now - 5 * MINUTE).await;
     }
-    // "Restart": a fresh process opens the same file.
-    let history = MetricsHistory::open(&db).await.unwrap();
+    // "Restart": a fresh process opens the same database.
+    let (history, _) = store.open().await;
     let hour = history
         .window(
             TimeRange::Hour,

@@ -201,19 +201,35 @@ async fn concurrent_refunds_cannot_both_take_the_last_of_the_money() {
     assert_eq!(h.stripe.counters().refunds, 1);
 }
 
-/// Makes every write of an order's refunded amount fail until dropped (a store failing after
-/// the provider acted).
-const FAIL_REFUND_RECORD: &str = "CREATE TRIGGER fail_refund_record
-    BEFORE UPDATE OF refunded_minor ON orders
-    BEGIN SELECT RAISE(ABORT, 'injected: the refund record fails'); END;";
+/// Makes every write of an order's refunded amount fail until [`heal_refund_record`] (a store
+/// failing after the provider acted).
+async fn fail_refund_record(h: &Harness) {
+    h.db.execute(
+        "CREATE TRIGGER fail_refund_record
+            BEFORE UPDATE OF refunded_minor ON orders
+            BEGIN SELECT RAISE(ABORT, 'injected: the refund record fails'); END;",
+        "CREATE FUNCTION fail_refund_record() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'injected: the refund record fails'; END $$;
+         CREATE TRIGGER fail_refund_record BEFORE UPDATE OF refunded_minor ON orders
+            FOR EACH ROW EXECUTE FUNCTION fail_refund_record();",
+    )
+    .await;
+}
+
+async fn heal_refund_record(h: &Harness) {
+    h.db.execute(
+        "DROP TRIGGER fail_refund_record",
+        "DROP TRIGGER fail_refund_record ON orders",
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn a_refund_whose_record_failed_is_reconciled_and_not_made_again() {
     let h = Harness::new().await;
     let order = h.paid_order().await;
     let id = order["id"].as_str().unwrap().to_owned();
-    let db = rusqlite::Connection::open(h.orders.path()).unwrap();
-    db.execute_batch(FAIL_REFUND_RECORD).unwrap();
+    fail_refund_record(&h).await;
     let r = h
         .post(
             "/api/payments/refund",
@@ -222,7 +238,7 @@ async fn a_refund_whose_record_failed_is_reconciled_and_not_made_again() {
         .await;
     assert!(!r.status.is_success(), "{}", r.text);
     assert_eq!(h.stripe.counters().refunds, 1, "the provider refunded");
-    db.execute_batch("DROP TRIGGER fail_refund_record").unwrap();
+    heal_refund_record(&h).await;
 
     // The client tries again, with another amount: the pending refund is reconciled, reported,
     // and nothing more is refunded.
@@ -266,8 +282,7 @@ async fn the_retry_of_a_refund_whose_record_failed_answers_with_that_refund() {
     let h = Harness::new().await;
     let order = h.paid_order().await;
     let id = order["id"].as_str().unwrap().to_owned();
-    let db = rusqlite::Connection::open(h.orders.path()).unwrap();
-    db.execute_batch(FAIL_REFUND_RECORD).unwrap();
+    fail_refund_record(&h).await;
     let body = json!({"orderId": id, "amount": "25.50"});
     assert!(
         !h.post("/api/payments/refund", &body)
@@ -275,7 +290,7 @@ async fn the_retry_of_a_refund_whose_record_failed_answers_with_that_refund() {
             .status
             .is_success()
     );
-    db.execute_batch("DROP TRIGGER fail_refund_record").unwrap();
+    heal_refund_record(&h).await;
     let r = h.post("/api/payments/refund", &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["data"]["reconciled"], true);

@@ -108,8 +108,9 @@ async fn a_server_purges_on_its_schedule() {
     server.shutdown().await.unwrap();
 }
 
-/// With `DATABASE_URL` the server's outbox is Postgres: it purges there on its schedule, and a
-/// job another instance records wakes its dispatcher at once (NOTIFY), its poll being an hour.
+/// With `DATABASE_URL` everything the server keeps is in Postgres (outbox, orders, metrics
+/// history; no SQLite file is made): it purges there on its schedule, and a job another instance
+/// records wakes its dispatcher at once (NOTIFY), its poll being an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_database_url_the_outbox_is_postgres_and_wakes_on_notify() {
     use integrations_outbox::PostgresOutbox;
@@ -134,7 +135,23 @@ async fn with_database_url_the_outbox_is_postgres_and_wakes_on_notify() {
     config.retention = Duration::ZERO;
     config.purge_interval = Duration::from_millis(50);
     config.poll_interval = Duration::from_secs(3600);
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = Some(data.path().to_path_buf());
     let server = Server::start(config).await.unwrap();
+    assert_eq!(server.state().orders().backend(), "postgres");
+    // The state's Debug shows the order store's database, never the password.
+    let state = format!("{:?}", server.state());
+    assert!(state.contains("PgOrders"), "{state}");
+    assert!(!state.contains(&password), "{state}");
+    let history = format!("{:?}", server.state().metrics_history().unwrap());
+    assert!(history.contains("postgres"), "{history}");
+    assert!(
+        !data
+            .path()
+            .join(integrations_order_service::server::DB_FILE)
+            .exists(),
+        "a SQLite file was made"
+    );
     let outbox: Arc<dyn OutboxStore> = Arc::clone(server.state().outbox());
     let shown = format!("{outbox:?}");
     assert!(shown.contains("PostgresOutbox"), "{shown}");

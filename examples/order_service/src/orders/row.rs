@@ -1,8 +1,7 @@
-//! How an order is laid out in its SQLite row: the columns read, the JSON of its lines and
-//! address, and the decoding of a row back into an [`Order`].
+//! How an order is laid out in its row (the same in SQLite and Postgres): the columns read, the
+//! JSON of its lines and address, and the decoding of a row back into an [`Order`].
 
 use integrations_core::{Currency, Money, Result};
-use rusqlite::Row;
 use serde_json::{Value, json};
 
 use super::model::{LineItem, NewOrder, Order, OrderStatus, ShippingAddress};
@@ -25,55 +24,63 @@ pub(super) fn shipping_json(s: &ShippingAddress) -> Value {
     json!({"street": s.street, "city": s.city, "state": s.state, "zip_code": s.zip_code, "country": s.country})
 }
 
-pub(super) type RawRow = Result<(i64, Order)>;
+/// An order row as stored, before its currency, status, lines and address are parsed: what
+/// each backend reads, so the decoding below is written once.
+#[derive(Debug)]
+pub(super) struct RawOrder {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) customer_id: Option<String>,
+    pub(super) customer_email: String,
+    pub(super) customer_name: String,
+    pub(super) currency: String,
+    pub(super) total_minor: i64,
+    pub(super) items: String,
+    pub(super) shipping: Option<String>,
+    pub(super) status: String,
+    pub(super) payment_id: Option<String>,
+    pub(super) refunded_minor: i64,
+    pub(super) refund_count: i64,
+    pub(super) email_status: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
 
-pub(super) fn read_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
-    let currency: String = r.get(5)?;
-    let items: String = r.get(7)?;
-    let shipping: Option<String> = r.get(8)?;
-    let status: String = r.get(9)?;
-    let seq: i64 = r.get(0)?;
-    let id: String = r.get(1)?;
-    let customer_id: Option<String> = r.get(2)?;
-    let customer_email: String = r.get(3)?;
-    let customer_name: String = r.get(4)?;
-    let total_minor: i64 = r.get(6)?;
-    let payment_id: Option<String> = r.get(10)?;
-    let refunded_minor: i64 = r.get(11)?;
-    let refund_count: i64 = r.get(12)?;
-    let email_status: Option<String> = r.get(13)?;
-    let created_at: i64 = r.get(14)?;
-    let updated_at: i64 = r.get(15)?;
-    Ok((|| {
-        let currency = Currency::from_code(&currency).map_err(|_| corrupt("currency"))?;
-        let status = OrderStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
-        let items = parse_items(&items, currency).ok_or_else(|| corrupt("items"))?;
-        let shipping = match shipping {
+impl RawOrder {
+    /// The row's cursor (`seq`) and the order.
+    ///
+    /// # Errors
+    /// [`Error::Provider`](integrations_core::Error) naming the unreadable column.
+    pub(super) fn into_order(self) -> Result<(i64, Order)> {
+        let currency = Currency::from_code(&self.currency).map_err(|_| corrupt("currency"))?;
+        let status = OrderStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?;
+        let items = parse_items(&self.items, currency).ok_or_else(|| corrupt("items"))?;
+        let shipping = match self.shipping {
             Some(s) => Some(parse_shipping(&s).ok_or_else(|| corrupt("shipping"))?),
             None => None,
         };
         Ok((
-            seq,
+            self.seq,
             Order {
-                id,
+                id: self.id,
                 details: NewOrder {
-                    customer_id,
-                    customer_email,
-                    customer_name,
+                    customer_id: self.customer_id,
+                    customer_email: self.customer_email,
+                    customer_name: self.customer_name,
                     items,
-                    total: Money::from_minor(total_minor, currency),
+                    total: Money::from_minor(self.total_minor, currency),
                     shipping,
                 },
                 status,
-                payment_id,
-                refunded: Money::from_minor(refunded_minor, currency),
-                refund_count: u32::try_from(refund_count).unwrap_or(u32::MAX),
-                email_status,
-                created_at,
-                updated_at,
+                payment_id: self.payment_id,
+                refunded: Money::from_minor(self.refunded_minor, currency),
+                refund_count: u32::try_from(self.refund_count).unwrap_or(u32::MAX),
+                email_status: self.email_status,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
             },
         ))
-    })())
+    }
 }
 
 fn parse_items(raw: &str, currency: Currency) -> Option<Vec<LineItem>> {

@@ -1,6 +1,11 @@
-//! Order store tests on a temporary SQLite file.
+//! Order store tests, each run on a temporary SQLite file and on a fresh Postgres database (the
+//! test server of `.ci/postgres.sh`; skipped loudly without one, failed under `CI=true`).
 
 use integrations_core::{Currency, ErrorKind, Money};
+
+use integrations_outbox::postgres::testing::TestDatabase;
+use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox, SqliteOutbox};
+use serde_json::json;
 
 use super::*;
 
@@ -19,17 +24,45 @@ fn new_order(total: i64) -> NewOrder {
     }
 }
 
-async fn store() -> (tempfile::TempDir, OrderStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = OrderStore::open(dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    (dir, s)
+/// Runs `check` on a SQLite store and, as `$pg`, on a Postgres one.
+macro_rules! both {
+    ($sqlite:ident, $pg:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let outbox = SqliteOutbox::open(dir.path().join("db.sqlite"))
+                .await
+                .unwrap();
+            $check(&OrderStore::sqlite(&outbox).await.unwrap(), &outbox).await;
+        }
+
+        #[tokio::test]
+        async fn $pg() {
+            let Some(db) = TestDatabase::create(stringify!($pg)).await else {
+                return;
+            };
+            let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+            $check(&OrderStore::postgres(&outbox).await.unwrap(), &outbox).await;
+            outbox.pool().close().await;
+            db.drop_database().await.unwrap();
+        }
+    };
 }
 
-#[tokio::test]
-async fn insert_get_and_client_keys() {
-    let (_d, s) = store().await;
+/// A refund through an intent, as the route makes it.
+async fn refund(s: &OrderStore, id: &str, amount: Money) -> integrations_core::Result<Order> {
+    match s.begin_refund(id, Some(amount), None).await? {
+        RefundStart::New(intent) => s.finish_refund(&intent, Some("re_1")).await,
+        RefundStart::Pending(p) => panic!("pending {p:?}"),
+    }
+}
+
+both!(
+    insert_get_and_client_keys_sqlite,
+    insert_get_and_client_keys_postgres,
+    insert_get_and_client_keys
+);
+async fn insert_get_and_client_keys(s: &OrderStore, _: &dyn OutboxStore) {
     let key = |fp: &str| ClientKey {
         key: "k1".into(),
         fingerprint: fp.into(),
@@ -48,9 +81,12 @@ async fn insert_get_and_client_keys() {
     assert!(s.get("ord_missing").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn pages_are_newest_first_and_complete() {
-    let (_d, s) = store().await;
+both!(
+    pages_are_newest_first_and_complete_sqlite,
+    pages_are_newest_first_and_complete_postgres,
+    pages_are_newest_first_and_complete
+);
+async fn pages_are_newest_first_and_complete(s: &OrderStore, _: &dyn OutboxStore) {
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(
@@ -76,9 +112,15 @@ async fn pages_are_newest_first_and_complete() {
     assert!(s.list(10, None).await.unwrap().next.is_none());
 }
 
-#[tokio::test]
-async fn statuses_only_move_while_unsettled_and_refunds_are_bounded() {
-    let (_d, s) = store().await;
+both!(
+    statuses_and_refunds_sqlite,
+    statuses_and_refunds_postgres,
+    statuses_only_move_while_unsettled_and_refunds_are_bounded
+);
+async fn statuses_only_move_while_unsettled_and_refunds_are_bounded(
+    s: &OrderStore,
+    _: &dyn OutboxStore,
+) {
     let o = s.insert(new_order(1000), None).await.unwrap().into_order();
     let o = s
         .attach_payment(&o.id, "pi_1", OrderStatus::Pending)
@@ -91,7 +133,7 @@ async fn statuses_only_move_while_unsettled_and_refunds_are_bounded() {
             .kind(),
         ErrorKind::Conflict
     );
-    let e = s.record_refund(&o.id, usd(100)).await.unwrap_err();
+    let e = refund(s, &o.id, usd(100)).await.unwrap_err();
     assert_eq!(e.code(), Some("order_not_refundable"));
     let o = s
         .update_payment_status(&o.id, OrderStatus::Paid)
@@ -104,17 +146,17 @@ async fn statuses_only_move_while_unsettled_and_refunds_are_bounded() {
         .await
         .unwrap();
     assert_eq!(o.status, OrderStatus::Paid);
-    let o = s.record_refund(&o.id, usd(400)).await.unwrap();
+    let o = refund(s, &o.id, usd(400)).await.unwrap();
     assert_eq!(
         (o.status, o.refunded, o.refund_count),
         (OrderStatus::PartiallyRefunded, usd(400), 1)
     );
-    let e = s.record_refund(&o.id, usd(601)).await.unwrap_err();
+    let e = refund(s, &o.id, usd(601)).await.unwrap_err();
     assert_eq!(
         (e.field(), e.code()),
         (Some("amount"), Some("amount_too_large"))
     );
-    let o = s.record_refund(&o.id, usd(600)).await.unwrap();
+    let o = refund(s, &o.id, usd(600)).await.unwrap();
     assert_eq!(o.status, OrderStatus::Refunded);
     assert_eq!(
         s.status_counts().await.unwrap(),
@@ -122,12 +164,68 @@ async fn statuses_only_move_while_unsettled_and_refunds_are_bounded() {
     );
 }
 
-#[tokio::test]
-async fn email_status_keeps_the_latest_event() {
-    let (_d, s) = store().await;
+both!(
+    email_status_sqlite,
+    email_status_postgres,
+    email_status_keeps_the_latest_event
+);
+async fn email_status_keeps_the_latest_event(s: &OrderStore, _: &dyn OutboxStore) {
     let o = s.insert(new_order(100), None).await.unwrap().into_order();
     assert!(s.set_email_status(&o.id, "delivered", 20).await.unwrap());
     assert!(!s.set_email_status(&o.id, "processed", 10).await.unwrap());
     let o = s.get(&o.id).await.unwrap().unwrap();
     assert_eq!(o.email_status.as_deref(), Some("delivered"));
+}
+
+both!(
+    payment_event_sqlite,
+    payment_event_postgres,
+    a_payment_event_and_its_jobs_commit_together_once
+);
+/// The order's move and the event's jobs are one commit; the same event again changes nothing
+/// (not even a status a later event would be allowed to set).
+async fn a_payment_event_and_its_jobs_commit_together_once(
+    s: &OrderStore,
+    outbox: &dyn OutboxStore,
+) {
+    let o = s.insert(new_order(1000), None).await.unwrap().into_order();
+    s.attach_payment(&o.id, "pi_1", OrderStatus::Pending)
+        .await
+        .unwrap();
+    let jobs = || {
+        vec![NewJob::new(
+            "email.confirmation",
+            json!({ "order_id": o.id }),
+        )]
+    };
+    let a = s
+        .apply_payment_event(&o.id, OrderStatus::Processing, "evt_1", jobs())
+        .await
+        .unwrap();
+    assert_eq!(a.order.status, OrderStatus::Processing);
+    assert!(!a.outcome.is_duplicate());
+    let c = outbox.counts().await.unwrap();
+    assert_eq!((c.events, c.pending), (1, 1));
+    s.update_payment_status(&o.id, OrderStatus::RequiresAction)
+        .await
+        .unwrap();
+    let again = s
+        .apply_payment_event(&o.id, OrderStatus::Processing, "evt_1", jobs())
+        .await
+        .unwrap();
+    assert!(again.outcome.is_duplicate());
+    assert_eq!(
+        again.order.status,
+        OrderStatus::RequiresAction,
+        "a repeat moved the order"
+    );
+    assert_eq!(outbox.counts().await.unwrap().pending, 1);
+    // An unknown order: nothing recorded.
+    let e = s
+        .apply_payment_event("ord_missing", OrderStatus::Paid, "evt_2", jobs())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let c = outbox.counts().await.unwrap();
+    assert_eq!((c.events, c.pending), (1, 1), "{c:?}");
 }

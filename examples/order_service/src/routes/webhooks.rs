@@ -49,23 +49,32 @@ impl FromRef<SnsRoute> for Arc<SnsMessageVerifier> {
     }
 }
 
-/// Applies a payment event to its order (idempotently: a settled order does not move) and
-/// returns the jobs it causes.
-async fn payment_event(app: &AppState, event: &Event) -> Result<Vec<NewJob>> {
+/// What a payment event does to our order: the order, the status it moves to (unless settled),
+/// and the jobs it causes. `None` for an event that is not about an order of ours.
+struct PaymentChange {
+    order_id: String,
+    from: OrderStatus,
+    status: OrderStatus,
+    jobs: Vec<NewJob>,
+}
+
+/// Decides what a payment event does (reads only; the change is applied with the event's
+/// record in one transaction by [`stripe`]).
+async fn payment_change(app: &AppState, event: &Event) -> Result<Option<PaymentChange>> {
     let Some(pi) = event.payment_intent() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Some(order_id) = pi.metadata.get(ORDER_ID_METADATA) else {
         tracing::debug!(event = %event.id, "payment intent without an order: not ours");
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Some(order) = app.inner.orders.get(order_id).await? else {
         tracing::warn!(event = %event.id, order = %order_id, "event for an unknown order");
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if order.payment_id.as_deref() != Some(pi.id.as_str()) {
         tracing::warn!(event = %event.id, order = %order.id, "event for a payment the order does not own");
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let status = match event.event_type() {
         "payment_intent.succeeded" => {
@@ -75,7 +84,7 @@ async fn payment_event(app: &AppState, event: &Event) -> Result<Vec<NewJob>> {
                     received = %pi.amount_received, total = %order.details.total,
                     "payment succeeded for another amount than the order's: not marked paid"
                 );
-                return Ok(Vec::new());
+                return Ok(None);
             }
             OrderStatus::Paid
         }
@@ -84,36 +93,48 @@ async fn payment_event(app: &AppState, event: &Event) -> Result<Vec<NewJob>> {
         "payment_intent.requires_action" => OrderStatus::RequiresAction,
         "payment_intent.amount_capturable_updated" => OrderStatus::Authorized,
         "payment_intent.canceled" => OrderStatus::Canceled,
-        _ => return Ok(Vec::new()),
+        _ => return Ok(None),
     };
-    let updated = app
-        .inner
-        .orders
-        .update_payment_status(&order.id, status)
-        .await?;
-    tracing::info!(event = %event.id, order = %order.id, from = %order.status, to = %updated.status, "payment event applied");
-    Ok(if status == OrderStatus::Paid {
+    let jobs = if status == OrderStatus::Paid {
         paid_jobs(&order.id)
     } else {
         Vec::new()
-    })
+    };
+    Ok(Some(PaymentChange {
+        order_id: order.id,
+        from: order.status,
+        status,
+        jobs,
+    }))
 }
 
-/// `POST /webhooks/stripe`: verify → apply to the order → record the event and its jobs in one
-/// outbox transaction (a redelivered event records nothing) → 200. A store failure answers 5xx
-/// so Stripe redelivers.
+/// `POST /webhooks/stripe`: verify → decide what the event does to its order → apply that change
+/// and record the event with its jobs **in one transaction** of the order store (the outbox's
+/// database; a redelivered event records and changes nothing) → 200. A store failure answers
+/// 5xx with nothing written, so Stripe redelivers and the retry applies it.
 pub(crate) async fn stripe(
     State(app): State<AppState>,
     event: std::result::Result<StripeEvent, WebhookRejection>,
 ) -> std::result::Result<Response, ApiError> {
     let StripeEvent(event) = event.map_err(|r| ApiError::new(r.status(), r.into_error()))?;
-    let jobs = payment_event(&app, &event).await?;
-    let n = jobs.len();
-    let outcome = app
-        .inner
-        .outbox
-        .record_event(&format!("stripe:{}", event.id), jobs)
-        .await?;
+    let event_id = format!("stripe:{}", event.id);
+    let (outcome, n) = match payment_change(&app, &event).await? {
+        Some(change) => {
+            let n = change.jobs.len();
+            let applied = app
+                .inner
+                .orders
+                .apply_payment_event(&change.order_id, change.status, &event_id, change.jobs)
+                .await?;
+            tracing::info!(event = %event.id, order = %change.order_id, from = %change.from,
+                to = %applied.order.status, "payment event applied");
+            (applied.outcome, n)
+        }
+        None => (
+            app.inner.outbox.record_event(&event_id, Vec::new()).await?,
+            0,
+        ),
+    };
     if !outcome.is_duplicate() {
         app.wake_dispatcher();
     }

@@ -1,5 +1,8 @@
 //! The service in-process on the Stripe sandbox, with recording stubs for email, sheets and
 //! notifications, driven through `tower::ServiceExt::oneshot`.
+//!
+//! The stores are a temporary SQLite file, or a fresh Postgres database when
+//! `ORDER_SERVICE_TEST_DATABASE=postgres` (`scripts/test` runs the HTTP tests both ways).
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,7 +19,8 @@ use integrations_order_service::wiring::sandbox_policy;
 use integrations_order_service::{
     AppState, AppStateBuilder, IntegrationInfo, IntegrationMode, app,
 };
-use integrations_outbox::{Dispatcher, OutboxStore, RunStats, SqliteOutbox};
+use integrations_outbox::postgres::testing::TestDatabase;
+use integrations_outbox::{Dispatcher, OutboxStore, PostgresOutbox, RunStats, SqliteOutbox};
 use integrations_sendgrid::webhook::EventWebhookSigner;
 use integrations_stripe::sandbox::{Sandbox, WebhookDelivery};
 use integrations_stripe::webhook::StripeWebhookVerifier;
@@ -57,11 +61,74 @@ pub(crate) struct Harness {
     pub(crate) email: Arc<StubEmailProvider>,
     pub(crate) sheets: Arc<StubSheetsSink>,
     pub(crate) notifier: Arc<StubNotifier>,
-    pub(crate) outbox: Arc<SqliteOutbox>,
+    pub(crate) outbox: Arc<dyn OutboxStore>,
     pub(crate) orders: OrderStore,
     pub(crate) dispatcher: Dispatcher,
+    pub(crate) db: Db,
     _dashboard: integrations_dashboard::Dashboard,
-    _dir: tempfile::TempDir,
+}
+
+/// Chooses the harness's database: `ORDER_SERVICE_TEST_DATABASE=postgres` (or `sqlite`, the
+/// default).
+pub(crate) const DATABASE_VAR: &str = "ORDER_SERVICE_TEST_DATABASE";
+
+/// Where a harness keeps its stores.
+pub(crate) enum Db {
+    /// A temporary SQLite file.
+    Sqlite(tempfile::TempDir),
+    /// A fresh database on the Postgres test server.
+    Postgres(Box<TestDatabase>),
+}
+
+impl Db {
+    /// A fresh database of the kind [`DATABASE_VAR`] asks for.
+    pub(crate) async fn create() -> Db {
+        match std::env::var(DATABASE_VAR).as_deref() {
+            Ok("postgres") => match TestDatabase::create("order_service_http").await {
+                Some(db) => Db::Postgres(Box::new(db)),
+                None => panic!("{DATABASE_VAR}=postgres but no Postgres test server"),
+            },
+            Ok("sqlite") | Err(_) => Db::Sqlite(tempfile::tempdir().unwrap()),
+            Ok(other) => panic!("{DATABASE_VAR}={other}: expected sqlite or postgres"),
+        }
+    }
+
+    /// An outbox and the order store beside it on this database, as one service instance opens
+    /// them.
+    pub(crate) async fn open(&self) -> (Arc<dyn OutboxStore>, OrderStore) {
+        match self {
+            Db::Sqlite(dir) => {
+                let outbox = SqliteOutbox::open(dir.path().join("service.db"))
+                    .await
+                    .unwrap();
+                let orders = OrderStore::sqlite(&outbox).await.unwrap();
+                (Arc::new(outbox), orders)
+            }
+            Db::Postgres(db) => {
+                let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+                let orders = OrderStore::postgres(&outbox).await.unwrap();
+                (Arc::new(outbox), orders)
+            }
+        }
+    }
+
+    /// Runs `sqlite` or `postgres` (statements in that dialect) on the database.
+    pub(crate) async fn execute(&self, sqlite: &str, postgres: &str) {
+        match self {
+            Db::Sqlite(dir) => {
+                let db = rusqlite::Connection::open(dir.path().join("service.db")).unwrap();
+                db.execute_batch(sqlite).unwrap();
+            }
+            Db::Postgres(db) => {
+                let pool = db.options().connect().await.unwrap();
+                integrations_outbox::postgres::sqlx::raw_sql(postgres)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
+    }
 }
 
 impl Harness {
@@ -71,10 +138,12 @@ impl Harness {
 
     /// A harness whose state builder is adjusted by `f` (e.g. to add inbound SNS).
     pub(crate) async fn with(f: impl FnOnce(AppStateBuilder) -> AppStateBuilder) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("service.db");
-        let outbox = Arc::new(SqliteOutbox::open(&db).await.unwrap());
-        let orders = OrderStore::open(&db).await.unwrap();
+        Self::on(Db::create().await, f).await
+    }
+
+    /// A harness on `db`, its state builder adjusted by `f`.
+    pub(crate) async fn on(db: Db, f: impl FnOnce(AppStateBuilder) -> AppStateBuilder) -> Self {
+        let (outbox, orders) = db.open().await;
         let registry = MetricsRegistry::new();
         let stripe = Sandbox::start().await.unwrap();
         let deliveries = Arc::new(Mutex::new(Vec::new()));
@@ -89,7 +158,7 @@ impl Harness {
         let builder = AppState::builder(
             orders.clone(),
             Arc::new(client),
-            outbox.clone() as Arc<dyn OutboxStore>,
+            Arc::clone(&outbox),
             ApiKeys::new([KEY]).unwrap(),
             StripeWebhookVerifier::new(stripe.webhook_secret()),
         )
@@ -133,8 +202,8 @@ impl Harness {
             outbox,
             orders,
             dispatcher,
+            db,
             _dashboard: dashboard,
-            _dir: dir,
         }
     }
 
@@ -191,9 +260,7 @@ impl Harness {
     /// Another service instance on the same database file and Stripe sandbox (its own store
     /// connections, locks and provider client), as a second process would be.
     pub(crate) async fn second_instance(&self) -> Router {
-        let db = self.orders.path().to_path_buf();
-        let outbox = Arc::new(SqliteOutbox::open(&db).await.unwrap());
-        let orders = OrderStore::open(&db).await.unwrap();
+        let (outbox, orders) = self.db.open().await;
         let client = self
             .stripe
             .client_builder()
@@ -203,7 +270,7 @@ impl Harness {
         let state = AppState::builder(
             orders,
             Arc::new(client),
-            outbox as Arc<dyn OutboxStore>,
+            outbox,
             ApiKeys::new([KEY]).unwrap(),
             StripeWebhookVerifier::new(self.stripe.webhook_secret()),
         )
