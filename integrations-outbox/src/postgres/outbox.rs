@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use super::listen::Announcer;
 use super::rows::{COUNTS, cols, db_id, from_millis, parse, small, to_millis};
 use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
 use crate::store::{
@@ -23,8 +24,10 @@ use integrations_core::{Clock, ErrorRecord, SystemClock};
 use integrations_core::{Error, ErrorKind, Result};
 
 /// The event's dedup row and all its jobs in one statement (so one round trip, and one commit
-/// when run outside a transaction). The jobs are inserted only if the event row was; the
-/// notification wakes listening dispatchers when (and only if) the transaction commits.
+/// when run outside a transaction). The jobs are inserted only if the event row was. With a
+/// channel in `$7` (inside a caller's transaction) the notification wakes listening dispatchers
+/// when (and only if) that transaction commits; with `$7` NULL nothing is notified here (the
+/// store's own commits announce afterwards, see [`Announcer`]).
 const RECORD: &str = "WITH ev AS (
         INSERT INTO integrations_outbox_events (event_id, recorded_at) VALUES ($1, $2)
         ON CONFLICT (event_id) DO NOTHING RETURNING event_id
@@ -40,7 +43,8 @@ const RECORD: &str = "WITH ev AS (
     SELECT (SELECT count(*) FROM ev) AS recorded,
         (SELECT array_agg(id) FROM ins) AS ids,
         (SELECT array_agg(idempotency_key) FROM ins) AS keys,
-        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins LIMIT 1) n) AS notified";
+        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins WHERE $7::text IS NOT NULL
+            LIMIT 1) n) AS notified";
 
 /// Claims in one statement: the due pending jobs and the expired leases, each read in index
 /// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
@@ -80,7 +84,10 @@ fn claim_sql(marks: &str) -> String {
 /// than polling.
 ///
 /// Every call outside a caller's transaction is one statement, so one round trip and (for
-/// writes) one commit. Postgres 13 or newer (`gen_random_uuid`).
+/// writes) one commit; [`record_event`](OutboxStore::record_event) then announces the new jobs
+/// with a `NOTIFY` of its own, sent in the background after the commit (a notifying commit
+/// holds a database-wide lock until it is flushed, which would queue every concurrent record
+/// behind it). Postgres 13 or newer (`gen_random_uuid`).
 ///
 /// ```no_run
 /// use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
@@ -101,6 +108,7 @@ pub struct PostgresOutbox {
     pool: PgPool,
     clock: Arc<dyn Clock>,
     asynchronous_marks: bool,
+    announcer: Arc<Announcer>,
 }
 
 /// Appended to a mark's `WHERE`: its commit does not wait for the WAL flush (an uncorrelated
@@ -146,6 +154,7 @@ impl PostgresOutbox {
             pool,
             clock: Arc::new(SystemClock),
             asynchronous_marks: false,
+            announcer: Arc::new(Announcer::default()),
         })
     }
 
@@ -196,6 +205,11 @@ impl PostgresOutbox {
     /// A concurrent transaction recording the same event id makes this call wait until that
     /// one ends (Postgres's unique index), then answers `Duplicate` if it committed.
     ///
+    /// The `NOTIFY` that wakes listening dispatchers is part of the caller's transaction, so it
+    /// is sent only if the transaction commits. Postgres serialises the commits of notifying
+    /// transactions (a database-wide lock held until the commit is flushed): many concurrent
+    /// transactions that record events commit one after another rather than together.
+    ///
     /// # Errors
     /// As for [`OutboxStore::record_event`]. Input errors are found before anything is sent;
     /// a database error aborts the caller's transaction (Postgres's rule), so roll it back.
@@ -205,7 +219,7 @@ impl PostgresOutbox {
         event_id: &str,
         jobs: Vec<NewJob>,
     ) -> Result<RecordOutcome> {
-        record(tx, self.now(), event_id, &jobs).await
+        record(tx, self.now(), event_id, &jobs, Some(NOTIFY_CHANNEL)).await
     }
 
     /// Jobs pending and leased: what is left to deliver, counted on the partial indexes of those
@@ -298,6 +312,7 @@ async fn record(
     now: i64,
     event_id: &str,
     jobs: &[NewJob],
+    notify: Option<&str>,
 ) -> Result<RecordOutcome> {
     let keys = prepare_jobs(event_id, jobs)?;
     let mut kinds = Vec::with_capacity(jobs.len());
@@ -320,7 +335,7 @@ async fn record(
         .bind(&key_strs)
         .bind(&payloads)
         .bind(&max_attempts)
-        .bind(NOTIFY_CHANNEL)
+        .bind(notify)
         .bind(&traceparents)
         .fetch_one(conn)
         .await
@@ -361,7 +376,12 @@ async fn record(
 impl OutboxStore for PostgresOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
         let mut conn = self.pool.acquire().await.map_err(sql_error)?;
-        record(&mut conn, self.now(), event_id, &jobs).await
+        let outcome = record(&mut conn, self.now(), event_id, &jobs, None).await?;
+        drop(conn);
+        if matches!(&outcome, RecordOutcome::Recorded { job_ids } if !job_ids.is_empty()) {
+            self.announcer.announce(&self.pool);
+        }
+        Ok(outcome)
     }
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
