@@ -454,6 +454,58 @@ impl OutboxStore for PostgresOutbox {
         Ok(())
     }
 
+    /// One statement (one commit) for the whole batch.
+    async fn complete_many(&self, done: &[(JobId, LeaseToken)]) -> Vec<Result<()>> {
+        let ids: Vec<Option<i64>> = done.iter().map(|(id, _)| db_id(id)).collect();
+        let (sent_ids, tokens): (Vec<i64>, Vec<&str>) = ids
+            .iter()
+            .zip(done)
+            .filter_map(|(id, (_, lease))| Some(((*id)?, lease.as_str())))
+            .unzip();
+        let updated = if sent_ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            sqlx::query_as::<_, (i64, String)>(&format!(
+                "UPDATE integrations_outbox_jobs j SET state = 'done', lease_token = NULL,
+                    leased_by = NULL, lease_expires_at = NULL, updated_at = $3
+                 FROM unnest($1::bigint[], $2::text[]) AS d(id, token)
+                 WHERE j.id = d.id AND j.state = 'leased' AND j.lease_token = d.token {}
+                 RETURNING j.id, d.token",
+                self.marks()
+            ))
+            .bind(&sent_ids)
+            .bind(&tokens)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_error)
+        };
+        let updated: std::collections::HashSet<(i64, String)> = match updated {
+            Ok(rows) => rows.into_iter().collect(),
+            // The statement is atomic: none of them was completed. Each job gets the error's
+            // kind and retry hint (what the dispatcher's retry of a mark looks at).
+            Err(e) => {
+                let copy = || {
+                    Error::unavailable(format!("completing a batch of jobs failed: {e}"))
+                        .with_provider(super::POSTGRES)
+                        .with_retry_hint(e.is_retryable())
+                };
+                let mut out: Vec<Result<()>> = done.iter().skip(1).map(|_| Err(copy())).collect();
+                out.insert(0, Err(e));
+                return out;
+            }
+        };
+        let mut out = Vec::with_capacity(done.len());
+        for ((job_id, lease), id) in done.iter().zip(ids) {
+            out.push(match id {
+                None => Err(job_not_found(job_id)),
+                Some(id) if updated.contains(&(id, lease.as_str().to_owned())) => Ok(()),
+                Some(id) => Err(self.lease_refused(job_id, id).await),
+            });
+        }
+        out
+    }
+
     async fn fail(
         &self,
         job_id: &JobId,
