@@ -155,6 +155,8 @@ impl fmt::Debug for DispatcherWaker {
 /// the provider acted — and runs it again. Register such handlers with
 /// [`DispatcherBuilder::handler_with_policy`], which refuses to build when they do not fit.
 ///
+/// Deliveries that finish while a completion is being committed are completed together in the
+/// next commit ([`OutboxStore::complete_many`]), each still fenced by its own lease.
 /// Recording a result is retried locally ([`MARK_ATTEMPTS`], [`MARK_BACKOFF`]) when the store
 /// fails transiently, so a busy database does not leave a delivered job leased until its lease
 /// expires and delivered again. A job is never run twice at once by one dispatcher: a claim of a
