@@ -37,6 +37,7 @@ pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
     replays_dead_letters(store).await;
     exhausted_expired_lease_is_dead_lettered(store, clock).await;
     claims_respect_max_and_never_repeat(store).await;
+    batch_completions_are_fenced_per_job(store).await;
     purges_only_finished_work(store, clock).await;
     counts_report_the_oldest_due_pending_job(store, clock).await;
 }
@@ -217,6 +218,64 @@ pub async fn claims_are_leased_and_fenced(store: &dyn OutboxStore, clock: &Fixed
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(store.job(&unknown).await.unwrap().is_none());
     assert!(store.job(&JobId::new("not-an-id")).await.unwrap().is_none());
+}
+
+/// `complete_many` judges each job as `complete` would: the current lease completes, a stale
+/// lease and an unknown job are refused, each with its own error, in the order given.
+pub async fn batch_completions_are_fenced_per_job(store: &dyn OutboxStore) {
+    assert!(
+        store.complete_many(&[]).await.is_empty(),
+        "nothing to complete"
+    );
+    let ids = recorded(
+        store
+            .record_event("evt_batch", vec![job("a"), job("b"), job("c")])
+            .await
+            .unwrap(),
+    );
+    let claimed = store.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let lease_of = |id: &JobId| {
+        claimed
+            .iter()
+            .find(|c| &c.job.id == id)
+            .map(|c| c.lease.clone())
+            .unwrap()
+    };
+    let stale = lease_of(&ids[2]);
+    let results = store
+        .complete_many(&[
+            (ids[0].clone(), lease_of(&ids[0])),
+            (JobId::new("999999998"), lease_of(&ids[1])),
+            (ids[2].clone(), lease_of(&ids[1])),
+            (ids[1].clone(), lease_of(&ids[1])),
+        ])
+        .await;
+    assert_eq!(results.len(), 4, "one result per job");
+    let mut results = results.into_iter();
+    results.next().unwrap().expect("current lease completes");
+    let unknown = results.next().unwrap().expect_err("unknown job");
+    assert_eq!(unknown.kind(), ErrorKind::NotFound, "{unknown}");
+    assert_lease_lost(results.next().unwrap(), "another job's lease");
+    results.next().unwrap().expect("current lease completes");
+    for (id, want) in [
+        (&ids[0], JobState::Done),
+        (&ids[1], JobState::Done),
+        (&ids[2], JobState::Leased),
+    ] {
+        assert_eq!(store.job(id).await.unwrap().unwrap().state, want, "{id}");
+    }
+    assert_lease_lost(
+        store
+            .complete_many(&[(ids[0].clone(), lease_of(&ids[0]))])
+            .await
+            .remove(0),
+        "complete twice",
+    );
+    store
+        .complete(&ids[2], &stale)
+        .await
+        .expect("the refused job still completes under its own lease");
 }
 
 /// Retryable failures come back at their retry time; the last attempt and permanent failures

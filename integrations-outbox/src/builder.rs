@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::completions::Completions;
 use super::dispatcher::{Dispatcher, Inner};
 use super::handler::JobHandler;
 use super::metrics::OutboxMetrics;
@@ -236,6 +237,7 @@ impl DispatcherBuilder {
                 in_flight: std::sync::Mutex::default(),
                 metrics: self.metrics.unwrap_or_else(OutboxMetrics::global),
                 counts_interval: self.counts_interval,
+                completions: Completions::default(),
             }),
         })
     }

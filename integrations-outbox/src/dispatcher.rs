@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::builder::DispatcherBuilder;
+use super::completions::Completions;
 use super::handler::{JobHandler, ShutdownSignal};
 use super::metrics::{Ended, OutboxMetrics};
 use super::store::{LEASE_LOST, OutboxStore};
@@ -104,6 +105,8 @@ pub(super) struct Inner {
     pub(super) metrics: Arc<OutboxMetrics>,
     /// How often [`Dispatcher::run`] refreshes the metrics' [`OutboxCounts`](crate::OutboxCounts).
     pub(super) counts_interval: Option<Duration>,
+    /// Deliveries that finish together complete in one commit.
+    pub(super) completions: Completions,
 }
 
 /// Attempts at recording a job's result (`complete`/`fail`) before giving up on a transient
@@ -152,6 +155,8 @@ impl fmt::Debug for DispatcherWaker {
 /// the provider acted — and runs it again. Register such handlers with
 /// [`DispatcherBuilder::handler_with_policy`], which refuses to build when they do not fit.
 ///
+/// Deliveries that finish while a completion is being committed are completed together in the
+/// next commit ([`OutboxStore::complete_many`]), each still fenced by its own lease.
 /// Recording a result is retried locally ([`MARK_ATTEMPTS`], [`MARK_BACKOFF`]) when the store
 /// fails transiently, so a busy database does not leave a delivered job leased until its lease
 /// expires and delivered again. A job is never run twice at once by one dispatcher: a claim of a
@@ -337,9 +342,8 @@ async fn process(inner: Arc<Inner>, claimed: ClaimedJob) -> Outcome {
         match inner.deliver(&job).await {
             Ok(()) => match inner
                 .mark(&job.id, "complete", |lease| {
-                    let store = &inner.store;
-                    let id = &job.id;
-                    async move { store.complete(id, &lease).await }
+                    let (inner, id) = (&inner, job.id.clone());
+                    async move { inner.completions.complete(&*inner.store, id, lease).await }
                 })
                 .await
             {

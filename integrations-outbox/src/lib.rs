@@ -111,6 +111,7 @@ use integrations_core::{ErrorKind, Result};
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod behaviour;
 mod builder;
+mod completions;
 #[cfg(feature = "sqlite")]
 mod db;
 mod dispatcher;

@@ -1,7 +1,9 @@
 //! Claims per second with 1, 4 and 16 dispatchers sharing one outbox, each with its own handle
 //! (its own SQLite connection, its own Postgres pool), as separate processes would: a backlog
-//! of jobs recorded first, then every dispatcher claims (up to 4 at a time) and completes until
-//! none is left. Counts claim + complete pairs per second; no provider call in between.
+//! of jobs recorded first, then every dispatcher claims (up to 4 at a time) and completes them
+//! (in one `complete_many`, as the dispatcher completes deliveries that finish together) until
+//! none is left. Counts jobs claimed and completed per second; no provider call in between.
+//! `ORDER_FLOW_CLAIMS_ONE_BY_ONE=1` completes each job on its own (the count before batching).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +53,7 @@ pub(crate) async fn claims_per_second(store: ClaimStore, dispatchers: usize, job
     for _ in 0..dispatchers {
         handles.push(open().await);
     }
+    let one_by_one = std::env::var_os("ORDER_FLOW_CLAIMS_ONE_BY_ONE").is_some_and(|v| v == "1");
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (w, store) in handles.into_iter().enumerate() {
@@ -64,8 +67,17 @@ pub(crate) async fn claims_per_second(store: ClaimStore, dispatchers: usize, job
                 if claimed.is_empty() {
                     return done;
                 }
-                for c in claimed {
-                    store.complete(&c.job.id, &c.lease).await.expect("complete");
+                if one_by_one {
+                    for c in claimed {
+                        store.complete(&c.job.id, &c.lease).await.expect("complete");
+                        done += 1;
+                    }
+                    continue;
+                }
+                // As the dispatcher completes deliveries that finish together: in one call.
+                let batch: Vec<_> = claimed.into_iter().map(|c| (c.job.id, c.lease)).collect();
+                for r in store.complete_many(&batch).await {
+                    r.expect("complete");
                     done += 1;
                 }
             }

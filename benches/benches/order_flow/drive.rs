@@ -85,8 +85,8 @@ pub(crate) enum Flow {
 impl Flow {
     pub(crate) async fn start(sb: &Sandboxes, side: Side, concurrency: usize) -> Result<Flow> {
         Ok(match side {
-            Side::Raw => Flow::Raw(Raw::start(sb, None).await?),
-            Side::RawDurable(db) => Flow::Raw(Raw::start(sb, Some(db)).await?),
+            Side::Raw => Flow::Raw(Raw::start(sb, None, concurrency).await?),
+            Side::RawDurable(db) => Flow::Raw(Raw::start(sb, Some(db), concurrency).await?),
             Side::Ours(store, dispatch) => {
                 Flow::Ours(Ours::start(sb, store, dispatch, concurrency).await?)
             }

@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use integrations_outbox::PostgresOptions;
 use integrations_outbox::postgres::sqlx::{self, PgPool};
 use integrations_outbox::postgres::testing::TestDatabase;
 use rusqlite::{Connection, params};
@@ -52,8 +53,19 @@ fn now() -> i64 {
     .unwrap_or(0)
 }
 
+/// The pool both Postgres sides use, so that neither has more connections (server processes)
+/// than the other: enough for `concurrency` orders each recording while their jobs are claimed
+/// and completed. No ping before each call unless `ORDER_FLOW_PG_PING=1` (the ping is a second
+/// round trip per statement, on both sides alike).
+pub(crate) fn pg_options(db: &TestDatabase, concurrency: usize) -> PostgresOptions {
+    db.options()
+        .clone()
+        .max_connections(u32::try_from(2 * concurrency + 4).unwrap_or(64))
+        .test_before_acquire(std::env::var_os("ORDER_FLOW_PG_PING").is_some_and(|v| v == "1"))
+}
+
 impl Ledger {
-    pub(crate) async fn open(db: Db) -> RawResult<Ledger> {
+    pub(crate) async fn open(db: Db, concurrency: usize) -> RawResult<Ledger> {
         match db {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -71,7 +83,10 @@ impl Ledger {
                 let db = TestDatabase::create("bench_raw")
                     .await
                     .ok_or("no Postgres test server (.ci/postgres.sh start)")?;
-                let pool = db.options().connect().await.map_err(|e| e.to_string())?;
+                let pool = pg_options(&db, concurrency)
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 sqlx::raw_sql(PG_SCHEMA)
                     .execute(&pool)
                     .await

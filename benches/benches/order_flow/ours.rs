@@ -19,6 +19,7 @@ use integrations_shop::jobs::{OrderEvent, OrderEventKind};
 use integrations_stripe::{StripePayments, StripeWebhookVerifier};
 use tokio::task::JoinHandle;
 
+use crate::durable::pg_options;
 use crate::jobs::{EmailJob, MemoryNotifier, MetricsJob, NotifyJob, SheetsJob, Tracked, Tracker};
 use crate::model::{
     CARD, Deliveries, EMAIL, METRICS, NOTIFY, ORDER_DEADLINE, Order, Phases, SHEETS_APPEND,
@@ -135,13 +136,9 @@ impl Ours {
                 let db = TestDatabase::create("bench_ours").await.ok_or_else(|| {
                     Error::unavailable("no Postgres test server (.ci/postgres.sh start)")
                 })?;
-                let outbox = PostgresOutbox::connect_with(
-                    &db.options()
-                        .clone()
-                        .max_connections(u32::try_from(4 * concurrency + 4).unwrap_or(64)),
-                )
-                .await?
-                .with_asynchronous_marks(store == Store::PostgresAsync);
+                let outbox = PostgresOutbox::connect_with(&pg_options(&db, concurrency))
+                    .await?
+                    .with_asynchronous_marks(store == Store::PostgresAsync);
                 pg_db = Some(Box::new(db));
                 Arc::new(outbox)
             }

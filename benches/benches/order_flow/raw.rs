@@ -127,9 +127,17 @@ fn decimal(minor: i64) -> String {
 }
 
 impl Raw {
-    pub(crate) async fn start(sb: &Sandboxes, durable: Option<Db>) -> Result<Raw> {
+    pub(crate) async fn start(
+        sb: &Sandboxes,
+        durable: Option<Db>,
+        concurrency: usize,
+    ) -> Result<Raw> {
         let ledger = match durable {
-            Some(db) => Some(Ledger::open(db).await.map_err(Error::unavailable)?),
+            Some(db) => Some(
+                Ledger::open(db, concurrency)
+                    .await
+                    .map_err(Error::unavailable)?,
+            ),
             None => None,
         };
         let http = reqwest::Client::new();

@@ -98,6 +98,10 @@ impl OutboxStore for FlowOutbox {
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
         self.store().complete(job_id, lease).await
     }
+    async fn complete_many(&self, done: &[(JobId, LeaseToken)]) -> Vec<Result<()>> {
+        // Forwarded, so that on Postgres a batch stays one statement (one commit).
+        self.store().complete_many(done).await
+    }
     async fn fail(
         &self,
         job_id: &JobId,

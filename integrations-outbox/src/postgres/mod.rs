@@ -62,6 +62,8 @@ pub struct PostgresOptions {
     /// How long a call waits for a free connection before failing with
     /// [`Error::Unavailable`] (default 5 s).
     pub acquire_timeout: Duration,
+    /// Whether the pool pings a connection before each call hands it out (default `true`).
+    pub test_before_acquire: bool,
 }
 
 impl PostgresOptions {
@@ -82,6 +84,7 @@ impl PostgresOptions {
             connect,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            test_before_acquire: true,
         })
     }
 
@@ -106,6 +109,18 @@ impl PostgresOptions {
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Sets whether the pool pings each connection before handing it out. The ping is a round
+    /// trip before every call (a call of the outbox is otherwise one round trip); without it a
+    /// connection the server dropped (a restart, an idle timeout) fails the one call that finds
+    /// it, with a retryable [`Error::Unavailable`], and is replaced. Turn it off where calls
+    /// are retried anyway (the dispatcher's claims and marks are; a webhook's record is retried
+    /// by its sender).
+    #[must_use]
+    pub fn test_before_acquire(mut self, on: bool) -> Self {
+        self.test_before_acquire = on;
         self
     }
 
@@ -136,6 +151,7 @@ impl PostgresOptions {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(self.test_before_acquire)
             .connect_with(self.connect.clone())
             .await
             .map_err(|e| sql_error(e).with_operation(format!("connect to {}", self.describe())))
@@ -153,6 +169,7 @@ impl fmt::Debug for PostgresOptions {
             .field("target", &self.describe())
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("test_before_acquire", &self.test_before_acquire)
             .finish_non_exhaustive()
     }
 }

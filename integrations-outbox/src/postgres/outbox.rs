@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use super::listen::Announcer;
 use super::rows::{COUNTS, cols, db_id, from_millis, parse, small, to_millis};
 use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
 use crate::store::{
@@ -23,8 +24,10 @@ use integrations_core::{Clock, ErrorRecord, SystemClock};
 use integrations_core::{Error, ErrorKind, Result};
 
 /// The event's dedup row and all its jobs in one statement (so one round trip, and one commit
-/// when run outside a transaction). The jobs are inserted only if the event row was; the
-/// notification wakes listening dispatchers when (and only if) the transaction commits.
+/// when run outside a transaction). The jobs are inserted only if the event row was. With a
+/// channel in `$7` (inside a caller's transaction) the notification wakes listening dispatchers
+/// when (and only if) that transaction commits; with `$7` NULL nothing is notified here (the
+/// store's own commits announce afterwards, see [`Announcer`]).
 const RECORD: &str = "WITH ev AS (
         INSERT INTO integrations_outbox_events (event_id, recorded_at) VALUES ($1, $2)
         ON CONFLICT (event_id) DO NOTHING RETURNING event_id
@@ -40,7 +43,8 @@ const RECORD: &str = "WITH ev AS (
     SELECT (SELECT count(*) FROM ev) AS recorded,
         (SELECT array_agg(id) FROM ins) AS ids,
         (SELECT array_agg(idempotency_key) FROM ins) AS keys,
-        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins LIMIT 1) n) AS notified";
+        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins WHERE $7::text IS NOT NULL
+            LIMIT 1) n) AS notified";
 
 /// Claims in one statement: the due pending jobs and the expired leases, each read in index
 /// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
@@ -80,7 +84,10 @@ fn claim_sql(marks: &str) -> String {
 /// than polling.
 ///
 /// Every call outside a caller's transaction is one statement, so one round trip and (for
-/// writes) one commit. Postgres 13 or newer (`gen_random_uuid`).
+/// writes) one commit; [`record_event`](OutboxStore::record_event) then announces the new jobs
+/// with a `NOTIFY` of its own, sent in the background after the commit (a notifying commit
+/// holds a database-wide lock until it is flushed, which would queue every concurrent record
+/// behind it). Postgres 13 or newer (`gen_random_uuid`).
 ///
 /// ```no_run
 /// use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
@@ -101,6 +108,7 @@ pub struct PostgresOutbox {
     pool: PgPool,
     clock: Arc<dyn Clock>,
     asynchronous_marks: bool,
+    announcer: Arc<Announcer>,
 }
 
 /// Appended to a mark's `WHERE`: its commit does not wait for the WAL flush (an uncorrelated
@@ -146,6 +154,7 @@ impl PostgresOutbox {
             pool,
             clock: Arc::new(SystemClock),
             asynchronous_marks: false,
+            announcer: Arc::new(Announcer::default()),
         })
     }
 
@@ -196,6 +205,11 @@ impl PostgresOutbox {
     /// A concurrent transaction recording the same event id makes this call wait until that
     /// one ends (Postgres's unique index), then answers `Duplicate` if it committed.
     ///
+    /// The `NOTIFY` that wakes listening dispatchers is part of the caller's transaction, so it
+    /// is sent only if the transaction commits. Postgres serialises the commits of notifying
+    /// transactions (a database-wide lock held until the commit is flushed): many concurrent
+    /// transactions that record events commit one after another rather than together.
+    ///
     /// # Errors
     /// As for [`OutboxStore::record_event`]. Input errors are found before anything is sent;
     /// a database error aborts the caller's transaction (Postgres's rule), so roll it back.
@@ -205,7 +219,7 @@ impl PostgresOutbox {
         event_id: &str,
         jobs: Vec<NewJob>,
     ) -> Result<RecordOutcome> {
-        record(tx, self.now(), event_id, &jobs).await
+        record(tx, self.now(), event_id, &jobs, Some(NOTIFY_CHANNEL)).await
     }
 
     /// Jobs pending and leased: what is left to deliver, counted on the partial indexes of those
@@ -298,6 +312,7 @@ async fn record(
     now: i64,
     event_id: &str,
     jobs: &[NewJob],
+    notify: Option<&str>,
 ) -> Result<RecordOutcome> {
     let keys = prepare_jobs(event_id, jobs)?;
     let mut kinds = Vec::with_capacity(jobs.len());
@@ -320,7 +335,7 @@ async fn record(
         .bind(&key_strs)
         .bind(&payloads)
         .bind(&max_attempts)
-        .bind(NOTIFY_CHANNEL)
+        .bind(notify)
         .bind(&traceparents)
         .fetch_one(conn)
         .await
@@ -361,7 +376,12 @@ async fn record(
 impl OutboxStore for PostgresOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
         let mut conn = self.pool.acquire().await.map_err(sql_error)?;
-        record(&mut conn, self.now(), event_id, &jobs).await
+        let outcome = record(&mut conn, self.now(), event_id, &jobs, None).await?;
+        drop(conn);
+        if matches!(&outcome, RecordOutcome::Recorded { job_ids } if !job_ids.is_empty()) {
+            self.announcer.announce(&self.pool);
+        }
+        Ok(outcome)
     }
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
@@ -432,6 +452,58 @@ impl OutboxStore for PostgresOutbox {
             return Err(self.lease_refused(job_id, id).await);
         }
         Ok(())
+    }
+
+    /// One statement (one commit) for the whole batch.
+    async fn complete_many(&self, done: &[(JobId, LeaseToken)]) -> Vec<Result<()>> {
+        let ids: Vec<Option<i64>> = done.iter().map(|(id, _)| db_id(id)).collect();
+        let (sent_ids, tokens): (Vec<i64>, Vec<&str>) = ids
+            .iter()
+            .zip(done)
+            .filter_map(|(id, (_, lease))| Some(((*id)?, lease.as_str())))
+            .unzip();
+        let updated = if sent_ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            sqlx::query_as::<_, (i64, String)>(&format!(
+                "UPDATE integrations_outbox_jobs j SET state = 'done', lease_token = NULL,
+                    leased_by = NULL, lease_expires_at = NULL, updated_at = $3
+                 FROM unnest($1::bigint[], $2::text[]) AS d(id, token)
+                 WHERE j.id = d.id AND j.state = 'leased' AND j.lease_token = d.token {}
+                 RETURNING j.id, d.token",
+                self.marks()
+            ))
+            .bind(&sent_ids)
+            .bind(&tokens)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_error)
+        };
+        let updated: std::collections::HashSet<(i64, String)> = match updated {
+            Ok(rows) => rows.into_iter().collect(),
+            // The statement is atomic: none of them was completed. Each job gets the error's
+            // kind and retry hint (what the dispatcher's retry of a mark looks at).
+            Err(e) => {
+                let copy = || {
+                    Error::unavailable(format!("completing a batch of jobs failed: {e}"))
+                        .with_provider(super::POSTGRES)
+                        .with_retry_hint(e.is_retryable())
+                };
+                let mut out: Vec<Result<()>> = done.iter().skip(1).map(|_| Err(copy())).collect();
+                out.insert(0, Err(e));
+                return out;
+            }
+        };
+        let mut out = Vec::with_capacity(done.len());
+        for ((job_id, lease), id) in done.iter().zip(ids) {
+            out.push(match id {
+                None => Err(job_not_found(job_id)),
+                Some(id) if updated.contains(&(id, lease.as_str().to_owned())) => Ok(()),
+                Some(id) => Err(self.lease_refused(job_id, id).await),
+            });
+        }
+        out
     }
 
     async fn fail(
