@@ -174,7 +174,8 @@ impl DispatcherBuilder {
     /// Builds the dispatcher.
     ///
     /// # Errors
-    /// [`Error::Configuration`] naming `handlers` (none registered), `concurrency` (0), `lease`
+    /// [`Error::Configuration`] naming `handlers` (none registered, or one for an empty kind),
+    /// `concurrency` (0), `lease`
     /// (0), `counts_interval` (0) or `handler_timeout` (not below the lease, or below the worst case of a policy
     /// declared with [`handler_with_policy`](DispatcherBuilder::handler_with_policy)).
     pub fn build(self) -> Result<Dispatcher> {
@@ -182,6 +183,12 @@ impl DispatcherBuilder {
             return Err(Error::configuration(
                 "handlers",
                 "register at least one handler",
+            ));
+        }
+        if self.handlers.contains_key("") {
+            return Err(Error::configuration(
+                "handlers",
+                "a job kind must not be empty",
             ));
         }
         if self.concurrency == 0 {
@@ -218,6 +225,8 @@ impl DispatcherBuilder {
                 ));
             }
         }
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort_unstable();
         let worker_id = self
             .worker_id
             .unwrap_or_else(|| format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)));
@@ -225,6 +234,7 @@ impl DispatcherBuilder {
             inner: Arc::new(Inner {
                 store: self.store,
                 handlers: self.handlers,
+                kinds,
                 worker_id,
                 concurrency: self.concurrency,
                 lease: self.lease,

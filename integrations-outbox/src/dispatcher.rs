@@ -91,6 +91,8 @@ impl RunStats {
 pub(super) struct Inner {
     pub(super) store: Arc<dyn OutboxStore>,
     pub(super) handlers: HashMap<String, Arc<dyn JobHandler>>,
+    /// The kinds of `handlers`, sorted: what this dispatcher claims.
+    pub(super) kinds: Vec<String>,
     pub(super) worker_id: String,
     pub(super) concurrency: usize,
     pub(super) lease: Duration,
@@ -121,20 +123,36 @@ pub const MARK_BACKOFF: Backoff =
 /// Wakes an idle [`Dispatcher::run`] loop at once instead of at its next poll: call
 /// [`DispatcherWaker::wake`] right after [`OutboxStore::record_event`] so the new jobs are
 /// delivered without waiting out `poll_interval`. Cheap to clone; a wake while the loop is busy is
-/// kept and consumed at its next idle moment, so none is lost.
+/// kept and consumed at its next idle moment, so none is lost. One waker can wake several
+/// dispatchers (the lanes of one outbox): [`DispatcherWaker::join`].
 #[derive(Clone)]
-pub struct DispatcherWaker(Arc<tokio::sync::Notify>);
+pub struct DispatcherWaker(Arc<[Arc<tokio::sync::Notify>]>);
 
 impl DispatcherWaker {
-    /// Wakes the dispatcher.
+    /// Wakes the dispatcher (each of them, for a joined waker).
     pub fn wake(&self) {
-        self.0.notify_one();
+        for notify in self.0.iter() {
+            notify.notify_one();
+        }
+    }
+
+    /// One waker that wakes every dispatcher `wakers` wake: give it to whatever records jobs
+    /// (or to `PostgresOutbox::wake_on_notify`) when each kind has its own dispatcher.
+    pub fn join(wakers: impl IntoIterator<Item = DispatcherWaker>) -> DispatcherWaker {
+        DispatcherWaker(
+            wakers
+                .into_iter()
+                .flat_map(|w| w.0.iter().cloned().collect::<Vec<_>>())
+                .collect(),
+        )
     }
 }
 
 impl fmt::Debug for DispatcherWaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DispatcherWaker").finish_non_exhaustive()
+        f.debug_struct("DispatcherWaker")
+            .field("dispatchers", &self.0.len())
+            .finish()
     }
 }
 
@@ -145,8 +163,20 @@ impl fmt::Debug for DispatcherWaker {
 /// the provider's `Retry-After`); a permanent failure, or the last allowed attempt, goes to the
 /// dead-letter queue. A handler that runs past `handler_timeout` (kept below the lease, so a live
 /// worker never loses its lease) fails with a retryable timeout; a panicking handler dead-letters
-/// its job. A job of a kind no handler is registered for is retried, so that during a rolling
-/// deploy workers that know the kind get to it.
+/// its job.
+///
+/// **It claims only the kinds it has handlers for** ([`OutboxStore::claim_kinds`]), so that
+/// * a quota-bound kind (a Sheets row waiting for the per-minute write quota) can run on a
+///   dispatcher of its own, with its own concurrency — a *lane* — and never holds up the other
+///   kinds' deliveries on another dispatcher over the same store;
+/// * in a rolling deploy, a worker of the old build never claims a kind only the new build knows
+///   (it would spend the job's attempts, or dead-letter it, for want of a handler).
+///
+/// A job of a kind no running dispatcher handles stays pending, visible in
+/// [`OutboxStore::counts`] (pending, and the oldest pending age grows): alert on that age. From a
+/// store that cannot claim by kind ([`OutboxStore::claims_by_kind`] is `false`) the dispatcher
+/// claims any kind, as before, and retries a job it has no handler for (a retryable
+/// [`Error::Configuration`] naming `handlers`), so that a worker that knows the kind gets to it.
 ///
 /// **Timeouts must nest.** A handler that calls a provider under a [`Policy`] needs
 /// `handler_timeout ≥ policy.worst_case()` ([`Policy::worst_case`]: attempts × attempt timeout +
@@ -256,7 +286,12 @@ impl Dispatcher {
 
     /// A handle that wakes [`Dispatcher::run`] when new jobs are recorded.
     pub fn waker(&self) -> DispatcherWaker {
-        DispatcherWaker(Arc::clone(&self.inner.wake))
+        DispatcherWaker(Arc::new([Arc::clone(&self.inner.wake)]))
+    }
+
+    /// The job kinds this dispatcher has handlers for, sorted: the kinds it claims.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.inner.kinds.iter().map(String::as_str)
     }
 
     /// Runs until `shutdown` fires: keeps up to `concurrency` deliveries in flight, polls every
@@ -321,9 +356,19 @@ impl Dispatcher {
         stats
     }
 
+    /// Claims up to `max` jobs of the kinds this dispatcher handles, or of any kind from a store
+    /// that cannot claim by kind.
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedJob>> {
         let inner = &self.inner;
-        inner.store.claim(&inner.worker_id, max, inner.lease).await
+        if inner.store.claims_by_kind() {
+            let kinds: Vec<&str> = inner.kinds.iter().map(String::as_str).collect();
+            inner
+                .store
+                .claim_kinds(&inner.worker_id, &kinds, max, inner.lease)
+                .await
+        } else {
+            inner.store.claim(&inner.worker_id, max, inner.lease).await
+        }
     }
 }
 

@@ -153,8 +153,8 @@ pub use rusqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteOutbox;
 pub use store::{
-    LEASE_LOST, MIN_LEASE, OutboxStore, check_claim, job_not_found, lease_expired_error,
-    lease_lost, prepare_jobs,
+    LEASE_LOST, MIN_LEASE, OutboxStore, check_claim, check_claim_kinds, job_not_found,
+    lease_expired_error, lease_lost, prepare_jobs,
 };
 pub use trace::resolve_traceparent;
 #[cfg(feature = "sqlite")]

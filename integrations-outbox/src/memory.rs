@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::store::{
-    OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
+    OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
+    prepare_jobs,
 };
 use super::trace::resolve_traceparent;
 use super::types::{
@@ -111,6 +112,58 @@ impl InMemoryOutbox {
         // Every mutation below completes before unlocking, so a poisoned lock holds whole state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Claims up to `max` claimable jobs whose kind passes `wanted`, oldest first.
+    fn claim_where(
+        &self,
+        worker_id: &str,
+        max: usize,
+        lease: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<ClaimedJob>> {
+        let now = self.clock.now();
+        let expires = now
+            .checked_add(lease)
+            .ok_or_else(|| Error::invalid_input("lease", "too long"))?;
+        let mut s = self.lock();
+        let mut candidates: Vec<(SystemTime, u64)> = s
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.claimable(now) && wanted(&e.job.kind))
+            .map(|(id, e)| (e.lease.as_ref().map_or(e.available_at, |l| l.2), *id))
+            .collect();
+        candidates.sort_unstable();
+        let mut claimed = Vec::new();
+        for (_, id) in candidates {
+            if claimed.len() >= max {
+                break;
+            }
+            let Some(e) = s.jobs.get_mut(&id) else {
+                continue;
+            };
+            e.updated_at = now;
+            if e.state == JobState::Leased && e.job.attempt >= e.job.max_attempts {
+                e.state = JobState::Dead;
+                e.lease = None;
+                e.last_error = Some(lease_expired_error(e.job.attempt));
+                tracing::warn!(
+                    job_id = id,
+                    "outbox job dead-lettered: lease expired with no attempts left"
+                );
+                continue;
+            }
+            let token = LeaseToken::random();
+            e.state = JobState::Leased;
+            e.job.attempt += 1;
+            e.lease = Some((token.clone(), worker_id.to_owned(), expires));
+            claimed.push(ClaimedJob {
+                job: e.job.clone(),
+                lease: token,
+                lease_expires_at: expires,
+            });
+        }
+        Ok(claimed)
+    }
 }
 
 impl Default for InMemoryOutbox {
@@ -175,48 +228,24 @@ impl OutboxStore for InMemoryOutbox {
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         check_claim(worker_id, lease)?;
-        let now = self.clock.now();
-        let expires = now
-            .checked_add(lease)
-            .ok_or_else(|| Error::invalid_input("lease", "too long"))?;
-        let mut s = self.lock();
-        let mut candidates: Vec<(SystemTime, u64)> = s
-            .jobs
-            .iter()
-            .filter(|(_, e)| e.claimable(now))
-            .map(|(id, e)| (e.lease.as_ref().map_or(e.available_at, |l| l.2), *id))
-            .collect();
-        candidates.sort_unstable();
-        let mut claimed = Vec::new();
-        for (_, id) in candidates {
-            if claimed.len() >= max {
-                break;
-            }
-            let Some(e) = s.jobs.get_mut(&id) else {
-                continue;
-            };
-            e.updated_at = now;
-            if e.state == JobState::Leased && e.job.attempt >= e.job.max_attempts {
-                e.state = JobState::Dead;
-                e.lease = None;
-                e.last_error = Some(lease_expired_error(e.job.attempt));
-                tracing::warn!(
-                    job_id = id,
-                    "outbox job dead-lettered: lease expired with no attempts left"
-                );
-                continue;
-            }
-            let token = LeaseToken::random();
-            e.state = JobState::Leased;
-            e.job.attempt += 1;
-            e.lease = Some((token.clone(), worker_id.to_owned(), expires));
-            claimed.push(ClaimedJob {
-                job: e.job.clone(),
-                lease: token,
-                lease_expires_at: expires,
-            });
-        }
-        Ok(claimed)
+        self.claim_where(worker_id, max, lease, |_| true)
+    }
+
+    fn claims_by_kind(&self) -> bool {
+        true
+    }
+
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        let kinds = check_claim_kinds(worker_id, kinds, lease)?;
+        self.claim_where(worker_id, max, lease, |kind| {
+            kinds.binary_search(&kind).is_ok()
+        })
     }
 
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {

@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::db::{Access, Db, SqliteOptions, corrupt, sql_error};
 use super::store::{
-    OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
+    OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
+    prepare_jobs,
 };
 use super::trace::resolve_traceparent;
 use super::types::{
@@ -59,6 +60,13 @@ const MIGRATIONS: &[&str] = &[
     -- The W3C traceparent of the span that recorded the job (NULL: none, or recorded before
     -- this column existed).
     ALTER TABLE outbox_jobs ADD COLUMN traceparent TEXT;
+",
+    "
+    -- Claims by kind (`claim_kinds`): each kind's due jobs in order, without reading other kinds.
+    CREATE INDEX outbox_jobs_pending_kind ON outbox_jobs (kind, available_at, id)
+        WHERE state = 'pending';
+    CREATE INDEX outbox_jobs_leased_kind ON outbox_jobs (kind, lease_expires_at, id)
+        WHERE state = 'leased';
 ",
 ];
 
@@ -396,6 +404,15 @@ const LEASE_EXPIRED: &str = "SELECT id, state, attempts, max_attempts, lease_exp
     FROM outbox_jobs WHERE state = 'leased' AND lease_expires_at <= ?1
     ORDER BY lease_expires_at, id LIMIT ?2";
 
+/// [`PENDING_DUE`] of one kind (`?3`), served by `outbox_jobs_pending_kind`.
+const PENDING_DUE_KIND: &str = "SELECT id, state, attempts, max_attempts, available_at
+    FROM outbox_jobs WHERE state = 'pending' AND kind = ?3 AND available_at <= ?1
+    ORDER BY available_at, id LIMIT ?2";
+/// [`LEASE_EXPIRED`] of one kind (`?3`), served by `outbox_jobs_leased_kind`.
+const LEASE_EXPIRED_KIND: &str = "SELECT id, state, attempts, max_attempts, lease_expires_at
+    FROM outbox_jobs WHERE state = 'leased' AND kind = ?3 AND lease_expires_at <= ?1
+    ORDER BY lease_expires_at, id LIMIT ?2";
+
 /// A job a claim may take.
 struct Due {
     id: i64,
@@ -406,10 +423,31 @@ struct Due {
     at: i64,
 }
 
-fn due(tx: &Connection, sql: &str, now: i64, want: i64) -> Result<Vec<Due>> {
+/// Up to `want` jobs due at `now`, oldest first: of any kind, or of each of `kinds` (one
+/// index-ordered scan per kind and state, each stopping at `want`, merged here).
+fn due_jobs(tx: &Connection, kinds: Option<&[String]>, now: i64, want: i64) -> Result<Vec<Due>> {
+    let mut ids = Vec::new();
+    match kinds {
+        None => {
+            ids.extend(due(tx, PENDING_DUE, params![now, want])?);
+            ids.extend(due(tx, LEASE_EXPIRED, params![now, want])?);
+        }
+        Some(kinds) => {
+            for kind in kinds {
+                ids.extend(due(tx, PENDING_DUE_KIND, params![now, want, kind])?);
+                ids.extend(due(tx, LEASE_EXPIRED_KIND, params![now, want, kind])?);
+            }
+        }
+    }
+    ids.sort_unstable_by_key(|d| (d.at, d.id));
+    ids.truncate(usize::try_from(want).unwrap_or(usize::MAX));
+    Ok(ids)
+}
+
+fn due(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Due>> {
     let mut stmt = tx.prepare_cached(sql).map_err(sql_error)?;
     let rows = stmt
-        .query_map(params![now, want], |r| {
+        .query_map(params, |r| {
             Ok(Due {
                 id: r.get(0)?,
                 leased: r.get::<_, String>(1)? == "leased",
@@ -425,6 +463,7 @@ fn due(tx: &Connection, sql: &str, now: i64, want: i64) -> Result<Vec<Due>> {
 fn claim_tx(
     tx: &Connection,
     worker: &str,
+    kinds: Option<&[String]>,
     max: usize,
     lease: Duration,
     now: i64,
@@ -435,12 +474,9 @@ fn claim_tx(
     // Dead-lettering an exhausted expired job frees its place, so select again until full.
     while claimed.len() < max {
         let want = i64::try_from(max - claimed.len()).unwrap_or(i64::MAX);
-        // Two index-ordered scans that stop at `want` rows each, merged here: one `ORDER BY` over
+        // Index-ordered scans that stop at `want` rows each, merged here: one `ORDER BY` over
         // their union would read and sort every due job on each claim.
-        let mut ids = due(tx, PENDING_DUE, now, want)?;
-        ids.extend(due(tx, LEASE_EXPIRED, now, want)?);
-        ids.sort_unstable_by_key(|d| (d.at, d.id));
-        ids.truncate(usize::try_from(want).unwrap_or(usize::MAX));
+        let ids = due_jobs(tx, kinds, now, want)?;
         if ids.is_empty() {
             break;
         }
@@ -508,7 +544,34 @@ impl OutboxStore for SqliteOutbox {
         let worker = worker_id.to_owned();
         self.db
             .call(Access::Write, move |tx| {
-                claim_tx(tx, &worker, max, lease, now)
+                claim_tx(tx, &worker, None, max, lease, now)
+            })
+            .await
+    }
+
+    fn claims_by_kind(&self) -> bool {
+        true
+    }
+
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        let kinds: Vec<String> = check_claim_kinds(worker_id, kinds, lease)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let worker = worker_id.to_owned();
+        self.db
+            .call(Access::Write, move |tx| {
+                claim_tx(tx, &worker, Some(&kinds), max, lease, now)
             })
             .await
     }
@@ -685,91 +748,5 @@ impl OutboxStore for SqliteOutbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plan SQLite chooses for `sql`, one line per step.
-    fn plan(sql: &str) -> String {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt
-            .query_map(params![0_i64, 1_i64], |r| r.get::<_, String>(3))
-            .unwrap();
-        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
-    }
-
-    /// A file written before the `traceparent` column existed opens, its jobs load and claim
-    /// (with no traceparent), and new jobs record one.
-    #[tokio::test]
-    async fn a_file_from_before_the_traceparent_column_keeps_working() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
-        {
-            let db = Db::open(&path, &SqliteOptions::new(), "outbox", &MIGRATIONS[..2])
-                .await
-                .unwrap();
-            db.call(Access::Write, |c| {
-                c.execute_batch(
-                    "INSERT INTO outbox_events (event_id, recorded_at) VALUES ('evt_old', 0);
-                     INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
-                        attempts, max_attempts, available_at, created_at, updated_at)
-                     VALUES ('evt_old', 'notify', 'evt_old/notify', '{}', 'pending', 0, 3, 0, 0, 0);",
-                )
-                .map_err(sql_error)
-            })
-            .await
-            .unwrap();
-        }
-        let outbox = SqliteOutbox::open(&path).await.unwrap();
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        outbox
-            .record_event(
-                "evt_new",
-                vec![NewJob::new("notify", serde_json::json!({})).with_traceparent(tp)],
-            )
-            .await
-            .unwrap();
-        let claimed = outbox
-            .claim("w", 10, Duration::from_secs(30))
-            .await
-            .unwrap();
-        let by_event: Vec<_> = claimed
-            .iter()
-            .map(|c| (c.job.event_id.as_str(), c.job.traceparent.as_deref()))
-            .collect();
-        assert_eq!(by_event, [("evt_old", None), ("evt_new", Some(tp))]);
-    }
-
-    #[test]
-    fn unfinished_counts_on_the_partial_indexes() {
-        let conn = Connection::open_in_memory().unwrap();
-        for sql in MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {UNFINISHED}"))
-            .unwrap();
-        let plan = stmt
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(plan.contains("outbox_jobs_pending"), "{plan}");
-        assert!(plan.contains("outbox_jobs_leased"), "{plan}");
-        assert!(!plan.contains("SCAN outbox_jobs\n"), "{plan}");
-    }
-
-    #[test]
-    fn claims_read_due_jobs_in_index_order_without_sorting_the_backlog() {
-        for (sql, index) in [
-            (PENDING_DUE, "outbox_jobs_pending"),
-            (LEASE_EXPIRED, "outbox_jobs_leased"),
-        ] {
-            let plan = plan(sql);
-            assert!(plan.contains(index), "{plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "sorts every due job: {plan}");
-        }
-    }
-}
+#[path = "sqlite_tests.rs"]
+mod tests;

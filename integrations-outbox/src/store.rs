@@ -39,6 +39,11 @@ pub const LEASE_LOST: &str = "lease_lost";
 ///   made `max_attempts` attempts, moves the job to the dead-letter queue with the error.
 /// * [`replay`](OutboxStore::replay) moves a dead letter back to pending, claimable now, with its
 ///   attempts reset.
+/// * A store that says so ([`claims_by_kind`](OutboxStore::claims_by_kind)) also claims by kind
+///   ([`claim_kinds`](OutboxStore::claim_kinds)): the same rules, over the jobs of the kinds
+///   named only; jobs of every other kind are not read, leased, counted an attempt or
+///   dead-lettered by it. A dispatcher claims only the kinds it has handlers for, so a
+///   quota-bound kind on its own dispatcher (a "lane") does not hold up the others.
 ///
 /// Time is the store's clock (injectable, so tests can move it).
 #[async_trait]
@@ -57,6 +62,40 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`Error::InvalidInput`] for a zero `lease` or an empty `worker_id`; store failures.
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>>;
+
+    /// Whether [`claim_kinds`](OutboxStore::claim_kinds) is implemented. The SQLite, Postgres and
+    /// in-memory stores do; a store that does not is claimed from with
+    /// [`claim`](OutboxStore::claim) by the [`Dispatcher`](crate::Dispatcher), as before.
+    fn claims_by_kind(&self) -> bool {
+        false
+    }
+
+    /// Claims like [`claim`](OutboxStore::claim), but only jobs whose kind is one of `kinds`:
+    /// up to `max` of them, oldest first across those kinds. Jobs of other kinds stay as they
+    /// are, however old (an exhausted expired lease of another kind is not dead-lettered by
+    /// this call either). A kind named twice counts once.
+    ///
+    /// Implementations read only the due jobs of those kinds that they take, in index order
+    /// (one index scan per kind, stopping at `max`), so the cost does not grow with a backlog
+    /// of other kinds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `kinds` for an empty list or an empty kind, and as for
+    /// [`claim`](OutboxStore::claim); [`Error::Configuration`] naming `kinds` from a store that
+    /// does not claim by kind (the default implementation).
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        let _ = (worker_id, kinds, max, lease);
+        Err(Error::configuration(
+            "kinds",
+            format!("{self:?} does not claim jobs by kind; use `claim`"),
+        ))
+    }
 
     /// Marks a leased job delivered.
     ///
@@ -140,6 +179,18 @@ impl<S: OutboxStore + ?Sized> OutboxStore for Arc<S> {
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         (**self).claim(worker_id, max, lease).await
     }
+    fn claims_by_kind(&self) -> bool {
+        (**self).claims_by_kind()
+    }
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        (**self).claim_kinds(worker_id, kinds, max, lease).await
+    }
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
         (**self).complete(job_id, lease).await
     }
@@ -221,6 +272,32 @@ pub fn check_claim(worker_id: &str, lease: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Checks `claim_kinds`' arguments, for store implementations; returns the kinds sorted, each
+/// once.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `kinds` (empty list, or an empty kind), `worker_id` or `lease`.
+pub fn check_claim_kinds<'a>(
+    worker_id: &str,
+    kinds: &[&'a str],
+    lease: Duration,
+) -> Result<Vec<&'a str>> {
+    check_claim(worker_id, lease)?;
+    if kinds.is_empty() {
+        return Err(Error::invalid_input(
+            "kinds",
+            "name at least one kind (`claim` takes jobs of any kind)",
+        ));
+    }
+    if kinds.iter().any(|k| k.is_empty()) {
+        return Err(Error::invalid_input("kinds", "a kind must not be empty"));
+    }
+    let mut kinds = kinds.to_vec();
+    kinds.sort_unstable();
+    kinds.dedup();
+    Ok(kinds)
+}
+
 /// The shortest lease a claim accepts: stores keep lease expiries in milliseconds, so a shorter
 /// lease would expire the moment it was taken and the job could be claimed twice in one call.
 pub const MIN_LEASE: Duration = Duration::from_millis(1);
@@ -291,6 +368,26 @@ mod tests {
         let e = check_claim("w", Duration::from_micros(500)).unwrap_err();
         assert_eq!(e.field(), Some("lease"));
         assert!(check_claim("w", MIN_LEASE).is_ok());
+    }
+
+    #[test]
+    fn kinds_are_checked_sorted_and_deduplicated() {
+        let lease = Duration::from_secs(1);
+        for bad in [&[][..], &["email", ""][..]] {
+            let e = check_claim_kinds("w", bad, lease).unwrap_err();
+            assert_eq!(
+                (e.kind(), e.field()),
+                (crate::ErrorKind::InvalidInput, Some("kinds"))
+            );
+        }
+        assert_eq!(
+            check_claim_kinds("", &["a"], lease).unwrap_err().field(),
+            Some("worker_id")
+        );
+        assert_eq!(
+            check_claim_kinds("w", &["b", "a", "b"], lease).unwrap(),
+            ["a", "b"]
+        );
     }
 
     #[test]

@@ -50,6 +50,18 @@ impl OutboxStore for FlakyStore {
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         self.inner.claim(worker_id, max, lease).await
     }
+    fn claims_by_kind(&self) -> bool {
+        self.inner.claims_by_kind()
+    }
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.inner.claim_kinds(worker_id, kinds, max, lease).await
+    }
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
         let left = self.fail_completes.load(Ordering::SeqCst);
         if left > 0 {
@@ -347,7 +359,9 @@ mod sqlite {
         // Turn the file back into a version-1 database with a version-1 error record.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            r#"ALTER TABLE outbox_jobs DROP COLUMN traceparent;
+            r#"DROP INDEX outbox_jobs_pending_kind;
+               DROP INDEX outbox_jobs_leased_kind;
+               ALTER TABLE outbox_jobs DROP COLUMN traceparent;
                ALTER TABLE outbox_jobs DROP COLUMN may_have_acted;
                UPDATE integrations_schema SET version = 1 WHERE component = 'outbox';
                UPDATE outbox_jobs SET last_error = '{"kind":"timeout","message":"t","provider":null,"code":null,"request_id":null,"status":null,"retryable":true}';"#,
@@ -367,6 +381,6 @@ mod sqlite {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(version, 3, "migrated to the latest version");
+        assert_eq!(version, 4, "migrated to the latest version");
     }
 }

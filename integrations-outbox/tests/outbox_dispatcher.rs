@@ -4,15 +4,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use integrations_core::clock::{Clock, FixedClock};
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, ErrorKind, Result};
 use integrations_outbox::{
-    Dispatcher, InMemoryOutbox, Job, JobHandler, JobId, JobState, NewJob, OutboxStore,
-    RecordOutcome, RunStats, handler_fn, shutdown_channel,
+    ClaimedJob, DeadLetter, Dispatcher, DispatcherWaker, ErrorRecord, FailOutcome, InMemoryOutbox,
+    Job, JobHandler, JobId, JobRecord, JobState, LeaseToken, NewJob, OutboxCounts, OutboxStore,
+    PurgeOutcome, RecordOutcome, RunStats, handler_fn, shutdown_channel,
 };
 use serde_json::json;
 
@@ -271,16 +272,183 @@ async fn an_open_circuit_or_full_bulkhead_is_retried_later_not_dead_lettered() {
 }
 
 #[tokio::test]
-async fn a_kind_without_handler_is_retried_not_dropped() {
+async fn a_kind_without_handler_stays_pending_and_visible_until_a_worker_knows_it() {
     let (clock, store) = setup();
+    let ids = record(
+        &*store,
+        "evt_1",
+        vec![
+            NewJob::new("new.kind", json!({})),
+            NewJob::new("email", json!({})),
+        ],
+    )
+    .await;
+    let old = dispatcher(store.clone(), &clock, "email", Recorder::new(|_| Ok(())));
+    let stats = old.run_until_idle().await.unwrap();
+    assert_eq!(
+        (stats.claimed, stats.succeeded),
+        (1, 1),
+        "only its own kind"
+    );
+    let rec = store.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.job.attempt, rec.last_error),
+        (JobState::Pending, 0, None),
+        "not claimed, no attempt spent"
+    );
+    clock.advance(Duration::from_secs(600));
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.pending, 1);
+    assert_eq!(
+        counts.oldest_pending_age,
+        Some(Duration::from_secs(600)),
+        "the waiting kind shows as the oldest pending job"
+    );
+    let h = Recorder::new(|_| Ok(()));
+    let new = dispatcher(store.clone(), &clock, "new.kind", h.clone());
+    assert_eq!(new.run_until_idle().await.unwrap().succeeded, 1);
+    assert_eq!(h.calls()[0].2, 1, "its first attempt");
+}
+
+/// A store that answers every call by `InMemoryOutbox` but, like a store written before claims
+/// by kind, does not declare them.
+#[derive(Debug)]
+struct AnyKindStore(Arc<InMemoryOutbox>);
+
+#[async_trait]
+impl OutboxStore for AnyKindStore {
+    async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
+        self.0.record_event(event_id, jobs).await
+    }
+    async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
+        self.0.claim(worker_id, max, lease).await
+    }
+    async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
+        self.0.complete(job_id, lease).await
+    }
+    async fn fail(
+        &self,
+        job_id: &JobId,
+        lease: &LeaseToken,
+        error: ErrorRecord,
+        retry_at: Option<SystemTime>,
+    ) -> Result<FailOutcome> {
+        self.0.fail(job_id, lease, error, retry_at).await
+    }
+    async fn job(&self, job_id: &JobId) -> Result<Option<JobRecord>> {
+        self.0.job(job_id).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.0.dead_letters(limit).await
+    }
+    async fn replay(&self, job_id: &JobId) -> Result<()> {
+        self.0.replay(job_id).await
+    }
+    async fn counts(&self) -> Result<OutboxCounts> {
+        self.0.counts().await
+    }
+    async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
+        self.0.purge(older_than).await
+    }
+}
+
+#[tokio::test]
+async fn from_a_store_without_kind_claims_a_kind_without_handler_is_retried_not_dropped() {
+    let (clock, inner) = setup();
+    let store = Arc::new(AnyKindStore(inner));
+    assert!(!store.claims_by_kind());
+    let err = store
+        .claim_kinds("w", &["email"], 1, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.field()),
+        (ErrorKind::Configuration, Some("kinds"))
+    );
     let ids = record(&*store, "evt_1", vec![NewJob::new("new.kind", json!({}))]).await;
-    let d = dispatcher(store.clone(), &clock, "email", Recorder::new(|_| Ok(())));
+    let d = Dispatcher::builder(store.clone())
+        .handler("email", Recorder::new(|_| Ok(())))
+        .clock(clock)
+        .build()
+        .unwrap();
     assert_eq!(d.run_until_idle().await.unwrap().retried, 1);
     let rec = store.job(&ids[0]).await.unwrap().unwrap();
     assert_eq!(rec.state, JobState::Pending);
     let err = rec.last_error.unwrap();
     assert_eq!(err.kind, ErrorKind::Configuration);
     assert!(err.message.contains("new.kind"), "{}", err.message);
+}
+
+/// Two lanes on one store: the `sheets` dispatcher's deliveries are all stuck waiting (as for a
+/// write quota), yet the `email` dispatcher delivers every email, although the sheets jobs are
+/// older; one joined waker wakes both.
+#[tokio::test(start_paused = true)]
+async fn a_kind_stuck_on_its_lane_does_not_hold_up_another_lane() {
+    let (clock, store) = setup();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let sheets = handler_fn(move |_job| {
+        let g = g.clone();
+        async move {
+            let _permit = g
+                .acquire()
+                .await
+                .map_err(|e| Error::provider(e.to_string()))?;
+            Ok(())
+        }
+    });
+    let emails = Recorder::new(|_| Ok(()));
+    let lane = |kind: &str, h: Box<dyn JobHandler>| {
+        Dispatcher::builder(store.clone())
+            .shared_handler(kind, Arc::from(h))
+            .concurrency(4)
+            .poll_interval(Duration::from_secs(3600))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let sheets_lane = lane("sheets", Box::new(sheets));
+    let email_lane = lane("email", Box::new(emails.clone()));
+    assert_eq!(sheets_lane.kinds().collect::<Vec<_>>(), ["sheets"]);
+    let waker = DispatcherWaker::join([sheets_lane.waker(), email_lane.waker()]);
+    let (trigger, signal) = shutdown_channel();
+    let runs: Vec<_> = [sheets_lane, email_lane]
+        .into_iter()
+        .map(|d| {
+            let signal = signal.clone();
+            tokio::spawn(async move { d.run(signal).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await; // both idle, asleep for an hour
+    let jobs = (0..10)
+        .map(|i| NewJob::new("sheets", json!({})).with_key_suffix(i.to_string()))
+        .collect();
+    record(&*store, "evt_rows", jobs).await;
+    let jobs = (0..10)
+        .map(|i| NewJob::new("email", json!({})).with_key_suffix(i.to_string()))
+        .collect();
+    record(&*store, "evt_mail", jobs).await;
+    waker.wake();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        emails.calls().len(),
+        10,
+        "every email, behind no sheets row"
+    );
+    let c = store.counts().await.unwrap();
+    assert_eq!(
+        (c.done, c.leased, c.pending),
+        (10, 4, 6),
+        "the sheets lane holds its concurrency, the rest wait"
+    );
+    gate.add_permits(10);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.trigger();
+    let mut total = RunStats::default();
+    for r in runs {
+        total += r.await.unwrap();
+    }
+    assert_eq!((total.claimed, total.succeeded), (20, 20));
 }
 
 #[tokio::test(start_paused = true)]
@@ -549,6 +717,10 @@ fn builder_names_what_is_wrong() {
     assert_eq!(
         field(b().concurrency(0).build()),
         Some("concurrency".into())
+    );
+    assert_eq!(
+        field(b().handler("", ok()).build()),
+        Some("handlers".into())
     );
     assert_eq!(
         field(b().lease(Duration::ZERO).build()),

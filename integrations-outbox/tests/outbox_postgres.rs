@@ -336,10 +336,12 @@ async fn dedup_inserts_once_until_expiry_and_releases() {
 async fn concurrent_claimers_never_share_a_job() {
     let db = database!("claimers");
     let seed = PostgresOutbox::connect_with(db.options()).await.unwrap();
+    // Two kinds, interleaved; half the workers claim any kind, the others one kind each.
+    let kinds = ["a", "b"];
     for i in 0..200 {
         seed.record_event(
             &format!("evt_{i}"),
-            vec![NewJob::new("k", json!({ "i": i }))],
+            vec![NewJob::new(kinds[i % 2], json!({ "i": i }))],
         )
         .await
         .unwrap();
@@ -349,17 +351,24 @@ async fn concurrent_claimers_never_share_a_job() {
         let store = PostgresOutbox::connect_with(&db.options().clone().max_connections(2))
             .await
             .unwrap();
+        let only = (w % 2 == 1).then(|| kinds[w / 2 % 2]);
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store
-                    .claim(&format!("w{w}"), 7, Duration::from_secs(60))
-                    .await
-                    .unwrap();
+                let worker = format!("w{w}");
+                let lease = Duration::from_secs(60);
+                let got = match only {
+                    Some(kind) => store.claim_kinds(&worker, &[kind], 7, lease).await,
+                    None => store.claim(&worker, 7, lease).await,
+                }
+                .unwrap();
                 if got.is_empty() {
                     return mine;
                 }
                 for c in got {
+                    if let Some(kind) = only {
+                        assert_eq!(c.job.kind, kind, "a claim by kind took another kind");
+                    }
                     store.complete(&c.job.id, &c.lease).await.unwrap();
                     mine.push(c.job.id);
                 }

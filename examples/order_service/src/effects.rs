@@ -25,6 +25,9 @@ pub const EMAIL_CONFIRMATION: &str = "email.confirmation";
 pub const SHEETS_ROW: &str = "sheets.row";
 /// Job kind: the "order paid" notification.
 pub const NOTIFY_PAID: &str = "notify.paid";
+/// Analytics-row deliveries in flight at once on their own dispatcher: each waits for the
+/// sink's next append, so this many rows can go in one append (the sink's default batch limit).
+pub const ROWS_CONCURRENCY: usize = integrations_sheets::BatchConfig::DEFAULT.max_rows;
 /// The sheet analytics rows go to.
 pub const DEFAULT_SHEET: &str = "Orders";
 
@@ -96,34 +99,57 @@ impl Effects {
         self
     }
 
-    /// Registers a handler for each job kind on `builder`.
+    /// Registers a handler for each job kind on `builder`: one dispatcher for every kind.
     pub fn register(self, builder: DispatcherBuilder) -> DispatcherBuilder {
-        let email_policy = self.email_policy.clone();
         let me = Arc::new(self);
-        let (a, b, c) = (Arc::clone(&me), Arc::clone(&me), me);
+        let builder = Effects::register_rows(&me, builder);
+        Effects::register_others(&me, builder)
+    }
+
+    /// Registers the analytics row on `rows` and every other kind on `others`: two dispatchers
+    /// (lanes), so that rows waiting for the Sheets write quota (one append a second, carrying
+    /// the rows of every job waiting on it) never hold up the emails and notifications. Give
+    /// the rows lane a concurrency of the sink's batch limit ([`ROWS_CONCURRENCY`]).
+    pub fn register_lanes(
+        self,
+        rows: DispatcherBuilder,
+        others: DispatcherBuilder,
+    ) -> (DispatcherBuilder, DispatcherBuilder) {
+        let me = Arc::new(self);
+        (
+            Effects::register_rows(&me, rows),
+            Effects::register_others(&me, others),
+        )
+    }
+
+    fn register_rows(me: &Arc<Self>, builder: DispatcherBuilder) -> DispatcherBuilder {
+        let me = Arc::clone(me);
+        builder.handler(
+            SHEETS_ROW,
+            handler_fn(move |job| {
+                let me = Arc::clone(&me);
+                async move { me.append_row(&job).await }
+            }),
+        )
+    }
+
+    fn register_others(me: &Arc<Self>, builder: DispatcherBuilder) -> DispatcherBuilder {
+        let (a, c) = (Arc::clone(me), Arc::clone(me));
         let email = handler_fn(move |job| {
             let me = Arc::clone(&a);
             async move { me.send_confirmation(&job).await }
         });
-        let builder = match &email_policy {
+        let builder = match &me.email_policy {
             Some(policy) => builder.handler_with_policy(EMAIL_CONFIRMATION, email, policy),
             None => builder.handler(EMAIL_CONFIRMATION, email),
         };
-        builder
-            .handler(
-                SHEETS_ROW,
-                handler_fn(move |job| {
-                    let me = Arc::clone(&b);
-                    async move { me.append_row(&job).await }
-                }),
-            )
-            .handler(
-                NOTIFY_PAID,
-                handler_fn(move |job| {
-                    let me = Arc::clone(&c);
-                    async move { me.notify_paid(&job).await }
-                }),
-            )
+        builder.handler(
+            NOTIFY_PAID,
+            handler_fn(move |job| {
+                let me = Arc::clone(&c);
+                async move { me.notify_paid(&job).await }
+            }),
+        )
     }
 
     async fn order_of(&self, job: &Job) -> Result<Order> {

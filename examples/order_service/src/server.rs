@@ -12,8 +12,8 @@ use integrations_core::metrics::MetricsRegistry;
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
 use integrations_outbox::{
-    Dispatcher, OutboxStore, PostgresOutbox, RunStats, ShutdownTrigger, SqliteOutbox, WakeOnNotify,
-    shutdown_channel,
+    Dispatcher, DispatcherWaker, OutboxStore, PostgresOutbox, RunStats, ShutdownTrigger,
+    SqliteOutbox, WakeOnNotify, shutdown_channel,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -110,9 +110,9 @@ pub struct Server {
     addr: SocketAddr,
     state: AppState,
     services: Services,
-    dispatcher: Dispatcher,
+    dispatchers: Vec<Dispatcher>,
     stop_dispatcher: ShutdownTrigger,
-    dispatcher_task: JoinHandle<RunStats>,
+    dispatcher_tasks: Vec<JoinHandle<RunStats>>,
     stop_http: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
     dashboard: Option<Dashboard>,
@@ -253,19 +253,37 @@ impl Server {
         // dispatcher's default 45 s, which would cut a send off mid-request and send it again.
         let handler_timeout = handler_timeout_for(&services.email_policy)?;
         let effects = effects.with_email_policy(services.email_policy.clone());
-        let dispatcher = effects
-            .register(Dispatcher::builder(Arc::clone(&outbox)))
-            .handler_timeout(handler_timeout)
-            .lease(handler_timeout * 4 / 3)
-            .poll_interval(config.poll_interval)
-            .backoff(config.dispatcher_backoff)
-            .metrics(Arc::clone(state.outbox_metrics()))
-            .build()?;
-        state.set_dispatcher_waker(dispatcher.waker());
-        let wake = postgres.map(|p| p.wake_on_notify(dispatcher.waker()));
+        // Two lanes over the one outbox, each claiming only its own kinds: the analytics rows
+        // (waiting on the Sheets write quota) apart from the emails and notifications.
+        let lane = |worker: &str| {
+            Dispatcher::builder(Arc::clone(&outbox))
+                .worker_id(format!(
+                    "{worker}-{}-{:08x}",
+                    std::process::id(),
+                    fastrand::u32(..)
+                ))
+                .handler_timeout(handler_timeout)
+                .lease(handler_timeout * 4 / 3)
+                .poll_interval(config.poll_interval)
+                .backoff(config.dispatcher_backoff)
+                .metrics(Arc::clone(state.outbox_metrics()))
+        };
+        let (rows, others) = effects.register_lanes(
+            lane("rows").concurrency(crate::effects::ROWS_CONCURRENCY),
+            lane("worker"),
+        );
+        let dispatchers = vec![rows.build()?, others.build()?];
+        let waker = DispatcherWaker::join(dispatchers.iter().map(Dispatcher::waker));
+        state.set_dispatcher_waker(waker.clone());
+        let wake = postgres.map(|p| p.wake_on_notify(waker));
         let (stop_dispatcher, signal) = shutdown_channel();
-        let d = dispatcher.clone();
-        let dispatcher_task = tokio::spawn(async move { d.run(signal).await });
+        let dispatcher_tasks = dispatchers
+            .iter()
+            .map(|d| {
+                let (d, signal) = (d.clone(), signal.clone());
+                tokio::spawn(async move { d.run(signal).await })
+            })
+            .collect();
 
         // The monitoring views' figures: read once before serving, then every interval; and the
         // purge of finished outbox work, at once and then every interval.
@@ -305,9 +323,9 @@ impl Server {
             addr,
             state,
             services,
-            dispatcher,
+            dispatchers,
             stop_dispatcher,
-            dispatcher_task,
+            dispatcher_tasks,
             stop_http: Some(stop_http),
             http_task,
             dashboard: Some(dashboard),
@@ -358,9 +376,10 @@ impl Server {
         &self.services
     }
 
-    /// The outbox dispatcher (already running; `run_until_idle` drains it now).
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
+    /// The outbox dispatchers, one per lane: the analytics rows, then every other kind
+    /// (already running; `run_until_idle` on each drains its kinds now).
+    pub fn dispatchers(&self) -> &[Dispatcher] {
+        &self.dispatchers
     }
 
     /// Stops accepting requests, finishes the ones in flight and the deliveries in flight.
@@ -391,7 +410,10 @@ impl Server {
         }
         let _ = (&mut self.persist_task).await;
         self.stop_dispatcher.trigger();
-        let stats = (&mut self.dispatcher_task).await.unwrap_or_default();
+        let mut stats = RunStats::default();
+        for task in &mut self.dispatcher_tasks {
+            stats += task.await.unwrap_or_default();
+        }
         match served {
             Ok(Ok(())) => Ok(stats),
             Ok(Err(e)) => Err(Error::unavailable(format!("HTTP server failed: {e}"))),

@@ -162,11 +162,16 @@ async fn with_database_url_the_outbox_is_postgres_and_wakes_on_notify() {
         assert!(std::time::Instant::now() < deadline, "not purged");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A job of a kind this service has no handler for: claimed at once (and put back to retry).
+    // A job recorded by another instance, of a kind this service handles (for an order it does
+    // not know, so the attempt fails and is put back to retry): claimed at once, not after the
+    // hour's poll. (A kind no dispatcher here handles would stay pending, unclaimed.)
     let RecordOutcome::Recorded { job_ids } = other
         .record_event(
             "evt_other_instance",
-            vec![NewJob::new("unknown", json!({}))],
+            vec![NewJob::new(
+                integrations_order_service::effects::NOTIFY_PAID,
+                json!({ "order_id": "ord_elsewhere" }),
+            )],
         )
         .await
         .unwrap()

@@ -144,8 +144,13 @@ pub struct FlowConfig {
     pub orders: usize,
     /// Checkouts in flight at once.
     pub checkout_concurrency: usize,
-    /// Outbox deliveries in flight at once.
+    /// Outbox deliveries in flight at once, on the dispatcher of every kind but the Sheets rows.
     pub dispatch_concurrency: usize,
+    /// Sheets-row deliveries in flight at once, on their own dispatcher (lane): each waits for
+    /// the sink's next append, which carries the rows of the jobs waiting on it, so this many
+    /// rows go in one append, once a second under the write quota. Default
+    /// [`BatchConfig::DEFAULT`](integrations_sheets::BatchConfig::DEFAULT)'s `max_rows`.
+    pub sheets_concurrency: usize,
     /// Delivery attempts per job before the dead-letter queue.
     pub max_attempts: u32,
     /// The SendGrid outage to inject (sandbox only); `None` for none.
@@ -215,6 +220,7 @@ impl FlowConfig {
             orders,
             checkout_concurrency: 16,
             dispatch_concurrency: 32,
+            sheets_concurrency: integrations_sheets::BatchConfig::DEFAULT.max_rows,
             max_attempts: 8,
             outage: Some(Outage {
                 after_orders: orders / 3,
@@ -317,8 +323,8 @@ notifications and metrics; then a report, and a non-zero exit if an invariant fa
 
 USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-requests N]
                   [--no-stripe-faults] [--no-progress] [--keep-files] [--sandbox]
-                  [--state-dir DIR] [--run-id ID] [--dispatch-concurrency N] [--max-attempts N]
-                  [--lease-ms N] [--poll-ms N] [--attempt-timeout-ms N] [--chaos SPEC]...
+                  [--state-dir DIR] [--run-id ID] [--dispatch-concurrency N]
+                  [--sheets-concurrency N] [--max-attempts N] [--lease-ms N] [--poll-ms N] [--attempt-timeout-ms N] [--chaos SPEC]...
                   [--measure [N]] [--retention N]
        order_flow --scale N,N,... [--label LABEL] [--out DIR] [-- RUN ARGS...]
 
@@ -340,7 +346,9 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
                         by SendGrid just before the kill may be sent again). Lease 5 s unless set.
   --run-id ID           the run's id, part of every order id and idempotency key (default: fresh,
                         or the one in DIR)
-  --dispatch-concurrency N  outbox deliveries in flight at once (default 32)
+  --dispatch-concurrency N  outbox deliveries in flight at once, Sheets rows apart (default 32)
+  --sheets-concurrency N  Sheets-row deliveries in flight at once, on their own dispatcher: the
+                        most rows one append carries (default 1000, the sink's batch limit)
   --max-attempts N      delivery attempts per job before the dead-letter queue (default 8)
   --lease-ms N          lease of each claimed outbox job (default 90000)
   --poll-ms N           how often Stripe's events are listed when it cannot reach the webhook
@@ -479,6 +487,9 @@ where
             "--dispatch-concurrency" => {
                 cfg.dispatch_concurrency = positive("--dispatch-concurrency", args.next())?;
             }
+            "--sheets-concurrency" => {
+                cfg.sheets_concurrency = positive("--sheets-concurrency", args.next())?;
+            }
             "--max-attempts" => {
                 let n = positive("--max-attempts", args.next())?;
                 cfg.max_attempts = u32::try_from(n).map_err(|_| "--max-attempts: too large")?;
@@ -612,6 +623,11 @@ mod tests {
         assert_eq!(c.state_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
         assert_eq!(c.run_id.as_deref(), Some("crash-1"));
         assert_eq!((c.dispatch_concurrency, c.max_attempts), (4, 20));
+        assert_eq!(
+            c.sheets_concurrency, 1000,
+            "the sink's batch limit unless set"
+        );
+        assert_eq!(run(&["--sheets-concurrency", "50"]).sheets_concurrency, 50);
         assert_eq!(c.lease, STATE_DIR_LEASE, "a short lease with a state dir");
         assert_eq!(c.event_poll, Duration::from_millis(100));
         assert_eq!(c.attempt_timeout, Some(Duration::from_millis(700)));
@@ -630,6 +646,7 @@ mod tests {
             &["--run-id", ""],
             &["--state-dir"],
             &["--dispatch-concurrency", "0"],
+            &["--sheets-concurrency", "0"],
             &["--lease-ms", "50"],
             &["--chaos", "stripe:teapot:1@1"],
         ] {

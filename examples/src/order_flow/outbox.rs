@@ -95,6 +95,18 @@ impl OutboxStore for FlowOutbox {
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         self.store().claim(worker_id, max, lease).await
     }
+    fn claims_by_kind(&self) -> bool {
+        self.store().claims_by_kind()
+    }
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.store().claim_kinds(worker_id, kinds, max, lease).await
+    }
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {
         self.store().complete(job_id, lease).await
     }

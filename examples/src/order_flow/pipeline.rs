@@ -1,5 +1,10 @@
 //! The event side of a run: the outbox (SQLite, or Postgres with `DATABASE_URL`), webhook endpoint (or the real Stripe's event poller)
-//! and the dispatcher delivering the jobs, started before checkout and stopped after the drain.
+//! and the dispatchers delivering the jobs, started before checkout and stopped after the drain.
+//!
+//! Two dispatchers (lanes) over the one outbox, each claiming only its own kinds: the Sheets
+//! rows, whose deliveries wait for the sink's append under the write quota (one a second), with
+//! enough in flight that one append carries up to the sink's batch limit; and every other kind
+//! (email, notification, metrics), which so never waits behind the rows.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +12,9 @@ use std::time::Duration;
 
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
-use integrations_outbox::{Dispatcher, RunStats, ShutdownTrigger, shutdown_channel};
+use integrations_outbox::{
+    Dispatcher, DispatcherBuilder, DispatcherWaker, RunStats, ShutdownTrigger, shutdown_channel,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -39,7 +46,8 @@ pub(super) struct Pipeline {
     poller: Option<JoinHandle<()>>,
     stop_poll: watch::Sender<bool>,
     shutdown: ShutdownTrigger,
-    dispatching: JoinHandle<RunStats>,
+    /// One task per lane.
+    dispatching: Vec<JoinHandle<RunStats>>,
 }
 
 impl Pipeline {
@@ -101,26 +109,37 @@ impl Pipeline {
         // build refuses a handler timeout that cannot cover its worst case (the email failover:
         // both providers' worst cases, one after the other).
         let policies = &services.job_policies;
-        let dispatcher = Dispatcher::builder(outbox.clone())
+        let lane = |worker: String, concurrency: usize| {
+            Dispatcher::builder(outbox.clone())
+                .worker_id(worker)
+                .concurrency(concurrency)
+                .lease(config.lease)
+                .handler_timeout(config.handler_timeout())
+                .poll_interval(Duration::from_millis(20))
+                .backoff(Backoff::new(
+                    Duration::from_millis(50),
+                    Duration::from_secs(2),
+                    2.0,
+                ))
+        };
+        let rows: DispatcherBuilder =
+            lane(format!("{worker_id}-sheets"), config.sheets_concurrency)
+                .handler_with_policy(SHEETS_APPEND, sheets.clone(), &policies.sheets)
+                .handler_with_policy(SHEETS_UPDATE, sheets, &policies.sheets);
+        let rest = lane(worker_id, config.dispatch_concurrency)
             .handler_with_policy(EMAIL, email, &policies.email)
-            .handler_with_policy(SHEETS_APPEND, sheets.clone(), &policies.sheets)
-            .handler_with_policy(SHEETS_UPDATE, sheets, &policies.sheets)
             .handler_with_policy(NOTIFY, notify, &policies.notify)
-            .handler(METRICS, metrics)
-            .worker_id(worker_id)
-            .concurrency(config.dispatch_concurrency)
-            .lease(config.lease)
-            .handler_timeout(config.handler_timeout())
-            .poll_interval(Duration::from_millis(20))
-            .backoff(Backoff::new(
-                Duration::from_millis(50),
-                Duration::from_secs(2),
-                2.0,
-            ))
-            .build()?;
-        intake.set_waker(dispatcher.waker());
+            .handler(METRICS, metrics);
+        let lanes = [rows.build()?, rest.build()?];
+        intake.set_waker(DispatcherWaker::join(lanes.iter().map(Dispatcher::waker)));
         let (shutdown, signal) = shutdown_channel();
-        let dispatching = tokio::spawn(async move { dispatcher.run(signal).await });
+        let dispatching = lanes
+            .into_iter()
+            .map(|d| {
+                let signal = signal.clone();
+                tokio::spawn(async move { d.run(signal).await })
+            })
+            .collect();
         Ok(Pipeline {
             outbox,
             intake,
@@ -132,18 +151,20 @@ impl Pipeline {
         })
     }
 
-    /// Stops polling, lets the dispatcher finish the deliveries in flight, closes the endpoint,
-    /// and returns the dispatcher's totals.
+    /// Stops polling, lets the dispatchers finish the deliveries in flight, closes the endpoint,
+    /// and returns the dispatchers' totals.
     pub(super) async fn stop(self) -> Result<RunStats> {
         let _ = self.stop_poll.send(true);
         if let Some(p) = self.poller {
             let _ = p.await;
         }
         self.shutdown.trigger();
-        let stats = self
-            .dispatching
-            .await
-            .map_err(|e| Error::provider(format!("the dispatcher task failed: {e}")))?;
+        let mut stats = RunStats::default();
+        for lane in self.dispatching {
+            stats += lane
+                .await
+                .map_err(|e| Error::provider(format!("a dispatcher task failed: {e}")))?;
+        }
         drop(self.endpoint);
         Ok(stats)
     }

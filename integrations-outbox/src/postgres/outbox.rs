@@ -13,7 +13,8 @@ use super::listen::Announcer;
 use super::rows::{COUNTS, cols, db_id, from_millis, parse, small, to_millis};
 use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
 use crate::store::{
-    OutboxStore, check_claim, job_not_found, lease_expired_error, lease_lost, prepare_jobs,
+    OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
+    prepare_jobs,
 };
 use crate::trace::resolve_traceparent;
 use crate::types::{
@@ -50,16 +51,29 @@ const RECORD: &str = "WITH ev AS (
 /// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
 /// for), merged oldest first, and leased with a fresh random token. Expired leases with no
 /// attempts left are returned as `exhausted` for the caller to dead-letter.
-fn claim_sql(marks: &str) -> String {
+///
+/// With `by_kind`, only jobs whose kind is in `$5` (a `text[]`): one index-ordered scan per kind
+/// and state (`LATERAL`, on the `(kind, due time, id)` partial indexes), each stopping at `$2`, so
+/// a backlog of other kinds is never read.
+fn claim_sql(marks: &str, by_kind: bool) -> String {
+    let scan = |state: &str, at: &str, leased: bool| {
+        let select = format!(
+            "SELECT id, attempts, max_attempts, {at} AS at, {leased} AS leased
+            FROM integrations_outbox_jobs WHERE state = '{state}' AND {at} <= $1{kind}
+            ORDER BY {at}, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            kind = if by_kind { " AND kind = k.kind" } else { "" },
+        );
+        if by_kind {
+            format!("SELECT x.* FROM unnest($5::text[]) AS k(kind) CROSS JOIN LATERAL ({select}) x")
+        } else {
+            select
+        }
+    };
     format!(
         "WITH p AS (
-            SELECT id, attempts, max_attempts, available_at AS at, false AS leased
-            FROM integrations_outbox_jobs WHERE state = 'pending' AND available_at <= $1
-            ORDER BY available_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+            {pending}
         ), l AS (
-            SELECT id, attempts, max_attempts, lease_expires_at AS at, true AS leased
-            FROM integrations_outbox_jobs WHERE state = 'leased' AND lease_expires_at <= $1
-            ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+            {leased}
         ), due AS (
             SELECT * FROM (SELECT * FROM p UNION ALL SELECT * FROM l) d ORDER BY at, id LIMIT $2
         ), claimed AS (
@@ -73,6 +87,8 @@ fn claim_sql(marks: &str) -> String {
                 AS exhausted,
             c.*
         FROM (SELECT 1) one LEFT JOIN claimed c ON true WHERE true {marks}",
+        pending = scan("pending", "available_at", false),
+        leased = scan("leased", "lease_expires_at", true),
         cols = cols("j.")
     )
 }
@@ -259,6 +275,63 @@ impl PostgresOutbox {
         }
     }
 
+    /// [`claim_sql`] until `max` are claimed or none is left: of any kind, or of `kinds`.
+    async fn claim_jobs(
+        &self,
+        worker_id: &str,
+        kinds: Option<&[&str]>,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        let now = self.now();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let expires = now.saturating_add(lease_ms);
+        let sql = claim_sql(self.marks(), kinds.is_some());
+        let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
+        // Dead-lettering an exhausted expired job frees its place, so claim again until full.
+        while claimed.len() < max {
+            let want = i64::try_from(max - claimed.len()).unwrap_or(i64::MAX);
+            let mut query = sqlx::query(&sql)
+                .bind(now)
+                .bind(want)
+                .bind(worker_id)
+                .bind(expires);
+            if let Some(kinds) = kinds {
+                query = query.bind(kinds);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(sql_error)?;
+            let mut exhausted: Vec<i64> = Vec::new();
+            for row in &rows {
+                if let Some(ids) = row
+                    .try_get::<Option<Vec<i64>>, _>("exhausted")
+                    .map_err(|e| corrupt("claim", e))?
+                {
+                    exhausted = ids;
+                }
+                let due_at: Option<i64> = row.try_get("due_at").map_err(|e| corrupt("claim", e))?;
+                let Some(due_at) = due_at else { continue };
+                let loaded = parse(row)?;
+                let token = loaded
+                    .token
+                    .ok_or_else(|| corrupt("lease token", "missing after a claim"))?;
+                claimed.push((
+                    due_at,
+                    ClaimedJob {
+                        job: loaded.record.job,
+                        lease: token,
+                        lease_expires_at: from_millis(expires),
+                    },
+                ));
+            }
+            if exhausted.is_empty() {
+                break;
+            }
+            self.dead_letter_exhausted(&exhausted, now).await?;
+        }
+        claimed.sort_by(|a, b| (a.0, &a.1.job.id).cmp(&(b.0, &b.1.job.id)));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
     /// Dead-letters expired leases with no attempts left, re-checking under the row lock that
     /// no one claimed or finished them since.
     async fn dead_letter_exhausted(&self, ids: &[i64], now: i64) -> Result<()> {
@@ -386,52 +459,22 @@ impl OutboxStore for PostgresOutbox {
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         check_claim(worker_id, lease)?;
-        let now = self.now();
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let expires = now.saturating_add(lease_ms);
-        let sql = claim_sql(self.marks());
-        let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
-        // Dead-lettering an exhausted expired job frees its place, so claim again until full.
-        while claimed.len() < max {
-            let want = i64::try_from(max - claimed.len()).unwrap_or(i64::MAX);
-            let rows = sqlx::query(&sql)
-                .bind(now)
-                .bind(want)
-                .bind(worker_id)
-                .bind(expires)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(sql_error)?;
-            let mut exhausted: Vec<i64> = Vec::new();
-            for row in &rows {
-                if let Some(ids) = row
-                    .try_get::<Option<Vec<i64>>, _>("exhausted")
-                    .map_err(|e| corrupt("claim", e))?
-                {
-                    exhausted = ids;
-                }
-                let due_at: Option<i64> = row.try_get("due_at").map_err(|e| corrupt("claim", e))?;
-                let Some(due_at) = due_at else { continue };
-                let loaded = parse(row)?;
-                let token = loaded
-                    .token
-                    .ok_or_else(|| corrupt("lease token", "missing after a claim"))?;
-                claimed.push((
-                    due_at,
-                    ClaimedJob {
-                        job: loaded.record.job,
-                        lease: token,
-                        lease_expires_at: from_millis(expires),
-                    },
-                ));
-            }
-            if exhausted.is_empty() {
-                break;
-            }
-            self.dead_letter_exhausted(&exhausted, now).await?;
-        }
-        claimed.sort_by(|a, b| (a.0, &a.1.job.id).cmp(&(b.0, &b.1.job.id)));
-        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+        self.claim_jobs(worker_id, None, max, lease).await
+    }
+
+    fn claims_by_kind(&self) -> bool {
+        true
+    }
+
+    async fn claim_kinds(
+        &self,
+        worker_id: &str,
+        kinds: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        let kinds = check_claim_kinds(worker_id, kinds, lease)?;
+        self.claim_jobs(worker_id, Some(&kinds), max, lease).await
     }
 
     async fn complete(&self, job_id: &JobId, lease: &LeaseToken) -> Result<()> {

@@ -22,7 +22,8 @@ const MIGRATION_LOCK: i64 = 0x696e_7465_6772_6174; // "integrat"
 
 /// Migrations in order; a database at version `n` has the first `n` applied. Never edit one
 /// that has shipped: append.
-pub(crate) const MIGRATIONS: &[&str] = &["
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE integrations_outbox_events (
         event_id text PRIMARY KEY,
         recorded_at bigint NOT NULL
@@ -75,7 +76,15 @@ pub(crate) const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX integrations_saga_instances_status
         ON integrations_saga_instances (definition, status, updated_at, saga_id);
-"];
+",
+    "
+    -- Claims by kind (`claim_kinds`): each kind's due jobs in order, without reading other kinds.
+    CREATE INDEX integrations_outbox_jobs_pending_kind
+        ON integrations_outbox_jobs (kind, available_at, id) WHERE state = 'pending';
+    CREATE INDEX integrations_outbox_jobs_leased_kind
+        ON integrations_outbox_jobs (kind, lease_expires_at, id) WHERE state = 'leased';
+",
+];
 
 /// The schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
