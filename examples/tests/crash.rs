@@ -25,7 +25,7 @@ use integrations_outbox::{OutboxStore, SqliteOutbox};
 /// `MAX_RUNS`) only if fewer than `MIN_KILLS` kills landed inside the fan-out.
 const RUNS: usize = 4;
 /// The most runs made.
-const MAX_RUNS: usize = 8;
+const MAX_RUNS: usize = 12;
 /// Orders per run (orders 7 and 19 decline).
 const ORDERS: usize = 24;
 /// Kills inside the fan-out wanted per run; the start after the last one runs to the end.
@@ -34,7 +34,8 @@ const KILLS_PER_RUN: usize = 6;
 const MIN_KILLS: usize = 20;
 /// The lease the child claims jobs under: a killed child's jobs come back after it.
 const LEASE_MS: u64 = 3000;
-/// Deliveries in flight at once in the child: at most this many jobs die with it.
+/// Deliveries in flight at once in the child, on each of its two dispatchers (the Sheets rows,
+/// everything else): at most twice this many jobs die with it.
 const DISPATCH: usize = 6;
 /// The random delay after the first effect seen, up to this.
 const MAX_DELAY_MS: u64 = 500;
@@ -163,6 +164,9 @@ impl Run {
             .args(["--run-id", &self.id, "--orders", &ORDERS.to_string()])
             .args(["--concurrency", "4", "--no-progress"])
             .args(["--dispatch-concurrency", &DISPATCH.to_string()])
+            // The Sheets rows' own dispatcher too: with its default 1,000 a restart's rows land in
+            // one append, and the kills would mostly fall after the fan-out rather than in it.
+            .args(["--sheets-concurrency", &DISPATCH.to_string()])
             .args(["--lease-ms", &LEASE_MS.to_string(), "--poll-ms", "100"])
             // Every kill can cost a job an attempt: enough that none is dead-lettered for it.
             .args(["--max-attempts", "100"])
