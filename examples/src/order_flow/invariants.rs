@@ -298,8 +298,12 @@ fn redelivery_ignored(f: &Facts<'_>) -> Option<Invariant> {
         problems.push(format!("{} recorded again", rd.event_id));
     }
     // One email, or more only within the documented window (an answer lost after acceptance).
+    // Counted from the handlers' own records (a resumed run), a second email is the job re-run
+    // after a process died between sending and marking it done — the same window, which those
+    // records cannot tell apart from a second effect — so only the provider's count is judged
+    // for more than one; that the redelivery recorded nothing is judged above either way.
     let n = e.emails_of(&rd.order_id, OrderEventKind::Paid.template()) as u64;
-    if n == 0 || n > 1 + f.email_duplicates_allowed {
+    if n == 0 || (e.emails_at_provider && n > 1 + f.email_duplicates_allowed) {
         problems.push(format!("{}: {n} confirmation emails", rd.order_id));
     }
     Some(check(
@@ -668,6 +672,33 @@ mod tests {
         w.evidence.notifications_at_provider = false;
         let all = judged(&w, true);
         assert!(all.iter().all(|i| i.name != NO_DUPLICATE));
+    }
+
+    #[test]
+    fn a_second_email_for_the_redelivered_order_is_judged_only_at_the_provider() {
+        let mut w = healthy();
+        let id = w.orders[1].order.id.clone();
+        let second = ("order_confirmation".to_owned(), "sendgrid".to_owned());
+        w.evidence.emails.get_mut(&id).unwrap().push(second);
+        let f = failed(&judged(&w, true));
+        assert!(
+            f.contains(&"a redelivered webhook has no second effect"),
+            "counted at SendGrid: {f:?}"
+        );
+        // A resumed run's handler records: a job re-run after a kill in its window.
+        w.evidence.emails_at_provider = false;
+        let f = failed(&judged(&w, true));
+        assert!(
+            !f.contains(&"a redelivered webhook has no second effect"),
+            "{f:?}"
+        );
+        // No email at all is still caught.
+        w.evidence.emails.get_mut(&id).unwrap().clear();
+        let f = failed(&judged(&w, true));
+        assert!(
+            f.contains(&"a redelivered webhook has no second effect"),
+            "{f:?}"
+        );
     }
 
     #[test]
