@@ -1,6 +1,7 @@
 //! The sandbox delivers webhooks to URLs concurrently, up to `webhook_concurrency` at a time
 //! (as Stripe does), so a receiver that takes a few milliseconds per event does not let a queue
-//! of undelivered events grow with the traffic.
+//! of undelivered events grow with the traffic; and when the receiver is slower still, at most
+//! `webhook_backlog` deliveries wait for a slot while the API calls that make events wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use integrations_core::provider::{CreatePayment, PaymentProvider};
 use integrations_core::{Currency, IdempotencyKey, Money};
-use integrations_stripe::sandbox::Sandbox;
+use integrations_stripe::sandbox::{Sandbox, WEBHOOK_BACKLOG_MAX_WAIT};
 use integrations_testkit::sandbox::{
     Fault, SandboxRequest, SandboxResponse, SandboxServer, SandboxService, ServerOptions,
 };
@@ -105,4 +106,115 @@ async fn a_concurrency_of_one_delivers_one_at_a_time() {
     let (receiver, delivered) = deliver_with(1, 2, Duration::from_millis(20)).await;
     assert_eq!(receiver.most.load(Ordering::SeqCst), 1);
     assert_eq!(delivered, 9);
+}
+
+/// A webhook receiver that answers nothing until the gate opens.
+#[derive(Debug)]
+struct Gated {
+    gate: tokio::sync::Semaphore,
+    received: AtomicUsize,
+}
+
+#[async_trait]
+impl SandboxService for Gated {
+    async fn handle(&self, _req: SandboxRequest) -> SandboxResponse {
+        let _pass = self.gate.acquire().await.unwrap();
+        self.received.fetch_add(1, Ordering::SeqCst);
+        SandboxResponse::new(200)
+    }
+
+    fn fault_response(&self, fault: Fault, _req: &SandboxRequest) -> SandboxResponse {
+        SandboxResponse::new(fault.status())
+    }
+}
+
+async fn gated_sandbox(backlog: usize) -> (Sandbox, Arc<Gated>, SandboxServer) {
+    let receiver = Arc::new(Gated {
+        gate: tokio::sync::Semaphore::new(0),
+        received: AtomicUsize::new(0),
+    });
+    let server = SandboxServer::start(receiver.clone(), ServerOptions::default())
+        .await
+        .unwrap();
+    let sandbox = Sandbox::builder()
+        .webhook_concurrency(1)
+        .webhook_backlog(backlog)
+        .start()
+        .await
+        .unwrap();
+    sandbox.add_webhook_endpoint(format!("{}/hooks", server.base_url()));
+    (sandbox, receiver, server)
+}
+
+fn create(sandbox: &Sandbox, i: usize) -> impl std::future::Future<Output = ()> + use<> {
+    let payments = sandbox.client_builder().build().unwrap();
+    async move {
+        let key = IdempotencyKey::derive(&format!("order-{i}"), "pay").unwrap();
+        payments
+            .create_payment(
+                &CreatePayment::new(Money::from_minor(1000, Currency::USD)),
+                &key,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backlog_holds_the_calls_that_make_events_until_the_receiver_takes_one() {
+    let (sandbox, receiver, _server) = gated_sandbox(2).await;
+    // One `payment_intent.created` each: the first is taken into the one delivery slot (and held
+    // by the receiver), the next two fill the backlog of 2.
+    for i in 0..3 {
+        create(&sandbox, i).await;
+    }
+    let fourth = tokio::spawn(create(&sandbox, 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !fourth.is_finished(),
+        "a POST went through with the backlog full"
+    );
+    assert_eq!(sandbox.counters().payment_intents_created, 3);
+    // Reads never wait.
+    let payments = sandbox.client_builder().build().unwrap();
+    let first = sandbox.payment_intents()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::timeout(Duration::from_secs(2), payments.retrieve_payment(&first))
+        .await
+        .expect("a GET does not wait for the backlog")
+        .unwrap();
+
+    receiver.gate.add_permits(100);
+    tokio::time::timeout(Duration::from_secs(30), fourth)
+        .await
+        .expect("the held call goes through once a delivery is taken")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sandbox.flush_webhooks())
+        .await
+        .expect("every delivery ends");
+    assert_eq!(receiver.received.load(Ordering::SeqCst), 4);
+    assert_eq!(sandbox.counters().payment_intents_created, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_only_slows_the_calls_down() {
+    let (sandbox, receiver, _server) = gated_sandbox(1).await;
+    create(&sandbox, 0).await;
+    create(&sandbox, 1).await;
+    // The backlog is full and the receiver holds its one slot: the next call waits the longest
+    // wait, then goes through (a receiver calling the sandbox from inside a delivery must not
+    // deadlock it).
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WEBHOOK_BACKLOG_MAX_WAIT * 4, create(&sandbox, 2))
+        .await
+        .expect("the call goes through after the longest wait");
+    assert!(started.elapsed() >= WEBHOOK_BACKLOG_MAX_WAIT);
+    assert_eq!(sandbox.counters().payment_intents_created, 3);
+    receiver.gate.add_permits(100);
+    tokio::time::timeout(Duration::from_secs(30), sandbox.flush_webhooks())
+        .await
+        .expect("every delivery ends");
+    assert_eq!(receiver.received.load(Ordering::SeqCst), 3);
 }

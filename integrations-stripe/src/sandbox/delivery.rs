@@ -5,10 +5,18 @@
 //! a time, a receiver that commits each event durably (a few milliseconds) took events slower
 //! than a busy client made them, and the queue of undelivered payloads grew with the orders —
 //! 134 MB after 12,000 orders of the reference service under load.
+//!
+//! The queue itself is bounded by back-pressure rather than by a bounded channel: events are
+//! made under the state's lock inside a synchronous step, so the wait happens before a request is
+//! processed ([`wait_for_room`]), while at most [`Shared::backlog`] deliveries wait for a slot.
+//! A request in progress may overshoot by the few events it makes; the bound is the backlog
+//! plus the events of the requests processed at once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use super::WEBHOOK_BACKLOG_MAX_WAIT;
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
@@ -60,6 +68,7 @@ pub(crate) fn dispatch(shared: &Shared, outgoing: Vec<Outgoing>) {
         }
         for url in &urls {
             shared.pending.fetch_add(1, Ordering::SeqCst);
+            shared.queued.fetch_add(1, Ordering::SeqCst);
             let job = Job {
                 url: url.clone(),
                 event_id: out.id.clone(),
@@ -68,10 +77,33 @@ pub(crate) fn dispatch(shared: &Shared, outgoing: Vec<Outgoing>) {
             };
             if shared.jobs.send(job).is_err() {
                 shared.pending.fetch_sub(1, Ordering::SeqCst);
+                shared.queued.fetch_sub(1, Ordering::SeqCst);
+                shared.room.notify_waiters();
                 shared.idle.notify_waiters();
             }
         }
     }
+}
+
+/// Waits until fewer than the backlog's worth of URL deliveries wait for a slot, or
+/// [`WEBHOOK_BACKLOG_MAX_WAIT`] has passed (a receiver that calls the sandbox from inside a
+/// delivery, with every slot taken, must not deadlock it).
+pub(crate) async fn wait_for_room(shared: &Shared) {
+    if shared.queued.load(Ordering::SeqCst) < shared.backlog {
+        return;
+    }
+    let _ = tokio::time::timeout(WEBHOOK_BACKLOG_MAX_WAIT, async {
+        loop {
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if shared.queued.load(Ordering::SeqCst) < shared.backlog {
+                return;
+            }
+            room.await;
+        }
+    })
+    .await;
 }
 
 /// Delivers queued jobs, up to `concurrency` at a time, until the channel closes or the task is
@@ -88,6 +120,8 @@ pub(crate) async fn run(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
+        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        shared.room.notify_waiters();
         // Reap the finished ones as we go, so the set holds only deliveries under way.
         while running.try_join_next().is_some() {}
         let (shared, http) = (shared.clone(), http.clone());

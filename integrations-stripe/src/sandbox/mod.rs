@@ -13,6 +13,7 @@
 //! | faults | the testkit's [`Fault`]: 500 and 503 (`api_error`), 429 (`rate_limit`, with `Retry-After` when given), a hang past the client timeout (then the connection closes), or process and drop the connection; [`Sandbox::fail_next`] for the next requests, [`Sandbox::inject`] for a [`FaultRule`] (`.after(k).times(n).on("payment_intents.confirm")`) |
 //! | request log | [`Sandbox::requests`]: the last [`request_retention`](SandboxBuilder::request_retention) requests; [`Counters::requests`] counts all of them |
 //! | counters | payment intents created, charges and captures per intent ([`Sandbox::intent_counters`]) |
+//! | webhook backlog | at most [`webhook_backlog`](SandboxBuilder::webhook_backlog) URL deliveries wait for a slot; past it, `POST` requests wait for room before they are processed (back-pressure from a slow receiver instead of a queue that grows with the run) |
 //! | retention | the latest [`object_retention`](SandboxBuilder::object_retention) intents, charges, refunds and customers (a forgotten one answers `resource_missing`), events, idempotency keys, requests and deliveries: memory bounded by the retention, not by the orders; [`Counters`] exact |
 //!
 //! ```
@@ -70,6 +71,13 @@ pub const DEFAULT_HANG: Duration = integrations_testkit::sandbox::DEFAULT_HANG;
 /// How many webhook deliveries to URLs run at a time unless
 /// [`SandboxBuilder::webhook_concurrency`] says otherwise.
 pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 8;
+
+/// How many URL deliveries may wait for a free delivery slot before the API calls that make
+/// events wait for room, unless [`SandboxBuilder::webhook_backlog`] says otherwise.
+pub const DEFAULT_WEBHOOK_BACKLOG: usize = 1_000;
+
+/// The longest a `POST` waits for room in a full webhook backlog before it is processed anyway.
+pub const WEBHOOK_BACKLOG_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest request body read; larger ones get `413` (as before the move onto the testkit).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -192,6 +200,11 @@ pub(crate) struct Shared {
     pub(crate) jobs: mpsc::UnboundedSender<delivery::Job>,
     pub(crate) pending: AtomicUsize,
     pub(crate) idle: Notify,
+    /// URL deliveries queued and not yet given a delivery slot.
+    pub(crate) queued: AtomicUsize,
+    /// Notified whenever a queued delivery gets its slot.
+    pub(crate) room: Notify,
+    pub(crate) backlog: usize,
 }
 
 impl Shared {
@@ -217,6 +230,7 @@ pub struct SandboxBuilder {
     idempotency_retention: usize,
     object_retention: usize,
     webhook_concurrency: usize,
+    webhook_backlog: usize,
 }
 
 impl SandboxBuilder {
@@ -284,6 +298,20 @@ impl SandboxBuilder {
         self
     }
 
+    /// How many URL deliveries may wait for a delivery slot (default
+    /// [`DEFAULT_WEBHOOK_BACKLOG`], at least 1). Past it, each `POST` request (the only ones that
+    /// make events) waits before it is processed until a queued delivery has started, so a
+    /// receiver slower than the client slows the client down instead of the queue of signed
+    /// payloads growing with the run (the main job's scale run had ~23 MB of them alive at 4,000
+    /// orders). The wait is capped at [`WEBHOOK_BACKLOG_MAX_WAIT`]: a webhook receiver that itself
+    /// calls the sandbox while every delivery slot is taken cannot deadlock it, it is only slowed.
+    /// `GET`s never wait; [`Sandbox::resend_event`] queues regardless.
+    #[must_use]
+    pub fn webhook_backlog(mut self, n: usize) -> Self {
+        self.webhook_backlog = n.max(1);
+        self
+    }
+
     /// The API version events are rendered with (default [`DEFAULT_API_VERSION`]).
     #[must_use]
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
@@ -320,6 +348,9 @@ impl SandboxBuilder {
             jobs: tx,
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
+            queued: AtomicUsize::new(0),
+            room: Notify::new(),
+            backlog: self.webhook_backlog,
         });
         let options = ServerOptions::default()
             .body_limit(BODY_LIMIT)
@@ -389,6 +420,7 @@ impl Sandbox {
             idempotency_retention: DEFAULT_RETENTION,
             object_retention: DEFAULT_RETENTION,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
+            webhook_backlog: DEFAULT_WEBHOOK_BACKLOG,
         }
     }
 

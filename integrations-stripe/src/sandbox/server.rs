@@ -181,6 +181,9 @@ impl SandboxService for StripeService {
             Ok(k) => k,
             Err(reply) => return self.reply(&req, &reply),
         };
+        if req.method != Method::GET {
+            delivery::wait_for_room(&self.shared).await;
+        }
         let request_id = random_token("req", 14);
         let params = if req.method == Method::GET {
             Params::parse(req.query().as_bytes())
