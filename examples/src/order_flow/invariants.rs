@@ -48,7 +48,7 @@ pub struct Redelivery {
 #[derive(Debug)]
 pub struct Facts<'a> {
     /// Every order.
-    pub orders: &'a [OrderRecord],
+    pub orders: &'a [&'a OrderRecord],
     /// What the receiving side got.
     pub evidence: &'a Evidence,
     /// What the payment provider says.
@@ -98,10 +98,11 @@ fn is_paid(r: &OrderRecord) -> bool {
 /// provider deduplicated. Emails may be duplicated only within the documented window, at most
 /// once per answer lost after SendGrid accepted (`Facts::email_duplicates_allowed`).
 pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
-    let paid: Vec<&OrderRecord> = f.orders.iter().filter(|r| is_paid(r)).collect();
+    let paid: Vec<&OrderRecord> = f.orders.iter().copied().filter(|r| is_paid(r)).collect();
     let declined: Vec<&OrderRecord> = f
         .orders
         .iter()
+        .copied()
         .filter(|r| matches!(r.state, OrderState::Declined(_)))
         .collect();
     let mut out = vec![
@@ -571,8 +572,9 @@ mod tests {
             event_type: "payment_intent.succeeded".into(),
             order_id: w.orders[1].order.id.clone(),
         };
+        let orders: Vec<&OrderRecord> = w.orders.iter().collect();
         judge(&Facts {
-            orders: &w.orders,
+            orders: &orders,
             evidence: &w.evidence,
             payments: &w.payments,
             outbox: w.outbox,

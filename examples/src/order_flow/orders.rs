@@ -435,6 +435,19 @@ impl OrderBook {
     pub fn all(&self) -> Vec<OrderRecord> {
         self.lock().orders.values().cloned().collect()
     }
+
+    /// Every order's id, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().orders.keys().cloned().collect()
+    }
+
+    /// Runs `f` over every order, borrowed under the store's lock (no copy of the orders; the
+    /// store is not changed meanwhile).
+    pub fn with_records<R>(&self, f: impl FnOnce(&[&OrderRecord]) -> R) -> R {
+        let book = self.lock();
+        let records: Vec<&OrderRecord> = book.orders.values().collect();
+        f(&records)
+    }
 }
 
 #[cfg(test)]

@@ -471,7 +471,7 @@ async fn dead_letter_lines(outbox: &FlowOutbox) -> Result<Vec<DeadLetterLine>> {
 }
 
 /// How many orders ended in each state.
-fn state_counts(orders: &[OrderRecord]) -> BTreeMap<String, usize> {
+fn state_counts(orders: &[&OrderRecord]) -> BTreeMap<String, usize> {
     let mut states = BTreeMap::new();
     for r in orders {
         *states.entry(r.state.to_string()).or_insert(0) += 1;
@@ -549,20 +549,24 @@ async fn report(e: Ended) -> Result<Report> {
     write_metrics(&dir, &registry, &business).await?;
     let payments = audit::payments(&services, book, since).await?;
     let evidence = audit::evidence(&services, &shared.ledger, book).await?;
-    let orders = book.all();
     let intake_stats = intake.stats();
-    let invariants = judge(&Facts {
-        orders: &orders,
-        evidence: &evidence,
-        payments: &payments,
-        outbox: outbox_counts,
-        drained,
-        intake: &intake_stats,
-        business: &business,
-        refund: refund.as_ref(),
-        redelivered: redelivered.as_ref(),
-        email_duplicates_allowed: chaos::lost_email_answers(&chaos),
+    let (invariants, states) = book.with_records(|orders| {
+        let invariants = judge(&Facts {
+            orders,
+            evidence: &evidence,
+            payments: &payments,
+            outbox: outbox_counts,
+            drained,
+            intake: &intake_stats,
+            business: &business,
+            refund: refund.as_ref(),
+            redelivered: redelivered.as_ref(),
+            email_duplicates_allowed: chaos::lost_email_answers(&chaos),
+        });
+        (invariants, state_counts(orders))
     });
+    let duplicate_emails = evidence.duplicate_emails();
+    drop(evidence);
     let (email_served, outage) = email_report(&config, &services, &snapshot);
     let state_dir = dir.is_state().then(|| dir.path().to_path_buf());
     let files = dir.kept(config.keep_files);
@@ -574,7 +578,7 @@ async fn report(e: Ended) -> Result<Report> {
         orders: config.orders,
         elapsed: started.elapsed(),
         backends: services.backends.clone(),
-        states: state_counts(&orders),
+        states,
         integrations: snapshot.integrations,
         email_served,
         outbox: outbox_counts,
@@ -588,7 +592,7 @@ async fn report(e: Ended) -> Result<Report> {
         outage,
         stripe_faults: checkouts.stripe_faults,
         chaos,
-        duplicate_emails: evidence.duplicate_emails(),
+        duplicate_emails,
         business,
         files,
         invariants,
