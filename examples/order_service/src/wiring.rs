@@ -53,6 +53,28 @@ pub const DEFAULT_SANDBOX_RETENTION: usize = 1_000;
 /// default).
 const MIN_IDEMPOTENCY_RETENTION: usize = 10_000;
 
+/// How many Stripe webhook deliveries may wait for a slot before the Stripe sandbox holds the
+/// calls that make events (its back-pressure from a slow receiver).
+pub const SANDBOX_WEBHOOK_BACKLOG_ENV: &str = "ORDER_SERVICE_SANDBOX_WEBHOOK_BACKLOG";
+
+/// [`SANDBOX_WEBHOOK_BACKLOG_ENV`], checked: a whole number of at least 1; the sandbox's
+/// [`DEFAULT_WEBHOOK_BACKLOG`](stripe_sandbox::DEFAULT_WEBHOOK_BACKLOG) unless set.
+///
+/// # Errors
+/// A configuration error naming the variable.
+pub fn sandbox_webhook_backlog(lookup: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
+    let Some(v) = set(lookup, SANDBOX_WEBHOOK_BACKLOG_ENV) else {
+        return Ok(stripe_sandbox::DEFAULT_WEBHOOK_BACKLOG);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(integrations_core::Error::configuration(
+            SANDBOX_WEBHOOK_BACKLOG_ENV,
+            format!("{v:?} is not a whole number of at least 1"),
+        )),
+    }
+}
+
 /// [`SANDBOX_RETENTION_ENV`], checked: a whole number of at least 100.
 ///
 /// # Errors
@@ -236,6 +258,7 @@ async fn payments(
             // Payment intents, charges, refunds and customers: a customer may confirm a
             // checkout minutes after it was created, so as many as the idempotency keys.
             .object_retention(retention.max(MIN_IDEMPOTENCY_RETENTION))
+            .webhook_backlog(sandbox_webhook_backlog(lookup)?)
             .start()
             .await
             .map_err(|e| io("Stripe", &e))?;
@@ -419,6 +442,19 @@ mod tests {
             DEFAULT_SANDBOX_RETENTION
         );
         assert_eq!(sandbox_retention(&|_| Some("250".into())).unwrap(), 250);
+        assert_eq!(
+            sandbox_webhook_backlog(&|_| None).unwrap(),
+            stripe_sandbox::DEFAULT_WEBHOOK_BACKLOG
+        );
+        assert_eq!(
+            sandbox_webhook_backlog(&|_| Some(" 5000 ".into())).unwrap(),
+            5000
+        );
+        for bad in ["0", "-3", "many"] {
+            let e = sandbox_webhook_backlog(&|_| Some(bad.into())).unwrap_err();
+            assert_eq!(e.field(), Some(SANDBOX_WEBHOOK_BACKLOG_ENV), "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
         for bad in ["99", "-1", "lots"] {
             let e = sandbox_retention(&|_| Some(bad.into())).unwrap_err();
             assert_eq!(e.field(), Some(SANDBOX_RETENTION_ENV), "{bad}");
