@@ -48,108 +48,27 @@
 //! methods, and moving the window's step rotation and the breaker's locked settle out of line.
 //! The numbers move by ±15 % from run to run on this machine; compare ratios within one run.
 
+#[path = "policy/entries.rs"]
+mod entries;
+
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use criterion::{Criterion, criterion_group, criterion_main};
-use integrations_core::metrics::{IntegrationMetrics, MetricsRegistry};
-use integrations_core::resilience::{
-    Backoff, CircuitBreakerConfig, Quota, RateLimiter, RetryPolicy,
+use entries::{
+    TIMEOUT, composed, drive, huge_quota, runtime, timeout_only, tower_stack, trivial,
+    trivial_service,
 };
-use integrations_core::{Error, Policy, Result};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// tower's retry policy for the peer stack: up to `0` retries of any error, no backoff (the
-/// success path never retries, so the backoff does not enter the measurement).
-#[derive(Clone)]
-struct TowerAttempts(u32);
-
-impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerAttempts {
-    type Future = std::future::Ready<()>;
-    fn retry(
-        &mut self,
-        _: &mut Req,
-        result: &mut std::result::Result<Res, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Err(_) if self.0 > 0 => {
-                self.0 -= 1;
-                Some(std::future::ready(()))
-            }
-            _ => None,
-        }
-    }
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-type TrivialFn = fn(u64) -> std::future::Ready<std::result::Result<u64, BoxError>>;
-
-/// The same `service_fn` every tower-shaped entry wraps.
-fn trivial_service() -> tower::util::ServiceFn<TrivialFn> {
-    tower::service_fn(|x: u64| std::future::ready(Ok(black_box(x) + 1)))
-}
-
-/// Runs `iters` calls through `svc` (ready, then call), timing them.
-async fn drive<S>(mut svc: S, iters: u64) -> Duration
-where
-    S: tower::Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    use tower::ServiceExt;
-    let start = std::time::Instant::now();
-    for _ in 0..iters {
-        let ready = svc.ready().await.expect("ready");
-        black_box(ready.call(1).await.expect("ok"));
-    }
-    start.elapsed()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("current-thread runtime")
-}
-
-async fn trivial(x: u64) -> Result<u64> {
-    Ok(black_box(x) + 1)
-}
-
-/// A billion permits a second: never exhausted by a bench loop.
-fn huge_quota() -> Quota {
-    Quota::per_second(NonZeroU32::new(1_000_000_000).expect("non-zero"))
-}
-
-fn composed(registry: &MetricsRegistry) -> Policy {
-    Policy::builder("bench")
-        .metrics(registry)
-        .rate_limiter(RateLimiter::new(huge_quota()))
-        .circuit_breaker(CircuitBreakerConfig::new())
-        .retry(RetryPolicy::new(
-            3,
-            Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 2.0),
-        ))
-        .attempt_timeout(TIMEOUT)
-        .build()
-}
+use integrations_core::metrics::{IntegrationMetrics, MetricsRegistry};
+use integrations_core::resilience::RateLimiter;
+use integrations_core::{Error, Result};
 
 fn policy_call(c: &mut Criterion) {
     let rt = runtime();
     let registry = MetricsRegistry::new();
     let policy = composed(&registry);
-    let bare_policy = Policy::builder("bench-bare")
-        .metrics(&registry)
-        .no_circuit_breaker()
-        .retry(RetryPolicy::none())
-        .attempt_timeout(TIMEOUT)
-        .build();
+    let bare_policy = timeout_only(&registry);
     // The benches below measure the success path: make sure it is the one taken (checked before
     // measuring, so that a filter that skips them all does not fail the run).
     for p in [&policy, &bare_policy] {
@@ -188,18 +107,10 @@ fn policy_call(c: &mut Criterion) {
             drive(svc, iters).await
         });
     });
-    // tower's own stack doing the same jobs, outermost first: concurrency limit, rate limit,
-    // retry, per-attempt timeout (no circuit breaker: tower has none).
+    // tower's own stack doing the same jobs (see `entries::tower_stack`).
     group.bench_function("tower_stack_service_fn", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let svc = tower::ServiceBuilder::new()
-                .concurrency_limit(1024)
-                .rate_limit(1_000_000_000, Duration::from_secs(1))
-                .retry(TowerAttempts(3))
-                .timeout(TIMEOUT)
-                .service(trivial_service());
-            drive(svc, iters).await
-        });
+        b.to_async(&rt)
+            .iter_custom(|iters| async move { drive(tower_stack(), iters).await });
     });
     group.bench_function("bare_service_fn", |b| {
         b.to_async(&rt)
