@@ -33,7 +33,7 @@ mod traceparent;
 pub use otel::{current_traceparent, link_to};
 pub use spans::{ATTEMPT_SPAN, CALL_SPAN, record_rpc};
 pub(crate) use spans::{
-    attempt_result, attempt_span, call_span, record_attempt_timeout, record_call,
+    attempt_result, attempt_span, call_span, interested, record_attempt_timeout, record_call,
 };
 #[cfg(feature = "http")]
 pub(crate) use spans::{record_http_request, record_http_status};
