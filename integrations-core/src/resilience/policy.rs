@@ -314,13 +314,19 @@ impl Policy {
     /// [`Error::RateLimited`] (client-side, not processed), [`Error::CircuitOpen`],
     /// [`Error::Timeout`] (attempt timeout on the last attempt, or the overall deadline). Every
     /// error carries the provider (unless it named one already) and the operation.
-    pub async fn call<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T>
+    // Not an `async fn`: that would wrap `run`'s future in one more state machine, which moves
+    // the closure and the arguments once more on every call (measured with `scripts/policy-ir`).
+    pub fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + Send
     where
         F: FnMut(Attempt) -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, Error::is_retryable, f).await
+        self.run(operation, Error::is_retryable, f)
     }
 
     /// Like [`call`](Policy::call), with `classify` deciding which errors are retried (for
@@ -329,19 +335,19 @@ impl Policy {
     ///
     /// # Errors
     /// As [`call`](Policy::call).
-    pub async fn call_classified<T, F, Fut, C>(
+    pub fn call_classified<T, F, Fut, C>(
         &self,
         operation: &'static str,
         classify: C,
         f: F,
-    ) -> Result<T>
+    ) -> impl Future<Output = Result<T>> + Send
     where
         C: Fn(&Error) -> bool + Send + Sync,
         F: FnMut(Attempt) -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, classify, f).await
+        self.run(operation, classify, f)
     }
 
     /// [`run_unspanned`](Self::run_unspanned) in the call's span ([`crate::telemetry`]).
