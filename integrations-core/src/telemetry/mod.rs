@@ -13,10 +13,13 @@
 //! `timeout`, …). No field ever holds a header, a query string, a body or a credential: the URL
 //! is reduced to its host, port and path.
 //!
-//! Both spans are at `INFO`. When no subscriber listens (or `INFO` is filtered out) a span is
-//! disabled: creating it is a check of its callsite's cached interest, and entering and
-//! recording on it are no-ops. Fields are declared [`Empty`](tracing::field::Empty) and recorded
-//! only on an enabled span, so nothing is formatted or allocated.
+//! Both spans are at `INFO`. When no `tracing` dispatcher was ever set in the process and `log`
+//! does not record at `INFO`, the policy makes no span at all (with `tracing`'s `log` feature a
+//! disabled span would still build its fields for `log`). Otherwise, when the subscriber does not
+//! listen (or `INFO` is filtered out) a span is disabled: creating it is a check of its
+//! callsite's cached interest, and entering and recording on it are no-ops. Fields are declared
+//! [`Empty`](tracing::field::Empty) and recorded only on an enabled span, so nothing is
+//! formatted or allocated.
 //!
 //! [`TraceParent`] is a W3C `traceparent` value, checked and normalised; with feature
 //! `opentelemetry`, [`current_traceparent`] reads the current span's context and
