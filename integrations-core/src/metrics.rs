@@ -270,15 +270,18 @@ impl IntegrationMetrics {
         facade::breaker_state(&self.label, state);
     }
 
+    #[inline]
     fn record_latency(&self, operation: &'static str, latency: Duration, now: Instant) {
         let op = self.operation(operation);
-        op.histogram.record(latency);
-        op.window.record(latency, now);
+        let us = histogram::micros(latency);
+        op.histogram.record_micros(us);
+        op.window.record_micros(us, now);
         #[cfg(feature = "metrics")]
         facade::latency(&self.label, op.name, latency);
     }
 
     /// The metrics of `operation`, created on first use (without a lock once it exists).
+    #[inline]
     fn operation(&self, operation: &'static str) -> &OperationMetrics {
         for slot in &self.operations {
             match slot.get() {

@@ -62,7 +62,7 @@ const SUB: u64 = 1 << SUB_BITS;
 /// Log-scale buckets covering 0..=MAX_TRACKED_MICROS (2^30 > MAX_TRACKED_MICROS).
 const LOG_BUCKETS: usize = (SUB + (30 - SUB_BITS as u64) * SUB) as usize;
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -98,8 +98,14 @@ impl FixedHistogram {
     }
 
     /// Counts one observation.
+    #[inline]
     pub fn record(&self, value: Duration) {
-        let us = micros(value);
+        self.record_micros(micros(value));
+    }
+
+    /// Counts one observation of `us` microseconds.
+    #[inline]
+    pub(crate) fn record_micros(&self, us: u64) {
         let i = self.bounds.partition_point(|b| b.micros < us);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         // Wraps only past u64 microseconds in all (half a million years of latency).
@@ -196,31 +202,46 @@ impl Window {
     }
 
     /// Counts `value`, observed at `now`.
+    #[cfg(test)]
     pub(crate) fn record(&self, value: Duration, now: Instant) {
+        self.record_micros(micros(value), now);
+    }
+
+    /// Counts `us` microseconds, observed at `now`.
+    #[inline]
+    pub(crate) fn record_micros(&self, us: u64, now: Instant) {
         let n = self.step_number(now);
         let step = &self.steps[(n % STEPS as u64) as usize];
         let epoch = n + 1;
-        if step.epoch.load(Ordering::Acquire) != epoch {
-            let _guard = step.rotate.lock().unwrap_or_else(PoisonError::into_inner);
-            let held = step.epoch.load(Ordering::Acquire);
-            if held > epoch {
-                return; // a step already past the window (this thread was descheduled that long)
-            }
-            if held < epoch {
-                for c in step.counts.iter() {
-                    c.store(0, Ordering::Relaxed);
-                }
-                step.max_micros.store(0, Ordering::Relaxed);
-                step.epoch.store(epoch, Ordering::Release);
-            }
+        if step.epoch.load(Ordering::Acquire) != epoch && !Self::rotate(step, epoch) {
+            return; // a step already past the window (this thread was descheduled that long)
         }
-        let us = micros(value);
         step.counts[log_index(us)].fetch_add(1, Ordering::Relaxed);
         // A plain load first: most calls are not the window's slowest, and a load is cheaper
         // than the read-modify-write of `fetch_max`.
         if us > step.max_micros.load(Ordering::Relaxed) {
             step.max_micros.fetch_max(us, Ordering::Relaxed);
         }
+    }
+
+    /// Moves `step` on to `epoch` (clearing it) unless another thread did; `false` if the step
+    /// already holds a later epoch. Once per step and [`WINDOW_STEP`]: out of the hot path.
+    #[cold]
+    #[inline(never)]
+    fn rotate(step: &Step, epoch: u64) -> bool {
+        let _guard = step.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = step.epoch.load(Ordering::Acquire);
+        if held > epoch {
+            return false;
+        }
+        if held < epoch {
+            for c in step.counts.iter() {
+                c.store(0, Ordering::Relaxed);
+            }
+            step.max_micros.store(0, Ordering::Relaxed);
+            step.epoch.store(epoch, Ordering::Release);
+        }
+        true
     }
 
     /// The counts of the steps still inside the window at `now`.

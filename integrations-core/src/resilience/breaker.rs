@@ -323,12 +323,14 @@ impl BreakerPermit<'_> {
         self.kind == PermitKind::Probe
     }
     /// Reports the call's outcome.
+    #[inline]
     pub fn record(mut self, outcome: BreakerOutcome) {
         self.settled = true;
         self.breaker
             .settle(self.generation, self.kind, self.operation, outcome);
     }
     /// Reports a result, classified with [`BreakerOutcome::from_result`].
+    #[inline]
     pub fn record_result<T>(self, result: &Result<T>) {
         self.record(BreakerOutcome::from_result(result));
     }
@@ -436,6 +438,7 @@ impl CircuitBreaker {
     /// # Errors
     /// [`Error::CircuitOpen`] (with provider and operation, marked not processed) while the circuit
     /// is open or forced open, or half-open with every probe slot taken.
+    #[inline]
     pub fn try_acquire(&self, operation: &'static str) -> Result<BreakerPermit<'_>> {
         let (generation, state) = unpack(self.inner.word.load(Ordering::Acquire));
         match state {
@@ -458,6 +461,7 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// [`Error::CircuitOpen`], as [`try_acquire`](CircuitBreaker::try_acquire).
+    #[inline]
     pub fn check(&self, operation: &'static str) -> Result<()> {
         let (_, state) = unpack(self.inner.word.load(Ordering::Acquire));
         match state {
@@ -529,6 +533,8 @@ impl CircuitBreaker {
         }
     }
 
+    /// Inline: the healthy path (a success with a full, clean window) returns at once.
+    #[inline]
     fn settle(
         &self,
         generation: u64,
@@ -547,6 +553,17 @@ impl CircuitBreaker {
             // only ever set while closed, and a stale permit's outcome would be ignored anyway.)
             return;
         }
+        self.settle_locked(generation, kind, operation, outcome);
+    }
+
+    #[inline(never)]
+    fn settle_locked(
+        &self,
+        generation: u64,
+        kind: PermitKind,
+        operation: &'static str,
+        outcome: BreakerOutcome,
+    ) {
         // Only a time window needs the clock.
         let now = match self.inner.config.window {
             SlidingWindow::Count(_) => 0,

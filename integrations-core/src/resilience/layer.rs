@@ -50,9 +50,10 @@
 //! tower's own `ConcurrencyLimit`, `RateLimit`, `Retry` and `Timeout` cover some of the same
 //! ground, but not the policy's semantics (a rate-limit permit per retry, `Retry-After`, a
 //! breaker over the logical call, an overall deadline, one set of metrics and tracing events),
-//! and a stack of them costs more per call than the policy (see the `policy` bench). The layer
-//! therefore adapts the one [`Policy`] rather than rebuilding it out of tower's pieces; it depends
-//! only on the `tower-layer` and `tower-service` interface crates.
+//! and a stack of them costs about as much per call as [`Policy::call`] (the `policy` bench:
+//! ~133 ns against ~130 ns; this layer, which boxes its future, ~178 ns). The layer therefore
+//! adapts the one [`Policy`] rather than rebuilding it out of tower's pieces; it depends only on
+//! the `tower-layer` and `tower-service` interface crates.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,12 +1,13 @@
 //! The composed policy: bulkhead → deadline → rate limit → circuit breaker → retry → timeout.
 
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::breaker::{BreakerPermit, CircuitBreaker, CircuitBreakerConfig};
 use super::bulkhead::{Bulkhead, BulkheadPermit};
@@ -313,13 +314,19 @@ impl Policy {
     /// [`Error::RateLimited`] (client-side, not processed), [`Error::CircuitOpen`],
     /// [`Error::Timeout`] (attempt timeout on the last attempt, or the overall deadline). Every
     /// error carries the provider (unless it named one already) and the operation.
-    pub async fn call<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T>
+    // Not an `async fn`: that would wrap `run`'s future in one more state machine, which moves
+    // the closure and the arguments once more on every call (measured with `scripts/policy-ir`).
+    pub fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + Send
     where
         F: FnMut(Attempt) -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, Error::is_retryable, f).await
+        self.run(operation, Error::is_retryable, f)
     }
 
     /// Like [`call`](Policy::call), with `classify` deciding which errors are retried (for
@@ -328,19 +335,19 @@ impl Policy {
     ///
     /// # Errors
     /// As [`call`](Policy::call).
-    pub async fn call_classified<T, F, Fut, C>(
+    pub fn call_classified<T, F, Fut, C>(
         &self,
         operation: &'static str,
         classify: C,
         f: F,
-    ) -> Result<T>
+    ) -> impl Future<Output = Result<T>> + Send
     where
         C: Fn(&Error) -> bool + Send + Sync,
         F: FnMut(Attempt) -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, classify, f).await
+        self.run(operation, classify, f)
     }
 
     /// [`run_unspanned`](Self::run_unspanned) in the call's span ([`crate::telemetry`]).
@@ -350,17 +357,24 @@ impl Policy {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let span = telemetry::call_span(&self.inner.provider, operation);
         let mut attempts = 0;
-        // Nobody listens: no `Instrumented` layer around the whole call (it costs a poll
-        // wrapper and a larger future on every call, for nothing).
+        // Nobody can listen: no span at all, neither for the call nor for its attempts (see
+        // `telemetry::interested`).
+        if !telemetry::interested() {
+            return self
+                .run_unspanned(operation, classify, f, &mut attempts, false)
+                .await;
+        }
+        let span = telemetry::call_span(&self.inner.provider, operation);
+        // Nobody listens to this one: no `Instrumented` layer around the whole call (it costs a
+        // poll wrapper and a larger future on every call, for nothing).
         if span.is_disabled() {
             return self
-                .run_unspanned(operation, classify, f, &mut attempts)
+                .run_unspanned(operation, classify, f, &mut attempts, true)
                 .await;
         }
         let result = self
-            .run_unspanned(operation, classify, f, &mut attempts)
+            .run_unspanned(operation, classify, f, &mut attempts, true)
             .instrument(span.clone())
             .await;
         telemetry::record_call(&span, attempts, &result);
@@ -373,6 +387,7 @@ impl Policy {
         classify: C,
         mut f: F,
         attempts: &mut u32,
+        spans: bool,
     ) -> Result<T>
     where
         C: Fn(&Error) -> bool,
@@ -440,7 +455,10 @@ impl Policy {
                 operation,
             };
             *attempts = attempt.number;
-            let error = match self.attempt(attempt, attempt_start, deadline, &mut f).await {
+            let error = match self
+                .attempt(attempt, attempt_start, deadline, &mut f, spans)
+                .await
+            {
                 AttemptEnd::Done(Ok(v)) => break Ok(v),
                 AttemptEnd::Done(Err(e)) => e,
                 AttemptEnd::Deadline(e) => break Err(e),
@@ -526,34 +544,40 @@ impl Policy {
 
     /// One attempt, cut off at the attempt timeout (counted from `now`, or from the end of the
     /// attempt's first poll when no reading was taken) or the overall deadline, whichever is
-    /// first.
+    /// first. In a span of its own if `spans`.
     async fn attempt<T, F, Fut>(
         &self,
         attempt: Attempt,
         now: Option<Instant>,
         deadline: Option<Instant>,
         f: &mut F,
+        spans: bool,
     ) -> AttemptEnd<T>
     where
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let inner = &*self.inner;
-        let span = telemetry::attempt_span(attempt.number);
+        let span = spans.then(|| telemetry::attempt_span(attempt.number));
         if inner.attempt_timeout.is_none() && deadline.is_none() {
-            let result = f(attempt).instrument(span.clone()).await;
-            return AttemptEnd::Done(telemetry::attempt_result(&span, result));
+            let result = match &span {
+                Some(span) => f(attempt).instrument(span.clone()).await,
+                None => f(attempt).await,
+            };
+            return AttemptEnd::Done(telemetry::attempt_result(span.as_ref(), result));
         }
         // The timer is made only if the attempt does not finish on its first poll: one that
-        // completes at once never touches the timer wheel or tokio's clock.
+        // completes at once never touches the timer wheel or tokio's clock. It is boxed: a
+        // `Sleep` is 112 bytes, which inline would grow every call's future (and what
+        // `PolicyLayer` moves into its box) for the calls that never need it.
         let mut by_deadline = false;
         // The attempt's span is entered around each poll by hand rather than by wrapping the
         // future in `Instrumented`: one layer less on the hot path.
         let mut call = std::pin::pin!(f(attempt));
-        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let finished = std::future::poll_fn(|cx| {
             let polled = {
-                let _in_span = span.enter();
+                let _in_span = span.as_ref().map(Span::enter);
                 call.as_mut().poll(cx)
             };
             if let Poll::Ready(result) = polled {
@@ -573,18 +597,18 @@ impl Policy {
                 let Some(cut_off) = cut_off else {
                     return Poll::Pending;
                 };
-                timer.set(Some(tokio::time::sleep_until(cut_off)));
+                timer = Some(Box::pin(tokio::time::sleep_until(cut_off)));
             }
-            match timer.as_mut().as_pin_mut().map(|t| t.poll(cx)) {
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
                 Some(Poll::Ready(())) => Poll::Ready(None),
                 _ => Poll::Pending,
             }
         })
         .await;
         if let Some(result) = finished {
-            return AttemptEnd::Done(telemetry::attempt_result(&span, result));
+            return AttemptEnd::Done(telemetry::attempt_result(span.as_ref(), result));
         }
-        telemetry::record_attempt_timeout(&span);
+        telemetry::record_attempt_timeout(span.as_ref());
         inner.metrics.record_timeout();
         let provider = &*inner.provider;
         let operation = attempt.operation;

@@ -13,10 +13,13 @@
 //! `timeout`, …). No field ever holds a header, a query string, a body or a credential: the URL
 //! is reduced to its host, port and path.
 //!
-//! Both spans are at `INFO`. When no subscriber listens (or `INFO` is filtered out) a span is
-//! disabled: creating it is a check of its callsite's cached interest, and entering and
-//! recording on it are no-ops. Fields are declared [`Empty`](tracing::field::Empty) and recorded
-//! only on an enabled span, so nothing is formatted or allocated.
+//! Both spans are at `INFO`. When no `tracing` dispatcher was ever set in the process and `log`
+//! does not record at `INFO`, the policy makes no span at all (with `tracing`'s `log` feature a
+//! disabled span would still build its fields for `log`). Otherwise, when the subscriber does not
+//! listen (or `INFO` is filtered out) a span is disabled: creating it is a check of its
+//! callsite's cached interest, and entering and recording on it are no-ops. Fields are declared
+//! [`Empty`](tracing::field::Empty) and recorded only on an enabled span, so nothing is
+//! formatted or allocated.
 //!
 //! [`TraceParent`] is a W3C `traceparent` value, checked and normalised; with feature
 //! `opentelemetry`, [`current_traceparent`] reads the current span's context and
@@ -33,7 +36,7 @@ mod traceparent;
 pub use otel::{current_traceparent, link_to};
 pub use spans::{ATTEMPT_SPAN, CALL_SPAN, record_rpc};
 pub(crate) use spans::{
-    attempt_result, attempt_span, call_span, record_attempt_timeout, record_call,
+    attempt_result, attempt_span, call_span, interested, record_attempt_timeout, record_call,
 };
 #[cfg(feature = "http")]
 pub(crate) use spans::{record_http_request, record_http_status};

@@ -10,7 +10,23 @@ pub const CALL_SPAN: &str = "integration.call";
 /// Name of the span around one attempt of a call.
 pub const ATTEMPT_SPAN: &str = "integration.attempt";
 
-/// The span of one call; disabled (and free) when nobody listens.
+/// Whether a span made now can be seen by anyone: a `tracing` dispatcher has been set, globally
+/// or for a scope (its interest in each span then decides, as for any span), or `log` records
+/// at INFO (where `tracing`'s `log` feature hands spans to `log`).
+///
+/// When neither holds, the policy makes no span at all (not even the macros' disabled spans: with `tracing`'s `log` feature on (as `sqlx`, among others, turns it on) a disabled
+/// span still builds its fields, offers them to `log` and logs its entry, exit and drop, about
+/// 450 instructions per call for nothing, and a `Span::none` still costs its drop; measured
+/// with `scripts/policy-ir`, issue 13 item 6).
+/// `has_been_set` is the check `tracing`'s own macros make for the same purpose (public, though
+/// hidden from its docs); it turns true for good once any dispatcher is set.
+#[inline]
+pub(crate) fn interested() -> bool {
+    tracing::dispatcher::has_been_set() || log::max_level() >= log::LevelFilter::Info
+}
+
+/// The span of one call; disabled when nobody listens. The policy makes none at all unless
+/// [`interested`].
 #[inline]
 pub(crate) fn call_span(provider: &str, operation: &'static str) -> Span {
     tracing::info_span!(
@@ -25,7 +41,8 @@ pub(crate) fn call_span(provider: &str, operation: &'static str) -> Span {
     )
 }
 
-/// The span of attempt `number` (1-based), a child of the current call span.
+/// The span of attempt `number` (1-based), a child of the current call span. The policy makes
+/// none at all unless [`interested`].
 #[inline]
 pub(crate) fn attempt_span(number: u32) -> Span {
     tracing::info_span!(
@@ -67,10 +84,10 @@ fn record_error(span: &Span, e: &Error) {
     span.record("otel.status_code", "ERROR");
 }
 
-/// Records an attempt's error, if any, on its span; returns the result.
+/// Records an attempt's error, if any, on its span (if it has one); returns the result.
 #[inline]
-pub(crate) fn attempt_result<T>(span: &Span, result: Result<T>) -> Result<T> {
-    if let Err(e) = &result {
+pub(crate) fn attempt_result<T>(span: Option<&Span>, result: Result<T>) -> Result<T> {
+    if let (Err(e), Some(span)) = (&result, span) {
         if !span.is_disabled() {
             record_error(span, e);
         }
@@ -79,7 +96,8 @@ pub(crate) fn attempt_result<T>(span: &Span, result: Result<T>) -> Result<T> {
 }
 
 /// Records that the attempt in `span` was cut off by a timeout or the deadline.
-pub(crate) fn record_attempt_timeout(span: &Span) {
+pub(crate) fn record_attempt_timeout(span: Option<&Span>) {
+    let Some(span) = span else { return };
     span.record("error.type", crate::ErrorKind::Timeout.as_str());
     span.record("otel.status_code", "ERROR");
 }

@@ -1,0 +1,149 @@
+//! Runs one entry of the `policy` bench `N` times with nothing else around it, for instruction
+//! counts under `valgrind --tool=callgrind` (or `cachegrind`), which are free of the ±15 % noise
+//! criterion sees on a shared machine. Not shipped (the benches crate is `publish = false`).
+//!
+//! ```text
+//! cargo build --release -p integrations-benches --example policy_ir
+//! valgrind --tool=callgrind --toggle-collect='*policy_ir::run' \
+//!     target/release/examples/policy_ir composed_policy 20000
+//! ```
+//!
+//! Only `run` is counted, after a warm-up. Instructions per call are the difference between two
+//! runs (say 20 000 and 10 000 calls) over the difference in calls, which cancels what one
+//! `block_on` costs. `scripts/policy-ir` does that for every entry and prints each next to the
+//! bare timeout.
+
+#[path = "../benches/policy/entries.rs"]
+mod entries;
+
+use std::hint::black_box;
+
+use backon::{ExponentialBuilder, Retryable};
+use entries::{
+    TIMEOUT, composed, drive, runtime, timeout_only, tower_stack, trivial, trivial_service,
+};
+use integrations_core::metrics::MetricsRegistry;
+use integrations_core::{Error, Result};
+
+/// The entries, as named in the bench's `policy_call` group.
+const ENTRIES: &[&str] = &[
+    "bare_call",
+    "bare_tokio_timeout",
+    "composed_policy",
+    "policy_timeout_only",
+    "policy_layer_service_fn",
+    "tower_stack_service_fn",
+    "bare_service_fn",
+    "backon_retry",
+    "backon_retry_tokio_timeout",
+];
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(entry), Some(n)) = (args.next(), args.next()) else {
+        eprintln!(
+            "usage: policy_ir <entry> <calls>; entries: {}",
+            ENTRIES.join(", ")
+        );
+        std::process::exit(2);
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        eprintln!("calls must be a whole number, not {n:?}");
+        std::process::exit(2);
+    };
+    let rt = runtime();
+    let registry = MetricsRegistry::new();
+    let policy = composed(&registry);
+    let bare_policy = timeout_only(&registry);
+    // Warm-up outside the measured function: `quanta` calibrates its clock on first use (for a
+    // time, not a number of steps, so it would add noise), and the metrics make their
+    // operation's slot on the first call.
+    calls(&rt, &policy, &bare_policy, &entry, 100);
+    run(&rt, &policy, &bare_policy, &entry, n);
+}
+
+/// The measured calls: what `--toggle-collect='*policy_ir::run'` counts.
+#[inline(never)]
+fn run(
+    rt: &tokio::runtime::Runtime,
+    policy: &integrations_core::Policy,
+    bare_policy: &integrations_core::Policy,
+    entry: &str,
+    n: u64,
+) {
+    calls(rt, policy, bare_policy, entry, n);
+}
+
+/// `n` calls of `entry`.
+fn calls(
+    rt: &tokio::runtime::Runtime,
+    policy: &integrations_core::Policy,
+    bare_policy: &integrations_core::Policy,
+    entry: &str,
+    n: u64,
+) {
+    rt.block_on(async {
+        match entry {
+            "bare_call" => {
+                for _ in 0..n {
+                    black_box(trivial(1).await.expect("ok"));
+                }
+            }
+            "bare_tokio_timeout" => {
+                for _ in 0..n {
+                    black_box(
+                        tokio::time::timeout(TIMEOUT, trivial(1))
+                            .await
+                            .expect("in time"),
+                    )
+                    .expect("ok");
+                }
+            }
+            "composed_policy" => {
+                for _ in 0..n {
+                    black_box(policy.call("op", |_| trivial(1)).await.expect("ok"));
+                }
+            }
+            "policy_timeout_only" => {
+                for _ in 0..n {
+                    black_box(bare_policy.call("op", |_| trivial(1)).await.expect("ok"));
+                }
+            }
+            "policy_layer_service_fn" => {
+                let svc = tower::ServiceBuilder::new()
+                    .layer(policy.layer("op"))
+                    .service(trivial_service());
+                drive(svc, n).await;
+            }
+            "tower_stack_service_fn" => {
+                drive(tower_stack(), n).await;
+            }
+            "bare_service_fn" => {
+                drive(trivial_service(), n).await;
+            }
+            "backon_retry" => {
+                let backoff = ExponentialBuilder::default().with_max_times(3);
+                for _ in 0..n {
+                    black_box((|| trivial(1)).retry(backoff).await.expect("ok"));
+                }
+            }
+            "backon_retry_tokio_timeout" => {
+                let backoff = ExponentialBuilder::default().with_max_times(3);
+                for _ in 0..n {
+                    let r: Result<u64> = (|| async {
+                        tokio::time::timeout(TIMEOUT, trivial(1))
+                            .await
+                            .map_err(|_| Error::timeout("attempt timed out"))?
+                    })
+                    .retry(backoff)
+                    .await;
+                    black_box(r.expect("ok"));
+                }
+            }
+            other => {
+                eprintln!("unknown entry {other:?}; entries: {}", ENTRIES.join(", "));
+                std::process::exit(2);
+            }
+        }
+    });
+}
