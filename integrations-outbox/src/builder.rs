@@ -257,6 +257,7 @@ impl DispatcherBuilder {
                 slot_count: u32::try_from(slots).unwrap_or(u32::MAX),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 handed: std::sync::Mutex::default(),
+                left_pending: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::AddAssign;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -123,6 +123,10 @@ pub(super) struct Inner {
     /// What the deliveries handed over by [`Dispatcher::record_event`] did, until `run` ends
     /// and counts them.
     pub(super) handed: Mutex<RunStats>,
+    /// Jobs of its kinds that [`Dispatcher::record_event`] recorded pending (no free slot) since
+    /// `run` last looked: `run` then claims only that many, rather than holding every free slot
+    /// during the claim (which would leave the next records without one, and so on).
+    pub(super) left_pending: AtomicUsize,
 }
 
 /// Attempts at recording a job's result (`complete`/`fail`) before giving up on a transient
@@ -317,9 +321,10 @@ impl Dispatcher {
     /// Nothing is weakened: every job is durable before any handler runs; a handed-over job is
     /// leased, fenced and completed exactly like a claimed one (its attempt is counted); if this
     /// process dies, its leases run out and any dispatcher claims the jobs. Jobs left pending (no
-    /// free slot, a kind this dispatcher has no handler for, a store that cannot lease on record)
-    /// wake this dispatcher's [`run`](Dispatcher::run) loop, and on Postgres the listening
-    /// dispatchers; wake the dispatchers of other kinds (lanes) in this process yourself.
+    /// free slot, a store that cannot lease on record) wake this dispatcher's
+    /// [`run`](Dispatcher::run) loop, which claims them; on Postgres the listening dispatchers
+    /// are notified too. Jobs of kinds this dispatcher has no handler for are recorded pending
+    /// and do not wake it: wake the dispatchers of those kinds (lanes) in this process yourself.
     ///
     /// The handed-over deliveries share this dispatcher's `concurrency` with `run` (they hold
     /// its slots) and are counted in the [`RunStats`] that `run` returns; once `run` is draining
@@ -331,12 +336,12 @@ impl Dispatcher {
     pub async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
         let inner = &self.inner;
         let mut slots = Vec::new();
+        let kinds_handled = jobs
+            .iter()
+            .filter(|j| inner.handlers.contains_key(&j.kind))
+            .count();
         if inner.store.leases_on_record() && !inner.stopping.load(Ordering::Acquire) {
-            let ours = jobs
-                .iter()
-                .filter(|j| inner.handlers.contains_key(&j.kind))
-                .count();
-            while slots.len() < ours {
+            while slots.len() < kinds_handled {
                 match Arc::clone(&inner.slots).try_acquire_owned() {
                     Ok(slot) => slots.push(slot),
                     Err(_) => break,
@@ -351,6 +356,10 @@ impl Dispatcher {
             inner.store.record_event_leased(event_id, jobs, to).await?
         };
         let handed = leased.len();
+        let ours = match &outcome {
+            RecordOutcome::Recorded { .. } => kinds_handled,
+            RecordOutcome::Duplicate => 0,
+        };
         for (job, slot) in leased.into_iter().zip(slots) {
             if inner.start(&job) {
                 let inner = Arc::clone(inner);
@@ -364,7 +373,10 @@ impl Dispatcher {
                 });
             }
         }
-        if matches!(&outcome, RecordOutcome::Recorded { job_ids } if job_ids.len() > handed) {
+        if ours > handed {
+            inner
+                .left_pending
+                .fetch_add(ours - handed, Ordering::AcqRel);
             inner.wake.notify_one();
         }
         Ok(outcome)
@@ -383,6 +395,8 @@ impl Dispatcher {
         let mut stats = RunStats::default();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut counted: Option<tokio::time::Instant> = None;
+        // The last claim took all it asked for: more may be due, so ask for every free slot.
+        let mut claimed_full = false;
         while !shutdown.is_triggered() {
             if let Some(every) = inner.counts_interval {
                 if counted.is_none_or(|t| t.elapsed() >= every) {
@@ -395,17 +409,31 @@ impl Dispatcher {
             while let Some(Some(joined)) = tasks.join_next().now_or_never() {
                 stats.joined(joined);
             }
-            // The free slots (deliveries handed over by `record_event` hold some too).
+            // Free slots for this claim (deliveries handed over by `record_event` hold some too).
+            // Woken for jobs `record_event` left pending, only as many as it left: every slot
+            // held during the claim is one the records made meanwhile cannot have.
+            let left = inner.left_pending.swap(0, Ordering::AcqRel);
+            let hinted = left > 0 && !claimed_full;
+            let want = if hinted { left } else { inner.concurrency };
             let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
-            while let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() {
-                slots.push(slot);
+            while slots.len() < want {
+                match Arc::clone(&inner.slots).try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
             }
             let full = slots.is_empty();
             let mut idle = false;
+            claimed_full = false;
             if !full {
                 match self.claim(slots.len()).await {
                     Ok(jobs) => {
-                        idle = jobs.is_empty();
+                        // Fewer than asked: nothing else is due now (no second, empty claim).
+                        idle = jobs.len() < slots.len();
+                        // A claim of what `record_event` left got it all; a full claim may
+                        // have left more due.
+                        claimed_full = !idle && !hinted;
+                        idle |= hinted;
                         stats.claimed += jobs.len() as u64;
                         for job in jobs {
                             if !inner.start(&job) {
