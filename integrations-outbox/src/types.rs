@@ -222,10 +222,11 @@ pub struct ClaimedJob {
     pub lease_expires_at: SystemTime,
 }
 
-/// Which of an event's new jobs [`OutboxStore::record_event_leased`] leases as it records them:
-/// up to `max` of those whose kind is in `kinds`, in the order given, to `worker_id` for `lease`
-/// (the arguments of the [`claim_kinds`](super::OutboxStore::claim_kinds) the worker would
-/// otherwise make right after recording).
+/// Which of an event's new jobs
+/// [`OutboxStore::record_event_leased`](super::OutboxStore::record_event_leased) leases as it
+/// records them: up to `max` of those whose kind is in `kinds`, in the order given, to
+/// `worker_id` for `lease` (the arguments of the [`claim_kinds`](super::OutboxStore::claim_kinds)
+/// the worker would otherwise make right after recording).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct LeaseOnRecord<'a> {
