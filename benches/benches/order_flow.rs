@@ -39,6 +39,7 @@
 //! | `ours-postgres` | ours as a service runs it, on `PostgresOutbox` (a fresh database on the test server, `.ci/postgres.sh start`) |
 //! | `ours-postgres-eager` | eager, on `PostgresOutbox` |
 //! | `ours-postgres-async-eager` | eager, on `PostgresOutbox::with_asynchronous_marks` (claims and completions not fsynced, events are) |
+//! | `ours-sqlite-normal-handover`, `ours-sqlite-full-handover`, `ours-postgres-handover` | `Dispatcher::record_event`: the jobs are recorded already leased to the running dispatcher and handed to it in memory (no claim, no wake-up; its idle poll a 200 ms fallback) |
 //!
 //! Output: a criterion group `order_flow` (time per order, i.e. 1/throughput, for `raw`,
 //! `ours-memory` and `ours-memory-eager` at `C` = 1 and 8), then, per `C`, a table of orders/s,
@@ -101,7 +102,7 @@ fn runtime() -> Runtime {
 /// and the table. Environment (all optional): `ORDER_FLOW_ROUNDS` (default 5),
 /// `ORDER_FLOW_ORDERS` (measured orders per side and round, default 300),
 /// `ORDER_FLOW_CONCURRENCY` (e.g. `1,8`, the default), `ORDER_FLOW_SIDES` (ids as in criterion's
-/// group, e.g. `raw,ours-memory`; default all ten), `ORDER_FLOW_SKIP_CRITERION=1` for the table
+/// group, e.g. `raw,ours-memory`; default all thirteen), `ORDER_FLOW_SKIP_CRITERION=1` for the table
 /// alone. Without `--bench` (`cargo test --benches`): the check and a smoke run of a few orders.
 fn main() {
     let rt = runtime();

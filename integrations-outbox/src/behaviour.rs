@@ -22,7 +22,9 @@ use integrations_core::{Clock, FixedClock};
 use integrations_core::{Error, ErrorKind};
 
 mod kinds;
+mod leased;
 pub use kinds::claims_by_kind_take_only_those_kinds;
+pub use leased::record_leased_runs_without_a_claim;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -44,6 +46,7 @@ pub async fn outbox_store_suite(store: &dyn OutboxStore, clock: &FixedClock) {
     claims_by_kind_take_only_those_kinds(store, clock).await;
     purges_only_finished_work(store, clock).await;
     counts_report_the_oldest_due_pending_job(store, clock).await;
+    record_leased_runs_without_a_claim(store, clock).await;
 }
 
 fn job(kind: &str) -> NewJob {

@@ -230,6 +230,11 @@ impl DispatcherBuilder {
         let worker_id = self
             .worker_id
             .unwrap_or_else(|| format!("worker-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        // Every delivery of `run` and of `Dispatcher::record_event` holds one slot (a permit).
+        let slot_count = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let slots = usize::try_from(slot_count)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Dispatcher {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -248,6 +253,11 @@ impl DispatcherBuilder {
                 metrics: self.metrics.unwrap_or_else(OutboxMetrics::global),
                 counts_interval: self.counts_interval,
                 completions: Completions::default(),
+                slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+                slot_count: u32::try_from(slots).unwrap_or(u32::MAX),
+                stopping: std::sync::atomic::AtomicBool::new(false),
+                handed: std::sync::Mutex::default(),
+                left_pending: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }

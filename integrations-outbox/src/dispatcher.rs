@@ -5,10 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::ops::AddAssign;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -17,7 +19,9 @@ use super::completions::Completions;
 use super::handler::{JobHandler, ShutdownSignal};
 use super::metrics::{Ended, OutboxMetrics};
 use super::store::{LEASE_LOST, OutboxStore};
-use super::types::{ClaimedJob, FailOutcome, Job, JobId, LeaseToken};
+use super::types::{
+    ClaimedJob, FailOutcome, Job, JobId, LeaseOnRecord, LeaseToken, NewJob, RecordOutcome,
+};
 use integrations_core::Clock;
 use integrations_core::ErrorRecord;
 use integrations_core::resilience::Backoff;
@@ -109,6 +113,20 @@ pub(super) struct Inner {
     pub(super) counts_interval: Option<Duration>,
     /// Deliveries that finish together complete in one commit.
     pub(super) completions: Completions,
+    /// `concurrency` slots: each delivery of [`Dispatcher::run`] and of
+    /// [`Dispatcher::record_event`] holds one while it runs.
+    pub(super) slots: Arc<Semaphore>,
+    /// How many `slots` there are.
+    pub(super) slot_count: u32,
+    /// `run` is draining: [`Dispatcher::record_event`] takes no more jobs.
+    pub(super) stopping: AtomicBool,
+    /// What the deliveries handed over by [`Dispatcher::record_event`] did, until `run` ends
+    /// and counts them.
+    pub(super) handed: Mutex<RunStats>,
+    /// Jobs of its kinds that [`Dispatcher::record_event`] recorded pending (no free slot) since
+    /// `run` last looked: `run` then claims only that many, rather than holding every free slot
+    /// during the claim (which would leave the next records without one, and so on).
+    pub(super) left_pending: AtomicUsize,
 }
 
 /// Attempts at recording a job's result (`complete`/`fail`) before giving up on a transient
@@ -294,17 +312,94 @@ impl Dispatcher {
         self.inner.kinds.iter().map(String::as_str)
     }
 
-    /// Runs until `shutdown` fires: keeps up to `concurrency` deliveries in flight, polls every
+    /// Records `event_id` and its `jobs` in the store and runs the jobs this dispatcher has
+    /// handlers (and free slots) for itself, without claiming them: they are written already
+    /// leased to this worker, in the recording's own transaction
+    /// ([`OutboxStore::record_event_leased`]), and handed to their handlers in memory. That saves
+    /// a claim (a commit, and on Postgres a `NOTIFY` and a wake-up) per event.
+    ///
+    /// Nothing is weakened: every job is durable before any handler runs; a handed-over job is
+    /// leased, fenced and completed exactly like a claimed one (its attempt is counted); if this
+    /// process dies, its leases run out and any dispatcher claims the jobs. Jobs left pending (no
+    /// free slot, a store that cannot lease on record) wake this dispatcher's
+    /// [`run`](Dispatcher::run) loop, which claims them; on Postgres the listening dispatchers
+    /// are notified too. Jobs of kinds this dispatcher has no handler for are recorded pending
+    /// and do not wake it: wake the dispatchers of those kinds (lanes) in this process yourself.
+    ///
+    /// The handed-over deliveries share this dispatcher's `concurrency` with `run` (they hold
+    /// its slots) and are counted in the [`RunStats`] that `run` returns; once `run` is draining
+    /// none is taken (the jobs are recorded pending). They run on the current tokio runtime,
+    /// with or without `run`. A slot is held until its job's completion commits, so size
+    /// `concurrency` for the jobs being delivered *and* those being completed: the order-flow
+    /// bench gives four slots per job in flight; with two, about a third of the jobs found no
+    /// free slot and took the claim path.
+    ///
+    /// # Errors
+    /// As for [`OutboxStore::record_event`]; nothing is handed over then.
+    pub async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
+        let inner = &self.inner;
+        let mut slots = Vec::new();
+        let kinds_handled = jobs
+            .iter()
+            .filter(|j| inner.handlers.contains_key(&j.kind))
+            .count();
+        if inner.store.leases_on_record() && !inner.stopping.load(Ordering::Acquire) {
+            while slots.len() < kinds_handled {
+                match Arc::clone(&inner.slots).try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (outcome, leased) = if slots.is_empty() {
+            (inner.store.record_event(event_id, jobs).await?, Vec::new())
+        } else {
+            let kinds: Vec<&str> = inner.kinds.iter().map(String::as_str).collect();
+            let to = LeaseOnRecord::new(&inner.worker_id, &kinds, slots.len(), inner.lease);
+            inner.store.record_event_leased(event_id, jobs, to).await?
+        };
+        let handed = leased.len();
+        let ours = match &outcome {
+            RecordOutcome::Recorded { .. } => kinds_handled,
+            RecordOutcome::Duplicate => 0,
+        };
+        for (job, slot) in leased.into_iter().zip(slots) {
+            if inner.start(&job) {
+                let inner = Arc::clone(inner);
+                tokio::spawn(async move {
+                    let outcome = process(Arc::clone(&inner), job).await;
+                    let mut handed = inner.handed.lock().unwrap_or_else(PoisonError::into_inner);
+                    handed.claimed += 1;
+                    handed.count(outcome);
+                    drop(handed);
+                    drop(slot); // only now, so a draining `run` that holds every slot has counted it
+                });
+            }
+        }
+        if ours > handed {
+            inner
+                .left_pending
+                .fetch_add(ours - handed, Ordering::AcqRel);
+            inner.wake.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// Runs until `shutdown` fires: keeps up to `concurrency` deliveries in flight (those
+    /// [`record_event`](Dispatcher::record_event) handed over included), polls every
     /// `poll_interval` when there is nothing to claim (or sooner, when a [`DispatcherWaker`]
     /// says new jobs were recorded), and on shutdown stops claiming and waits for the deliveries
-    /// in flight (each bounded by `handler_timeout`).
+    /// in flight (each bounded by `handler_timeout`), the handed-over ones included.
     ///
     /// Store failures are logged, counted and retried at the next poll; they never end the loop.
     pub async fn run(&self, mut shutdown: ShutdownSignal) -> RunStats {
         let inner = &self.inner;
+        inner.stopping.store(false, Ordering::Release);
         let mut stats = RunStats::default();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut counted: Option<tokio::time::Instant> = None;
+        // The last claim took all it asked for: more may be due, so ask for every free slot.
+        let mut claimed_full = false;
         while !shutdown.is_triggered() {
             if let Some(every) = inner.counts_interval {
                 if counted.is_none_or(|t| t.elapsed() >= every) {
@@ -317,19 +412,44 @@ impl Dispatcher {
             while let Some(Some(joined)) = tasks.join_next().now_or_never() {
                 stats.joined(joined);
             }
-            let free = inner.concurrency.saturating_sub(tasks.len());
+            // Free slots for this claim (deliveries handed over by `record_event` hold some too).
+            // Woken for jobs `record_event` left pending, only as many as it left: every slot
+            // held during the claim is one the records made meanwhile cannot have.
+            let left = inner.left_pending.swap(0, Ordering::AcqRel);
+            let hinted = left > 0 && !claimed_full;
+            let want = if hinted { left } else { inner.concurrency };
+            let mut slots: Vec<OwnedSemaphorePermit> = Vec::new();
+            while slots.len() < want {
+                match Arc::clone(&inner.slots).try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            let full = slots.is_empty();
             let mut idle = false;
-            if free > 0 {
-                match self.claim(free).await {
+            claimed_full = false;
+            if !full {
+                match self.claim(slots.len()).await {
                     Ok(jobs) => {
-                        idle = jobs.is_empty();
+                        // Fewer than asked: nothing else is due now (no second, empty claim).
+                        idle = jobs.len() < slots.len();
+                        // A claim of what `record_event` left got it all; a full claim may
+                        // have left more due.
+                        claimed_full = !idle && !hinted;
+                        idle |= hinted;
                         stats.claimed += jobs.len() as u64;
                         for job in jobs {
-                            if inner.start(&job) {
-                                tasks.spawn(process(Arc::clone(inner), job));
-                            } else {
+                            if !inner.start(&job) {
                                 stats.already_in_flight += 1;
+                                continue;
                             }
+                            let slot = slots.pop();
+                            let inner = Arc::clone(inner);
+                            tasks.spawn(async move {
+                                let outcome = process(inner, job).await;
+                                drop(slot);
+                                outcome
+                            });
                         }
                     }
                     Err(e) => {
@@ -340,19 +460,27 @@ impl Dispatcher {
                     }
                 }
             }
-            if idle || tasks.len() >= inner.concurrency {
+            drop(slots);
+            if idle || full {
                 tokio::select! {
                     Some(joined) = tasks.join_next(), if !tasks.is_empty() => stats.joined(joined),
                     () = tokio::time::sleep(inner.poll_interval), if idle => {}
                     () = inner.wake.notified(), if idle => {}
+                    Ok(_slot) = inner.slots.acquire(), if full => {}
                     () = shutdown.wait() => {}
                 }
             }
         }
+        inner.stopping.store(true, Ordering::Release);
         tracing::info!(worker = %inner.worker_id, in_flight = tasks.len(), "outbox dispatcher draining");
         while let Some(joined) = tasks.join_next().await {
             stats.joined(joined);
         }
+        // The deliveries handed over by `record_event`: every slot free means none is left.
+        if let Ok(all) = inner.slots.acquire_many(inner.slot_count).await {
+            drop(all);
+        }
+        stats += std::mem::take(&mut *inner.handed.lock().unwrap_or_else(PoisonError::into_inner));
         stats
     }
 

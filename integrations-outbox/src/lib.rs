@@ -161,5 +161,5 @@ pub use trace::resolve_traceparent;
 pub(crate) use types::to_millis;
 pub use types::{
     ClaimedJob, DEFAULT_MAX_ATTEMPTS, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState,
-    LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome,
+    LeaseOnRecord, LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome,
 };

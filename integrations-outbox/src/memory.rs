@@ -13,8 +13,8 @@ use super::store::{
 };
 use super::trace::resolve_traceparent;
 use super::types::{
-    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseToken, NewJob,
-    OutboxCounts, PurgeOutcome, RecordOutcome,
+    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseOnRecord,
+    LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::ErrorRecord;
 use integrations_core::{Clock, SystemClock};
@@ -113,6 +113,76 @@ impl InMemoryOutbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records the event and its jobs, leasing those `to` picks (see
+    /// [`OutboxStore::record_event_leased`]).
+    fn record(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: Option<LeaseOnRecord<'_>>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        let keys = prepare_jobs(event_id, &jobs)?;
+        let traceparents: Vec<_> = jobs.iter().map(resolve_traceparent).collect();
+        let now = self.clock.now();
+        let lease = match to {
+            Some(to) => Some((
+                to,
+                now.checked_add(to.lease)
+                    .ok_or_else(|| Error::invalid_input("lease", "too long"))?,
+            )),
+            None => None,
+        };
+        let picked = to.map_or_else(|| vec![false; jobs.len()], |to| to.pick(&jobs));
+        let mut s = self.lock();
+        if s.events.contains_key(event_id) {
+            return Ok((RecordOutcome::Duplicate, Vec::new()));
+        }
+        s.events.insert(event_id.to_owned(), now);
+        let mut job_ids = Vec::with_capacity(jobs.len());
+        let mut leased = Vec::new();
+        for (((new, key), traceparent), pick) in
+            jobs.into_iter().zip(keys).zip(traceparents).zip(picked)
+        {
+            s.next_id += 1;
+            let id = s.next_id;
+            let mut job = Job {
+                id: JobId::new(id.to_string()),
+                event_id: event_id.to_owned(),
+                kind: new.kind,
+                payload: new.payload,
+                idempotency_key: key,
+                attempt: 0,
+                max_attempts: new.max_attempts,
+                created_at: now,
+                traceparent,
+            };
+            job_ids.push(job.id.clone());
+            let mut state = JobState::Pending;
+            let mut held = None;
+            if let (true, Some((to, expires))) = (pick, lease) {
+                let token = LeaseToken::random();
+                job.attempt = 1;
+                state = JobState::Leased;
+                held = Some((token.clone(), to.worker_id.to_owned(), expires));
+                leased.push(ClaimedJob {
+                    job: job.clone(),
+                    lease: token,
+                    lease_expires_at: expires,
+                });
+            }
+            let entry = Entry {
+                job,
+                state,
+                available_at: now,
+                lease: held,
+                last_error: None,
+                updated_at: now,
+            };
+            s.jobs.insert(id, entry);
+        }
+        Ok((RecordOutcome::Recorded { job_ids }, leased))
+    }
+
     /// Claims up to `max` claimable jobs whose kind passes `wanted`, oldest first.
     fn claim_where(
         &self,
@@ -189,41 +259,21 @@ fn parse_id(id: &JobId) -> Option<u64> {
 #[async_trait]
 impl OutboxStore for InMemoryOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
-        let keys = prepare_jobs(event_id, &jobs)?;
-        let traceparents: Vec<_> = jobs.iter().map(resolve_traceparent).collect();
-        let now = self.clock.now();
-        let mut s = self.lock();
-        if s.events.contains_key(event_id) {
-            return Ok(RecordOutcome::Duplicate);
-        }
-        s.events.insert(event_id.to_owned(), now);
-        let mut job_ids = Vec::with_capacity(jobs.len());
-        for ((new, key), traceparent) in jobs.into_iter().zip(keys).zip(traceparents) {
-            s.next_id += 1;
-            let id = s.next_id;
-            let job = Job {
-                id: JobId::new(id.to_string()),
-                event_id: event_id.to_owned(),
-                kind: new.kind,
-                payload: new.payload,
-                idempotency_key: key,
-                attempt: 0,
-                max_attempts: new.max_attempts,
-                created_at: now,
-                traceparent,
-            };
-            job_ids.push(job.id.clone());
-            let entry = Entry {
-                job,
-                state: JobState::Pending,
-                available_at: now,
-                lease: None,
-                last_error: None,
-                updated_at: now,
-            };
-            s.jobs.insert(id, entry);
-        }
-        Ok(RecordOutcome::Recorded { job_ids })
+        Ok(self.record(event_id, jobs, None)?.0)
+    }
+
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        check_claim_kinds(to.worker_id, to.kinds, to.lease)?;
+        self.record(event_id, jobs, Some(to))
+    }
+
+    fn leases_on_record(&self) -> bool {
+        true
     }
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {

@@ -11,16 +11,17 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::db::{Access, Db, SqliteOptions, corrupt, sql_error};
 use super::store::{
     OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
-    prepare_jobs,
 };
-use super::trace::resolve_traceparent;
 use super::types::{
-    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseToken, NewJob,
-    OutboxCounts, PurgeOutcome, RecordOutcome, from_millis, to_millis,
+    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseOnRecord,
+    LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome, from_millis, to_millis,
 };
 use integrations_core::ErrorRecord;
 use integrations_core::{Clock, SystemClock};
 use integrations_core::{Error, IdempotencyKey, Result};
+
+mod record;
+use record::Prepared;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -67,6 +68,11 @@ const MIGRATIONS: &[&str] = &[
         WHERE state = 'pending';
     CREATE INDEX outbox_jobs_leased_kind ON outbox_jobs (kind, lease_expires_at, id)
         WHERE state = 'leased';
+",
+    "
+    -- Leased rows are the jobs in flight, few at any time: the per-kind index serves the claims
+    -- of any kind too, and each record and completion writes one index page less.
+    DROP INDEX outbox_jobs_leased;
 ",
 ];
 
@@ -302,76 +308,7 @@ fn load_one(conn: &Connection, id: i64) -> Result<Option<Loaded>> {
 }
 
 /// Runs a cached statement that changes rows; returns how many.
-/// An event and its jobs, validated and serialised before any SQL runs.
-struct Prepared {
-    event_id: String,
-    jobs: Vec<NewJob>,
-    keys: Vec<IdempotencyKey>,
-    payloads: Vec<String>,
-    traceparents: Vec<Option<String>>,
-    now: i64,
-}
-
-impl Prepared {
-    fn new(event_id: &str, jobs: Vec<NewJob>, now: i64) -> Result<Prepared> {
-        let keys = prepare_jobs(event_id, &jobs)?;
-        let payloads = jobs
-            .iter()
-            .map(|j| serde_json::to_string(&j.payload))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid_input("payload", e.to_string()))?;
-        let traceparents = jobs.iter().map(resolve_traceparent).collect();
-        Ok(Prepared {
-            event_id: event_id.to_owned(),
-            jobs,
-            keys,
-            payloads,
-            traceparents,
-            now,
-        })
-    }
-
-    /// The event row and, if it is new, its jobs, on `tx` (inside a transaction).
-    fn insert(&self, tx: &Connection) -> Result<RecordOutcome> {
-        let inserted = exec(
-            tx,
-            "INSERT INTO outbox_events (event_id, recorded_at) VALUES (?1, ?2)
-             ON CONFLICT (event_id) DO NOTHING",
-            params![self.event_id, self.now],
-        )?;
-        if inserted == 0 {
-            return Ok(RecordOutcome::Duplicate);
-        }
-        let mut job_ids = Vec::with_capacity(self.jobs.len());
-        for (((job, key), payload), traceparent) in self
-            .jobs
-            .iter()
-            .zip(&self.keys)
-            .zip(&self.payloads)
-            .zip(&self.traceparents)
-        {
-            exec(
-                tx,
-                "INSERT INTO outbox_jobs (event_id, kind, idempotency_key, payload, state,
-                    attempts, max_attempts, available_at, created_at, updated_at, traceparent)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?6, ?6, ?7)",
-                params![
-                    self.event_id,
-                    job.kind,
-                    key.as_str(),
-                    payload,
-                    job.max_attempts,
-                    self.now,
-                    traceparent
-                ],
-            )?;
-            job_ids.push(JobId::new(tx.last_insert_rowid().to_string()));
-        }
-        Ok(RecordOutcome::Recorded { job_ids })
-    }
-}
-
-fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+pub(super) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
     conn.prepare_cached(sql)
         .map_err(sql_error)?
         .execute(params)
@@ -399,7 +336,8 @@ const UNFINISHED: &str = "SELECT (SELECT count(*) FROM outbox_jobs WHERE state =
 /// Pending jobs that are due, oldest first (served by the `outbox_jobs_pending` index).
 const PENDING_DUE: &str = "SELECT id, state, attempts, max_attempts, available_at FROM outbox_jobs
     WHERE state = 'pending' AND available_at <= ?1 ORDER BY available_at, id LIMIT ?2";
-/// Leased jobs whose lease has run out, oldest first (served by `outbox_jobs_leased`).
+/// Leased jobs whose lease has run out, oldest first (read on `outbox_jobs_leased_kind`: only
+/// the leased rows, the jobs in flight, are read and sorted).
 const LEASE_EXPIRED: &str = "SELECT id, state, attempts, max_attempts, lease_expires_at
     FROM outbox_jobs WHERE state = 'leased' AND lease_expires_at <= ?1
     ORDER BY lease_expires_at, id LIMIT ?2";
@@ -533,6 +471,23 @@ impl OutboxStore for SqliteOutbox {
         self.db
             .call(Access::DurableWrite, move |tx| prepared.insert(tx))
             .await
+    }
+
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        check_claim_kinds(to.worker_id, to.kinds, to.lease)?;
+        let prepared = Prepared::new(event_id, jobs, self.now())?.leased(to);
+        self.db
+            .call(Access::DurableWrite, move |tx| prepared.insert_leased(tx))
+            .await
+    }
+
+    fn leases_on_record(&self) -> bool {
+        true
     }
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::types::{
-    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseToken, NewJob, OutboxCounts,
-    PurgeOutcome, RecordOutcome,
+    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
+    OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::ErrorRecord;
 use integrations_core::{Error, IdempotencyKey, Result};
@@ -44,6 +44,10 @@ pub const LEASE_LOST: &str = "lease_lost";
 ///   named only; jobs of every other kind are not read, leased, counted an attempt or
 ///   dead-lettered by it. A dispatcher claims only the kinds it has handlers for, so a
 ///   quota-bound kind on its own dispatcher (a "lane") does not hold up the others.
+/// * [`record_event_leased`](OutboxStore::record_event_leased) records like `record_event` and,
+///   in the same transaction, leases some of the new jobs exactly as a `claim_kinds` made at that
+///   moment would (an attempt counted, a fresh token, `leased_by` set); a store that does not
+///   (the default) leases none and reports so.
 ///
 /// Time is the store's clock (injectable, so tests can move it).
 #[async_trait]
@@ -55,6 +59,38 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     /// 0, or two jobs with the same idempotency key (nothing is written); store failures
     /// ([`Error::Unavailable`] when the store is busy or unreachable).
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome>;
+
+    /// Records like [`record_event`](OutboxStore::record_event) and, in the same transaction,
+    /// leases to `to.worker_id` up to `to.max` of the new jobs whose kind is in `to.kinds` (the
+    /// first such jobs, in the order given), returning them as a claim would: attempt 1, a fresh
+    /// token, expiring `to.lease` from now. The dispatcher uses it
+    /// ([`Dispatcher::record_event`](crate::Dispatcher::record_event)) to run the jobs it records
+    /// itself without a claim (one commit less per event); the jobs are durable before any of
+    /// them runs, and a lease that runs out (the worker died) is claimed by any worker as usual.
+    ///
+    /// A duplicate event, or `to.max` of 0, leases nothing. The default leases nothing either
+    /// (it calls `record_event`), for stores that cannot write a job already leased: the jobs are
+    /// then claimed as usual. [`leases_on_record`](OutboxStore::leases_on_record) says which.
+    ///
+    /// # Errors
+    /// As for [`record_event`](OutboxStore::record_event) and
+    /// [`claim_kinds`](OutboxStore::claim_kinds) (`worker_id`, `kinds` and `lease` are checked
+    /// before anything is written, also by the default).
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        check_claim_kinds(to.worker_id, to.kinds, to.lease)?;
+        Ok((self.record_event(event_id, jobs).await?, Vec::new()))
+    }
+
+    /// Whether [`record_event_leased`](OutboxStore::record_event_leased) leases jobs (`false`:
+    /// the default, which records them pending). The SQLite, Postgres and in-memory stores do.
+    fn leases_on_record(&self) -> bool {
+        false
+    }
 
     /// Claims up to `max` claimable jobs for `worker_id`, each under a lease of `lease`, oldest
     /// first.
@@ -178,6 +214,17 @@ impl<S: OutboxStore + ?Sized> OutboxStore for Arc<S> {
     }
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         (**self).claim(worker_id, max, lease).await
+    }
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        (**self).record_event_leased(event_id, jobs, to).await
+    }
+    fn leases_on_record(&self) -> bool {
+        (**self).leases_on_record()
     }
     fn claims_by_kind(&self) -> bool {
         (**self).claims_by_kind()

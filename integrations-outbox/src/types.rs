@@ -222,6 +222,55 @@ pub struct ClaimedJob {
     pub lease_expires_at: SystemTime,
 }
 
+/// Which of an event's new jobs
+/// [`OutboxStore::record_event_leased`](super::OutboxStore::record_event_leased) leases as it
+/// records them: up to `max` of those whose kind is in `kinds`, in the order given, to
+/// `worker_id` for `lease` (the arguments of the [`claim_kinds`](super::OutboxStore::claim_kinds)
+/// the worker would otherwise make right after recording).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct LeaseOnRecord<'a> {
+    /// The worker the jobs are leased to (recorded on the lease, as by a claim).
+    pub worker_id: &'a str,
+    /// The kinds it handles.
+    pub kinds: &'a [&'a str],
+    /// How many jobs it has room for; `0` leases none.
+    pub max: usize,
+    /// How long each lease lasts.
+    pub lease: Duration,
+}
+
+impl<'a> LeaseOnRecord<'a> {
+    /// Up to `max` jobs of `kinds` for `worker_id`, each under a lease of `lease`.
+    pub const fn new(
+        worker_id: &'a str,
+        kinds: &'a [&'a str],
+        max: usize,
+        lease: Duration,
+    ) -> Self {
+        LeaseOnRecord {
+            worker_id,
+            kinds,
+            max,
+            lease,
+        }
+    }
+
+    /// Which of `jobs` to lease (by position): the first `max` whose kind is in `kinds`.
+    pub fn pick(&self, jobs: &[NewJob]) -> Vec<bool> {
+        let mut left = self.max;
+        jobs.iter()
+            .map(|j| {
+                let take = left > 0 && self.kinds.contains(&j.kind.as_str());
+                if take {
+                    left -= 1;
+                }
+                take
+            })
+            .collect()
+    }
+}
+
 /// What [`OutboxStore::record_event`](super::OutboxStore::record_event) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {

@@ -361,6 +361,8 @@ mod sqlite {
         conn.execute_batch(
             r#"DROP INDEX outbox_jobs_pending_kind;
                DROP INDEX outbox_jobs_leased_kind;
+               CREATE INDEX outbox_jobs_leased ON outbox_jobs (lease_expires_at, id)
+                   WHERE state = 'leased';
                ALTER TABLE outbox_jobs DROP COLUMN traceparent;
                ALTER TABLE outbox_jobs DROP COLUMN may_have_acted;
                UPDATE integrations_schema SET version = 1 WHERE component = 'outbox';
@@ -381,6 +383,6 @@ mod sqlite {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(version, 4, "migrated to the latest version");
+        assert_eq!(version, 5, "migrated to the latest version");
     }
 }

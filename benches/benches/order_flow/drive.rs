@@ -24,18 +24,22 @@ pub(crate) enum Side {
 }
 
 /// Every side, in the table's order: raw; ours as a service runs it (polling dispatcher); then
-/// eager dispatch (what the poll costs) and the SQLite outbox (what durability costs).
-pub(crate) const SIDES: [Side; 10] = [
+/// eager dispatch (what the poll costs) and the SQLite outbox (what durability costs); the
+/// durable stores also with the jobs handed to the dispatcher as they are recorded.
+pub(crate) const SIDES: [Side; 13] = [
     Side::Raw,
     Side::Ours(Store::Memory, Dispatch::Poll),
     Side::Ours(Store::Memory, Dispatch::Eager),
     Side::RawDurable(Db::Sqlite),
     Side::Ours(Store::SqliteNormal, Dispatch::Eager),
     Side::Ours(Store::SqliteFull, Dispatch::Eager),
+    Side::Ours(Store::SqliteNormal, Dispatch::Handover),
+    Side::Ours(Store::SqliteFull, Dispatch::Handover),
     Side::RawDurable(Db::Postgres),
     Side::Ours(Store::Postgres, Dispatch::Poll),
     Side::Ours(Store::Postgres, Dispatch::Eager),
     Side::Ours(Store::PostgresAsync, Dispatch::Eager),
+    Side::Ours(Store::Postgres, Dispatch::Handover),
 ];
 
 impl Side {
@@ -54,6 +58,15 @@ impl Side {
             Side::Ours(Store::SqliteNormal, Dispatch::Eager) => "ours: sqlite NORMAL, eager",
             Side::Ours(Store::SqliteFull, Dispatch::Poll) => "ours: sqlite FULL, run + waker",
             Side::Ours(Store::SqliteFull, Dispatch::Eager) => "ours: sqlite FULL, eager",
+            Side::Ours(Store::Memory, Dispatch::Handover) => "ours: memory, handed over",
+            Side::Ours(Store::SqliteNormal, Dispatch::Handover) => {
+                "ours: sqlite NORMAL, handed over"
+            }
+            Side::Ours(Store::SqliteFull, Dispatch::Handover) => "ours: sqlite FULL, handed over",
+            Side::Ours(Store::Postgres, Dispatch::Handover) => "ours: postgres, handed over",
+            Side::Ours(Store::PostgresAsync, Dispatch::Handover) => {
+                "ours: postgres async, handed over"
+            }
         }
     }
 
@@ -72,6 +85,11 @@ impl Side {
             Side::Ours(Store::SqliteNormal, Dispatch::Eager) => "ours-sqlite-normal-eager",
             Side::Ours(Store::SqliteFull, Dispatch::Poll) => "ours-sqlite-full",
             Side::Ours(Store::SqliteFull, Dispatch::Eager) => "ours-sqlite-full-eager",
+            Side::Ours(Store::Memory, Dispatch::Handover) => "ours-memory-handover",
+            Side::Ours(Store::SqliteNormal, Dispatch::Handover) => "ours-sqlite-normal-handover",
+            Side::Ours(Store::SqliteFull, Dispatch::Handover) => "ours-sqlite-full-handover",
+            Side::Ours(Store::Postgres, Dispatch::Handover) => "ours-postgres-handover",
+            Side::Ours(Store::PostgresAsync, Dispatch::Handover) => "ours-postgres-async-handover",
         }
     }
 }

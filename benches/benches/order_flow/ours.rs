@@ -51,6 +51,10 @@ pub(crate) enum Dispatch {
     /// As `Poll`, and the order also spawns `Dispatcher::run_once` right after recording, so
     /// its jobs are claimed at once (the background loop still handles retries).
     Eager,
+    /// `Dispatcher::record_event`: the jobs are recorded already leased to the running
+    /// dispatcher and handed to its handlers in memory, no claim (those without a free slot are
+    /// recorded pending and claimed by `Dispatcher::run`, which polls only as a fallback).
+    Handover,
 }
 
 /// How often an idle dispatcher looks for jobs (the default is 1 s, the example uses 20 ms).
@@ -90,6 +94,8 @@ pub(crate) struct Ours {
     dispatching: JoinHandle<RunStats>,
     /// With [`Dispatch::Eager`]: a handle for `run_once`, and what those runs did.
     eager: Option<(Dispatcher, Arc<Mutex<RunStats>>)>,
+    /// With [`Dispatch::Handover`]: the dispatcher that records the events.
+    recorder: Option<Dispatcher>,
     waker: DispatcherWaker,
     _dir: tempfile::TempDir,
     /// The Postgres store's database, dropped at `stop`.
@@ -178,12 +184,20 @@ impl Ours {
             .shared_handler(NOTIFY, tracked(Arc::new(NotifyJob { notifier })))
             .shared_handler(METRICS, tracked(Arc::new(MetricsJob::default())))
             .worker_id("bench")
-            .concurrency(OrderEventKind::Paid.job_kinds().len() * concurrency)
+            // One slot per job of the orders in flight; handed over, twice that: a slot is held
+            // until its completion commits, and a task's next order records meanwhile (without
+            // a free slot its jobs would be recorded pending and claimed).
+            .concurrency(
+                OrderEventKind::Paid.job_kinds().len()
+                    * concurrency
+                    * if dispatch == Dispatch::Handover { 4 } else { 1 },
+            )
             .lease(Duration::from_secs(60))
             .handler_timeout(Duration::from_secs(45))
             // A database server is not polled every millisecond: its dispatchers are woken (the
-            // waker here; `wake_on_notify` across processes) and poll only as a fallback.
-            .poll_interval(if pg_db.is_some() {
+            // waker here; `wake_on_notify` across processes) and poll only as a fallback. Nor
+            // is a dispatcher handed its jobs as they are recorded (it is woken for leftovers).
+            .poll_interval(if pg_db.is_some() || dispatch == Dispatch::Handover {
                 PG_POLL_INTERVAL
             } else {
                 POLL_INTERVAL
@@ -201,6 +215,7 @@ impl Ours {
                 Arc::new(Mutex::new(RunStats::default())),
             )
         });
+        let recorder = (dispatch == Dispatch::Handover).then(|| dispatcher.clone());
         let waker = dispatcher.waker();
         let dispatching = tokio::spawn(async move { dispatcher.run(signal).await });
         Ok(Ours {
@@ -213,6 +228,7 @@ impl Ours {
             shutdown,
             dispatching,
             eager,
+            recorder,
             waker,
             _dir: dir,
             pg_db,
@@ -272,8 +288,13 @@ impl Ours {
         let done = self
             .tracker
             .expect(&order.id, OrderEventKind::Paid.job_kinds().len());
-        self.outbox.record_event(&event.id, jobs).await?;
-        self.waker.wake();
+        if let Some(dispatcher) = &self.recorder {
+            // Wakes the run loop itself when a job was left pending.
+            dispatcher.record_event(&event.id, jobs).await?;
+        } else {
+            self.outbox.record_event(&event.id, jobs).await?;
+            self.waker.wake();
+        }
         if let Some((dispatcher, stats)) = &self.eager {
             let (dispatcher, stats) = (dispatcher.clone(), stats.clone());
             tokio::spawn(async move {

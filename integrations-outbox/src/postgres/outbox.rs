@@ -18,14 +18,16 @@ use crate::store::{
 };
 use crate::trace::resolve_traceparent;
 use crate::types::{
-    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseToken, NewJob, OutboxCounts,
-    PurgeOutcome, RecordOutcome,
+    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
+    OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::{Clock, ErrorRecord, SystemClock};
 use integrations_core::{Error, ErrorKind, Result};
 
 /// The event's dedup row and all its jobs in one statement (so one round trip, and one commit
-/// when run outside a transaction). The jobs are inserted only if the event row was. With a
+/// when run outside a transaction). The jobs are inserted only if the event row was; those
+/// flagged in `$9` already leased to `$10` until `$11` (attempt 1, a fresh token), as a claim
+/// would leave them. With a
 /// channel in `$7` (inside a caller's transaction) the notification wakes listening dispatchers
 /// when (and only if) that transaction commits; with `$7` NULL nothing is notified here (the
 /// store's own commits announce afterwards, see [`Announcer`]).
@@ -34,16 +36,22 @@ const RECORD: &str = "WITH ev AS (
         ON CONFLICT (event_id) DO NOTHING RETURNING event_id
     ), ins AS (
         INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload, state,
-            attempts, max_attempts, available_at, created_at, updated_at, traceparent)
-        SELECT ev.event_id, t.kind, t.key, t.payload::jsonb, 'pending', 0, t.max_attempts,
-            $2, $2, $2, t.traceparent
-        FROM ev CROSS JOIN unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $8::text[])
-            AS t(kind, key, payload, max_attempts, traceparent)
-        RETURNING id, idempotency_key
+            attempts, max_attempts, available_at, created_at, updated_at, traceparent,
+            lease_token, leased_by, lease_expires_at)
+        SELECT ev.event_id, t.kind, t.key, t.payload::jsonb,
+            CASE WHEN t.leased THEN 'leased' ELSE 'pending' END,
+            CASE WHEN t.leased THEN 1 ELSE 0 END, t.max_attempts, $2, $2, $2, t.traceparent,
+            CASE WHEN t.leased THEN replace(gen_random_uuid()::text, '-', '') END,
+            CASE WHEN t.leased THEN $10::text END,
+            CASE WHEN t.leased THEN $11::bigint END
+        FROM ev CROSS JOIN unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $8::text[],
+            $9::bool[]) AS t(kind, key, payload, max_attempts, traceparent, leased)
+        RETURNING id, idempotency_key, lease_token
     )
     SELECT (SELECT count(*) FROM ev) AS recorded,
         (SELECT array_agg(id) FROM ins) AS ids,
         (SELECT array_agg(idempotency_key) FROM ins) AS keys,
+        (SELECT array_agg(coalesce(lease_token, '')) FROM ins) AS tokens,
         (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins WHERE $7::text IS NOT NULL
             LIMIT 1) n) AS notified";
 
@@ -235,7 +243,11 @@ impl PostgresOutbox {
         event_id: &str,
         jobs: Vec<NewJob>,
     ) -> Result<RecordOutcome> {
-        record(tx, self.now(), event_id, &jobs, Some(NOTIFY_CHANNEL)).await
+        Ok(
+            record(tx, self.now(), event_id, &jobs, Some(NOTIFY_CHANNEL), None)
+                .await?
+                .0,
+        )
     }
 
     /// Jobs pending and leased: what is left to deliver, counted on the partial indexes of those
@@ -370,6 +382,25 @@ impl PostgresOutbox {
     }
 }
 
+impl PostgresOutbox {
+    /// Records in a commit of its own, then announces the jobs left pending (in the background,
+    /// after the commit: see the type's docs).
+    async fn record_own(
+        &self,
+        event_id: &str,
+        jobs: &[NewJob],
+        to: Option<LeaseOnRecord<'_>>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        let mut conn = self.pool.acquire().await.map_err(sql_error)?;
+        let (outcome, leased) = record(&mut conn, self.now(), event_id, jobs, None, to).await?;
+        drop(conn);
+        if matches!(&outcome, RecordOutcome::Recorded { job_ids } if job_ids.len() > leased.len()) {
+            self.announcer.announce(&self.pool);
+        }
+        Ok((outcome, leased))
+    }
+}
+
 fn count(row: &PgRow, i: usize) -> Result<u64> {
     let n: i64 = row.try_get(i).map_err(|e| corrupt("count", e))?;
     u64::try_from(n).map_err(|e| corrupt("count", e))
@@ -379,14 +410,16 @@ fn error_json(e: &ErrorRecord) -> Result<String> {
     serde_json::to_string(e).map_err(|e| corrupt("error record", e))
 }
 
-/// [`RECORD`] on `conn`, after validating the jobs (nothing is sent for invalid input).
+/// [`RECORD`] on `conn`, after validating the jobs (nothing is sent for invalid input); the jobs
+/// `to` picks are inserted leased and returned as claimed.
 async fn record(
     conn: &mut PgConnection,
     now: i64,
     event_id: &str,
     jobs: &[NewJob],
     notify: Option<&str>,
-) -> Result<RecordOutcome> {
+    to: Option<LeaseOnRecord<'_>>,
+) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
     let keys = prepare_jobs(event_id, jobs)?;
     let mut kinds = Vec::with_capacity(jobs.len());
     let mut payloads = Vec::with_capacity(jobs.len());
@@ -401,6 +434,9 @@ async fn record(
     }
     let key_strs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
     let traceparents: Vec<Option<String>> = jobs.iter().map(resolve_traceparent).collect();
+    let picked = to.map_or_else(|| vec![false; jobs.len()], |to| to.pick(jobs));
+    let expires =
+        to.map(|to| now.saturating_add(i64::try_from(to.lease.as_millis()).unwrap_or(i64::MAX)));
     let row = sqlx::query(RECORD)
         .bind(event_id)
         .bind(now)
@@ -410,6 +446,9 @@ async fn record(
         .bind(&max_attempts)
         .bind(notify)
         .bind(&traceparents)
+        .bind(&picked)
+        .bind(to.map(|to| to.worker_id))
+        .bind(expires)
         .fetch_one(conn)
         .await
         .map_err(|e| {
@@ -423,38 +462,73 @@ async fn record(
         })?;
     let recorded: i64 = row.try_get("recorded").map_err(|e| corrupt("record", e))?;
     if recorded == 0 {
-        return Ok(RecordOutcome::Duplicate);
+        return Ok((RecordOutcome::Duplicate, Vec::new()));
     }
     let ids: Option<Vec<i64>> = row.try_get("ids").map_err(|e| corrupt("job ids", e))?;
     let stored_keys: Option<Vec<String>> =
         row.try_get("keys").map_err(|e| corrupt("job keys", e))?;
-    let by_key: HashMap<String, i64> = stored_keys
+    let tokens: Option<Vec<String>> = row.try_get("tokens").map_err(|e| corrupt("tokens", e))?;
+    let by_key: HashMap<String, (i64, String)> = stored_keys
         .unwrap_or_default()
         .into_iter()
-        .zip(ids.unwrap_or_default())
+        .zip(
+            ids.unwrap_or_default()
+                .into_iter()
+                .zip(tokens.unwrap_or_default()),
+        )
         .collect();
-    let job_ids = key_strs
-        .iter()
-        .map(|k| {
-            by_key
-                .get(*k)
-                .map(|id| JobId::new(id.to_string()))
-                .ok_or_else(|| corrupt("job ids", format!("no id returned for `{k}`")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordOutcome::Recorded { job_ids })
+    let mut job_ids = Vec::with_capacity(jobs.len());
+    let mut claimed = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let (id, token) = by_key
+            .get(key.as_str())
+            .ok_or_else(|| corrupt("job ids", format!("no id returned for `{key}`")))?;
+        let id = JobId::new(id.to_string());
+        if let (Some(job), true, Some(expires)) = (jobs.get(i), picked[i], expires) {
+            if token.is_empty() {
+                return Err(corrupt("lease token", "missing on a job recorded leased"));
+            }
+            claimed.push(ClaimedJob {
+                job: Job {
+                    id: id.clone(),
+                    event_id: event_id.to_owned(),
+                    kind: job.kind.clone(),
+                    payload: job.payload.clone(),
+                    idempotency_key: key,
+                    attempt: 1,
+                    max_attempts: job.max_attempts,
+                    created_at: from_millis(now),
+                    traceparent: traceparents[i].clone(),
+                },
+                lease: LeaseToken::new(token.clone()),
+                lease_expires_at: from_millis(expires),
+            });
+        }
+        job_ids.push(id);
+    }
+    Ok((RecordOutcome::Recorded { job_ids }, claimed))
 }
 
 #[async_trait]
 impl OutboxStore for PostgresOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
-        let mut conn = self.pool.acquire().await.map_err(sql_error)?;
-        let outcome = record(&mut conn, self.now(), event_id, &jobs, None).await?;
-        drop(conn);
-        if matches!(&outcome, RecordOutcome::Recorded { job_ids } if !job_ids.is_empty()) {
-            self.announcer.announce(&self.pool);
-        }
-        Ok(outcome)
+        Ok(self.record_own(event_id, &jobs, None).await?.0)
+    }
+
+    /// The leased jobs are not announced: no other dispatcher could claim them. The `NOTIFY`
+    /// goes out only when some job was left pending.
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        check_claim_kinds(to.worker_id, to.kinds, to.lease)?;
+        self.record_own(event_id, &jobs, Some(to)).await
+    }
+
+    fn leases_on_record(&self) -> bool {
+        true
     }
 
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
