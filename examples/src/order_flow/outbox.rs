@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use integrations_core::{Error, ErrorRecord, Result};
 use integrations_outbox::{
-    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseToken, NewJob, OutboxCounts,
-    OutboxStore, PostgresOptions, PostgresOutbox, PurgeOutcome, RecordOutcome, SqliteOutbox,
+    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
+    OutboxCounts, OutboxStore, PostgresOptions, PostgresOutbox, PurgeOutcome, RecordOutcome,
+    SqliteOutbox,
 };
 
 use super::providers::OUTBOX_FILE;
@@ -91,6 +92,18 @@ impl FlowOutbox {
 impl OutboxStore for FlowOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
         self.store().record_event(event_id, jobs).await
+    }
+    async fn record_event_leased(
+        &self,
+        event_id: &str,
+        jobs: Vec<NewJob>,
+        to: LeaseOnRecord<'_>,
+    ) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
+        // Forwarded, so that a dispatcher's handover leases on record here too.
+        self.store().record_event_leased(event_id, jobs, to).await
+    }
+    fn leases_on_record(&self) -> bool {
+        self.store().leases_on_record()
     }
     async fn claim(&self, worker_id: &str, max: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         self.store().claim(worker_id, max, lease).await
