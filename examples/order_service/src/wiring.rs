@@ -63,16 +63,12 @@ pub const SANDBOX_WEBHOOK_BACKLOG_ENV: &str = "ORDER_SERVICE_SANDBOX_WEBHOOK_BAC
 /// # Errors
 /// A configuration error naming the variable.
 pub fn sandbox_webhook_backlog(lookup: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
-    let Some(v) = set(lookup, SANDBOX_WEBHOOK_BACKLOG_ENV) else {
-        return Ok(stripe_sandbox::DEFAULT_WEBHOOK_BACKLOG);
-    };
-    match v.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(integrations_core::Error::configuration(
-            SANDBOX_WEBHOOK_BACKLOG_ENV,
-            format!("{v:?} is not a whole number of at least 1"),
-        )),
-    }
+    count_at_least(
+        lookup,
+        SANDBOX_WEBHOOK_BACKLOG_ENV,
+        1,
+        stripe_sandbox::DEFAULT_WEBHOOK_BACKLOG,
+    )
 }
 
 /// [`SANDBOX_RETENTION_ENV`], checked: a whole number of at least 100.
@@ -80,14 +76,29 @@ pub fn sandbox_webhook_backlog(lookup: &dyn Fn(&str) -> Option<String>) -> Resul
 /// # Errors
 /// A configuration error naming the variable.
 pub fn sandbox_retention(lookup: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
-    let Some(v) = set(lookup, SANDBOX_RETENTION_ENV) else {
-        return Ok(DEFAULT_SANDBOX_RETENTION);
+    count_at_least(
+        lookup,
+        SANDBOX_RETENTION_ENV,
+        100,
+        DEFAULT_SANDBOX_RETENTION,
+    )
+}
+
+/// The variable `name` as a whole number of at least `min`, `default` unless set.
+fn count_at_least(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    min: usize,
+    default: usize,
+) -> Result<usize> {
+    let Some(v) = set(lookup, name) else {
+        return Ok(default);
     };
     match v.trim().parse::<usize>() {
-        Ok(n) if n >= 100 => Ok(n),
+        Ok(n) if n >= min => Ok(n),
         _ => Err(integrations_core::Error::configuration(
-            SANDBOX_RETENTION_ENV,
-            format!("{v:?} is not a whole number of at least 100"),
+            name,
+            format!("{v:?} is not a whole number of at least {min}"),
         )),
     }
 }
