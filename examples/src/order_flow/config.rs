@@ -137,6 +137,14 @@ pub struct Outage {
     pub failed_requests: usize,
 }
 
+impl Outage {
+    /// SendGrid requests answered `500` by the default outage: enough that, with each email
+    /// sent as its event is recorded (a few at a time, each retried twice), several calls fail
+    /// outright and the local breaker (5 failures of its last 10 calls) opens; with 30 the
+    /// retries absorbed the whole outage in one run of three.
+    pub const DEFAULT_FAILED_REQUESTS: usize = 45;
+}
+
 /// A run of the order flow.
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
@@ -224,7 +232,7 @@ impl FlowConfig {
             max_attempts: 8,
             outage: Some(Outage {
                 after_orders: orders / 3,
-                failed_requests: 30,
+                failed_requests: Outage::DEFAULT_FAILED_REQUESTS,
             }),
             stripe_faults: true,
             progress: None,
@@ -331,7 +339,7 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
   --orders N            orders to push through (default 200)
   --concurrency N       checkouts in flight at once (default 16)
   --no-outage           do not inject the SendGrid outage
-  --outage-requests N   SendGrid requests answered 500 during the outage (default 30)
+  --outage-requests N   SendGrid requests answered 500 during the outage (default 45)
   --no-stripe-faults    do not inject Stripe faults
   --no-progress         no progress bars
   --keep-files          keep the temporary directory (outbox.db, notifications.jsonl, metrics.prom)
@@ -534,7 +542,7 @@ where
     cfg.progress = super::progress::terminal_bars(progress);
     cfg.outage = (!no_outage).then(|| Outage {
         after_orders: cfg.orders / 3,
-        failed_requests: outage_requests.unwrap_or(30),
+        failed_requests: outage_requests.unwrap_or(Outage::DEFAULT_FAILED_REQUESTS),
     });
     Ok(Command::Run(Box::new(cfg)))
 }
@@ -590,7 +598,7 @@ mod tests {
             c.outage,
             Some(Outage {
                 after_orders: 66,
-                failed_requests: 30
+                failed_requests: 45
             })
         );
         let c = run(&["--orders", "20", "--outage-requests", "9", "--no-progress"]);

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use futures_util::StreamExt;
 use integrations_core::{Error, ErrorKind, Money, Result, SignatureFailure};
-use integrations_outbox::{DispatcherWaker, OutboxStore, RecordOutcome};
+use integrations_outbox::{Dispatcher, DispatcherWaker, OutboxStore, RecordOutcome};
 use integrations_stripe::StripeClient;
 use integrations_stripe::api::ListEvents;
 use integrations_stripe::types::Event;
@@ -113,6 +113,7 @@ pub struct Intake {
     max_attempts: u32,
     stats: Mutex<IntakeStats>,
     waker: std::sync::OnceLock<DispatcherWaker>,
+    recorder: std::sync::OnceLock<Dispatcher>,
 }
 
 impl Intake {
@@ -131,6 +132,7 @@ impl Intake {
             max_attempts,
             stats: Mutex::new(IntakeStats::default()),
             waker: std::sync::OnceLock::new(),
+            recorder: std::sync::OnceLock::new(),
         }
     }
 
@@ -138,6 +140,16 @@ impl Intake {
     /// rather than at the dispatcher's next poll. Only the first call takes effect.
     pub fn set_waker(&self, waker: DispatcherWaker) {
         let _ = self.waker.set(waker);
+    }
+
+    /// Records each event through `dispatcher` ([`Dispatcher::record_event`]) instead of the
+    /// store: the jobs of its kinds are written already leased to it, in the event's own
+    /// transaction, and handed to its handlers in memory, with no claim (a commit, and on
+    /// Postgres a `NOTIFY`) per event; jobs of other kinds are recorded pending as before, for
+    /// the dispatchers [`set_waker`](Intake::set_waker) wakes. It must record into the same
+    /// outbox as this intake. Only the first call takes effect.
+    pub fn set_recorder(&self, dispatcher: Dispatcher) {
+        let _ = self.recorder.set(dispatcher);
     }
 
     fn stats_mut(&self) -> MutexGuard<'_, IntakeStats> {
@@ -225,7 +237,11 @@ impl Intake {
         )?;
         let jobs = ev.jobs(self.max_attempts)?;
         let n = jobs.len();
-        match self.outbox.record_event(&event.id, jobs).await {
+        let recorded = match self.recorder.get() {
+            Some(dispatcher) => dispatcher.record_event(&event.id, jobs).await,
+            None => self.outbox.record_event(&event.id, jobs).await,
+        };
+        match recorded {
             Ok(RecordOutcome::Recorded { .. }) => {
                 if let Some(w) = self.waker.get() {
                     w.wake();

@@ -5,9 +5,10 @@
 //!                                                                            │
 //!   Stripe signs the event ──► POST /webhooks/stripe ──► verified (raw bytes, v1 HMAC, tolerance)
 //!                                                                            │
-//!        outbox.record_event(evt_id, jobs) — one SQLite transaction; a redelivery records nothing
+//!   dispatcher.record_event(evt_id, jobs) — one SQLite transaction; a redelivery records nothing;
+//!   the email, notification and metrics jobs are written leased to their lane and run at once
 //!                                                                            │
-//!   dispatcher, concurrently with checkout:  email (SendGrid ─failover─► backup) · analytics row
+//!   dispatchers, concurrently with checkout: email (SendGrid ─failover─► backup) · analytics row
 //!                                            (Sheets, batched under quota) · notification · metrics
 //! ```
 //!

@@ -4,7 +4,9 @@
 //! Two dispatchers (lanes) over the one outbox, each claiming only its own kinds: the Sheets
 //! rows, whose deliveries wait for the sink's append under the write quota (one a second), with
 //! enough in flight that one append carries up to the sink's batch limit; and every other kind
-//! (email, notification, metrics), which so never waits behind the rows.
+//! (email, notification, metrics), which so never waits behind the rows. The intake records
+//! each event through the second lane ([`Dispatcher::record_event`]): its jobs of that lane are
+//! written already leased and handed to the handlers without a claim; the rows are claimed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use integrations_core::resilience::Backoff;
 use integrations_core::{Error, Result};
 use integrations_outbox::{
-    Dispatcher, DispatcherBuilder, DispatcherWaker, RunStats, ShutdownTrigger, shutdown_channel,
+    Dispatcher, DispatcherBuilder, RunStats, ShutdownTrigger, shutdown_channel,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -131,7 +133,12 @@ impl Pipeline {
             .handler_with_policy(NOTIFY, notify, &policies.notify)
             .handler(METRICS, metrics);
         let lanes = [rows.build()?, rest.build()?];
-        intake.set_waker(DispatcherWaker::join(lanes.iter().map(Dispatcher::waker)));
+        // The email, notification and metrics jobs of each event are handed to their lane as
+        // the event is recorded (no claim); the rows, which wait for the sheet's quota and are
+        // appended in batches, are claimed by theirs, woken on every record.
+        let [rows, rest] = &lanes;
+        intake.set_recorder(rest.clone());
+        intake.set_waker(rows.waker());
         let (shutdown, signal) = shutdown_channel();
         let dispatching = lanes
             .into_iter()
