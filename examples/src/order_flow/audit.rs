@@ -214,10 +214,8 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     let mut ev = Evidence::default();
     // Copied only where a real provider cannot be asked and the ledger must stand in.
     let ids = || book.ids();
-    let sandboxes = usize::from(services.sendgrid_sandbox.is_some())
-        + usize::from(services.backup_sandbox.is_some());
-    let all_email_sandboxes = sandboxes == services.email.providers().len();
-    if all_email_sandboxes {
+    let stand_ins = services.stand_ins();
+    if !stand_ins.emails {
         // Tallied as the sandboxes accepted them: they keep only their latest messages.
         ev.email_source = "messages accepted by the SendGrid sandboxes";
         ev.emails_at_provider = true;
@@ -229,7 +227,7 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
             ev.emails.insert(id, emails);
         }
     }
-    if let Some(sandbox) = &services.sheets_sandbox {
+    if let Some(sandbox) = services.sheets_sandbox.as_ref().filter(|_| !stand_ins.rows) {
         ev.rows_source = "rows of the Sheets sandbox";
         ev.rows_at_provider = true;
         for row in sandbox
@@ -254,7 +252,11 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
             }
         }
     }
-    if let Some(path) = &services.notifications_file {
+    if let Some(path) = services
+        .notifications_file
+        .as_ref()
+        .filter(|_| !stand_ins.notifications)
+    {
         ev.notifications_source = "lines of notifications.jsonl";
         ev.notifications_at_provider = true;
         // Streamed: the file has a line per notification of the run.

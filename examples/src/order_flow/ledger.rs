@@ -51,6 +51,15 @@ enum Delivery {
 }
 
 impl Delivery {
+    /// Whether `kept` keeps this kind of delivery per order.
+    fn kept_by(&self, kept: StandIns) -> bool {
+        match self {
+            Delivery::Email { .. } => kept.emails,
+            Delivery::RowAppended { .. } | Delivery::RowUpdated { .. } => kept.rows,
+            Delivery::Notified { .. } => kept.notifications,
+        }
+    }
+
     fn apply(self, orders: &mut BTreeMap<String, Delivered>) {
         match self {
             Delivery::Email {
@@ -80,24 +89,85 @@ impl Delivery {
     }
 }
 
+/// Which kinds of delivery the [`Ledger`] must keep per order: those whose provider cannot be
+/// asked at the end of the run (a real email provider, the real sheet, SNS), for which the
+/// handlers' records stand in as evidence. Where the provider is asked (the sandboxes, the
+/// notifications file), keeping them too would only hold a second copy of every order's
+/// effects in memory for the whole run (~0.8 KB an order, the largest part of what the main
+/// job's harness grew by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandIns {
+    /// Emails sent.
+    pub emails: bool,
+    /// Analytics rows appended and updated.
+    pub rows: bool,
+    /// Notifications published.
+    pub notifications: bool,
+}
+
+impl StandIns {
+    /// Every kind.
+    pub const ALL: StandIns = StandIns {
+        emails: true,
+        rows: true,
+        notifications: true,
+    };
+}
+
 /// Per-order record of delivered effects; the evidence used when a provider (a real one) cannot
 /// be asked what it received. In memory ([`Ledger::new`]) or journaled ([`Ledger::open`]), so a
-/// resumed run's report still sees what earlier processes delivered.
+/// resumed run's report still sees what earlier processes delivered. It keeps in memory only
+/// the kinds it must stand in for ([`Ledger::standing_in_for`]); the journal has every delivery.
 ///
 /// It is written after the provider accepted, so it can miss a delivery (a crash in between)
 /// or hold one twice (a crash after it and before the outbox marked the job done): evidence,
 /// not the source of truth. A journal write that fails is logged, never turned into a failed
 /// delivery (which would be retried, and sent twice).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
     orders: Mutex<BTreeMap<String, Delivered>>,
     journal: Option<Journal<Delivery>>,
+    kept: StandIns,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            orders: Mutex::default(),
+            journal: None,
+            kept: StandIns::ALL,
+        }
+    }
 }
 
 impl Ledger {
-    /// An empty ledger, in memory.
+    /// An empty ledger, in memory, keeping every kind.
     pub fn new() -> Self {
         Ledger::default()
+    }
+
+    /// The same ledger keeping per order only the kinds `kept` says, from now on and of what
+    /// it holds already (a journaled ledger read back is trimmed to them).
+    #[must_use]
+    pub fn standing_in_for(mut self, kept: StandIns) -> Self {
+        self.kept = kept;
+        let orders = self
+            .orders
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for d in orders.values_mut() {
+            if !kept.emails {
+                d.emails = Vec::new();
+            }
+            if !kept.rows {
+                (d.rows_appended, d.rows_updated) = (0, 0);
+            }
+            if !kept.notifications {
+                d.notifications = BTreeMap::new();
+            }
+        }
+        orders.retain(|_, d| *d != Delivered::default());
+        self
     }
 
     /// The ledger journaled in the file at `path`, with what was recorded there before.
@@ -113,6 +183,7 @@ impl Ledger {
         Ok(Ledger {
             orders: Mutex::new(orders),
             journal: Some(journal),
+            kept: StandIns::ALL,
         })
     }
 
@@ -127,7 +198,9 @@ impl Ledger {
         {
             tracing::error!(error = %e, delivery = ?d, "the ledger could not journal a delivery");
         }
-        d.apply(&mut orders);
+        if d.kept_by(self.kept) {
+            d.apply(&mut orders);
+        }
     }
 
     /// An email of `template` for `order_id` was accepted by `provider`.
@@ -161,12 +234,12 @@ impl Ledger {
         });
     }
 
-    /// What was delivered for `order_id`.
+    /// What was delivered for `order_id`, of the kinds this ledger keeps.
     pub fn get(&self, order_id: &str) -> Delivered {
         self.lock().get(order_id).cloned().unwrap_or_default()
     }
 
-    /// Emails sent per provider.
+    /// Emails sent per provider (none counted unless the ledger keeps emails).
     pub fn emails_by_provider(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for d in self.lock().values() {
@@ -412,6 +485,39 @@ mod tests {
         assert_eq!(l.get("o1").rows_appended, 1);
         assert_eq!(l.get("missing"), Delivered::default());
         assert_eq!(l.emails_by_provider()["sendgrid-backup"], 1);
+    }
+
+    #[test]
+    fn a_ledger_keeps_in_memory_only_what_it_stands_in_for_and_journals_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let rows_only = StandIns {
+            emails: false,
+            rows: true,
+            notifications: false,
+        };
+        {
+            let l = Ledger::open(&path).unwrap().standing_in_for(rows_only);
+            l.email_sent("o1", "order_confirmation", "sendgrid");
+            l.row_appended("o1");
+            l.notified("o1", "order_confirmation");
+            l.notified("o2", "order_confirmation");
+            let o1 = l.get("o1");
+            assert_eq!((o1.emails.len(), o1.rows_appended), (0, 1));
+            assert!(o1.notifications.is_empty());
+            // Nothing at all is kept for an order with only unkept deliveries.
+            assert_eq!(l.lock().len(), 1);
+        }
+        // The journal has every delivery: read back keeping all, all are there; read back
+        // trimmed, only the kept kinds are.
+        let all = Ledger::open(&path).unwrap();
+        assert_eq!(all.get("o1").emails_of("order_confirmation"), 1);
+        assert_eq!(all.get("o2").notifications["order_confirmation"], 1);
+        let trimmed = Ledger::open(&path).unwrap().standing_in_for(rows_only);
+        assert_eq!(trimmed.get("o1").emails.len(), 0);
+        assert_eq!(trimmed.get("o1").rows_appended, 1);
+        assert_eq!(trimmed.get("o2"), Delivered::default());
+        assert_eq!(trimmed.lock().len(), 1);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::config::{
     FlowConfig,
 };
 use super::jobs::SHEET;
+use super::ledger::StandIns;
 use super::notifier::{self, JsonlNotifier};
 use super::policies::{self, JobBudgets};
 
@@ -125,6 +126,22 @@ pub struct Services {
     pub job_policies: JobPolicies,
     /// Which implementation serves each role.
     pub backends: Vec<Backend>,
+}
+
+impl Services {
+    /// The kinds of effect the end-of-run audit cannot ask the provider about, for which the
+    /// job handlers' own records ([`Ledger`](super::ledger::Ledger)) stand in: emails unless
+    /// every email provider is a SendGrid sandbox, rows without the Sheets sandbox,
+    /// notifications without the local notifications file.
+    pub fn stand_ins(&self) -> StandIns {
+        let sandboxes = usize::from(self.sendgrid_sandbox.is_some())
+            + usize::from(self.backup_sandbox.is_some());
+        StandIns {
+            emails: sandboxes != self.email.providers().len(),
+            rows: self.sheets_sandbox.is_none(),
+            notifications: self.notifications_file.is_none(),
+        }
+    }
 }
 
 /// The policies a job's provider calls run under, bounded by the job's share of the handler

@@ -18,7 +18,7 @@ use super::checkout::{RefundMade, checkout, partial_refund};
 use super::config::FlowConfig;
 use super::intake::Intake;
 use super::invariants::{Facts, Redelivery, judge};
-use super::ledger::{BusinessMetrics, Ledger, OrderMetrics};
+use super::ledger::{BusinessMetrics, Ledger, OrderMetrics, StandIns};
 use super::measure::Meter;
 use super::orders::{Order, OrderBook, OrderRecord, OrderState};
 use super::outbox::FlowOutbox;
@@ -197,7 +197,7 @@ impl Flow {
             services,
         } = self;
         let (run_id, since) = (run.run_id.clone(), run.since);
-        let shared = open_shared(&dir)?;
+        let shared = open_shared(&dir, services.stand_ins())?;
         let book = &shared.book;
         let pipeline = Pipeline::start(
             &config,
@@ -277,19 +277,20 @@ impl Flow {
 }
 
 /// The stores of the run's orders, deliveries and counters: journaled in the state directory,
-/// or in memory.
-fn open_shared(dir: &WorkDir) -> Result<Shared> {
+/// or in memory. The ledger keeps per order only what stands in for a provider that cannot be
+/// asked (`stand_ins`).
+fn open_shared(dir: &WorkDir, stand_ins: StandIns) -> Result<Shared> {
     Ok(if dir.is_state() {
         let d = dir.path();
         Shared {
             book: Arc::new(OrderBook::open(d.join(ORDERS_FILE))?),
-            ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?),
+            ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?.standing_in_for(stand_ins)),
             metrics: Arc::new(OrderMetrics::open(d.join(METRICS_FILE))?),
         }
     } else {
         Shared {
             book: Arc::new(OrderBook::new()),
-            ledger: Arc::new(Ledger::new()),
+            ledger: Arc::new(Ledger::new().standing_in_for(stand_ins)),
             metrics: Arc::new(OrderMetrics::new()),
         }
     })
