@@ -185,6 +185,20 @@ async fn updates_read_the_key_column_once_per_batch() {
     let rows = sandbox.rows(sandbox.spreadsheet_id(), "Status").unwrap();
     assert_eq!(rows[4], ["order-4", "paid"]);
     assert_eq!(rows[5], ["order-5", "placed"]);
+    // Read a page at a time, the same rows in the same order; past the end, none.
+    let id = sandbox.spreadsheet_id();
+    let paged: Vec<Vec<String>> = (0..rows.len().div_ceil(3))
+        .flat_map(|p| sandbox.rows_page(id, "Status", p * 3, 3).unwrap())
+        .collect();
+    assert_eq!(paged, rows);
+    assert_eq!(sandbox.rows_page(id, "Status", 4, 2).unwrap(), rows[4..6]);
+    assert!(
+        sandbox
+            .rows_page(id, "Status", rows.len(), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(sandbox.rows_page(id, "No such sheet", 0, 10).is_none());
 
     let many = sink
         .update_rows(

@@ -56,13 +56,58 @@ pub struct Evidence {
     /// Where the notifications were counted.
     pub notifications_source: &'static str,
     /// Notifications per order, by event (`order_confirmation`, …).
-    pub notifications: HashMap<String, BTreeMap<String, usize>>,
+    pub notifications: HashMap<String, Counts>,
     /// Whether the emails were counted by the email providers themselves (sandboxes).
     pub emails_at_provider: bool,
     /// Whether the rows were counted in the sheet itself.
     pub rows_at_provider: bool,
     /// Whether the notifications were counted where they were published (the local file).
     pub notifications_at_provider: bool,
+}
+
+/// Counts by name, for the one to three notification events of an order: a `Vec` of pairs,
+/// because a `BTreeMap`'s first node (~400 bytes) for each order's one or two entries was the
+/// largest part of the evidence a long run builds at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(Vec<(String, usize)>);
+
+impl Counts {
+    /// The count of `name` (0 when absent).
+    pub fn get(&self, name: &str) -> usize {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Sets the count of `name`.
+    pub fn set(&mut self, name: &str, n: usize) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = n,
+            None => self.0.push((name.to_owned(), n)),
+        }
+    }
+
+    /// Adds one to the count of `name`.
+    pub fn add_one(&mut self, name: &str) {
+        let n = self.get(name);
+        self.set(name, n + 1);
+    }
+
+    /// Every `(name, count)`, in the order first counted.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.0.iter().map(|(k, n)| (k.as_str(), *n))
+    }
+}
+
+impl FromIterator<(String, usize)> for Counts {
+    fn from_iter<I: IntoIterator<Item = (String, usize)>>(iter: I) -> Self {
+        let mut counts = Counts::default();
+        for (name, n) in iter {
+            counts.set(&name, counts.get(&name) + n);
+        }
+        counts
+    }
 }
 
 impl Evidence {
@@ -90,9 +135,7 @@ impl Evidence {
     pub fn notifications_of(&self, order_id: &str, event: OrderEventKind) -> usize {
         self.notifications
             .get(order_id)
-            .and_then(|m| m.get(event.template()))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |m| m.get(event.template()))
     }
 }
 
@@ -206,6 +249,9 @@ fn custom_arg<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
         .or_else(|| body["personalizations"][0]["custom_args"][name].as_str())
 }
 
+/// Rows of the sheet read back at a time.
+const ROWS_PAGE: usize = 10_000;
+
 /// Collects what the email providers, the sheet and the notifier received.
 ///
 /// # Errors
@@ -230,14 +276,21 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     if let Some(sandbox) = services.sheets_sandbox.as_ref().filter(|_| !stand_ins.rows) {
         ev.rows_source = "rows of the Sheets sandbox";
         ev.rows_at_provider = true;
-        for row in sandbox
-            .rows(sandbox.spreadsheet_id(), SHEET)
-            .unwrap_or_default()
+        // A page at a time: a copy of the whole sheet beside the maps built from it was most of
+        // what the end of a long run added to its peak.
+        let mut first = 0;
+        while let Some(page) = sandbox
+            .rows_page(sandbox.spreadsheet_id(), SHEET, first, ROWS_PAGE)
+            .filter(|p| !p.is_empty())
         {
-            if let (Some(key), Some(status)) = (row.first(), row.get(1)) {
-                ev.rows.insert(key.clone(), status.clone());
-                if book.get(key).is_some() {
-                    *ev.row_counts.entry(key.clone()).or_default() += 1;
+            first += page.len();
+            for row in page {
+                let mut cells = row.into_iter();
+                if let (Some(key), Some(status)) = (cells.next(), cells.next()) {
+                    if book.contains(&key) {
+                        *ev.row_counts.entry(key.clone()).or_default() += 1;
+                    }
+                    ev.rows.insert(key, status);
                 }
             }
         }
@@ -265,11 +318,10 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
                 line.attributes.get("order_id"),
                 line.attributes.get("event"),
             ) {
-                *ev.notifications
+                ev.notifications
                     .entry(order.clone())
                     .or_default()
-                    .entry(event.clone())
-                    .or_default() += 1;
+                    .add_one(event);
             }
         })?;
     } else {
@@ -283,4 +335,31 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
         }
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_set_and_merge_by_name() {
+        let mut c = Counts::default();
+        assert_eq!(c.get("order_confirmation"), 0);
+        c.add_one("order_confirmation");
+        c.add_one("refund_issued");
+        c.add_one("order_confirmation");
+        assert_eq!(c.get("order_confirmation"), 2);
+        c.set("refund_issued", 5);
+        let all: Vec<(&str, usize)> = c.iter().collect();
+        assert_eq!(all, [("order_confirmation", 2), ("refund_issued", 5)]);
+        let merged: Counts = [
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 2),
+            ("a".to_owned(), 3),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!((merged.get("a"), merged.get("b")), (4, 2));
+        assert_eq!(merged.iter().count(), 2);
+    }
 }

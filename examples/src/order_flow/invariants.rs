@@ -424,7 +424,7 @@ fn no_duplicate(f: &Facts<'_>) -> Option<Invariant> {
             .flat_map(|(id, by_event)| {
                 by_event
                     .iter()
-                    .filter(|(_, n)| **n > 1)
+                    .filter(|(_, n)| *n > 1)
                     .map(move |(event, n)| format!("{id}: {n} {event} notifications"))
             })
             .collect();
@@ -509,7 +509,7 @@ mod tests {
         ] {
             let m = evidence.notifications.entry(o.clone()).or_default();
             for e in events {
-                m.insert((*e).to_owned(), 1);
+                m.set(e, 1);
             }
         }
         let mut payments = PaymentAudit {
@@ -653,7 +653,7 @@ mod tests {
             .notifications
             .get_mut(&id)
             .unwrap()
-            .insert("order_confirmation".into(), 2);
+            .set("order_confirmation", 2);
         assert_eq!(failed(&judged(&w, true)), [NO_DUPLICATE]);
 
         let mut w = healthy();

@@ -414,6 +414,12 @@ impl OrderBook {
         self.lock().orders.get(order_id).cloned()
     }
 
+    /// Whether the store has `order_id` (without copying its record, as [`get`](Self::get)
+    /// does).
+    pub fn contains(&self, order_id: &str) -> bool {
+        self.lock().orders.contains_key(order_id)
+    }
+
     /// The order paid by payment intent `payment_id`.
     pub fn by_payment(&self, payment_id: &str) -> Option<OrderRecord> {
         let book = self.lock();

@@ -347,8 +347,16 @@ impl Sheet {
 
     /// Every row rendered as text, for test assertions.
     pub(crate) fn snapshot(&self) -> Vec<Vec<String>> {
+        self.snapshot_range(0, self.rows.len())
+    }
+
+    /// Up to `count` rows from row `first` (0-based) on, as [`snapshot`](Self::snapshot) shows
+    /// them.
+    pub(crate) fn snapshot_range(&self, first: usize, count: usize) -> Vec<Vec<String>> {
         self.rows
             .iter()
+            .skip(first)
+            .take(count)
             .map(|r| {
                 let mut cells: Vec<String> = r
                     .iter()

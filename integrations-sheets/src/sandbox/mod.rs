@@ -364,6 +364,22 @@ impl Sandbox {
             .map(|s| s.snapshot())
     }
 
+    /// Up to `count` rows of sheet `title` from row `first` on (0-based: row 1 of the sheet is
+    /// `first` 0), as [`rows`](Sandbox::rows) shows them; empty past the last row, `None` when
+    /// there is no such sheet. For reading a long sheet a page at a time, as a client reads a real
+    /// one by ranges, without a copy of all of it at once.
+    pub fn rows_page(
+        &self,
+        id: &str,
+        title: &str,
+        first: usize,
+        count: usize,
+    ) -> Option<Vec<Vec<String>>> {
+        self.lock()
+            .sheet_mut(id, Some(title), false)
+            .map(|s| s.snapshot_range(first, count))
+    }
+
     /// Injects `fault` into the next `n` values requests (any endpoint but the token endpoint).
     pub fn fail_next(&self, n: u32, fault: Fault) {
         self.inject(FaultRule::new(fault).times(n as usize));
