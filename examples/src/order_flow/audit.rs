@@ -227,7 +227,9 @@ impl EmailTally {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(order.to_owned())
-            .or_default()
+            // Almost always one email an order: `or_default` + `push` would reserve four
+            // (~190 bytes an order, most of the tally).
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((template.to_owned(), provider.to_owned()));
     }
 

@@ -82,7 +82,8 @@ impl IntakeStats {
         let ids = self
             .events_of
             .entry((order_id.to_owned(), event_type.to_owned()))
-            .or_default();
+            // Almost always one id: `or_default` + `push` would reserve four.
+            .or_insert_with(|| Vec::with_capacity(1));
         if !ids.iter().any(|id| id == event_id) {
             ids.push(event_id.to_owned());
             self.jobs_known += jobs as u64;
