@@ -1,5 +1,6 @@
 //! Orders: the model and the store, in SQLite (embedded default) or Postgres.
 
+mod group;
 mod model;
 pub mod postgres;
 mod row;

@@ -17,7 +17,7 @@ use integrations_core::{Error, Money, Result};
 use integrations_outbox::postgres::sqlx::{
     self, PgConnection, PgExecutor, PgPool, Row, postgres::PgRow,
 };
-use integrations_outbox::{NewJob, PostgresOutbox};
+use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox, RecordOutcome};
 
 use super::model::{NewOrder, Order, OrderStatus};
 use super::row::{COLS, RawOrder, items_json, shipping_json};
@@ -264,6 +264,10 @@ impl PgOrders {
     ) -> Result<Order> {
         set_status(self.pool(), id, status).await?;
         self.get(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub(super) async fn record_event(&self, event_id: &str) -> Result<RecordOutcome> {
+        self.outbox.record_event(event_id, Vec::new()).await
     }
 
     pub(super) async fn apply_payment_event(

@@ -10,7 +10,9 @@ use integrations_core::{Error, Money, Result};
 use integrations_outbox::rusqlite::{
     self, Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
-use integrations_outbox::{NewJob, SqliteOutbox};
+use integrations_outbox::{NewJob, RecordOutcome, SqliteOutbox};
+
+use super::group::{self, Group, Write, Written};
 
 use super::model::{NewOrder, Order, OrderStatus};
 use super::row::{COLS, RawOrder, items_json, shipping_json};
@@ -65,9 +67,11 @@ const MIGRATIONS: &[&str] = &["
 pub(super) struct SqliteOrders {
     conn: Arc<Mutex<Connection>>,
     outbox: SqliteOutbox,
+    /// The webhook writes waiting for the next group commit ([`super::group`]).
+    group: Arc<Group>,
 }
 
-fn db_error(e: rusqlite::Error) -> Error {
+pub(super) fn db_error(e: rusqlite::Error) -> Error {
     let msg = e.to_string();
     let err = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
@@ -99,7 +103,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<RawOrder> {
     })
 }
 
-fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
+pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_error)
 }
@@ -124,6 +128,7 @@ impl SqliteOrders {
         Ok(SqliteOrders {
             conn: Arc::new(Mutex::new(conn)),
             outbox,
+            group: Arc::default(),
         })
     }
 
@@ -263,6 +268,9 @@ impl SqliteOrders {
         .await
     }
 
+    /// The payment event's change to order `id` and the event with its jobs, in one
+    /// transaction — shared with the other webhook writes waiting at the same moment (a group
+    /// commit, [`super::group`]).
     pub(super) async fn apply_payment_event(
         &self,
         id: &str,
@@ -270,16 +278,43 @@ impl SqliteOrders {
         event_id: &str,
         jobs: Vec<NewJob>,
     ) -> Result<PaymentApplied> {
-        let (id, event_id, outbox) = (id.to_owned(), event_id.to_owned(), self.outbox.clone());
-        self.call(move |conn| {
-            let tx = begin(conn)?;
-            let outcome = outbox.record_event_in(&tx, &event_id, jobs)?;
-            if !outcome.is_duplicate() {
-                set_status(&tx, &id, status)?;
-            }
-            let order = get(&tx, &id)?.ok_or_else(|| not_found(&id))?;
-            tx.commit().map_err(db_error)?;
-            Ok(PaymentApplied { order, outcome })
+        let write = Write::Payment {
+            id: id.to_owned(),
+            status,
+            event_id: event_id.to_owned(),
+            jobs,
+        };
+        match self.grouped(write).await? {
+            Written::Payment(applied) => Ok(*applied),
+            Written::Event(_) => unreachable!("a payment write answers as one"),
+        }
+    }
+
+    /// Records `event_id` with no job and no order change (an event the service acknowledges
+    /// and does not act on), so a redelivery is known; in the webhook writes' group commit.
+    pub(super) async fn record_event(&self, event_id: &str) -> Result<RecordOutcome> {
+        let write = Write::Event {
+            event_id: event_id.to_owned(),
+        };
+        match self.grouped(write).await? {
+            Written::Event(outcome) => Ok(outcome),
+            Written::Payment(_) => unreachable!("an event write answers as one"),
+        }
+    }
+
+    /// Group commits of webhook writes so far.
+    pub(super) fn write_groups(&self) -> u64 {
+        self.group.groups()
+    }
+
+    async fn grouped(&self, write: Write) -> Result<Written> {
+        let (conn, outbox) = (Arc::clone(&self.conn), self.outbox.clone());
+        group::submit(&self.group, write, move |batch| {
+            let (conn, outbox) = (Arc::clone(&conn), outbox.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                group::commit_group(&mut guard, &outbox, batch);
+            })
         })
         .await
     }
@@ -412,7 +447,7 @@ impl SqliteOrders {
 }
 
 /// Moves an unsettled order to `status` (see [`unsettled`]).
-fn set_status(conn: &Connection, id: &str, status: OrderStatus) -> Result<()> {
+pub(super) fn set_status(conn: &Connection, id: &str, status: OrderStatus) -> Result<()> {
     conn.execute(
         &format!(
             "UPDATE orders SET status = ?2, updated_at = ?3
@@ -438,7 +473,7 @@ fn pending_intent(conn: &Connection, order: &Order) -> Result<Option<RefundInten
     .transpose()
 }
 
-fn get(conn: &Connection, id: &str) -> Result<Option<Order>> {
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Order>> {
     conn.query_row(
         &format!("SELECT {COLS} FROM orders WHERE id = ?1"),
         [id],

@@ -245,6 +245,29 @@ impl OrderStore {
         on_backend!(self, s => s.apply_payment_event(id, status, event_id, jobs).await)
     }
 
+    /// Records `event_id` with no job and no order change (an event acknowledged and not acted
+    /// on), so that a redelivery of it is known. On SQLite it joins the webhook writes' group
+    /// commit; on Postgres it is the outbox's own `record_event`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn record_event(&self, event_id: &str) -> Result<RecordOutcome> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.record_event(event_id).await,
+            Backend::Postgres(s) => s.record_event(event_id).await,
+        }
+    }
+
+    /// How many group commits the webhook writes have made (SQLite; `None` on Postgres, where
+    /// each write is its own transaction): with [`OrderStore::record_event`]'s and
+    /// [`OrderStore::apply_payment_event`]'s counts, how much the grouping saves.
+    pub fn webhook_write_groups(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s.write_groups()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Records a refund intent before the provider is called, in one transaction with the
     /// checks: `amount` (`None`: everything left) must be refundable now. When an earlier intent
     /// of the order is still pending, nothing is recorded and that intent is returned, so that no

@@ -229,3 +229,44 @@ async fn a_payment_event_and_its_jobs_commit_together_once(
     let c = outbox.counts().await.unwrap();
     assert_eq!((c.events, c.pending), (1, 1), "{c:?}");
 }
+
+both!(
+    webhook_writes_together_sqlite,
+    webhook_writes_together_postgres,
+    webhook_writes_commit_together_and_fail_alone
+);
+async fn webhook_writes_commit_together_and_fail_alone(s: &OrderStore, outbox: &dyn OutboxStore) {
+    let a = s.insert(new_order(500), None).await.unwrap().into_order();
+    let b = s.insert(new_order(700), None).await.unwrap().into_order();
+    let jobs = || vec![NewJob::new("email", json!({}))];
+    let groups = s.webhook_write_groups();
+    // Five writes started at once (one poll of `join!`): on SQLite they wait for one commit.
+    let (paid_a, missing, b_once, b_twice, other) = tokio::join!(
+        s.apply_payment_event(&a.id, OrderStatus::Processing, "evt_a", jobs()),
+        s.apply_payment_event("ord_missing", OrderStatus::Paid, "evt_m", jobs()),
+        s.apply_payment_event(&b.id, OrderStatus::Processing, "evt_b", jobs()),
+        s.apply_payment_event(&b.id, OrderStatus::Processing, "evt_b", jobs()),
+        s.record_event("evt_other"),
+    );
+    if let (Some(before), Some(after)) = (groups, s.webhook_write_groups()) {
+        assert_eq!(
+            after - before,
+            1,
+            "the five writes were not committed together"
+        );
+    }
+    let paid_a = paid_a.unwrap();
+    assert_eq!(paid_a.order.status, OrderStatus::Processing);
+    assert!(!paid_a.outcome.is_duplicate());
+    // The bad write failed alone, and nothing of it was kept: its event records afresh.
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+    // The same event twice in one group: recorded once, the other answered as a duplicate.
+    let (b_once, b_twice) = (b_once.unwrap(), b_twice.unwrap());
+    assert!(b_once.outcome.is_duplicate() != b_twice.outcome.is_duplicate());
+    assert_eq!(b_twice.order.status, OrderStatus::Processing);
+    assert!(!other.unwrap().is_duplicate());
+    let c = outbox.counts().await.unwrap();
+    assert_eq!((c.events, c.pending), (3, 2), "{c:?}");
+    assert!(!s.record_event("evt_m").await.unwrap().is_duplicate());
+    assert!(s.record_event("evt_other").await.unwrap().is_duplicate());
+}

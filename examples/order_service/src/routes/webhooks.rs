@@ -130,10 +130,9 @@ pub(crate) async fn stripe(
                 to = %applied.order.status, "payment event applied");
             (applied.outcome, n)
         }
-        None => (
-            app.inner.outbox.record_event(&event_id, Vec::new()).await?,
-            0,
-        ),
+        // Recorded by the order store, not the outbox directly: on SQLite it joins the other
+        // webhook writes' group commit (one fsync for the events arriving together).
+        None => (app.inner.orders.record_event(&event_id).await?, 0),
     };
     if !outcome.is_duplicate() {
         app.wake_dispatcher();
