@@ -12,6 +12,12 @@
 //! confirm needs the intent id the create answered), and the memory to sample is the server's,
 //! at the moments a tenth of the orders is done; the generic load generators do neither.
 //!
+//! The whole run ends when the service has **taken every Stripe event** the checkouts made
+//! (`order_service_webhook_events_total` reaches `order_service_sandbox_events_total` in
+//! `GET /metrics`), not when the last client has its answer: the sandbox answers the API before
+//! it delivers the webhooks, so a short run would otherwise leave the intake's work queued
+//! behind it and look faster than a long one, whose queue is full and slows the clients.
+//!
 //! What is not waited for: the outbox's deliveries after checkout (emails, analytics rows,
 //! notifications) go on in the server at the providers' quotas (the Sheets sink's one append a
 //! second) and are not part of the time per order here.
@@ -220,6 +226,54 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), String> {
     }
 }
 
+/// `(taken, made)`: the Stripe events the service's webhook took and those its Stripe sandbox
+/// made, from `GET /metrics`.
+async fn webhook_counts(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> Result<(u64, u64), String> {
+    let url = format!("{base}/metrics");
+    let text = http
+        .get(&url)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("GET {url}: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let read = |name: &str| {
+        let prefix = format!("{name}{{provider=\"stripe\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("GET {url}: no {name} for Stripe (not on the sandbox?)"))
+    };
+    Ok((
+        read("order_service_webhook_events_total")?,
+        read("order_service_sandbox_events_total")?,
+    ))
+}
+
+/// Waits until the service has taken every Stripe event its sandbox made (at most 10 minutes).
+async fn wait_webhooks_taken(http: &reqwest::Client, base: &str, key: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (taken, made) = webhook_counts(http, base, key).await?;
+        if taken >= made {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the service took {taken} of the {made} Stripe events within 10 minutes"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Tenths of a run: the orders done so far and when the last tenth ended.
 struct Slicer {
     size: usize,
@@ -300,6 +354,13 @@ async fn run_one(
     while let Some(joined) = clients.join_next().await {
         joined.map_err(|e| format!("a client task failed: {e}"))?;
     }
+    let checkout = start.elapsed();
+    wait_webhooks_taken(&http, &server.base, &key).await?;
+    eprintln!(
+        "service_load: {size} orders: checkout {:.1} s, every webhook taken {:.1} s later",
+        checkout.as_secs_f64(),
+        (start.elapsed() - checkout).as_secs_f64()
+    );
     let whole = start.elapsed() / u32::try_from(size).unwrap_or(u32::MAX);
     let mem = memory_of(pid);
     drop(server);

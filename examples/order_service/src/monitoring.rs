@@ -307,6 +307,26 @@ pub(crate) async fn metrics(
         "Seconds since the service started.",
         &[(String::new(), o.uptime_secs)],
     );
+    // Live counters, not the snapshot: a load test waits on them for the webhooks to be taken.
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{provider=\"stripe\"}} {v}"
+        );
+    };
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    counter(
+        "order_service_webhook_events_total",
+        "Webhook events taken (answered 2xx: recorded, or known already).",
+        app.inner.stripe_events_taken.load(relaxed),
+    );
+    if let Some(made) = &app.inner.stripe_sandbox_events {
+        counter(
+            "order_service_sandbox_events_total",
+            "Events the provider's sandbox made (the service runs on it).",
+            made.load(relaxed),
+        );
+    }
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

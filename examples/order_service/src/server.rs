@@ -238,6 +238,16 @@ impl Server {
         for i in &services.integrations {
             builder = builder.integration(i.clone());
         }
+        if let Some(sandbox) = &services.stripe_sandbox {
+            let made = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let count = Arc::clone(&made);
+            // Before the API response that made the event: a client that has its answer knows
+            // the count includes its events.
+            sandbox.on_webhook(move |_| {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+            builder = builder.stripe_sandbox_events(made);
+        }
         let state = builder.build();
 
         let effects = Effects::new(

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -122,6 +123,10 @@ pub(crate) struct Inner {
     pub(crate) sendgrid: Option<EventWebhookVerifier>,
     pub(crate) sns: Option<SnsWebhook>,
     pub(crate) integrations: Vec<IntegrationInfo>,
+    /// Stripe events the webhook took (answered 2xx: recorded, or known already).
+    pub(crate) stripe_events_taken: AtomicU64,
+    /// Stripe events the Stripe sandbox made, when the service runs on it.
+    pub(crate) stripe_sandbox_events: Option<Arc<AtomicU64>>,
     refund_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) started: Instant,
     dispatcher_waker: std::sync::OnceLock<integrations_outbox::DispatcherWaker>,
@@ -183,6 +188,7 @@ impl AppState {
             sendgrid: None,
             sns: None,
             integrations: Vec::new(),
+            stripe_sandbox_events: None,
         }
     }
 
@@ -286,6 +292,7 @@ pub struct AppStateBuilder {
     sendgrid: Option<EventWebhookVerifier>,
     sns: Option<SnsWebhook>,
     integrations: Vec<IntegrationInfo>,
+    stripe_sandbox_events: Option<Arc<AtomicU64>>,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -352,6 +359,15 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shows `made`, the count of Stripe events the Stripe sandbox made, next to the events the
+    /// webhook took (`GET /metrics`): when the two are equal every event has been taken. The
+    /// service counts on the sandbox's [`on_webhook`](integrations_stripe::sandbox::Sandbox::on_webhook).
+    #[must_use]
+    pub fn stripe_sandbox_events(mut self, made: Arc<AtomicU64>) -> Self {
+        self.stripe_sandbox_events = Some(made);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         for i in &self.integrations {
@@ -372,6 +388,8 @@ impl AppStateBuilder {
                 sendgrid: self.sendgrid,
                 sns: self.sns,
                 integrations: self.integrations,
+                stripe_events_taken: AtomicU64::new(0),
+                stripe_sandbox_events: self.stripe_sandbox_events,
                 refund_locks: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 dispatcher_waker: std::sync::OnceLock::new(),

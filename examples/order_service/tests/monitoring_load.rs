@@ -125,3 +125,81 @@ async fn order_throughput_with_and_without_a_metrics_flood() {
     assert_eq!(flooded.created, ORDERS);
     server.shutdown().await.unwrap();
 }
+
+/// The value of `name{provider="stripe"}` in a `/metrics` text.
+fn stripe_counter(text: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{name}{{provider=\"stripe\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_stripe_events_made_and_taken() {
+    let (keys, key) = ApiKeys::generate();
+    let server = Server::start(ServerConfig::local(keys)).await.unwrap();
+    let (http, base) = (reqwest::Client::new(), server.base_url());
+    let counts = || async {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (
+            stripe_counter(&text, "order_service_webhook_events_total").expect("taken"),
+            stripe_counter(&text, "order_service_sandbox_events_total").expect("made"),
+        )
+    };
+    assert_eq!(counts().await, (0, 0));
+    for _ in 0..3 {
+        let created: serde_json::Value = http
+            .post(format!("{base}/api/orders"))
+            .header("x-api-key", &key)
+            .header("content-type", "application/json")
+            .body(order_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let order = &created["data"]["order"];
+        let paid: serde_json::Value = http
+            .post(format!("{base}/api/payments/confirm"))
+            .header("x-api-key", &key)
+            .json(&json!({
+                "orderId": order["id"],
+                "paymentIntentId": order["paymentIntentId"],
+                "paymentMethod": "pm_card_visa",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(paid["data"]["order"]["status"], "paid", "{paid}");
+    }
+    // Made before the API answered: every order's events are counted now.
+    let (_, made) = counts().await;
+    assert!(
+        made >= 6,
+        "an intent created and paid per order at least: {made}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (taken, now_made) = counts().await;
+        assert_eq!(now_made, made, "no order was made since");
+        assert!(taken <= made, "more taken ({taken}) than made ({made})");
+        if taken == made {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{taken} of {made} taken in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.unwrap();
+}

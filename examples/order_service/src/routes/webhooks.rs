@@ -137,6 +137,9 @@ pub(crate) async fn stripe(
     if !outcome.is_duplicate() {
         app.wake_dispatcher();
     }
+    app.inner
+        .stripe_events_taken
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(event = %event.id, kind = %event.type_, jobs = n, duplicate = outcome.is_duplicate(), "Stripe event");
     Ok(ok(
         StatusCode::OK,
