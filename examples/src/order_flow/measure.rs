@@ -363,8 +363,11 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
 /// A chart's title, the value it plots, and its unit.
 type Chart = (&'static str, fn(&Point) -> f64, &'static str);
 
-const COLOURS: [&str; 6] = [
-    "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+/// One colour per label (Tableau 10 and six more): `scaling.csv` holds over a dozen labels, and
+/// six colours made different runs look like one.
+const COLOURS: [&str; 16] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#000000", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94",
 ];
 
 /// Two charts side by side, as SVG: orders through checkout against time per order of each
@@ -409,7 +412,7 @@ pub fn svg_chart(points: &[Point]) -> String {
     let _ = writeln!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">",
-        2.0 * w + 40.0,
+        2.0 * w + 80.0,
         h + legend_h + 20.0
     );
     let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
