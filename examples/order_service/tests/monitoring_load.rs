@@ -24,6 +24,21 @@ fn order_body() -> Vec<u8> {
     .unwrap()
 }
 
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    http.post(url)
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 struct Run {
     created: usize,
     per_sec: f64,
@@ -71,14 +86,8 @@ async fn run(server: &Server, key: &str, flood: bool) -> Run {
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < ORDERS as u64 {
                 let t = Instant::now();
-                let resp = http
-                    .post(format!("{base}/api/orders"))
-                    .header("x-api-key", &key)
-                    .header("content-type", "application/json")
-                    .body(order_body())
-                    .send()
-                    .await
-                    .unwrap();
+                let resp =
+                    post_json(&http, &format!("{base}/api/orders"), &key, order_body()).await;
                 let status = resp.status();
                 let _ = resp.bytes().await;
                 assert_eq!(status.as_u16(), 201, "order creation failed");
@@ -156,32 +165,25 @@ async fn metrics_count_the_stripe_events_made_and_taken() {
     };
     assert_eq!(counts().await, (0, 0));
     for _ in 0..3 {
-        let created: serde_json::Value = http
-            .post(format!("{base}/api/orders"))
-            .header("x-api-key", &key)
-            .header("content-type", "application/json")
-            .body(order_body())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: serde_json::Value =
+            post_json(&http, &format!("{base}/api/orders"), &key, order_body())
+                .await
+                .json()
+                .await
+                .unwrap();
         let order = &created["data"]["order"];
-        let paid: serde_json::Value = http
-            .post(format!("{base}/api/payments/confirm"))
-            .header("x-api-key", &key)
-            .json(&json!({
-                "orderId": order["id"],
-                "paymentIntentId": order["paymentIntentId"],
-                "paymentMethod": "pm_card_visa",
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let confirm = json!({
+            "orderId": order["id"],
+            "paymentIntentId": order["paymentIntentId"],
+            "paymentMethod": "pm_card_visa",
+        });
+        let url = format!("{base}/api/payments/confirm");
+        let paid: serde_json::Value =
+            post_json(&http, &url, &key, confirm.to_string().into_bytes())
+                .await
+                .json()
+                .await
+                .unwrap();
         assert_eq!(paid["data"]["order"]["status"], "paid", "{paid}");
     }
     // Made before the API answered: every order's events are counted now.
