@@ -103,17 +103,17 @@ impl Group {
 
 /// Runs `write` in the next group commit of `group` and returns what it did once committed.
 /// `commit` writes one group on the store's connection (on the blocking pool).
-pub(super) async fn submit<C>(group: &Arc<Group>, write: Write, commit: C) -> Result<Written>
+pub(super) async fn submit<C, F>(group: &Arc<Group>, write: Write, commit: C) -> Result<Written>
 where
-    C: Fn(Vec<Waiting>) -> tokio::task::JoinHandle<()> + Send + Sync + 'static,
+    C: Fn(Vec<Waiting>) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
     if group.push((write, tx)) {
         let group = Arc::clone(group);
         tokio::spawn(async move {
             while let Some(batch) = group.next() {
-                // A panic in the blocking task drops its senders: their callers get an error.
-                let _ = commit(batch).await;
+                commit(batch).await;
             }
         });
     }

@@ -2,7 +2,7 @@
 //! tokio's blocking pool), WAL journal so it shares the file with the outbox's connection.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use integrations_core::provider::RefundReason;
@@ -63,9 +63,124 @@ const MIGRATIONS: &[&str] = &["
         ON refund_intents (order_id) WHERE status = 'pending';
 "];
 
+/// One connection and the calls waiting for it, run back to back by one blocking thread (the
+/// drainer), started when the first call arrives and ending when none waits. With a blocking
+/// mutex instead, each waiting call held a thread of tokio's blocking pool: under load — the
+/// Sheets lane's 1,000 jobs each reading its order — the service reached the pool's 512 threads,
+/// all parked on that mutex, with the outbox's own calls queued behind them; an async mutex
+/// instead left the connection idle while each next call got its thread (`docs/scaling.md`,
+/// "The reference service under load"). The outbox's `SqliteOutbox` runs its calls the same way.
+struct Worker {
+    conn: std::sync::Mutex<Connection>,
+    /// The calls waiting, and whether a drainer is running.
+    queue: std::sync::Mutex<(std::collections::VecDeque<Call>, bool)>,
+}
+
+type Call = Box<dyn FnOnce(&mut Connection) + Send>;
+type Shared = Arc<Worker>;
+
+impl Worker {
+    fn new(conn: Connection) -> Shared {
+        Arc::new(Worker {
+            conn: std::sync::Mutex::new(conn),
+            queue: std::sync::Mutex::default(),
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<Call>, bool)> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs the calls queued until none is left.
+    fn drain(&self) {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let call = {
+                let mut q = self.queue();
+                match q.0.pop_front() {
+                    Some(call) => call,
+                    None => {
+                        q.1 = false;
+                        return;
+                    }
+                }
+            };
+            call(&mut conn);
+        }
+    }
+}
+
+/// The drainer's task: if the runtime drops it unrun (shutting down), the calls waiting are
+/// dropped — their callers get an error — and the next call starts a drainer.
+struct Drainer {
+    worker: Shared,
+    ran: bool,
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if !self.ran {
+            let stranded = {
+                let mut q = self.worker.queue();
+                q.1 = false;
+                std::mem::take(&mut q.0)
+            };
+            drop(stranded);
+        }
+    }
+}
+
+/// Runs `f` on `worker`'s connection, after the calls queued before it.
+async fn on<T, F>(worker: &Shared, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let call: Call = Box::new(move |conn| {
+        // A panic rolls back the call's transaction (dropped while unwinding) and fails it alone.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| {
+                Err(
+                    Error::provider("an order store call panicked; it was rolled back")
+                        .with_provider(STORE),
+                )
+            });
+        let _ = tx.send(result);
+    });
+    let start = {
+        let mut q = worker.queue();
+        q.0.push_back(call);
+        !std::mem::replace(&mut q.1, true)
+    };
+    if start {
+        let mut drainer = Drainer {
+            worker: Arc::clone(worker),
+            ran: false,
+        };
+        drop(tokio::task::spawn_blocking(move || {
+            drainer.ran = true;
+            drainer.worker.drain();
+        }));
+    }
+    rx.await.map_err(|_| {
+        Error::unavailable("the order store call was dropped before it ran (shutting down)")
+            .with_provider(STORE)
+    })?
+}
+
 #[derive(Clone)]
 pub(super) struct SqliteOrders {
-    conn: Arc<Mutex<Connection>>,
+    /// Every write, and reads inside a write's transaction.
+    conn: Shared,
+    /// Reads on their own (`get`, `list`): in WAL mode they see the last commit and neither
+    /// wait for a write nor hold one up.
+    reader: Shared,
     outbox: SqliteOutbox,
     /// The webhook writes waiting for the next group commit ([`super::group`]).
     group: Arc<Group>,
@@ -111,6 +226,7 @@ pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
 impl SqliteOrders {
     pub(super) async fn open(outbox: SqliteOutbox) -> Result<Self> {
         let path = outbox.path().to_path_buf();
+        let read_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
             let mut conn = Connection::open(&path).map_err(db_error)?;
             conn.busy_timeout(Duration::from_secs(5))
@@ -125,8 +241,20 @@ impl SqliteOrders {
         })
         .await
         .map_err(|e| Error::provider(format!("order store open did not finish: {e}")))??;
+        // Opened after the writer has migrated the schema.
+        let reader = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let conn = Connection::open(&read_path).map_err(db_error)?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(db_error)?;
+            conn.pragma_update(None, "query_only", true)
+                .map_err(db_error)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| Error::provider(format!("order store open did not finish: {e}")))??;
         Ok(SqliteOrders {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Worker::new(conn),
+            reader: Worker::new(reader),
             outbox,
             group: Arc::default(),
         })
@@ -141,15 +269,16 @@ impl SqliteOrders {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| {
-            Error::provider(format!("order store call did not finish: {e}")).with_provider(STORE)
-        })?
+        on(&self.conn, f).await
+    }
+
+    /// A read on the reading connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        on(&self.reader, move |conn| f(conn)).await
     }
 
     pub(super) async fn insert(
@@ -205,11 +334,11 @@ impl SqliteOrders {
 
     pub(super) async fn get(&self, id: &str) -> Result<Option<Order>> {
         let id = id.to_owned();
-        self.call(move |conn| get(conn, &id)).await
+        self.read(move |conn| get(conn, &id)).await
     }
 
     pub(super) async fn list(&self, limit: usize, before: Option<i64>) -> Result<Page> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {COLS} FROM orders WHERE (?1 IS NULL OR seq < ?1)
@@ -311,10 +440,15 @@ impl SqliteOrders {
         let (conn, outbox) = (Arc::clone(&self.conn), self.outbox.clone());
         group::submit(&self.group, write, move |batch| {
             let (conn, outbox) = (Arc::clone(&conn), outbox.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                group::commit_group(&mut guard, &outbox, batch);
-            })
+            async move {
+                // An error here (a panic in the commit) has dropped the group's senders: their
+                // callers get an error.
+                let _ = on(&conn, move |conn| {
+                    group::commit_group(conn, &outbox, batch);
+                    Ok(())
+                })
+                .await;
+            }
         })
         .await
     }
@@ -483,4 +617,63 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Order>> {
     .map_err(db_error)?
     .map(|raw| raw.into_order().map(|(_, order)| order))
     .transpose()
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn worker() -> Shared {
+        Worker::new(Connection::open_in_memory().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_waiting_calls_hold_no_thread_each() {
+        let w = worker();
+        // 1,000 calls at once: with a blocking mutex each would have taken a thread of the
+        // blocking pool while it waited.
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..1000u32 {
+            let w = Arc::clone(&w);
+            calls.spawn(async move {
+                let (n, thread) = on(&w, move |conn| {
+                    let n: u32 = conn
+                        .query_row("SELECT ?1 + 1", [i], |r| r.get(0))
+                        .map_err(db_error)?;
+                    Ok((n, std::thread::current().id()))
+                })
+                .await
+                .unwrap();
+                assert_eq!(n, i + 1);
+                thread
+            });
+        }
+        let mut threads = HashSet::new();
+        while let Some(thread) = calls.join_next().await {
+            threads.insert(thread.unwrap());
+        }
+        assert!(
+            threads.len() <= 4,
+            "the calls ran on {} threads",
+            threads.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_alone() {
+        let w = worker();
+        let e = on(&w, |_| -> Result<()> { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+        let one: i64 = on(&w, |conn| {
+            conn.query_row("SELECT 1", [], |r| r.get(0))
+                .map_err(db_error)
+        })
+        .await
+        .unwrap();
+        assert_eq!(one, 1);
+    }
 }
