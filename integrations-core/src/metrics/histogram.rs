@@ -113,6 +113,14 @@ impl FixedHistogram {
             .fetch_add(us.min(u64::MAX / 2), Ordering::Relaxed);
     }
 
+    /// Observations counted (the sum of the buckets).
+    pub fn count(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
+    }
+
     /// Cumulative counts, as Prometheus exposes them.
     pub fn snapshot(&self) -> FixedSnapshot {
         let mut total = 0u64;
@@ -127,6 +135,18 @@ impl FixedHistogram {
             count: total,
             sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
+    }
+}
+
+impl FixedSnapshot {
+    /// Adds `other`, a snapshot of a histogram with the same bounds.
+    pub(crate) fn add(&mut self, other: &FixedSnapshot) {
+        debug_assert_eq!(self.buckets.len(), other.buckets.len());
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            mine.1 = mine.1.saturating_add(theirs.1);
+        }
+        self.count = self.count.saturating_add(other.count);
+        self.sum_seconds += other.sum_seconds;
     }
 }
 

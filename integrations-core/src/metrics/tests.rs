@@ -436,3 +436,49 @@ fn operations_past_the_bound_are_recorded_as_other() {
     assert_eq!(op00.latency_count, 2);
     assert_eq!(s.latency_count, MAX_OPERATIONS as u64 + 9);
 }
+
+/// Successes are the count of the successes' latency histogram: failures with a latency go to
+/// the other histogram, both are exported as one, and the count never goes down while calls are
+/// recorded from other threads.
+#[test]
+fn successes_are_the_success_histograms_count() {
+    let m = Arc::new(IntegrationMetrics::new("stripe"));
+    m.record_operation_success("charge", ms(3));
+    m.record_operation_failure("charge", ErrorKind::Timeout, ms(30));
+    m.record_operation_success("refund", ms(300));
+    m.record_rejection(ErrorKind::CircuitOpen); // refused: no latency, not a success
+    let s = m.snapshot();
+    assert_eq!(s.successes, 2);
+    assert_eq!(s.failures["timeout"] + s.failures["circuit_open"], 2);
+    assert_eq!(s.latency_count, 3);
+    let charge = s
+        .operations
+        .iter()
+        .find(|o| o.operation == "charge")
+        .unwrap();
+    assert_eq!(charge.latency_count, 2);
+    assert_eq!(charge.latency_buckets[0], ("0.005", 1));
+    assert_eq!(charge.latency_buckets[2], ("0.025", 1));
+    assert_eq!(charge.latency_buckets[3], ("0.05", 2));
+    assert!((charge.latency_sum_ms - 33.0).abs() < 1e-9);
+
+    let writer = {
+        let m = Arc::clone(&m);
+        std::thread::spawn(move || {
+            for i in 0..20_000u64 {
+                m.record_operation_success(
+                    if i % 2 == 0 { "charge" } else { "refund" },
+                    ms(i % 50),
+                );
+            }
+        })
+    };
+    let mut last = 0;
+    while !writer.is_finished() {
+        let now = m.successes();
+        assert!(now >= last, "successes went down: {last} then {now}");
+        last = now;
+    }
+    writer.join().unwrap();
+    assert_eq!(m.successes(), 20_002);
+}
