@@ -90,7 +90,10 @@
 //! A call's latency is timed with `quanta` (the CPU's TSC where it is reliable: a reading costs
 //! a third of the OS clock's), everything else — timeouts, the deadline, backoff, the rate limiter,
 //! the breaker — on tokio's clock. On a paused tokio clock the recorded latency is therefore the
-//! real time a call took, not the paused clock's jumps.
+//! real time a call took, not the paused clock's jumps. Where a call needs tokio's time itself
+//! (the limiter's permit check, the deadline, the latency window), the policy maps its TSC
+//! reading onto tokio's clock instead of reading it, unless the `test-util` feature is on: see
+//! [`Policy`]'s *Time* section for what that means for tests that pause the clock.
 
 mod backoff;
 mod breaker;
@@ -100,6 +103,7 @@ mod layer;
 mod limiter;
 mod policy;
 mod retry;
+mod time;
 mod window;
 
 pub use backoff::Backoff;

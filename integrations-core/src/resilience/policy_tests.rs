@@ -669,3 +669,38 @@ fn worst_case_adds_attempts_waits_and_guards_and_is_capped_by_the_deadline() {
         .build();
     assert_eq!(huge.worst_case(), Some(Duration::MAX));
 }
+
+/// The production time source (the call's TSC reading mapped onto tokio's clock, see
+/// `resilience::time`), on the real clock: the rate limiter refills, the deadline cuts and the
+/// latency window counts as with tokio's own readings.
+#[tokio::test]
+async fn the_tsc_time_source_drives_the_limiter_deadline_and_window() {
+    let registry = MetricsRegistry::new();
+    let policy = builder(&registry)
+        .time_source(super::TimeSource::Tsc)
+        // One permit, then one every 50 ms.
+        .rate_limiter(RateLimiter::per_second(nz(20)).with_burst(nz(1)))
+        .deadline(300 * MS)
+        .build();
+    let t0 = std::time::Instant::now();
+    assert_eq!(policy.call("op", |_| async { Ok(1) }).await.unwrap(), 1);
+    assert_eq!(policy.call("op", |_| async { Ok(2) }).await.unwrap(), 2);
+    let waited = t0.elapsed();
+    assert!(waited >= 40 * MS && waited < 250 * MS, "{waited:?}");
+    assert_eq!(policy.metrics().rate_limited_waits(), 1);
+    let s = registry.snapshot();
+    let s = s.get("stripe").unwrap();
+    assert_eq!((s.successes, s.window_count), (2, 2));
+    assert!(s.p99_ms.is_finite() && s.p99_ms < 250.0, "{}", s.p99_ms);
+
+    // A hanging attempt is cut off at the overall deadline, counted from the call's start.
+    let t1 = std::time::Instant::now();
+    let err = policy
+        .call("op", |_| std::future::pending::<Result<u32>>())
+        .await
+        .unwrap_err();
+    let took = t1.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("overall deadline"), "{err}");
+    assert!(took >= 290 * MS && took < 2 * SEC, "{took:?}");
+}
