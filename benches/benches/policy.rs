@@ -17,64 +17,65 @@
 //!
 //! Two measures of the same entries (defined once, in `policy/entries.rs`):
 //!
-//! - **criterion medians**, ns, one run of the whole bench each for `main` as of `f958ad4`
-//!   (before) and for this code (after), back to back on the 2-core development VM while other
-//!   builds ran (load average ~7), the bench process at real-time priority (`chrt -f 50
-//!   target/release/deps/policy-* --bench --warm-up-time 1 --measurement-time 3`). Runs move by
-//!   ±15 % here (tower's stack, untouched, read 146 and 133 ns); compare ratios within one run.
+//! - **criterion medians**, ns: the bench of `main` as of `d644e9f` (before) and of this code
+//!   (after), run alternately three times each in one sitting on the 2-core development VM
+//!   (quiet: load ~1.3 from the bench itself; `--warm-up-time 1 --measurement-time 3`). The
+//!   table gives the median of the three runs; single runs move by ±10 % (the composed policy
+//!   after: 123.7, 105.6, 118.4 ns), so compare ratios within a run: composed ÷ bare timeout was
+//!   2.37/2.41/2.36× before and **2.18/1.91/2.04×** after; `PolicyLayer` ÷ tower's stack
+//!   1.36/1.34/1.38× before and **1.15/1.14/1.20×** after.
 //! - **instructions per call** under callgrind (`scripts/policy-ir`, on the `policy_ir`
-//!   example: the difference between 20 000 and 10 000 calls, after a warm-up), which do not
+//!   example: the difference between 10 000 and 5 000 calls, after a warm-up), which do not
 //!   move from run to run, and `clock_gettime` calls per call. Under valgrind the vDSO is not
-//!   used, so a clock reading's own work (~25 ns natively, `limiter_check/clock_read_baseline`)
-//!   is hardly counted, and an uncontended atomic read-modify-write (~20 cycles) counts as one
-//!   instruction: instruction ratios overstate the policy's cost next to a bare timeout, whose
-//!   time is mostly its one clock reading.
+//!   used, so a clock reading's own work (~20 ns natively) is hardly counted, and an
+//!   uncontended atomic read-modify-write (~20 cycles) counts as one instruction: instruction
+//!   counts miss what this round saved (a clock reading and a read-modify-write), which the
+//!   times show.
 //!
-//! | entry | before ns | ratio | after ns | ratio | before Ir | ratio | after Ir | ratio |
-//! |---|---:|---:|---:|---:|---:|---:|---:|---:|
-//! | `bare_call` | 2.3 | | 2.2 | | 17 | | 17 | |
-//! | `bare_tokio_timeout` | 55.8 | 1 | 54.8 | 1 | 215 | 1 | 214 | 1 |
-//! | `composed_policy` | 167.5 | 3.00× | 130.4 | 2.38× | 1513 | 7.04× | 987 | 4.61× |
-//! | `policy_timeout_only` | 130.7 | 2.34× | 101.7 | 1.86× | 1206 | 5.61× | 718 | 3.36× |
-//! | `policy_layer_service_fn` | 202.7 | 3.63× | 178.4 | 3.26× | 1973 | 9.18× | 1443 | 6.74× |
-//! | `tower_stack_service_fn` | 146.1 | 2.62× | 133.4 | 2.43× | 672 | 3.13× | 672 | 3.14× |
-//! | `bare_service_fn` | 8.1 | | 8.0 | | 38 | | 38 | |
-//! | `backon_retry` | 27.7 | 0.50× | 27.1 | 0.49× | 231 | 1.07× | 231 | 1.08× |
-//! | `backon_retry_tokio_timeout` | 82.0 | 1.47× | 87.2 | 1.59× | 476 | 2.21× | 500 | 2.34× |
-//! | `metrics_record` (with a tokio clock reading) | 60.4 | | 57.4 | | | | | |
+//! | entry | before ns | ratio | after ns | ratio | before Ir | after Ir | clock reads before → after |
+//! |---|---:|---:|---:|---:|---:|---:|---:|
+//! | `bare_call` | 2.3 | | 2.4 | | 17 | 17 | 0 → 0 |
+//! | `bare_tokio_timeout` | 55.4 | 1 | 56.7 | 1 | 214 | 214 | 1 → 1 |
+//! | `composed_policy` | 131.4 | 2.37× | 118.4 | **2.04×** | 987 | 1004 | 1 → 0 |
+//! | `policy_timeout_only` | 103.6 | 1.89× | 81.6 | 1.44× | 719 | 759 | 1 → 0 |
+//! | `policy_layer_service_fn` | 185.6 | 3.35× | 157.4 | 2.77× | 1443 | 1414 | 1 → 0 |
+//! | `tower_stack_service_fn` | 137.1 | 2.47× | 137.2 | 2.39× | 672 | 672 | 2 → 2 |
+//! | `bare_service_fn` | 8.0 | | 8.3 | | 38 | 38 | 0 → 0 |
+//! | `backon_retry` | 29.3 | 0.52× | 28.1 | 0.50× | 231 | 231 | 0 → 0 |
+//! | `backon_retry_tokio_timeout` | 83.2 | 1.52× | 87.1 | 1.51× | 524 | 500 | 1 → 1 |
+//! | `metrics_record` (with a tokio clock reading) | 60.4 | | 55.2 | | | | |
 //!
-//! `PolicyLayer` against tower's stack: 1.39× before, 1.34× after (criterion); 2.94× and 2.15×
-//! in instructions. Clock readings per call were already at the minimum before and still are:
-//! one of tokio's clock for the composed policy (the limiter's, reused for the first attempt's
-//! timeout and for the window's end), one for the timeout-only policy (the window's end), two
-//! for tower's stack; plus two `quanta` TSC readings for latency, which are not `clock_gettime`.
+//! What changed this round:
+//! - **no reading of tokio's clock** on a call (`resilience::time`): the rate limiter's check,
+//!   the deadline and the latency window take the latency timer's TSC reading mapped onto
+//!   tokio's clock (corrected against `CLOCK_MONOTONIC` once a second). Feature `test-util`
+//!   reads tokio's clock instead, so that a paused test clock drives them;
+//! - **one read-modify-write less** on a success: successes are the count of their own latency
+//!   histogram rather than a counter of their own;
+//! - `PolicyLayer`'s attempts are a hand-written future instead of an `async` block.
 //!
-//! What changed (each step measured in instructions, kept because it paid):
-//! - no spans at all when no `tracing` dispatcher was ever set and `log` is off at `INFO`
-//!   (`telemetry::interested`): `sqlx` turns on `tracing`'s `log` feature in this graph, and
-//!   with it two disabled spans built their fields for `log` and logged their entry, exit and
-//!   drop (1513 → 1141 instructions);
-//! - the attempt's timer boxed and made only when an attempt does not finish on its first poll,
-//!   and no `Span` values at all on that path (the call's future 808 → 704 bytes; 1141 → 1073);
-//! - `call` returns `run`'s future instead of wrapping it in one more state machine (1073 →
-//!   1066); the breaker's healthy path inline with the locked settle out of line (→ 1001);
-//!   latency converted to microseconds once for both histograms, the window's step rotation out
-//!   of line (→ 987).
+//! Earlier rounds: no spans at all when no `tracing` dispatcher was ever set and `log` is off
+//! at `INFO`; the attempt's timer made (boxed) only when an attempt does not finish on its first
+//! poll; `call` returning `run`'s future directly; the breaker's healthy path inline; latency
+//! converted to microseconds once (3.00× → 2.38× a bare timeout then).
 //!
-//! The goals are still missed: the composed policy is 2.38× a bare timeout (goal ≤ 2×,
-//! ~20 ns over at these numbers) and `PolicyLayer` 1.34× tower's stack (goal: faster, ~45 ns
-//! over). What the composed call still costs, from the callgrind profile after (987
-//! instructions): the policy's own state machine with the breaker and the counters inlined
-//! (~360), the metrics' histogram, window and operation lookup (~145), arithmetic on tokio's
-//! `Instant` for the limiter's clock and the window's step (~150), governor and our limiter
-//! around it (~100), `quanta` (~60), dropping the futures (~40). In time, the atomic
-//! read-modify-writes weigh more than their instruction count: six per call (calls and successes
-//! counters, histogram bucket and sum, window bucket, governor's compare-and-swap), ~35 ns of
-//! the 130 by `metrics_record` less its clock reading. `PolicyLayer` adds to `Policy::call` a
-//! boxed 832-byte future (allocation, free, and the copy into the box: ~250 instructions) and a
-//! `Policy` clone per call. Not done: merging the since-start histogram into the window's
-//! buckets (one read-modify-write less, but a counter must not be seen to go down while a step
-//! is folded in), and a hand-written layer future (tried in the previous session, no gain).
+//! Where the goals stand: the composed policy is **2.04×** a bare timeout (median of
+//! three runs, 1.91–2.18×; goal ≤ 2×): at the goal, not reliably under it. `PolicyLayer` is
+//! **1.15×** tower's stack (goal: faster): not met. What a composed call still costs (perf on
+//! `policy_ir`): the policy's own state machine with the breaker and the counters inlined
+//! (about half), the metrics' histogram, window and operation lookup (~17 %: the histogram's
+//! bucket and sum, the window's bucket and the calls counter are four atomic read-modify-writes),
+//! governor's compare-and-swap (~8 %), two TSC readings (~6 %), `Instant` arithmetic for the
+//! mapping, the limiter and the window's step (~5 %). `PolicyLayer` adds a boxed ~650-byte
+//! future (allocation, copy, free: ~230 instructions) and a `Policy` clone per call.
+//!
+//! Tried and dropped this round: running the layer's first attempt in an unboxed, hand-written
+//! response future (the policy's checks split out of `Policy::call` so both could share them):
+//! the layer's instructions fell (1414 → 1229) but its time did not (149 vs 137 ns for tower's
+//! stack in the same run), and `Policy::call` itself slowed from ~90 to ~125 ns — the split
+//! moved the call's state through memory (store-forwarding stalls at the moves in `perf
+//! annotate`). Not done: counting calls when they end (one read-modify-write less, but the
+//! calls counter would no longer show calls in flight).
 
 #[path = "policy/entries.rs"]
 mod entries;
