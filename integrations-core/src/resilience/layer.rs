@@ -1,60 +1,4 @@
-//! [`PolicyLayer`]: the whole [`Policy`] as a tower [`Layer`], in front of any tower
-//! [`Service`] (a hyper or tonic client, a `tower::service_fn`, another stack).
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use std::time::Duration;
-//! use integrations_core::resilience::{Backoff, RetryPolicy};
-//! use integrations_core::{Error, Policy};
-//! use tower::{ServiceBuilder, ServiceExt};
-//!
-//! let policy = Policy::builder("inventory")
-//!     .retry(RetryPolicy::new(2, Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2.0)))
-//!     .attempt_timeout(Duration::from_secs(2))
-//!     .build();
-//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-//! let seen = calls.clone();
-//! let svc = ServiceBuilder::new()
-//!     .layer(policy.layer("reserve"))
-//!     .service_fn(move |sku: &'static str| {
-//!         let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-//!         async move { if n == 0 { Err(std::io::Error::other("reset")) } else { Ok(sku.len()) } }
-//!     });
-//! assert_eq!(svc.oneshot("sku-1").await.unwrap(), 5);
-//! assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2); // one retry
-//! # }
-//! ```
-//!
-//! # What the service does
-//!
-//! - **`poll_ready`** asks the inner service and nothing else: no permit, no clock reading, no
-//!   breaker slot is taken there, so a caller that polls readiness and then drops the service
-//!   loses nothing. All of the policy runs inside the response future.
-//! - **`call`** takes the inner service that was just made ready and leaves a clone in its place
-//!   (as tower's own `Retry` and `Buffer` do), then runs the policy: the first attempt uses the
-//!   ready service, every retry a fresh clone made ready again with `poll_ready` — inside the
-//!   attempt, so the per-attempt timeout bounds that wait too.
-//! - **Requests are cloned** once per attempt, so `Req: Clone` is required. For an
-//!   `http::Request`, which is not `Clone`, wrap the layer around a service that builds the
-//!   request from a cloneable description, or give the body a cheap clone (`Bytes`).
-//! - **Errors** of the inner service become the crate's [`Error`] through a classifier, which
-//!   decides whether they are retried and how they count against the circuit breaker. The
-//!   default, [`DefaultClassifier`], passes an [`Error`] through unchanged and treats any other
-//!   error as transient ([`Error::Unavailable`], retryable, the original error kept as the
-//!   source). Set another with [`PolicyLayer::classify`]. Responses are not inspected: a service
-//!   that answers `503` with `Ok(response)` (hyper) is a success to the policy unless the service
-//!   turns such answers into errors.
-//!
-//! # Why hand-written
-//!
-//! tower's own `ConcurrencyLimit`, `RateLimit`, `Retry` and `Timeout` cover some of the same
-//! ground, but not the policy's semantics (a rate-limit permit per retry, `Retry-After`, a
-//! breaker over the logical call, an overall deadline, one set of metrics and tracing events),
-//! and a stack of them costs about as much per call as [`Policy::call`] (the `policy` bench:
-//! ~137 ns against ~118 ns; this layer, which boxes its future, ~157 ns). The layer therefore
-//! adapts the one [`Policy`] rather than rebuilding it out of tower's pieces; it depends only on
-//! the `tower-layer` and `tower-service` interface crates (and `pin-project-lite`, already under
-//! tokio, for its attempt future).
+//! [`PolicyLayer`]: the whole [`Policy`] as a tower [`Layer`] (documented on the type).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -112,8 +56,63 @@ impl<E: Into<BoxError>> ClassifyError<E> for DefaultClassifier {
     }
 }
 
-/// A tower [`Layer`] that puts a [`Policy`] in front of a service, under one operation name. Made
-/// by [`Policy::layer`]; see the [module docs](self) for what the service does.
+/// A tower [`Layer`] that puts a [`Policy`] in front of a service (a hyper or tonic client, a
+/// `tower::service_fn`, another stack), under one operation name. Made by [`Policy::layer`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use integrations_core::resilience::{Backoff, RetryPolicy};
+/// use integrations_core::{Error, Policy};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// let policy = Policy::builder("inventory")
+///     .retry(RetryPolicy::new(2, Backoff::new(Duration::from_millis(1), Duration::from_millis(5), 2.0)))
+///     .attempt_timeout(Duration::from_secs(2))
+///     .build();
+/// let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+/// let seen = calls.clone();
+/// let svc = ServiceBuilder::new()
+///     .layer(policy.layer("reserve"))
+///     .service_fn(move |sku: &'static str| {
+///         let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///         async move { if n == 0 { Err(std::io::Error::other("reset")) } else { Ok(sku.len()) } }
+///     });
+/// assert_eq!(svc.oneshot("sku-1").await.unwrap(), 5);
+/// assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2); // one retry
+/// # }
+/// ```
+///
+/// # What the service does
+///
+/// - **`poll_ready`** asks the inner service and nothing else: no permit, no clock reading, no
+///   breaker slot is taken there, so a caller that polls readiness and then drops the service
+///   loses nothing. All of the policy runs inside the response future.
+/// - **`call`** takes the inner service that was just made ready and leaves a clone in its place
+///   (as tower's own `Retry` and `Buffer` do), then runs the policy: the first attempt uses the
+///   ready service, every retry a fresh clone made ready again with `poll_ready` — inside the
+///   attempt, so the per-attempt timeout bounds that wait too.
+/// - **Requests are cloned** once per attempt, so `Req: Clone` is required. For an
+///   `http::Request`, which is not `Clone`, wrap the layer around a service that builds the
+///   request from a cloneable description, or give the body a cheap clone (`Bytes`).
+/// - **Errors** of the inner service become the crate's [`Error`] through a classifier, which
+///   decides whether they are retried and how they count against the circuit breaker. The
+///   default, [`DefaultClassifier`], passes an [`Error`] through unchanged and treats any other
+///   error as transient ([`Error::Unavailable`], retryable, the original error kept as the
+///   source). Set another with [`PolicyLayer::classify`]. Responses are not inspected: a service
+///   that answers `503` with `Ok(response)` (hyper) is a success to the policy unless the service
+///   turns such answers into errors.
+///
+/// # Why hand-written
+///
+/// tower's own `ConcurrencyLimit`, `RateLimit`, `Retry` and `Timeout` cover some of the same
+/// ground, but not the policy's semantics (a rate-limit permit per retry, `Retry-After`, a
+/// breaker over the logical call, an overall deadline, one set of metrics and tracing events),
+/// and a stack of them costs about as much per call as [`Policy::call`] (the `policy` bench:
+/// ~137 ns against ~118 ns; this layer, which boxes its future, ~157 ns). The layer therefore
+/// adapts the one [`Policy`] rather than rebuilding it out of tower's pieces; it depends only on
+/// the `tower-layer` and `tower-service` interface crates (and `pin-project-lite`, already under
+/// tokio, for its attempt future).
 #[derive(Clone)]
 pub struct PolicyLayer<C = DefaultClassifier> {
     policy: Policy,
