@@ -388,7 +388,7 @@ async fn concurrent_claimers_never_share_a_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
+async fn notify_and_announce_wake_an_idle_dispatcher_long_before_its_poll() {
     let db = database!("notify");
     let outbox = Arc::new(PostgresOutbox::connect_with(db.options()).await.unwrap());
     let delivered = Arc::new(AtomicUsize::new(0));
@@ -455,9 +455,35 @@ async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(format!("{wake:?}").contains("running: true"));
+
+    // Recorded without the NOTIFY inside the transaction: committed, the job waits (the poll
+    // is an hour away) until `announce` is called after the commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = other.pool().begin().await.unwrap();
+    let outcome = other
+        .record_event_in_unannounced(&mut tx, "evt_2", vec![NewJob::new("notify", json!({}))])
+        .await
+        .unwrap();
+    assert!(!outcome.is_duplicate());
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        delivered.load(Ordering::SeqCst),
+        1,
+        "a job recorded unannounced woke the dispatcher: a NOTIFY was sent in its transaction"
+    );
+    other.announce();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while delivered.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not woken by `announce` within 10 s (poll is 1 h)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.trigger();
     let stats = run.await.unwrap();
-    assert_eq!(stats.succeeded, 1, "{stats:?}");
+    assert_eq!(stats.succeeded, 2, "{stats:?}");
     drop(wake);
     outbox.pool().close().await;
     other.pool().close().await;

@@ -99,7 +99,9 @@ async fn connect(pool: &PgPool) -> integrations_core::Result<PgListener> {
 /// fallback), the lock is held for microseconds, and records made while one announcement is
 /// under way share the next. The notification still follows the commit, so a woken dispatcher
 /// finds the jobs. [`PostgresOutbox::record_event_in`] notifies inside the caller's transaction
-/// instead, so that a rollback wakes no one.
+/// instead, so that a rollback wakes no one; [`PostgresOutbox::record_event_in_unannounced`]
+/// leaves it to the caller to call [`PostgresOutbox::announce`], which comes here, after the
+/// commit.
 ///
 /// [`OutboxStore::record_event`]: crate::OutboxStore::record_event
 #[derive(Debug, Default)]

@@ -278,12 +278,21 @@ impl PgOrders {
         jobs: Vec<NewJob>,
     ) -> Result<PaymentApplied> {
         let mut tx = self.pool().begin().await.map_err(db_error)?;
-        let outcome = self.outbox.record_event_in(&mut tx, event_id, jobs).await?;
+        // Announced after the commit, not notified inside it: notifying transactions commit one
+        // at a time, each with its own flush, and every webhook is one (`service_load` on
+        // Postgres: `docs/scaling.md`).
+        let outcome = self
+            .outbox
+            .record_event_in_unannounced(&mut tx, event_id, jobs)
+            .await?;
         if !outcome.is_duplicate() {
             set_status(&mut *tx, id, status).await?;
         }
         let order = get(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
         tx.commit().await.map_err(db_error)?;
+        if !outcome.is_duplicate() {
+            self.outbox.announce();
+        }
         Ok(PaymentApplied { order, outcome })
     }
 
