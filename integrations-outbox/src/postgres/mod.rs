@@ -4,7 +4,10 @@
 //! Built on `sqlx` (no macros, rustls), the driver most Rust services already hold a pool of, so
 //! the outbox can write **inside the caller's transaction**
 //! ([`PostgresOutbox::record_event_in`]): the order row and the jobs it owes commit or roll back
-//! together. The schema is plain SQL applied by [`migrate`] (run by every `connect`/`from_pool`),
+//! together. Where many such transactions commit at once (a webhook endpoint under load),
+//! [`PostgresOutbox::record_event_in_unannounced`] with [`PostgresOutbox::announce`] after the
+//! commit lets them share WAL flushes, which a `NOTIFY` inside each would prevent. The schema is
+//! plain SQL applied by [`migrate`] (run by every `connect`/`from_pool`),
 //! versioned in `integrations_schema` so a build refuses a database migrated by a newer one.
 //! Timestamps are kept as milliseconds since 1970 (`bigint`) read from the store's injectable
 //! [`Clock`](integrations_core::Clock), like the SQLite store, so leases and retries are testable.
