@@ -378,7 +378,7 @@ pub async fn retries_then_dead_letters(store: &dyn OutboxStore, clock: &FixedClo
         1,
         "limit honoured"
     );
-    assert_eq!(store.counts().await.unwrap().dead, 2);
+    assert_eq!(counted(store).await.dead, 2);
 }
 
 /// Replay puts a dead letter back to pending with its attempts reset.
@@ -539,14 +539,27 @@ pub async fn traceparents_are_kept_with_their_jobs(store: &dyn OutboxStore) {
     assert_eq!(seen, 3, "every job claimed");
 }
 
-/// `counts()` reports the earliest due time of a pending job and its age; a job waiting for its
+/// [`OutboxStore::counts`], after checking that [`OutboxStore::backlog`] agrees with it on
+/// the unfinished jobs.
+async fn counted(store: &dyn OutboxStore) -> super::OutboxCounts {
+    let backlog = store.backlog().await.expect("backlog");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        backlog,
+        counts.into(),
+        "the backlog is the counts' pending, leased and dead jobs and oldest pending"
+    );
+    counts
+}
+
+/// `counts()` and `backlog()` report the earliest due time of a pending job and its age; a job waiting for its
 /// retry time is not overdue. Delivers whatever is pending first (run it last in the suite).
 pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, clock: &FixedClock) {
     clock.advance(Duration::from_secs(3600));
     for c in store.claim("w0", 1000, LEASE).await.unwrap() {
         store.complete(&c.job.id, &c.lease).await.unwrap();
     }
-    let c = store.counts().await.unwrap();
+    let c = counted(store).await;
     assert_eq!(c.pending, 0, "the check needs no pending job");
     assert_eq!(
         (c.oldest_pending_at, c.oldest_pending_age),
@@ -566,7 +579,7 @@ pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, c
         .record_event("evt_o2", vec![job("age")])
         .await
         .unwrap();
-    let c = store.counts().await.unwrap();
+    let c = counted(store).await;
     assert_eq!(c.pending, 2);
     assert_eq!(
         c.oldest_pending_at,
@@ -590,7 +603,7 @@ pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, c
         .await
         .unwrap();
     clock.advance(Duration::from_secs(5));
-    let c = store.counts().await.unwrap();
+    let c = counted(store).await;
     assert_eq!(c.pending, 2, "a job waiting for its retry is pending");
     assert_eq!(c.oldest_pending_at, Some(t0 + Duration::from_secs(10)));
     assert_eq!(c.oldest_pending_age, Some(Duration::from_secs(5)));
@@ -602,7 +615,7 @@ pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, c
         .complete(&claimed[0].job.id, &claimed[0].lease)
         .await
         .unwrap();
-    let c = store.counts().await.unwrap();
+    let c = counted(store).await;
     assert_eq!(c.pending, 1);
     assert_eq!(c.oldest_pending_at, Some(retry_at));
     assert_eq!(c.oldest_pending_age, Some(Duration::ZERO));
@@ -614,7 +627,7 @@ pub async fn counts_report_the_oldest_due_pending_job(store: &dyn OutboxStore, c
         .complete(&claimed[0].job.id, &claimed[0].lease)
         .await
         .unwrap();
-    let c = store.counts().await.unwrap();
+    let c = counted(store).await;
     assert_eq!(
         (c.pending, c.oldest_pending_at, c.oldest_pending_age),
         (0, None, None)

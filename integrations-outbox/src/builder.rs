@@ -82,9 +82,10 @@ impl DispatcherBuilder {
         self.metrics = Some(metrics);
         self
     }
-    /// Has [`Dispatcher::run`] read the store's counts every `interval` into the metrics' gauges
-    /// (pending, leased, dead letters, oldest pending age). Off by default: counting is a query
-    /// on the store (on DynamoDB, paged `COUNT` queries of the status index), so choose an
+    /// Has [`Dispatcher::run`] read the store's [backlog](OutboxStore::backlog) every `interval`
+    /// into the metrics' gauges (pending, leased, dead letters, oldest pending age). Off by
+    /// default: it is a query on the store, costing what is unfinished, not the done jobs (on
+    /// DynamoDB, paged `COUNT` queries of those states in the status index), so choose an
     /// interval the store can afford, e.g. 15 s, or call [`OutboxMetrics::refresh`] yourself.
     /// `build` refuses a zero interval.
     #[must_use]

@@ -109,7 +109,7 @@ pub(super) struct Inner {
     /// Jobs being delivered by this dispatcher, with the newest lease it holds on each.
     pub(super) in_flight: Mutex<HashMap<JobId, LeaseToken>>,
     pub(super) metrics: Arc<OutboxMetrics>,
-    /// How often [`Dispatcher::run`] refreshes the metrics' [`OutboxCounts`](crate::OutboxCounts).
+    /// How often [`Dispatcher::run`] refreshes the metrics' [`OutboxBacklog`](crate::OutboxBacklog).
     pub(super) counts_interval: Option<Duration>,
     /// Deliveries that finish together complete in one commit.
     pub(super) completions: Completions,
@@ -191,7 +191,7 @@ impl fmt::Debug for DispatcherWaker {
 ///   (it would spend the job's attempts, or dead-letter it, for want of a handler).
 ///
 /// A job of a kind no running dispatcher handles stays pending, visible in
-/// [`OutboxStore::counts`] (pending, and the oldest pending age grows): alert on that age. From a
+/// [`OutboxStore::backlog`] (pending, and the oldest pending age grows): alert on that age. From a
 /// store that cannot claim by kind ([`OutboxStore::claims_by_kind`] is `false`) the dispatcher
 /// claims any kind, as before, and retries a job it has no handler for (a retryable
 /// [`Error::Configuration`] naming `handlers`), so that a worker that knows the kind gets to it.
@@ -405,7 +405,7 @@ impl Dispatcher {
                 if counted.is_none_or(|t| t.elapsed() >= every) {
                     counted = Some(tokio::time::Instant::now());
                     if let Err(e) = inner.metrics.refresh(&*inner.store).await {
-                        tracing::warn!(worker = %inner.worker_id, error = %e, "outbox counts failed");
+                        tracing::warn!(worker = %inner.worker_id, error = %e, "outbox backlog failed");
                     }
                 }
             }

@@ -18,6 +18,7 @@
 //! | [`Dispatcher`] | the worker loop: concurrency bound, graceful shutdown, per-run [`RunStats`] |
 //! | [`JobHandler`] | delivers one kind of job; [`handler_fn`] makes one from a closure |
 //! | [`OutboxMetrics`] | deliveries, failures, delivery latency, backlog gauges: Prometheus text, and the `metrics` facade (feature `metrics`) |
+//! | [`OutboxStore::backlog`], [`OutboxCounter`] | what is left to do, at a cost that follows it: for gauges and dashboards ([`OutboxStore::counts`] also counts every done job and event record) |
 //! | `behaviour` | the shared behaviour suite every store must pass (feature `testing`) |
 //! | [`resolve_traceparent`] | the W3C `traceparent` stored with each job; the handler's span links to it (feature `opentelemetry`) |
 //!
@@ -112,6 +113,7 @@ use integrations_core::{ErrorKind, Result};
 pub mod behaviour;
 mod builder;
 mod completions;
+mod counter;
 #[cfg(feature = "sqlite")]
 mod db;
 mod dispatcher;
@@ -130,6 +132,7 @@ mod trace;
 mod types;
 
 pub use builder::{DEFAULT_MAX_RETRY_AFTER, DispatcherBuilder};
+pub use counter::{DEFAULT_TOTALS_EVERY, OutboxCounter};
 #[cfg(feature = "sqlite")]
 pub(crate) use db::{Access, Db, corrupt, sql_error};
 #[cfg(feature = "sqlite")]
@@ -161,5 +164,5 @@ pub use trace::resolve_traceparent;
 pub(crate) use types::to_millis;
 pub use types::{
     ClaimedJob, DEFAULT_MAX_ATTEMPTS, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState,
-    LeaseOnRecord, LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome,
+    LeaseOnRecord, LeaseToken, NewJob, OutboxBacklog, OutboxCounts, PurgeOutcome, RecordOutcome,
 };

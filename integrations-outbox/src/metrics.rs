@@ -1,5 +1,5 @@
 //! [`OutboxMetrics`]: what the dispatcher delivered, failed and how long delivery took, plus the
-//! store's [`OutboxCounts`] as gauges; read as Prometheus text and (feature `metrics`) recorded
+//! store's [`OutboxBacklog`] (and, when observed, its [`OutboxCounts`]) as gauges; read as Prometheus text and (feature `metrics`) recorded
 //! through the [`metrics`](https://docs.rs/metrics) facade under the same names.
 //!
 //! | series | type | meaning |
@@ -10,13 +10,16 @@
 //! | `outbox_lease_lost_total{kind}` | counter | results the store refused: the lease had passed to another worker |
 //! | `outbox_store_errors_total` | counter | claims or results the store failed to record |
 //! | `outbox_delivery_seconds{kind}` | histogram | job recorded → delivered and marked done ([`DELIVERY_BUCKETS`]) |
-//! | `outbox_jobs{state}` | gauge | jobs `pending`, `leased`, `done`, `dead` (dead letters) |
+//! | `outbox_jobs{state}` | gauge | jobs `pending`, `leased`, `dead` (dead letters); `done` only once full counts were observed |
 //! | `outbox_oldest_pending_age_seconds` | gauge | how long the oldest due job has waited for a worker (0 with none) |
 //!
-//! The gauges are what was last given to [`OutboxMetrics::observe_counts`] (or read by
-//! [`OutboxMetrics::refresh`], or by the dispatcher every
-//! [`counts_interval`](crate::DispatcherBuilder::counts_interval)); counting is a query on the
-//! store, so nothing reads it per scrape.
+//! The gauges are what was last given to [`OutboxMetrics::observe_backlog`] or
+//! [`OutboxMetrics::observe_counts`] (or read by [`OutboxMetrics::refresh`], or by the dispatcher
+//! every [`counts_interval`](crate::DispatcherBuilder::counts_interval)); counting is a query on
+//! the store, so nothing reads it per scrape. `refresh` and the dispatcher read the
+//! [backlog](OutboxStore::backlog), whose cost follows the unfinished jobs; the `done` gauge
+//! appears only when a caller observes full [counts](OutboxStore::counts), which read every done
+//! job and is worth asking for only now and then.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,8 +29,8 @@
 //! let store = InMemoryOutbox::new();
 //! store.record_event("evt_1", vec![NewJob::new("email", serde_json::json!({}))]).await?;
 //! let metrics = OutboxMetrics::new();
-//! let counts = metrics.refresh(&store).await?;
-//! assert_eq!(counts.pending, 1);
+//! let backlog = metrics.refresh(&store).await?;
+//! assert_eq!(backlog.pending, 1);
 //! let text = metrics.render_prometheus();
 //! assert!(text.contains("outbox_jobs{state=\"pending\"} 1\n"));
 //! # Ok::<(), integrations_core::Error>(())
@@ -46,7 +49,7 @@ use integrations_core::Result;
 use integrations_core::metrics::{Bound, FixedHistogram, TextWriter};
 
 use super::store::OutboxStore;
-use super::types::OutboxCounts;
+use super::types::{OutboxBacklog, OutboxCounts};
 
 const fn b(micros: u64, le: &'static str) -> Bound {
     Bound { micros, le }
@@ -100,14 +103,21 @@ struct KindMetrics {
     delivery: FixedHistogram,
 }
 
-/// Delivery counters and latency per job kind, and the last observed [`OutboxCounts`]. Shared
+/// Delivery counters and latency per job kind, and the last observed [`OutboxBacklog`]. Shared
 /// by the dispatchers of a process ([`OutboxMetrics::global`] unless a builder was given
 /// another).
 #[derive(Debug, Default)]
 pub struct OutboxMetrics {
     kinds: RwLock<BTreeMap<String, Arc<KindMetrics>>>,
     store_errors: AtomicU64,
-    counts: Mutex<Option<OutboxCounts>>,
+    gauges: Mutex<Gauges>,
+}
+
+/// What the gauges show: the last backlog observed, and the last full counts, if any.
+#[derive(Debug, Default, Clone, Copy)]
+struct Gauges {
+    backlog: Option<OutboxBacklog>,
+    counts: Option<OutboxCounts>,
 }
 
 fn load(c: &AtomicU64) -> u64 {
@@ -176,26 +186,47 @@ impl OutboxMetrics {
         metrics::counter!(STORE_ERRORS).increment(1);
     }
 
-    /// Keeps `counts` for the gauges (and sets the facade's gauges).
+    fn gauges(&self) -> std::sync::MutexGuard<'_, Gauges> {
+        self.gauges.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `backlog` for the gauges (and sets the facade's gauges): pending, leased, dead and
+    /// the oldest pending age. A `done` gauge from earlier full counts stays as it was.
+    pub fn observe_backlog(&self, backlog: &OutboxBacklog) {
+        self.gauges().backlog = Some(*backlog);
+        #[cfg(feature = "metrics")]
+        facade::backlog(backlog);
+    }
+
+    /// Keeps `counts` for the gauges (and sets the facade's gauges), the `done` jobs included.
     pub fn observe_counts(&self, counts: &OutboxCounts) {
-        *self.counts.lock().unwrap_or_else(PoisonError::into_inner) = Some(*counts);
+        {
+            let mut g = self.gauges();
+            g.backlog = Some((*counts).into());
+            g.counts = Some(*counts);
+        }
         #[cfg(feature = "metrics")]
         facade::counts(counts);
     }
 
-    /// Reads `store`'s counts and [observes](Self::observe_counts) them.
+    /// Reads `store`'s [backlog](OutboxStore::backlog) and [observes](Self::observe_backlog) it.
     ///
     /// # Errors
-    /// What [`OutboxStore::counts`] returns.
-    pub async fn refresh(&self, store: &dyn OutboxStore) -> Result<OutboxCounts> {
-        let counts = store.counts().await?;
-        self.observe_counts(&counts);
-        Ok(counts)
+    /// What [`OutboxStore::backlog`] returns.
+    pub async fn refresh(&self, store: &dyn OutboxStore) -> Result<OutboxBacklog> {
+        let backlog = store.backlog().await?;
+        self.observe_backlog(&backlog);
+        Ok(backlog)
     }
 
-    /// The counts last observed, if any.
+    /// The backlog last observed (by either `observe_*`), if any.
+    pub fn last_backlog(&self) -> Option<OutboxBacklog> {
+        self.gauges().backlog
+    }
+
+    /// The full counts last observed, if any.
     pub fn last_counts(&self) -> Option<OutboxCounts> {
-        *self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+        self.gauges().counts
     }
 
     /// Everything in the Prometheus text exposition format (version 0.0.4).
@@ -262,14 +293,19 @@ impl OutboxMetrics {
             let h = k.delivery.snapshot();
             w.histogram(DELIVERY, &[("kind", kind)], &h.buckets, h.sum_seconds);
         }
-        if let Some(c) = self.last_counts() {
+        let gauges = *self.gauges();
+        if let Some(c) = gauges.backlog {
             w.header(JOBS, "gauge", "Outbox jobs by state (dead: dead letters).");
+            let done = gauges.counts.map(|full| ("done", full.done));
             for (state, n) in [
-                ("pending", c.pending),
-                ("leased", c.leased),
-                ("done", c.done),
-                ("dead", c.dead),
-            ] {
+                Some(("pending", c.pending)),
+                Some(("leased", c.leased)),
+                done,
+                Some(("dead", c.dead)),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 w.sample(JOBS, &[("state", state)], n);
             }
             w.header(
@@ -283,7 +319,7 @@ impl OutboxMetrics {
     }
 }
 
-fn oldest_secs(c: &OutboxCounts) -> f64 {
+fn oldest_secs(c: &OutboxBacklog) -> f64 {
     c.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())
 }
 
@@ -292,7 +328,7 @@ fn oldest_secs(c: &OutboxCounts) -> f64 {
 mod facade {
     use super::{
         ATTEMPTS, DELIVERIES, DELIVERY, Ended, FAILURES, JOBS, LEASE_LOST, OLDEST_PENDING,
-        OutboxCounts, STORE_ERRORS, oldest_secs,
+        OutboxBacklog, OutboxCounts, STORE_ERRORS, oldest_secs,
     };
 
     pub(super) fn record(kind: &str, ended: Ended) {
@@ -315,16 +351,20 @@ mod facade {
         }
     }
 
-    pub(super) fn counts(c: &OutboxCounts) {
+    pub(super) fn backlog(c: &OutboxBacklog) {
         for (state, n) in [
             ("pending", c.pending),
             ("leased", c.leased),
-            ("done", c.done),
             ("dead", c.dead),
         ] {
             metrics::gauge!(JOBS, "state" => state).set(n as f64);
         }
         metrics::gauge!(OLDEST_PENDING).set(oldest_secs(c));
+    }
+
+    pub(super) fn counts(c: &OutboxCounts) {
+        backlog(&(*c).into());
+        metrics::gauge!(JOBS, "state" => "done").set(c.done as f64);
     }
 }
 

@@ -62,8 +62,19 @@ async fn the_text_counts_deliveries_failures_latency_and_the_backlog() -> Result
         !text.contains("outbox_jobs"),
         "no gauges before counts were observed:\n{text}"
     );
-    let counts = metrics.refresh(&*store).await?;
-    assert_eq!((counts.pending, counts.dead, counts.done), (1, 1, 3));
+    let backlog = metrics.refresh(&*store).await?;
+    assert_eq!((backlog.pending, backlog.leased, backlog.dead), (1, 0, 1));
+    let text = metrics.render_prometheus();
+    assert!(
+        text.contains("outbox_jobs{state=\"pending\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("state=\"done\""),
+        "the backlog does not count done jobs:\n{text}"
+    );
+    // Full counts, observed now and then, add the done jobs.
+    metrics.observe_counts(&store.counts().await?);
     let text = metrics.render_prometheus();
     for expected in [
         "# TYPE outbox_attempts_total counter\n",
@@ -120,6 +131,7 @@ async fn the_facade_receives_the_same_series() {
     let metrics = Arc::new(OutboxMetrics::new());
     let store = deliver_some(&metrics).await;
     metrics.refresh(&*store).await.unwrap();
+    metrics.observe_counts(&store.counts().await.unwrap());
     let mut got: Vec<String> = snapshotter
         .snapshot()
         .into_vec()

@@ -14,7 +14,8 @@ use super::store::{
 };
 use super::types::{
     ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, JobState, LeaseOnRecord,
-    LeaseToken, NewJob, OutboxCounts, PurgeOutcome, RecordOutcome, from_millis, to_millis,
+    LeaseToken, NewJob, OutboxBacklog, OutboxCounts, PurgeOutcome, RecordOutcome, from_millis,
+    to_millis,
 };
 use integrations_core::ErrorRecord;
 use integrations_core::{Clock, SystemClock};
@@ -160,22 +161,14 @@ impl SqliteOutbox {
         self.db.path()
     }
 
-    /// Jobs pending and leased: what is left to deliver. Read from the partial indexes of those
-    /// two states, so it costs what is left, not the whole history that
-    /// [`counts`](OutboxStore::counts) scans (every done job, every event): the call for a loop
-    /// that waits for the outbox to drain.
+    /// Jobs pending and leased: what is left to deliver (the first two figures of
+    /// [`OutboxStore::backlog`], which reads only the unfinished jobs).
     ///
     /// # Errors
     /// Store failures.
     pub async fn unfinished(&self) -> Result<(u64, u64)> {
-        self.db
-            .call(Access::Read, |conn| {
-                conn.prepare_cached(UNFINISHED)
-                    .map_err(sql_error)?
-                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(sql_error)
-            })
-            .await
+        let b = self.backlog().await?;
+        Ok((b.pending, b.leased))
     }
 
     /// Records `event_id` and its `jobs` **inside the caller's own SQLite transaction** `tx`, on
@@ -330,8 +323,22 @@ fn error_json(e: &ErrorRecord) -> Result<String> {
 }
 
 /// Pending and leased jobs, counted on their partial indexes.
-const UNFINISHED: &str = "SELECT (SELECT count(*) FROM outbox_jobs WHERE state = 'pending'), \
-     (SELECT count(*) FROM outbox_jobs WHERE state = 'leased')";
+/// [`OutboxStore::backlog`]: each count on the partial index of its state, the oldest due time
+/// the first entry of the pending index; no done job and no event record is read.
+const BACKLOG: &str = "SELECT (SELECT count(*) FROM outbox_jobs WHERE state = 'pending'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'leased'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'dead'), \
+     (SELECT min(available_at) FROM outbox_jobs WHERE state = 'pending')";
+
+/// [`OutboxStore::counts`]: the backlog's figures, then the part that grows until a purge — the
+/// done jobs (counted on their partial index: its entries, not the rows with their payloads)
+/// and the event records.
+const COUNTS: &str = "SELECT (SELECT count(*) FROM outbox_jobs WHERE state = 'pending'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'leased'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'dead'), \
+     (SELECT min(available_at) FROM outbox_jobs WHERE state = 'pending'), \
+     (SELECT count(*) FROM outbox_jobs WHERE state = 'done'), \
+     (SELECT count(*) FROM outbox_events)";
 
 /// Pending jobs that are due, oldest first (served by the `outbox_jobs_pending` index).
 const PENDING_DUE: &str = "SELECT id, state, attempts, max_attempts, available_at FROM outbox_jobs
@@ -643,35 +650,52 @@ impl OutboxStore for SqliteOutbox {
         let now = self.now();
         self.db
             .call(Access::Read, move |conn| {
-                let mut c = OutboxCounts::default();
-                let mut stmt = conn
-                    .prepare_cached("SELECT state, count(*) FROM outbox_jobs GROUP BY state")
+                // One statement, so one snapshot: every job is counted in one state.
+                let (pending, leased, dead, oldest, done, events) = conn
+                    .prepare_cached(COUNTS)
+                    .map_err(sql_error)?
+                    .query_row([], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })
                     .map_err(sql_error)?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
-                    .map_err(sql_error)?;
-                for row in rows {
-                    let (state, n) = row.map_err(sql_error)?;
-                    match JobState::parse(&state) {
-                        Some(JobState::Pending) => c.pending = n,
-                        Some(JobState::Leased) => c.leased = n,
-                        Some(JobState::Done) => c.done = n,
-                        Some(JobState::Dead) => c.dead = n,
-                        None => return Err(corrupt("job state", state)),
-                    }
+                Ok(OutboxCounts {
+                    pending,
+                    leased,
+                    done,
+                    dead,
+                    events,
+                    ..OutboxCounts::default()
                 }
-                c.events = conn
-                    .query_row("SELECT count(*) FROM outbox_events", [], |r| r.get(0))
+                .with_oldest_pending(oldest.map(from_millis), from_millis(now)))
+            })
+            .await
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        let now = self.now();
+        self.db
+            .call(Access::Read, move |conn| {
+                let (pending, leased, dead, oldest) = conn
+                    .prepare_cached(BACKLOG)
+                    .map_err(sql_error)?
+                    .query_row([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<i64>>(3)?))
+                    })
                     .map_err(sql_error)?;
-                // Served by the partial index on pending jobs' `available_at`.
-                let oldest: Option<i64> = conn
-                    .query_row(
-                        "SELECT min(available_at) FROM outbox_jobs WHERE state = 'pending'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql_error)?;
-                Ok(c.with_oldest_pending(oldest.map(from_millis), from_millis(now)))
+                Ok(OutboxBacklog {
+                    pending,
+                    leased,
+                    dead,
+                    ..OutboxBacklog::default()
+                }
+                .with_oldest_pending(oldest.map(from_millis), from_millis(now)))
             })
             .await
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::types::{
     ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
-    OutboxCounts, PurgeOutcome, RecordOutcome,
+    OutboxBacklog, OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::ErrorRecord;
 use integrations_core::{Error, IdempotencyKey, Result};
@@ -184,9 +184,28 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
 
     /// Jobs per state and the number of recorded events.
     ///
+    /// Counting the done jobs and the event records reads every one the store holds, so this
+    /// costs more the longer the store runs between [`purge`](OutboxStore::purge)s. Anything
+    /// that asks often — gauges, a dashboard, a loop waiting for the outbox to drain — should
+    /// read [`backlog`](OutboxStore::backlog).
+    ///
     /// # Errors
     /// Store failures.
     async fn counts(&self) -> Result<OutboxCounts>;
+
+    /// What is left to do: pending (and the oldest one's due time), leased and dead-lettered
+    /// jobs, read from those jobs alone, so the cost follows the backlog and not the store's
+    /// size (the SQL stores count their partial indexes of each state; DynamoDB its status
+    /// index's entries of those states).
+    ///
+    /// The default calls [`counts`](OutboxStore::counts): a store that can count the unfinished
+    /// jobs on their own should say so here.
+    ///
+    /// # Errors
+    /// Store failures.
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        Ok(self.counts().await?.into())
+    }
 
     /// Removes done jobs last updated before `older_than`, then event records made before it
     /// that have no jobs left.
@@ -264,6 +283,9 @@ impl<S: OutboxStore + ?Sized> OutboxStore for Arc<S> {
     }
     async fn counts(&self) -> Result<OutboxCounts> {
         (**self).counts().await
+    }
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        (**self).backlog().await
     }
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
         (**self).purge(older_than).await

@@ -406,7 +406,12 @@ impl DeadLetter {
     }
 }
 
-/// Jobs per state, and how long the oldest due job has waited for a worker.
+/// Jobs per state, the event records, and how long the oldest due job has waited for a worker.
+///
+/// Counting done jobs and event records reads all of them: the cost of
+/// [`OutboxStore::counts`](super::OutboxStore::counts) grows with the store until
+/// [`purge`](super::OutboxStore::purge) removes them. For anything that asks often, read
+/// [`OutboxBacklog`] instead.
 ///
 /// `oldest_pending_at` is the earliest time a pending job became due (it was recorded, replayed,
 /// or its retry time came); `oldest_pending_age` is how long before the store's `now` that was,
@@ -442,6 +447,69 @@ impl OutboxCounts {
         self.oldest_pending_at = oldest;
         self.oldest_pending_age = oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
         self
+    }
+
+    /// These counts with the unfinished jobs (pending, leased, dead, oldest pending) taken from
+    /// `backlog`, a later reading; `done` and `events` stay as they were.
+    #[must_use]
+    pub fn with_backlog(mut self, backlog: OutboxBacklog) -> Self {
+        self.pending = backlog.pending;
+        self.leased = backlog.leased;
+        self.dead = backlog.dead;
+        self.oldest_pending_at = backlog.oldest_pending_at;
+        self.oldest_pending_age = backlog.oldest_pending_age;
+        self
+    }
+}
+
+/// What is left to do in the outbox: the unfinished jobs, without the done ones or the event
+/// records.
+///
+/// Read by [`OutboxStore::backlog`](super::OutboxStore::backlog), whose cost follows these
+/// figures, not the size of the store; [`OutboxCounts`] holds them too, with the totals of done
+/// jobs and recorded events. `oldest_pending_at` and `oldest_pending_age` mean what they mean
+/// there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxBacklog {
+    /// Pending (including those waiting for a retry time).
+    pub pending: u64,
+    /// Leased.
+    pub leased: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+    /// The earliest due time of a pending job.
+    #[serde(serialize_with = "ser_unix_millis")]
+    pub oldest_pending_at: Option<SystemTime>,
+    /// How long the oldest due pending job has waited (zero if it is not due yet).
+    #[serde(serialize_with = "ser_secs")]
+    pub oldest_pending_age: Option<Duration>,
+}
+
+impl OutboxBacklog {
+    /// Sets [`oldest_pending_at`](Self::oldest_pending_at) and the age it has at `now`, for
+    /// store implementations.
+    #[must_use]
+    pub fn with_oldest_pending(mut self, oldest: Option<SystemTime>, now: SystemTime) -> Self {
+        self.oldest_pending_at = oldest;
+        self.oldest_pending_age = oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
+        self
+    }
+
+    /// Jobs not finished yet: pending and leased (dead letters wait for a person, not a worker).
+    pub fn unfinished(&self) -> u64 {
+        self.pending + self.leased
+    }
+}
+
+impl From<OutboxCounts> for OutboxBacklog {
+    fn from(c: OutboxCounts) -> Self {
+        OutboxBacklog {
+            pending: c.pending,
+            leased: c.leased,
+            dead: c.dead,
+            oldest_pending_at: c.oldest_pending_at,
+            oldest_pending_age: c.oldest_pending_age,
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use integrations_core::{Error, ErrorRecord, Result};
 use integrations_outbox::{
     ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
-    OutboxCounts, OutboxStore, PostgresOptions, PostgresOutbox, PurgeOutcome, RecordOutcome,
-    SqliteOutbox,
+    OutboxBacklog, OutboxCounts, OutboxStore, PostgresOptions, PostgresOutbox, PurgeOutcome,
+    RecordOutcome, SqliteOutbox,
 };
 
 use super::providers::OUTBOX_FILE;
@@ -74,10 +74,8 @@ impl FlowOutbox {
     /// # Errors
     /// Store failures.
     pub async fn unfinished(&self) -> Result<(u64, u64)> {
-        match self {
-            FlowOutbox::Sqlite(s) => s.unfinished().await,
-            FlowOutbox::Postgres(s) => s.unfinished().await,
-        }
+        let b = self.store().backlog().await?;
+        Ok((b.pending, b.leased))
     }
 
     fn store(&self) -> &dyn OutboxStore {
@@ -147,6 +145,9 @@ impl OutboxStore for FlowOutbox {
     }
     async fn counts(&self) -> Result<OutboxCounts> {
         self.store().counts().await
+    }
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        self.store().backlog().await
     }
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
         self.store().purge(older_than).await

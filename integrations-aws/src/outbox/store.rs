@@ -9,8 +9,8 @@ use integrations_core::clock::{Clock, SystemClock};
 use integrations_core::{Error, Result};
 use integrations_outbox::{
     ClaimedJob, DeadLetter, ErrorRecord, FailOutcome, JobId, JobRecord, JobState, LeaseToken,
-    NewJob, OutboxCounts, OutboxStore, PurgeOutcome, RecordOutcome, check_claim, job_not_found,
-    lease_lost, prepare_jobs,
+    NewJob, OutboxBacklog, OutboxCounts, OutboxStore, PurgeOutcome, RecordOutcome, check_claim,
+    job_not_found, lease_lost, prepare_jobs,
 };
 use serde_json::{Value, json};
 
@@ -534,6 +534,26 @@ impl OutboxStore for DynamoSqsOutbox {
             Some(e) => Some(e.due_time()?),
         };
         Ok(counts.with_oldest_pending(oldest, self.clock.now()))
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        // Three `COUNT` queries of the status index, each reading only its state's entries
+        // (the done jobs and the event records, which `counts` pages through, are not read).
+        let backlog = OutboxBacklog {
+            pending: self.count_index(JobState::Pending.as_str()).await?,
+            leased: self.count_index(JobState::Leased.as_str()).await?,
+            dead: self.count_index(JobState::Dead.as_str()).await?,
+            ..OutboxBacklog::default()
+        };
+        let oldest = match self
+            .query_index(JobState::Pending.as_str(), None, 1)
+            .await?
+            .first()
+        {
+            None => None,
+            Some(e) => Some(e.due_time()?),
+        };
+        Ok(backlog.with_oldest_pending(oldest, self.clock.now()))
     }
 
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {

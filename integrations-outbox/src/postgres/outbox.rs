@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::listen::Announcer;
-use super::rows::{COUNTS, cols, db_id, from_millis, parse, small, to_millis};
+use super::rows::{BACKLOG, COUNTS, cols, db_id, from_millis, parse, small, to_millis};
 use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
 use crate::store::{
     OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
@@ -19,7 +19,7 @@ use crate::store::{
 use crate::trace::resolve_traceparent;
 use crate::types::{
     ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
-    OutboxCounts, PurgeOutcome, RecordOutcome,
+    OutboxBacklog, OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::{Clock, ErrorRecord, SystemClock};
 use integrations_core::{Error, ErrorKind, Result};
@@ -318,20 +318,14 @@ impl PostgresOutbox {
         self.announcer.announce(&self.pool);
     }
 
-    /// Jobs pending and leased: what is left to deliver, counted on the partial indexes of those
-    /// two states (for a loop that waits for the outbox to drain).
+    /// Jobs pending and leased: what is left to deliver (the first two figures of
+    /// [`OutboxStore::backlog`], which reads only the unfinished jobs).
     ///
     /// # Errors
     /// Store failures.
     pub async fn unfinished(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'pending'),
-                (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'leased')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(sql_error)?;
-        Ok((count(&row, 0)?, count(&row, 1)?))
+        let b = self.backlog().await?;
+        Ok((b.pending, b.leased))
     }
 
     async fn load(&self, id: i64) -> Result<Option<JobRecord>> {
@@ -808,6 +802,25 @@ impl OutboxStore for PostgresOutbox {
         ))
     }
 
+    async fn backlog(&self) -> Result<OutboxBacklog> {
+        let row = sqlx::query(BACKLOG)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(OutboxBacklog {
+            pending: count(&row, 0)?,
+            leased: count(&row, 1)?,
+            dead: count(&row, 2)?,
+            ..OutboxBacklog::default()
+        }
+        .with_oldest_pending(
+            row.try_get::<Option<i64>, _>(3)
+                .map_err(|e| corrupt("oldest_pending", e))?
+                .map(from_millis),
+            self.clock.now(),
+        ))
+    }
+
     async fn purge(&self, older_than: SystemTime) -> Result<PurgeOutcome> {
         let row = sqlx::query(
             "WITH j AS (
@@ -943,6 +956,76 @@ mod plan_tests {
                 assert_eq!(r.seq_scans, 0, "{mode}, {kinds:?}:\n{}", r.plan);
             }
         }
+        pool.close().await;
+        db.drop_database().await.unwrap();
+    }
+
+    /// The backlog reads the unfinished jobs on their states' partial indexes: not the done
+    /// jobs, which a store accumulates until it purges them, nor the event records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_backlog_reads_only_unfinished_jobs() {
+        let Some(db) = TestDatabase::create("backlog_plan").await else {
+            return;
+        };
+        let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+        let pool = outbox.pool();
+        // A day's churn (30,000 done jobs and their events), 7 pending, 3 leased, 2 dead.
+        sqlx::raw_sql(
+            "INSERT INTO integrations_outbox_events (event_id, recorded_at)
+                SELECT 'e' || g, g FROM generate_series(1, 30000) g;
+             INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload,
+                state, attempts, max_attempts, available_at, created_at, updated_at)
+             SELECT 'e' || g, 'email', 'k', '{}'::jsonb, 'done', 1, 5, g, g, g
+                FROM generate_series(1, 30000) g
+             UNION ALL SELECT 'p' || g, 'email', 'k', '{}', 'pending', 0, 5, 40000 + g, g, g
+                FROM generate_series(1, 7) g
+             UNION ALL SELECT 'l' || g, 'email', 'k', '{}', 'leased', 1, 5, g, g, g
+                FROM generate_series(1, 3) g
+             UNION ALL SELECT 'd' || g, 'email', 'k', '{}', 'dead', 5, 5, g, g, g
+                FROM generate_series(1, 2) g;
+             ANALYZE integrations_outbox_jobs; ANALYZE integrations_outbox_events;",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let b = outbox.backlog().await.unwrap();
+        assert_eq!((b.pending, b.leased, b.dead), (7, 3, 2));
+        assert_eq!(b.oldest_pending_at, Some(from_millis(40_001)));
+        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE) {BACKLOG}"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan = lines.join("\n");
+        let nodes: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim_start().trim_start_matches("->  "))
+            .filter(|l| l.contains("  (cost=") && l.contains(" on integrations_outbox_"))
+            .collect();
+        let mut indexes = 0;
+        for node in nodes {
+            assert!(
+                !node.starts_with("Seq Scan") && !node.contains("integrations_outbox_events"),
+                "{node} in\n{plan}"
+            );
+            // `Index (Only) Scan using <index> on …`, `Bitmap Index Scan on <index>`; a bitmap
+            // heap scan reads the rows its bitmap index scan found.
+            let index = node
+                .split_once(" using ")
+                .or_else(|| node.split_once("Bitmap Index Scan on "))
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            if let Some(index) = index {
+                indexes += 1;
+                assert!(
+                    ["pending", "leased", "dead"]
+                        .iter()
+                        .any(|s| index.starts_with(&format!("integrations_outbox_jobs_{s}"))),
+                    "{node} in\n{plan}"
+                );
+            } else {
+                assert!(node.starts_with("Bitmap Heap Scan"), "{node} in\n{plan}");
+            }
+        }
+        assert!(indexes >= 4, "{plan}");
         pool.close().await;
         db.drop_database().await.unwrap();
     }

@@ -31,6 +31,16 @@ pub(crate) const COUNTS: &str = "SELECT
     (SELECT min(available_at) FROM integrations_outbox_jobs WHERE state = 'pending')
         AS oldest_pending";
 
+/// [`OutboxStore::backlog`](crate::OutboxStore::backlog): each count on the partial index of its
+/// state, the oldest due time the first entry of the pending index; no done job and no event
+/// record is read (`plan_tests::the_backlog_reads_only_unfinished_jobs`).
+pub(crate) const BACKLOG: &str = "SELECT
+    (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'pending') AS pending,
+    (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'leased') AS leased,
+    (SELECT count(*) FROM integrations_outbox_jobs WHERE state = 'dead') AS dead,
+    (SELECT min(available_at) FROM integrations_outbox_jobs WHERE state = 'pending')
+        AS oldest_pending";
+
 /// A job with its current lease token.
 pub(crate) struct Loaded {
     pub(crate) record: JobRecord,
