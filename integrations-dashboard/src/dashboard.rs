@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use integrations_core::metrics::MetricsRegistry;
 use integrations_core::{Error, Result};
-use integrations_outbox::{DeadLetter, OutboxCounts, OutboxStore};
+use integrations_outbox::{DeadLetter, OutboxCounter, OutboxCounts, OutboxStore};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,9 @@ pub const SUBSCRIBER_BACKLOG: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoreView {
     pub(crate) counts: Option<OutboxCounts>,
+    /// How old the done jobs and event records in `counts` were when read (they are counted
+    /// only every `totals_every`).
+    pub(crate) totals_age: Option<Duration>,
     pub(crate) dead_letters: Vec<DeadLetter>,
     /// The last read's failure (the figures are then the previous ones).
     pub(crate) error: Option<String>,
@@ -37,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) title: String,
     pub(crate) registry: MetricsRegistry,
     pub(crate) outbox: Option<Arc<dyn OutboxStore>>,
+    /// Reads `outbox`'s counts: the backlog every sample, the totals now and then.
+    counter: Option<OutboxCounter>,
     pub(crate) history: RwLock<History>,
     pub(crate) stores: RwLock<Arc<StoreView>>,
     pub(crate) step: Duration,
@@ -65,6 +70,7 @@ pub struct DashboardBuilder {
     registry: Option<MetricsRegistry>,
     outbox: Option<Arc<dyn OutboxStore>>,
     sample_every: Option<Duration>,
+    totals_every: Option<Duration>,
     history: Option<Duration>,
     title: Option<String>,
 }
@@ -88,6 +94,17 @@ impl DashboardBuilder {
     /// once per sample, never per request.
     pub fn sample_every(mut self, every: Duration) -> Self {
         self.sample_every = Some(every);
+        self
+    }
+
+    /// How often the outbox's done jobs and event records are counted (default
+    /// [`DEFAULT_TOTALS_EVERY`](integrations_outbox::DEFAULT_TOTALS_EVERY), a minute). Each
+    /// sample reads the outbox's [backlog](OutboxStore::backlog) (pending, in delivery, dead
+    /// letters), whose cost follows what is unfinished; counting every done job and event record
+    /// costs what the store holds, so it is done only this often, and the "delivered" and
+    /// "events recorded" figures are as of that count.
+    pub fn totals_every(mut self, every: Duration) -> Self {
+        self.totals_every = Some(every);
         self
     }
 
@@ -144,6 +161,12 @@ impl DashboardBuilder {
             title: self.title.unwrap_or_else(|| "Integrations".to_owned()),
             registry: registry.clone(),
             outbox: self.outbox.clone(),
+            counter: self.outbox.clone().map(|o| {
+                OutboxCounter::new(o).totals_every(
+                    self.totals_every
+                        .unwrap_or(integrations_outbox::DEFAULT_TOTALS_EVERY),
+                )
+            }),
             history: RwLock::new(History::new(window_ms)),
             stores: RwLock::default(),
             step,
@@ -152,7 +175,7 @@ impl DashboardBuilder {
             samples,
         });
         let (stop, stopped) = watch::channel(false);
-        let mut sampler = Sampler::new(registry, self.outbox);
+        let mut sampler = Sampler::new(registry, None);
         // The baseline, taken here so that every call after `build` is charted and the totals
         // from before are not charted as one spike.
         sampler.sample_metrics(now_ms(), None);
@@ -224,12 +247,13 @@ impl Drop for Dashboard {
 
 /// Reads the outbox's counts and dead letters; on failure keeps the previous figures, marked.
 async fn read_stores(shared: &Shared) -> Option<OutboxCounts> {
-    let outbox = shared.outbox.as_ref()?;
+    let (outbox, counter) = (shared.outbox.as_ref()?, shared.counter.as_ref()?);
     let read = async {
-        let counts = outbox.counts().await?;
+        let counts = counter.read().await?;
         let dead_letters = outbox.dead_letters(DEAD_LETTERS_SHOWN).await?;
         Ok::<_, Error>(StoreView {
             counts: Some(counts),
+            totals_age: counter.totals_read_at().map(|at| at.elapsed()),
             dead_letters,
             error: None,
         })

@@ -296,6 +296,15 @@ fn outbox(out: &mut String, v: &View) {
     tile(out, "dead letters", c.dead, c.dead > 0);
     tile(out, "events recorded", c.events, false);
     out.push_str("</div>");
+    if let Some(age) = v.stores.totals_age {
+        // Counting every done job and event record costs what the store holds: done rarely.
+        let _ = write!(
+            out,
+            "<p class=\"hint\">Delivered and events recorded as counted {} s earlier; the \
+             other figures at this sample.</p>",
+            age.as_secs()
+        );
+    }
     let series = |f: fn(&integrations_outbox::OutboxCounts) -> u64| -> Vec<(i64, Option<f64>)> {
         v.samples
             .iter()

@@ -59,6 +59,7 @@ fn view(registry: &MetricsRegistry, samples: Vec<Arc<Sample>>, dead: Vec<DeadLet
                 dead: dead.len() as u64,
                 ..OutboxCounts::default()
             }),
+            totals_age: Some(std::time::Duration::from_secs(42)),
             dead_letters: dead,
             error: None,
         }),
@@ -104,6 +105,10 @@ fn renders_live_numbers_and_escapes_everything() {
     read_only.replay = false;
     assert!(!page(&read_only).contains("data-replay=\""));
     assert!(live(&view(&registry, Vec::new(), Vec::new())).contains("No dead letters."));
+    assert!(
+        html.contains("Delivered and events recorded as counted 42 s earlier"),
+        "the totals' age is shown"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use integrations_core::Result;
 use integrations_core::metrics::MetricsRegistry;
-use integrations_outbox::{OutboxCounts, OutboxStore};
+use integrations_outbox::{OutboxCounter, OutboxCounts, OutboxStore};
 
 /// One integration's activity between two samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +81,7 @@ struct Seen {
 /// Turns a registry's running totals into per-interval [`Sample`]s.
 pub struct Sampler {
     registry: MetricsRegistry,
-    outbox: Option<Arc<dyn OutboxStore>>,
+    outbox: Option<OutboxCounter>,
     seen: HashMap<String, Seen>,
 }
 
@@ -96,11 +96,13 @@ impl fmt::Debug for Sampler {
 
 impl Sampler {
     /// Samples `registry` (and `outbox`, when given). The first sample counts everything the
-    /// registry holds, which in a fresh process is what happened since start.
+    /// registry holds, which in a fresh process is what happened since start. The outbox is
+    /// read through an [`OutboxCounter`]: its backlog on every sample, its done jobs and event
+    /// records once a minute.
     pub fn new(registry: MetricsRegistry, outbox: Option<Arc<dyn OutboxStore>>) -> Self {
         Sampler {
             registry,
-            outbox,
+            outbox: outbox.map(OutboxCounter::new),
             seen: HashMap::new(),
         }
     }
@@ -112,7 +114,7 @@ impl Sampler {
     /// neither this nor the next sample: they are counted again next time.
     pub async fn sample_at(&mut self, at_ms: i64) -> Result<Sample> {
         let outbox = match &self.outbox {
-            Some(o) => Some(o.counts().await?),
+            Some(o) => Some(o.read().await?),
             None => None,
         };
         Ok(self.sample_metrics(at_ms, outbox))

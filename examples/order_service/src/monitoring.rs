@@ -5,7 +5,9 @@
 //!
 //! The views never scan a table per request: the outbox's counts, its dead letters and the
 //! orders per status come from a [`StoreSnapshot`] that a background task ([`refresh_every`])
-//! reads every [`SNAPSHOT_INTERVAL`] and swaps into the state; the per-integration metrics come
+//! reads every [`SNAPSHOT_INTERVAL`] and swaps into the state (the outbox's backlog at every
+//! refresh; its done jobs and event records, which a full count reads one by one, once a minute
+//! through an [`OutboxCounter`](integrations_outbox::OutboxCounter)); the per-integration metrics come
 //! from the in-memory registry the providers' policies record into. However many clients poll
 //! `/metrics`, the stores see one set of counting queries per interval.
 
@@ -54,7 +56,7 @@ pub struct StoreSnapshot {
 /// The outbox's or the order store's failures.
 pub async fn refresh(app: &AppState) -> Result<()> {
     let read = async {
-        let outbox = app.outbox().counts().await?;
+        let outbox = app.inner.outbox_counter.read().await?;
         let dead_letters = app.outbox().dead_letters(DEAD_LETTERS_SHOWN).await?;
         let orders = app.orders().status_counts().await?;
         Ok::<_, integrations_core::Error>(StoreSnapshot {

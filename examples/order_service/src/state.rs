@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRef;
 use integrations_aws::sns::{SnsClient, SnsMessageVerifier};
@@ -112,6 +112,9 @@ pub(crate) struct Inner {
     pub(crate) orders: OrderStore,
     pub(crate) payments: Arc<dyn PaymentProvider>,
     pub(crate) outbox: Arc<dyn OutboxStore>,
+    /// Reads the outbox's counts for the monitoring snapshot: the backlog every refresh, the
+    /// done jobs and event records once a minute.
+    pub(crate) outbox_counter: integrations_outbox::OutboxCounter,
     pub(crate) metrics: MetricsRegistry,
     /// The dispatcher's delivery metrics (one per service, so tests in one process stay apart).
     pub(crate) outbox_metrics: Arc<integrations_outbox::OutboxMetrics>,
@@ -189,6 +192,7 @@ impl AppState {
             sns: None,
             integrations: Vec::new(),
             stripe_sandbox_events: None,
+            outbox_totals_every: integrations_outbox::DEFAULT_TOTALS_EVERY,
         }
     }
 
@@ -293,6 +297,7 @@ pub struct AppStateBuilder {
     sns: Option<SnsWebhook>,
     integrations: Vec<IntegrationInfo>,
     stripe_sandbox_events: Option<Arc<AtomicU64>>,
+    outbox_totals_every: Duration,
 }
 
 impl fmt::Debug for AppStateBuilder {
@@ -316,6 +321,16 @@ impl AppStateBuilder {
     #[must_use]
     pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
         self.jwt = Some(verifier);
+        self
+    }
+
+    /// How often the monitoring snapshot counts the outbox's done jobs and event records
+    /// (default [`DEFAULT_TOTALS_EVERY`](integrations_outbox::DEFAULT_TOTALS_EVERY), a minute);
+    /// its backlog is read at every refresh. A full count reads every done job and event
+    /// record the retention keeps.
+    #[must_use]
+    pub fn outbox_totals_every(mut self, every: Duration) -> Self {
+        self.outbox_totals_every = every;
         self
     }
 
@@ -377,6 +392,8 @@ impl AppStateBuilder {
             inner: Arc::new(Inner {
                 orders: self.orders,
                 payments: self.payments,
+                outbox_counter: integrations_outbox::OutboxCounter::new(Arc::clone(&self.outbox))
+                    .totals_every(self.outbox_totals_every),
                 outbox: self.outbox,
                 metrics: self.metrics,
                 outbox_metrics: Arc::new(integrations_outbox::OutboxMetrics::new()),
