@@ -127,6 +127,19 @@ struct Client {
 
 impl Client {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err((status, v)) => panic!("{path}: {status} {v}"),
+        }
+    }
+
+    /// The call's JSON body, or its status and body when it did not succeed.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, (reqwest::StatusCode, Value)> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -139,31 +152,45 @@ impl Client {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err((status, v))
+        }
     }
 
     async fn paid_order(&self, name: &str) -> String {
+        match self.try_paid_order(name).await {
+            Ok(id) => id,
+            Err((path, status, v)) => panic!("{path}: {status} {v}"),
+        }
+    }
+
+    /// Creates and pays an order; the first call that fails, with its status and body.
+    async fn try_paid_order(
+        &self,
+        name: &str,
+    ) -> Result<String, (&'static str, reqwest::StatusCode, Value)> {
         let body = json!({
             "customerEmail": "jane@example.com", "customerName": name, "currency": "eur",
             "items": [{"id": "sku-1", "name": "Rain shell", "quantity": 1, "price": "129.00"}],
             "totalAmount": "129.00"
         });
+        let path = "/api/orders";
         let created = self
-            .call(reqwest::Method::POST, "/api/orders", Some(&body))
-            .await;
+            .try_call(reqwest::Method::POST, path, Some(&body))
+            .await
+            .map_err(|(s, v)| (path, s, v))?;
         let order = &created["data"]["order"];
         let confirm = json!({
             "orderId": order["id"], "paymentIntentId": order["paymentIntentId"],
             "paymentMethod": "pm_card_visa"
         });
-        self.call(
-            reqwest::Method::POST,
-            "/api/payments/confirm",
-            Some(&confirm),
-        )
-        .await;
-        order["id"].as_str().unwrap().to_owned()
+        let path = "/api/payments/confirm";
+        self.try_call(reqwest::Method::POST, path, Some(&confirm))
+            .await
+            .map_err(|(s, v)| (path, s, v))?;
+        Ok(order["id"].as_str().unwrap().to_owned())
     }
 
     /// Polls `/integrations` until `done(outbox)` holds (the deliveries are asynchronous).
@@ -280,13 +307,25 @@ async fn the_dashboard_charts_match_the_metrics_in_a_browser_under_traffic() {
     let traffic = {
         let (c, running) = (Arc::clone(&c), Arc::clone(&running));
         tokio::spawn(async move {
-            let mut n = 0u64;
+            let (mut n, mut refused) = (0u64, 0u64);
             while running.load(Ordering::Relaxed) {
-                c.paid_order(&format!("Customer {n}")).await;
-                n += 1;
+                match c.try_paid_order(&format!("Customer {n}")).await {
+                    Ok(_) => n += 1,
+                    // The order store answers 503 (retryable) when its SQLite file stays
+                    // write-locked past its busy timeout, as once on a CI machine whose disk
+                    // stalled: a client tries again later. Anything else fails the test.
+                    Err((path, status, v))
+                        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                            && v["error"]["type"] == "unavailable" =>
+                    {
+                        eprintln!("traffic: {path} refused for now: {v}");
+                        refused += 1;
+                    }
+                    Err((path, status, v)) => panic!("{path}: {status} {v}"),
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            n
+            (n, refused)
         })
     };
 
@@ -478,7 +517,11 @@ async fn the_dashboard_charts_match_the_metrics_in_a_browser_under_traffic() {
     );
 
     running.store(false, Ordering::Relaxed);
-    let orders = traffic.await.unwrap();
+    let (orders, refused) = traffic.await.unwrap();
     assert!(orders >= 10, "traffic ran: {orders} orders");
+    assert!(
+        refused <= orders / 10,
+        "{refused} orders refused with 503, {orders} taken"
+    );
     server.shutdown().await.unwrap();
 }

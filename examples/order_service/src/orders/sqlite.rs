@@ -566,8 +566,10 @@ impl SqliteOrders {
         .await
     }
 
+    /// On the reading connection: a scan of every order must not hold up the writes queued
+    /// behind it.
     pub(super) async fn status_counts(&self) -> Result<Vec<(String, i64)>> {
-        self.call(|conn| {
+        self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT status, COUNT(*) FROM orders GROUP BY status")
                 .map_err(db_error)?;
