@@ -439,13 +439,18 @@ pub struct OutboxCounts {
     pub oldest_pending_age: Option<Duration>,
 }
 
+/// How long a pending job due at `oldest` has waited at `now` (zero if it is not due yet).
+fn pending_age(oldest: Option<SystemTime>, now: SystemTime) -> Option<Duration> {
+    oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+}
+
 impl OutboxCounts {
     /// Sets [`oldest_pending_at`](Self::oldest_pending_at) and the age it has at `now`, for
     /// store implementations.
     #[must_use]
     pub fn with_oldest_pending(mut self, oldest: Option<SystemTime>, now: SystemTime) -> Self {
         self.oldest_pending_at = oldest;
-        self.oldest_pending_age = oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
+        self.oldest_pending_age = pending_age(oldest, now);
         self
     }
 
@@ -491,7 +496,7 @@ impl OutboxBacklog {
     #[must_use]
     pub fn with_oldest_pending(mut self, oldest: Option<SystemTime>, now: SystemTime) -> Self {
         self.oldest_pending_at = oldest;
-        self.oldest_pending_age = oldest.map(|t| now.duration_since(t).unwrap_or(Duration::ZERO));
+        self.oldest_pending_age = pending_age(oldest, now);
         self
     }
 

@@ -516,24 +516,14 @@ impl OutboxStore for DynamoSqsOutbox {
     }
 
     async fn counts(&self) -> Result<OutboxCounts> {
-        let counts = OutboxCounts {
-            pending: self.count_index(JobState::Pending.as_str()).await?,
-            leased: self.count_index(JobState::Leased.as_str()).await?,
+        // The done jobs and the event records, then the unfinished jobs as `backlog` reads them
+        // (separate queries either way: DynamoDB has no snapshot across them).
+        let totals = OutboxCounts {
             done: self.count_index(JobState::Done.as_str()).await?,
-            dead: self.count_index(JobState::Dead.as_str()).await?,
             events: self.count_index(EVENT_STATUS).await?,
             ..OutboxCounts::default()
         };
-        // The status index is sorted by due time: its first pending entry is the oldest.
-        let oldest = match self
-            .query_index(JobState::Pending.as_str(), None, 1)
-            .await?
-            .first()
-        {
-            None => None,
-            Some(e) => Some(e.due_time()?),
-        };
-        Ok(counts.with_oldest_pending(oldest, self.clock.now()))
+        Ok(totals.with_backlog(self.backlog().await?))
     }
 
     async fn backlog(&self) -> Result<OutboxBacklog> {
@@ -545,6 +535,7 @@ impl OutboxStore for DynamoSqsOutbox {
             dead: self.count_index(JobState::Dead.as_str()).await?,
             ..OutboxBacklog::default()
         };
+        // The status index is sorted by due time: its first pending entry is the oldest.
         let oldest = match self
             .query_index(JobState::Pending.as_str(), None, 1)
             .await?
