@@ -23,6 +23,7 @@ use integrations_core::{Error, Result};
 mod dedup;
 mod listen;
 mod outbox;
+mod record;
 mod rows;
 mod schema;
 #[cfg(feature = "testing")]

@@ -1,59 +1,26 @@
 //! [`PostgresOutbox`]: the outbox in the service's Postgres database.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::listen::Announcer;
+use super::record::record;
 use super::rows::{BACKLOG, COUNTS, cols, db_id, from_millis, parse, small, to_millis};
 use super::{NOTIFY_CHANNEL, PostgresOptions, corrupt, describe_pool, migrate, sql_error};
 use crate::store::{
     OutboxStore, check_claim, check_claim_kinds, job_not_found, lease_expired_error, lease_lost,
-    prepare_jobs,
 };
-use crate::trace::resolve_traceparent;
 use crate::types::{
-    ClaimedJob, DeadLetter, FailOutcome, Job, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
+    ClaimedJob, DeadLetter, FailOutcome, JobId, JobRecord, LeaseOnRecord, LeaseToken, NewJob,
     OutboxBacklog, OutboxCounts, PurgeOutcome, RecordOutcome,
 };
 use integrations_core::{Clock, ErrorRecord, SystemClock};
-use integrations_core::{Error, ErrorKind, Result};
-
-/// The event's dedup row and all its jobs in one statement (so one round trip, and one commit
-/// when run outside a transaction). The jobs are inserted only if the event row was; those
-/// flagged in `$9` already leased to `$10` until `$11` (attempt 1, a fresh token), as a claim
-/// would leave them. With a
-/// channel in `$7` (inside a caller's transaction) the notification wakes listening dispatchers
-/// when (and only if) that transaction commits; with `$7` NULL nothing is notified here (the
-/// store's own commits announce afterwards, see [`Announcer`]).
-const RECORD: &str = "WITH ev AS (
-        INSERT INTO integrations_outbox_events (event_id, recorded_at) VALUES ($1, $2)
-        ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-    ), ins AS (
-        INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload, state,
-            attempts, max_attempts, available_at, created_at, updated_at, traceparent,
-            lease_token, leased_by, lease_expires_at)
-        SELECT ev.event_id, t.kind, t.key, t.payload::jsonb,
-            CASE WHEN t.leased THEN 'leased' ELSE 'pending' END,
-            CASE WHEN t.leased THEN 1 ELSE 0 END, t.max_attempts, $2, $2, $2, t.traceparent,
-            CASE WHEN t.leased THEN replace(gen_random_uuid()::text, '-', '') END,
-            CASE WHEN t.leased THEN $10::text END,
-            CASE WHEN t.leased THEN $11::bigint END
-        FROM ev CROSS JOIN unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $8::text[],
-            $9::bool[]) AS t(kind, key, payload, max_attempts, traceparent, leased)
-        RETURNING id, idempotency_key, lease_token
-    )
-    SELECT (SELECT count(*) FROM ev) AS recorded,
-        (SELECT array_agg(id) FROM ins) AS ids,
-        (SELECT array_agg(idempotency_key) FROM ins) AS keys,
-        (SELECT array_agg(coalesce(lease_token, '')) FROM ins) AS tokens,
-        (SELECT count(*) FROM (SELECT pg_notify($7, '') FROM ins WHERE $7::text IS NOT NULL
-            LIMIT 1) n) AS notified";
+use integrations_core::{Error, Result};
 
 /// Claims in one statement: the due pending jobs and the expired leases, each read in index
 /// order and locked with `SKIP LOCKED` (rows another claimer holds are passed over, not waited
@@ -472,105 +439,6 @@ fn error_json(e: &ErrorRecord) -> Result<String> {
     serde_json::to_string(e).map_err(|e| corrupt("error record", e))
 }
 
-/// [`RECORD`] on `conn`, after validating the jobs (nothing is sent for invalid input); the jobs
-/// `to` picks are inserted leased and returned as claimed.
-async fn record(
-    conn: &mut PgConnection,
-    now: i64,
-    event_id: &str,
-    jobs: &[NewJob],
-    notify: Option<&str>,
-    to: Option<LeaseOnRecord<'_>>,
-) -> Result<(RecordOutcome, Vec<ClaimedJob>)> {
-    let keys = prepare_jobs(event_id, jobs)?;
-    let mut kinds = Vec::with_capacity(jobs.len());
-    let mut payloads = Vec::with_capacity(jobs.len());
-    let mut max_attempts = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        kinds.push(job.kind.as_str());
-        payloads.push(
-            serde_json::to_string(&job.payload)
-                .map_err(|e| Error::invalid_input("payload", e.to_string()))?,
-        );
-        max_attempts.push(i64::from(job.max_attempts));
-    }
-    let key_strs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
-    let traceparents: Vec<Option<String>> = jobs.iter().map(resolve_traceparent).collect();
-    let picked = to.map_or_else(|| vec![false; jobs.len()], |to| to.pick(jobs));
-    let expires =
-        to.map(|to| now.saturating_add(i64::try_from(to.lease.as_millis()).unwrap_or(i64::MAX)));
-    let row = sqlx::query(RECORD)
-        .bind(event_id)
-        .bind(now)
-        .bind(&kinds)
-        .bind(&key_strs)
-        .bind(&payloads)
-        .bind(&max_attempts)
-        .bind(notify)
-        .bind(&traceparents)
-        .bind(&picked)
-        .bind(to.map(|to| to.worker_id))
-        .bind(expires)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| {
-            let e = sql_error(e);
-            if e.kind() == ErrorKind::InvalidInput {
-                // A data exception here is a payload jsonb refuses (a `\u0000` in a string).
-                Error::invalid_input("payload", e.message().to_owned())
-            } else {
-                e
-            }
-        })?;
-    let recorded: i64 = row.try_get("recorded").map_err(|e| corrupt("record", e))?;
-    if recorded == 0 {
-        return Ok((RecordOutcome::Duplicate, Vec::new()));
-    }
-    let ids: Option<Vec<i64>> = row.try_get("ids").map_err(|e| corrupt("job ids", e))?;
-    let stored_keys: Option<Vec<String>> =
-        row.try_get("keys").map_err(|e| corrupt("job keys", e))?;
-    let tokens: Option<Vec<String>> = row.try_get("tokens").map_err(|e| corrupt("tokens", e))?;
-    let by_key: HashMap<String, (i64, String)> = stored_keys
-        .unwrap_or_default()
-        .into_iter()
-        .zip(
-            ids.unwrap_or_default()
-                .into_iter()
-                .zip(tokens.unwrap_or_default()),
-        )
-        .collect();
-    let mut job_ids = Vec::with_capacity(jobs.len());
-    let mut claimed = Vec::new();
-    for (i, key) in keys.into_iter().enumerate() {
-        let (id, token) = by_key
-            .get(key.as_str())
-            .ok_or_else(|| corrupt("job ids", format!("no id returned for `{key}`")))?;
-        let id = JobId::new(id.to_string());
-        if let (Some(job), true, Some(expires)) = (jobs.get(i), picked[i], expires) {
-            if token.is_empty() {
-                return Err(corrupt("lease token", "missing on a job recorded leased"));
-            }
-            claimed.push(ClaimedJob {
-                job: Job {
-                    id: id.clone(),
-                    event_id: event_id.to_owned(),
-                    kind: job.kind.clone(),
-                    payload: job.payload.clone(),
-                    idempotency_key: key,
-                    attempt: 1,
-                    max_attempts: job.max_attempts,
-                    created_at: from_millis(now),
-                    traceparent: traceparents[i].clone(),
-                },
-                lease: LeaseToken::new(token.clone()),
-                lease_expires_at: from_millis(expires),
-            });
-        }
-        job_ids.push(id);
-    }
-    Ok((RecordOutcome::Recorded { job_ids }, claimed))
-}
-
 #[async_trait]
 impl OutboxStore for PostgresOutbox {
     async fn record_event(&self, event_id: &str, jobs: Vec<NewJob>) -> Result<RecordOutcome> {
@@ -846,187 +714,4 @@ impl OutboxStore for PostgresOutbox {
 }
 
 #[cfg(all(test, feature = "testing"))]
-mod plan_tests {
-    use super::*;
-    use crate::postgres::testing::TestDatabase;
-
-    /// What a claim's plan read, from `EXPLAIN (ANALYZE)`'s text: the rows that index scans of
-    /// the jobs table filtered out after reading them, and whether the table was read in full.
-    struct Reads {
-        filtered_by_index_scans: u64,
-        seq_scans: usize,
-        plan: String,
-    }
-
-    fn reads(lines: Vec<String>) -> Reads {
-        let mut filtered = 0;
-        let mut seq_scans = 0;
-        let mut in_jobs_index_scan = false;
-        for line in &lines {
-            let l = line.trim_start().trim_start_matches("->  ");
-            if l.contains("  (cost=") {
-                in_jobs_index_scan = (l.starts_with("Index Scan") || l.starts_with("Bitmap Heap"))
-                    && l.contains(" on integrations_outbox_jobs");
-                seq_scans += usize::from(l.starts_with("Seq Scan on integrations_outbox_jobs"));
-            } else if let Some(n) = l.strip_prefix("Rows Removed by Filter: ") {
-                if in_jobs_index_scan {
-                    filtered += n.trim().parse::<u64>().expect("a row count");
-                }
-            }
-        }
-        Reads {
-            filtered_by_index_scans: filtered,
-            seq_scans,
-            plan: lines.join("\n"),
-        }
-    }
-
-    /// Runs a claim (then rolls it back) under `EXPLAIN (ANALYZE)`, prepared, with the plan
-    /// Postgres makes for one execution (`force_custom_plan`) or for any
-    /// (`force_generic_plan`, what a statement cached by `sqlx` may get).
-    async fn explain_claim(pool: &PgPool, mode: &str, kinds: Option<&str>, max: i64) -> Reads {
-        let mut tx = pool.begin().await.unwrap();
-        let (types, args) = match kinds {
-            Some(kinds) => (", text[]", format!(", ARRAY[{kinds}]")),
-            None => ("", String::new()),
-        };
-        let prepare = format!(
-            "PREPARE claim_plan (bigint, bigint, text, bigint{types}) AS {}",
-            claim_sql("", kinds.is_some())
-        );
-        sqlx::raw_sql(&format!("SET LOCAL plan_cache_mode = {mode}; {prepare}"))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        let lines: Vec<String> = sqlx::query_scalar(&format!(
-            "EXPLAIN (ANALYZE) EXECUTE claim_plan (100000, {max}, 'w', 200000{args})"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-        // A prepared statement outlives the transaction.
-        sqlx::raw_sql("DEALLOCATE claim_plan")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.rollback().await.unwrap();
-        reads(lines)
-    }
-
-    /// A claim by kind reads that kind's due jobs on its own index, however large the backlog
-    /// of another kind; and no claim reads the whole table to find the rows it leases.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn claims_read_only_what_they_lease() {
-        let Some(db) = TestDatabase::create("claim_plan").await else {
-            return;
-        };
-        let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
-        let pool = outbox.pool();
-        // A day's churn (30,000 done), a backlog of 6,000 `sheets` jobs, 5 `email` jobs due.
-        sqlx::raw_sql(
-            "INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload,
-                state, attempts, max_attempts, available_at, created_at, updated_at)
-             SELECT 'e' || g, (ARRAY['email', 'sheets', 'sns', 'metrics'])[1 + g % 4], 'k',
-                '{}'::jsonb, 'done', 1, 5, g, g, g FROM generate_series(1, 30000) g
-             UNION ALL SELECT 'p' || g, 'sheets', 'k', '{}', 'pending', 0, 5, 30000 + g, g, g
-                FROM generate_series(1, 6000) g
-             UNION ALL SELECT 'q' || g, 'email', 'k', '{}', 'pending', 0, 5, 36000 + g, g, g
-                FROM generate_series(1, 5) g;
-             ANALYZE integrations_outbox_jobs;",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        for mode in ["force_custom_plan", "force_generic_plan"] {
-            let r = explain_claim(pool, mode, Some("'email'"), 8).await;
-            assert!(
-                r.filtered_by_index_scans <= 10 && r.seq_scans == 0,
-                "{mode}: a claim of 5 `email` jobs filtered out {} rows, read the table {} times:\n{}",
-                r.filtered_by_index_scans,
-                r.seq_scans,
-                r.plan
-            );
-            assert!(
-                r.plan.contains("integrations_outbox_jobs_pending_kind"),
-                "{}",
-                r.plan
-            );
-            for (kinds, max) in [(Some("'sheets'"), 1000), (None, 1000)] {
-                let r = explain_claim(pool, mode, kinds, max).await;
-                assert_eq!(r.seq_scans, 0, "{mode}, {kinds:?}:\n{}", r.plan);
-            }
-        }
-        pool.close().await;
-        db.drop_database().await.unwrap();
-    }
-
-    /// The backlog reads the unfinished jobs on their states' partial indexes: not the done
-    /// jobs, which a store accumulates until it purges them, nor the event records.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_backlog_reads_only_unfinished_jobs() {
-        let Some(db) = TestDatabase::create("backlog_plan").await else {
-            return;
-        };
-        let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
-        let pool = outbox.pool();
-        // A day's churn (30,000 done jobs and their events), 7 pending, 3 leased, 2 dead.
-        sqlx::raw_sql(
-            "INSERT INTO integrations_outbox_events (event_id, recorded_at)
-                SELECT 'e' || g, g FROM generate_series(1, 30000) g;
-             INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload,
-                state, attempts, max_attempts, available_at, created_at, updated_at)
-             SELECT 'e' || g, 'email', 'k', '{}'::jsonb, 'done', 1, 5, g, g, g
-                FROM generate_series(1, 30000) g
-             UNION ALL SELECT 'p' || g, 'email', 'k', '{}', 'pending', 0, 5, 40000 + g, g, g
-                FROM generate_series(1, 7) g
-             UNION ALL SELECT 'l' || g, 'email', 'k', '{}', 'leased', 1, 5, g, g, g
-                FROM generate_series(1, 3) g
-             UNION ALL SELECT 'd' || g, 'email', 'k', '{}', 'dead', 5, 5, g, g, g
-                FROM generate_series(1, 2) g;
-             ANALYZE integrations_outbox_jobs; ANALYZE integrations_outbox_events;",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        let b = outbox.backlog().await.unwrap();
-        assert_eq!((b.pending, b.leased, b.dead), (7, 3, 2));
-        assert_eq!(b.oldest_pending_at, Some(from_millis(40_001)));
-        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE) {BACKLOG}"))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        let plan = lines.join("\n");
-        let nodes: Vec<&str> = lines
-            .iter()
-            .map(|l| l.trim_start().trim_start_matches("->  "))
-            .filter(|l| l.contains("  (cost=") && l.contains(" on integrations_outbox_"))
-            .collect();
-        let mut indexes = 0;
-        for node in nodes {
-            assert!(
-                !node.starts_with("Seq Scan") && !node.contains("integrations_outbox_events"),
-                "{node} in\n{plan}"
-            );
-            // `Index (Only) Scan using <index> on …`, `Bitmap Index Scan on <index>`; a bitmap
-            // heap scan reads the rows its bitmap index scan found.
-            let index = node
-                .split_once(" using ")
-                .or_else(|| node.split_once("Bitmap Index Scan on "))
-                .and_then(|(_, rest)| rest.split_whitespace().next());
-            if let Some(index) = index {
-                indexes += 1;
-                assert!(
-                    ["pending", "leased", "dead"]
-                        .iter()
-                        .any(|s| index.starts_with(&format!("integrations_outbox_jobs_{s}"))),
-                    "{node} in\n{plan}"
-                );
-            } else {
-                assert!(node.starts_with("Bitmap Heap Scan"), "{node} in\n{plan}");
-            }
-        }
-        assert!(indexes >= 4, "{plan}");
-        pool.close().await;
-        db.drop_database().await.unwrap();
-    }
-}
+mod plan_tests;
