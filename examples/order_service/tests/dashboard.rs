@@ -316,7 +316,8 @@ async fn the_dashboard_charts_match_the_metrics_in_a_browser_under_traffic() {
                     // stalled: a client tries again later. Anything else fails the test.
                     Err((path, status, v))
                         if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-                            && v["error"]["type"] == "unavailable" =>
+                            && v["error"]["type"] == "unavailable"
+                            && v["error"]["provider"] == "order-store" =>
                     {
                         eprintln!("traffic: {path} refused for now: {v}");
                         refused += 1;
