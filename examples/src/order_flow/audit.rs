@@ -6,13 +6,14 @@
 //! sheet back is beyond an example — is judged from the job handlers' own records (the ledger),
 //! and the report says so.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
 use integrations_core::Result;
 use integrations_stripe::api::ListPaymentIntents;
 use serde_json::Value;
 
+use super::by_order::ByOrder;
 use super::jobs::{OrderEventKind, SHEET};
 use super::ledger::Ledger;
 use super::notifier::JsonlNotifier;
@@ -32,31 +33,116 @@ pub struct PaymentAudit {
     pub intents_charged_twice: Vec<String>,
     /// Most successful charges on one intent (`None` when the provider cannot say).
     pub max_charges_per_intent: Option<u64>,
-    /// Successful charges per order id (sandbox only).
-    pub charges_by_order: BTreeMap<String, u64>,
+    /// Successful charges per order (sandbox only: `None` when the provider cannot say).
+    pub charges_by_order: Option<ByOrder<u32>>,
     /// Responses replayed for a reused idempotency key (sandbox only).
     pub idempotent_replays: Option<u64>,
     /// Refunds made (sandbox only).
     pub refunds: Option<u64>,
 }
 
-/// The effects delivered, per order, as the receiving side saw them.
+/// Counts of one order's emails or notifications by template (`order_confirmation`,
+/// `payment_failed`, `refund_issued`, and any other name together): four bytes an order,
+/// where a map of names was the largest part of the evidence a long run built at its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByTemplate([u8; 4]);
+
+/// The names [`ByTemplate`] counts apart; any other counts in the last slot.
+const TEMPLATES: [&str; 3] = ["order_confirmation", "payment_failed", "refund_issued"];
+
+impl ByTemplate {
+    fn slot(name: &str) -> usize {
+        TEMPLATES
+            .iter()
+            .position(|t| *t == name)
+            .unwrap_or(TEMPLATES.len())
+    }
+
+    /// The count of `name` (0 when absent).
+    pub fn get(&self, name: &str) -> usize {
+        usize::from(self.0[Self::slot(name)])
+    }
+
+    /// Sets the count of `name` (at most 255: a count that high is a failure either way).
+    pub fn set(&mut self, name: &str, n: usize) {
+        self.0[Self::slot(name)] = u8::try_from(n).unwrap_or(u8::MAX);
+    }
+
+    /// Adds one to the count of `name`.
+    pub fn add_one(&mut self, name: &str) {
+        let slot = &mut self.0[Self::slot(name)];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Every `(name, count)` counted, `other` for the names not told apart.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        TEMPLATES
+            .iter()
+            .copied()
+            .chain(["other"])
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| (t, usize::from(n)))
+    }
+
+    /// Counts beyond the first of each name.
+    pub fn beyond_first(&self) -> u64 {
+        self.0.iter().map(|n| u64::from(n.saturating_sub(1))).sum()
+    }
+}
+
+/// The status column of an order's analytics row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RowStatus {
+    /// No row.
+    #[default]
+    None,
+    /// `paid`.
+    Paid,
+    /// `partially_refunded`.
+    PartiallyRefunded,
+    /// Anything else.
+    Other,
+}
+
+impl RowStatus {
+    /// The status written in a row's cell.
+    pub fn parse(cell: &str) -> RowStatus {
+        match cell {
+            "paid" => RowStatus::Paid,
+            "partially_refunded" => RowStatus::PartiallyRefunded,
+            _ => RowStatus::Other,
+        }
+    }
+}
+
+/// An order's analytics row as read back: its status, and how many rows the sheet has for it
+/// (counted only where the sheet itself is read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SheetRow {
+    /// The status of its last row.
+    pub status: RowStatus,
+    /// Rows found in the sheet.
+    pub count: u8,
+}
+
+/// The effects delivered, per order, as the receiving side saw them. Kept by the order's
+/// number ([`ByOrder`]): a few bytes an order, so that judging a run of 100,000 orders does not
+/// build maps of every order's effects at its end.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
     /// Where the emails were counted.
     pub email_source: &'static str,
-    /// `(template, provider)` per email per order.
-    pub emails: HashMap<String, Vec<(String, String)>>,
+    /// Emails per order, by template.
+    pub emails: ByOrder<ByTemplate>,
     /// Where the rows were counted.
     pub rows_source: &'static str,
-    /// The row's status column per order.
-    pub rows: HashMap<String, String>,
-    /// Rows per order (counted in the sheet; empty when the sheet cannot be read).
-    pub row_counts: HashMap<String, usize>,
+    /// The analytics row per order.
+    pub rows: ByOrder<SheetRow>,
     /// Where the notifications were counted.
     pub notifications_source: &'static str,
     /// Notifications per order, by event (`order_confirmation`, …).
-    pub notifications: HashMap<String, Counts>,
+    pub notifications: ByOrder<ByTemplate>,
     /// Whether the emails were counted by the email providers themselves (sandboxes).
     pub emails_at_provider: bool,
     /// Whether the rows were counted in the sheet itself.
@@ -65,77 +151,49 @@ pub struct Evidence {
     pub notifications_at_provider: bool,
 }
 
-/// Counts by name, for the one to three notification events of an order: a `Vec` of pairs,
-/// because a `BTreeMap`'s first node (~400 bytes) for each order's one or two entries was the
-/// largest part of the evidence a long run builds at its end.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts(Vec<(String, usize)>);
-
-impl Counts {
-    /// The count of `name` (0 when absent).
-    pub fn get(&self, name: &str) -> usize {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or(0, |(_, n)| *n)
-    }
-
-    /// Sets the count of `name`.
-    pub fn set(&mut self, name: &str, n: usize) {
-        match self.0.iter_mut().find(|(k, _)| k == name) {
-            Some((_, v)) => *v = n,
-            None => self.0.push((name.to_owned(), n)),
-        }
-    }
-
-    /// Adds one to the count of `name`.
-    pub fn add_one(&mut self, name: &str) {
-        let n = self.get(name);
-        self.set(name, n + 1);
-    }
-
-    /// Every `(name, count)`, in the order first counted.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.0.iter().map(|(k, n)| (k.as_str(), *n))
-    }
-}
-
-impl FromIterator<(String, usize)> for Counts {
-    fn from_iter<I: IntoIterator<Item = (String, usize)>>(iter: I) -> Self {
-        let mut counts = Counts::default();
-        for (name, n) in iter {
-            counts.set(&name, counts.get(&name) + n);
-        }
-        counts
-    }
-}
-
 impl Evidence {
     /// Emails of `template` for `order_id`.
     pub fn emails_of(&self, order_id: &str, template: &str) -> usize {
-        self.emails
-            .get(order_id)
-            .map_or(0, |v| v.iter().filter(|(t, _)| t == template).count())
+        self.emails.get(order_id).get(template)
     }
 
     /// Emails beyond the first of each template for each order.
     pub fn duplicate_emails(&self) -> u64 {
-        let mut extra = 0;
-        for emails in self.emails.values() {
-            let mut per_template: BTreeMap<&str, u64> = BTreeMap::new();
-            for (template, _) in emails {
-                *per_template.entry(template.as_str()).or_default() += 1;
-            }
-            extra += per_template.values().map(|n| n - 1).sum::<u64>();
-        }
-        extra
+        self.emails.values().map(|t| t.beyond_first()).sum()
     }
 
     /// Notifications about `event` for `order_id`.
     pub fn notifications_of(&self, order_id: &str, event: OrderEventKind) -> usize {
-        self.notifications
-            .get(order_id)
-            .map_or(0, |m| m.get(event.template()))
+        self.notifications.get(order_id).get(event.template())
+    }
+
+    /// The status of `order_id`'s analytics row ([`RowStatus::None`] without one).
+    pub fn row_status(&self, order_id: &str) -> RowStatus {
+        self.rows.get(order_id).status
+    }
+
+    /// Whether `order_id` has an analytics row.
+    pub fn has_row(&self, order_id: &str) -> bool {
+        self.row_status(order_id) != RowStatus::None
+    }
+
+    /// Notes one email of `template` for `order_id`.
+    pub fn add_email(&mut self, order_id: &str, template: &str) {
+        self.emails.entry(order_id).add_one(template);
+    }
+
+    /// Notes one notification about `event` for `order_id`.
+    pub fn add_notification(&mut self, order_id: &str, event: &str) {
+        self.notifications.entry(order_id).add_one(event);
+    }
+
+    /// Notes a row of `order_id` with status `cell`; `counted` when read in the sheet itself.
+    pub fn add_row(&mut self, order_id: &str, cell: &str, counted: bool) {
+        let row = self.rows.entry(order_id);
+        row.status = RowStatus::parse(cell);
+        if counted {
+            row.count = row.count.saturating_add(1);
+        }
     }
 }
 
@@ -145,16 +203,17 @@ impl Evidence {
 /// The API's errors (real Stripe).
 pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Result<PaymentAudit> {
     let mut audit = PaymentAudit::default();
-    let ours = |v: Option<&str>| v.and_then(|id| book.get(id)).map(|r| r.order.id);
-    let mut per_order: BTreeMap<String, u64> = BTreeMap::new();
+    let mut intents = 0u64;
+    let mut several = Vec::new();
     if let Some(sandbox) = &services.stripe_sandbox {
         // Tallied as the sandbox announced them: it keeps only its latest objects.
         audit.source = "Stripe sandbox events, tallied as delivered".into();
         let mut max = 0;
+        let mut charges_by_order = ByOrder::new();
         services.payment_tally.for_each(|order, p| {
-            let Some(order) = ours(Some(order)) else {
+            if !book.contains(order) {
                 return;
-            };
+            }
             let charges = u64::from(p.successful_charges);
             // With one intent, its charges are the order's; with several (a failure of its
             // own) at least one, or two when one intent was seen charged twice.
@@ -164,9 +223,13 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
                 (_, false) => charges.min(1),
             };
             max = max.max(on_one);
-            audit.charges_by_order.insert(order.clone(), charges);
-            per_order.insert(order, u64::from(p.intents));
+            *charges_by_order.entry(order) = p.successful_charges;
+            intents += u64::from(p.intents);
+            if p.intents > 1 {
+                several.push(order.to_owned());
+            }
         });
+        audit.charges_by_order = Some(charges_by_order);
         audit.intents_charged_twice = services.payment_tally.charged_twice();
         let c = sandbox.counters();
         audit.max_charges_per_intent = Some(max);
@@ -174,50 +237,50 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
         audit.refunds = Some(c.refunds);
     } else {
         audit.source = "Stripe API: GET /v1/payment_intents (charges per intent not listed)".into();
-        let mut intents = services
+        let mut per_order: BTreeMap<String, u64> = BTreeMap::new();
+        let mut listed = services
             .stripe_client
             .payment_intents_stream(ListPaymentIntents::default());
-        while let Some(pi) = intents.next().await {
+        while let Some(pi) = listed.next().await {
             let pi = pi?;
             if pi.created < since {
                 break;
             }
-            if let Some(order) = ours(pi.metadata.get("order_id").map(String::as_str)) {
-                *per_order.entry(order).or_default() += 1;
+            if let Some(order) = pi.metadata.get("order_id").filter(|o| book.contains(o)) {
+                *per_order.entry(order.clone()).or_default() += 1;
             }
         }
+        intents = per_order.values().sum();
+        several = per_order
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, _)| k)
+            .collect();
     }
-    audit.intents = per_order.values().sum();
-    audit.orders_with_several_intents = per_order
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(k, _)| k)
-        .collect();
+    several.sort();
+    audit.intents = intents;
+    audit.orders_with_several_intents = several;
     Ok(audit)
 }
 
-/// The emails the SendGrid sandboxes accepted, tallied as each is accepted: `(template,
-/// provider)` per order. A sandbox keeps only its latest messages (its `message_retention`);
-/// the tally keeps what the invariants need of every one, a few dozen bytes an email.
+/// The emails the SendGrid sandboxes accepted, tallied as each is accepted: counts by template
+/// per order. A sandbox keeps only its latest messages (its `message_retention`); the tally
+/// keeps what the invariants need of every one, four bytes an order ([`ByTemplate`]).
 #[derive(Debug, Default)]
 pub struct EmailTally {
-    by_order: std::sync::Mutex<HashMap<String, Vec<(String, String)>>>,
+    by_order: std::sync::Mutex<ByOrder<ByTemplate>>,
 }
 
 impl EmailTally {
-    /// Tallies every message `sandbox` accepts from now on, as served by `provider`.
-    pub fn watch(
-        self: &std::sync::Arc<Self>,
-        sandbox: &integrations_sendgrid::sandbox::Sandbox,
-        provider: &str,
-    ) {
-        let (tally, provider) = (self.clone(), provider.to_owned());
-        sandbox.on_accept(move |m| tally.record(&m.body, &provider));
+    /// Tallies every message `sandbox` accepts from now on.
+    pub fn watch(self: &std::sync::Arc<Self>, sandbox: &integrations_sendgrid::sandbox::Sandbox) {
+        let tally = self.clone();
+        sandbox.on_accept(move |m| tally.record(&m.body));
     }
 
     /// Tallies one accepted message's body (its `order_id` custom argument and first category,
     /// the template); others are left out.
-    pub fn record(&self, body: &Value, provider: &str) {
+    pub fn record(&self, body: &Value) {
         let (Some(order), Some(template)) =
             (custom_arg(body, "order_id"), body["categories"][0].as_str())
         else {
@@ -226,16 +289,13 @@ impl EmailTally {
         self.by_order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(order.to_owned())
-            // Almost always one email an order: `or_default` + `push` would reserve four
-            // (~190 bytes an order, most of the tally).
-            .or_insert_with(|| Vec::with_capacity(1))
-            .push((template.to_owned(), provider.to_owned()));
+            .entry(order)
+            .add_one(template);
     }
 
     /// The tally so far, moved out (the tally is left empty): taken once, by the end-of-run
-    /// audit, without a second copy of every order's emails at the run's memory peak.
-    pub fn take(&self) -> HashMap<String, Vec<(String, String)>> {
+    /// audit.
+    pub fn take(&self) -> ByOrder<ByTemplate> {
         std::mem::take(
             &mut *self
                 .by_order
@@ -271,8 +331,9 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
     } else {
         ev.email_source = "job handlers' records (a real email provider cannot be asked)";
         for id in ids() {
-            let emails = ledger.get(&id).emails;
-            ev.emails.insert(id, emails);
+            for (template, _) in ledger.get(&id).emails {
+                ev.add_email(&id, &template);
+            }
         }
     }
     if let Some(sandbox) = services.sheets_sandbox.as_ref().filter(|_| !stand_ins.rows) {
@@ -288,11 +349,10 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
             first += page.len();
             for row in page {
                 let mut cells = row.into_iter();
-                if let (Some(key), Some(status)) = (cells.next(), cells.next()) {
-                    if book.contains(&key) {
-                        *ev.row_counts.entry(key.clone()).or_default() += 1;
-                    }
-                    ev.rows.insert(key, status);
+                if let (Some(key), Some(status)) = (cells.next(), cells.next())
+                    && book.contains(&key)
+                {
+                    ev.add_row(&key, &status, true);
                 }
             }
         }
@@ -301,9 +361,9 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
         for id in ids() {
             let d = ledger.get(&id);
             if d.rows_updated > 0 {
-                ev.rows.insert(id, "partially_refunded".into());
+                ev.add_row(&id, "partially_refunded", false);
             } else if d.rows_appended > 0 {
-                ev.rows.insert(id, "paid".into());
+                ev.add_row(&id, "paid", false);
             }
         }
     }
@@ -320,20 +380,17 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
                 line.attributes.get("order_id"),
                 line.attributes.get("event"),
             ) {
-                ev.notifications
-                    .entry(order.clone())
-                    .or_default()
-                    .add_one(event);
+                ev.add_notification(order, event);
             }
         })?;
     } else {
         ev.notifications_source = "job handlers' records (SNS is not read back)";
         for id in ids() {
             let by_event = ledger.get(&id).notifications;
-            ev.notifications.insert(
-                id,
-                by_event.into_iter().map(|(k, v)| (k, v as usize)).collect(),
-            );
+            let counts = ev.notifications.entry(&id);
+            for (event, n) in by_event {
+                counts.set(&event, counts.get(&event) + n as usize);
+            }
         }
     }
     Ok(ev)
@@ -344,24 +401,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_add_set_and_merge_by_name() {
-        let mut c = Counts::default();
+    fn counts_by_template_add_set_and_list() {
+        let mut c = ByTemplate::default();
         assert_eq!(c.get("order_confirmation"), 0);
         c.add_one("order_confirmation");
         c.add_one("refund_issued");
         c.add_one("order_confirmation");
+        c.add_one("a_new_template");
         assert_eq!(c.get("order_confirmation"), 2);
+        assert_eq!(c.get("something_else"), 1, "other names count together");
         c.set("refund_issued", 5);
         let all: Vec<(&str, usize)> = c.iter().collect();
-        assert_eq!(all, [("order_confirmation", 2), ("refund_issued", 5)]);
-        let merged: Counts = [
-            ("a".to_owned(), 1),
-            ("b".to_owned(), 2),
-            ("a".to_owned(), 3),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!((merged.get("a"), merged.get("b")), (4, 2));
-        assert_eq!(merged.iter().count(), 2);
+        assert_eq!(
+            all,
+            [
+                ("order_confirmation", 2),
+                ("refund_issued", 5),
+                ("other", 1)
+            ]
+        );
+        assert_eq!(c.beyond_first(), 1 + 4);
+        c.set("payment_failed", 1_000);
+        assert_eq!(c.get("payment_failed"), 255, "saturates");
+    }
+
+    #[test]
+    fn the_templates_told_apart_are_the_order_events() {
+        let kinds = [
+            OrderEventKind::Paid,
+            OrderEventKind::PaymentFailed,
+            OrderEventKind::Refunded,
+        ];
+        assert_eq!(TEMPLATES, kinds.map(OrderEventKind::template));
+    }
+
+    #[test]
+    fn evidence_of_an_order_reads_back() {
+        let mut ev = Evidence::default();
+        ev.add_email("ord_r_0001", "order_confirmation");
+        ev.add_email("ord_r_0001", "order_confirmation");
+        ev.add_row("ord_r_0001", "paid", true);
+        ev.add_row("ord_r_0001", "partially_refunded", true);
+        ev.add_notification("ord_r_0001", "refund_issued");
+        assert_eq!(ev.emails_of("ord_r_0001", "order_confirmation"), 2);
+        assert_eq!(ev.duplicate_emails(), 1);
+        assert_eq!(ev.row_status("ord_r_0001"), RowStatus::PartiallyRefunded);
+        assert_eq!(ev.rows.get("ord_r_0001").count, 2);
+        assert!(!ev.has_row("ord_r_0002"));
+        assert_eq!(
+            ev.notifications_of("ord_r_0001", OrderEventKind::Refunded),
+            1
+        );
+        assert_eq!(ev.notifications_of("ord_r_0001", OrderEventKind::Paid), 0);
     }
 }

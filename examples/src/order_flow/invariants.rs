@@ -3,7 +3,7 @@
 use integrations_outbox::OutboxCounts;
 use serde::Serialize;
 
-use super::audit::{Evidence, PaymentAudit};
+use super::audit::{Evidence, PaymentAudit, RowStatus};
 use super::checkout::RefundMade;
 use super::intake::IntakeStats;
 use super::jobs::OrderEventKind;
@@ -155,10 +155,10 @@ fn no_double_payment(f: &Facts<'_>) -> Invariant {
             p.intents
         ));
     }
-    if !p.charges_by_order.is_empty() {
+    if let Some(by_order) = &p.charges_by_order {
         for r in f.orders {
-            let charges = p.charges_by_order.get(&r.order.id).copied().unwrap_or(0);
-            let want = u64::from(is_paid(r));
+            let charges = by_order.get(&r.order.id);
+            let want = u32::from(is_paid(r));
             if charges != want {
                 problems.push(format!(
                     "{} ({}) has {charges} successful charges",
@@ -218,7 +218,7 @@ fn paid_fulfilled(f: &Facts<'_>, paid: &[&OrderRecord]) -> Invariant {
         if e.emails_of(id, OrderEventKind::Paid.template()) == 0 {
             problems.push(format!("{id}: no confirmation email"));
         }
-        if !e.rows.contains_key(id) {
+        if !e.has_row(id) {
             problems.push(format!("{id}: no analytics row"));
         }
         if e.notifications_of(id, OrderEventKind::Paid) == 0 {
@@ -248,7 +248,7 @@ fn declined_handled(f: &Facts<'_>, declined: &[&OrderRecord]) -> Invariant {
         if e.emails_of(id, OrderEventKind::PaymentFailed.template()) == 0 {
             problems.push(format!("{id}: no payment-failed email"));
         }
-        if e.emails_of(id, OrderEventKind::Paid.template()) > 0 || e.rows.contains_key(id) {
+        if e.emails_of(id, OrderEventKind::Paid.template()) > 0 || e.has_row(id) {
             problems.push(format!("{id}: treated as paid"));
         }
     }
@@ -330,8 +330,8 @@ fn refund_delivered(f: &Facts<'_>) -> Invariant {
             if e.emails_of(id, OrderEventKind::Refunded.template()) == 0 {
                 problems.push("no refund email".to_owned());
             }
-            if e.rows.get(id).map(String::as_str) != Some("partially_refunded") {
-                problems.push(format!("row status {:?}", e.rows.get(id)));
+            if e.row_status(id) != RowStatus::PartiallyRefunded {
+                problems.push(format!("row status {:?}", e.row_status(id)));
             }
             if e.notifications_of(id, OrderEventKind::Refunded) == 0 {
                 problems.push("no refund notification".to_owned());
@@ -393,10 +393,7 @@ fn business_counted_once(
 
 /// How many times `t` was recorded for `order`.
 fn events(f: &Facts<'_>, order: &str, t: &str) -> usize {
-    f.intake
-        .events_of
-        .get(&(order.to_owned(), t.to_owned()))
-        .map_or(0, Vec::len)
+    f.intake.events.count(order, t)
 }
 
 /// [`NO_DUPLICATE`], if any evidence was counted at the receiving side.
@@ -408,13 +405,14 @@ fn no_duplicate(f: &Facts<'_>) -> Option<Invariant> {
     let mut problems = Vec::new();
     let mut judged = Vec::new();
     if e.rows_at_provider {
-        let mut twice: Vec<_> = e.row_counts.iter().filter(|(_, n)| **n > 1).collect();
+        let mut twice: Vec<_> = e
+            .rows
+            .iter()
+            .filter(|(_, row)| row.count > 1)
+            .map(|(id, row)| format!("{id}: {} analytics rows", row.count))
+            .collect();
         twice.sort();
-        problems.extend(
-            twice
-                .iter()
-                .map(|(id, n)| format!("{id}: {n} analytics rows")),
-        );
+        problems.extend(twice);
         judged.push("one row per order".to_owned());
     }
     if e.notifications_at_provider {
@@ -426,6 +424,7 @@ fn no_duplicate(f: &Facts<'_>) -> Option<Invariant> {
                     .iter()
                     .filter(|(_, n)| *n > 1)
                     .map(move |(event, n)| format!("{id}: {n} {event} notifications"))
+                    .collect::<Vec<_>>()
             })
             .collect();
         twice.sort();
@@ -450,6 +449,7 @@ fn no_duplicate(f: &Facts<'_>) -> Option<Invariant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::order_flow::by_order::ByOrder;
     use crate::order_flow::orders::Order;
     use integrations_core::Money;
 
@@ -483,41 +483,31 @@ mod tests {
             orders[2].order.id.clone(),
         );
         let mut evidence = Evidence::default();
-        let email = |t: &str| (t.to_owned(), "sendgrid".to_owned());
-        evidence.emails.insert(
-            o0.clone(),
-            vec![email("order_confirmation"), email("refund_issued")],
-        );
-        evidence
-            .emails
-            .insert(o1.clone(), vec![email("order_confirmation")]);
-        evidence
-            .emails
-            .insert(o7.clone(), vec![email("payment_failed")]);
-        evidence
-            .rows
-            .insert(o0.clone(), "partially_refunded".into());
-        evidence.rows.insert(o1.clone(), "paid".into());
-        evidence.row_counts = [(o0.clone(), 1), (o1.clone(), 1)].into();
-        evidence.emails_at_provider = true;
-        evidence.rows_at_provider = true;
-        evidence.notifications_at_provider = true;
-        for (o, events) in [
+        for (o, templates) in [
             (&o0, &["order_confirmation", "refund_issued"][..]),
             (&o1, &["order_confirmation"]),
             (&o7, &["payment_failed"]),
         ] {
-            let m = evidence.notifications.entry(o.clone()).or_default();
-            for e in events {
-                m.set(e, 1);
+            for t in templates {
+                evidence.add_email(o, t);
+                evidence.add_notification(o, t);
             }
         }
+        // The refund updated the paid row in place: one row, with the new status.
+        evidence.add_row(&o0, "partially_refunded", true);
+        evidence.add_row(&o1, "paid", true);
+        evidence.emails_at_provider = true;
+        evidence.rows_at_provider = true;
+        evidence.notifications_at_provider = true;
         let mut payments = PaymentAudit {
             intents: 3,
             max_charges_per_intent: Some(1),
             ..PaymentAudit::default()
         };
-        payments.charges_by_order = [(o0.clone(), 1), (o1.clone(), 1), (o7.clone(), 0)].into();
+        let mut charges = ByOrder::new();
+        *charges.entry(&o0) = 1;
+        *charges.entry(&o1) = 1;
+        payments.charges_by_order = Some(charges);
         let mut intake = IntakeStats {
             recorded: 4,
             jobs_recorded: 15,
@@ -531,9 +521,7 @@ mod tests {
             (&o1, "payment_intent.succeeded"),
             (&o7, "payment_intent.payment_failed"),
         ] {
-            intake
-                .events_of
-                .insert((o.clone(), t.to_owned()), vec![format!("evt_{o}_{t}")]);
+            intake.events.know(o, t, &format!("evt_{o}_{t}"));
         }
         let revenue =
             orders[0].order.total().unwrap().minor() + orders[1].order.total().unwrap().minor();
@@ -607,7 +595,7 @@ mod tests {
     fn a_double_charge_is_caught() {
         let mut w = healthy();
         let paid = w.orders[1].order.id.clone();
-        w.payments.charges_by_order.insert(paid, 2);
+        *w.payments.charges_by_order.as_mut().unwrap().entry(&paid) = 2;
         w.payments.intents_charged_twice.push("pi_1".into());
         assert_eq!(failed(&judged(&w, true)), [NO_DOUBLE_PAYMENT]);
         let mut w = healthy();
@@ -632,9 +620,9 @@ mod tests {
             let mut w = healthy();
             let id = w.orders[1].order.id.clone();
             match missing {
-                "email" => drop(w.evidence.emails.remove(&id)),
-                "row" => drop(w.evidence.rows.remove(&id)),
-                _ => drop(w.evidence.notifications.remove(&id)),
+                "email" => w.evidence.emails.remove(&id),
+                "row" => w.evidence.rows.remove(&id),
+                _ => w.evidence.notifications.remove(&id),
             }
             let f = failed(&judged(&w, true));
             assert!(f.contains(&PAID_FULFILLED), "{missing}: {f:?}");
@@ -645,20 +633,15 @@ mod tests {
     fn a_visible_duplicate_is_caught_and_an_email_one_only_beyond_the_window() {
         let mut w = healthy();
         let id = w.orders[1].order.id.clone();
-        w.evidence.row_counts.insert(id.clone(), 2);
+        w.evidence.add_row(&id, "paid", true);
         assert_eq!(failed(&judged(&w, true)), [NO_DUPLICATE]);
 
         let mut w = healthy();
-        w.evidence
-            .notifications
-            .get_mut(&id)
-            .unwrap()
-            .set("order_confirmation", 2);
+        w.evidence.add_notification(&id, "order_confirmation");
         assert_eq!(failed(&judged(&w, true)), [NO_DUPLICATE]);
 
         let mut w = healthy();
-        let second = ("order_confirmation".to_owned(), "sendgrid".to_owned());
-        w.evidence.emails.get_mut(&id).unwrap().push(second);
+        w.evidence.add_email(&id, "order_confirmation");
         assert_eq!(w.evidence.duplicate_emails(), 1);
         let f = failed(&judged(&w, true));
         assert!(f.contains(&NO_DUPLICATE), "{f:?}");
@@ -668,7 +651,7 @@ mod tests {
 
         // Evidence from the handlers' records is not judged for duplicates.
         let mut w = healthy();
-        w.evidence.row_counts.insert(id, 2);
+        w.evidence.add_row(&id, "paid", true);
         w.evidence.rows_at_provider = false;
         w.evidence.emails_at_provider = false;
         w.evidence.notifications_at_provider = false;
@@ -680,8 +663,7 @@ mod tests {
     fn a_second_email_for_the_redelivered_order_is_judged_only_at_the_provider() {
         let mut w = healthy();
         let id = w.orders[1].order.id.clone();
-        let second = ("order_confirmation".to_owned(), "sendgrid".to_owned());
-        w.evidence.emails.get_mut(&id).unwrap().push(second);
+        w.evidence.add_email(&id, "order_confirmation");
         let f = failed(&judged(&w, true));
         assert!(
             f.contains(&"a redelivered webhook has no second effect"),
@@ -695,7 +677,7 @@ mod tests {
             "{f:?}"
         );
         // No email at all is still caught.
-        w.evidence.emails.get_mut(&id).unwrap().clear();
+        w.evidence.emails.remove(&id);
         let f = failed(&judged(&w, true));
         assert!(
             f.contains(&"a redelivered webhook has no second effect"),
@@ -717,15 +699,10 @@ mod tests {
     #[test]
     fn an_event_recorded_twice_or_a_stuck_order_is_caught() {
         let mut w = healthy();
-        let key = (
-            w.orders[1].order.id.clone(),
-            "payment_intent.succeeded".to_owned(),
-        );
+        let id = w.orders[1].order.id.clone();
         w.intake
-            .events_of
-            .get_mut(&key)
-            .unwrap()
-            .push("evt_again".into());
+            .events
+            .know(&id, "payment_intent.succeeded", "evt_again");
         let f = failed(&judged(&w, true));
         assert!(
             f.contains(&"each payment event recorded exactly once"),

@@ -36,6 +36,7 @@
 //! | [`notifier`] | [`JsonlNotifier`](notifier::JsonlNotifier), the local SNS |
 //! | [`ledger`] | what handlers delivered; the shop's business counters |
 //! | [`audit`], [`invariants`] | evidence from the providers, and the checks |
+//! | [`by_order`] | per-order tallies kept by the order's number, a few bytes an order |
 //! | [`report`] | the [`Report`] and its text form |
 //! | [`progress`] | progress bars |
 //! | [`measure`] | time per order and memory per slice of a run; the scale bench |
@@ -54,6 +55,7 @@
 //! ```
 
 pub mod audit;
+pub mod by_order;
 pub mod chaos;
 pub mod checkout;
 pub mod config;

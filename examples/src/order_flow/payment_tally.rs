@@ -1,16 +1,17 @@
 //! The payments of every order as the Stripe sandbox announced them, tallied as each event is
 //! handed over ([`Sandbox::on_webhook`]): the sandbox keeps only its latest objects
 //! (`object_retention`), so an audit that read every intent back at the end would miss the
-//! early orders of a long run. A few dozen bytes an order (the order id and three integers),
+//! early orders of a long run. 24 bytes an order (kept by the order's number, [`ByOrder`]),
 //! instead of the intent and charge objects (~1.5 KB an order) kept until the end.
 //!
 //! [`Sandbox::on_webhook`]: integrations_stripe::sandbox::Sandbox::on_webhook
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Deserialize;
+
+use super::by_order::ByOrder;
 
 /// What the events said about one order's payments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct OrderPayments {
     last_charged: u64,
 }
 
-/// The tally, by order id (the intent's `metadata[order_id]`).
+/// The tally, by order (the intent's `metadata[order_id]`).
 #[derive(Debug, Default)]
 pub struct PaymentTally {
     inner: Mutex<Tally>,
@@ -36,7 +37,7 @@ pub struct PaymentTally {
 
 #[derive(Debug, Default)]
 struct Tally {
-    by_order: HashMap<Box<str>, OrderPayments>,
+    by_order: ByOrder<OrderPayments>,
     /// Intents seen charged twice (empty in a good run: only problems are kept by id).
     charged_twice: Vec<String>,
     /// Events of the two kinds counted that named no order.
@@ -116,12 +117,12 @@ impl PaymentTally {
         };
         match event.kind.as_str() {
             "payment_intent.created" => {
-                t.by_order.entry(order.into()).or_default().intents += 1;
+                t.by_order.entry(&order).intents += 1;
             }
             "charge.succeeded" => {
                 let intent = object.payment_intent.unwrap_or(object.id);
                 let h = hash(&intent);
-                let p = t.by_order.entry(order.into()).or_default();
+                let p = t.by_order.entry(&order);
                 p.successful_charges += 1;
                 let twice = p.successful_charges > 1 && p.last_charged == h;
                 p.last_charged = h;
@@ -136,17 +137,13 @@ impl PaymentTally {
 
     /// The tally of `order_id` (zeros if no event named it).
     pub fn of(&self, order_id: &str) -> OrderPayments {
-        self.lock()
-            .by_order
-            .get(order_id)
-            .copied()
-            .unwrap_or_default()
+        self.lock().by_order.get(order_id)
     }
 
     /// Calls `f` with each order's tally, in no particular order, under the tally's lock.
     pub fn for_each(&self, mut f: impl FnMut(&str, OrderPayments)) {
-        for (order, p) in &self.lock().by_order {
-            f(order, *p);
+        for (order, p) in self.lock().by_order.iter() {
+            f(&order, p);
         }
     }
 

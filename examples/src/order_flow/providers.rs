@@ -205,10 +205,10 @@ impl Services {
         email_lookups.extend(backup_client.map(|c| (BACKUP_LABEL.to_owned(), c)));
         let email_tally = Arc::new(super::audit::EmailTally::default());
         if let Some(s) = &sendgrid_sandbox {
-            email_tally.watch(s, integrations_sendgrid::PROVIDER);
+            email_tally.watch(s);
         }
         if let Some(s) = &backup_sandbox {
-            email_tally.watch(s, BACKUP_LABEL);
+            email_tally.watch(s);
         }
         let email =
             Arc::new(Failover::<dyn EmailProvider>::from_primary(primary).with_fallback(backup));

@@ -1,0 +1,200 @@
+//! Small per-order values kept by the order's number, for the tallies and the evidence the
+//! invariants are judged on.
+//!
+//! A run's order ids are `ord_<run>_<n>` ([`Order::sample`]). A `HashMap<String, T>` keyed by
+//! them costs the id's heap copy, the map's slot and the allocator's overhead, 100–300 bytes an
+//! order for a `T` of a few bytes: with several tallies that was most of what the main job kept
+//! per order (heaptrack, `docs/scaling.md`). [`ByOrder`] keeps `T` in a `Vec` indexed by `n`
+//! — `size_of::<T>()` bytes an order — and any other id (another run's, one of another
+//! shape) in a map, so nothing is lost whatever the ids are.
+//!
+//! [`Order::sample`]: super::orders::Order::sample
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// How far past the last dense slot a number may land and still be kept densely: a stray
+/// id with a huge number must not reserve gigabytes.
+const MAX_GAP: usize = 1 << 16;
+
+/// Per-order values of type `T`; an order absent reads as `T::default()`, and values equal to
+/// it are not iterated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByOrder<T> {
+    /// `ord_<run>` of the first numbered id stored: ids with this prefix are kept densely.
+    prefix: Option<Box<str>>,
+    dense: Vec<T>,
+    other: HashMap<Box<str>, T>,
+}
+
+impl<T> Default for ByOrder<T> {
+    fn default() -> Self {
+        ByOrder {
+            prefix: None,
+            dense: Vec::new(),
+            other: HashMap::new(),
+        }
+    }
+}
+
+/// `ord_<run>_<n>` → (`ord_<run>`, `n`), when `n` is written as [`Order::sample`] writes it
+/// (at least four digits, no other leading zero), so that the id can be written back.
+///
+/// [`Order::sample`]: super::orders::Order::sample
+fn split(id: &str) -> Option<(&str, usize)> {
+    let (prefix, digits) = id.rsplit_once('_')?;
+    let canonical = digits.len() >= 4
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits.len() == 4 || !digits.starts_with('0'));
+    if !canonical || digits.len() > 9 {
+        return None;
+    }
+    Some((prefix, digits.parse().ok()?))
+}
+
+impl<T: Copy + Default + PartialEq> ByOrder<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The slot of `n` in the dense part, growing it; `None` if `n` is too far past its end.
+    fn dense_slot(&mut self, n: usize) -> Option<&mut T> {
+        if n >= self.dense.len() {
+            if n - self.dense.len() > MAX_GAP {
+                return None;
+            }
+            self.dense.resize(n + 1, T::default());
+        }
+        self.dense.get_mut(n)
+    }
+
+    /// The value of `id`, to change in place (inserted as `T::default()`).
+    pub fn entry(&mut self, id: &str) -> &mut T {
+        if let Some((prefix, n)) = split(id) {
+            let ours = match &self.prefix {
+                Some(p) => **p == *prefix,
+                None => {
+                    self.prefix = Some(prefix.into());
+                    true
+                }
+            };
+            // Two lookups rather than one borrow held across the fallback (borrowck).
+            if ours && (n < self.dense.len() || n - self.dense.len() <= MAX_GAP) {
+                return self.dense_slot(n).expect("within the gap");
+            }
+        }
+        self.other.entry(id.into()).or_default()
+    }
+
+    /// The value of `id` (`T::default()` if absent).
+    pub fn get(&self, id: &str) -> T {
+        if let (Some((prefix, n)), Some(p)) = (split(id), &self.prefix)
+            && **p == *prefix
+            && let Some(v) = self.dense.get(n)
+        {
+            return *v;
+        }
+        self.other.get(id).copied().unwrap_or_default()
+    }
+
+    /// Every id whose value is not the default, with it; dense ids are written back as
+    /// `ord_<run>_<n>` (four digits at least).
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, T)> + '_ {
+        let prefix = self.prefix.as_deref().unwrap_or_default();
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != T::default())
+            .map(move |(n, v)| (Cow::Owned(format!("{prefix}_{n:04}")), *v));
+        let other = self
+            .other
+            .iter()
+            .filter(|(_, v)| **v != T::default())
+            .map(|(k, v)| (Cow::Borrowed(&**k), *v));
+        dense.chain(other)
+    }
+
+    /// Every value that is not the default, without its id (no id is written back).
+    pub fn values(&self) -> impl Iterator<Item = T> + '_ {
+        self.dense
+            .iter()
+            .chain(self.other.values())
+            .copied()
+            .filter(|v| *v != T::default())
+    }
+
+    /// Whether no value differs from the default.
+    pub fn is_empty(&self) -> bool {
+        self.values().next().is_none()
+    }
+
+    /// Sets `id`'s value back to the default.
+    pub fn remove(&mut self, id: &str) {
+        *self.entry(id) = T::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_ids_are_dense_others_are_kept_too() {
+        let mut m: ByOrder<u8> = ByOrder::new();
+        *m.entry("ord_r1_0003") += 1;
+        *m.entry("ord_r1_12345") += 2;
+        // Another run's id, an id of another shape, one not written as the run writes them.
+        *m.entry("ord_r2_0003") += 3;
+        *m.entry("o1") += 4;
+        *m.entry("ord_r1_3") += 5;
+        assert_eq!(m.get("ord_r1_0003"), 1);
+        assert_eq!(m.get("ord_r1_12345"), 2);
+        assert_eq!(m.get("ord_r2_0003"), 3);
+        assert_eq!(m.get("o1"), 4);
+        assert_eq!(m.get("ord_r1_3"), 5);
+        assert_eq!(m.get("ord_r1_0004"), 0);
+        assert_eq!(m.get("nothing"), 0);
+        assert_eq!(m.other.len(), 3, "the run's ids are kept densely");
+        let mut all: Vec<(String, u8)> = m.iter().map(|(k, v)| (k.into_owned(), v)).collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ("o1".to_owned(), 4),
+                ("ord_r1_0003".to_owned(), 1),
+                ("ord_r1_12345".to_owned(), 2),
+                ("ord_r1_3".to_owned(), 5),
+                ("ord_r2_0003".to_owned(), 3),
+            ]
+        );
+        assert_eq!(m.values().map(u32::from).sum::<u32>(), 15);
+        m.remove("ord_r1_0003");
+        m.remove("o1");
+        assert_eq!((m.get("ord_r1_0003"), m.get("o1")), (0, 0));
+        assert_eq!(m.iter().count(), 3);
+        assert!(!m.is_empty());
+    }
+
+    #[test]
+    fn a_huge_number_does_not_reserve_memory() {
+        let mut m: ByOrder<u64> = ByOrder::new();
+        *m.entry("ord_r_0001") = 1;
+        *m.entry("ord_r_999999999") = 2;
+        assert!(m.dense.len() < 10, "{}", m.dense.len());
+        assert_eq!(m.get("ord_r_999999999"), 2);
+        // Ten digits do not parse as an index at all.
+        *m.entry("ord_r_12345678901") = 3;
+        assert_eq!(m.get("ord_r_12345678901"), 3);
+        assert_eq!(m.iter().count(), 3);
+    }
+
+    #[test]
+    fn an_empty_store_reads_defaults() {
+        let m: ByOrder<(u8, bool)> = ByOrder::default();
+        assert!(m.is_empty());
+        assert_eq!(m.get("ord_r_0001"), (0, false));
+        assert_eq!(m.iter().count(), 0);
+    }
+}
