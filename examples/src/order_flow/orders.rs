@@ -432,9 +432,17 @@ impl OrderBook {
         self.lock().orders.values().filter(|r| f(r)).count()
     }
 
-    /// The last order (by id) `f` holds for.
+    /// The last order `f` holds for: the highest order number. Ids are `ord_<run>_<n>`, `n` of
+    /// four digits at least, so they compare by length first; the map's order is the text's,
+    /// in which `ord_r_9999` comes after `ord_r_29999` (the refund of a 30,000-order run then
+    /// went to order 9,999, whose intent the Stripe sandbox had forgotten by the end).
     pub fn last(&self, f: impl Fn(&OrderRecord) -> bool) -> Option<OrderRecord> {
-        self.lock().orders.values().rev().find(|r| f(r)).cloned()
+        self.lock()
+            .orders
+            .values()
+            .filter(|r| f(r))
+            .max_by(|a, b| (a.order.id.len(), &a.order.id).cmp(&(b.order.id.len(), &b.order.id)))
+            .cloned()
     }
 
     /// Every order, by id.
@@ -494,6 +502,22 @@ mod tests {
             !s.contains(&o.customer_email) && !s.contains(&o.customer_name),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_last_order_is_the_highest_number_not_the_last_text() {
+        let book = OrderBook::new();
+        for n in [7, 9_999, 10_000, 29_999, 30_000] {
+            book.insert(Order::sample("r", n, None)).unwrap();
+        }
+        for n in [9_999, 29_999] {
+            book.set_state(&format!("ord_r_{n}"), OrderState::Paid)
+                .unwrap();
+        }
+        let paid = book.last(|r| r.state.is_paid()).unwrap();
+        assert_eq!(paid.order.id, "ord_r_29999");
+        assert_eq!(book.last(|_| true).unwrap().order.id, "ord_r_30000");
+        assert!(book.last(|r| r.refunded_minor > 0).is_none());
     }
 
     #[test]
