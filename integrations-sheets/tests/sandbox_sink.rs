@@ -217,6 +217,48 @@ async fn updates_read_the_key_column_once_per_batch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_goes_to_the_first_row_of_its_key_and_keeps_the_keys_known() {
+    let sandbox = Sandbox::start().await.unwrap();
+    // `order-1` twice (a row a person copied), and an empty key cell between.
+    let seeded = ["order-0", "order-1", "", "order-1", "order-2"]
+        .iter()
+        .map(|k| vec![json!(k), json!("placed")])
+        .collect();
+    sandbox.seed_rows(sandbox.spreadsheet_id(), "Status", seeded);
+    let sink = fast_builder(&sandbox).build().unwrap();
+    let out = sink
+        .update_rows(
+            "Status",
+            vec![
+                Row::new("order-2").cell("paid"),
+                Row::new("order-1").cell("paid"),
+                Row::new("order-1").cell("refunded"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            UpdateOutcome::Updated { row: 5 },
+            UpdateOutcome::Updated { row: 2 },
+            UpdateOutcome::Updated { row: 2 },
+        ]
+    );
+    let rows = sandbox.rows(sandbox.spreadsheet_id(), "Status").unwrap();
+    assert_eq!(rows[3], ["order-1", "placed"], "the copy is left alone");
+    // The keys read for the update are the sink's known keys: an append of one is skipped
+    // without a second read.
+    let gets = requests_to(&sandbox, Endpoint::Get).len();
+    let appended = sink
+        .append_rows("Status", vec![Row::new("order-0").cell("placed")])
+        .await
+        .unwrap();
+    assert_eq!((appended.appended, appended.already_present), (0, 1));
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), gets);
+}
+
+#[tokio::test(start_paused = true)]
 async fn update_on_an_empty_sheet_is_not_found_without_a_write() {
     let sandbox = sandbox_with("Empty").await;
     let sink = fast_builder(&sandbox).build().unwrap();

@@ -265,14 +265,25 @@ async fn update_jobs(
         Ok(col) => col,
         Err(e) => return Err(fail_updates(jobs, e)),
     };
-    keys.keys = col.iter().flatten().cloned().collect();
-    keys.loaded = true;
-    let mut row_of: HashMap<&str, usize> = HashMap::new();
+    // The first row of each key this batch updates, found in one pass over the column: a map of
+    // the batch's keys, not of every row (the column is as long as the sheet).
+    let mut row_of: HashMap<&str, usize> = jobs
+        .iter()
+        .flat_map(|job| &job.rows)
+        .map(|row| (row.key(), 0))
+        .collect();
     for (i, k) in col.iter().enumerate() {
-        if let Some(k) = k {
-            row_of.entry(k.as_str()).or_insert(i + 1);
+        if let Some(r) = k.as_deref().and_then(|k| row_of.get_mut(k))
+            && *r == 0
+        {
+            *r = i + 1;
         }
     }
+    row_of.retain(|_, r| *r > 0);
+    // The column read is the freshest list of keys: it replaces what the appends kept (moved,
+    // not copied).
+    keys.keys = col.into_iter().flatten().collect();
+    keys.loaded = true;
     let mut data = Vec::new();
     let mut outcomes: Vec<Vec<UpdateOutcome>> = Vec::with_capacity(jobs.len());
     for job in &jobs {
