@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use integrations_core::provider::{AppendOutcome, Row, UpdateOutcome};
+use integrations_core::provider::{AppendOutcome, Cell, Row, UpdateOutcome};
 use integrations_core::{Error, Result};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -105,7 +105,11 @@ async fn read_keys(client: &GoogleSheetsClient, sheet: &str) -> Result<Vec<Optio
         .map(|row| {
             row.into_iter()
                 .next()
-                .map(|c| c.as_text())
+                .map(|c| match c {
+                    // Moved: the column is as long as the sheet.
+                    Cell::Text(s) => s,
+                    other => other.as_text(),
+                })
                 .filter(|k| !k.is_empty())
         })
         .collect())
