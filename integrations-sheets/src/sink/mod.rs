@@ -139,6 +139,12 @@ impl Drop for Inner {
 ///   retried with backoff.
 /// * **Back-pressure.** At most [`BatchConfig::buffer_rows`] rows are buffered or in flight;
 ///   further calls wait for space.
+/// * **Cost with the sheet's size.** The set of keys is the whole of column A: it grows with the
+///   sheet (~60–80 bytes a row; ~7 MB at 100,000 rows) and lives as long as the sink. Each
+///   update batch, and each append after an unknown outcome, reads the whole column again: a
+///   response about as large as the column's text, and at its peak the parsed column beside the new set of keys.
+///   Google offers no lookup by key; a sheet of millions of rows is better written through a
+///   sink that only appends, or kept in a database.
 #[derive(Clone)]
 pub struct GoogleSheetsSink {
     inner: Arc<Inner>,
