@@ -23,7 +23,12 @@ const MAX_GAP: usize = 1 << 16;
 pub struct ByOrder<T> {
     /// `ord_<run>` of the first numbered id stored: ids with this prefix are kept densely.
     prefix: Option<Box<str>>,
+    /// The number of `dense[0]`: the first numbered id's (a resumed run's tallies start at the
+    /// order it resumed from).
+    base: usize,
     dense: Vec<T>,
+    /// Every other id, and any id first stored here stays here (checked first, so that a
+    /// value is never split between the two).
     other: HashMap<Box<str>, T>,
 }
 
@@ -31,6 +36,7 @@ impl<T> Default for ByOrder<T> {
     fn default() -> Self {
         ByOrder {
             prefix: None,
+            base: 0,
             dense: Vec::new(),
             other: HashMap::new(),
         }
@@ -58,56 +64,61 @@ impl<T: Copy + Default + PartialEq> ByOrder<T> {
         Self::default()
     }
 
-    /// The slot of `n` in the dense part, growing it; `None` if `n` is too far past its end.
-    fn dense_slot(&mut self, n: usize) -> Option<&mut T> {
-        if n >= self.dense.len() {
-            if n - self.dense.len() > MAX_GAP {
-                return None;
-            }
-            self.dense.resize(n + 1, T::default());
-        }
-        self.dense.get_mut(n)
+    /// Where `id` goes in the dense part, if it goes there: its prefix is the run's and its
+    /// number is at most [`MAX_GAP`] past the end.
+    fn dense_index(&self, id: &str) -> Option<usize> {
+        let (prefix, n) = split(id)?;
+        let i = n.checked_sub(self.base)?;
+        let ours = self.prefix.as_deref().is_none_or(|p| p == prefix);
+        (ours && i.saturating_sub(self.dense.len()) <= MAX_GAP).then_some(i)
     }
 
     /// The value of `id`, to change in place (inserted as `T::default()`).
     pub fn entry(&mut self, id: &str) -> &mut T {
-        if let Some((prefix, n)) = split(id) {
-            let ours = match &self.prefix {
-                Some(p) => **p == *prefix,
-                None => {
-                    self.prefix = Some(prefix.into());
-                    true
-                }
-            };
-            // Two lookups rather than one borrow held across the fallback (borrowck).
-            if ours && (n < self.dense.len() || n - self.dense.len() <= MAX_GAP) {
-                return self.dense_slot(n).expect("within the gap");
-            }
+        // Two lookups rather than one borrow held across the rest (borrowck).
+        if !self.other.is_empty() && self.other.contains_key(id) {
+            return self.other.get_mut(id).expect("just found");
         }
-        self.other.entry(id.into()).or_default()
+        if self.prefix.is_none()
+            && let Some((prefix, n)) = split(id)
+        {
+            self.prefix = Some(prefix.into());
+            self.base = n;
+        }
+        match self.dense_index(id) {
+            Some(i) => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, T::default());
+                }
+                &mut self.dense[i]
+            }
+            None => self.other.entry(id.into()).or_default(),
+        }
     }
 
     /// The value of `id` (`T::default()` if absent).
     pub fn get(&self, id: &str) -> T {
-        if let (Some((prefix, n)), Some(p)) = (split(id), &self.prefix)
-            && **p == *prefix
-            && let Some(v) = self.dense.get(n)
+        if !self.other.is_empty()
+            && let Some(v) = self.other.get(id)
         {
             return *v;
         }
-        self.other.get(id).copied().unwrap_or_default()
+        self.dense_index(id)
+            .and_then(|i| self.dense.get(i))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Every id whose value is not the default, with it; dense ids are written back as
     /// `ord_<run>_<n>` (four digits at least).
     pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, T)> + '_ {
-        let prefix = self.prefix.as_deref().unwrap_or_default();
+        let (prefix, base) = (self.prefix.as_deref().unwrap_or_default(), self.base);
         let dense = self
             .dense
             .iter()
             .enumerate()
             .filter(|(_, v)| **v != T::default())
-            .map(move |(n, v)| (Cow::Owned(format!("{prefix}_{n:04}")), *v));
+            .map(move |(i, v)| (Cow::Owned(format!("{prefix}_{:04}", base + i)), *v));
         let other = self
             .other
             .iter()
@@ -188,6 +199,41 @@ mod tests {
         *m.entry("ord_r_12345678901") = 3;
         assert_eq!(m.get("ord_r_12345678901"), 3);
         assert_eq!(m.iter().count(), 3);
+    }
+
+    #[test]
+    fn a_value_is_never_split_and_a_resumed_run_starts_where_it_resumed() {
+        let mut m: ByOrder<u32> = ByOrder::new();
+        *m.entry("ord_r_70000") += 1;
+        assert_eq!(
+            (m.base, m.dense.len()),
+            (70_000, 1),
+            "dense from the first number"
+        );
+        // Below the first number: kept aside, then found there whatever the dense part does.
+        *m.entry("ord_r_0005") += 1;
+        *m.entry("ord_r_100000") += 1;
+        *m.entry("ord_r_200000") += 1;
+        assert_eq!(m.other.len(), 2, "{:?}", m.other.keys());
+        for n in 70_001..=100_001 {
+            *m.entry(&format!("ord_r_{n}")) += 1;
+        }
+        assert!(
+            m.dense.len() > 100_000 - 70_000,
+            "the dense part now covers 100000"
+        );
+        *m.entry("ord_r_100000") += 1;
+        *m.entry("ord_r_0005") += 1;
+        assert_eq!(m.get("ord_r_100000"), 3);
+        assert_eq!(m.get("ord_r_0005"), 2);
+        assert_eq!(m.get("ord_r_200000"), 1);
+        let ids: Vec<String> = m.iter().map(|(k, _)| k.into_owned()).collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(ids.len(), unique.len(), "no id twice");
+        assert_eq!(
+            m.values().sum::<u32>(),
+            1 + 2 + 1 + (100_001 - 70_001 + 1) + 2
+        );
     }
 
     #[test]
