@@ -8,6 +8,10 @@
 //!     target/release/examples/policy_ir composed_policy 20000
 //! ```
 //!
+//! `bare_tokio_timeout_routine` and `composed_policy_routine` make each call in a fresh `async`
+//! block returned by a closure, as criterion's `iter` does: the block is moved before it is
+//! awaited, so a larger future costs more there than in the plain loop of the other entries.
+//!
 //! Only `run` is counted, after a warm-up. Instructions per call are the difference between two
 //! runs (say 20 000 and 10 000 calls) over the difference in calls, which cancels what one
 //! `block_on` costs. `scripts/policy-ir` does that for every entry and prints each next to the
@@ -30,6 +34,8 @@ const ENTRIES: &[&str] = &[
     "bare_call",
     "bare_tokio_timeout",
     "composed_policy",
+    "composed_policy_routine",
+    "bare_tokio_timeout_routine",
     "policy_timeout_only",
     "policy_layer_service_fn",
     "tower_stack_service_fn",
@@ -97,6 +103,18 @@ fn calls(
                             .expect("in time"),
                     )
                     .expect("ok");
+                }
+            }
+            "composed_policy_routine" => {
+                let routine = || async { policy.call("op", |_| trivial(1)).await };
+                for _ in 0..n {
+                    black_box(routine().await.expect("ok"));
+                }
+            }
+            "bare_tokio_timeout_routine" => {
+                let routine = || async { tokio::time::timeout(TIMEOUT, trivial(1)).await };
+                for _ in 0..n {
+                    black_box(routine().await.expect("in time")).expect("ok");
                 }
             }
             "composed_policy" => {
