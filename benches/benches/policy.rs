@@ -77,7 +77,46 @@
 //! composed call (two readings, ~12 ns each against ~7 on the first VM), the latency histogram's
 //! recording 11.8 %, the policy's own state machine 39 %. The goals are not met on that machine.
 //!
-//! Tried and dropped this round: running the layer's first attempt in an unboxed, hand-written
+//! **A round on that AMD EPYC VM: copies that stalled.** `perf annotate` of a composed call put
+//! its hottest instructions on moves whose loads could not be forwarded from the stores just
+//! made (a wide load over narrower stores): a success carried as an 80-byte `Result<T, Error>`
+//! from the attempt's poll through two futures; the breaker permit's `kind` and `settled`
+//! bytes copied as a word; the `Attempt`'s `u32` copied as a word; and each `async fn`'s
+//! arguments, moved into its locals on the first poll (`operation` written as two words, read
+//! as one 16-byte move). Now: attempts end in an `AttemptEnd` whose errors are boxed (error
+//! path only); the permit's kind is a word with `Settled` as a variant; `attempt` takes the
+//! number and operation apart; the attempt's cut-off is a small named future whose `poll` is
+//! inlined (the timer's path `#[cold]` beside it) instead of a `poll_fn` closure that stayed a
+//! call; `run` is a plain function returning the unspanned future itself (the spanned one
+//! boxed); `run_unspanned` and `attempt` are `async move` blocks, which use their captures in
+//! place. A trivial call's future: 672 → 424 bytes.
+//!
+//! Measured in one sitting, the code before (`a956206`) and after, both with this `policy_ir`:
+//! wall time per call, the minimum of 12 interleaved runs of 3 000 000 calls (the machine was
+//! noisy: tower's stack, the same code in both, read 127.9 and 108.0 ns), and instructions per
+//! call under callgrind (`scripts/policy-ir`):
+//!
+//! | entry | before ns | after ns | before Ir | after Ir |
+//! |---|---:|---:|---:|---:|
+//! | `bare_tokio_timeout` | 49.1 | 47.0 | 214 | 214 |
+//! | `composed_policy` | 124.7 (2.54×) | 106.3 (**2.26×**) | 1004 | **893** |
+//! | `composed_policy_routine` (criterion's way, ÷ `bare_tokio_timeout_routine` 47.2 / 46.8) | 115.6 (2.45×) | 100.7 (**2.15×**) | 1009 | 897 |
+//! | `policy_timeout_only` | 101.6 | 86.9 | 760 | 647 |
+//! | `policy_layer_service_fn` | 167.3 | 150.7 | 1414 | 1279 |
+//! | `tower_stack_service_fn` | 127.9 | 108.0 | 672 | 639 |
+//!
+//! Criterion on the final code, three runs: composed ÷ bare timeout 2.42/2.47/2.46×
+//! (126–135 ns against 52–55), `PolicyLayer` ÷ tower's stack 1.34/1.17/1.57×; the morning's
+//! run of the code before: 2.65× and 1.45×. In the quietest minutes of the sitting
+//! `policy_ir` read the composed call at 92–97 ns against a 45.4 ns bare timeout (2.03–2.13×).
+//! Neither goal is met on this VM: what is left of a composed call is spread thin — two TSC
+//! readings (~19 %, ~10 ns each here), the metrics' recording (~17 %), governor's
+//! compare-and-swap (~6 %), `Instant` arithmetic for the window's step (~7 %). `PolicyLayer`
+//! still boxes the call's future and clones the `Policy` per call. Tried and dropped: the
+//! layer's future owning the `Policy` (a `call_owned` without the `async move` block around
+//! `call`): no change beyond the noise.
+//!
+//! Tried and dropped earlier: running the layer's first attempt in an unboxed, hand-written
 //! response future (the policy's checks split out of `Policy::call` so both could share them):
 //! the layer's instructions fell (1414 → 1229) but its time did not (149 vs 137 ns for tower's
 //! stack in the same run), and `Policy::call` itself slowed from ~90 to ~125 ns — the split
