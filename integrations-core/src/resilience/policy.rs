@@ -465,18 +465,18 @@ impl Policy {
         async move {
             let inner = &*self.inner;
             inner.metrics.record_call();
-            // An open circuit refuses before anything is waited for or spent (no rate-limit permit is
-            // used up by a call that would be refused).
+            // An open circuit refuses before anything is waited for or spent (no rate-limit
+            // permit is used up by a call that would be refused).
             if let Some(b) = &inner.breaker {
                 if let Err(e) = b.check(operation) {
                     return Err(self.rejected(e, operation));
                 }
             }
             // Latency is timed on `quanta` (the TSC where it is reliable: ~7 ns a reading here
-            // against ~20 for the OS clock). The limiter, the deadline and the timers run on tokio's
-            // clock; its reading is the same TSC reading mapped onto it (`TimeSource::Tsc`), or a
-            // reading of its own where tests may pause it (`TimeSource::Tokio`), taken only where
-            // one of them needs it.
+            // against ~20 for the OS clock). The limiter, the deadline and the timers run on
+            // tokio's clock; its reading is the same TSC reading mapped onto it
+            // (`TimeSource::Tsc`), or a reading of its own where tests may pause it
+            // (`TimeSource::Tokio`), taken only where one of them needs it.
             let timer = quanta::Instant::now();
             let start = (inner.limiter.is_some() || inner.deadline.is_some())
                 .then(|| inner.time.tokio_at(timer));
@@ -572,7 +572,8 @@ impl Policy {
                 };
                 Box::pin(tokio::time::sleep(delay)).await;
                 retries += 1;
-                // Every retry takes a permit too, so retries never push the provider past its quota.
+                // Every retry takes a permit too, so retries never push the provider past its
+                // quota.
                 if let Some(limiter) = &inner.limiter {
                     if Box::pin(self.take_permit(limiter, operation, retries + 1, None, deadline))
                         .await
