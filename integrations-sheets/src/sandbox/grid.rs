@@ -1,5 +1,7 @@
 //! The sandbox's in-memory spreadsheet grid and Google's value semantics over it.
 
+use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
 use serde_json::Value;
 
 use crate::a1::{A1Range, Bounds, MAX_COLUMN};
@@ -141,6 +143,75 @@ fn is_empty(v: &Value) -> bool {
     v.is_null()
 }
 
+/// The rendered rows of an area of a [`Sheet`] (see [`Sheet::view`]). Serializes as the list
+/// of rows [`Sheet::read`] returns.
+pub(crate) struct RowsView<'a> {
+    sheet: &'a Sheet,
+    area: Area,
+    /// The last row listed (before `area.first_row` when none is).
+    last_row: u32,
+    option: RenderOption,
+}
+
+impl<'a> RowsView<'a> {
+    /// The rows listed, by number.
+    fn rows(&self) -> std::ops::RangeInclusive<u32> {
+        self.area.first_row..=self.last_row
+    }
+
+    /// How many rows are listed.
+    pub(crate) fn len(&self) -> usize {
+        self.rows().count()
+    }
+
+    /// Row `r`'s stored cells, to its last non-empty one.
+    fn cells(&self, r: u32) -> impl Iterator<Item = &'a Value> + use<'a> {
+        let sheet = self.sheet;
+        let first = self.area.first_column;
+        let end = sheet.row_end(r, &self.area);
+        end.into_iter()
+            .flat_map(move |last| (first..=last).map(move |c| sheet.cell(r, c)))
+    }
+}
+
+impl Serialize for RowsView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut rows = serializer.serialize_seq(Some(self.len()))?;
+        for r in self.rows() {
+            rows.serialize_element(&RowView { view: self, row: r })?;
+        }
+        rows.end()
+    }
+}
+
+struct RowView<'v, 'a> {
+    view: &'v RowsView<'a>,
+    row: u32,
+}
+
+impl Serialize for RowView<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let option = self.view.option;
+        serializer.collect_seq(self.view.cells(self.row).map(|v| Rendered(v, option)))
+    }
+}
+
+/// One cell as [`render`] renders it, serialized without building the rendered `Value`.
+struct Rendered<'a>(&'a Value, RenderOption);
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.0, self.1) {
+            (Value::Null, _) => serializer.serialize_str(""),
+            (Value::Bool(b), RenderOption::Formatted) => {
+                serializer.serialize_str(if *b { "TRUE" } else { "FALSE" })
+            }
+            (Value::Number(n), RenderOption::Formatted) => serializer.collect_str(n),
+            (other, _) => other.serialize(serializer),
+        }
+    }
+}
+
 impl Sheet {
     pub(crate) fn new(title: impl Into<String>) -> Self {
         Sheet {
@@ -194,29 +265,41 @@ impl Sheet {
 
     /// Rows of rendered values inside `area`, trailing empty cells and rows dropped (as Google does).
     pub(crate) fn read(&self, area: &Area, option: RenderOption) -> Vec<Vec<Value>> {
+        let view = self.view(area, option);
+        view.rows()
+            .map(|r| view.cells(r).map(|v| render(v, option)).collect())
+            .collect()
+    }
+
+    /// What [`read`](Sheet::read) returns, as a view of the grid that serializes as the same
+    /// JSON without building it: a `values.get` of a 100,000-row column answers from the grid,
+    /// not from a copy of it as a `Value` tree.
+    pub(crate) fn view(&self, area: &Area, option: RenderOption) -> RowsView<'_> {
         let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
-        let last_row = area.last_row.min(data_rows);
-        let mut out: Vec<Vec<Value>> = Vec::new();
-        for r in area.first_row..=last_row {
-            let row = self.rows.get(r as usize - 1);
-            let len = row.map_or(0, |cells| cells.len() as u32);
-            let last_col = area.last_column.min(len.saturating_sub(1));
-            let mut cells: Vec<Value> = if len == 0 || area.first_column >= len {
-                Vec::new()
-            } else {
-                (area.first_column..=last_col)
-                    .map(|c| self.cell(r, c).clone())
-                    .collect()
-            };
-            while cells.last().is_some_and(is_empty) {
-                cells.pop();
-            }
-            out.push(cells.iter().map(|v| render(v, option)).collect());
+        // The last row with a cell in the area's columns; rows after it are dropped.
+        let mut last_row = area.last_row.min(data_rows);
+        while last_row >= area.first_row && self.row_end(last_row, area).is_none() {
+            last_row -= 1;
         }
-        while out.last().is_some_and(Vec::is_empty) {
-            out.pop();
+        RowsView {
+            sheet: self,
+            area: *area,
+            last_row,
+            option,
         }
-        out
+    }
+
+    /// The column of row `r`'s last non-empty cell inside `area`, if it has one.
+    fn row_end(&self, r: u32, area: &Area) -> Option<u32> {
+        let cells = self.rows.get(r as usize - 1)?;
+        let len = u32::try_from(cells.len()).unwrap_or(u32::MAX);
+        if area.first_column >= len {
+            return None;
+        }
+        let last = area.last_column.min(len - 1);
+        (area.first_column..=last)
+            .rev()
+            .find(|&c| !is_empty(&cells[c as usize]))
     }
 
     /// Writes `values` starting at the area's top-left cell. `Null` input leaves a cell as it is.
@@ -516,6 +599,51 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// A `values.get` answers from [`Sheet::view`]: it must serialize exactly as the rows
+    /// [`Sheet::read`] returns, for every kind of cell, both renderings and any area.
+    #[test]
+    fn a_view_serializes_as_the_rows_read_returns() {
+        let mut s = Sheet::new("S");
+        s.write(
+            &b("A1"),
+            &rows(json!([
+                ["key", "", true, 5, 2.5, "=SUM(1)"],
+                [],
+                [null, null, false, -7, 18446744073709551615u64, "TRUE"],
+                ["", "", ""],
+                ["c", "'012", 0.1, "1e3"],
+                [],
+                [null]
+            ])),
+            InputOption::UserEntered,
+            "A1",
+        )
+        .unwrap();
+        s.write(&b("H9"), &rows(json!([["far"]])), InputOption::Raw, "H9")
+            .unwrap();
+        let ranges = [
+            "A:A", "A1:F7", "B:C", "C3:E5", "A2:A2", "D1:D9", "G1:G20", "A4:C4", "S", "H:H",
+            "A8:Z20", "B1:F",
+        ];
+        for text in ranges {
+            let range = A1Range::parse(&format!("S!{text}"))
+                .or_else(|_| A1Range::parse(text))
+                .unwrap();
+            let area = s.clip(&range.bounds());
+            for option in [RenderOption::Formatted, RenderOption::Unformatted] {
+                let read = Value::from(s.read(&area, option));
+                let view = s.view(&area, option);
+                let rows = view.len();
+                assert_eq!(
+                    serde_json::to_value(&view).unwrap(),
+                    read,
+                    "{text} {option:?}"
+                );
+                assert_eq!(rows, read.as_array().unwrap().len(), "{text}");
+            }
+        }
     }
 
     #[test]

@@ -30,16 +30,32 @@ pub(crate) const ROWS_HEADER: &str = "x-sandbox-rows";
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    body: Value,
+    body: Body,
     headers: Vec<(&'static str, String)>,
     pub(crate) rows: usize,
+}
+
+/// A reply's JSON body.
+#[derive(Debug)]
+enum Body {
+    Json(Value),
+    Bytes(Vec<u8>),
 }
 
 impl Reply {
     pub(crate) fn json(status: u16, body: Value) -> Self {
         Reply {
             status,
-            body,
+            body: Body::Json(body),
+            headers: Vec::new(),
+            rows: 0,
+        }
+    }
+    /// A JSON answer serialized from `body` at once, without a `Value` tree in between.
+    pub(crate) fn serialized(status: u16, body: &impl serde::Serialize) -> Self {
+        Reply {
+            status,
+            body: Body::Bytes(serde_json::to_vec(body).unwrap_or_default()),
             headers: Vec::new(),
             rows: 0,
         }
@@ -63,7 +79,10 @@ impl Reply {
     pub(crate) fn into_response(self) -> SandboxResponse {
         let mut resp = SandboxResponse::new(self.status)
             .with_header("content-type", "application/json; charset=UTF-8")
-            .with_body(serde_json::to_vec(&self.body).unwrap_or_default());
+            .with_body(match self.body {
+                Body::Json(v) => serde_json::to_vec(&v).unwrap_or_default(),
+                Body::Bytes(b) => b,
+            });
         for (name, value) in self.headers {
             resp = resp.with_header(name, value);
         }

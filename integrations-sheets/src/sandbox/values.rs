@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Endpoint;
-use super::grid::{InputOption, RenderOption, Written, write_bounds};
+use super::grid::{InputOption, RenderOption, RowsView, Written, write_bounds};
 use super::server::Reply;
 use super::state::{QuotaKind, State};
 use crate::a1::A1Range;
@@ -233,6 +233,16 @@ fn resolve(state: &State, spreadsheet: &str, text: &str) -> Result<A1Range, Repl
     }
 }
 
+/// A `ValueRange` answer whose values are a view of the grid.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ValueRangeOut<'a> {
+    major_dimension: &'static str,
+    range: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<RowsView<'a>>,
+}
+
 fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Result<Reply, Reply> {
     let text = route.range.as_deref().unwrap_or_default();
     let range = resolve(state, &route.spreadsheet, text)?;
@@ -258,16 +268,25 @@ fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Res
         .sheet_mut(&route.spreadsheet, range.sheet_name(), false)
         .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
     let area = sheet.clip(&range.bounds());
-    let mut values = sheet.read(&area, render);
-    if columns {
-        values = transpose(&values);
-        for col in &mut values {
-            while col.last().is_some_and(|v| v == "" || v.is_null()) {
-                col.pop();
-            }
+    let range = area.render(&sheet.title);
+    if !columns {
+        // Rows: written straight from the grid (a sink's update reads the whole key column).
+        let view = sheet.view(&area, render);
+        let rows = view.len();
+        let body = ValueRangeOut {
+            major_dimension: "ROWS",
+            range,
+            values: (rows > 0).then_some(view),
+        };
+        return Ok(Reply::serialized(200, &body).with_rows(rows));
+    }
+    let mut values = transpose(&sheet.read(&area, render));
+    for col in &mut values {
+        while col.last().is_some_and(|v| v == "" || v.is_null()) {
+            col.pop();
         }
     }
-    let mut out = json!({"range": area.render(&sheet.title), "majorDimension": if columns { "COLUMNS" } else { "ROWS" }});
+    let mut out = json!({"range": range, "majorDimension": "COLUMNS"});
     let rows = values.len();
     if !values.is_empty() {
         out["values"] = Value::from(values);
