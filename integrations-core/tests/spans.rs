@@ -69,6 +69,24 @@ async fn a_retried_call_has_one_call_span_and_a_child_span_per_attempt() {
 }
 
 #[tokio::test]
+async fn the_call_span_is_a_child_of_the_span_current_where_call_is_called() {
+    let capture = TracingCapture::start();
+    let p = policy(0, Duration::from_secs(5));
+    let request = tracing::info_span!("request");
+    // Made inside the request's span, awaited outside it.
+    let call = request.in_scope(|| p.call("op", |_| async { Ok(1) }));
+    assert_eq!(call.await.unwrap(), 1);
+    let spans = capture.spans();
+    let requests = named(&spans, "request");
+    let calls = named(&spans, CALL_SPAN);
+    assert_eq!((requests.len(), calls.len()), (1, 1), "{spans:#?}");
+    assert_eq!(calls[0].1.parent, Some(requests[0].0), "{spans:#?}");
+    let attempts = named(&spans, ATTEMPT_SPAN);
+    assert_eq!(attempts.len(), 1, "{spans:#?}");
+    assert_eq!(attempts[0].1.parent, Some(calls[0].0));
+}
+
+#[tokio::test]
 async fn a_failed_call_records_its_error_type() {
     let capture = TracingCapture::start();
     let p = policy(0, Duration::from_millis(20));

@@ -390,11 +390,12 @@ impl Policy {
         self.run(operation, classify, f)
     }
 
-    /// [`run_unspanned`](Self::run_unspanned), in the call's span when anybody may listen.
+    /// [`run_unspanned`](Self::run_unspanned), in the call's span when anybody listens to it.
     ///
-    /// Not an `async fn`: when nobody can listen (see `telemetry::interested`), the call's future
-    /// is `run_unspanned`'s own, not one more state machine around it that would take its
-    /// arguments and move them into it on the first poll.
+    /// Not an `async fn`: the call's future is `run_unspanned`'s own unless the spans are
+    /// recorded, not one more state machine around it that would take its arguments and move
+    /// them into it on the first poll. The call's span is therefore made with the call's
+    /// future, in the span current where [`call`](Policy::call) is called.
     fn run<T, F, Fut, C>(
         &self,
         operation: &'static str,
@@ -406,18 +407,26 @@ impl Policy {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        if telemetry::interested() {
-            // Boxed: making the spans costs far more than the box, and inline the spanned
-            // future would grow every call's future (and what `PolicyLayer` boxes for it).
-            Either::Right(Box::pin(self.run_spanned(operation, classify, f)))
-        } else {
-            Either::Left(self.run_unspanned(operation, classify, f, None, false))
+        // Nobody can listen: no span at all, neither for the call nor for its attempts (see
+        // `telemetry::interested`).
+        if !telemetry::interested() {
+            return Either::Left(self.run_unspanned(operation, classify, f, None, false));
         }
+        let span = telemetry::call_span(&self.inner.provider, operation);
+        // Nobody listens to this one (a level filter, say): no `Instrumented` layer around the
+        // call, and no box.
+        if span.is_disabled() {
+            return Either::Left(self.run_unspanned(operation, classify, f, None, true));
+        }
+        // Boxed: recording the spans costs far more than the box, and inline the spanned future
+        // would grow every call's future (and what `PolicyLayer` boxes for it).
+        Either::Right(Box::pin(self.run_spanned(span, operation, classify, f)))
     }
 
-    /// [`run_unspanned`](Self::run_unspanned) in the call's span ([`crate::telemetry`]).
+    /// [`run_unspanned`](Self::run_unspanned) in the call's `span` ([`crate::telemetry`]).
     async fn run_spanned<T, F, Fut, C>(
         &self,
+        span: Span,
         operation: &'static str,
         classify: C,
         f: F,
@@ -428,12 +437,6 @@ impl Policy {
         Fut: Future<Output = Result<T>>,
     {
         let mut attempts = 0;
-        let span = telemetry::call_span(&self.inner.provider, operation);
-        // Nobody listens to this one: no `Instrumented` layer around the whole call (it costs a
-        // poll wrapper and a larger future on every call, for nothing).
-        if span.is_disabled() {
-            return self.run_unspanned(operation, classify, f, None, true).await;
-        }
         let result = self
             .run_unspanned(operation, classify, f, Some(&mut attempts), true)
             .instrument(span.clone())
