@@ -13,6 +13,9 @@
 //! `timeout`, …). No field ever holds a header, a query string, a body or a credential: the URL
 //! is reduced to its host, port and path.
 //!
+//! The call span is made when [`Policy::call`](crate::Policy::call) is called, so it is a child
+//! of the span current there, even if the call's future is polled elsewhere (spawned, say).
+//!
 //! Both spans are at `INFO`. When no `tracing` dispatcher was ever set in the process and `log`
 //! does not record at `INFO`, the policy makes no span at all (with `tracing`'s `log` feature a
 //! disabled span would still build its fields for `log`). Otherwise, when the subscriber does not
