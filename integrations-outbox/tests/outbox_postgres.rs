@@ -65,6 +65,69 @@ async fn postgres_outbox_passes_the_suite_with_asynchronous_marks() {
     db.drop_database().await.unwrap();
 }
 
+/// While a backlog keeps every claim full, claims skip the expired leases (whose index scan
+/// steps over the entry of every lease completed since the last vacuum) for at most a second:
+/// an expired lease older than the backlog is still taken within that second, and no claim
+/// comes back short without it.
+#[tokio::test]
+async fn an_expired_lease_is_taken_within_a_second_while_a_backlog_keeps_claims_full() {
+    let db = database!("lease_scans");
+    let clock = clock();
+    let store = PostgresOutbox::connect_with(db.options())
+        .await
+        .unwrap()
+        .with_clock(clock.clone());
+    store
+        .record_event(
+            "evt_lost",
+            vec![NewJob::new("sheets", json!({ "n": "lost" }))],
+        )
+        .await
+        .unwrap();
+    // A worker takes the job and dies (its claim was full and read the leases just now).
+    let started = std::time::Instant::now();
+    let lost = store
+        .claim("dead-worker", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    clock.advance(Duration::from_secs(31));
+    // A backlog recorded after the lease expired: the expired lease is the oldest claimable.
+    // Worked through ten at a time with a pause, it keeps the claims full for over 6 s.
+    let jobs = (0..3000)
+        .map(|i| NewJob::new("sheets", json!({ "n": i })).with_key_suffix(i.to_string()))
+        .collect();
+    store.record_event("evt_backlog", jobs).await.unwrap();
+    let mut full_claims_before = 0;
+    loop {
+        let batch = store
+            .claim("w", 10, Duration::from_secs(600))
+            .await
+            .unwrap();
+        let found = batch.iter().any(|c| c.job.id == lost.job.id);
+        assert!(
+            found || batch.len() == 10,
+            "a claim came back short ({}) without the expired lease",
+            batch.len()
+        );
+        for c in batch {
+            store.complete(&c.job.id, &c.lease).await.unwrap();
+        }
+        if found {
+            break;
+        }
+        full_claims_before += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "taken after {waited:?} and {full_claims_before} full claims"
+    );
+    store.pool().close().await;
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn jobs_commit_and_roll_back_with_the_callers_transaction() {
     let db = database!("in_tx");

@@ -38,7 +38,12 @@ use integrations_core::{Error, Result};
 /// The `UPDATE` finds the rows by `id = ANY(…)`, an index lookup whatever the planner thinks
 /// `due` holds: joined to `due` alone, a generic plan's estimate (a few hundred rows) made it
 /// hash the whole table, read in full on every claim.
+///
+/// The expired leases are read only when the last parameter (`$5`, or `$6` with `by_kind`) is
+/// true: a one-time filter, so a claim that skips them does not touch their index at all (see
+/// [`LeaseScans`] for when).
 fn claim_sql(marks: &str, by_kind: bool) -> String {
+    let scan_leases = if by_kind { "$6" } else { "$5" };
     let scan = |state: &str, at: &str, leased: bool| {
         let (range, order) = if by_kind {
             (
@@ -48,9 +53,14 @@ fn claim_sql(marks: &str, by_kind: bool) -> String {
         } else {
             (format!("{at} <= $1"), format!("{at}, id"))
         };
+        let gate = if leased {
+            format!("{scan_leases}::boolean AND ")
+        } else {
+            String::new()
+        };
         let select = format!(
             "SELECT id, attempts, max_attempts, {at} AS at, {leased} AS leased
-            FROM integrations_outbox_jobs WHERE state = '{state}' AND {range}
+            FROM integrations_outbox_jobs WHERE {gate}state = '{state}' AND {range}
             ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED"
         );
         if by_kind {
@@ -96,6 +106,12 @@ fn claim_sql(marks: &str, by_kind: bool) -> String {
 /// holds a database-wide lock until it is flushed, which would queue every concurrent record
 /// behind it). Postgres 13 or newer (`gen_random_uuid`).
 ///
+/// A claim costs the same whatever the backlog and however many done jobs are kept, once the
+/// jobs table has been vacuumed: between two vacuums it also steps over the index entry of
+/// every job claimed since. The schema has autovacuum take the table after 10,000 dead row
+/// versions; on a server delivering thousands of jobs a second, also lower
+/// `autovacuum_naptime` (see `docs/operations.md`, "Postgres: vacuum sets what a claim costs").
+///
 /// ```no_run
 /// use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
 ///
@@ -116,6 +132,65 @@ pub struct PostgresOutbox {
     clock: Arc<dyn Clock>,
     asynchronous_marks: bool,
     announcer: Arc<Announcer>,
+    lease_scans: Arc<LeaseScans>,
+}
+
+/// How long a claimer working through a backlog goes without reading the expired leases.
+pub(crate) const LEASE_SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a claim reads the expired leases.
+///
+/// A claim's two index scans (due pending jobs, expired leases) each start at the oldest key
+/// and step over the index entries of every job that has left that state since the table was
+/// last vacuumed: a claim moves a job out of `pending`, a completion out of `leased`. Postgres
+/// skips entries it has marked dead without comparing their keys, so the scan of expired leases
+/// walks all of those entries even when no lease has expired. Between two autovacuums of a
+/// busy outbox that is hundreds of thousands of entries: 6.9 ms of a 9 ms claim, measured with
+/// `EXPLAIN (ANALYZE, BUFFERS)` after 300,000 jobs (`docs/scaling.md`).
+///
+/// Expired leases are rare (a worker that died or overran its lease), and a second more before
+/// one is taken again does not matter next to a lease's length. So a claim skips them when the
+/// last claim of the same kinds came back full (a backlog is being worked through) and they
+/// were read less than [`LEASE_SCAN_INTERVAL`] ago. A claim that skipped them and finds too few
+/// pending jobs reads them before it answers (a second statement), and the claim after a short
+/// one reads them at once: a claim never comes back short while an expired lease is there to
+/// take, as before.
+#[derive(Default)]
+struct LeaseScans {
+    /// By the kinds claimed (`None`: any kind).
+    by_kinds: std::sync::Mutex<std::collections::HashMap<Option<Vec<String>>, LeaseScan>>,
+}
+
+/// When a claim of some kinds last read the expired leases, and whether the last claim of
+/// them came back full.
+type LeaseScan = (std::time::Instant, bool);
+
+impl LeaseScans {
+    /// Whether a claim of `kinds` reads the expired leases now.
+    fn due(&self, kinds: Option<&[&str]>) -> bool {
+        let key = kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect());
+        let map = self
+            .by_kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !map.get(&key)
+            .is_some_and(|(at, full)| *full && at.elapsed() < LEASE_SCAN_INTERVAL)
+    }
+
+    /// A claim of `kinds` ended: it read the leases if `scanned`, and came back `full`.
+    fn claimed(&self, kinds: Option<&[&str]>, scanned: bool, full: bool) {
+        let key = kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect());
+        let mut map = self
+            .by_kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let entry = map.entry(key).or_insert((now, full));
+        if scanned {
+            entry.0 = now;
+        }
+        entry.1 = full;
+    }
 }
 
 /// Appended to a mark's `WHERE`: its commit does not wait for the WAL flush (an uncorrelated
@@ -162,6 +237,7 @@ impl PostgresOutbox {
             clock: Arc::new(SystemClock),
             asynchronous_marks: false,
             announcer: Arc::new(Announcer::default()),
+            lease_scans: Arc::new(LeaseScans::default()),
         })
     }
 
@@ -328,6 +404,7 @@ impl PostgresOutbox {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(lease_ms);
         let sql = claim_sql(self.marks(), kinds.is_some());
+        let mut scan_leases = self.lease_scans.due(kinds);
         let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
         // Dead-lettering an exhausted expired job frees its place, so claim again until full.
         while claimed.len() < max {
@@ -340,6 +417,7 @@ impl PostgresOutbox {
             if let Some(kinds) = kinds {
                 query = query.bind(kinds);
             }
+            query = query.bind(scan_leases);
             let rows = query.fetch_all(&self.pool).await.map_err(sql_error)?;
             let mut exhausted: Vec<i64> = Vec::new();
             for row in &rows {
@@ -364,11 +442,17 @@ impl PostgresOutbox {
                     },
                 ));
             }
-            if exhausted.is_empty() {
+            if !exhausted.is_empty() {
+                self.dead_letter_exhausted(&exhausted, now).await?;
+            } else if claimed.len() < max && !scan_leases {
+                // Short without the expired leases: read them too before answering short.
+                scan_leases = true;
+            } else {
                 break;
             }
-            self.dead_letter_exhausted(&exhausted, now).await?;
         }
+        self.lease_scans
+            .claimed(kinds, scan_leases, claimed.len() >= max);
         claimed.sort_by(|a, b| (a.0, &a.1.job.id).cmp(&(b.0, &b.1.job.id)));
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
@@ -710,6 +794,42 @@ impl OutboxStore for PostgresOutbox {
             jobs: count(&row, 0)?,
             events: count(&row, 1)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod lease_scan_tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_skipped_only_while_full_claims_come_within_the_interval() {
+        let scans = LeaseScans::default();
+        let kinds: &[&str] = &["email"];
+        assert!(
+            scans.due(None) && scans.due(Some(kinds)),
+            "the first claim reads them"
+        );
+        scans.claimed(Some(kinds), true, true);
+        assert!(!scans.due(Some(kinds)), "full, and read just now");
+        assert!(scans.due(None), "another set of kinds keeps its own");
+        assert!(scans.due(Some(&["email", "sms"])));
+        scans.claimed(Some(kinds), false, false);
+        assert!(scans.due(Some(kinds)), "a short claim: read them next time");
+        // Read longer ago than the interval: due again, however full the claims; and a claim
+        // that skipped them does not restart the interval.
+        let long_ago = std::time::Instant::now()
+            .checked_sub(LEASE_SCAN_INTERVAL * 2)
+            .expect("a monotonic clock two seconds past its origin");
+        scans
+            .by_kinds
+            .lock()
+            .unwrap()
+            .insert(Some(vec!["email".to_owned()]), (long_ago, true));
+        assert!(scans.due(Some(kinds)));
+        scans.claimed(Some(kinds), false, true);
+        assert!(scans.due(Some(kinds)));
+        scans.claimed(Some(kinds), true, true);
+        assert!(!scans.due(Some(kinds)));
     }
 }
 
