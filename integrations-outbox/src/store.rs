@@ -93,7 +93,9 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     }
 
     /// Claims up to `max` claimable jobs for `worker_id`, each under a lease of `lease`, oldest
-    /// first.
+    /// first. A claim never comes back with fewer than `max` while more are claimable; while a
+    /// backlog keeps the claims full, a store may leave an older job (an expired lease, a job
+    /// committed late) for a later claim within a bounded time (the Postgres store: a second).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a zero `lease` or an empty `worker_id`; store failures.

@@ -176,8 +176,9 @@ async fn backlog<S: OutboxStore + 'static>(
     Run { start, end }
 }
 
-/// The large run's bound: the median claim at the end within 3× the start's, plus 2 ms of
-/// slack for a shared machine.
+/// The median claim at the end within `factor` times the start's, plus `slack` for a shared
+/// machine (the large runs: 2× and 1 ms; the small ones, unoptimised beside other tests,
+/// 10× and 20 ms).
 fn assert_flat(run: &Run, factor: u32, slack: Duration) {
     for (what, start, end) in [
         ("claim", run.start.any, run.end.any),
@@ -224,7 +225,7 @@ mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "writes a large database; run in release with --ignored (see the file's docs)"]
     async fn claim_latency_with_a_large_backlog() {
-        assert_flat(&run(large_backlog()).await, 3, Duration::from_millis(2));
+        assert_flat(&run(large_backlog()).await, 2, Duration::from_millis(1));
     }
 }
 
@@ -272,7 +273,7 @@ mod postgres {
     #[ignore = "writes a large database; run in release with --ignored (see the file's docs)"]
     async fn claim_latency_with_a_large_backlog() {
         if let Some(run) = run("backlog_large", large_backlog()).await {
-            assert_flat(&run, 3, Duration::from_millis(2));
+            assert_flat(&run, 2, Duration::from_millis(1));
         }
     }
 }

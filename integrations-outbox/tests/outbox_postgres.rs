@@ -71,7 +71,7 @@ async fn postgres_outbox_passes_the_suite_with_asynchronous_marks() {
 /// comes back short without it.
 #[tokio::test]
 async fn an_expired_lease_is_taken_within_a_second_while_a_backlog_keeps_claims_full() {
-    let db = database!("lease_scans");
+    let db = database!("shortcut_leases");
     let clock = clock();
     let store = PostgresOutbox::connect_with(db.options())
         .await
@@ -123,6 +123,75 @@ async fn an_expired_lease_is_taken_within_a_second_while_a_backlog_keeps_claims_
     assert!(
         waited < Duration::from_secs(3),
         "taken after {waited:?} and {full_claims_before} full claims"
+    );
+    store.pool().close().await;
+    db.drop_database().await.unwrap();
+}
+
+/// A job committed late by the caller's transaction, with a due time older than the jobs
+/// claimed meanwhile, is behind the point full claims read from: it is still taken within a
+/// second, and no claim comes back short without it.
+#[tokio::test]
+async fn a_job_committed_late_is_taken_within_a_second_while_a_backlog_keeps_claims_full() {
+    let db = database!("shortcut_floor");
+    let clock = clock();
+    let store = PostgresOutbox::connect_with(db.options())
+        .await
+        .unwrap()
+        .with_clock(clock.clone());
+    // The caller's transaction records its job now, and commits after the claims have moved on.
+    let mut tx = store.pool().begin().await.unwrap();
+    store
+        .record_event_in(
+            &mut tx,
+            "evt_late",
+            vec![NewJob::new("sheets", json!({ "n": "late" }))],
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    let jobs = (0..3000)
+        .map(|i| NewJob::new("sheets", json!({ "n": i })).with_key_suffix(i.to_string()))
+        .collect();
+    store.record_event("evt_backlog", jobs).await.unwrap();
+    let mut tx = Some(tx);
+    let mut committed_at = None;
+    let mut claims = 0;
+    loop {
+        let batch = store
+            .claim_kinds("w", &["sheets"], 10, Duration::from_secs(600))
+            .await
+            .unwrap();
+        claims += 1;
+        let late = batch
+            .iter()
+            .find(|c| c.job.payload["n"] == "late")
+            .map(|c| c.job.id.clone());
+        assert!(
+            late.is_some() || batch.len() == 10,
+            "a claim came back short ({}) without the late job",
+            batch.len()
+        );
+        for c in batch {
+            store.complete(&c.job.id, &c.lease).await.unwrap();
+        }
+        if late.is_some() {
+            assert!(
+                committed_at.is_some(),
+                "taken before its transaction committed"
+            );
+            break;
+        }
+        if claims == 5 {
+            tx.take().unwrap().commit().await.unwrap();
+            committed_at = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = committed_at.unwrap().elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "taken {waited:?} after its commit, after {claims} claims"
     );
     store.pool().close().await;
     db.drop_database().await.unwrap();

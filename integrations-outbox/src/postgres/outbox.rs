@@ -39,19 +39,27 @@ use integrations_core::{Error, Result};
 /// `due` holds: joined to `due` alone, a generic plan's estimate (a few hundred rows) made it
 /// hash the whole table, read in full on every claim.
 ///
-/// The expired leases are read only when the last parameter (`$5`, or `$6` with `by_kind`) is
-/// true: a one-time filter, so a claim that skips them does not touch their index at all (see
-/// [`LeaseScans`] for when).
+/// Two more parameters narrow a claim while a backlog is worked through (see [`Shortcuts`]):
+/// the expired leases are read only when `$5` (`$6` with `by_kind`) is true, a one-time filter,
+/// so a claim that skips them does not touch their index at all; and the pending jobs are read
+/// from the due time `$6` (`$7`) on, `i64::MIN` for all of them.
 fn claim_sql(marks: &str, by_kind: bool) -> String {
-    let scan_leases = if by_kind { "$6" } else { "$5" };
+    let (scan_leases, floor) = if by_kind { ("$6", "$7") } else { ("$5", "$6") };
     let scan = |state: &str, at: &str, leased: bool| {
-        let (range, order) = if by_kind {
-            (
+        let (range, order) = match (by_kind, leased) {
+            (true, true) => (
                 format!("kind >= k.kind AND (kind, {at}) <= (k.kind, $1)"),
                 format!("kind, {at}, id"),
-            )
-        } else {
-            (format!("{at} <= $1"), format!("{at}, id"))
+            ),
+            (true, false) => (
+                format!("(kind, {at}) >= (k.kind, {floor}) AND (kind, {at}) <= (k.kind, $1)"),
+                format!("kind, {at}, id"),
+            ),
+            (false, true) => (format!("{at} <= $1"), format!("{at}, id")),
+            (false, false) => (
+                format!("{at} >= {floor} AND {at} <= $1"),
+                format!("{at}, id"),
+            ),
         };
         let gate = if leased {
             format!("{scan_leases}::boolean AND ")
@@ -106,11 +114,11 @@ fn claim_sql(marks: &str, by_kind: bool) -> String {
 /// holds a database-wide lock until it is flushed, which would queue every concurrent record
 /// behind it). Postgres 13 or newer (`gen_random_uuid`).
 ///
-/// A claim costs the same whatever the backlog and however many done jobs are kept, once the
-/// jobs table has been vacuumed: between two vacuums it also steps over the index entry of
-/// every job claimed since. The schema has autovacuum take the table after 10,000 dead row
-/// versions; on a server delivering thousands of jobs a second, also lower
-/// `autovacuum_naptime` (see `docs/operations.md`, "Postgres: vacuum sets what a claim costs").
+/// A claim costs the same whatever the backlog and however many done jobs are kept. While a
+/// backlog keeps the claims full, a claim skips the expired leases and the jobs claimed before
+/// it for up to a second, so an expired lease or a job committed late behind the backlog can
+/// wait that second more (see `docs/operations.md`, "Postgres: what a claim steps over until a
+/// vacuum"). The schema has autovacuum take the jobs table after 10,000 dead row versions.
 ///
 /// ```no_run
 /// use integrations_outbox::{NewJob, OutboxStore, PostgresOutbox};
@@ -132,64 +140,112 @@ pub struct PostgresOutbox {
     clock: Arc<dyn Clock>,
     asynchronous_marks: bool,
     announcer: Arc<Announcer>,
-    lease_scans: Arc<LeaseScans>,
+    shortcuts: Arc<Shortcuts>,
 }
 
-/// How long a claimer working through a backlog goes without reading the expired leases.
-pub(crate) const LEASE_SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a claimer working through a backlog goes between two claims that read everything.
+pub(crate) const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// When a claim reads the expired leases.
+/// What a claim may leave unread while a backlog is worked through.
 ///
 /// A claim's two index scans (due pending jobs, expired leases) each start at the oldest key
 /// and step over the index entries of every job that has left that state since the table was
 /// last vacuumed: a claim moves a job out of `pending`, a completion out of `leased`. Postgres
 /// skips entries it has marked dead without comparing their keys, so the scan of expired leases
-/// walks all of those entries even when no lease has expired. Between two autovacuums of a
-/// busy outbox that is hundreds of thousands of entries: 6.9 ms of a 9 ms claim, measured with
-/// `EXPLAIN (ANALYZE, BUFFERS)` after 300,000 jobs (`docs/scaling.md`).
+/// walks all of those entries even when no lease has expired, and the scan of pending jobs all
+/// of the claimed jobs' before it reaches a live one. Between two autovacuums of a busy outbox
+/// that is hundreds of thousands of entries: after a 300,000-job drain, 4,070 pages and 18 ms
+/// for one claim (`EXPLAIN (ANALYZE, BUFFERS)`, `docs/scaling.md`).
 ///
-/// Expired leases are rare (a worker that died or overran its lease), and a second more before
-/// one is taken again does not matter next to a lease's length. So a claim skips them when the
-/// last claim of the same kinds came back full (a backlog is being worked through) and they
-/// were read less than [`LEASE_SCAN_INTERVAL`] ago. A claim that skipped them and finds too few
-/// pending jobs reads them before it answers (a second statement), and the claim after a short
-/// one reads them at once: a claim never comes back short while an expired lease is there to
-/// take, as before.
+/// So while the claims of the same kinds come back full, and for at most
+/// [`FULL_SCAN_INTERVAL`] after the last claim that read everything, a claim takes two
+/// shortcuts:
+/// - it skips the expired leases. They are rare (a worker that died or overran its lease), and
+///   a second more before one is taken again does not matter next to a lease's length;
+/// - it reads the pending jobs from the oldest due time the last claim took on. Every pending
+///   job before that was, when the last claim read it, claimed or locked by another claimer;
+///   one that is pending there again (a claimer's transaction rolled back) or came in late (a
+///   caller's transaction committed jobs recorded before others that were claimed meanwhile,
+///   or another machine's clock is behind) waits for the next claim that reads everything,
+///   at most a second.
+///
+/// A claim that took a shortcut and finds too few jobs reads everything before it answers (a
+/// second statement), and the claim after a short one reads everything at once: a claim never
+/// comes back short while a job is there to take, as before.
 #[derive(Default)]
-struct LeaseScans {
+struct Shortcuts {
     /// By the kinds claimed (`None`: any kind).
-    by_kinds: std::sync::Mutex<std::collections::HashMap<Option<Vec<String>>, LeaseScan>>,
+    by_kinds: std::sync::Mutex<std::collections::HashMap<Option<Vec<String>>, Pace>>,
 }
 
-/// When a claim of some kinds last read the expired leases, and whether the last claim of
-/// them came back full.
-type LeaseScan = (std::time::Instant, bool);
+/// How the last claims of some kinds went.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// When a claim last read everything.
+    full_scan: std::time::Instant,
+    /// Whether the last claim came back full.
+    full: bool,
+    /// The oldest due time the last full claim took.
+    floor: i64,
+}
 
-impl LeaseScans {
-    /// Whether a claim of `kinds` reads the expired leases now.
-    fn due(&self, kinds: Option<&[&str]>) -> bool {
-        let key = kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect());
-        let map = self
-            .by_kinds
+/// What one claim statement reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scope {
+    /// Whether it reads the expired leases.
+    leases: bool,
+    /// The due time it reads the pending jobs from.
+    floor: i64,
+}
+
+impl Scope {
+    /// Everything.
+    const ALL: Scope = Scope {
+        leases: true,
+        floor: i64::MIN,
+    };
+}
+
+impl Shortcuts {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Option<Vec<String>>, Pace>> {
+        self.by_kinds
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        !map.get(&key)
-            .is_some_and(|(at, full)| *full && at.elapsed() < LEASE_SCAN_INTERVAL)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A claim of `kinds` ended: it read the leases if `scanned`, and came back `full`.
-    fn claimed(&self, kinds: Option<&[&str]>, scanned: bool, full: bool) {
+    /// What a claim of `kinds` reads now.
+    fn scope(&self, kinds: Option<&[&str]>) -> Scope {
         let key = kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect());
-        let mut map = self
-            .by_kinds
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = std::time::Instant::now();
-        let entry = map.entry(key).or_insert((now, full));
-        if scanned {
-            entry.0 = now;
+        match self.lock().get(&key) {
+            Some(p) if p.full && p.full_scan.elapsed() < FULL_SCAN_INTERVAL => Scope {
+                leases: false,
+                floor: p.floor,
+            },
+            _ => Scope::ALL,
         }
-        entry.1 = full;
+    }
+
+    /// A claim of `kinds` ended: it read everything if `read_all`, and came back `full`, the
+    /// oldest due time it took being `oldest`.
+    fn claimed(&self, kinds: Option<&[&str]>, read_all: bool, full: bool, oldest: Option<i64>) {
+        let key = kinds.map(|k| k.iter().map(|s| (*s).to_owned()).collect());
+        let now = std::time::Instant::now();
+        let mut map = self.lock();
+        let pace = map.entry(key).or_insert(Pace {
+            full_scan: now,
+            full,
+            floor: i64::MIN,
+        });
+        if read_all {
+            pace.full_scan = now;
+        }
+        pace.full = full;
+        pace.floor = match (full, oldest) {
+            (true, Some(oldest)) => oldest,
+            _ => i64::MIN,
+        };
     }
 }
 
@@ -237,7 +293,7 @@ impl PostgresOutbox {
             clock: Arc::new(SystemClock),
             asynchronous_marks: false,
             announcer: Arc::new(Announcer::default()),
-            lease_scans: Arc::new(LeaseScans::default()),
+            shortcuts: Arc::new(Shortcuts::default()),
         })
     }
 
@@ -404,7 +460,8 @@ impl PostgresOutbox {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(lease_ms);
         let sql = claim_sql(self.marks(), kinds.is_some());
-        let mut scan_leases = self.lease_scans.due(kinds);
+        let mut scope = self.shortcuts.scope(kinds);
+        let mut read_all = scope == Scope::ALL;
         let mut claimed: Vec<(i64, ClaimedJob)> = Vec::new();
         // Dead-lettering an exhausted expired job frees its place, so claim again until full.
         while claimed.len() < max {
@@ -417,7 +474,7 @@ impl PostgresOutbox {
             if let Some(kinds) = kinds {
                 query = query.bind(kinds);
             }
-            query = query.bind(scan_leases);
+            query = query.bind(scope.leases).bind(scope.floor);
             let rows = query.fetch_all(&self.pool).await.map_err(sql_error)?;
             let mut exhausted: Vec<i64> = Vec::new();
             for row in &rows {
@@ -444,15 +501,17 @@ impl PostgresOutbox {
             }
             if !exhausted.is_empty() {
                 self.dead_letter_exhausted(&exhausted, now).await?;
-            } else if claimed.len() < max && !scan_leases {
-                // Short without the expired leases: read them too before answering short.
-                scan_leases = true;
+            } else if claimed.len() < max && !read_all {
+                // Short after a shortcut: read everything before answering short.
+                scope = Scope::ALL;
+                read_all = true;
             } else {
                 break;
             }
         }
-        self.lease_scans
-            .claimed(kinds, scan_leases, claimed.len() >= max);
+        let oldest = claimed.iter().map(|(at, _)| *at).min();
+        self.shortcuts
+            .claimed(kinds, read_all, claimed.len() >= max, oldest);
         claimed.sort_by(|a, b| (a.0, &a.1.job.id).cmp(&(b.0, &b.1.job.id)));
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
@@ -798,38 +857,56 @@ impl OutboxStore for PostgresOutbox {
 }
 
 #[cfg(test)]
-mod lease_scan_tests {
+mod shortcut_tests {
     use super::*;
 
     #[test]
-    fn leases_are_skipped_only_while_full_claims_come_within_the_interval() {
-        let scans = LeaseScans::default();
+    fn claims_take_shortcuts_only_while_full_and_within_the_interval() {
+        let cuts = Shortcuts::default();
         let kinds: &[&str] = &["email"];
-        assert!(
-            scans.due(None) && scans.due(Some(kinds)),
-            "the first claim reads them"
+        assert_eq!(
+            cuts.scope(None),
+            Scope::ALL,
+            "the first claim reads everything"
         );
-        scans.claimed(Some(kinds), true, true);
-        assert!(!scans.due(Some(kinds)), "full, and read just now");
-        assert!(scans.due(None), "another set of kinds keeps its own");
-        assert!(scans.due(Some(&["email", "sms"])));
-        scans.claimed(Some(kinds), false, false);
-        assert!(scans.due(Some(kinds)), "a short claim: read them next time");
-        // Read longer ago than the interval: due again, however full the claims; and a claim
-        // that skipped them does not restart the interval.
+        assert_eq!(cuts.scope(Some(kinds)), Scope::ALL);
+        cuts.claimed(Some(kinds), true, true, Some(500));
+        let cut = Scope {
+            leases: false,
+            floor: 500,
+        };
+        assert_eq!(
+            cuts.scope(Some(kinds)),
+            cut,
+            "full, and read everything just now"
+        );
+        assert_eq!(cuts.scope(None), Scope::ALL, "other kinds keep their own");
+        assert_eq!(cuts.scope(Some(&["email", "sms"])), Scope::ALL);
+        // A full claim through the shortcut moves the floor on, not the interval.
+        cuts.claimed(Some(kinds), false, true, Some(700));
+        assert_eq!(cuts.scope(Some(kinds)).floor, 700);
+        cuts.claimed(Some(kinds), false, false, Some(800));
+        assert_eq!(
+            cuts.scope(Some(kinds)),
+            Scope::ALL,
+            "a short claim: all next time"
+        );
+        cuts.claimed(Some(kinds), true, true, Some(900));
+        assert_eq!(cuts.scope(Some(kinds)).floor, 900);
+        // Everything read longer ago than the interval: all again, however full the claims;
+        // and a claim through the shortcut does not restart the interval.
         let long_ago = std::time::Instant::now()
-            .checked_sub(LEASE_SCAN_INTERVAL * 2)
+            .checked_sub(FULL_SCAN_INTERVAL * 2)
             .expect("a monotonic clock two seconds past its origin");
-        scans
-            .by_kinds
-            .lock()
-            .unwrap()
-            .insert(Some(vec!["email".to_owned()]), (long_ago, true));
-        assert!(scans.due(Some(kinds)));
-        scans.claimed(Some(kinds), false, true);
-        assert!(scans.due(Some(kinds)));
-        scans.claimed(Some(kinds), true, true);
-        assert!(!scans.due(Some(kinds)));
+        cuts.lock()
+            .get_mut(&Some(vec!["email".to_owned()]))
+            .expect("known")
+            .full_scan = long_ago;
+        assert_eq!(cuts.scope(Some(kinds)), Scope::ALL);
+        cuts.claimed(Some(kinds), false, true, Some(1000));
+        assert_eq!(cuts.scope(Some(kinds)), Scope::ALL);
+        cuts.claimed(Some(kinds), true, true, Some(1100));
+        assert_eq!(cuts.scope(Some(kinds)).floor, 1100);
     }
 }
 

@@ -8,7 +8,18 @@ use crate::postgres::testing::TestDatabase;
 struct Reads {
     filtered_by_index_scans: u64,
     seq_scans: usize,
+    /// Pages the scans of pending jobs and expired leases read (`BUFFERS`, shared hit and read,
+    /// of the `p` and `l` CTEs).
+    pages: u64,
     plan: String,
+}
+
+/// The pages of a `Buffers: shared hit=… read=…` line.
+fn pages(line: &str) -> u64 {
+    line.split_whitespace()
+        .filter_map(|w| w.strip_prefix("hit=").or_else(|| w.strip_prefix("read=")))
+        .map(|n| n.parse::<u64>().expect("a page count"))
+        .sum()
 }
 
 fn reads(lines: Vec<String>) -> Reads {
@@ -27,9 +38,24 @@ fn reads(lines: Vec<String>) -> Reads {
             }
         }
     }
+    // The first `Buffers` line inside each of the two CTEs (none: never executed).
+    let mut cte = "";
+    let mut counted = Vec::new();
+    let mut scan_pages = 0;
+    for l in lines.iter().map(|l| l.trim_start()) {
+        if let Some(name) = l.strip_prefix("CTE ") {
+            cte = name;
+        } else if (cte == "p" || cte == "l") && l.starts_with("Buffers: ") {
+            if !counted.contains(&cte) {
+                counted.push(cte);
+                scan_pages += pages(l);
+            }
+        }
+    }
     Reads {
         filtered_by_index_scans: filtered,
         seq_scans,
+        pages: scan_pages,
         plan: lines.join("\n"),
     }
 }
@@ -38,21 +64,25 @@ fn reads(lines: Vec<String>) -> Reads {
 /// Postgres makes for one execution (`force_custom_plan`) or for any
 /// (`force_generic_plan`, what a statement cached by `sqlx` may get).
 async fn explain_claim(pool: &PgPool, mode: &str, kinds: Option<&str>, max: i64) -> Reads {
-    explain_claim_leases(pool, mode, kinds, max, true).await
+    explain_claim_in(pool, mode, kinds, max, Scope::ALL).await
 }
 
-/// [`explain_claim`], reading the expired leases or not (`leases`).
-async fn explain_claim_leases(
+/// [`explain_claim`], reading only what `scope` says.
+async fn explain_claim_in(
     pool: &PgPool,
     mode: &str,
     kinds: Option<&str>,
     max: i64,
-    leases: bool,
+    scope: Scope,
 ) -> Reads {
     let mut tx = pool.begin().await.unwrap();
+    let Scope { leases, floor } = scope;
     let (types, args) = match kinds {
-        Some(kinds) => (", text[], boolean", format!(", ARRAY[{kinds}], {leases}")),
-        None => (", boolean", format!(", {leases}")),
+        Some(kinds) => (
+            ", text[], boolean, bigint",
+            format!(", ARRAY[{kinds}], {leases}, {floor}"),
+        ),
+        None => (", boolean, bigint", format!(", {leases}, {floor}")),
     };
     let prepare = format!(
         "PREPARE claim_plan (bigint, bigint, text, bigint{types}) AS {}",
@@ -63,7 +93,7 @@ async fn explain_claim_leases(
         .await
         .unwrap();
     let lines: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN (ANALYZE) EXECUTE claim_plan (100000, {max}, 'w', 200000{args})"
+        "EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_plan (100000, {max}, 'w', 200000{args})"
     ))
     .fetch_all(&mut *tx)
     .await
@@ -120,7 +150,11 @@ async fn claims_read_only_what_they_lease() {
             assert_eq!(r.seq_scans, 0, "{mode}, {kinds:?}:\n{}", r.plan);
             // A claim that skips the expired leases never runs a scan of their index: the
             // custom plan leaves it out, the generic one gates it with a one-time filter.
-            let r = explain_claim_leases(pool, mode, kinds, max, false).await;
+            let cut = Scope {
+                leases: false,
+                floor: i64::MIN,
+            };
+            let r = explain_claim_in(pool, mode, kinds, max, cut).await;
             assert!(
                 r.plan.contains("One-Time Filter")
                     && r.plan
@@ -129,6 +163,54 @@ async fn claims_read_only_what_they_lease() {
                         .all(|l| l.contains("(never executed)")),
                 "{mode}, {kinds:?}:\n{}",
                 r.plan
+            );
+        }
+    }
+    pool.close().await;
+    db.drop_database().await.unwrap();
+}
+
+/// While a backlog is worked through, a claim that skips the expired leases and starts at the
+/// last claim's oldest due time reads a few pages, where a claim that reads everything steps
+/// over the index entries of every job claimed since the last vacuum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_through_the_shortcuts_skips_what_was_claimed_before() {
+    let Some(db) = TestDatabase::create("claim_shortcuts").await else {
+        return;
+    };
+    let outbox = PostgresOutbox::connect_with(db.options()).await.unwrap();
+    let pool = outbox.pool();
+    // 20,000 jobs, of which the first 19,000 were claimed and completed, no vacuum since: their
+    // entries are still in the pending and leased indexes.
+    sqlx::raw_sql(
+        "ALTER TABLE integrations_outbox_jobs SET (autovacuum_enabled = false);
+         INSERT INTO integrations_outbox_jobs (event_id, kind, idempotency_key, payload,
+            state, attempts, max_attempts, available_at, created_at, updated_at)
+         SELECT 'e' || g, 'email', 'k', '{}'::jsonb, 'pending', 0, 5, g, g, g
+            FROM generate_series(1, 20000) g;
+         ANALYZE integrations_outbox_jobs;
+         UPDATE integrations_outbox_jobs SET state = 'leased', lease_expires_at = 150000
+            WHERE available_at <= 19000;
+         UPDATE integrations_outbox_jobs SET state = 'done' WHERE available_at <= 19000;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let cut = Scope {
+        leases: false,
+        floor: 19_001,
+    };
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        for kinds in [Some("'email'"), None] {
+            let all = explain_claim(pool, mode, kinds, 10).await;
+            let short = explain_claim_in(pool, mode, kinds, 10, cut).await;
+            assert!(
+                all.pages > 100 && short.pages * 10 < all.pages,
+                "{mode}, {kinds:?}: {} pages through the shortcuts, {} reading everything:\n{}\n\n{}",
+                short.pages,
+                all.pages,
+                short.plan,
+                all.plan
             );
         }
     }
