@@ -196,6 +196,78 @@ impl Serialize for RowView<'_, '_> {
     }
 }
 
+/// The same area by columns (see [`RowsView::columns`]): each column of the listed rows, down
+/// to its last cell that renders non-empty, up to the last column with such a cell. A cell
+/// past the end of a shorter row renders `""`, as Google answers.
+pub(crate) struct ColumnsView<'a> {
+    rows: RowsView<'a>,
+    /// How many columns are listed.
+    width: u32,
+}
+
+impl<'a> RowsView<'a> {
+    /// The same area, by columns: what a `values.get` with `majorDimension=COLUMNS` lists.
+    pub(crate) fn columns(self) -> ColumnsView<'a> {
+        let first = self.area.first_column;
+        let width = self
+            .rows()
+            .filter_map(|r| self.sheet.row_end(r, &self.area))
+            .map(|last| last - first + 1)
+            .max()
+            .unwrap_or(0);
+        ColumnsView { rows: self, width }
+    }
+
+    /// The cell at row `r` and column `c` if it is inside row `r`'s listed cells.
+    fn entry(&self, r: u32, c: u32) -> Option<&'a Value> {
+        let last = self.sheet.row_end(r, &self.area)?;
+        (c <= last).then(|| self.sheet.cell(r, c))
+    }
+}
+
+impl ColumnsView<'_> {
+    /// How many columns are listed.
+    pub(crate) fn len(&self) -> usize {
+        self.width as usize
+    }
+
+    /// The last listed row whose cell in column `c` renders non-empty.
+    fn column_end(&self, c: u32) -> Option<u32> {
+        self.rows.rows().rev().find(|&r| {
+            self.rows
+                .entry(r, c)
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+        })
+    }
+}
+
+impl Serialize for ColumnsView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        static NULL: Value = Value::Null;
+        let view = &self.rows;
+        let mut columns = serializer.serialize_seq(Some(self.len()))?;
+        for c in (0..self.width).map(|i| view.area.first_column + i) {
+            let rows = self
+                .column_end(c)
+                .map(|end| view.area.first_row..=end)
+                .into_iter()
+                .flatten();
+            let cells = rows.map(|r| Rendered(view.entry(r, c).unwrap_or(&NULL), view.option));
+            columns.serialize_element(&Cells(std::cell::Cell::new(Some(cells))))?;
+        }
+        columns.end()
+    }
+}
+
+/// An iterator of cells, serialized once as a sequence.
+struct Cells<I>(std::cell::Cell<Option<I>>);
+
+impl<'a, I: Iterator<Item = Rendered<'a>>> Serialize for Cells<I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.take().into_iter().flatten())
+    }
+}
+
 /// One cell as [`render`] renders it, serialized without building the rendered `Value`.
 struct Rendered<'a>(&'a Value, RenderOption);
 
@@ -263,7 +335,9 @@ impl Sheet {
         }
     }
 
-    /// Rows of rendered values inside `area`, trailing empty cells and rows dropped (as Google does).
+    /// Rows of rendered values inside `area`, trailing empty cells and rows dropped (as Google
+    /// does): what [`view`](Sheet::view) serializes as, built (the tests' reference).
+    #[cfg(test)]
     pub(crate) fn read(&self, area: &Area, option: RenderOption) -> Vec<Vec<Value>> {
         let view = self.view(area, option);
         view.rows()
@@ -271,8 +345,8 @@ impl Sheet {
             .collect()
     }
 
-    /// What [`read`](Sheet::read) returns, as a view of the grid that serializes as the same
-    /// JSON without building it: a `values.get` of a 100,000-row column answers from the grid,
+    /// The rendered rows of `area`, trailing empty cells and rows dropped (as Google does), as
+    /// a view of the grid that serializes as JSON without building a copy: a `values.get` of a 100,000-row column answers from the grid,
     /// not from a copy of it as a `Value` tree.
     pub(crate) fn view(&self, area: &Area, option: RenderOption) -> RowsView<'_> {
         let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
@@ -642,6 +716,29 @@ mod tests {
                     "{text} {option:?}"
                 );
                 assert_eq!(rows, read.as_array().unwrap().len(), "{text}");
+                // By columns: the rows read, turned (a cell past a shorter row's end is ""),
+                // each column cut after its last non-empty cell.
+                let read = s.read(&area, option);
+                let width = read.iter().map(Vec::len).max().unwrap_or(0);
+                let want: Vec<Vec<Value>> = (0..width)
+                    .map(|c| {
+                        let mut col: Vec<Value> = read
+                            .iter()
+                            .map(|row| row.get(c).cloned().unwrap_or_else(|| json!("")))
+                            .collect();
+                        while col.last().is_some_and(|v| v == "") {
+                            col.pop();
+                        }
+                        col
+                    })
+                    .collect();
+                let columns = s.view(&area, option).columns();
+                assert_eq!(columns.len(), want.len(), "{text} by columns");
+                assert_eq!(
+                    serde_json::to_value(&columns).unwrap(),
+                    Value::from(want),
+                    "{text} {option:?} by columns"
+                );
             }
         }
     }

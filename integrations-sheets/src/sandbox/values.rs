@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Endpoint;
-use super::grid::{InputOption, RenderOption, RowsView, Written, write_bounds};
+use super::grid::{InputOption, RenderOption, Written, write_bounds};
 use super::server::Reply;
 use super::state::{QuotaKind, State};
 use crate::a1::A1Range;
@@ -236,11 +236,11 @@ fn resolve(state: &State, spreadsheet: &str, text: &str) -> Result<A1Range, Repl
 /// A `ValueRange` answer whose values are a view of the grid.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ValueRangeOut<'a> {
+struct ValueRangeOut<V> {
     major_dimension: &'static str,
     range: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    values: Option<RowsView<'a>>,
+    values: Option<V>,
 }
 
 fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Result<Reply, Reply> {
@@ -269,9 +269,10 @@ fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Res
         .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
     let area = sheet.clip(&range.bounds());
     let range = area.render(&sheet.title);
+    // Written straight from the grid, by rows or by columns (a sink's update reads the whole
+    // key column).
+    let view = sheet.view(&area, render);
     if !columns {
-        // Rows: written straight from the grid (a sink's update reads the whole key column).
-        let view = sheet.view(&area, render);
         let rows = view.len();
         let body = ValueRangeOut {
             major_dimension: "ROWS",
@@ -280,18 +281,14 @@ fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Res
         };
         return Ok(Reply::serialized(200, &body).with_rows(rows));
     }
-    let mut values = transpose(&sheet.read(&area, render));
-    for col in &mut values {
-        while col.last().is_some_and(|v| v == "" || v.is_null()) {
-            col.pop();
-        }
-    }
-    let mut out = json!({"range": range, "majorDimension": "COLUMNS"});
-    let rows = values.len();
-    if !values.is_empty() {
-        out["values"] = Value::from(values);
-    }
-    Ok(Reply::json(200, out).with_rows(rows))
+    let columns = view.columns();
+    let listed = columns.len();
+    let body = ValueRangeOut {
+        major_dimension: "COLUMNS",
+        range,
+        values: (listed > 0).then_some(columns),
+    };
+    Ok(Reply::serialized(200, &body).with_rows(listed))
 }
 
 fn append(
