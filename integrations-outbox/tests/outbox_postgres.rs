@@ -65,6 +65,51 @@ async fn postgres_outbox_passes_the_suite_with_asynchronous_marks() {
     db.drop_database().await.unwrap();
 }
 
+/// Records 3,000 `sheets` jobs: worked through ten at a time with a pause, they keep the
+/// claims full for over 6 s.
+async fn record_backlog(store: &PostgresOutbox) {
+    let jobs = (0..3000)
+        .map(|i| NewJob::new("sheets", json!({ "n": i })).with_key_suffix(i.to_string()))
+        .collect();
+    store.record_event("evt_backlog", jobs).await.unwrap();
+}
+
+/// Claims ten at a time (of `kinds`, or of any kind), completing each, with a short pause
+/// between, until a claim takes the job whose payload's `n` is `wanted`; every claim before
+/// it must come back full. `between` runs after each claim that did not take it, with the
+/// number of claims so far. Returns that number.
+async fn claim_until_taken(
+    store: &PostgresOutbox,
+    kinds: Option<&[&str]>,
+    wanted: &str,
+    mut between: impl AsyncFnMut(usize),
+) -> usize {
+    let mut claims = 0;
+    loop {
+        let lease = Duration::from_secs(600);
+        let batch = match kinds {
+            Some(kinds) => store.claim_kinds("w", kinds, 10, lease).await,
+            None => store.claim("w", 10, lease).await,
+        }
+        .unwrap();
+        claims += 1;
+        let found = batch.iter().any(|c| c.job.payload["n"] == wanted);
+        assert!(
+            found || batch.len() == 10,
+            "a claim came back short ({}) without the job {wanted}",
+            batch.len()
+        );
+        for c in batch {
+            store.complete(&c.job.id, &c.lease).await.unwrap();
+        }
+        if found {
+            return claims;
+        }
+        between(claims).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// While a backlog keeps every claim full, claims skip the expired leases (whose index scan
 /// steps over the entry of every lease completed since the last vacuum) for at most a second:
 /// an expired lease older than the backlog is still taken within that second, and no claim
@@ -91,38 +136,15 @@ async fn an_expired_lease_is_taken_within_a_second_while_a_backlog_keeps_claims_
         .await
         .unwrap()
         .remove(0);
+    assert_eq!(lost.job.payload["n"], "lost");
     clock.advance(Duration::from_secs(31));
     // A backlog recorded after the lease expired: the expired lease is the oldest claimable.
-    // Worked through ten at a time with a pause, it keeps the claims full for over 6 s.
-    let jobs = (0..3000)
-        .map(|i| NewJob::new("sheets", json!({ "n": i })).with_key_suffix(i.to_string()))
-        .collect();
-    store.record_event("evt_backlog", jobs).await.unwrap();
-    let mut full_claims_before = 0;
-    loop {
-        let batch = store
-            .claim("w", 10, Duration::from_secs(600))
-            .await
-            .unwrap();
-        let found = batch.iter().any(|c| c.job.id == lost.job.id);
-        assert!(
-            found || batch.len() == 10,
-            "a claim came back short ({}) without the expired lease",
-            batch.len()
-        );
-        for c in batch {
-            store.complete(&c.job.id, &c.lease).await.unwrap();
-        }
-        if found {
-            break;
-        }
-        full_claims_before += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    record_backlog(&store).await;
+    let claims = claim_until_taken(&store, None, "lost", async |_| {}).await;
     let waited = started.elapsed();
     assert!(
         waited < Duration::from_secs(3),
-        "taken after {waited:?} and {full_claims_before} full claims"
+        "taken after {waited:?} and {claims} claims"
     );
     store.pool().close().await;
     db.drop_database().await.unwrap();
@@ -150,44 +172,17 @@ async fn a_job_committed_late_is_taken_within_a_second_while_a_backlog_keeps_cla
         .await
         .unwrap();
     clock.advance(Duration::from_secs(1));
-    let jobs = (0..3000)
-        .map(|i| NewJob::new("sheets", json!({ "n": i })).with_key_suffix(i.to_string()))
-        .collect();
-    store.record_event("evt_backlog", jobs).await.unwrap();
+    record_backlog(&store).await;
     let mut tx = Some(tx);
     let mut committed_at = None;
-    let mut claims = 0;
-    loop {
-        let batch = store
-            .claim_kinds("w", &["sheets"], 10, Duration::from_secs(600))
-            .await
-            .unwrap();
-        claims += 1;
-        let late = batch
-            .iter()
-            .find(|c| c.job.payload["n"] == "late")
-            .map(|c| c.job.id.clone());
-        assert!(
-            late.is_some() || batch.len() == 10,
-            "a claim came back short ({}) without the late job",
-            batch.len()
-        );
-        for c in batch {
-            store.complete(&c.job.id, &c.lease).await.unwrap();
-        }
-        if late.is_some() {
-            assert!(
-                committed_at.is_some(),
-                "taken before its transaction committed"
-            );
-            break;
-        }
+    let claims = claim_until_taken(&store, Some(&["sheets"]), "late", async |claims| {
         if claims == 5 {
             tx.take().unwrap().commit().await.unwrap();
             committed_at = Some(std::time::Instant::now());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(claims > 5, "taken before its transaction committed");
     let waited = committed_at.unwrap().elapsed();
     assert!(
         waited < Duration::from_secs(3),
