@@ -210,9 +210,16 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
         audit.source = "Stripe sandbox events, tallied as delivered".into();
         let mut max = 0;
         let mut charges_by_order = ByOrder::new();
+        // The first read error of the order store, returned after the tally's lock is let go.
+        let mut unread = None;
         services.payment_tally.for_each(|order, p| {
-            if !book.contains(order) {
-                return;
+            match book.contains(order) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    unread.get_or_insert(e);
+                    return;
+                }
             }
             let charges = u64::from(p.successful_charges);
             // With one intent, its charges are the order's; with several (a failure of its
@@ -229,6 +236,9 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
                 several.push(order.to_owned());
             }
         });
+        if let Some(e) = unread {
+            return Err(e);
+        }
         audit.charges_by_order = Some(charges_by_order);
         audit.intents_charged_twice = services.payment_tally.charged_twice();
         let c = sandbox.counters();
@@ -246,7 +256,9 @@ pub async fn payments(services: &Services, book: &OrderBook, since: i64) -> Resu
             if pi.created < since {
                 break;
             }
-            if let Some(order) = pi.metadata.get("order_id").filter(|o| book.contains(o)) {
+            if let Some(order) = pi.metadata.get("order_id")
+                && book.contains(order)?
+            {
                 *per_order.entry(order.clone()).or_default() += 1;
             }
         }
@@ -320,8 +332,8 @@ const ROWS_PAGE: usize = 10_000;
 /// If the notifications file cannot be read back.
 pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) -> Result<Evidence> {
     let mut ev = Evidence::default();
-    // Copied only where a real provider cannot be asked and the ledger must stand in.
-    let ids = || book.ids();
+    // Read only where a real provider cannot be asked and the ledger must stand in: the ids
+    // one at a time, from the order store.
     let stand_ins = services.stand_ins();
     if !stand_ins.emails {
         // Tallied as the sandboxes accepted them: they keep only their latest messages.
@@ -330,11 +342,11 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
         ev.emails = services.email_tally.take();
     } else {
         ev.email_source = "job handlers' records (a real email provider cannot be asked)";
-        for id in ids() {
-            for (template, _) in ledger.get(&id).emails {
-                ev.add_email(&id, &template);
+        book.for_each_id(&mut |id| {
+            for (template, _) in ledger.get(id).emails {
+                ev.add_email(id, &template);
             }
-        }
+        })?;
     }
     if let Some(sandbox) = services.sheets_sandbox.as_ref().filter(|_| !stand_ins.rows) {
         ev.rows_source = "rows of the Sheets sandbox";
@@ -350,7 +362,7 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
             for row in page {
                 let mut cells = row.into_iter();
                 if let (Some(key), Some(status)) = (cells.next(), cells.next())
-                    && book.contains(&key)
+                    && book.contains(&key)?
                 {
                     ev.add_row(&key, &status, true);
                 }
@@ -358,14 +370,14 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
         }
     } else {
         ev.rows_source = "job handlers' records (the real sheet is not read back)";
-        for id in ids() {
-            let d = ledger.get(&id);
+        book.for_each_id(&mut |id| {
+            let d = ledger.get(id);
             if d.rows_updated > 0 {
-                ev.add_row(&id, "partially_refunded", false);
+                ev.add_row(id, "partially_refunded", false);
             } else if d.rows_appended > 0 {
-                ev.add_row(&id, "paid", false);
+                ev.add_row(id, "paid", false);
             }
-        }
+        })?;
     }
     if let Some(path) = services
         .notifications_file
@@ -385,13 +397,13 @@ pub async fn evidence(services: &Services, ledger: &Ledger, book: &OrderBook) ->
         })?;
     } else {
         ev.notifications_source = "job handlers' records (SNS is not read back)";
-        for id in ids() {
-            let by_event = ledger.get(&id).notifications;
-            let counts = ev.notifications.entry(&id);
+        book.for_each_id(&mut |id| {
+            let by_event = ledger.get(id).notifications;
+            let counts = ev.notifications.entry(id);
             for (event, n) in by_event {
                 counts.set(&event, counts.get(&event) + n as usize);
             }
-        }
+        })?;
     }
     Ok(ev)
 }

@@ -101,7 +101,7 @@ pub async fn partial_refund(
     order_id: &str,
 ) -> Result<RefundMade> {
     let record = book
-        .get(order_id)
+        .get(order_id)?
         .ok_or_else(|| Error::invalid_input("order_id", format!("no order {order_id}")))?;
     let payment_id = match (&record.state, &record.payment_id) {
         (OrderState::Paid | OrderState::PartiallyRefunded, Some(p)) => p.clone(),
@@ -153,7 +153,7 @@ mod tests {
             checkout(&payments, &book, ok.clone()).await,
             OrderState::Paid
         );
-        let pi = book.get(&ok.id).unwrap().payment_id.unwrap();
+        let pi = book.get(&ok.id).unwrap().unwrap().payment_id.unwrap();
         assert_eq!(sandbox.intent_counters(&pi).unwrap().successful_charges, 1);
         assert_eq!(sandbox.counters().payment_intents_created, 1);
 
@@ -168,8 +168,9 @@ mod tests {
         let again = partial_refund(&payments, &book, &ok.id).await.unwrap();
         assert_eq!(again, r);
         assert_eq!(sandbox.counters().refunds, 1);
-        assert_eq!(book.get(&ok.id).unwrap().refunded_minor, r.amount.minor());
-        let declined = book.all().into_iter().find(|o| !o.state.is_paid()).unwrap();
+        let refunded = book.get(&ok.id).unwrap().unwrap().refunded_minor;
+        assert_eq!(refunded, r.amount.minor());
+        let declined = book.last(|o| !o.state.is_paid()).unwrap().unwrap();
         let e = partial_refund(&payments, &book, &declined.order.id).await;
         assert!(e.is_err(), "an unpaid order is not refunded: {e:?}");
     }

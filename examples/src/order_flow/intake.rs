@@ -361,10 +361,17 @@ impl Intake {
     /// Resolves a handled event to one of this run's orders; `None` (counted) for other types
     /// and for events about orders this run does not know.
     fn route(&self, event: &Event) -> Option<Routed> {
+        // An order the store cannot read is not known: the event is counted as not this run's,
+        // and the invariants, reading the store again, fail the run.
         let known = |order_id: Option<&String>, payment_id: &str| {
-            order_id
-                .and_then(|id| self.orders.get(id))
-                .or_else(|| self.orders.by_payment(payment_id))
+            let found = match order_id {
+                Some(id) => self.orders.get(id).transpose(),
+                None => None,
+            }
+            .or_else(|| self.orders.by_payment(payment_id).transpose())?;
+            found
+                .inspect_err(|e| tracing::error!(error = %e, "the order store cannot be read"))
+                .ok()
         };
         let routed = match event.type_.as_str() {
             t @ ("payment_intent.succeeded" | "payment_intent.payment_failed") => {

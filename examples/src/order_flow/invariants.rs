@@ -1,5 +1,6 @@
 //! The invariants a run must keep; any failure makes the example exit non-zero.
 
+use integrations_core::Result;
 use integrations_outbox::OutboxCounts;
 use serde::Serialize;
 
@@ -8,7 +9,7 @@ use super::checkout::RefundMade;
 use super::intake::IntakeStats;
 use super::jobs::OrderEventKind;
 use super::ledger::BusinessMetrics;
-use super::orders::{OrderRecord, OrderState};
+use super::orders::{OrderRecord, OrderState, Records};
 
 /// One checked invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,8 +48,8 @@ pub struct Redelivery {
 /// Everything the invariants are judged on.
 #[derive(Debug)]
 pub struct Facts<'a> {
-    /// Every order.
-    pub orders: &'a [&'a OrderRecord],
+    /// Every order, read once, one at a time.
+    pub orders: &'a dyn Records,
     /// What the receiving side got.
     pub evidence: &'a Evidence,
     /// What the payment provider says.
@@ -91,52 +92,121 @@ fn is_paid(r: &OrderRecord) -> bool {
     r.state.is_paid()
 }
 
-/// Judges `f`.
+/// Judges `f`, reading the orders once.
 ///
 /// [`NO_DUPLICATE`] is judged only on evidence counted at the receiving side (the sandboxes,
 /// the notifications file): the handlers' own records can hold a delivery twice that the
 /// provider deduplicated. Emails may be duplicated only within the documented window, at most
 /// once per answer lost after SendGrid accepted (`Facts::email_duplicates_allowed`).
-pub fn judge(f: &Facts<'_>) -> Vec<Invariant> {
-    let paid: Vec<&OrderRecord> = f.orders.iter().copied().filter(|r| is_paid(r)).collect();
-    let declined: Vec<&OrderRecord> = f
-        .orders
-        .iter()
-        .copied()
-        .filter(|r| matches!(r.state, OrderState::Declined(_)))
-        .collect();
+///
+/// # Errors
+/// The order store's read error: a run whose orders cannot be read cannot be judged.
+pub fn judge(f: &Facts<'_>) -> Result<Vec<Invariant>> {
+    let mut pass = Pass::default();
+    f.orders.each(&mut |r| pass.see(f, r))?;
     let mut out = vec![
-        checkouts_ended(f, &paid, &declined),
-        no_double_payment(f),
+        checkouts_ended(&mut pass),
+        no_double_payment(f, &mut pass),
         no_lost_job(f),
-        paid_fulfilled(f, &paid),
+        paid_fulfilled(f, &mut pass),
     ];
     out.extend(no_duplicate(f));
-    out.push(declined_handled(f, &declined));
-    out.push(events_recorded_once(f));
+    out.push(declined_handled(&mut pass));
+    out.push(events_recorded_once(f, &mut pass));
     out.extend(redelivery_ignored(f));
     out.push(refund_delivered(f));
-    out.push(business_counted_once(f, &paid, &declined));
-    out
+    out.push(business_counted_once(f, &pass));
+    Ok(out)
+}
+
+/// What the checks that look at every order found, in one pass over the orders (the store
+/// reads them one at a time; nothing of an order is kept but its problems).
+#[derive(Debug, Default)]
+struct Pass {
+    paid: usize,
+    declined: usize,
+    /// The paid orders' totals, in minor units.
+    revenue_minor: i64,
+    with_intent: u64,
+    unfinished: Vec<String>,
+    charges: Vec<String>,
+    unfulfilled: Vec<String>,
+    mishandled: Vec<String>,
+    events: Vec<String>,
+}
+
+impl Pass {
+    fn see(&mut self, f: &Facts<'_>, r: &OrderRecord) {
+        let id = r.order.id.as_str();
+        let paid = is_paid(r);
+        let declined = matches!(r.state, OrderState::Declined(_));
+        if paid {
+            self.paid += 1;
+            self.revenue_minor += r.order.total().map_or(0, |m| m.minor());
+        } else if declined {
+            self.declined += 1;
+        } else {
+            self.unfinished.push(format!("{id} is {}", r.state));
+        }
+        // One intent per order with a payment, charged once if paid.
+        self.with_intent += u64::from(r.payment_id.is_some());
+        if let Some(by_order) = &f.payments.charges_by_order {
+            let charges = by_order.get(id);
+            if charges != u32::from(paid) {
+                self.charges.push(format!(
+                    "{id} ({}) has {charges} successful charges",
+                    r.state
+                ));
+            }
+        }
+        let e = f.evidence;
+        if paid {
+            if e.emails_of(id, OrderEventKind::Paid.template()) == 0 {
+                self.unfulfilled
+                    .push(format!("{id}: no confirmation email"));
+            }
+            if !e.has_row(id) {
+                self.unfulfilled.push(format!("{id}: no analytics row"));
+            }
+            if e.notifications_of(id, OrderEventKind::Paid) == 0 {
+                self.unfulfilled.push(format!("{id}: no notification"));
+            }
+        }
+        if declined {
+            if e.emails_of(id, OrderEventKind::PaymentFailed.template()) == 0 {
+                self.mishandled
+                    .push(format!("{id}: no payment-failed email"));
+            }
+            if e.emails_of(id, OrderEventKind::Paid.template()) > 0 || e.has_row(id) {
+                self.mishandled.push(format!("{id}: treated as paid"));
+            }
+        }
+        // Each payment event recorded exactly once.
+        let t = if paid {
+            "payment_intent.succeeded"
+        } else if declined {
+            "payment_intent.payment_failed"
+        } else {
+            return;
+        };
+        let n = events(f, id, t);
+        if n != 1 {
+            self.events.push(format!("{id}: {t} recorded {n} times"));
+        }
+    }
 }
 
 /// Every checkout ended paid or declined.
-fn checkouts_ended(f: &Facts<'_>, paid: &[&OrderRecord], declined: &[&OrderRecord]) -> Invariant {
-    let unfinished: Vec<String> = f
-        .orders
-        .iter()
-        .filter(|r| !is_paid(r) && !matches!(r.state, OrderState::Declined(_)))
-        .map(|r| format!("{} is {}", r.order.id, r.state))
-        .collect();
+fn checkouts_ended(pass: &mut Pass) -> Invariant {
     check(
         "every checkout ended paid or declined",
-        unfinished,
-        format!("{} paid, {} declined", paid.len(), declined.len()),
+        std::mem::take(&mut pass.unfinished),
+        format!("{} paid, {} declined", pass.paid, pass.declined),
     )
 }
 
 /// [`NO_DOUBLE_PAYMENT`]: one intent per order with a payment, charged at most once.
-fn no_double_payment(f: &Facts<'_>) -> Invariant {
+fn no_double_payment(f: &Facts<'_>, pass: &mut Pass) -> Invariant {
     let p = f.payments;
     let mut problems: Vec<String> = p
         .orders_with_several_intents
@@ -148,25 +218,14 @@ fn no_double_payment(f: &Facts<'_>) -> Invariant {
                 .map(|i| format!("{i} charged twice")),
         )
         .collect();
-    let with_intent = f.orders.iter().filter(|r| r.payment_id.is_some()).count() as u64;
+    let with_intent = pass.with_intent;
     if p.intents != with_intent {
         problems.push(format!(
             "{} intents for {with_intent} orders with a payment",
             p.intents
         ));
     }
-    if let Some(by_order) = &p.charges_by_order {
-        for r in f.orders {
-            let charges = by_order.get(&r.order.id);
-            let want = u32::from(is_paid(r));
-            if charges != want {
-                problems.push(format!(
-                    "{} ({}) has {charges} successful charges",
-                    r.order.id, r.state
-                ));
-            }
-        }
-    }
+    problems.append(&mut pass.charges);
     let max = p
         .max_charges_per_intent
         .map_or_else(|| "not reported by the API".to_owned(), |m| m.to_string());
@@ -210,75 +269,32 @@ fn no_lost_job(f: &Facts<'_>) -> Invariant {
 }
 
 /// [`PAID_FULFILLED`]: every paid order got its email, row and notification.
-fn paid_fulfilled(f: &Facts<'_>, paid: &[&OrderRecord]) -> Invariant {
+fn paid_fulfilled(f: &Facts<'_>, pass: &mut Pass) -> Invariant {
     let e = f.evidence;
-    let mut problems = Vec::new();
-    for r in paid {
-        let id = r.order.id.as_str();
-        if e.emails_of(id, OrderEventKind::Paid.template()) == 0 {
-            problems.push(format!("{id}: no confirmation email"));
-        }
-        if !e.has_row(id) {
-            problems.push(format!("{id}: no analytics row"));
-        }
-        if e.notifications_of(id, OrderEventKind::Paid) == 0 {
-            problems.push(format!("{id}: no notification"));
-        }
-    }
     check(
         PAID_FULFILLED,
-        problems,
+        std::mem::take(&mut pass.unfulfilled),
         format!(
             "{} of {} (emails: {}; rows: {}; notifications: {})",
-            paid.len(),
-            paid.len(),
-            e.email_source,
-            e.rows_source,
-            e.notifications_source
+            pass.paid, pass.paid, e.email_source, e.rows_source, e.notifications_source
         ),
     )
 }
 
 /// Every declined order got a payment-failed email and nothing of a paid one.
-fn declined_handled(f: &Facts<'_>, declined: &[&OrderRecord]) -> Invariant {
-    let e = f.evidence;
-    let mut problems = Vec::new();
-    for r in declined {
-        let id = r.order.id.as_str();
-        if e.emails_of(id, OrderEventKind::PaymentFailed.template()) == 0 {
-            problems.push(format!("{id}: no payment-failed email"));
-        }
-        if e.emails_of(id, OrderEventKind::Paid.template()) > 0 || e.has_row(id) {
-            problems.push(format!("{id}: treated as paid"));
-        }
-    }
+fn declined_handled(pass: &mut Pass) -> Invariant {
     check(
         "every declined order got a payment-failed email and nothing of a paid one",
-        problems,
-        format!("{} declined orders", declined.len()),
+        std::mem::take(&mut pass.mishandled),
+        format!("{} declined orders", pass.declined),
     )
 }
 
 /// Each payment event recorded exactly once.
-fn events_recorded_once(f: &Facts<'_>) -> Invariant {
-    let mut problems = Vec::new();
-    for r in f.orders {
-        let id = r.order.id.as_str();
-        let (t, want) = if is_paid(r) {
-            ("payment_intent.succeeded", 1)
-        } else if matches!(r.state, OrderState::Declined(_)) {
-            ("payment_intent.payment_failed", 1)
-        } else {
-            continue;
-        };
-        let n = events(f, id, t);
-        if n != want {
-            problems.push(format!("{id}: {t} recorded {n} times"));
-        }
-    }
+fn events_recorded_once(f: &Facts<'_>, pass: &mut Pass) -> Invariant {
     check(
         "each payment event recorded exactly once",
-        problems,
+        std::mem::take(&mut pass.events),
         format!(
             "{} events in the outbox, {} recorded by this start",
             f.intake.events_known(),
@@ -354,26 +370,16 @@ fn refund_delivered(f: &Facts<'_>) -> Invariant {
 }
 
 /// Business metrics count each event exactly once.
-fn business_counted_once(
-    f: &Facts<'_>,
-    paid: &[&OrderRecord],
-    declined: &[&OrderRecord],
-) -> Invariant {
-    let revenue: i64 = paid
-        .iter()
-        .filter_map(|r| r.order.total().ok())
-        .map(|m| m.minor())
-        .sum();
+fn business_counted_once(f: &Facts<'_>, pass: &Pass) -> Invariant {
+    let revenue = pass.revenue_minor;
+    let (paid, declined) = (pass.paid, pass.declined);
     let b = f.business;
     let counted: i64 = b.revenue_minor.values().sum();
     let mut problems = Vec::new();
-    if b.orders_paid != paid.len() as u64 || b.payments_failed != declined.len() as u64 {
+    if b.orders_paid != paid as u64 || b.payments_failed != declined as u64 {
         problems.push(format!(
-            "counted {} paid / {} failed, expected {} / {}",
-            b.orders_paid,
-            b.payments_failed,
-            paid.len(),
-            declined.len()
+            "counted {} paid / {} failed, expected {paid} / {declined}",
+            b.orders_paid, b.payments_failed,
         ));
     }
     if counted != revenue {
@@ -560,9 +566,8 @@ mod tests {
             event_type: "payment_intent.succeeded".into(),
             order_id: w.orders[1].order.id.clone(),
         };
-        let orders: Vec<&OrderRecord> = w.orders.iter().collect();
         judge(&Facts {
-            orders: &orders,
+            orders: &w.orders,
             evidence: &w.evidence,
             payments: &w.payments,
             outbox: w.outbox,
@@ -573,6 +578,7 @@ mod tests {
             redelivered: Some(&redelivery),
             email_duplicates_allowed: w.lost_answers,
         })
+        .unwrap()
     }
 
     fn failed(invariants: &[Invariant]) -> Vec<&'static str> {

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`RUN_FILE`] | the run id, when it began, its number of orders, how many times it started |
 //! | `outbox.db` | the SQLite outbox: recorded events, their jobs, leases, dead letters |
-//! | [`ORDERS_FILE`] | the order store's journal |
+//! | [`ORDERS_FILE`] | the order store (SQLite) |
 //! | [`LEDGER_FILE`] | what the job handlers delivered |
 //! | [`METRICS_FILE`] | the business counters, one entry per counted job |
 //! | `notifications.jsonl` | the local notifier's topic |
@@ -21,8 +21,10 @@ use super::config::check_run_id;
 
 /// The run's description in a state directory.
 pub const RUN_FILE: &str = "run.json";
-/// The order store's journal.
-pub const ORDERS_FILE: &str = "orders.jsonl";
+/// The order store, a SQLite database.
+pub const ORDERS_FILE: &str = "orders.db";
+/// The order store's journal of earlier versions, which kept the orders in memory.
+pub const OLD_ORDERS_FILE: &str = "orders.jsonl";
 /// The delivery ledger's journal.
 pub const LEDGER_FILE: &str = "ledger.jsonl";
 /// The business counters' journal.
