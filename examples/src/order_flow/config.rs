@@ -342,14 +342,14 @@ USAGE: order_flow [--orders N] [--concurrency N] [--no-outage] [--outage-request
   --outage-requests N   SendGrid requests answered 500 during the outage (default 45)
   --no-stripe-faults    do not inject Stripe faults
   --no-progress         no progress bars
-  --keep-files          keep the temporary directory (outbox.db, orders.db, notifications.jsonl,
+  --keep-files          keep the temporary directory (outbox.db, shop.db, notifications.jsonl,
                         metrics.prom)
   --sandbox             ignore credentials in the environment; sandboxes only
                         (DATABASE_URL still puts the outbox in Postgres: an empty database
                         per run, kept across the restarts of one --state-dir)
 
-  --state-dir DIR       keep the run's state in DIR (outbox.db, orders.db, ledger.jsonl,
-                        metrics.jsonl, notifications.jsonl, run.json) and resume the run found
+  --state-dir DIR       keep the run's state in DIR (outbox.db, shop.db, ledger.jsonl,
+                        notifications.jsonl, run.json) and resume the run found
                         there: kill the process at any point and start it again with the same
                         arguments; nothing is lost or done twice (emails excepted: one accepted
                         by SendGrid just before the kill may be sent again). Lease 5 s unless set.

@@ -1,6 +1,6 @@
 //! What the job handlers delivered, and the shop's own business metrics.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -253,28 +253,46 @@ impl Ledger {
 
 /// Business counters fed by the outbox's `metrics` jobs, exactly once per job: a job delivered
 /// twice (its lease expired mid-delivery, or its process died before marking it done) is
-/// recognised by its idempotency key. In memory ([`OrderMetrics::new`]) or journaled
-/// ([`OrderMetrics::open`]): then a key counted by an earlier process of a resumed run is not
-/// counted again, and the counters carry on from where they were.
-#[derive(Debug, Default)]
+/// recognised by its idempotency key. The counted keys are a table of the shop's SQLite database
+/// (`counted_jobs`, beside the orders, [`OrderMetrics::open`]), not a set in memory that grew
+/// with the run; the counters are kept in memory and carry on, after a restart, from the table.
+/// [`OrderMetrics::new`] keeps the table in a database in memory, for tests.
 pub struct OrderMetrics {
-    inner: Mutex<MetricsState>,
-    journal: Option<Journal<Counted>>,
+    values: Mutex<BusinessMetrics>,
+    conn: Mutex<rusqlite::Connection>,
 }
 
-/// One counted job, as journaled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Counted {
-    key: String,
-    event: BusinessEvent,
-    currency: String,
-    amount_minor: i64,
+impl std::fmt::Debug for OrderMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderMetrics")
+            .field("values", &*lock(&self.values))
+            .finish_non_exhaustive()
+    }
 }
 
-#[derive(Debug, Default)]
-struct MetricsState {
-    seen: HashSet<String>,
-    values: BusinessMetrics,
+impl Default for OrderMetrics {
+    fn default() -> Self {
+        OrderMetrics::new()
+    }
+}
+
+const COUNTED: &str = "CREATE TABLE IF NOT EXISTS counted_jobs (
+    key TEXT PRIMARY KEY,
+    event TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL
+)";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn db(what: &'static str) -> impl FnOnce(rusqlite::Error) -> integrations_core::Error {
+    move |e| {
+        integrations_core::Error::unavailable(format!("business counters: {what}: {e}"))
+            .or_provider("order-store")
+            .with_source(e)
+    }
 }
 
 /// A snapshot of [`OrderMetrics`].
@@ -306,46 +324,95 @@ pub enum BusinessEvent {
     Refunded,
 }
 
-impl MetricsState {
-    fn count(&mut self, c: Counted) {
-        if !self.seen.insert(c.key) {
-            return;
+impl BusinessEvent {
+    fn as_str(self) -> &'static str {
+        match self {
+            BusinessEvent::Paid => "paid",
+            BusinessEvent::Failed => "failed",
+            BusinessEvent::Refunded => "refunded",
         }
-        let v = &mut self.values;
-        let (currency, amount_minor) = (c.currency, c.amount_minor);
-        match c.event {
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            BusinessEvent::Paid,
+            BusinessEvent::Failed,
+            BusinessEvent::Refunded,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+impl BusinessMetrics {
+    fn count(&mut self, event: BusinessEvent, currency: &str, amount_minor: i64) {
+        match event {
             BusinessEvent::Paid => {
-                v.orders_paid += 1;
-                *v.revenue_minor.entry(currency.to_owned()).or_default() += amount_minor;
+                self.orders_paid += 1;
+                *self.revenue_minor.entry(currency.to_owned()).or_default() += amount_minor;
             }
-            BusinessEvent::Failed => v.payments_failed += 1,
+            BusinessEvent::Failed => self.payments_failed += 1,
             BusinessEvent::Refunded => {
-                v.refunds += 1;
-                *v.refunded_minor.entry(currency).or_default() += amount_minor;
+                self.refunds += 1;
+                *self.refunded_minor.entry(currency.to_owned()).or_default() += amount_minor;
             }
         }
     }
 }
 
 impl OrderMetrics {
-    /// Zeroed counters, in memory.
+    /// Zeroed counters, their counted keys in a database in memory (tests).
+    ///
+    /// # Panics
+    /// If SQLite cannot make a database in memory.
     pub fn new() -> Self {
-        OrderMetrics::default()
+        let conn =
+            rusqlite::Connection::open_in_memory().expect("SQLite opens a database in memory");
+        conn.execute_batch(COUNTED)
+            .expect("the counters' table applies to an empty database");
+        OrderMetrics {
+            values: Mutex::default(),
+            conn: Mutex::new(conn),
+        }
     }
 
-    /// The counters journaled in the file at `path`, carrying on from what was counted there.
+    /// The counters whose counted keys are in the SQLite database at `path` (the shop's, its
+    /// orders' file: the [`OrderBook`](super::orders::OrderBook) opens it first, in WAL mode),
+    /// carrying on from what was counted there.
     ///
     /// # Errors
-    /// As [`Journal::open`].
-    pub fn open(path: impl Into<std::path::PathBuf>) -> Result<Self> {
-        let (journal, entries) = Journal::open(path)?;
-        let mut st = MetricsState::default();
-        for c in entries {
-            st.count(c);
+    /// [`Error::Unavailable`](integrations_core::Error::Unavailable) if the database cannot be
+    /// opened or read, or holds an event it does not know.
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let conn = rusqlite::Connection::open(path).map_err(db("open the database"))?;
+        // The order book writes the same file on its own connection.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .and_then(|()| conn.execute_batch(COUNTED))
+            .map_err(db("make the table"))?;
+        let mut values = BusinessMetrics::default();
+        {
+            let mut stmt = conn
+                .prepare("SELECT event, currency, amount_minor FROM counted_jobs")
+                .map_err(db("read the counted jobs"))?;
+            let mut rows = stmt.query([]).map_err(db("read the counted jobs"))?;
+            while let Some(row) = rows.next().map_err(db("read the counted jobs"))? {
+                let (event, currency, amount): (String, String, i64) =
+                    (|| Ok::<_, rusqlite::Error>((row.get(0)?, row.get(1)?, row.get(2)?)))()
+                        .map_err(db("read the counted jobs"))?;
+                let event = BusinessEvent::parse(&event).ok_or_else(|| {
+                    integrations_core::Error::unavailable(format!(
+                        "business counters: {}: a counted job of an unknown event {event:?}",
+                        path.display()
+                    ))
+                })?;
+                values.count(event, &currency, amount);
+            }
         }
         Ok(OrderMetrics {
-            inner: Mutex::new(st),
-            journal: Some(journal),
+            values: Mutex::new(values),
+            conn: Mutex::new(conn),
         })
     }
 
@@ -353,7 +420,7 @@ impl OrderMetrics {
     /// seen before.
     ///
     /// # Errors
-    /// The journal's write error: nothing was counted, and the job is retried.
+    /// The database's write error: nothing was counted, and the job is retried.
     pub fn record(
         &self,
         key: &str,
@@ -361,31 +428,34 @@ impl OrderMetrics {
         currency: &str,
         amount_minor: i64,
     ) -> Result<bool> {
-        let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if st.seen.contains(key) {
-            st.values.duplicates_ignored += 1;
+        // The counters' lock first, then the database's: a snapshot never sees a key counted
+        // in the table and not yet in the counters.
+        let mut values = lock(&self.values);
+        let inserted = lock(&self.conn)
+            .prepare_cached(
+                "INSERT OR IGNORE INTO counted_jobs (key, event, currency, amount_minor) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    key,
+                    event.as_str(),
+                    currency,
+                    amount_minor
+                ])
+            })
+            .map_err(db("record a counted job"))?;
+        if inserted == 0 {
+            values.duplicates_ignored += 1;
             return Ok(false);
         }
-        let c = Counted {
-            key: key.to_owned(),
-            event,
-            currency: currency.to_owned(),
-            amount_minor,
-        };
-        if let Some(j) = &self.journal {
-            j.append(&c)?;
-        }
-        st.count(c);
+        values.count(event, currency, amount_minor);
         Ok(true)
     }
 
     /// The counters now.
     pub fn snapshot(&self) -> BusinessMetrics {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values
-            .clone()
+        lock(&self.values).clone()
     }
 }
 
@@ -523,11 +593,19 @@ mod tests {
     #[test]
     fn journaled_counters_and_ledger_carry_on_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (mp, lp) = (dir.path().join("m.jsonl"), dir.path().join("l.jsonl"));
+        let (mp, lp) = (dir.path().join("shop.db"), dir.path().join("l.jsonl"));
+        let order = crate::order_flow::orders::Order::sample("r", 1, None);
         {
+            // As a run opens the shop's database: the order book first, on its own connection.
+            let book = crate::order_flow::orders::OrderBook::open(&mp).unwrap();
             let m = OrderMetrics::open(&mp).unwrap();
             assert!(
                 m.record("evt_1/metrics", BusinessEvent::Paid, "USD", 500)
+                    .unwrap()
+            );
+            book.insert(order.clone()).unwrap();
+            assert!(
+                m.record("evt_3/metrics", BusinessEvent::Refunded, "EUR", 250)
                     .unwrap()
             );
             let l = Ledger::open(&lp).unwrap();
@@ -547,7 +625,10 @@ mod tests {
         );
         let s = m.snapshot();
         assert_eq!((s.orders_paid, s.revenue_minor["USD"]), (2, 1200));
+        assert_eq!((s.refunds, s.refunded_minor["EUR"]), (1, 250));
         assert_eq!(s.duplicates_ignored, 1);
+        let book = crate::order_flow::orders::OrderBook::open(&mp).unwrap();
+        assert_eq!(book.get(&order.id).unwrap().unwrap().order, order);
         let l = Ledger::open(&lp).unwrap();
         let d = l.get("o1");
         assert_eq!((d.emails.len(), d.rows_appended, d.rows_updated), (1, 1, 1));

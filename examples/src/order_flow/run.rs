@@ -26,9 +26,7 @@ use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
 use super::providers::{Backend, Services};
 use super::report::{DeadLetterLine, OutageReport, Report};
-use super::state::{
-    self, LEDGER_FILE, METRICS_FILE, OLD_ORDERS_FILE, ORDERS_FILE, RunState, WorkDir,
-};
+use super::state::{self, LEDGER_FILE, OLD_FILES, RunState, SHOP_FILE, WorkDir};
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
@@ -283,30 +281,32 @@ impl Flow {
 /// asked (`stand_ins`).
 fn open_shared(dir: &WorkDir, stand_ins: StandIns) -> Result<Shared> {
     let d = dir.path();
-    // The orders are in a database file in either case: kept in memory they grew with the run.
-    if dir.is_state() && d.join(OLD_ORDERS_FILE).exists() {
+    if let Some(old) = OLD_FILES
+        .iter()
+        .find(|f| dir.is_state() && d.join(f).exists())
+    {
         return Err(Error::configuration(
             "state_dir",
             format!(
-                "{} holds the orders of an earlier version of order_flow ({OLD_ORDERS_FILE}); \
-                 finish that run with that version, or use another directory",
+                "{} holds the state of an earlier version of order_flow ({old}); finish that \
+                 run with that version, or use another directory",
                 d.display()
             ),
         ));
     }
-    let book = Arc::new(OrderBook::open(d.join(ORDERS_FILE))?);
-    Ok(if dir.is_state() {
-        Shared {
-            book,
-            ledger: Arc::new(Ledger::open(d.join(LEDGER_FILE))?.standing_in_for(stand_ins)),
-            metrics: Arc::new(OrderMetrics::open(d.join(METRICS_FILE))?),
-        }
+    // The orders and the counted jobs are in the shop's database in either case: kept in
+    // memory they grew with the run. The order book opens the file first (WAL mode).
+    let book = Arc::new(OrderBook::open(d.join(SHOP_FILE))?);
+    let metrics = Arc::new(OrderMetrics::open(d.join(SHOP_FILE))?);
+    let ledger = if dir.is_state() {
+        Ledger::open(d.join(LEDGER_FILE))?
     } else {
-        Shared {
-            book,
-            ledger: Arc::new(Ledger::new().standing_in_for(stand_ins)),
-            metrics: Arc::new(OrderMetrics::new()),
-        }
+        Ledger::new()
+    };
+    Ok(Shared {
+        book,
+        ledger: Arc::new(ledger.standing_in_for(stand_ins)),
+        metrics,
     })
 }
 
@@ -690,4 +690,48 @@ async fn redeliver(
         event_type: event_type.to_owned(),
         order_id: order_id.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: StandIns = StandIns::ALL;
+
+    #[test]
+    fn a_state_directory_of_an_earlier_version_is_refused_by_name() {
+        for old in OLD_FILES {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(old), "{}\n").unwrap();
+            let state = WorkDir::State(dir.path().to_path_buf());
+            let e = open_shared(&state, ALL).unwrap_err();
+            assert!(e.to_string().contains(old), "{e}");
+            assert!(
+                !dir.path().join(SHOP_FILE).exists(),
+                "nothing made beside it"
+            );
+        }
+    }
+
+    #[test]
+    fn orders_and_counted_jobs_share_the_shop_database_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = WorkDir::State(dir.path().to_path_buf());
+        let order = Order::sample("r", 1, None);
+        {
+            let shared = open_shared(&state, ALL).unwrap();
+            shared.book.insert(order.clone()).unwrap();
+            let paid = super::super::ledger::BusinessEvent::Paid;
+            assert!(
+                shared
+                    .metrics
+                    .record("evt_1/metrics", paid, "USD", 10)
+                    .unwrap()
+            );
+        }
+        let shared = open_shared(&state, ALL).unwrap();
+        assert!(shared.book.contains(&order.id).unwrap());
+        assert_eq!(shared.metrics.snapshot().orders_paid, 1);
+        assert!(dir.path().join(SHOP_FILE).exists());
+    }
 }

@@ -5,9 +5,8 @@
 //! |---|---|
 //! | [`RUN_FILE`] | the run id, when it began, its number of orders, how many times it started |
 //! | `outbox.db` | the SQLite outbox: recorded events, their jobs, leases, dead letters |
-//! | [`ORDERS_FILE`] | the order store (SQLite) |
+//! | [`SHOP_FILE`] | the shop's database (SQLite): its orders, and the jobs its business counters counted |
 //! | [`LEDGER_FILE`] | what the job handlers delivered |
-//! | [`METRICS_FILE`] | the business counters, one entry per counted job |
 //! | `notifications.jsonl` | the local notifier's topic |
 //! | `metrics.prom` | the last start's metrics, in the Prometheus text format |
 
@@ -21,14 +20,13 @@ use super::config::check_run_id;
 
 /// The run's description in a state directory.
 pub const RUN_FILE: &str = "run.json";
-/// The order store, a SQLite database.
-pub const ORDERS_FILE: &str = "orders.db";
-/// The order store's journal of earlier versions, which kept the orders in memory.
-pub const OLD_ORDERS_FILE: &str = "orders.jsonl";
+/// The shop's database (SQLite): the order store and the business counters' counted jobs.
+pub const SHOP_FILE: &str = "shop.db";
+/// The journals of earlier versions, which kept the orders and the counted jobs in memory: a
+/// state directory holding one is refused, not resumed without them.
+pub const OLD_FILES: [&str; 2] = ["orders.jsonl", "metrics.jsonl"];
 /// The delivery ledger's journal.
 pub const LEDGER_FILE: &str = "ledger.jsonl";
-/// The business counters' journal.
-pub const METRICS_FILE: &str = "metrics.jsonl";
 
 /// Which run a state directory holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

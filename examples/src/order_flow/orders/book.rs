@@ -3,7 +3,7 @@
 //! The orders were kept in memory (journaled to a file of JSON lines in a state directory) until
 //! the scale bench found them to be the largest thing a long run kept: ~850 bytes an order with
 //! their strings, growing with the run whatever the retention (`docs/scaling.md`). A shop keeps
-//! its orders in a database, and so does the example now: `orders.db`, beside the outbox's file,
+//! its orders in a database, and so does the example now: `shop.db`, beside the outbox's file,
 //! read back one order at a time. What the process holds for them is SQLite's page cache
 //! (2 MiB by default), not the orders.
 //!
@@ -69,7 +69,7 @@ impl Records for Vec<OrderRecord> {
     }
 }
 
-/// The shop's order store: a SQLite file ([`OrderBook::open`]; a run's is `orders.db` in its
+/// The shop's order store: a SQLite file ([`OrderBook::open`]; a run's is `shop.db` in its
 /// directory, so that a run resumed after a crash finds its orders, their payments and their
 /// states again), or a database in memory for tests ([`OrderBook::new`]). Each change is
 /// committed before the call returns.
@@ -139,7 +139,8 @@ impl OrderBook {
         }
     }
 
-    /// The store in the file at `path`, with every order recorded there before.
+    /// The store in the file at `path` (a run's is `shop.db`), with every order recorded there
+    /// before.
     ///
     /// # Errors
     /// [`Error::Unavailable`] naming the file if it cannot be opened as a SQLite database, is
