@@ -387,7 +387,7 @@ impl OrderMetrics {
         let path = path.as_ref();
         let conn = rusqlite::Connection::open(path).map_err(db("open the database"))?;
         // The order book writes the same file on its own connection.
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(super::orders::BUSY_TIMEOUT)
             .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|()| conn.execute_batch(COUNTED))
             .map_err(db("make the table"))?;

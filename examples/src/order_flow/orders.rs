@@ -12,7 +12,7 @@ use integrations_core::{Currency, IdempotencyKey, Money, Result};
 use serde::{Deserialize, Serialize};
 
 mod book;
-pub use book::{OrderBook, Records};
+pub use book::{BUSY_TIMEOUT, OrderBook, Records};
 
 /// Stripe's test payment method that succeeds.
 pub const CARD_OK: &str = "pm_card_visa";

@@ -714,6 +714,39 @@ mod tests {
     }
 
     #[test]
+    fn the_order_book_and_the_counters_write_the_shop_database_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = open_shared(&WorkDir::State(dir.path().to_path_buf()), ALL).unwrap();
+        let paid = super::super::ledger::BusinessEvent::Paid;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for n in 0..1000 {
+                    let order = Order::sample("r", n, None);
+                    let id = order.id.clone();
+                    shared.book.insert(order).expect("no SQLITE_BUSY");
+                    shared
+                        .book
+                        .payment_created(&id, &format!("pi_{n}"))
+                        .unwrap();
+                }
+            });
+            s.spawn(|| {
+                for n in 0..1000 {
+                    let key = format!("evt_{n}/metrics");
+                    assert!(
+                        shared
+                            .metrics
+                            .record(&key, paid, "USD", 1)
+                            .expect("no SQLITE_BUSY")
+                    );
+                }
+            });
+        });
+        assert_eq!(shared.book.paying().unwrap(), 1000);
+        assert_eq!(shared.metrics.snapshot().orders_paid, 1000);
+    }
+
+    #[test]
     fn orders_and_counted_jobs_share_the_shop_database_across_starts() {
         let dir = tempfile::tempdir().unwrap();
         let state = WorkDir::State(dir.path().to_path_buf());

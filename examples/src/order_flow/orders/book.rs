@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS refund_target (
 );
 ";
 
+/// How long a write waits for another connection's to the same file (the business counters',
+/// [`OrderMetrics`](crate::order_flow::ledger::OrderMetrics)) before it fails.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The columns of an [`OrderRecord`], in [`record`]'s order.
 const RECORD: &str = "SELECT id, body, state, payment_id, refunded_minor FROM orders";
 
@@ -163,6 +167,10 @@ impl OrderBook {
             ))
             .or_provider("order-store"));
         }
+        // The business counters write the same file on a connection of their own: a write that
+        // finds the other's in progress waits for it rather than failing with `SQLITE_BUSY`.
+        // rusqlite's default is the same 5 s; set here because the two connections rely on it.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(opened)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(opened)?;
         conn.execute_batch(SCHEMA).map_err(opened)?;
