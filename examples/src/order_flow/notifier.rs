@@ -18,6 +18,10 @@ use super::journal::{Journal, for_each_entry, read_entries};
 /// The name the notifier reports, in metrics and receipts.
 pub const NAME: &str = "notifier-jsonl";
 
+/// How long a dedup id is remembered: SNS FIFO's deduplication interval, five minutes. A repeat
+/// within it publishes nothing; one after it is a new message, as on SNS.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
 /// How long [`Fault::Hang`] holds a publish unless told otherwise ([`JsonlNotifier::with_hang`]).
 pub const DEFAULT_HANG: Duration = Duration::from_secs(3600);
 
@@ -49,17 +53,53 @@ pub use integrations_testkit::sandbox::Fault;
 
 struct Lines {
     count: u64,
-    // What an SNS FIFO topic does with `MessageDeduplicationId`: a repeat publishes nothing and
-    // gets the first message's id back. Kept for the life of the file (SNS keeps 5 minutes).
-    seen: HashMap<String, String>,
+    // What an SNS FIFO topic does with `MessageDeduplicationId`: a repeat within
+    // `DEDUP_WINDOW` publishes nothing and gets the first message's id back. Kept for the
+    // window only, as SNS does: kept for the life of the file, the ids grew with the run.
+    seen: HashMap<String, (String, i64)>,
+    /// The ids in `seen` with the second they were published, in the order they were.
+    published: VecDeque<(i64, String)>,
+}
+
+impl Lines {
+    /// Forgets the dedup ids published before `now - DEDUP_WINDOW`.
+    fn forget_before(&mut self, now: i64) {
+        let oldest = now - DEDUP_WINDOW.as_secs() as i64;
+        while let Some((at, _)) = self.published.front() {
+            if *at >= oldest {
+                break;
+            }
+            // An id published again after it was forgotten is in `published` twice (a file
+            // read back holds both lines): only its own entry goes.
+            if let Some((at, id)) = self.published.pop_front()
+                && self
+                    .seen
+                    .get(&id)
+                    .is_some_and(|(_, seen_at)| *seen_at == at)
+            {
+                self.seen.remove(&id);
+            }
+        }
+    }
+
+    fn remember(&mut self, at: i64, dedup_id: &str, message_id: &str) {
+        self.seen
+            .insert(dedup_id.to_owned(), (message_id.to_owned(), at));
+        self.published.push_back((at, dedup_id.to_owned()));
+    }
+}
+
+fn now_unix() -> i64 {
+    unix_seconds(SystemTime::now())
 }
 
 /// A [`Notifier`] that appends each notification as a JSON line to a local file.
 ///
 /// It behaves like an SNS FIFO topic where it matters to the outbox: a notification whose
-/// `dedup_id` was published before — by this process, or by an earlier one writing the same file
-/// ([`JsonlNotifier::open`]) — is not written again, and the first message id is returned, so a
-/// redelivered job has no second effect. Each line is written before `publish` returns. Calls go
+/// `dedup_id` was published within the last [`DEDUP_WINDOW`] (five minutes, SNS's) — by this
+/// process, or by an earlier one writing the same file ([`JsonlNotifier::open`]) — is not
+/// written again, and the first message id is returned, so a redelivered job has no second
+/// effect. Past the window a repeat is published again, as SNS would. Each line is written before `publish` returns. Calls go
 /// through `policy`, so they show in the metrics like any provider's.
 pub struct JsonlNotifier {
     policy: Policy,
@@ -68,6 +108,8 @@ pub struct JsonlNotifier {
     faults: Mutex<VecDeque<Fault>>,
     faults_applied: Mutex<u64>,
     hang: Duration,
+    /// Unix seconds now (a test's own clock under `cfg(test)`).
+    clock: fn() -> i64,
 }
 
 impl fmt::Debug for JsonlNotifier {
@@ -99,11 +141,17 @@ impl JsonlNotifier {
     pub async fn create(path: impl Into<PathBuf>, policy: Policy) -> Result<Self> {
         let path = path.into();
         let journal = Journal::create(&path).map_err(|e| unopened(&path, e))?;
-        Ok(JsonlNotifier::with_journal(journal, Vec::new(), policy))
+        Ok(JsonlNotifier::with_journal(
+            journal,
+            Vec::new(),
+            policy,
+            now_unix,
+        ))
     }
 
     /// Opens the file at `path` to append to it (creating it if needed), remembering the dedup
-    /// ids of the notifications already there: a resumed run publishes none of them again.
+    /// ids of the notifications published there within [`DEDUP_WINDOW`]: a run resumed within
+    /// it publishes none of them again (after it, SNS would publish them again, and so does this).
     ///
     /// # Errors
     /// [`Error::Configuration`] naming `notifications_file` if it cannot be opened or holds
@@ -111,29 +159,47 @@ impl JsonlNotifier {
     pub async fn open(path: impl Into<PathBuf>, policy: Policy) -> Result<Self> {
         let path = path.into();
         let (journal, before) = Journal::open(&path).map_err(|e| unopened(&path, e))?;
-        Ok(JsonlNotifier::with_journal(journal, before, policy))
+        Ok(JsonlNotifier::with_journal(
+            journal, before, policy, now_unix,
+        ))
     }
 
     fn with_journal(
         journal: Journal<NotificationLine>,
         before: Vec<NotificationLine>,
         policy: Policy,
+        clock: fn() -> i64,
     ) -> Self {
-        let seen = before
-            .iter()
-            .filter_map(|l| Some((l.dedup_id.clone()?, l.message_id.clone())))
-            .collect();
+        let mut lines = Lines {
+            count: before.len() as u64,
+            seen: HashMap::new(),
+            published: VecDeque::new(),
+        };
+        for l in &before {
+            if let Some(d) = &l.dedup_id {
+                lines.remember(l.published_at, d, &l.message_id);
+            }
+        }
+        // Lines are in the order they were written; a clock set back between two starts
+        // could only keep an id longer.
+        lines.forget_before(clock());
         JsonlNotifier {
             policy,
             journal,
-            lines: Mutex::new(Lines {
-                count: before.len() as u64,
-                seen,
-            }),
+            lines: Mutex::new(lines),
             faults: Mutex::new(VecDeque::new()),
             faults_applied: Mutex::new(0),
             hang: DEFAULT_HANG,
+            clock,
         }
+    }
+
+    /// The notifier on `clock` instead of the system's (unix seconds).
+    #[cfg(test)]
+    fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        lock(&self.lines).forget_before(clock());
+        self
     }
 
     /// Sets how long [`Fault::Hang`] holds a publish.
@@ -214,7 +280,9 @@ impl JsonlNotifier {
 
     fn write(&self, n: &Notification) -> Result<Published> {
         let mut lines = lock(&self.lines);
-        if let Some(id) = n.dedup_id.as_ref().and_then(|d| lines.seen.get(d)) {
+        let now = (self.clock)();
+        lines.forget_before(now);
+        if let Some((id, _)) = n.dedup_id.as_ref().and_then(|d| lines.seen.get(d)) {
             return Ok(Published::new(NAME, id.clone()));
         }
         let message_id = format!("jsonl-{}", lines.count + 1);
@@ -225,14 +293,14 @@ impl JsonlNotifier {
             attributes: n.attributes.clone(),
             dedup_id: n.dedup_id.clone(),
             group_id: n.group_id.clone(),
-            published_at: unix_seconds(SystemTime::now()),
+            published_at: now,
         };
         self.journal
             .append(&line)
             .map_err(|e| e.with_provider(NAME))?;
         lines.count += 1;
         if let Some(d) = &n.dedup_id {
-            lines.seen.insert(d.clone(), message_id.clone());
+            lines.remember(now, d, &message_id);
         }
         Ok(Published::new(NAME, message_id))
     }
@@ -321,6 +389,54 @@ mod tests {
         assert_eq!(b.message_id, "jsonl-2");
         let lines = JsonlNotifier::read_lines(&path).await.unwrap();
         assert_eq!(lines.len(), 2);
+    }
+
+    static NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_800_000_000);
+
+    fn test_clock() -> i64 {
+        NOW.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_dedup_id_is_remembered_for_snss_five_minutes_only() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let window = DEDUP_WINDOW.as_secs() as i64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.jsonl");
+        let registry = MetricsRegistry::new();
+        let n = JsonlNotifier::create(&path, policy(&registry))
+            .await
+            .unwrap()
+            .with_clock(test_clock);
+        let (one, two) = (
+            Notification::new("order ord_1 paid").dedup_id("evt_1/notify"),
+            Notification::new("order ord_2 paid").dedup_id("evt_2/notify"),
+        );
+        let a = n.publish(&one).await.unwrap();
+        NOW.fetch_add(window - 10, SeqCst);
+        let b = n.publish(&two).await.unwrap();
+        NOW.fetch_add(10, SeqCst);
+        assert_eq!(n.publish(&one).await.unwrap(), a, "still within the window");
+        assert_eq!(lock(&n.lines).seen.len(), 2);
+        NOW.fetch_add(1, SeqCst);
+        let again = n.publish(&one).await.unwrap();
+        assert_ne!(
+            again, a,
+            "past the window a repeat is a new message, as on SNS"
+        );
+        assert_eq!(n.publish(&two).await.unwrap(), b);
+        assert_eq!(JsonlNotifier::read_lines(&path).await.unwrap().len(), 3);
+        // Reopened later: only what is still within the window is remembered.
+        drop(n);
+        NOW.fetch_add(window - 5, SeqCst);
+        let n = JsonlNotifier::open(&path, policy(&registry))
+            .await
+            .unwrap()
+            .with_clock(test_clock);
+        assert_eq!(lock(&n.lines).seen.len(), 1, "only evt_1's second message");
+        assert_eq!(n.publish(&one).await.unwrap(), again);
+        assert_ne!(n.publish(&two).await.unwrap(), b);
+        assert_eq!(JsonlNotifier::read_lines(&path).await.unwrap().len(), 4);
     }
 
     #[tokio::test(start_paused = true)]
