@@ -352,18 +352,14 @@ impl OrderBook {
     /// # Errors
     /// The store's read error.
     pub fn last(&self, f: impl Fn(&OrderRecord) -> bool) -> Result<Option<OrderRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(&format!("{RECORD} ORDER BY length(id) DESC, id DESC"))
-            .map_err(db("read the orders"))?;
-        let mut rows = stmt.query([]).map_err(db("read the orders"))?;
-        while let Some(row) = rows.next().map_err(db("read the orders"))? {
-            let r = record(row).map_err(db("read the orders"))?;
+        let mut found = None;
+        self.scan("ORDER BY length(id) DESC, id DESC", &mut |r| {
             if f(&r) {
-                return Ok(Some(r));
+                found = Some(r);
             }
-        }
-        Ok(None)
+            found.is_none()
+        })?;
+        Ok(found)
     }
 
     /// Runs `f` over every order, by id, one at a time (nothing but the order at hand is in
@@ -372,13 +368,23 @@ impl OrderBook {
     /// # Errors
     /// The store's read error (`f` has seen the orders before it).
     pub fn for_each(&self, f: &mut dyn FnMut(&OrderRecord)) -> Result<()> {
+        self.scan("ORDER BY id", &mut |r| {
+            f(&r);
+            true
+        })
+    }
+
+    /// Reads the orders in the order of `order_by`, one at a time, while `f` returns `true`.
+    fn scan(&self, order_by: &str, f: &mut dyn FnMut(OrderRecord) -> bool) -> Result<()> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached(&format!("{RECORD} ORDER BY id"))
+            .prepare_cached(&format!("{RECORD} {order_by}"))
             .map_err(db("read the orders"))?;
         let mut rows = stmt.query([]).map_err(db("read the orders"))?;
         while let Some(row) = rows.next().map_err(db("read the orders"))? {
-            f(&record(row).map_err(db("read the orders"))?);
+            if !f(record(row).map_err(db("read the orders"))?) {
+                break;
+            }
         }
         Ok(())
     }
