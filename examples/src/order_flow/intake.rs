@@ -313,7 +313,7 @@ impl Intake {
 
     /// Routes a verified event and records it with its jobs, once.
     async fn accept(&self, event: &Event) -> Result<Outcome> {
-        let Some(r) = self.route(event) else {
+        let Some(r) = self.route(event)? else {
             return Ok(Outcome::Ignored);
         };
         let ev = order_event(
@@ -360,60 +360,74 @@ impl Intake {
 
     /// Resolves a handled event to one of this run's orders; `None` (counted) for other types
     /// and for events about orders this run does not know.
-    fn route(&self, event: &Event) -> Option<Routed> {
-        // An order the store cannot read is not known: the event is counted as not this run's,
-        // and the invariants, reading the store again, fail the run.
-        let known = |order_id: Option<&String>, payment_id: &str| {
-            let found = match order_id {
-                Some(id) => self.orders.get(id).transpose(),
-                None => None,
+    ///
+    /// # Errors
+    /// The order store's read error (counted with the store's failures): the event is not
+    /// acknowledged, so that its sender delivers it again. Counted as not this run's, it would
+    /// have been answered 200 and lost.
+    fn route(&self, event: &Event) -> Result<Option<Routed>> {
+        let known = |order_id: Option<&String>, payment_id: &str| -> Result<Option<OrderRecord>> {
+            if let Some(id) = order_id
+                && let Some(record) = self.orders.get(id)?
+            {
+                return Ok(Some(record));
             }
-            .or_else(|| self.orders.by_payment(payment_id).transpose())?;
-            found
-                .inspect_err(|e| tracing::error!(error = %e, "the order store cannot be read"))
-                .ok()
+            self.orders.by_payment(payment_id)
+        };
+        let unreadable = |e: Error| {
+            tracing::error!(event = %event.id, error = %e, "the order store cannot be read");
+            self.stats_mut().store_errors += 1;
+            e
         };
         let routed = match event.type_.as_str() {
             t @ ("payment_intent.succeeded" | "payment_intent.payment_failed") => {
-                event.payment_intent().and_then(|pi| {
-                    let record = known(pi.metadata.get("order_id"), &pi.id)?;
-                    let (kind, amount, reason) = if t == "payment_intent.succeeded" {
-                        (OrderEventKind::Paid, pi.amount_received, None)
-                    } else {
-                        let reason = pi
-                            .last_payment_error
-                            .as_ref()
-                            .and_then(|e| e.decline_code.clone().or_else(|| e.code.clone()));
-                        (OrderEventKind::PaymentFailed, pi.amount, reason)
-                    };
-                    Some(Routed {
-                        kind,
-                        record,
-                        amount,
-                        payment_id: pi.id.clone(),
-                        reason,
-                    })
-                })
+                match event.payment_intent() {
+                    None => None,
+                    Some(pi) => known(pi.metadata.get("order_id"), &pi.id)
+                        .map_err(unreadable)?
+                        .map(|record| {
+                            let (kind, amount, reason) = if t == "payment_intent.succeeded" {
+                                (OrderEventKind::Paid, pi.amount_received, None)
+                            } else {
+                                let reason = pi.last_payment_error.as_ref().and_then(|e| {
+                                    e.decline_code.clone().or_else(|| e.code.clone())
+                                });
+                                (OrderEventKind::PaymentFailed, pi.amount, reason)
+                            };
+                            Routed {
+                                kind,
+                                record,
+                                amount,
+                                payment_id: pi.id.clone(),
+                                reason,
+                            }
+                        }),
+                }
             }
-            "refund.created" => event.refund().and_then(|refund| {
-                let payment_id = refund.payment_intent.clone().unwrap_or_default();
-                Some(Routed {
-                    kind: OrderEventKind::Refunded,
-                    record: known(refund.metadata.get("order_id"), &payment_id)?,
-                    amount: refund.amount,
-                    payment_id,
-                    reason: refund.reason.clone(),
-                })
-            }),
+            "refund.created" => match event.refund() {
+                None => None,
+                Some(refund) => {
+                    let payment_id = refund.payment_intent.clone().unwrap_or_default();
+                    known(refund.metadata.get("order_id"), &payment_id)
+                        .map_err(unreadable)?
+                        .map(|record| Routed {
+                            kind: OrderEventKind::Refunded,
+                            record,
+                            amount: refund.amount,
+                            payment_id,
+                            reason: refund.reason.clone(),
+                        })
+                }
+            },
             _ => {
                 self.stats_mut().ignored += 1;
-                return None;
+                return Ok(None);
             }
         };
         if routed.is_none() {
             self.stats_mut().foreign += 1;
         }
-        routed
+        Ok(routed)
     }
 }
 
@@ -571,6 +585,38 @@ mod tests {
         let verifier = StripeWebhookVerifier::new(sandbox.webhook_secret());
         let intake = Intake::new(outbox.clone(), book, Some(verifier), 5);
         (outbox, Arc::new(intake))
+    }
+
+    /// A read error of the order store while routing is an error (answered 500, delivered
+    /// again), not an event acknowledged as another run's and lost.
+    #[tokio::test]
+    async fn a_store_read_error_is_not_an_acknowledged_foreign_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.db");
+        let sandbox = Sandbox::start().await.unwrap();
+        let payments = StripePayments::new(sandbox.client().unwrap());
+        let book = Arc::new(OrderBook::open(&path).unwrap());
+        let state = checkout(&payments, &book, Order::sample("t", 1, None)).await;
+        assert_eq!(state, OrderState::Paid);
+        let succeeded = sandbox
+            .events()
+            .into_iter()
+            .find(|e| e["type"] == "payment_intent.succeeded")
+            .unwrap();
+        let body = serde_json::to_vec(&succeeded).unwrap();
+        // The order made unreadable: stands for any read error (I/O, a corrupt row).
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE orders SET state = 'x'", [])
+            .unwrap();
+        let (outbox, intake) = intake(&sandbox, book);
+        let now = unix_seconds(SystemTime::now());
+        let sig = sign_for_test(&body, &sandbox.webhook_secret(), now);
+        let e = intake.handle_signed(&body, Some(&sig)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        let stats = intake.stats();
+        assert_eq!((stats.foreign, stats.store_errors), (0, 1));
+        assert_eq!(outbox.counts().await.unwrap().events, 0);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use super::pipeline::{Pipeline, Shared};
 use super::progress::Progress;
 use super::providers::{Backend, Services};
 use super::report::{DeadLetterLine, OutageReport, Report};
-use super::state::{self, LEDGER_FILE, OLD_FILES, RunState, SHOP_FILE, WorkDir};
+use super::state::{self, LEDGER_FILE, RunState, SHOP_FILE, WorkDir};
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| Error::unavailable(format!("{what}: {e}")).with_source(e)
@@ -229,7 +229,7 @@ impl Flow {
         let refunded_order = refund.as_ref().map(|r| r.order_id.clone());
 
         // Every event in; then one delivered again.
-        wait_for_events(&config, &services, &intake, book, refund.is_some()).await;
+        wait_for_events(&config, &services, &intake, book, refund.is_some()).await?;
         let redelivered = redeliver(&services, &intake, refunded_order.as_deref()).await;
 
         let known = || intake.jobs_known();
@@ -281,19 +281,6 @@ impl Flow {
 /// asked (`stand_ins`).
 fn open_shared(dir: &WorkDir, stand_ins: StandIns) -> Result<Shared> {
     let d = dir.path();
-    if let Some(old) = OLD_FILES
-        .iter()
-        .find(|f| dir.is_state() && d.join(f).exists())
-    {
-        return Err(Error::configuration(
-            "state_dir",
-            format!(
-                "{} holds the state of an earlier version of order_flow ({old}); finish that \
-                 run with that version, or use another directory",
-                d.display()
-            ),
-        ));
-    }
     // The orders and the counted jobs are in the shop's database in either case: kept in
     // memory they grew with the run. The order book opens the file first (WAL mode).
     let book = Arc::new(OrderBook::open(d.join(SHOP_FILE))?);
@@ -425,26 +412,24 @@ async fn refund_first_paid(
 
 /// Waits (flushing the Stripe sandbox's webhooks) until the intake knows every payment event and
 /// the refund's, or `config.drain_timeout` passes without a new one.
+///
+/// # Errors
+/// The order store's read error.
 async fn wait_for_events(
     config: &FlowConfig,
     services: &Services,
     intake: &Intake,
     book: &OrderBook,
     refunded: bool,
-) {
-    // Counted by the store each round: this loop runs every 50 ms. A store that cannot be read
-    // expects nothing more (the invariants, reading it again, fail the run).
-    let expected_events = |book: &OrderBook| match book.paying() {
-        Ok(n) => n + u64::from(refunded),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot count the orders owed a payment event");
-            0
-        }
-    };
+) -> Result<()> {
+    // Counted once: checkout and the refund are over, so the orders owed an event no longer
+    // change. A store that cannot be read ends the run without a report (`Err`) rather than
+    // waiting for nothing and misreporting the missing events.
+    let expected_events = book.paying()? + u64::from(refunded);
     // As the drain: the timeout runs from the last event that came in.
     let mut wait_events = Instant::now() + config.drain_timeout;
     let mut known = intake.events_known();
-    while known < expected_events(book) && Instant::now() < wait_events {
+    while known < expected_events && Instant::now() < wait_events {
         if let Some(sandbox) = &services.stripe_sandbox {
             sandbox.flush_webhooks().await;
         }
@@ -455,6 +440,7 @@ async fn wait_for_events(
             wait_events = Instant::now() + config.drain_timeout;
         }
     }
+    Ok(())
 }
 
 /// What the run's phases left, for the report.
@@ -694,18 +680,26 @@ async fn redeliver(
 
 #[cfg(test)]
 mod tests {
+    use super::super::state::OLD_FILES;
     use super::*;
 
     const ALL: StandIns = StandIns::ALL;
 
     #[test]
-    fn a_state_directory_of_an_earlier_version_is_refused_by_name() {
+    fn a_state_directory_of_an_earlier_version_is_refused_before_anything_is_written() {
         for old in OLD_FILES {
             let dir = tempfile::tempdir().unwrap();
+            let first = state::open_run(dir.path(), Some("r1"), 10, 1_000).unwrap();
             std::fs::write(dir.path().join(old), "{}\n").unwrap();
-            let state = WorkDir::State(dir.path().to_path_buf());
-            let e = open_shared(&state, ALL).unwrap_err();
+            let run_json = std::fs::read(dir.path().join(state::RUN_FILE)).unwrap();
+            let e = state::open_run(dir.path(), Some("r1"), 10, 2_000).unwrap_err();
             assert!(e.to_string().contains(old), "{e}");
+            assert_eq!(
+                std::fs::read(dir.path().join(state::RUN_FILE)).unwrap(),
+                run_json,
+                "the start is not counted"
+            );
+            assert_eq!(first.starts, 1);
             assert!(
                 !dir.path().join(SHOP_FILE).exists(),
                 "nothing made beside it"

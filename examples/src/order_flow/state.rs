@@ -66,6 +66,17 @@ pub fn open_run(dir: &Path, run_id: Option<&str>, orders: usize, now: i64) -> Re
         check_run_id(id).map_err(|m| Error::invalid_input("run_id", m))?;
     }
     std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    // Before anything is written: the run belongs to the version that made it.
+    if let Some(old) = OLD_FILES.iter().find(|f| dir.join(f).exists()) {
+        return Err(Error::configuration(
+            "state_dir",
+            format!(
+                "{} holds the state of an earlier version of order_flow ({old}); finish that \
+                 run with that version, or use another directory",
+                dir.display()
+            ),
+        ));
+    }
     let path = dir.join(RUN_FILE);
     let state = match std::fs::read(&path) {
         Ok(bytes) => {

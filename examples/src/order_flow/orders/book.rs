@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL,
     state TEXT NOT NULL,
-    failed INTEGER NOT NULL DEFAULT 0,
     payment_id TEXT,
     refunded_minor INTEGER NOT NULL DEFAULT 0
 );
@@ -210,17 +209,15 @@ impl OrderBook {
         let pending = json(&OrderState::PaymentPending)?;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db("link a payment"))?;
-        tx.prepare_cached(
-            "UPDATE orders SET payment_id = ?2, state = ?3, failed = 0 WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![order_id, payment_id, pending]))
-        .and_then(|_| {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO payments (payment_id, order_id) VALUES (?1, ?2)",
-            )?
-            .execute(params![payment_id, order_id])
-        })
-        .map_err(db("link a payment"))?;
+        tx.prepare_cached("UPDATE orders SET payment_id = ?2, state = ?3 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![order_id, payment_id, pending]))
+            .and_then(|_| {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO payments (payment_id, order_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![payment_id, order_id])
+            })
+            .map_err(db("link a payment"))?;
         tx.commit().map_err(db("link a payment"))
     }
 
@@ -229,11 +226,10 @@ impl OrderBook {
     /// # Errors
     /// The store's write error (nothing changed).
     pub fn set_state(&self, order_id: &str, state: OrderState) -> Result<()> {
-        let failed = matches!(state, OrderState::Failed(_));
         let state = json(&state)?;
         self.lock()
-            .prepare_cached("UPDATE orders SET state = ?2, failed = ?3 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![order_id, state, failed]))
+            .prepare_cached("UPDATE orders SET state = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![order_id, state]))
             .map_err(db("set an order's state"))?;
         Ok(())
     }
@@ -255,8 +251,7 @@ impl OrderBook {
             .map_err(db("record a refund"))?;
         if new == 1 {
             tx.prepare_cached(
-                "UPDATE orders SET refunded_minor = refunded_minor + ?2, state = ?3, failed = 0 \
-                 WHERE id = ?1",
+                "UPDATE orders SET refunded_minor = refunded_minor + ?2, state = ?3 WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![order_id, minor, refunded]))
             .map_err(db("record a refund"))?;
@@ -330,15 +325,18 @@ impl OrderBook {
     }
 
     /// How many orders have a payment intent and a checkout that did not fail: those whose
-    /// payment event is owed. Counted by SQLite, without reading the orders (the run asks every
-    /// 50 ms while it waits for the events).
+    /// payment event is owed. Counted by SQLite (a scan of the table, without decoding the
+    /// orders): the run asks once, when checkout and the refund are over.
     ///
     /// # Errors
     /// The store's read error.
     pub fn paying(&self) -> Result<u64> {
+        // A failed state is stored as `{"Failed":"why"}` (serde's external tagging; tested):
+        // derived from the state, not a column every write must keep in step with it.
         self.lock()
             .prepare_cached(
-                "SELECT count(*) FROM orders WHERE payment_id IS NOT NULL AND failed = 0",
+                "SELECT count(*) FROM orders \
+                 WHERE payment_id IS NOT NULL AND state NOT LIKE '{\"Failed\":%'",
             )
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(db("count the orders with a payment"))
@@ -486,6 +484,11 @@ mod tests {
         assert_eq!(book.paying().unwrap(), 0, "a failed checkout owes no event");
         book.set_state(&o.id, OrderState::PartiallyRefunded)
             .unwrap();
+        assert_eq!(book.paying().unwrap(), 1);
+        // A failed checkout tried again (a resumed run) links its payment anew: owed again.
+        book.set_state(&o.id, OrderState::Failed("timeout".into()))
+            .unwrap();
+        book.payment_created(&o.id, "pi_1").unwrap();
         assert_eq!(book.paying().unwrap(), 1);
         assert!(book.contains(&o.id).unwrap() && !book.contains("ord_r_0002").unwrap());
         assert!(book.get("ord_r_0002").unwrap().is_none());
