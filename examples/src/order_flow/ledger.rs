@@ -258,14 +258,20 @@ impl Ledger {
 /// with the run; the counters are kept in memory and carry on, after a restart, from the table.
 /// [`OrderMetrics::new`] keeps the table in a database in memory, for tests.
 pub struct OrderMetrics {
-    values: Mutex<BusinessMetrics>,
-    conn: Mutex<rusqlite::Connection>,
+    // One lock for both: a snapshot never sees a key counted in the table and not yet in the
+    // counters.
+    inner: Mutex<Counters>,
+}
+
+struct Counters {
+    values: BusinessMetrics,
+    conn: rusqlite::Connection,
 }
 
 impl std::fmt::Debug for OrderMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrderMetrics")
-            .field("values", &*lock(&self.values))
+            .field("values", &self.lock().values)
             .finish_non_exhaustive()
     }
 }
@@ -282,10 +288,6 @@ const COUNTED: &str = "CREATE TABLE IF NOT EXISTS counted_jobs (
     currency TEXT NOT NULL,
     amount_minor INTEGER NOT NULL
 )";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn db(what: &'static str) -> impl FnOnce(rusqlite::Error) -> integrations_core::Error {
     move |e| {
@@ -371,9 +373,15 @@ impl OrderMetrics {
         conn.execute_batch(COUNTED)
             .expect("the counters' table applies to an empty database");
         OrderMetrics {
-            values: Mutex::default(),
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Counters {
+                values: BusinessMetrics::default(),
+                conn,
+            }),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Counters> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The counters whose counted keys are in the SQLite database at `path` (the shop's, its
@@ -396,11 +404,13 @@ impl OrderMetrics {
             let mut stmt = conn
                 .prepare("SELECT event, currency, amount_minor FROM counted_jobs")
                 .map_err(db("read the counted jobs"))?;
-            let mut rows = stmt.query([]).map_err(db("read the counted jobs"))?;
-            while let Some(row) = rows.next().map_err(db("read the counted jobs"))? {
-                let (event, currency, amount): (String, String, i64) =
-                    (|| Ok::<_, rusqlite::Error>((row.get(0)?, row.get(1)?, row.get(2)?)))()
-                        .map_err(db("read the counted jobs"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+                })
+                .map_err(db("read the counted jobs"))?;
+            for row in rows {
+                let (event, currency, amount) = row.map_err(db("read the counted jobs"))?;
                 let event = BusinessEvent::parse(&event).ok_or_else(|| {
                     integrations_core::Error::unavailable(format!(
                         "business counters: {}: a counted job of an unknown event {event:?}",
@@ -411,8 +421,7 @@ impl OrderMetrics {
             }
         }
         Ok(OrderMetrics {
-            values: Mutex::new(values),
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Counters { values, conn }),
         })
     }
 
@@ -428,10 +437,9 @@ impl OrderMetrics {
         currency: &str,
         amount_minor: i64,
     ) -> Result<bool> {
-        // The counters' lock first, then the database's: a snapshot never sees a key counted
-        // in the table and not yet in the counters.
-        let mut values = lock(&self.values);
-        let inserted = lock(&self.conn)
+        let mut c = self.lock();
+        let inserted = c
+            .conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO counted_jobs (key, event, currency, amount_minor) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -446,16 +454,16 @@ impl OrderMetrics {
             })
             .map_err(db("record a counted job"))?;
         if inserted == 0 {
-            values.duplicates_ignored += 1;
+            c.values.duplicates_ignored += 1;
             return Ok(false);
         }
-        values.count(event, currency, amount_minor);
+        c.values.count(event, currency, amount_minor);
         Ok(true)
     }
 
     /// The counters now.
     pub fn snapshot(&self) -> BusinessMetrics {
-        lock(&self.values).clone()
+        self.lock().values.clone()
     }
 }
 
