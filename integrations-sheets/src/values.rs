@@ -72,6 +72,13 @@ pub(crate) struct ValueRangeWire {
     values: Vec<Vec<WireCell>>,
 }
 
+/// Google's `BatchGetValuesResponse`: `valueRanges` is absent when no range was asked.
+#[derive(Deserialize)]
+pub(crate) struct BatchGetWire {
+    #[serde(default, rename = "valueRanges")]
+    pub(crate) value_ranges: Vec<ValueRangeWire>,
+}
+
 /// A cell read straight from the response, as [`cell_from_json`] reads it, without a
 /// `serde_json::Value` in between: a read of a whole column (the sink's key lookups) held
 /// every cell twice, as a `Value` and as a [`Cell`], ~250 bytes a row at its peak.

@@ -259,6 +259,157 @@ async fn an_update_goes_to_the_first_row_of_its_key_and_keeps_the_keys_known() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_of_an_appended_row_checks_its_key_cell_not_the_column() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build().unwrap();
+    sink.append_rows("Orders", orders(0..40)).await.unwrap();
+    sink.append_rows("Orders", orders(40..60)).await.unwrap();
+    assert_eq!(
+        requests_to(&sandbox, Endpoint::Get).len(),
+        1,
+        "the first append's read"
+    );
+
+    let out = sink
+        .update_rows(
+            "Orders",
+            vec![
+                Row::new("order-45/paid").cell("GBP"),
+                Row::new("order-7/paid").cell("USD"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            UpdateOutcome::Updated { row: 46 },
+            UpdateOutcome::Updated { row: 8 }
+        ]
+    );
+    // One read of the two key cells, no read of the column, one write.
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 1);
+    let checks = requests_to(&sandbox, Endpoint::BatchGet);
+    assert_eq!((checks.len(), checks[0].rows), (1, 2));
+    assert_eq!(requests_to(&sandbox, Endpoint::BatchUpdate).len(), 1);
+    let rows = sandbox.rows(sandbox.spreadsheet_id(), "Orders").unwrap();
+    assert_eq!(rows.len(), 60);
+    assert_eq!(rows[7], ["order-7/paid", "USD", "700"]);
+    assert_eq!(rows[45], ["order-45/paid", "GBP", "4500"]);
+    assert_eq!(rows[8], ["order-8/paid", "EUR", "800"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_whose_row_moved_finds_it_again_in_the_column() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build().unwrap();
+    sink.append_rows("Orders", orders(0..10)).await.unwrap();
+    // Somebody inserts a row at the top: every row moves down one.
+    let mut moved = vec![vec![json!("a note"), json!("typed by a person")]];
+    moved.extend(
+        sandbox
+            .rows(sandbox.spreadsheet_id(), "Orders")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_iter().map(serde_json::Value::from).collect()),
+    );
+    sandbox.seed_rows(sandbox.spreadsheet_id(), "Orders", moved);
+
+    let out = sink
+        .update_row("Orders", Row::new("order-3/paid").cell("USD"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::Updated { row: 5 });
+    // The key cell at the known row held another key: the column was read, and only then the
+    // row written.
+    assert_eq!(requests_to(&sandbox, Endpoint::BatchGet).len(), 1);
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 2);
+    let rows = sandbox.rows(sandbox.spreadsheet_id(), "Orders").unwrap();
+    assert_eq!(
+        rows[3],
+        ["order-2/paid", "EUR", "200"],
+        "the row now at 4 is untouched"
+    );
+    assert_eq!(rows[4], ["order-3/paid", "USD", "300"]);
+    // The column read refreshed every known row: the next update is checked, not read.
+    let out = sink
+        .update_row("Orders", Row::new("order-9/paid").cell("GBP"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::Updated { row: 11 });
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 2);
+    assert_eq!(requests_to(&sandbox, Endpoint::BatchGet).len(), 2);
+
+    // A row deleted (its key cell cleared): checked, read, and not found.
+    sandbox.seed_rows(
+        sandbox.spreadsheet_id(),
+        "Orders",
+        vec![vec![], vec![], vec![], vec![], vec![], vec![json!("")]],
+    );
+    let out = sink
+        .update_row("Orders", Row::new("order-4/paid").cell("GBP"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::NotFound);
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sandbox_answers_batch_get_as_google_does() {
+    let sandbox = sandbox_with("Orders").await;
+    sandbox.seed_rows(
+        sandbox.spreadsheet_id(),
+        "Orders",
+        vec![
+            vec![json!("order-1"), json!(12.5)],
+            vec![json!("order-2"), json!("x")],
+        ],
+    );
+    let client = fast_builder(&sandbox).build_client().unwrap();
+    let read = client
+        .batch_get(&[
+            A1Range::cell("Orders", 0, 2),
+            A1Range::area("Orders", 0, 1, 1, 1),
+            A1Range::cell("Orders", 0, 9),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(&str, Vec<Vec<String>>)> = read
+        .iter()
+        .map(|v| {
+            let cells = v
+                .values
+                .iter()
+                .map(|r| r.iter().map(|c| c.as_text()).collect())
+                .collect();
+            (v.range.as_str(), cells)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Orders!A2", vec![vec!["order-2".to_owned()]]),
+            (
+                "Orders!A1:B1",
+                vec![vec!["order-1".to_owned(), "12.5".to_owned()]]
+            ),
+            ("Orders!A9", vec![]),
+        ]
+    );
+    let e = client
+        .batch_get(&[A1Range::cell("Orders", 0, 1), A1Range::cell("Nope", 0, 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.to_string().contains("Unable to parse range: Nope!A1"),
+        "{e}"
+    );
+    assert_eq!(sandbox.stats().read_requests, 2, "batchGet is a read");
+    assert_eq!(sandbox.stats().write_requests, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn update_on_an_empty_sheet_is_not_found_without_a_write() {
     let sandbox = sandbox_with("Empty").await;
     let sink = fast_builder(&sandbox).build().unwrap();

@@ -240,6 +240,63 @@ async fn get_update_and_batch_update_requests() {
 }
 
 #[tokio::test]
+async fn batch_get_sends_every_range_in_order_and_maps_a_bad_one() {
+    let server = MockServer::start().await;
+    let sa = account();
+    mount_token(&server, &sa, 1).await;
+    // The whole query string, in order: the repeated `ranges` (form-encoded, as `reqwest`
+    // encodes a query), then the rendering.
+    let exact_query = |request: &Request| {
+        request.url.query()
+            == Some(
+                "ranges=Orders%21A8&ranges=%27Q1+%2F+Q2%27%21A5\
+                 &majorDimension=ROWS&valueRenderOption=FORMATTED_VALUE",
+            )
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("/v4/spreadsheets/{SHEET_ID}/values:batchGet")))
+        .and(exact_query)
+        .and(header("authorization", TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("batch_get_response.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v4/spreadsheets/{SHEET_ID}/values:batchGet")))
+        .and(query_param("ranges", "Missing!A1"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(fixture("error_400_range.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let client = builder(&server, &sa, 0).build_client().unwrap();
+    let read = client
+        .batch_get(&[
+            A1Range::cell("Orders", 0, 8),
+            A1Range::cell("Q1 / Q2", 0, 5),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].range, "Orders!A8");
+    assert_eq!(read[0].values, vec![vec![Cell::from("order-7/paid")]]);
+    assert_eq!(read[1].range, "'Q1 / Q2'!A5");
+    assert!(read[1].values.is_empty(), "an empty cell has no values");
+
+    let e = client
+        .batch_get(&[A1Range::cell("Missing", 0, 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.status(), Some(400));
+    assert!(
+        e.to_string().contains("Unable to parse range: Missing!A1"),
+        "{e}"
+    );
+    assert_eq!(e.context().operation.as_deref(), Some("values.batchGet"));
+}
+
+#[tokio::test]
 async fn the_sink_reads_the_key_column_and_appends_only_new_rows() {
     let server = MockServer::start().await;
     let sa = account();

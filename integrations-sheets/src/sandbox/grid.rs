@@ -43,7 +43,11 @@ pub(crate) struct Area {
 }
 
 impl Area {
+    /// The area in A1 notation, a single cell as Google writes it (`Orders!A2`, not `A2:A2`).
     pub(crate) fn render(&self, sheet: &str) -> String {
+        if self.first_row == self.last_row && self.first_column == self.last_column {
+            return A1Range::cell(sheet, self.first_column, self.first_row).to_string();
+        }
         A1Range::area(
             sheet,
             self.first_column,

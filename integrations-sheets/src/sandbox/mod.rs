@@ -5,7 +5,7 @@
 //!   key and checks `aud`, `iat`/`exp` and `scope`, answering Google's
 //!   `{"error":"invalid_grant","error_description":…}` on failure.
 //! * `GET|PUT /v4/spreadsheets/{id}/values/{range}`, `POST …/values/{range}:append`,
-//!   `POST …/values:batchUpdate`: A1 ranges, append's table detection and `INSERT_ROWS`,
+//!   `GET …/values:batchGet`, `POST …/values:batchUpdate`: A1 ranges, append's table detection and `INSERT_ROWS`,
 //!   `updates` in the response, Google's error shape.
 //! * A per-user, per-minute quota for reads and writes (fixed windows on tokio's clock, so a
 //!   paused test clock drives it), answering `429 RESOURCE_EXHAUSTED` when used up.
@@ -15,7 +15,7 @@
 //!   `Retry-After` when given), a hang (no answer for the hang time, then the connection closes),
 //!   or [`Fault::DropAfterAccept`] (the write happens, then the connection is closed without an
 //!   answer). Operations are named after [`Endpoint::name`]: `"token"`, `"values.get"`,
-//!   `"values.append"`, `"values.update"`, `"values.batchUpdate"`.
+//!   `"values.append"`, `"values.update"`, `"values.batchUpdate"`, `"values.batchGet"`.
 //! * Records: [`Sandbox::requests`] and the totals behind [`Sandbox::stats`] come from the
 //!   testkit's bounded request log ([`SandboxBuilder::request_retention`]); served values
 //!   answers carry an `x-sandbox-rows` header with the rows read or written.
@@ -84,19 +84,22 @@ pub enum Endpoint {
     Update,
     /// `values.batchUpdate`.
     BatchUpdate,
+    /// `values.batchGet`.
+    BatchGet,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 5] = [
+    const ALL: [Endpoint; 6] = [
         Endpoint::Token,
         Endpoint::Get,
         Endpoint::Append,
         Endpoint::Update,
         Endpoint::BatchUpdate,
+        Endpoint::BatchGet,
     ];
 
     /// The operation name faults and the request log use: `"token"`, `"values.get"`,
-    /// `"values.append"`, `"values.update"`, `"values.batchUpdate"`.
+    /// `"values.append"`, `"values.update"`, `"values.batchUpdate"`, `"values.batchGet"`.
     pub const fn name(self) -> &'static str {
         match self {
             Endpoint::Token => "token",
@@ -104,7 +107,13 @@ impl Endpoint {
             Endpoint::Append => "values.append",
             Endpoint::Update => "values.update",
             Endpoint::BatchUpdate => "values.batchUpdate",
+            Endpoint::BatchGet => "values.batchGet",
         }
+    }
+
+    /// Whether Google counts a request to this endpoint against the read quota.
+    pub(crate) const fn is_read(self) -> bool {
+        matches!(self, Endpoint::Get | Endpoint::BatchGet)
     }
 
     /// The endpoint an operation name stands for.

@@ -129,14 +129,21 @@ impl SandboxService for ValuesService {
         let Some(route) = values::route(&req.method, req.path()) else {
             return not_found();
         };
-        let query: HashMap<String, String> = url::form_urlencoded::parse(req.query().as_bytes())
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query().as_bytes())
             .into_owned()
             .collect();
+        // `ranges` is repeated (`values.batchGet`); every other parameter is single.
+        let ranges: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k == "ranges")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let query: HashMap<String, String> = pairs.into_iter().collect();
         let bearer = req
             .header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "));
         let mut state = lock(&self.state);
-        match values::handle(&mut state, &route, &query, bearer, &req.body) {
+        match values::handle(&mut state, &route, &query, &ranges, bearer, &req.body) {
             Ok(reply) => {
                 let rows = reply.rows.to_string();
                 reply.with_header(ROWS_HEADER, &rows).into_response()
@@ -149,7 +156,7 @@ impl SandboxService for ValuesService {
         match fault {
             Fault::RateLimited { retry_after } => {
                 let kind = match values::route(&req.method, req.path()) {
-                    Some(r) if r.endpoint == Endpoint::Get => QuotaKind::Read,
+                    Some(r) if r.endpoint.is_read() => QuotaKind::Read,
                     _ => QuotaKind::Write,
                 };
                 let body = lock(&self.state).quota_error_body(kind);

@@ -1,4 +1,4 @@
-//! The sandbox's `spreadsheets.values` endpoints: get, update, append, batchUpdate.
+//! The sandbox's `spreadsheets.values` endpoints: get, batchGet, update, append, batchUpdate.
 
 use std::collections::HashMap;
 
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Endpoint;
-use super::grid::{InputOption, RenderOption, Written, write_bounds};
+use super::grid::{ColumnsView, InputOption, RenderOption, RowsView, Written, write_bounds};
 use super::server::Reply;
 use super::state::{QuotaKind, State};
 use crate::a1::A1Range;
@@ -27,11 +27,19 @@ pub(crate) struct Route {
     pub(crate) range: Option<String>,
 }
 
-/// Parses `/v4/spreadsheets/{id}/values/{range}[:append]` and `/v4/spreadsheets/{id}/values:batchUpdate`.
+/// Parses `/v4/spreadsheets/{id}/values/{range}[:append]`, `/v4/spreadsheets/{id}/values:batchUpdate`
+/// and `/v4/spreadsheets/{id}/values:batchGet`.
 pub(crate) fn route(method: &http::Method, path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/v4/spreadsheets/")?;
     let (id, rest) = rest.split_once('/')?;
     let spreadsheet = decode(id)?;
+    if rest == "values:batchGet" {
+        return (method == http::Method::GET).then_some(Route {
+            endpoint: Endpoint::BatchGet,
+            spreadsheet,
+            range: None,
+        });
+    }
     if rest == "values:batchUpdate" {
         return (method == http::Method::POST).then_some(Route {
             endpoint: Endpoint::BatchUpdate,
@@ -157,7 +165,7 @@ pub(crate) fn authenticate(
             return Err(unauthenticated());
         }
     };
-    if route.endpoint == Endpoint::Get {
+    if route.endpoint.is_read() {
         state.stats.read_requests += 1;
     } else {
         state.stats.write_requests += 1;
@@ -171,6 +179,7 @@ pub(crate) fn handle(
     state: &mut State,
     route: &Route,
     query: &HashMap<String, String>,
+    ranges: &[String],
     bearer: Option<&str>,
     body: &[u8],
 ) -> Result<Reply, Reply> {
@@ -181,7 +190,7 @@ pub(crate) fn handle(
         // Expired between the check and now.
         return Err(unauthenticated());
     };
-    let kind = if route.endpoint == Endpoint::Get {
+    let kind = if route.endpoint.is_read() {
         QuotaKind::Read
     } else {
         QuotaKind::Write
@@ -190,13 +199,14 @@ pub(crate) fn handle(
         state.stats.quota_rejections += 1;
         return Err(Reply::json(429, state.quota_error_body(kind)));
     }
-    Ok(operate(state, route, query, body))
+    Ok(operate(state, route, query, ranges, body))
 }
 
 fn operate(
     state: &mut State,
     route: &Route,
     query: &HashMap<String, String>,
+    ranges: &[String],
     body: &[u8],
 ) -> Reply {
     if !state.spreadsheets.contains_key(&route.spreadsheet) {
@@ -204,6 +214,7 @@ fn operate(
     }
     let result = match route.endpoint {
         Endpoint::Get => get(state, route, query),
+        Endpoint::BatchGet => batch_get(state, route, query, ranges),
         Endpoint::Append => append(state, route, query, body),
         Endpoint::Update => update(state, route, query, body),
         Endpoint::BatchUpdate => batch_update(state, route, body),
@@ -243,9 +254,8 @@ struct ValueRangeOut<V> {
     values: Option<V>,
 }
 
-fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Result<Reply, Reply> {
-    let text = route.range.as_deref().unwrap_or_default();
-    let range = resolve(state, &route.spreadsheet, text)?;
+/// A read's rendering: `valueRenderOption`, and whether `majorDimension` is `COLUMNS`.
+fn read_options(query: &HashMap<String, String>) -> Result<(RenderOption, bool), Reply> {
     let render = match query.get("valueRenderOption").map(String::as_str) {
         None | Some("FORMATTED_VALUE") => RenderOption::Formatted,
         Some("UNFORMATTED_VALUE") | Some("FORMULA") => RenderOption::Unformatted,
@@ -264,31 +274,78 @@ fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Res
             )));
         }
     };
+    Ok((render, columns))
+}
+
+/// A read's values, by rows or by columns: a view of the grid, written straight from it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Values<'a> {
+    Rows(RowsView<'a>),
+    Columns(ColumnsView<'a>),
+}
+
+/// The `ValueRange` of `text` (values absent when the area is empty), and its rows or columns.
+fn read<'s>(
+    state: &'s mut State,
+    spreadsheet: &str,
+    text: &str,
+    (render, columns): (RenderOption, bool),
+) -> Result<(ValueRangeOut<Values<'s>>, usize), Reply> {
+    let range = resolve(state, spreadsheet, text)?;
     let sheet = state
-        .sheet_mut(&route.spreadsheet, range.sheet_name(), false)
+        .sheet_mut(spreadsheet, range.sheet_name(), false)
         .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
     let area = sheet.clip(&range.bounds());
     let range = area.render(&sheet.title);
-    // Written straight from the grid, by rows or by columns (a sink's update reads the whole
-    // key column).
     let view = sheet.view(&area, render);
-    if !columns {
-        let rows = view.len();
-        let body = ValueRangeOut {
-            major_dimension: "ROWS",
-            range,
-            values: (rows > 0).then_some(view),
-        };
-        return Ok(Reply::serialized(200, &body).with_rows(rows));
-    }
-    let columns = view.columns();
-    let listed = columns.len();
-    let body = ValueRangeOut {
-        major_dimension: "COLUMNS",
-        range,
-        values: (listed > 0).then_some(columns),
+    let (major_dimension, listed, values) = if columns {
+        let columns = view.columns();
+        ("COLUMNS", columns.len(), Values::Columns(columns))
+    } else {
+        ("ROWS", view.len(), Values::Rows(view))
     };
-    Ok(Reply::serialized(200, &body).with_rows(listed))
+    let out = ValueRangeOut {
+        major_dimension,
+        range,
+        values: (listed > 0).then_some(values),
+    };
+    Ok((out, listed))
+}
+
+fn get(state: &mut State, route: &Route, query: &HashMap<String, String>) -> Result<Reply, Reply> {
+    let options = read_options(query)?;
+    let text = route.range.as_deref().unwrap_or_default();
+    // Serialized straight from the grid (a sink's full read is the whole key column).
+    let (out, listed) = read(state, &route.spreadsheet, text, options)?;
+    Ok(Reply::serialized(200, &out).with_rows(listed))
+}
+
+/// `values.batchGet`: each of `ranges` read as `values.get` reads it, in the order asked; one
+/// range that does not parse or names no sheet fails the whole request, as at Google.
+fn batch_get(
+    state: &mut State,
+    route: &Route,
+    query: &HashMap<String, String>,
+    ranges: &[String],
+) -> Result<Reply, Reply> {
+    let options = read_options(query)?;
+    let mut value_ranges = Vec::with_capacity(ranges.len());
+    let mut listed = 0;
+    for text in ranges {
+        // Each answer is made into JSON before the next read borrows the grid: batchGet reads
+        // a few cells (a sink's check of the rows it updates), not whole columns.
+        let (out, n) = read(state, &route.spreadsheet, text, options)?;
+        listed += n;
+        value_ranges.push(serde_json::to_value(&out).map_err(|e| {
+            Reply::google(500, "INTERNAL", format!("Internal error encountered. {e}"))
+        })?);
+    }
+    let mut body = json!({ "spreadsheetId": route.spreadsheet });
+    if !value_ranges.is_empty() {
+        body["valueRanges"] = Value::Array(value_ranges);
+    }
+    Ok(Reply::json(200, body).with_rows(listed))
 }
 
 fn append(
@@ -465,6 +522,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.endpoint, r.range), (Endpoint::BatchUpdate, None));
+        let r = route(&http::Method::GET, "/v4/spreadsheets/abc/values:batchGet").unwrap();
+        assert_eq!((r.endpoint, r.range), (Endpoint::BatchGet, None));
+        assert!(route(&http::Method::POST, "/v4/spreadsheets/abc/values:batchGet").is_none());
         assert!(route(&http::Method::DELETE, "/v4/spreadsheets/abc/values/A1").is_none());
         assert!(route(&http::Method::GET, "/v3/whatever").is_none());
     }

@@ -1,5 +1,6 @@
 //! The sink's background flusher: one append per sheet and batch, deduplicated by key, with
-//! key-checked retries; updates by key with one read of the key column per batch.
+//! key-checked retries; updates by key at the rows the sink knows, checked with one
+//! `values.batchGet` of their key cells, or else found with one read of the key column.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,12 +16,29 @@ use crate::a1::A1Range;
 use crate::client::{GoogleSheetsClient, may_have_landed, replicate};
 use crate::values::rows_to_json;
 
-/// Keys known to be in a sheet's column A: loaded with one read, then kept up to date by our own
-/// appends. Marked stale after an append whose outcome is unknown.
+/// Keys known to be in a sheet's column A, each with the row it was seen at (1-based; 0 when the
+/// key is known to be there but not where): loaded with one read, then kept up to date by our
+/// own appends, whose `updatedRange` says where their rows went. Marked stale after an append
+/// whose outcome is unknown.
+///
+/// A row is a hint, never trusted alone: an update first reads the key cells of the rows it
+/// would write (rows move when somebody inserts, deletes or sorts), and falls back to reading
+/// the column when one of them holds another key.
 #[derive(Debug, Default)]
 struct KnownKeys {
-    keys: HashSet<String>,
+    rows: HashMap<String, u32>,
     loaded: bool,
+}
+
+/// Column A as the map of [`KnownKeys`]: each key at the first row that holds it.
+fn index(col: Vec<Option<String>>) -> HashMap<String, u32> {
+    let mut rows = HashMap::with_capacity(col.len());
+    for (i, key) in col.into_iter().enumerate() {
+        if let Some(key) = key {
+            rows.entry(key).or_insert(u32::try_from(i + 1).unwrap_or(0));
+        }
+    }
+    rows
 }
 
 /// Runs until the sink closes and its buffer is empty.
@@ -99,20 +117,27 @@ async fn flush_batch(
 /// Column A of `sheet`, in row order (`None` for an empty key cell). An empty sheet has none.
 async fn read_keys(client: &GoogleSheetsClient, sheet: &str) -> Result<Vec<Option<String>>> {
     let col = client.get(&A1Range::columns(sheet, 0, 0)).await?;
-    Ok(col
-        .values
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .next()
-                .map(|c| match c {
-                    // Moved: the column is as long as the sheet.
-                    Cell::Text(s) => s,
-                    other => other.as_text(),
-                })
-                .filter(|k| !k.is_empty())
+    Ok(col.values.into_iter().map(key_of).collect())
+}
+
+/// The key in a row read from column A (`None` for an empty cell).
+fn key_of(row: Vec<Cell>) -> Option<String> {
+    row.into_iter()
+        .next()
+        .map(|c| match c {
+            // Moved: the column is as long as the sheet.
+            Cell::Text(s) => s,
+            other => other.as_text(),
         })
-        .collect())
+        .filter(|k| !k.is_empty())
+}
+
+/// The first row of an append's `updatedRange` (`'Orders'!A6:F9` is 6), if it names one.
+fn first_row(updated_range: Option<&str>) -> Option<u32> {
+    A1Range::parse(updated_range?)
+        .ok()?
+        .start()
+        .and_then(|c| c.row)
 }
 
 async fn append_jobs(
@@ -124,7 +149,7 @@ async fn append_jobs(
     if !keys.loaded {
         match read_keys(client, sheet).await {
             Ok(col) => {
-                keys.keys = col.into_iter().flatten().collect();
+                keys.rows = index(col);
                 keys.loaded = true;
             }
             Err(e) => return Err(fail_appends(jobs, e)),
@@ -136,7 +161,7 @@ async fn append_jobs(
     let mut to_send: Vec<(usize, &Row)> = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         for row in &job.rows {
-            if keys.keys.contains(row.key()) || !seen.insert(row.key()) {
+            if keys.rows.contains_key(row.key()) || !seen.insert(row.key()) {
                 outcomes[j].already_present += 1;
             } else {
                 to_send.push((j, row));
@@ -146,10 +171,10 @@ async fn append_jobs(
     if !to_send.is_empty() {
         let rows: Vec<&Row> = to_send.iter().map(|(_, r)| *r).collect();
         match append_checked(client, sheet, &rows).await {
-            Ok(()) => {
-                for (j, row) in &to_send {
+            Ok(placed) => {
+                for ((j, row), at) in to_send.iter().zip(placed) {
                     outcomes[*j].appended += 1;
-                    keys.keys.insert(row.key().to_owned());
+                    keys.rows.insert(row.key().to_owned(), at);
                 }
             }
             Err((e, unknown)) => {
@@ -187,20 +212,24 @@ struct Progress {
     pending: Vec<usize>,
     /// The last attempt failed in a way that may have appended the rows.
     maybe_landed: bool,
+    /// The sheet row of each of `rows` once it is known to be there (0 while not known).
+    placed: Vec<u32>,
 }
 
 /// Appends `rows` under the write policy. Before an attempt that follows one whose outcome is
 /// unknown (timeout, dropped connection, 5xx), reads the key column and drops the rows that did
-/// land, so that no row is appended twice. On failure, says whether rows may have landed.
+/// land, so that no row is appended twice. On success, the row each of `rows` is at (0 where
+/// Google's answer did not say); on failure, whether rows may have landed.
 async fn append_checked(
     client: &GoogleSheetsClient,
     sheet: &str,
     rows: &[&Row],
-) -> Result<(), (Error, bool)> {
+) -> Result<Vec<u32>, (Error, bool)> {
     let range = A1Range::cell(sheet, 0, 1);
     let progress = Mutex::new(Progress {
         pending: (0..rows.len()).collect(),
         maybe_landed: false,
+        placed: vec![0; rows.len()],
     });
     let lock = || progress.lock().unwrap_or_else(|p| p.into_inner());
     let result = client
@@ -209,14 +238,19 @@ async fn append_checked(
             let (range, lock) = (&range, &lock);
             async move {
                 if lock().maybe_landed {
-                    let present: HashSet<String> = read_keys(client, sheet)
-                        .await?
-                        .into_iter()
-                        .flatten()
-                        .collect();
+                    let present = index(read_keys(client, sheet).await?);
                     let mut p = lock();
                     let before = p.pending.len();
-                    p.pending.retain(|i| !present.contains(rows[*i].key()));
+                    let Progress {
+                        pending, placed, ..
+                    } = &mut *p;
+                    pending.retain(|&i| match present.get(rows[i].key()) {
+                        Some(&at) => {
+                            placed[i] = at;
+                            false
+                        }
+                        None => true,
+                    });
                     p.maybe_landed = false;
                     tracing::info!(
                         provider = crate::PROVIDER,
@@ -240,8 +274,21 @@ async fn append_checked(
                 let result = client.append_attempt(attempt.number, range, &values).await;
                 let mut p = lock();
                 match result {
-                    Ok(_) => {
+                    Ok(appended) => {
                         p.maybe_landed = false;
+                        // Google writes the rows in the order sent, from the first row of
+                        // `updatedRange`.
+                        if let Some(first) = first_row(appended.updates.updated_range.as_deref()) {
+                            let Progress {
+                                pending, placed, ..
+                            } = &mut *p;
+                            for (n, &i) in pending.iter().enumerate() {
+                                placed[i] = u32::try_from(n)
+                                    .ok()
+                                    .and_then(|n| first.checked_add(n))
+                                    .unwrap_or(0);
+                            }
+                        }
                         p.pending.clear();
                         Ok(())
                     }
@@ -255,7 +302,10 @@ async fn append_checked(
         .await;
     // An attempt cut off by the policy's timeout never reached its `match`: `maybe_landed`
     // stayed set, which is what makes the next attempt (or flush) check the key column.
-    result.map_err(|e| (e, lock().maybe_landed))
+    match result {
+        Ok(()) => Ok(std::mem::take(&mut lock().placed)),
+        Err(e) => Err((e, lock().maybe_landed)),
+    }
 }
 
 async fn update_jobs(
@@ -264,30 +314,33 @@ async fn update_jobs(
     keys: &mut KnownKeys,
     jobs: Vec<UpdateJob>,
 ) -> Result<(), Error> {
-    // One read of the key column for the whole batch.
-    let col = match read_keys(client, sheet).await {
-        Ok(col) => col,
-        Err(e) => return Err(fail_updates(jobs, e)),
-    };
-    // The first row of each key this batch updates, found in one pass over the column: a map of
-    // the batch's keys, not of every row (the column is as long as the sheet).
-    let mut row_of: HashMap<&str, usize> = jobs
+    let batch: HashSet<&str> = jobs
         .iter()
         .flat_map(|job| &job.rows)
-        .map(|row| (row.key(), 0))
+        .map(Row::key)
         .collect();
-    for (i, k) in col.iter().enumerate() {
-        if let Some(r) = k.as_deref().and_then(|k| row_of.get_mut(k))
-            && *r == 0
-        {
-            *r = i + 1;
-        }
-    }
-    row_of.retain(|_, r| *r > 0);
-    // The column read is the freshest list of keys: it replaces what the appends kept (moved,
-    // not copied).
-    keys.keys = col.into_iter().flatten().collect();
-    keys.loaded = true;
+    // The rows the sink knows, if their key cells still hold their keys; else one read of the
+    // key column for the whole batch.
+    let row_of = match checked_rows(client, sheet, keys, &batch).await {
+        Ok(Some(rows)) => rows,
+        Ok(None) => match read_keys(client, sheet).await {
+            Ok(col) => {
+                // The column read is the freshest list of keys: it replaces what the appends
+                // kept (moved, not copied).
+                keys.rows = index(col);
+                keys.loaded = true;
+                batch
+                    .iter()
+                    .filter_map(|&k| match keys.rows.get(k) {
+                        Some(&row) if row > 0 => Some((k, row as usize)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            Err(e) => return Err(fail_updates(jobs, e)),
+        },
+        Err(e) => return Err(fail_updates(jobs, e)),
+    };
     let mut data = Vec::new();
     let mut outcomes: Vec<Vec<UpdateOutcome>> = Vec::with_capacity(jobs.len());
     for job in &jobs {
@@ -315,6 +368,55 @@ async fn update_jobs(
         let _ = job.done.send(Ok(out));
     }
     Ok(())
+}
+
+/// The row of each of `batch`'s keys, when the sink knows one for every key and one
+/// `values.batchGet` (per [`GoogleSheetsClient::BATCH_GET_RANGES`] keys) finds each key cell
+/// still holding its key; `None` when a key is not known, or its row was not known or no
+/// longer holds it.
+async fn checked_rows<'b>(
+    client: &GoogleSheetsClient,
+    sheet: &str,
+    keys: &KnownKeys,
+    batch: &HashSet<&'b str>,
+) -> Result<Option<HashMap<&'b str, usize>>> {
+    if !keys.loaded {
+        return Ok(None);
+    }
+    let mut known: Vec<(&str, u32)> = Vec::with_capacity(batch.len());
+    for &key in batch {
+        match keys.rows.get(key) {
+            Some(&row) if row > 0 => known.push((key, row)),
+            _ => return Ok(None),
+        }
+    }
+    known.sort_unstable_by_key(|&(_, row)| row);
+    for part in known.chunks(GoogleSheetsClient::BATCH_GET_RANGES) {
+        let ranges: Vec<A1Range> = part
+            .iter()
+            .map(|&(_, row)| A1Range::cell(sheet, 0, row))
+            .collect();
+        let read = client.batch_get(&ranges).await?;
+        if read.len() != part.len() {
+            return Ok(None);
+        }
+        for (&(key, _), cell) in part.iter().zip(read) {
+            if cell.values.into_iter().next().and_then(key_of).as_deref() != Some(key) {
+                tracing::debug!(
+                    provider = crate::PROVIDER,
+                    sheet,
+                    "a key is no longer at its row; reading the key column"
+                );
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(
+        known
+            .into_iter()
+            .map(|(key, row)| (key, row as usize))
+            .collect(),
+    ))
 }
 
 fn fail_updates(jobs: Vec<UpdateJob>, e: Error) -> Error {

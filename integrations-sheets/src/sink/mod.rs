@@ -131,20 +131,27 @@ impl Drop for Inner {
 ///   again and dropping the rows that did land. Rows written by other processes after the first
 ///   read are not seen until such a re-read.
 /// * **Updates by key** ([`update_row`](SheetsSink::update_row), [`GoogleSheetsSink::update_rows`])
-///   go through the same buffer, after the sheet's pending appends: one read of the key column and
-///   one `values.batchUpdate` per batch, however many rows it updates. A key not in the sheet
-///   (including an empty sheet) is [`UpdateOutcome::NotFound`].
+///   go through the same buffer, after the sheet's pending appends, one `values.batchUpdate` per
+///   batch however many rows it updates. The sink remembers the row of every key it has read or
+///   appended (an append's `updatedRange` says where its rows went), but never writes on that
+///   memory alone: it first reads the key cells of those rows (one `values.batchGet` of up to
+///   [`GoogleSheetsClient::BATCH_GET_RANGES`] cells), and if any of them holds another key (rows
+///   inserted, deleted or sorted by somebody else), or a key is not one it knows, it reads the
+///   whole key column once for the batch and writes where the keys are now. A key not in the
+///   sheet (including an empty sheet) is [`UpdateOutcome::NotFound`]; a key in several rows
+///   updates the first the sink knows of.
 /// * **Quota.** Every request runs under the client's policies; the default write limiter spaces
 ///   writes to at most 60 a minute (Google's per-user limit) and a `429 RESOURCE_EXHAUSTED` is
 ///   retried with backoff.
 /// * **Back-pressure.** At most [`BatchConfig::buffer_rows`] rows are buffered or in flight;
 ///   further calls wait for space.
-/// * **Cost with the sheet's size.** The set of keys is the whole of column A: it grows with the
-///   sheet (~60–80 bytes a row; ~7 MB at 100,000 rows) and lives as long as the sink. Each
-///   update batch, and each append after an unknown outcome, reads the whole column again: a
-///   response about as large as the column's text, and at its peak the parsed column beside the new set of keys.
-///   Google offers no lookup by key; a sheet of millions of rows is better written through a
-///   sink that only appends, or kept in a database.
+/// * **Cost with the sheet's size.** The map of keys to rows is the whole of column A: it grows
+///   with the sheet (~70–90 bytes a row; ~8 MB at 100,000 rows) and lives as long as the sink.
+///   An update of rows the sink knows costs a read of as many cells; an update of a key it does
+///   not know or whose row moved, and each append after an unknown outcome, reads the whole
+///   column: a response about as large as the column's text, and at its peak the parsed column
+///   beside the new map. Google offers no lookup by key; a sheet of millions of rows is better
+///   written through a sink that only appends, or kept in a database.
 #[derive(Clone)]
 pub struct GoogleSheetsSink {
     inner: Arc<Inner>,
