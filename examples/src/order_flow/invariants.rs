@@ -282,9 +282,13 @@ fn paid_fulfilled(f: &Facts<'_>, pass: &mut Pass) -> Invariant {
 }
 
 /// Every declined order got a payment-failed email and nothing of a paid one.
+/// Every declined order got its failure email and nothing of a paid order.
+pub const DECLINED_HANDLED: &str =
+    "every declined order got a payment-failed email and nothing of a paid one";
+
 fn declined_handled(pass: &mut Pass) -> Invariant {
     check(
-        "every declined order got a payment-failed email and nothing of a paid one",
+        DECLINED_HANDLED,
         std::mem::take(&mut pass.mishandled),
         format!("{} declined orders", pass.declined),
     )
@@ -561,13 +565,18 @@ mod tests {
     }
 
     fn judged(w: &World, drained: bool) -> Vec<Invariant> {
+        judged_from(w, &w.orders, drained)
+    }
+
+    /// `w` judged with its orders read from `orders`.
+    fn judged_from(w: &World, orders: &dyn Records, drained: bool) -> Vec<Invariant> {
         let redelivery = Redelivery {
             event_id: "evt_x".into(),
             event_type: "payment_intent.succeeded".into(),
             order_id: w.orders[1].order.id.clone(),
         };
         judge(&Facts {
-            orders: &w.orders,
+            orders,
             evidence: &w.evidence,
             payments: &w.payments,
             outbox: w.outbox,
@@ -595,6 +604,65 @@ mod tests {
         let all = judged(&w, true);
         assert_eq!(all.len(), 10);
         assert!(failed(&all).is_empty(), "{all:#?}");
+    }
+
+    /// `w`'s orders in an order book, as the run keeps them.
+    fn book_of(w: &World) -> crate::order_flow::orders::OrderBook {
+        let book = crate::order_flow::orders::OrderBook::new();
+        for r in &w.orders {
+            book.insert(r.order.clone()).unwrap();
+            if let Some(p) = &r.payment_id {
+                book.payment_created(&r.order.id, p).unwrap();
+            }
+            book.set_state(&r.order.id, r.state.clone()).unwrap();
+        }
+        book
+    }
+
+    #[test]
+    fn the_order_book_is_judged_as_the_records_are() {
+        let w = healthy();
+        let from_book = judged_from(&w, &book_of(&w), true);
+        assert!(failed(&from_book).is_empty(), "{from_book:#?}");
+        assert_eq!(from_book, judged(&w, true));
+
+        // A stuck order and a declined one with a paid effect, read from the book.
+        let mut w = healthy();
+        w.orders[1].state = OrderState::PaymentPending;
+        let id7 = w.orders[2].order.id.clone();
+        w.evidence.add_email(&id7, "order_confirmation");
+        let from_book = judged_from(&w, &book_of(&w), true);
+        assert_eq!(from_book, judged(&w, true));
+        let f = failed(&from_book);
+        assert!(
+            f.contains(&"every checkout ended paid or declined"),
+            "{f:?}"
+        );
+        assert!(f.contains(&DECLINED_HANDLED), "{f:?}");
+    }
+
+    #[test]
+    fn a_declined_order_treated_as_paid_is_caught() {
+        for effect in ["confirmation email", "analytics row"] {
+            let mut w = healthy();
+            let id = w.orders[2].order.id.clone();
+            if effect == "analytics row" {
+                w.evidence.add_row(&id, "paid", true);
+            } else {
+                w.evidence.add_email(&id, "order_confirmation");
+            }
+            let all = judged(&w, true);
+            let verdict = all.iter().find(|i| i.name == DECLINED_HANDLED).unwrap();
+            assert!(!verdict.ok, "{effect}: {verdict:?}");
+            assert_eq!(verdict.detail, format!("{id}: treated as paid"), "{effect}");
+        }
+        // And one without its failure email.
+        let mut w = healthy();
+        let id = w.orders[2].order.id.clone();
+        w.evidence.emails.remove(&id);
+        let all = judged(&w, true);
+        let verdict = all.iter().find(|i| i.name == DECLINED_HANDLED).unwrap();
+        assert_eq!(verdict.detail, format!("{id}: no payment-failed email"));
     }
 
     #[test]
