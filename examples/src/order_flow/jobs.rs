@@ -142,10 +142,19 @@ impl JobHandler for SheetsJob {
         let ev = OrderEvent::of(job)?;
         match ev.kind {
             OrderEventKind::Refunded => {
+                // The jobs of different events run in any order: if the paid event's append has
+                // not run yet, the row is appended here (by key: whichever job comes first
+                // appends it, the other finds it there). The update then finds the row among
+                // those the sink appended, instead of reading the whole key column for a key
+                // that is not there yet and trying again later.
+                let paid = analytics_row(&ev, "paid", Money::zero(ev.total.currency()));
+                if self.sink.append_rows(SHEET, vec![paid]).await?.appended > 0 {
+                    self.ledger.row_appended(&ev.order_id);
+                }
                 let row = analytics_row(&ev, "partially_refunded", ev.amount);
                 match self.sink.update_row(SHEET, row).await? {
                     UpdateOutcome::Updated { .. } => self.ledger.row_updated(&ev.order_id),
-                    // The row's append job has not run yet: try again later.
+                    // Deleted since (by a person): try again later, after the append above.
                     _ => {
                         return Err(Error::unavailable(format!(
                             "the row of {} is not in the sheet yet",
@@ -355,18 +364,21 @@ mod tests {
             sink: sink.clone(),
             ledger: ledger.clone(),
         };
+        // The refund's job before the paid one's: it appends the row, then updates it; the
+        // paid job's append finds the row there and leaves it as the refund made it.
         let refund = event(OrderEventKind::Refunded);
-        let early = sheets
-            .handle(&job(&refund, SHEETS_UPDATE))
-            .await
-            .unwrap_err();
-        assert!(
-            early.is_retryable(),
-            "an update before the append is retried: {early}"
-        );
-        sheets.handle(&job(&ev, SHEETS_APPEND)).await.unwrap();
         sheets.handle(&job(&refund, SHEETS_UPDATE)).await.unwrap();
-        assert_eq!(ledger.get(&ev.order_id).rows_updated, 1);
+        sheets.handle(&job(&ev, SHEETS_APPEND)).await.unwrap();
+        let rows = sink.rows(SHEET);
+        assert_eq!(rows.len(), 1, "one row per order");
+        assert_eq!(rows[0].key(), ev.order_id);
+        assert_eq!(rows[0].cells()[0], "partially_refunded".into());
+        let d = ledger.get(&ev.order_id);
+        assert_eq!((d.rows_appended, d.rows_updated), (2, 1));
+        // In the usual order: the row is there, the refund's append is skipped.
+        sheets.handle(&job(&refund, SHEETS_UPDATE)).await.unwrap();
+        assert_eq!(sink.rows(SHEET).len(), 1);
+        assert_eq!(ledger.get(&ev.order_id).rows_updated, 2);
 
         let notifier = Arc::new(StubNotifier::new_ok());
         let n = NotifyJob {
