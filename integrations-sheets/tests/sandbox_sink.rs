@@ -410,6 +410,39 @@ async fn the_sandbox_answers_batch_get_as_google_does() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_update_with_one_bad_range_writes_nothing() {
+    use integrations_core::provider::Cell;
+    let sandbox = sandbox_with("Orders").await;
+    sandbox.seed_rows(
+        sandbox.spreadsheet_id(),
+        "Orders",
+        vec![vec![json!("order-1"), json!("placed")]],
+    );
+    let client = fast_builder(&sandbox).build_client().unwrap();
+    let e = client
+        .batch_update(&[
+            (
+                A1Range::area("Orders", 0, 1, 1, 1),
+                vec![vec![Cell::from("order-1"), Cell::from("paid")]],
+            ),
+            // Two rows into a one-row range: Google refuses the whole request.
+            (
+                A1Range::area("Orders", 0, 5, 1, 5),
+                vec![vec![Cell::from("a")], vec![Cell::from("b")]],
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("tried writing to row [6]"), "{e}");
+    assert_eq!(
+        sandbox.rows(sandbox.spreadsheet_id(), "Orders").unwrap(),
+        [["order-1", "placed"]],
+        "the first range is not written either"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn update_on_an_empty_sheet_is_not_found_without_a_write() {
     let sandbox = sandbox_with("Empty").await;
     let sink = fast_builder(&sandbox).build().unwrap();

@@ -98,6 +98,42 @@ pub(crate) fn write_bounds(range: &A1Range) -> Bounds {
     }
 }
 
+/// The checks of [`Sheet::write`], which change nothing: a batch update checks every write
+/// before making the first, so that it applies all of them or none without a copy of the
+/// spreadsheet. Returns the widest row's length.
+pub(crate) fn check_write(
+    area: &Bounds,
+    values: &[Vec<Value>],
+    range_text: &str,
+) -> Result<u64, OutOfRange> {
+    let last_written = u64::from(area.first_row) + (values.len().max(1) as u64) - 1;
+    if last_written > u64::from(MAX_ROWS) {
+        return Err(OutOfRange(format!(
+            "Range ({range_text}) exceeds grid limits. Max rows: {MAX_ROWS}, max columns: {}",
+            MAX_COLUMN + 1
+        )));
+    }
+    if let Some(last) = area.last_row
+        && values.len() as u64 > u64::from(last - area.first_row + 1)
+    {
+        return Err(OutOfRange(format!(
+            "Requested writing within range [{range_text}], but tried writing to row [{}]",
+            u64::from(area.first_row) + values.len() as u64 - 1
+        )));
+    }
+    let widest = values.iter().map(Vec::len).max().unwrap_or(0) as u64;
+    let limit = area.last_column.unwrap_or(MAX_COLUMN);
+    if widest > 0 && u64::from(area.first_column) + widest - 1 > u64::from(limit) {
+        return Err(OutOfRange(format!(
+            "Requested writing within range [{range_text}], but tried writing to column [{}]",
+            crate::a1::column_letters(
+                (u64::from(area.first_column) + widest - 1).min(u64::from(u32::MAX)) as u32
+            )
+        )));
+    }
+    Ok(widest)
+}
+
 /// Turns one input value into the stored cell.
 pub(crate) fn store(v: &Value, input: InputOption) -> Value {
     match v {
@@ -391,31 +427,7 @@ impl Sheet {
         input: InputOption,
         range_text: &str,
     ) -> Result<Written, OutOfRange> {
-        let last_written = u64::from(area.first_row) + (values.len().max(1) as u64) - 1;
-        if last_written > u64::from(MAX_ROWS) {
-            return Err(OutOfRange(format!(
-                "Range ({range_text}) exceeds grid limits. Max rows: {MAX_ROWS}, max columns: {}",
-                MAX_COLUMN + 1
-            )));
-        }
-        if let Some(last) = area.last_row
-            && values.len() as u64 > u64::from(last - area.first_row + 1)
-        {
-            return Err(OutOfRange(format!(
-                "Requested writing within range [{range_text}], but tried writing to row [{}]",
-                u64::from(area.first_row) + values.len() as u64 - 1
-            )));
-        }
-        let widest = values.iter().map(Vec::len).max().unwrap_or(0) as u64;
-        let limit = area.last_column.unwrap_or(MAX_COLUMN);
-        if widest > 0 && u64::from(area.first_column) + widest - 1 > u64::from(limit) {
-            return Err(OutOfRange(format!(
-                "Requested writing within range [{range_text}], but tried writing to column [{}]",
-                crate::a1::column_letters(
-                    (u64::from(area.first_column) + widest - 1).min(u64::from(u32::MAX)) as u32
-                )
-            )));
-        }
+        let widest = check_write(area, values, range_text)?;
         let mut cells = 0u32;
         for (i, row) in values.iter().enumerate() {
             let r = area.first_row + i as u32;
