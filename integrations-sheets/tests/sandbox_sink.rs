@@ -355,6 +355,66 @@ async fn an_update_whose_row_moved_finds_it_again_in_the_column() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_reads_the_column_for_a_key_another_writer_added_or_a_check_that_failed() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build().unwrap();
+    sink.append_rows("Orders", orders(0..5)).await.unwrap();
+    // Another process appends a row the sink has not seen.
+    let mut rows: Vec<Vec<serde_json::Value>> = sandbox
+        .rows(sandbox.spreadsheet_id(), "Orders")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.into_iter().map(serde_json::Value::from).collect())
+        .collect();
+    rows.push(vec![json!("theirs"), json!("placed")]);
+    sandbox.seed_rows(sandbox.spreadsheet_id(), "Orders", rows);
+    let gets = requests_to(&sandbox, Endpoint::Get).len();
+    let out = sink
+        .update_row("Orders", Row::new("theirs").cell("paid"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::Updated { row: 6 });
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), gets + 1);
+    assert!(requests_to(&sandbox, Endpoint::BatchGet).is_empty());
+
+    // The check of known rows fails (every attempt of the read policy): the column decides.
+    sandbox.fail_next_on(Endpoint::BatchGet, 10, Fault::Unavailable);
+    let reads = sandbox.stats().read_requests;
+    let out = sink
+        .update_row("Orders", Row::new("order-2/paid").cell("USD"))
+        .await
+        .unwrap();
+    assert_eq!(out, UpdateOutcome::Updated { row: 3 });
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), gets + 2);
+    // The failed checks (answered 503, each attempt a read) and the column read.
+    assert!(sandbox.stats().read_requests >= reads + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_keys_than_one_check_carries_read_the_column_once() {
+    let sandbox = sandbox_with("Orders").await;
+    let sink = fast_builder(&sandbox).build().unwrap();
+    sink.append_rows("Orders", orders(0..150)).await.unwrap();
+    let gets = requests_to(&sandbox, Endpoint::Get).len();
+    let updates: Vec<Row> = (0..120)
+        .map(|i| Row::new(format!("order-{i}/paid")).cell("USD"))
+        .collect();
+    let out = sink.update_rows("Orders", updates).await.unwrap();
+    assert_eq!(out.len(), 120);
+    assert_eq!(out[119], UpdateOutcome::Updated { row: 120 });
+    assert!(requests_to(&sandbox, Endpoint::BatchGet).is_empty());
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), gets + 1);
+    // 100 keys still go by one check.
+    let updates: Vec<Row> = (0..100)
+        .map(|i| Row::new(format!("order-{i}/paid")).cell("GBP"))
+        .collect();
+    sink.update_rows("Orders", updates).await.unwrap();
+    let checks = requests_to(&sandbox, Endpoint::BatchGet);
+    assert_eq!((checks.len(), checks[0].rows), (1, 100));
+    assert_eq!(requests_to(&sandbox, Endpoint::Get).len(), gets + 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_sandbox_answers_batch_get_as_google_does() {
     let sandbox = sandbox_with("Orders").await;
     sandbox.seed_rows(

@@ -322,8 +322,8 @@ async fn update_jobs(
     // The rows the sink knows, if their key cells still hold their keys; else one read of the
     // key column for the whole batch.
     let row_of = match checked_rows(client, sheet, keys, &batch).await {
-        Ok(Some(rows)) => rows,
-        Ok(None) => match read_keys(client, sheet).await {
+        Some(rows) => rows,
+        None => match read_keys(client, sheet).await {
             Ok(col) => {
                 // The column read is the freshest list of keys: it replaces what the appends
                 // kept (moved, not copied).
@@ -339,7 +339,6 @@ async fn update_jobs(
             }
             Err(e) => return Err(fail_updates(jobs, e)),
         },
-        Err(e) => return Err(fail_updates(jobs, e)),
     };
     let mut data = Vec::new();
     let mut outcomes: Vec<Vec<UpdateOutcome>> = Vec::with_capacity(jobs.len());
@@ -370,53 +369,75 @@ async fn update_jobs(
     Ok(())
 }
 
-/// The row of each of `batch`'s keys, when the sink knows one for every key and one
-/// `values.batchGet` (per [`GoogleSheetsClient::BATCH_GET_RANGES`] keys) finds each key cell
-/// still holding its key; `None` when a key is not known, or its row was not known or no
-/// longer holds it.
+/// The most bytes the ranges of one `values.batchGet` may take in its URL, percent-encoded at
+/// worst: the ranges travel in the query string, each with the quoted sheet name, and Google
+/// refuses URLs much longer than this.
+const BATCH_GET_URL_BYTES: usize = 8_000;
+
+/// The row of each of `batch`'s keys, when the sink knows one for every key and a single
+/// `values.batchGet` of their key cells finds each still holding its key. `None` means "read
+/// the column": a key not known or whose row is not known, a cell that holds something else,
+/// more keys than one request carries (at most [`GoogleSheetsClient::BATCH_GET_RANGES`], and
+/// fewer for a long sheet name), or a `batchGet` that failed (a row past the end of a sheet
+/// that lost rows is a 400 at Google) — the column read decides then, as it did before the
+/// sink knew rows.
 async fn checked_rows<'b>(
     client: &GoogleSheetsClient,
     sheet: &str,
     keys: &KnownKeys,
     batch: &HashSet<&'b str>,
-) -> Result<Option<HashMap<&'b str, usize>>> {
+) -> Option<HashMap<&'b str, usize>> {
     if !keys.loaded {
-        return Ok(None);
+        return None;
+    }
+    let per_range = 3 * A1Range::cell(sheet, 0, u32::MAX).to_string().len() + "&ranges=".len();
+    let most = GoogleSheetsClient::BATCH_GET_RANGES.min(BATCH_GET_URL_BYTES / per_range);
+    if batch.len() > most {
+        return None;
     }
     let mut known: Vec<(&str, u32)> = Vec::with_capacity(batch.len());
     for &key in batch {
         match keys.rows.get(key) {
             Some(&row) if row > 0 => known.push((key, row)),
-            _ => return Ok(None),
+            _ => return None,
         }
     }
     known.sort_unstable_by_key(|&(_, row)| row);
-    for part in known.chunks(GoogleSheetsClient::BATCH_GET_RANGES) {
-        let ranges: Vec<A1Range> = part
-            .iter()
-            .map(|&(_, row)| A1Range::cell(sheet, 0, row))
-            .collect();
-        let read = client.batch_get(&ranges).await?;
-        if read.len() != part.len() {
-            return Ok(None);
+    let ranges: Vec<A1Range> = known
+        .iter()
+        .map(|&(_, row)| A1Range::cell(sheet, 0, row))
+        .collect();
+    let read = match client.batch_get(&ranges).await {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::debug!(
+                provider = crate::PROVIDER,
+                sheet,
+                error = %e,
+                "the key cells could not be read; reading the key column"
+            );
+            return None;
         }
-        for (&(key, _), cell) in part.iter().zip(read) {
-            if cell.values.into_iter().next().and_then(key_of).as_deref() != Some(key) {
-                tracing::debug!(
-                    provider = crate::PROVIDER,
-                    sheet,
-                    "a key is no longer at its row; reading the key column"
-                );
-                return Ok(None);
-            }
+    };
+    if read.len() != known.len() {
+        return None;
+    }
+    for (&(key, _), cell) in known.iter().zip(read) {
+        if cell.values.into_iter().next().and_then(key_of).as_deref() != Some(key) {
+            tracing::debug!(
+                provider = crate::PROVIDER,
+                sheet,
+                "a key is no longer at its row; reading the key column"
+            );
+            return None;
         }
     }
-    Ok(Some(
+    Some(
         known
             .into_iter()
             .map(|(key, row)| (key, row as usize))
             .collect(),
-    ))
+    )
 }
 
 fn fail_updates(jobs: Vec<UpdateJob>, e: Error) -> Error {
@@ -424,4 +445,34 @@ fn fail_updates(jobs: Vec<UpdateJob>, e: Error) -> Error {
         let _ = job.done.send(Err(replicate(&e)));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_row_of_an_appends_updated_range() {
+        assert_eq!(first_row(Some("Orders!A6:H9")), Some(6));
+        assert_eq!(first_row(Some("'It''s here'!A12:C12")), Some(12));
+        assert_eq!(first_row(Some("Orders!B7")), Some(7));
+        // No row to take: the keys are kept with row 0 (known, not where), and an update of
+        // them reads the column.
+        assert_eq!(first_row(Some("Orders!A:C")), None);
+        assert_eq!(first_row(Some("'unterminated!A1")), None);
+        assert_eq!(first_row(None), None);
+    }
+
+    #[test]
+    fn the_index_keeps_each_keys_first_row() {
+        let col = vec![
+            Some("a".to_owned()),
+            None,
+            Some("b".to_owned()),
+            Some("a".to_owned()),
+        ];
+        let rows = index(col);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows["a"], rows["b"]), (1, 3));
+    }
 }

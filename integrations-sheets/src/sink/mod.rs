@@ -126,20 +126,24 @@ impl Drop for Inner {
 ///   `already_present` rows were skipped because their key (column A) was already in the sheet or
 ///   earlier in the same batch. Dropping the returned future does not withdraw the rows.
 /// * **No duplicates.** Before the first append to a sheet the sink reads its key column once and
-///   keeps the set of keys up to date with its own appends. An append whose outcome is unknown
-///   (timeout, connection lost after sending, 5xx) is retried only after reading the key column
-///   again and dropping the rows that did land. Rows written by other processes after the first
-///   read are not seen until such a re-read.
+///   keeps its keys (and their rows) up to date with its own appends. An append whose outcome
+///   is unknown (timeout, connection lost after sending, 5xx) is retried only after reading the
+///   key column again and dropping the rows that did land. Rows written by other processes
+///   after the first read are not seen by appends until such a re-read.
 /// * **Updates by key** ([`update_row`](SheetsSink::update_row), [`GoogleSheetsSink::update_rows`])
 ///   go through the same buffer, after the sheet's pending appends, one `values.batchUpdate` per
 ///   batch however many rows it updates. The sink remembers the row of every key it has read or
 ///   appended (an append's `updatedRange` says where its rows went), but never writes on that
-///   memory alone: it first reads the key cells of those rows (one `values.batchGet` of up to
-///   [`GoogleSheetsClient::BATCH_GET_RANGES`] cells), and if any of them holds another key (rows
-///   inserted, deleted or sorted by somebody else), or a key is not one it knows, it reads the
-///   whole key column once for the batch and writes where the keys are now. A key not in the
-///   sheet (including an empty sheet) is [`UpdateOutcome::NotFound`]; a key in several rows
-///   updates the first the sink knows of.
+///   memory alone: it first reads the key cells of those rows with one `values.batchGet` and
+///   writes there only if each still holds its key. It reads the whole key column once for the
+///   batch instead when a cell holds anything else (rows inserted, deleted or sorted by somebody
+///   else), when a key is not one it knows or its row is not known (an append whose answer had
+///   no `updatedRange`, or whose outcome was unknown), when the batch has more keys than one
+///   `batchGet` carries ([`GoogleSheetsClient::BATCH_GET_RANGES`], fewer for a long sheet name),
+///   and when the `batchGet` fails (Google refuses a cell past the end of a sheet that lost
+///   rows). A key not in the sheet (including an empty sheet) is [`UpdateOutcome::NotFound`]. A
+///   key in several rows (somebody copied a row) updates one of them, not always the same one:
+///   the row the sink appended, or the first in the column when it last read it.
 /// * **Quota.** Every request runs under the client's policies; the default write limiter spaces
 ///   writes to at most 60 a minute (Google's per-user limit) and a `429 RESOURCE_EXHAUSTED` is
 ///   retried with backoff.
