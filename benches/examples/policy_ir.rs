@@ -48,7 +48,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(entry), Some(n)) = (args.next(), args.next()) else {
         eprintln!(
-            "usage: policy_ir <entry> <calls>; entries: {}",
+            "usage: policy_ir <entry> <calls> (or `policy_ir sizes 0`); entries: {}",
             ENTRIES.join(", ")
         );
         std::process::exit(2);
@@ -61,11 +61,31 @@ fn main() {
     let registry = MetricsRegistry::new();
     let policy = composed(&registry);
     let bare_policy = timeout_only(&registry);
+    if entry == "sizes" {
+        let _in_runtime = rt.enter();
+        sizes(&policy);
+        return;
+    }
     // Warm-up outside the measured function: `quanta` calibrates its clock on first use (for a
     // time, not a number of steps, so it would add noise), and the metrics make their
     // operation's slot on the first call.
     calls(&rt, &policy, &bare_policy, &entry, 100);
     run(&rt, &policy, &bare_policy, &entry, n);
+}
+
+/// Bytes of the futures whose size each `.await` copies (twice, in `perf`): the composed
+/// policy's call and a bare timeout, around the same trivial call. `policy_ir sizes 0`.
+fn sizes(policy: &integrations_core::Policy) {
+    let call = policy.call("op", |_| trivial(1));
+    eprintln!(
+        "composed_policy future: {} bytes",
+        std::mem::size_of_val(&call)
+    );
+    let timeout = tokio::time::timeout(TIMEOUT, trivial(1));
+    eprintln!(
+        "bare_tokio_timeout future: {} bytes",
+        std::mem::size_of_val(&timeout)
+    );
 }
 
 /// The measured calls: what `--toggle-collect='*policy_ir::run'` counts.

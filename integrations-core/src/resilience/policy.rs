@@ -505,19 +505,17 @@ impl Policy {
             // (with no reading yet, the attempt reads it if its first poll does not finish it).
             let mut attempt_start = if waited { Some(Instant::now()) } else { start };
             let result: std::result::Result<T, Box<Error>> = loop {
-                let attempt = Attempt {
-                    number: retries + 1,
-                    operation,
-                };
                 if let Some(n) = attempts.as_deref_mut() {
-                    *n = attempt.number;
+                    *n = retries + 1;
                 }
+                // The attempt's future borrows the deadline: it is read only if the attempt does not
+                // finish on its first poll, and a copy would grow every call's future.
                 let error = match self
                     .attempt(
-                        attempt.number,
+                        retries + 1,
                         operation,
                         attempt_start,
-                        deadline,
+                        &deadline,
                         &mut f,
                         spans,
                     )
@@ -529,29 +527,10 @@ impl Policy {
                     AttemptEnd::Failed(e) => e,
                     AttemptEnd::Deadline(e) => break Err(e),
                 };
-                let delay = match inner.retry.decide(retries, &error, classify(&error)) {
-                    RetryDecision::Retry { delay, reason } => {
-                        let wakes = Instant::now().checked_add(delay);
-                        if deadline.is_some_and(|d| wakes.is_none_or(|w| w >= d)) {
-                            self.give_up(attempt, GiveUpReason::Deadline, &error);
-                            break Err(error);
-                        }
-                        inner.metrics.record_retry();
-                        tracing::info!(
-                            provider = &*inner.provider,
-                            operation,
-                            attempt = attempt.number,
-                            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                            reason = reason.as_str(),
-                            error = %error,
-                            "retry scheduled"
-                        );
-                        delay
-                    }
-                    RetryDecision::GiveUp(reason) => {
-                        self.give_up(attempt, reason, &error);
-                        break Err(error);
-                    }
+                let retryable = classify(&error);
+                let Some(delay) = self.retry_delay(retries, operation, deadline, &error, retryable)
+                else {
+                    break Err(error);
                 };
                 Box::pin(tokio::time::sleep(delay)).await;
                 retries += 1;
@@ -562,7 +541,12 @@ impl Policy {
                         .await
                         .is_err()
                     {
-                        self.give_up(attempt, GiveUpReason::RateLimited, &error);
+                        // The attempt that failed (`retries` has counted it already).
+                        let failed = Attempt {
+                            number: retries,
+                            operation,
+                        };
+                        self.give_up(failed, GiveUpReason::RateLimited, &error);
                         break Err(error);
                     }
                 }
@@ -610,6 +594,48 @@ impl Policy {
                     );
                     Err(e)
                 }
+            }
+        }
+    }
+
+    /// How long to wait before retrying after attempt `retries + 1` failed with `error`, or
+    /// `None` to give up (logged). A function of its own, not part of the call's `async` block:
+    /// its locals would be kept in every call's future.
+    fn retry_delay(
+        &self,
+        retries: u32,
+        operation: &'static str,
+        deadline: Option<Instant>,
+        error: &Error,
+        retryable: bool,
+    ) -> Option<Duration> {
+        let inner = &*self.inner;
+        let attempt = Attempt {
+            number: retries + 1,
+            operation,
+        };
+        match inner.retry.decide(retries, error, retryable) {
+            RetryDecision::Retry { delay, reason } => {
+                let wakes = Instant::now().checked_add(delay);
+                if deadline.is_some_and(|d| wakes.is_none_or(|w| w >= d)) {
+                    self.give_up(attempt, GiveUpReason::Deadline, error);
+                    return None;
+                }
+                inner.metrics.record_retry();
+                tracing::info!(
+                    provider = &*inner.provider,
+                    operation,
+                    attempt = attempt.number,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    reason = reason.as_str(),
+                    error = %error,
+                    "retry scheduled"
+                );
+                Some(delay)
+            }
+            RetryDecision::GiveUp(reason) => {
+                self.give_up(attempt, reason, error);
+                None
             }
         }
     }
