@@ -62,6 +62,7 @@ pub use prometheus::TextWriter;
 
 use crate::error::ErrorKind;
 use crate::resilience::BreakerState;
+use crate::resilience::time::Moment;
 
 /// The operation recorded by [`IntegrationMetrics::record_success`] and
 /// [`IntegrationMetrics::record_failure`], which do not name one.
@@ -185,7 +186,7 @@ impl IntegrationMetrics {
     }
     /// A logical call of `operation` succeeded after `latency` (all attempts and waits included).
     pub fn record_operation_success(&self, operation: &'static str, latency: Duration) {
-        self.record_success_at(operation, latency, Instant::now());
+        self.record_success_at(operation, latency, Moment::now());
     }
     /// A logical call of `operation` failed with `kind` after `latency`.
     pub fn record_operation_failure(
@@ -194,7 +195,7 @@ impl IntegrationMetrics {
         kind: ErrorKind,
         latency: Duration,
     ) {
-        self.record_failure_at(operation, kind, latency, Instant::now());
+        self.record_failure_at(operation, kind, latency, Moment::now());
     }
     /// [`record_operation_success`](Self::record_operation_success) of a call that ended at
     /// `now` (the policy has read the clock already).
@@ -202,7 +203,7 @@ impl IntegrationMetrics {
         &self,
         operation: &'static str,
         latency: Duration,
-        now: Instant,
+        now: Moment,
     ) {
         #[cfg(feature = "metrics")]
         facade::counter(facade::SUCCESSES, &self.label);
@@ -215,7 +216,7 @@ impl IntegrationMetrics {
         operation: &'static str,
         kind: ErrorKind,
         latency: Duration,
-        now: Instant,
+        now: Moment,
     ) {
         self.record_rejection(kind);
         self.record_latency(operation, latency, now, false);
@@ -286,7 +287,7 @@ impl IntegrationMetrics {
         &self,
         operation: &'static str,
         latency: Duration,
-        now: Instant,
+        now: Moment,
         succeeded: bool,
     ) {
         let op = self.operation(operation);

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::resilience::time::Moment;
+
 /// One upper bound of a fixed-bucket histogram: in microseconds, and as written in the `le`
 /// label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +237,7 @@ struct Step {
 
 /// Log-scale bucket counts of the last [`WINDOW`], in [`WINDOW_STEP`] steps.
 pub(crate) struct Window {
-    start: Instant,
+    start: Moment,
     steps: [Step; STEPS],
 }
 
@@ -256,7 +258,7 @@ pub(crate) struct WindowCounts {
 impl Window {
     pub(crate) fn new() -> Self {
         Window {
-            start: Instant::now(),
+            start: Moment::now(),
             steps: std::array::from_fn(|_| Step {
                 epoch: AtomicU64::new(0),
                 rotate: Mutex::new(()),
@@ -266,19 +268,20 @@ impl Window {
         }
     }
 
-    fn step_number(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.start).as_secs() / WINDOW_STEP.as_secs()
+    fn step_number(&self, now: Moment) -> u64 {
+        const STEP_NANOS: u64 = WINDOW_STEP.as_secs() * 1_000_000_000;
+        now.nanos_since(self.start) / STEP_NANOS
     }
 
     /// Counts `value`, observed at `now`.
     #[cfg(test)]
     pub(crate) fn record(&self, value: Duration, now: Instant) {
-        self.record_micros(micros(value), now);
+        self.record_micros(micros(value), Moment::of(now));
     }
 
     /// Counts `us` microseconds, observed at `now`.
     #[inline]
-    pub(crate) fn record_micros(&self, us: u64, now: Instant) {
+    pub(crate) fn record_micros(&self, us: u64, now: Moment) {
         let n = self.step_number(now);
         let step = &self.steps[(n % STEPS as u64) as usize];
         let epoch = n + 1;
@@ -315,7 +318,7 @@ impl Window {
 
     /// The counts of the steps still inside the window at `now`.
     pub(crate) fn read(&self, now: Instant) -> WindowCounts {
-        let n = self.step_number(now);
+        let n = self.step_number(Moment::of(now));
         let mut out = WindowCounts {
             counts: vec![0; LOG_BUCKETS],
             total: 0,

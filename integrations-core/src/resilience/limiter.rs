@@ -13,20 +13,21 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use tokio::time::Instant;
 
+use super::time::Moment;
 use crate::error::{Error, Result};
 
 /// A `governor` clock reading [`tokio::time::Instant`], so that a paused test clock drives the
 /// limiter too. Readings are nanoseconds since the clock was made.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioClock {
-    origin: Instant,
+    origin: Moment,
 }
 
 impl TokioClock {
     /// A clock whose zero is now.
     pub fn new() -> Self {
         TokioClock {
-            origin: Instant::now(),
+            origin: Moment::now(),
         }
     }
 }
@@ -40,14 +41,14 @@ impl Default for TokioClock {
 thread_local! {
     /// A reading of the clock lent by [`RateLimiter::check_at`] for the duration of one synchronous
     /// check, so that a caller which has just read the clock does not pay for a second reading.
-    static LENT_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+    static LENT_NOW: Cell<Option<Moment>> = const { Cell::new(None) };
 }
 
 /// Clears the lent reading when dropped, even if the check panicked.
 struct LentNow;
 
 impl LentNow {
-    fn lend(now: Instant) -> LentNow {
+    fn lend(now: Moment) -> LentNow {
         LENT_NOW.with(|c| c.set(Some(now)));
         LentNow
     }
@@ -63,9 +64,8 @@ impl Clock for TokioClock {
     type Instant = Nanos;
 
     fn now(&self) -> Nanos {
-        let now = LENT_NOW.with(Cell::get).unwrap_or_else(Instant::now);
-        let elapsed = now.saturating_duration_since(self.origin);
-        Nanos::from(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+        let now = LENT_NOW.with(Cell::get).unwrap_or_else(Moment::now);
+        Nanos::from(now.nanos_since(self.origin))
     }
 }
 
@@ -215,7 +215,7 @@ impl RateLimiter {
 
     /// Like [`check`](RateLimiter::check), taking `now` (read by the caller a moment ago) as the
     /// current time instead of reading the clock again.
-    pub(crate) fn check_at(&self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check_at(&self, now: Moment) -> Result<(), Duration> {
         let _lent = LentNow::lend(now);
         self.check()
     }
@@ -440,7 +440,10 @@ mod tests {
         limiter.check().unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
         // As of t0 the next permit is a second away; as of now it is free.
-        assert_eq!(limiter.check_at(t0).unwrap_err(), Duration::from_secs(1));
+        assert_eq!(
+            limiter.check_at(Moment::of(t0)).unwrap_err(),
+            Duration::from_secs(1)
+        );
         assert!(LENT_NOW.with(Cell::get).is_none());
         limiter.check().unwrap();
     }

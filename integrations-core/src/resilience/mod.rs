@@ -103,7 +103,7 @@ mod layer;
 mod limiter;
 mod policy;
 mod retry;
-mod time;
+pub(crate) mod time;
 mod window;
 
 pub use backoff::Backoff;

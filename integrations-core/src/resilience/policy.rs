@@ -12,7 +12,7 @@ use super::breaker::{BreakerOutcome, BreakerPermit, CircuitBreaker, CircuitBreak
 use super::bulkhead::{Bulkhead, BulkheadPermit};
 use super::limiter::RateLimiter;
 use super::retry::{GiveUpReason, RetryDecision, RetryPolicy};
-use super::time::TimeSource;
+use super::time::{Moment, TimeSource};
 use crate::error::{Error, Result};
 use crate::metrics::{IntegrationMetrics, MetricsRegistry};
 use crate::telemetry;
@@ -462,11 +462,12 @@ impl Policy {
             // (`TimeSource::Tokio`), taken only where one of them needs it.
             let timer = quanta::Instant::now();
             let start = (inner.limiter.is_some() || inner.deadline.is_some())
-                .then(|| inner.time.tokio_at(timer));
+                .then(|| inner.time.moment_at(timer));
+            // The deadline is an `Instant`: timers and the waits' budgets need one.
             let deadline = inner
                 .deadline
                 .zip(start)
-                .and_then(|(d, s)| s.checked_add(d));
+                .and_then(|(d, s)| s.after(d).instant());
 
             // Bulkhead, outermost: the slot is held through waits and backoff sleeps.
             let mut waited = false;
@@ -503,7 +504,7 @@ impl Policy {
             let mut retries = 0u32;
             // The first attempt's timeout runs from now; reading the clock again only if we waited
             // (with no reading yet, the attempt reads it if its first poll does not finish it).
-            let mut attempt_start = if waited { Some(Instant::now()) } else { start };
+            let mut attempt_start = if waited { Some(Moment::now()) } else { start };
             let result: std::result::Result<T, Box<Error>> = loop {
                 if let Some(n) = attempts.as_deref_mut() {
                     *n = retries + 1;
@@ -550,7 +551,7 @@ impl Policy {
                         break Err(error);
                     }
                 }
-                attempt_start = Some(Instant::now());
+                attempt_start = Some(Moment::now());
             };
 
             if let Some(permit) = permit {
@@ -564,9 +565,7 @@ impl Policy {
             // The sliding window steps on tokio's clock (so a paused test clock moves it too). When
             // the call already read that clock at its start, its end is that reading plus the
             // latency: the window moves in 30 s steps, a second reading would only cost time.
-            let end = start
-                .and_then(|s| s.checked_add(latency))
-                .unwrap_or_else(|| inner.time.tokio_at(ended));
+            let end = start.map_or_else(|| inner.time.moment_at(ended), |s| s.after(latency));
             match result {
                 Ok(v) => {
                     inner.metrics.record_success_at(operation, latency, end);
@@ -674,7 +673,7 @@ impl Policy {
         limiter: &RateLimiter,
         operation: &'static str,
         number: u32,
-        now: Option<Instant>,
+        now: Option<Moment>,
         deadline: Option<Instant>,
     ) -> Result<bool> {
         let inner = &*self.inner;

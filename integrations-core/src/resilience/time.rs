@@ -42,13 +42,68 @@ impl TimeSource {
         TimeSource::Tsc
     };
 
-    /// tokio's time at the TSC reading `tsc` (taken a moment ago).
+    /// tokio's time at the TSC reading `tsc` (taken a moment ago), as a [`Moment`].
     #[inline]
-    pub(crate) fn tokio_at(self, tsc: quanta::Instant) -> Instant {
+    pub(crate) fn moment_at(self, tsc: quanta::Instant) -> Moment {
         match self {
-            TimeSource::Tsc => Anchor::get().map(tsc),
-            TimeSource::Tokio => Instant::now(),
+            TimeSource::Tsc => Anchor::get().moment(tsc),
+            TimeSource::Tokio => Moment::now(),
         }
+    }
+}
+
+/// A reading of tokio's clock as signed nanoseconds from a fixed origin (the first reading the
+/// process took), the form the policy's hot path works in.
+///
+/// A tokio [`Instant`] is a `timespec`: every difference or sum of two normalises seconds and
+/// nanoseconds in out-of-line `std` functions, and the rate limiter's check, the latency
+/// window's step and the call's end each made one (an eighth of a composed call in `perf`).
+/// Moments subtract as integers; they become an [`Instant`] again only where a timer needs one.
+/// Signed, so that a paused test clock that reads earlier than the origin still maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Moment(i64);
+
+impl Moment {
+    /// tokio's clock now (a paused test clock included).
+    pub(crate) fn now() -> Moment {
+        Moment::of(Instant::now())
+    }
+
+    /// The moment of `instant`.
+    pub(crate) fn of(instant: Instant) -> Moment {
+        let origin = Instant::from_std(Anchor::get().mono);
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        if instant >= origin {
+            Moment(nanos(instant - origin))
+        } else {
+            Moment(-nanos(origin - instant))
+        }
+    }
+
+    /// The [`Instant`] of this moment (for a timer), `None` past the range of `Instant`.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        let origin = Instant::from_std(Anchor::get().mono);
+        let d = Duration::from_nanos(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            origin.checked_add(d)
+        } else {
+            origin.checked_sub(d)
+        }
+    }
+
+    /// `d` later.
+    #[inline]
+    pub(crate) fn after(self, d: Duration) -> Moment {
+        Moment(
+            self.0
+                .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// Nanoseconds since `earlier` (0 if it is not earlier).
+    #[inline]
+    pub(crate) fn nanos_since(self, earlier: Moment) -> u64 {
+        u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0)
     }
 }
 
@@ -89,16 +144,16 @@ impl Anchor {
         })
     }
 
-    /// Monotonic time at `tsc`, as a tokio [`Instant`].
+    /// Monotonic time at `tsc`, as a [`Moment`] (whose origin is this anchor's `mono`).
     #[inline]
-    fn map(&self, tsc: quanta::Instant) -> Instant {
+    fn moment(&self, tsc: quanta::Instant) -> Moment {
         let since = nanos(tsc.saturating_duration_since(self.tsc));
         if since.saturating_sub(self.corrected_at.load(Ordering::Relaxed)) >= REFRESH_NANOS {
             self.correct();
         }
         let correction = self.correction.load(Ordering::Relaxed);
         let mono = since.saturating_add_signed(correction);
-        Instant::from_std(self.mono) + Duration::from_nanos(mono)
+        Moment(i64::try_from(mono).unwrap_or(i64::MAX))
     }
 
     /// Takes a fresh pair of readings. Out of the hot path: once a second, by whichever call
@@ -130,14 +185,21 @@ mod tests {
     /// never runs backwards across corrections.
     #[test]
     fn the_tsc_mapping_follows_the_monotonic_clock() {
-        let mut last = TimeSource::Tsc.tokio_at(quanta::Instant::now());
+        let mut last = TimeSource::Tsc
+            .moment_at(quanta::Instant::now())
+            .instant()
+            .unwrap();
         let until = std::time::Instant::now() + Duration::from_millis(1_200);
         let mut worst = Duration::ZERO;
         let mut corrections = 0;
         let mut seen_at = ANCHOR.get().map(|a| a.corrected_at.load(Ordering::Relaxed));
         while std::time::Instant::now() < until {
             let before = std::time::Instant::now();
-            let mapped = TimeSource::Tsc.tokio_at(quanta::Instant::now()).into_std();
+            let mapped = TimeSource::Tsc
+                .moment_at(quanta::Instant::now())
+                .instant()
+                .unwrap()
+                .into_std();
             let after = std::time::Instant::now();
             // Off by at most what the anchor's drift allows (tens of µs), measured from the
             // nearest of the two readings around the mapping.
@@ -164,16 +226,46 @@ mod tests {
         assert!(corrections >= 1, "{corrections} corrections in 1.2 s");
     }
 
+    #[test]
+    fn moments_map_back_to_their_instants_and_subtract_as_nanoseconds() {
+        let now = Instant::now();
+        let origin = Instant::from_std(Anchor::get().mono);
+        for t in [
+            now,
+            origin,
+            origin + Duration::from_nanos(1),
+            now + Duration::from_secs(86_400),
+        ] {
+            assert_eq!(Moment::of(t).instant(), Some(t));
+        }
+        // Before the origin (a paused test clock can read there).
+        if let Some(early) = origin.checked_sub(Duration::from_millis(3)) {
+            let m = Moment::of(early);
+            assert!(m < Moment::of(origin));
+            assert_eq!(m.instant(), Some(early));
+            assert_eq!(Moment::of(origin).nanos_since(m), 3_000_000);
+        }
+        let m = Moment::of(now);
+        let later = m.after(Duration::from_micros(1_500));
+        assert_eq!(later.nanos_since(m), 1_500_000);
+        assert_eq!(m.nanos_since(later), 0);
+        assert_eq!(later.instant(), Some(now + Duration::from_micros(1_500)));
+        assert_eq!(m.after(Duration::MAX).0, i64::MAX);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn only_the_tokio_source_follows_a_paused_clock() {
         let tsc = quanta::Instant::now();
-        let before = TimeSource::Tokio.tokio_at(tsc);
+        let before = TimeSource::Tokio.moment_at(tsc).instant().unwrap();
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(
-            TimeSource::Tokio.tokio_at(tsc) - before,
+            TimeSource::Tokio.moment_at(tsc).instant().unwrap() - before,
             Duration::from_secs(3600)
         );
-        let real = TimeSource::Tsc.tokio_at(quanta::Instant::now());
-        assert!(real < TimeSource::Tokio.tokio_at(tsc));
+        let real = TimeSource::Tsc
+            .moment_at(quanta::Instant::now())
+            .instant()
+            .unwrap();
+        assert!(real < TimeSource::Tokio.moment_at(tsc).instant().unwrap());
     }
 }

@@ -15,6 +15,7 @@ use tracing::Span;
 
 use super::{Attempt, Policy};
 use crate::error::{Error, Result};
+use crate::resilience::time::Moment;
 use crate::telemetry;
 
 /// How one attempt ended. The errors are boxed, on the error path only: an [`Error`] is ~80
@@ -50,7 +51,7 @@ impl Policy {
         &'a self,
         number: u32,
         operation: &'static str,
-        now: Option<Instant>,
+        now: Option<Moment>,
         deadline: &'a Option<Instant>,
         f: &mut F,
         spans: bool,
@@ -94,7 +95,7 @@ pin_project_lite::pin_project! {
         // Made only if the attempt does not finish on its first poll: one that completes at
         // once never touches the timer wheel or tokio's clock. Boxed: a `Sleep` is 112 bytes.
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
-        now: Option<Instant>,
+        now: Option<Moment>,
         deadline: &'a Option<Instant>,
         operation: &'static str,
         number: u32,
@@ -189,12 +190,13 @@ fn poll_cut_off(
     timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
     by_deadline: &mut bool,
     attempt_timeout: Option<std::time::Duration>,
-    now: Option<Instant>,
+    now: Option<Moment>,
     deadline: Option<Instant>,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     if timer.is_none() {
-        let own = attempt_timeout.and_then(|t| now.unwrap_or_else(Instant::now).checked_add(t));
+        let now = now.and_then(Moment::instant).unwrap_or_else(Instant::now);
+        let own = attempt_timeout.and_then(|t| now.checked_add(t));
         let cut_off = match (own, deadline) {
             (Some(a), Some(d)) if d <= a => Some(d),
             (Some(a), _) => Some(a),
