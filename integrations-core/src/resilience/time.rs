@@ -5,8 +5,9 @@
 //! it reads `quanta` (the TSC) twice to time the call's latency. A reading of tokio's clock is a
 //! `clock_gettime(CLOCK_MONOTONIC)`, about 20 ns through the vDSO on the development VM: a
 //! sixth of a whole policy call (the `policy` bench). [`TimeSource::Tsc`] turns the latency
-//! timer's TSC reading into a tokio [`Instant`] instead: the clock's origin plus the TSC time
-//! since the origin's TSC reading, corrected once a second against `CLOCK_MONOTONIC` (which NTP
+//! timer's TSC reading into a reading of tokio's clock instead, a [`Moment`] (integer
+//! nanoseconds, which the hot path subtracts without `Instant`'s `timespec` arithmetic): the
+//! TSC time since the origin's TSC reading, corrected once a second against `CLOCK_MONOTONIC` (which NTP
 //! slews, while the TSC's rate is whatever `quanta` calibrated at start), so the two never drift
 //! apart by more than a second's drift (microseconds).
 //!
