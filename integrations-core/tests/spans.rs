@@ -193,3 +193,21 @@ async fn http_attempts_carry_method_host_path_and_status_but_no_secret_or_query(
         }
     }
 }
+
+/// The closure's synchronous part runs in the attempt's span, as the future it returns does.
+#[tokio::test]
+async fn the_closure_is_called_in_the_attempt_span() {
+    let capture = TracingCapture::start();
+    let p = policy(0, Duration::from_secs(5));
+    p.call("sync", |_| {
+        let _s = tracing::info_span!("sync_part").entered();
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    let spans = capture.spans();
+    let sync = named(&spans, "sync_part");
+    assert_eq!(sync.len(), 1, "{spans:#?}");
+    let parent = sync[0].1.parent.map(|i| spans[i].name.clone());
+    assert_eq!(parent.as_deref(), Some(ATTEMPT_SPAN), "{spans:#?}");
+}

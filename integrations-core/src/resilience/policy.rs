@@ -467,7 +467,8 @@ impl Policy {
             let deadline = inner
                 .deadline
                 .zip(start)
-                .and_then(|(d, s)| s.after(d).instant());
+                .and_then(|(d, s)| s.checked_after(d))
+                .and_then(Moment::instant);
 
             // Bulkhead, outermost: the slot is held through waits and backoff sleeps.
             let mut waited = false;

@@ -704,3 +704,81 @@ async fn the_tsc_time_source_drives_the_limiter_deadline_and_window() {
     assert!(err.to_string().contains("overall deadline"), "{err}");
     assert!(took >= 290 * MS && took < 2 * SEC, "{took:?}");
 }
+
+/// A deadline past the range of the clock (`Duration::MAX`) is no deadline: no timer is armed,
+/// so a paused clock's auto-advance does not jump to it while the attempt waits on something
+/// outside tokio's clock (found in review: a saturated deadline ~292 years out fired).
+#[tokio::test(start_paused = true)]
+async fn a_deadline_past_the_clocks_range_is_no_deadline() {
+    let registry = MetricsRegistry::new();
+    let policy = builder(&registry)
+        .no_attempt_timeout()
+        .deadline(Duration::MAX)
+        .build();
+    let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let _ = tx.send(7);
+    });
+    let rx = std::sync::Mutex::new(Some(rx));
+    let v = policy
+        .call("unbounded", |_| {
+            let rx = rx.lock().unwrap().take().unwrap();
+            async move { Ok(rx.await.unwrap()) }
+        })
+        .await;
+    assert_eq!(v.unwrap(), 7);
+}
+
+/// A retry refused a permit gives up naming the attempt that failed, not the retry.
+#[tokio::test(start_paused = true)]
+async fn a_retry_refused_a_permit_names_the_attempt_that_failed() {
+    let capture = integrations_testkit::TracingCapture::start();
+    let registry = MetricsRegistry::new();
+    let limiter = RateLimiter::per_minute(nz(1)).with_max_wait(Duration::ZERO);
+    let policy = builder(&registry)
+        .retry(no_backoff(5))
+        .rate_limiter(limiter)
+        .build();
+    let script = Script::new(|_| Err(Error::unavailable("503")));
+    policy.call("limited", |a| script.run(a)).await.unwrap_err();
+    assert_eq!(script.attempts(), 1);
+    let ev: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.message == "giving up" && e.field("operation") == Some("limited"))
+        .collect();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].field("attempt"), Some("1"));
+    assert_eq!(
+        ev[0].field("reason"),
+        Some(GiveUpReason::RateLimited.as_str())
+    );
+    let retry: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.message == "retry scheduled" && e.field("operation") == Some("limited"))
+        .collect();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].field("attempt"), Some("1"));
+}
+
+/// An attempt timeout equal to the remaining deadline: the deadline wins.
+#[tokio::test(start_paused = true)]
+async fn a_tie_between_the_attempt_timeout_and_the_deadline_goes_to_the_deadline() {
+    let registry = MetricsRegistry::new();
+    let policy = builder(&registry)
+        .retry(no_backoff(3))
+        .attempt_timeout(2 * SEC)
+        .deadline(2 * SEC)
+        .build();
+    let e = policy
+        .call("tie", |_| async {
+            tokio::time::sleep(3600 * SEC).await;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("overall deadline"), "{e}");
+    assert_eq!(policy.metrics().timeouts(), 1);
+}

@@ -101,6 +101,14 @@ impl Moment {
         )
     }
 
+    /// `d` later, or `None` past the range of a moment (~292 years): a `Duration::MAX`
+    /// deadline is no deadline, as `Instant::checked_add` made it.
+    #[inline]
+    pub(crate) fn checked_after(self, d: Duration) -> Option<Moment> {
+        let d = i64::try_from(d.as_nanos()).ok()?;
+        self.0.checked_add(d).map(Moment)
+    }
+
     /// Nanoseconds since `earlier` (0 if it is not earlier).
     #[inline]
     pub(crate) fn nanos_since(self, earlier: Moment) -> u64 {
@@ -252,6 +260,11 @@ mod tests {
         assert_eq!(m.nanos_since(later), 0);
         assert_eq!(later.instant(), Some(now + Duration::from_micros(1_500)));
         assert_eq!(m.after(Duration::MAX).0, i64::MAX);
+        assert_eq!(m.checked_after(Duration::MAX), None);
+        assert_eq!(
+            m.checked_after(Duration::from_nanos(5)),
+            Some(Moment(m.0 + 5))
+        );
     }
 
     #[tokio::test(start_paused = true)]
