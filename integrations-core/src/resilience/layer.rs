@@ -232,29 +232,31 @@ where
         // The ready service goes into the future; its clone stays behind, not yet ready.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
-        let policy = self.policy.clone();
         let classify = self.classify.clone();
-        let operation = self.operation;
-        Box::pin(async move {
-            policy
-                .call(operation, move |attempt: Attempt| {
-                    let state = if attempt.number == 1 {
-                        AttemptState::Called {
-                            fut: ready.call(req.clone()),
-                        }
-                    } else {
-                        AttemptState::Fresh {
-                            svc: ready.clone(),
-                            req: Some(req.clone()),
-                        }
-                    };
-                    AttemptFuture {
-                        state,
-                        classify: classify.clone(),
+        // The policy (a clone: one reference count) moves into the call's future itself, not
+        // into an `async` block around a borrowing call, which would copy the call's future
+        // twice more on every call (`scripts/policy-ir`: a sixth of the layer's instructions).
+        Box::pin(Policy::run(
+            self.policy.clone(),
+            self.operation,
+            Error::is_retryable,
+            move |attempt: Attempt| {
+                let state = if attempt.number == 1 {
+                    AttemptState::Called {
+                        fut: ready.call(req.clone()),
                     }
-                })
-                .await
-        })
+                } else {
+                    AttemptState::Fresh {
+                        svc: ready.clone(),
+                        req: Some(req.clone()),
+                    }
+                };
+                AttemptFuture {
+                    state,
+                    classify: classify.clone(),
+                }
+            },
+        ))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The composed policy: bulkhead → deadline → rate limit → circuit breaker → retry → timeout.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::breaker::{BreakerOutcome, BreakerPermit, CircuitBreaker, CircuitBreak
 use super::bulkhead::{Bulkhead, BulkheadPermit};
 use super::limiter::RateLimiter;
 use super::retry::{GiveUpReason, RetryDecision, RetryPolicy};
-use super::time::{Moment, TimeSource};
+use super::time::{Moment, TimeSource, nanos};
 use crate::error::{Error, Result};
 use crate::metrics::{IntegrationMetrics, MetricsRegistry};
 use crate::telemetry;
@@ -346,7 +346,7 @@ impl Policy {
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, Error::is_retryable, f)
+        Self::run(self, operation, Error::is_retryable, f)
     }
 
     /// Like [`call`](Policy::call), with `classify` deciding which errors are retried (for
@@ -367,7 +367,7 @@ impl Policy {
         Fut: Future<Output = Result<T>> + Send,
         T: Send,
     {
-        self.run(operation, classify, f)
+        Self::run(self, operation, classify, f)
     }
 
     /// [`run_unspanned`](Self::run_unspanned), in the call's span when anybody listens to it.
@@ -376,13 +376,20 @@ impl Policy {
     /// recorded, not one more state machine around it that would take its arguments and move
     /// them into it on the first poll. The call's span is therefore made with the call's
     /// future, in the span current where [`call`](Policy::call) is called.
-    fn run<T, F, Fut, C>(
-        &self,
+    ///
+    /// `this` is the policy, borrowed ([`call`](Policy::call)) or owned ([`PolicyLayer`]'s
+    /// `'static` future): owned, it moves into the call's future rather than into one more
+    /// `async` block around it, which would copy the whole call's future twice more.
+    ///
+    /// [`PolicyLayer`]: super::PolicyLayer
+    pub(super) fn run<P, T, F, Fut, C>(
+        this: P,
         operation: &'static str,
         classify: C,
         f: F,
     ) -> impl Future<Output = Result<T>>
     where
+        P: Borrow<Policy>,
         C: Fn(&Error) -> bool,
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -390,37 +397,50 @@ impl Policy {
         // Nobody can listen: no span at all, neither for the call nor for its attempts (see
         // `telemetry::interested`).
         if !telemetry::interested() {
-            return Either::Left(self.run_unspanned(operation, classify, f, None, false));
+            return Either::Left(Self::run_unspanned(
+                this, operation, classify, f, None, false,
+            ));
         }
-        let span = telemetry::call_span(&self.inner.provider, operation);
+        let span = telemetry::call_span(&this.borrow().inner.provider, operation);
         // Nobody listens to this one (a level filter, say): no `Instrumented` layer around the
         // call, and no box.
         if span.is_disabled() {
-            return Either::Left(self.run_unspanned(operation, classify, f, None, true));
+            return Either::Left(Self::run_unspanned(
+                this, operation, classify, f, None, true,
+            ));
         }
         // Boxed: recording the spans costs far more than the box, and inline the spanned future
         // would grow every call's future (and what `PolicyLayer` boxes for it).
-        Either::Right(Box::pin(self.run_spanned(span, operation, classify, f)))
+        Either::Right(Box::pin(Self::run_spanned(
+            this, span, operation, classify, f,
+        )))
     }
 
     /// [`run_unspanned`](Self::run_unspanned) in the call's `span` ([`crate::telemetry`]).
-    async fn run_spanned<T, F, Fut, C>(
-        &self,
+    async fn run_spanned<P, T, F, Fut, C>(
+        this: P,
         span: Span,
         operation: &'static str,
         classify: C,
         f: F,
     ) -> Result<T>
     where
+        P: Borrow<Policy>,
         C: Fn(&Error) -> bool,
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let mut attempts = 0;
-        let result = self
-            .run_unspanned(operation, classify, f, Some(&mut attempts), true)
-            .instrument(span.clone())
-            .await;
+        let result = Self::run_unspanned(
+            this.borrow(),
+            operation,
+            classify,
+            f,
+            Some(&mut attempts),
+            true,
+        )
+        .instrument(span.clone())
+        .await;
         telemetry::record_call(&span, attempts, &result);
         result
     }
@@ -433,8 +453,8 @@ impl Policy {
     // a call, so what lives across its awaits is kept small: the attempt is a hand-written
     // future, the retry decision a plain function (248 bytes around a trivial call).
     #[allow(clippy::manual_async_fn)]
-    fn run_unspanned<T, F, Fut, C>(
-        &self,
+    fn run_unspanned<P, T, F, Fut, C>(
+        this: P,
         operation: &'static str,
         classify: C,
         mut f: F,
@@ -442,18 +462,20 @@ impl Policy {
         spans: bool,
     ) -> impl Future<Output = Result<T>>
     where
+        P: Borrow<Policy>,
         C: Fn(&Error) -> bool,
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         async move {
-            let inner = &*self.inner;
+            let this: &Policy = this.borrow();
+            let inner = &*this.inner;
             inner.metrics.record_call();
             // An open circuit refuses before anything is waited for or spent (no rate-limit
             // permit is used up by a call that would be refused).
             if let Some(b) = &inner.breaker {
                 if let Err(e) = b.check(operation) {
-                    return Err(self.rejected(e, operation));
+                    return Err(this.rejected(e, operation));
                 }
             }
             // Latency is timed on `quanta` (the TSC where it is reliable: ~7 ns a reading here
@@ -481,7 +503,7 @@ impl Policy {
                         waited = true;
                         // Waiting paths are boxed: they are rare, and inline they would grow every
                         // call's future (and what a tower layer allocates for it).
-                        Some(Box::pin(self.wait_for_bulkhead(b, operation, deadline)).await?)
+                        Some(Box::pin(this.wait_for_bulkhead(b, operation, deadline)).await?)
                     }
                 },
             };
@@ -489,9 +511,9 @@ impl Policy {
             if let Some(limiter) = &inner.limiter {
                 // A free permit is taken here, without entering the waiting path's future.
                 if start.is_none_or(|now| limiter.check_at(now).is_err()) {
-                    match Box::pin(self.take_permit(limiter, operation, 1, None, deadline)).await {
+                    match Box::pin(this.take_permit(limiter, operation, 1, None, deadline)).await {
                         Ok(w) => waited |= w,
-                        Err(e) => return Err(self.rejected(e, operation)),
+                        Err(e) => return Err(this.rejected(e, operation)),
                     }
                 }
             }
@@ -499,7 +521,7 @@ impl Policy {
                 None => None,
                 Some(b) => match b.try_acquire(operation) {
                     Ok(p) => Some(p),
-                    Err(e) => return Err(self.rejected(e, operation)),
+                    Err(e) => return Err(this.rejected(e, operation)),
                 },
             };
 
@@ -513,7 +535,7 @@ impl Policy {
                 }
                 // The attempt's future borrows the deadline: it is read only if the attempt does not
                 // finish on its first poll, and a copy would grow every call's future.
-                let error = match self
+                let error = match this
                     .attempt(
                         retries + 1,
                         operation,
@@ -531,7 +553,7 @@ impl Policy {
                     AttemptEnd::Deadline(e) => break Err(e),
                 };
                 let retryable = classify(&error);
-                let Some(delay) = self.retry_delay(retries, operation, deadline, &error, retryable)
+                let Some(delay) = this.retry_delay(retries, operation, deadline, &error, retryable)
                 else {
                     break Err(error);
                 };
@@ -540,7 +562,7 @@ impl Policy {
                 // Every retry takes a permit too, so retries never push the provider past its
                 // quota.
                 if let Some(limiter) = &inner.limiter {
-                    if Box::pin(self.take_permit(limiter, operation, retries + 1, None, deadline))
+                    if Box::pin(this.take_permit(limiter, operation, retries + 1, None, deadline))
                         .await
                         .is_err()
                     {
@@ -549,7 +571,7 @@ impl Policy {
                             number: retries,
                             operation,
                         };
-                        self.give_up(failed, GiveUpReason::RateLimited, &error);
+                        this.give_up(failed, GiveUpReason::RateLimited, &error);
                         break Err(error);
                     }
                 }
@@ -563,11 +585,11 @@ impl Policy {
                 });
             }
             let ended = quanta::Instant::now();
-            let latency = ended.saturating_duration_since(timer);
+            let latency = nanos(ended.saturating_duration_since(timer));
             // The sliding window steps on tokio's clock (so a paused test clock moves it too). When
             // the call already read that clock at its start, its end is that reading plus the
             // latency: the window moves in 30 s steps, a second reading would only cost time.
-            let end = start.map_or_else(|| inner.time.moment_at(ended), |s| s.after(latency));
+            let end = start.map_or_else(|| inner.time.moment_at(ended), |s| s.after_nanos(latency));
             match result {
                 Ok(v) => {
                     inner.metrics.record_success_at(operation, latency, end);
@@ -575,7 +597,7 @@ impl Policy {
                         provider = &*inner.provider,
                         operation,
                         attempts = retries + 1,
-                        latency_us = latency.as_micros() as u64,
+                        latency_us = latency / 1_000,
                         "call succeeded"
                     );
                     Ok(v)
@@ -584,12 +606,12 @@ impl Policy {
                     inner
                         .metrics
                         .record_failure_at(operation, e.kind(), latency, end);
-                    let e = self.decorate(*e, operation);
+                    let e = this.decorate(*e, operation);
                     tracing::debug!(
                         provider = &*inner.provider,
                         operation,
                         attempts = retries + 1,
-                        latency_us = latency.as_micros() as u64,
+                        latency_us = latency / 1_000,
                         error = %e,
                         "call failed"
                     );

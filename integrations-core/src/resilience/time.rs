@@ -92,12 +92,12 @@ impl Moment {
         }
     }
 
-    /// `d` later.
+    /// `nanos` nanoseconds later.
     #[inline]
-    pub(crate) fn after(self, d: Duration) -> Moment {
+    pub(crate) fn after_nanos(self, nanos: u64) -> Moment {
         Moment(
             self.0
-                .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+                .saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)),
         )
     }
 
@@ -134,8 +134,16 @@ struct Anchor {
 
 static ANCHOR: OnceLock<Anchor> = OnceLock::new();
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+/// `d` in nanoseconds, saturating at `u64::MAX` (~584 years). In `u64` arithmetic rather than
+/// `as_nanos`' `u128`: after a `Duration` made from nanoseconds (a `quanta` difference) the
+/// compiler then folds the round trip away, where the `u128` one cost two multiplications and a
+/// division on every call.
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
 }
 
 impl Anchor {
@@ -255,11 +263,11 @@ mod tests {
             assert_eq!(Moment::of(origin).nanos_since(m), 3_000_000);
         }
         let m = Moment::of(now);
-        let later = m.after(Duration::from_micros(1_500));
+        let later = m.after_nanos(nanos(Duration::from_micros(1_500)));
         assert_eq!(later.nanos_since(m), 1_500_000);
         assert_eq!(m.nanos_since(later), 0);
         assert_eq!(later.instant(), Some(now + Duration::from_micros(1_500)));
-        assert_eq!(m.after(Duration::MAX).0, i64::MAX);
+        assert_eq!(m.after_nanos(nanos(Duration::MAX)).0, i64::MAX);
         assert_eq!(m.checked_after(Duration::MAX), None);
         assert_eq!(
             m.checked_after(Duration::from_nanos(5)),
@@ -281,5 +289,21 @@ mod tests {
             .instant()
             .unwrap();
         assert!(real < TimeSource::Tokio.moment_at(tsc).instant().unwrap());
+    }
+
+    #[test]
+    fn nanos_agree_with_the_durations_own_and_saturate() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999_999),
+            Duration::from_secs(1),
+            Duration::new(18_446_744_073, 709_551_615), // u64::MAX nanoseconds
+        ] {
+            assert_eq!(u128::from(nanos(d)), d.as_nanos(), "{d:?}");
+        }
+        assert_eq!(nanos(Duration::new(18_446_744_073, 709_551_616)), u64::MAX);
+        assert_eq!(nanos(Duration::from_secs(u64::MAX)), u64::MAX);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
     }
 }
