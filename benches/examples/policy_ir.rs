@@ -12,6 +12,9 @@
 //! block returned by a closure, as criterion's `iter` does: the block is moved before it is
 //! awaited, so a larger future costs more there than in the plain loop of the other entries.
 //!
+//! With `POLICY_IR_WALL=1` it prints the wall time per call of `run` alone (`scripts/policy-wall`
+//! compares builds with it): the process's own time would count `quanta`'s calibration.
+//!
 //! Only `run` is counted, after a warm-up. Instructions per call are the difference between two
 //! runs (say 20 000 and 10 000 calls) over the difference in calls, which cancels what one
 //! `block_on` costs. `scripts/policy-ir` does that for every entry and prints each next to the
@@ -70,7 +73,14 @@ fn main() {
     // time, not a number of steps, so it would add noise), and the metrics make their
     // operation's slot on the first call.
     calls(&rt, &policy, &bare_policy, &entry, 100);
+    let started = std::time::Instant::now();
     run(&rt, &policy, &bare_policy, &entry, n);
+    // The wall time of the measured calls alone, for `scripts/policy-wall`: timing the whole
+    // process would count `quanta`'s calibration, whose length varies from run to run.
+    if std::env::var_os("POLICY_IR_WALL").is_some() {
+        let ns = started.elapsed().as_nanos() as f64 / n.max(1) as f64;
+        eprintln!("wall {entry} {ns:.1}");
+    }
 }
 
 /// Bytes of the futures whose size each `.await` copies (twice, in `perf`): the composed

@@ -108,8 +108,9 @@ impl<E: Into<BoxError>> ClassifyError<E> for DefaultClassifier {
 /// tower's own `ConcurrencyLimit`, `RateLimit`, `Retry` and `Timeout` cover some of the same
 /// ground, but not the policy's semantics (a rate-limit permit per retry, `Retry-After`, a
 /// breaker over the logical call, an overall deadline, one set of metrics and tracing events),
-/// and a stack of them costs about as much per call as [`Policy::call`] (the `policy` bench:
-/// ~137 ns against ~118 ns; this layer, which boxes its future, ~157 ns). The layer therefore
+/// and a stack of them costs about as much per call as [`Policy::call`] (the `policy` bench's
+/// `policy_ir`, one sitting: tower's stack ~127 ns, [`Policy::call`] ~112 ns, this layer, which
+/// boxes the call's future, ~119 ns). The layer therefore
 /// adapts the one [`Policy`] rather than rebuilding it out of tower's pieces; it depends only on
 /// the `tower-layer` and `tower-service` interface crates (and `pin-project-lite`, already under
 /// tokio, for its attempt future).
