@@ -1,6 +1,6 @@
 //! [`StubSheetsSink`]: an in-memory, scriptable [`SheetsSink`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 
@@ -36,7 +36,15 @@ use integrations_core::{Error, Result};
 pub struct StubSheetsSink {
     name: String,
     script: Script,
-    sheets: Mutex<BTreeMap<String, Vec<Row>>>,
+    sheets: Mutex<BTreeMap<String, StubSheet>>,
+}
+
+/// One sheet's rows, and where each key is: an append or update finds a key without reading
+/// every row (both did, so a test of N rows cost N² comparisons).
+#[derive(Default)]
+struct StubSheet {
+    rows: Vec<Row>,
+    at: HashMap<String, usize>,
 }
 
 impl StubSheetsSink {
@@ -68,7 +76,10 @@ impl StubSheetsSink {
 
     /// The rows of `sheet`, in order (empty for an unknown sheet).
     pub fn rows(&self, sheet: &str) -> Vec<Row> {
-        lock(&self.sheets).get(sheet).cloned().unwrap_or_default()
+        lock(&self.sheets)
+            .get(sheet)
+            .map(|s| s.rows.clone())
+            .unwrap_or_default()
     }
 
     /// Names of the sheets written so far.
@@ -103,8 +114,10 @@ impl StubSheetsSink {
 impl fmt::Debug for StubSheetsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sheets = lock(&self.sheets);
-        let sizes: BTreeMap<&str, usize> =
-            sheets.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        let sizes: BTreeMap<&str, usize> = sheets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.rows.len()))
+            .collect();
         f.debug_struct("StubSheetsSink")
             .field("name", &self.name)
             .field("calls", &self.calls())
@@ -130,14 +143,16 @@ impl SheetsSink for StubSheetsSink {
         self.scripted_failure()?;
         let mut sheets = lock(&self.sheets);
         let existing = sheets.entry(sheet.to_owned()).or_default();
-        let mut keys: HashSet<String> = existing.iter().map(|r| r.key().to_owned()).collect();
         let mut outcome = AppendOutcome::default();
         for row in rows {
-            if keys.insert(row.key().to_owned()) {
-                existing.push(row);
-                outcome.appended += 1;
-            } else {
+            if existing.at.contains_key(row.key()) {
                 outcome.already_present += 1;
+            } else {
+                existing
+                    .at
+                    .insert(row.key().to_owned(), existing.rows.len());
+                existing.rows.push(row);
+                outcome.appended += 1;
             }
         }
         Ok(outcome)
@@ -149,12 +164,12 @@ impl SheetsSink for StubSheetsSink {
             .map_err(|e| e.or_provider(self.name.clone()))?;
         self.scripted_failure()?;
         let mut sheets = lock(&self.sheets);
-        let Some(rows) = sheets.get_mut(sheet) else {
+        let Some(existing) = sheets.get_mut(sheet) else {
             return Ok(UpdateOutcome::NotFound);
         };
-        match rows.iter().position(|r| r.key() == row.key()) {
-            Some(i) => {
-                rows[i] = row;
+        match existing.at.get(row.key()) {
+            Some(&i) => {
+                existing.rows[i] = row;
                 Ok(UpdateOutcome::Updated { row: i + 1 })
             }
             None => Ok(UpdateOutcome::NotFound),
