@@ -185,6 +185,8 @@ impl IntegrationMetrics {
         facade::counter(facade::CALLS, &self.label);
     }
     /// A logical call of `operation` succeeded after `latency` (all attempts and waits included).
+    /// Latencies are kept in nanoseconds: one past `u64::MAX` of them (~584 years) counts as
+    /// that.
     pub fn record_operation_success(&self, operation: &'static str, latency: Duration) {
         self.record_success_at(operation, nanos(latency), Moment::now());
     }

@@ -393,3 +393,29 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option
     })
     .await
 }
+
+/// The call's span is made when the layer's `call` is called (as `Policy::call`'s), not when
+/// its future is first polled: its parent is the span current at `call`. Before df68e25 it was
+/// the span the future was first polled in.
+#[tokio::test]
+async fn the_layer_calls_span_is_made_where_call_is_called() {
+    use integrations_core::telemetry::CALL_SPAN;
+    use tracing::Instrument;
+    let capture = integrations_testkit::TracingCapture::start();
+    let registry = MetricsRegistry::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(policy(&registry).layer("reserve"))
+        .service(flaky(0, Arc::new(AtomicU32::new(0))));
+    let made = tracing::info_span!("made");
+    let polled = tracing::info_span!("polled");
+    svc.ready().await.unwrap();
+    let fut = made.in_scope(|| svc.call(1));
+    assert_eq!(fut.instrument(polled).await.unwrap(), 2);
+    let spans = capture.spans();
+    let made_at = spans.iter().position(|s| s.name == "made").unwrap();
+    let call = spans
+        .iter()
+        .find(|s| s.name == CALL_SPAN)
+        .expect("a call span");
+    assert_eq!(call.parent, Some(made_at), "{spans:#?}");
+}

@@ -87,7 +87,9 @@ impl<E: Into<BoxError>> ClassifyError<E> for DefaultClassifier {
 ///
 /// - **`poll_ready`** asks the inner service and nothing else: no permit, no clock reading, no
 ///   breaker slot is taken there, so a caller that polls readiness and then drops the service
-///   loses nothing. All of the policy runs inside the response future.
+///   loses nothing. All of the policy's steps run inside the response future; only the call's
+///   span (when spans are recorded) is made by `call`, as [`Policy::call`] makes it, so its
+///   parent is the span current where `call` is called, not where the future is first polled.
 /// - **`call`** takes the inner service that was just made ready and leaves a clone in its place
 ///   (as tower's own `Retry` and `Buffer` do), then runs the policy: the first attempt uses the
 ///   ready service, every retry a fresh clone made ready again with `poll_ready` — inside the

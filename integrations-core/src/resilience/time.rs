@@ -105,7 +105,7 @@ impl Moment {
     /// deadline is no deadline, as `Instant::checked_add` made it.
     #[inline]
     pub(crate) fn checked_after(self, d: Duration) -> Option<Moment> {
-        let d = i64::try_from(d.as_nanos()).ok()?;
+        let d = i64::try_from(nanos(d)).ok()?;
         self.0.checked_add(d).map(Moment)
     }
 
