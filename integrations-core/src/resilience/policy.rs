@@ -336,6 +336,12 @@ impl Policy {
     /// error carries the provider (unless it named one already) and the operation.
     // Not an `async fn`: that would wrap `run`'s future in one more state machine, which moves
     // the closure and the arguments once more on every call (measured with `scripts/policy-ir`).
+    // Always inlined, as are `run` and `run_unspanned`: each only builds the call's future (its
+    // `poll` is not inlined by this). Built where the caller awaits it, the future's 250-odd
+    // bytes are written in place; returned from a call that was not inlined, they were built
+    // in a temporary and copied into the awaiting future by `memmove` (12 % of a composed call
+    // in `perf`, ~20 ns; `scripts/policy-wall`: 109 → 87 ns a composed call).
+    #[inline(always)]
     pub fn call<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -355,6 +361,8 @@ impl Policy {
     ///
     /// # Errors
     /// As [`call`](Policy::call).
+    // Always inlined: see `call`.
+    #[inline(always)]
     pub fn call_classified<T, F, Fut, C>(
         &self,
         operation: &'static str,
@@ -382,6 +390,8 @@ impl Policy {
     /// `async` block around it, which would copy the whole call's future twice more.
     ///
     /// [`PolicyLayer`]: super::PolicyLayer
+    // Always inlined: see `call`.
+    #[inline(always)]
     pub(super) fn run<P, T, F, Fut, C>(
         this: P,
         operation: &'static str,
@@ -453,6 +463,8 @@ impl Policy {
     // a call, so what lives across its awaits is kept small: the attempt is a hand-written
     // future, the retry decision a plain function (248 bytes around a trivial call).
     #[allow(clippy::manual_async_fn)]
+    // Always inlined: see `call`.
+    #[inline(always)]
     fn run_unspanned<P, T, F, Fut, C>(
         this: P,
         operation: &'static str,
