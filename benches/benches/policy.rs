@@ -15,7 +15,54 @@
 //!
 //! # Measured (issue 13, item 6)
 //!
-//! ## Latest round: the layer's future owns its policy; latency in integer nanoseconds
+//! ## Latest round: the call's future is built where it is awaited
+//!
+//! What changed:
+//! - **`Policy::call` (and `call_classified`, and the `run` functions behind them) are
+//!   `#[inline(always)]`.** They only build the call's future; its `poll` is unchanged. When
+//!   `call` was not inlined, the future (248 bytes around a trivial call, 256 inside the
+//!   `Either` that picks the spanned or unspanned path) was built in a temporary and copied
+//!   into the awaiting future with `memmove`: 12 % of a composed call in `perf`, and the
+//!   stores just made stalled the copy's loads (store forwarding). Inlined, it is written in
+//!   place: `memmove` no longer appears in the profile of `composed_policy`, nor of
+//!   `composed_policy_routine` (criterion's way, where a closure returns the `async` block).
+//! - **`PolicyLayer` builds the call's future in its box** (`Box::new_uninit` then
+//!   `Box::write`, safe since Rust 1.87) instead of `Box::pin(fut)`, which built it on the
+//!   stack and copied it in (`memmove`, ~6 % of the layer's call).
+//!
+//! One sitting, `scripts/policy-wall 15 2000000` (minimum / median of 15 interleaved runs of
+//! 2 000 000 calls), the code before (`047cce4`) and with the inlining; Ir from callgrind
+//! (`scripts/policy-ir`):
+//!
+//! | entry | before min / median ns | after min / median ns | before Ir | after Ir |
+//! |---|---:|---:|---:|---:|
+//! | `bare_tokio_timeout` | 52.9 / 55.0 | 53.5 / 57.8 | 213 | 213 |
+//! | `composed_policy` | 108.9 / 119.2 (2.06× / 2.17×) | 87.1 / 91.7 (**1.63× / 1.59×**) | 724 | **645** |
+//! | `composed_policy_routine` (criterion's way) | 110.8 / 118.5 (2.09× / 2.15×) | 89.7 / 100.8 (**1.68× / 1.74×**) | 729 | 645 |
+//! | `policy_timeout_only` | 86.4 / 93.5 | 62.6 / 73.8 | 558 | 479 |
+//! | `policy_layer_service_fn` | 116.7 / 125.8 | 117.8 / 127.7 | 979 | 967 |
+//! | `tower_stack_service_fn` | 123.4 / 128.7 | 121.3 / 128.3 | 639 | 639 |
+//!
+//! The layer's box built in place, measured next (11 rounds, the inlining alone against both):
+//! `policy_layer_service_fn` 120.5 → **114.0 ns** (minimum; tower's stack 127.3 / 128.9 in the
+//! same runs, **0.88–0.89×**), 967 → **909 Ir**. The medians of that sitting (146–155 ns for
+//! both the layer and tower's stack) were taken while the VM was busy and do not separate them.
+//!
+//! - **The composed policy is now 1.6–1.7× a bare timeout** (the issue's goal: ≤ 2×), from
+//!   2.1×. The timeout-only policy is 1.2–1.3×.
+//! - **`PolicyLayer` is no slower than tower's stack** (0.88–1.0× over these sittings; it runs
+//!   a breaker and metrics, which tower's stack does not). The margin is small.
+//! - What is left of a composed call (`perf`, after): the state machine ~40 %, two `quanta`
+//!   readings ~22–30 % (`rdtsc` itself), the metrics' recording ~12–16 %, governor's check
+//!   ~6–10 %.
+//! - Criterion, one run with the inlining, before the layer's box change (estimates' means /
+//!   medians): bare timeout 57.9 / 56.2 ns, composed 113.4 / 117.5, timeout-only 76.3 / 72.7,
+//!   `PolicyLayer` 121.4 / 119.8, tower's stack 135.4 / 130.6 (0.90× / 0.92×), `backon`
+//!   39.7 / 37.8, `backon` with a timeout 100.7 / 99.0. Criterion's composed ratio (1.96× / 2.09×) is higher than `policy_ir`'s;
+//!   its async `iter` drives each call through its own harness, and one run on this VM moves
+//!   by 10–30 ns (the last round's read 147 ns for a binary `policy_ir` put at 108–131).
+//!
+//! ## The round before: the layer's future owns its policy; latency in integer nanoseconds
 //!
 //! **How the wall times are taken now.** `policy_ir` with `POLICY_IR_WALL=1` prints the time of
 //! its measured calls alone, after the warm-up; `scripts/policy-wall` runs every entry of every
@@ -67,7 +114,7 @@
 //!   unless it falls under 128 bytes: glibc copies 129 to 256 bytes with the same four pairs of
 //!   32-byte moves.
 //!
-//! ## The round before: a smaller call future, integer time, a table for the bucket
+//! ## Two rounds before: a smaller call future, integer time, a table for the bucket
 //!
 //! `perf` on `policy_ir composed_policy` before this round: the call's state machine 32 %, two
 //! TSC readings 18 %, `memmove` 14.5 %, the metrics' recording 12 %, `std`'s out-of-line
