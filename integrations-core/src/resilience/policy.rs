@@ -459,9 +459,10 @@ impl Policy {
     // Not an `async fn`: an `async fn`'s future moves its arguments into locals of its own on
     // the first poll, a copy of every argument (and `operation`'s was a store-forwarding stall
     // at the top of every call in `perf annotate`); an `async move` block uses what it captured
-    // in place, and its future is smaller. Every byte of it is copied twice by each `.await` of
-    // a call, so what lives across its awaits is kept small: the attempt is a hand-written
-    // future, the retry decision a plain function (248 bytes around a trivial call).
+    // in place, and its future is smaller. What lives across its awaits is kept small (a
+    // `PolicyLayer` allocates it, and a caller that moves the future copies every byte): the
+    // attempt is a hand-written future, the retry decision a plain function (248 bytes around
+    // a trivial call).
     #[allow(clippy::manual_async_fn)]
     // Always inlined: see `call`.
     #[inline(always)]
