@@ -388,6 +388,10 @@ impl Setup<'_> {
                 .event_retention(self.retention)
                 .idempotency_retention(self.retention)
                 .object_retention(self.retention)
+                // The signed payloads waiting for the webhook receiver, bounded by the same
+                // retention (the sandbox's default, 10,000, held ~50 MB when the receiver fell
+                // behind): past it a checkout waits for a delivery to start.
+                .webhook_backlog(self.retention)
                 .start()
                 .await
                 .map_err(io("Stripe"))?;
