@@ -54,7 +54,7 @@
 //! |---|---:|---:|---:|---:|---:|
 //! | quiet, 21 rounds | 52.6 / 54.3 | 86.6 / 91.6 (**1.65× / 1.69×**) | 108.0 / 111.3 | 123.2 / 131.0 | **0.88× / 0.85×** |
 //! | quiet, 21 rounds | 54.6 / 58.2 | 89.4 / 105.7 (1.64× / 1.82×) | 110.0 / 140.1 | 121.8 / 147.4 | 0.90× / 0.95× |
-//! | busy (another process), 15 rounds | 53.7 / 59.8 | 91.3 / 98.4 (1.70× / 1.65×) | 115.2 / 164.7 | 130.1 / 150.1 | 0.89× / **1.10×** |
+//! | noisy, 15 rounds | 53.7 / 59.8 | 91.3 / 98.4 (1.70× / 1.65×) | 115.2 / 164.7 | 130.1 / 150.1 | 0.89× / **1.10×** |
 //!
 //! Criterion (`cargo bench --bench policy -- policy_call`, estimates' means / medians), the
 //! final code, three runs:
@@ -70,7 +70,7 @@
 //!   calls through its own harness, and one run on this VM moves by 10–30 ns (the round
 //!   before read 147 ns for a binary `policy_ir` put at 108–131).
 //! - **`PolicyLayer` against tower's stack: 0.88–0.90× by minimum** in every sitting; by median
-//!   0.85–0.95× on a quiet machine and 1.10× on a busy one; criterion 0.85–1.03×. It runs a
+//!   0.85–0.95× on a quiet machine and 1.10× in a noisy sitting; criterion 0.85–1.03×. It runs a
 //!   breaker and metrics, which tower's stack does not. The margin is about 10 %, and noise on
 //!   this VM is larger than that.
 //! - The timeout-only policy is 1.2–1.3× a bare timeout.
