@@ -46,7 +46,7 @@
 //! The layer's box built in place, measured next (11 rounds, the build with the inlining alone
 //! and the build with both): `policy_layer_service_fn` 120.5 → **114.0 ns** (minimum), 967 →
 //! **909 Ir**; tower's stack read 128.9 ns in the second build's runs (**0.88×**). The medians
-//! of that sitting (146–155 ns for both) were taken while the VM was busy.
+//! of that sitting (146–155 ns for both) were taken while the VM was noisy.
 //!
 //! The final build alone (both changes), in three more sittings of `scripts/policy-wall`:
 //!
