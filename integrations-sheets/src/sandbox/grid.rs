@@ -1,9 +1,12 @@
 //! The sandbox's in-memory spreadsheet grid and Google's value semantics over it.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 use serde_json::Value;
 
+use super::rows::{Rows, SpillConfig};
 use crate::a1::{A1Range, Bounds, MAX_COLUMN};
 
 /// Google's default grid of a new sheet: 1000 rows by 26 columns (it grows as data arrives).
@@ -26,7 +29,8 @@ pub(crate) enum RenderOption {
     Unformatted,
 }
 
-/// One sheet (tab): rows of cells, `Value::Null` for an empty cell.
+/// One sheet (tab): rows of cells, `Value::Null` for an empty cell; past a limit, the first rows
+/// are kept in a file ([`Rows`]).
 ///
 /// Neither a read nor an append looks at every row: the widest row is kept as cells are set
 /// (rows never get shorter), and the table the last append found is kept for the next append
@@ -36,7 +40,7 @@ pub(crate) enum RenderOption {
 #[derive(Debug, Clone)]
 pub(crate) struct Sheet {
     pub(crate) title: String,
-    rows: Vec<Vec<Value>>,
+    rows: Rows,
     /// The length of the longest row (its last stored cell, empty or not).
     widest: u32,
     /// Changes to the sheet so far: a [`LastTable`] holds for the version it was found at.
@@ -206,6 +210,18 @@ fn is_empty(v: &Value) -> bool {
     v.is_null()
 }
 
+/// The column of the row's last non-empty cell inside `area`, if it has one.
+fn row_end(cells: &[Value], area: &Area) -> Option<u32> {
+    let len = u32::try_from(cells.len()).unwrap_or(u32::MAX);
+    if area.first_column >= len {
+        return None;
+    }
+    let last = area.last_column.min(len - 1);
+    (area.first_column..=last)
+        .rev()
+        .find(|&c| !is_empty(&cells[c as usize]))
+}
+
 /// The rendered rows of an area of a [`Sheet`] (see [`Sheet::view`]). Serializes as the list
 /// of rows [`Sheet::read`] returns.
 pub(crate) struct RowsView<'a> {
@@ -227,13 +243,23 @@ impl<'a> RowsView<'a> {
         self.rows().count()
     }
 
-    /// Row `r`'s stored cells, to its last non-empty one.
-    fn cells(&self, r: u32) -> impl Iterator<Item = &'a Value> + use<'a> {
-        let sheet = self.sheet;
-        let first = self.area.first_column;
-        let end = sheet.row_end(r, &self.area);
-        end.into_iter()
-            .flat_map(move |last| (first..=last).map(move |c| sheet.cell(r, c)))
+    /// Row `r`'s stored cells in the area, to its last non-empty one (none when it has none).
+    fn cells(&self, r: u32) -> Cow<'a, [Value]> {
+        let row = self.sheet.row(r);
+        match row_end(&row, &self.area) {
+            None => Cow::Borrowed(&[]),
+            Some(last) => {
+                let cells = self.area.first_column as usize..=last as usize;
+                match row {
+                    Cow::Borrowed(row) => Cow::Borrowed(&row[cells]),
+                    Cow::Owned(mut row) => {
+                        row.truncate(last as usize + 1);
+                        row.drain(..self.area.first_column as usize);
+                        Cow::Owned(row)
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -255,7 +281,12 @@ struct RowView<'v, 'a> {
 impl Serialize for RowView<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let option = self.view.option;
-        serializer.collect_seq(self.view.cells(self.row).map(|v| Rendered(v, option)))
+        serializer.collect_seq(
+            self.view
+                .cells(self.row)
+                .iter()
+                .map(|v| Rendered(v, option)),
+        )
     }
 }
 
@@ -264,70 +295,78 @@ impl Serialize for RowView<'_, '_> {
 /// past the end of a shorter row renders `""`, as Google answers.
 pub(crate) struct ColumnsView<'a> {
     rows: RowsView<'a>,
-    /// How many columns are listed.
-    width: u32,
+    /// The last listed row of each listed column (`None`: the column's cells all render
+    /// empty), from the area's first column on.
+    ends: Vec<Option<u32>>,
 }
 
 impl<'a> RowsView<'a> {
     /// The same area, by columns: what a `values.get` with `majorDimension=COLUMNS` lists.
+    ///
+    /// Each listed column's last row is found in one pass over the rows, from the last up,
+    /// which reads each row once (a row kept in the sheet's file is read back once here, then
+    /// once per column it is listed in).
     pub(crate) fn columns(self) -> ColumnsView<'a> {
-        let first = self.area.first_column;
-        let width = self
-            .rows()
-            .filter_map(|r| self.sheet.row_end(r, &self.area))
-            .map(|last| last - first + 1)
-            .max()
-            .unwrap_or(0);
-        ColumnsView { rows: self, width }
-    }
-
-    /// The cell at row `r` and column `c` if it is inside row `r`'s listed cells.
-    fn entry(&self, r: u32, c: u32) -> Option<&'a Value> {
-        let last = self.sheet.row_end(r, &self.area)?;
-        (c <= last).then(|| self.sheet.cell(r, c))
+        let mut ends: Vec<Option<u32>> = Vec::new();
+        for r in self.rows().rev() {
+            let cells = self.cells(r);
+            if cells.len() > ends.len() {
+                ends.resize(cells.len(), None);
+            }
+            for (end, v) in ends.iter_mut().zip(cells.iter()) {
+                if end.is_none() && !v.is_null() && v.as_str() != Some("") {
+                    *end = Some(r);
+                }
+            }
+        }
+        ColumnsView { rows: self, ends }
     }
 }
 
 impl ColumnsView<'_> {
     /// How many columns are listed.
     pub(crate) fn len(&self) -> usize {
-        self.width as usize
-    }
-
-    /// The last listed row whose cell in column `c` renders non-empty.
-    fn column_end(&self, c: u32) -> Option<u32> {
-        self.rows.rows().rev().find(|&r| {
-            self.rows
-                .entry(r, c)
-                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
-        })
+        self.ends.len()
     }
 }
 
 impl Serialize for ColumnsView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        static NULL: Value = Value::Null;
-        let view = &self.rows;
         let mut columns = serializer.serialize_seq(Some(self.len()))?;
-        for c in (0..self.width).map(|i| view.area.first_column + i) {
-            let rows = self
-                .column_end(c)
-                .map(|end| view.area.first_row..=end)
-                .into_iter()
-                .flatten();
-            let cells = rows.map(|r| Rendered(view.entry(r, c).unwrap_or(&NULL), view.option));
-            columns.serialize_element(&Cells(std::cell::Cell::new(Some(cells))))?;
+        for (i, end) in self.ends.iter().enumerate() {
+            columns.serialize_element(&Column {
+                view: &self.rows,
+                index: i,
+                end: *end,
+            })?;
         }
         columns.end()
     }
 }
 
-/// An iterator of cells, serialized once as a sequence.
-struct Cells<I>(std::cell::Cell<Option<I>>);
+/// One listed column: its cells from the area's first row to its last non-empty one, a cell
+/// past the end of a shorter row rendered `""`.
+struct Column<'v, 'a> {
+    view: &'v RowsView<'a>,
+    /// The column's place in the area (0 is the area's first column).
+    index: usize,
+    end: Option<u32>,
+}
 
-impl<'a, I: Iterator<Item = Rendered<'a>>> Serialize for Cells<I> {
+impl Serialize for Column<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.take().into_iter().flatten())
+        static NULL: Value = Value::Null;
+        let Some(end) = self.end else {
+            return serializer.collect_seq(std::iter::empty::<Rendered<'_>>());
+        };
+        let view = self.view;
+        let mut cells = serializer.serialize_seq(Some((end - view.area.first_row + 1) as usize))?;
+        for r in view.area.first_row..=end {
+            let row = view.cells(r);
+            cells
+                .serialize_element(&Rendered(row.get(self.index).unwrap_or(&NULL), view.option))?;
+        }
+        cells.end()
     }
 }
 
@@ -348,14 +387,25 @@ impl Serialize for Rendered<'_> {
 }
 
 impl Sheet {
+    #[cfg(test)]
     pub(crate) fn new(title: impl Into<String>) -> Self {
+        Sheet::spilling(title, None)
+    }
+
+    /// A sheet whose first rows go to a file past `spill`'s limit (see [`Rows`]).
+    pub(crate) fn spilling(title: impl Into<String>, spill: Option<SpillConfig>) -> Self {
         Sheet {
             title: title.into(),
-            rows: Vec::new(),
+            rows: Rows::spilling(spill),
             widest: 0,
             version: 0,
             last_table: None,
         }
+    }
+
+    /// Rows kept in the sheet's file rather than in memory.
+    pub(crate) fn rows_in_file(&self) -> usize {
+        self.rows.in_file()
     }
 
     /// The grid size Google reports: at least 1000 × 26, more when data goes further.
@@ -364,20 +414,15 @@ impl Sheet {
         (rows.max(DEFAULT_ROWS), self.widest.max(DEFAULT_COLUMNS))
     }
 
-    fn cell(&self, row: u32, column: u32) -> &Value {
-        static NULL: Value = Value::Null;
+    /// Row `row`'s cells (1-based; none past the last row).
+    fn row(&self, row: u32) -> Cow<'_, [Value]> {
         self.rows
             .get(row as usize - 1)
-            .and_then(|r| r.get(column as usize))
-            .unwrap_or(&NULL)
+            .unwrap_or(Cow::Borrowed(&[]))
     }
 
     fn set(&mut self, row: u32, column: u32, v: Value) {
-        let r = row as usize - 1;
-        if self.rows.len() <= r {
-            self.rows.resize_with(r + 1, Vec::new);
-        }
-        let cells = &mut self.rows[r];
+        let cells = self.rows.get_mut(row as usize - 1);
         if cells.len() <= column as usize {
             cells.resize(column as usize + 1, Value::Null);
             self.widest = self.widest.max(column + 1);
@@ -402,7 +447,7 @@ impl Sheet {
     pub(crate) fn read(&self, area: &Area, option: RenderOption) -> Vec<Vec<Value>> {
         let view = self.view(area, option);
         view.rows()
-            .map(|r| view.cells(r).map(|v| render(v, option)).collect())
+            .map(|r| view.cells(r).iter().map(|v| render(v, option)).collect())
             .collect()
     }
 
@@ -413,7 +458,7 @@ impl Sheet {
         let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
         // The last row with a cell in the area's columns; rows after it are dropped.
         let mut last_row = area.last_row.min(data_rows);
-        while last_row >= area.first_row && self.row_end(last_row, area).is_none() {
+        while last_row >= area.first_row && row_end(&self.row(last_row), area).is_none() {
             last_row -= 1;
         }
         RowsView {
@@ -422,19 +467,6 @@ impl Sheet {
             last_row,
             option,
         }
-    }
-
-    /// The column of row `r`'s last non-empty cell inside `area`, if it has one.
-    fn row_end(&self, r: u32, area: &Area) -> Option<u32> {
-        let cells = self.rows.get(r as usize - 1)?;
-        let len = u32::try_from(cells.len()).unwrap_or(u32::MAX);
-        if area.first_column >= len {
-            return None;
-        }
-        let last = area.last_column.min(len - 1);
-        (area.first_column..=last)
-            .rev()
-            .find(|&c| !is_empty(&cells[c as usize]))
     }
 
     /// Writes `values` starting at the area's top-left cell. `Null` input leaves a cell as it is.
@@ -467,18 +499,17 @@ impl Sheet {
             first_column: area.first_column,
             last_column: area.first_column + widest.max(1) as u32 - 1,
         });
+        self.rows.after_write();
         Ok(Written { area, cells })
     }
 
     fn row_has_data(&self, row: u32, first_col: u32, last_col: Option<u32>) -> bool {
-        self.rows.get(row as usize - 1).is_some_and(|cells| {
-            cells
-                .iter()
-                .enumerate()
-                .skip(first_col as usize)
-                .take_while(|(c, _)| last_col.is_none_or(|l| *c as u32 <= l))
-                .any(|(_, v)| !is_empty(v))
-        })
+        self.row(row)
+            .iter()
+            .enumerate()
+            .skip(first_col as usize)
+            .take_while(|(c, _)| last_col.is_none_or(|l| *c as u32 <= l))
+            .any(|(_, v)| !is_empty(v))
     }
 
     /// Google's append: find the table in `range` (the first run of non-empty rows at or below its
@@ -522,11 +553,7 @@ impl Sheet {
         // nothing (it used to leave the inserted empty rows behind).
         check_write(&target, values, "")?;
         if insert && (at as usize) <= self.rows.len() {
-            let idx = at as usize - 1;
-            self.rows.splice(
-                idx..idx,
-                std::iter::repeat_with(Vec::new).take(values.len()),
-            );
+            self.rows.insert_empty(at as usize - 1, values.len());
         }
         // Moves the sheet to a new version (the insert's too).
         let written = self.write(&target, values, input, "")?;
@@ -567,7 +594,7 @@ impl Sheet {
         let last_searched = range.last_row.unwrap_or(data_rows).min(data_rows);
         let start = (range.first_row..=last_searched)
             .find(|r| self.row_has_data(*r, range.first_column, range.last_column))?;
-        let start_len = u32::try_from(self.rows[start as usize - 1].len()).unwrap_or(u32::MAX);
+        let start_len = u32::try_from(self.row(start).len()).unwrap_or(u32::MAX);
         let (end, longest) = self.table_end(range, start);
         Some((start, end, start_len.max(longest)))
     }
@@ -580,8 +607,7 @@ impl Sheet {
         let mut longest = 0;
         while end < data_rows && self.row_has_data(end + 1, range.first_column, range.last_column) {
             end += 1;
-            longest =
-                longest.max(u32::try_from(self.rows[end as usize - 1].len()).unwrap_or(u32::MAX));
+            longest = longest.max(u32::try_from(self.row(end).len()).unwrap_or(u32::MAX));
         }
         (end, longest)
     }
@@ -594,10 +620,9 @@ impl Sheet {
     /// Up to `count` rows from row `first` (0-based) on, as [`snapshot`](Self::snapshot) shows
     /// them.
     pub(crate) fn snapshot_range(&self, first: usize, count: usize) -> Vec<Vec<String>> {
-        self.rows
-            .iter()
-            .skip(first)
-            .take(count)
+        let end = first.saturating_add(count).min(self.rows.len());
+        (first.min(end)..end)
+            .filter_map(|i| self.rows.get(i))
             .map(|r| {
                 let mut cells: Vec<String> = r
                     .iter()

@@ -145,7 +145,20 @@ fn reads_drop_trailing_empties_and_render() {
 /// [`Sheet::read`] returns, for every kind of cell, both renderings and any area.
 #[test]
 fn a_view_serializes_as_the_rows_read_returns() {
-    let mut s = Sheet::new("S");
+    // In memory, and with all but one row in the sheet's file.
+    for spill in [None, Some(spill(1))] {
+        a_view_serializes_as_the_rows_read_returns_of(Sheet::spilling("S", spill));
+    }
+}
+
+fn spill(resident_rows: usize) -> SpillConfig {
+    SpillConfig {
+        resident_rows,
+        dir: None,
+    }
+}
+
+fn a_view_serializes_as_the_rows_read_returns_of(mut s: Sheet) {
     s.write(
         &b("A1"),
         &rows(json!([
@@ -298,24 +311,47 @@ proptest::proptest! {
     fn a_kept_table_answers_as_a_scan_does(ops in proptest::collection::vec(op(), 1..40)) {
         let mut kept = Sheet::new("S");
         let mut scanned = Sheet::new("S");
+        // The same sheet with all but two rows in its file.
+        let mut spilled = Sheet::spilling("S", Some(spill(2)));
         for op in ops {
             match op {
                 Op::Write { row, column, values } => {
                     let at = Bounds { first_row: row, last_row: None, first_column: column, last_column: None };
                     let a = kept.write(&at, &values, InputOption::Raw, "");
                     let b = scanned.write(&at, &values, InputOption::Raw, "");
-                    proptest::prop_assert_eq!(a, b);
+                    let c = spilled.write(&at, &values, InputOption::Raw, "");
+                    proptest::prop_assert_eq!(&a, &b);
+                    proptest::prop_assert_eq!(a, c);
                 }
                 Op::Append { range, values, insert } => {
                     scanned.last_table = None;
                     let a = kept.append(&range, &values, InputOption::Raw, insert);
                     let b = scanned.append(&range, &values, InputOption::Raw, insert);
-                    proptest::prop_assert_eq!(a, b, "append to {:?}", range);
+                    let c = spilled.append(&range, &values, InputOption::Raw, insert);
+                    proptest::prop_assert_eq!(&a, &b, "append to {:?}", range);
+                    proptest::prop_assert_eq!(a, c, "append to {:?}, spilled", range);
                 }
             }
             proptest::prop_assert_eq!(kept.snapshot(), scanned.snapshot());
-            let widest = kept.rows.iter().map(|r| r.len() as u32).max().unwrap_or(0);
+            proptest::prop_assert_eq!(kept.snapshot(), spilled.snapshot());
+            let widest = (0..kept.rows.len())
+                .map(|i| kept.rows.get(i).unwrap().len() as u32)
+                .max()
+                .unwrap_or(0);
             proptest::prop_assert_eq!(kept.widest, widest);
+            proptest::prop_assert_eq!(spilled.widest, widest);
+            for text in ["A:A", "A2:C", "B3:D9"] {
+                let area = kept.clip(&A1Range::parse(text).unwrap().bounds());
+                for option in [RenderOption::Formatted, RenderOption::Unformatted] {
+                    let here = serde_json::to_value(kept.view(&area, option)).unwrap();
+                    let there = serde_json::to_value(spilled.view(&area, option)).unwrap();
+                    proptest::prop_assert_eq!(here, there, "{} rows", text);
+                    let here = serde_json::to_value(kept.view(&area, option).columns()).unwrap();
+                    let there =
+                        serde_json::to_value(spilled.view(&area, option).columns()).unwrap();
+                    proptest::prop_assert_eq!(here, there, "{} columns", text);
+                }
+            }
         }
     }
 }

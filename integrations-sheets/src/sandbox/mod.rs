@@ -19,6 +19,9 @@
 //! * Records: [`Sandbox::requests`] and the totals behind [`Sandbox::stats`] come from the
 //!   testkit's bounded request log ([`SandboxBuilder::request_retention`]); served values
 //!   answers carry an `x-sandbox-rows` header with the rows read or written.
+//! * Every row written is kept, as a sheet keeps it; with [`SandboxBuilder::resident_rows`] only
+//!   the latest are in memory and the others in a temporary file, for load tests whose sheet
+//!   grows with the run.
 //!
 //! The servers are the testkit's
 //! [`SandboxServer`] — two of them, as Google
@@ -41,12 +44,14 @@
 
 mod grid;
 mod keys;
+mod rows;
 mod server;
 mod state;
 mod token;
 mod values;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,6 +67,7 @@ pub use keys::{TestServiceAccount, generate_service_account, test_service_accoun
 
 use crate::config::GoogleSheetsBuilder;
 use grid::{InputOption, Sheet};
+use rows::SpillConfig;
 use state::{Config, State};
 
 /// The spreadsheet every sandbox starts with (one sheet, `Sheet1`).
@@ -140,6 +146,9 @@ pub struct SandboxStats {
     pub unauthenticated: u64,
     /// Faults injected (values and token requests; exact whatever the retention).
     pub faults_injected: u64,
+    /// Rows now kept in the sheets' files rather than in memory
+    /// ([`SandboxBuilder::resident_rows`]; 0 without it).
+    pub rows_in_file: u64,
 }
 
 /// One values request the sandbox served (after auth, faults and quota), from the request log.
@@ -163,6 +172,8 @@ pub struct SandboxBuilder {
     config: Config,
     hang_for: Duration,
     request_retention: usize,
+    resident_rows: Option<usize>,
+    spill_dir: Option<PathBuf>,
 }
 
 impl SandboxBuilder {
@@ -200,17 +211,49 @@ impl SandboxBuilder {
         self
     }
 
+    /// Keeps about `n` rows of each sheet in memory (between `n` and 1.5 `n` rows with cells),
+    /// and the others in an anonymous temporary file, read back when a request touches them
+    /// (default: every row in memory). The file takes the first rows first, so a sheet that is
+    /// appended to keeps its newest rows in memory.
+    ///
+    /// For a long load test: a sheet of a million order rows is ~320 MB in memory, and with a
+    /// limit ~24 bytes a row plus the limit's rows. The file grows with every row written
+    /// (a row changed after it went to the file is written again when it goes back); it is
+    /// removed when the sandbox is dropped. Reads of rows in the file decode them, so a read of
+    /// the whole sheet costs more than from memory.
+    ///
+    /// If the file cannot be made or written (the disk is full), the rows stay in memory and a
+    /// warning is logged; a row that cannot be read back from it panics the request's task
+    /// rather than answer wrong cells. `n` of 0 is taken as 1.
+    pub fn resident_rows(mut self, n: usize) -> Self {
+        self.resident_rows = Some(n.max(1));
+        self
+    }
+
+    /// The directory of the file [`resident_rows`](Self::resident_rows) writes (default: the
+    /// system's temporary directory, `TMPDIR` on Unix). Without `resident_rows`, nothing is
+    /// written.
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
     /// Binds `127.0.0.1:0` and serves until the [`Sandbox`] is dropped.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the socket cannot be bound; [`Error::Configuration`] if the
     /// throwaway key cannot be generated.
-    pub async fn start(self) -> Result<Sandbox> {
+    pub async fn start(mut self) -> Result<Sandbox> {
         let account = test_service_account(SANDBOX_CLIENT_EMAIL)?;
+        self.config.spill = self.resident_rows.map(|resident_rows| SpillConfig {
+            resident_rows,
+            dir: self.spill_dir.clone(),
+        });
+        let spill = self.config.spill.clone();
         let mut state = State::new(self.config);
         state.spreadsheets.insert(
             SANDBOX_SPREADSHEET_ID.to_owned(),
-            vec![Sheet::new("Sheet1")],
+            vec![Sheet::spilling("Sheet1", spill)],
         );
         let state = Arc::new(Mutex::new(state));
         let options = ServerOptions::default()
@@ -286,9 +329,12 @@ impl Sandbox {
                 token_lifetime: Duration::from_secs(3599),
                 auto_create_sheets: false,
                 project_number: 424_242_424_242,
+                spill: None,
             },
             hang_for: Duration::from_secs(3600),
             request_retention: DEFAULT_RETENTION,
+            resident_rows: None,
+            spill_dir: None,
         }
     }
 
@@ -342,18 +388,21 @@ impl Sandbox {
 
     /// Creates (or empties) spreadsheet `id` with sheets `titles`.
     pub fn create_spreadsheet(&self, id: &str, titles: &[&str]) {
-        self.lock().spreadsheets.insert(
-            id.to_owned(),
-            titles.iter().map(|t| Sheet::new(*t)).collect(),
-        );
+        let mut state = self.lock();
+        let sheets = titles
+            .iter()
+            .map(|t| Sheet::spilling(*t, state.config.spill.clone()))
+            .collect();
+        state.spreadsheets.insert(id.to_owned(), sheets);
     }
     /// Adds an empty sheet `title` to spreadsheet `id` (creating the spreadsheet if needed); no-op
     /// when it exists.
     pub fn add_sheet(&self, id: &str, title: &str) {
         let mut state = self.lock();
+        let spill = state.config.spill.clone();
         let sheets = state.spreadsheets.entry(id.to_owned()).or_default();
         if !sheets.iter().any(|s| s.title == title) {
-            sheets.push(Sheet::new(title));
+            sheets.push(Sheet::spilling(title, spill));
         }
     }
     /// Writes `rows` at the top of sheet `title` (as `RAW` values), creating it if needed.
@@ -417,7 +466,12 @@ impl Sandbox {
     /// The counters: the protocol's own, and from the request logs' exact totals the faults
     /// injected.
     pub fn stats(&self) -> SandboxStats {
-        let mut stats = self.lock().stats.clone();
+        let state = self.lock();
+        let mut stats = state.stats.clone();
+        stats.rows_in_file = (state.spreadsheets.values().flatten())
+            .map(|s| s.rows_in_file() as u64)
+            .sum();
+        drop(state);
         stats.faults_injected =
             self.values.requests().totals().faulted + self.token.requests().totals().faulted;
         stats

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::SandboxStats;
 use super::grid::Sheet;
+use super::rows::SpillConfig;
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) token_lifetime: Duration,
     pub(crate) auto_create_sheets: bool,
     pub(crate) project_number: u64,
+    /// Past how many rows a sheet's first rows go to a file (none: every row in memory).
+    pub(crate) spill: Option<SpillConfig>,
 }
 
 /// An access token the sandbox issued.
@@ -212,7 +215,7 @@ impl State {
         match (idx, title) {
             (Some(i), _) => sheets.get_mut(i),
             (None, Some(t)) if auto => {
-                sheets.push(Sheet::new(t));
+                sheets.push(Sheet::spilling(t, self.config.spill.clone()));
                 sheets.last_mut()
             }
             _ => None,
@@ -231,6 +234,7 @@ mod tests {
             token_lifetime: Duration::from_secs(3599),
             auto_create_sheets: false,
             project_number: 1,
+            spill: None,
         }
     }
 

@@ -1,0 +1,320 @@
+//! A sheet's rows, the oldest written to a file past a resident limit
+//! ([`SandboxBuilder::resident_rows`](super::SandboxBuilder::resident_rows)).
+//!
+//! A sandbox that a long load test appends to holds the whole sheet: ~320 bytes a row of the
+//! order flow's analytics rows as `Vec<Value>`, the largest part of the main job's heap that grew
+//! with the orders (`docs/scaling.md`). With a limit, a row past it costs 24 bytes here (its place
+//! in the file) and its cells are in an anonymous temporary file (`tempfile`: unlinked when the
+//! sandbox ends, on every platform), read back when a request touches the row. The rows kept
+//! are the ones a sheet that is appended to touches next: the file takes the first rows first.
+//!
+//! Why not a crate: the store is ~200 lines over a `Vec` and one file, with an exact encoding of
+//! the four cell kinds a sheet holds (the grid stores no arrays or objects); an embedded
+//! key-value store would bring its own pages, cache and threads for what is an append-only log.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Number, Value};
+
+/// Where and past how many rows a sheet's rows go to a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpillConfig {
+    /// Rows with cells kept in memory after a spill (at most half as many again between spills).
+    pub(crate) resident_rows: usize,
+    /// The directory of the file (the system's temporary directory when `None`).
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// One row: its cells in memory, or where they are in the file.
+#[derive(Debug, Clone)]
+enum Row {
+    Here(Vec<Value>),
+    Spilled { at: u64, len: u32 },
+}
+
+/// The file rows are written to, shared by the clones of a sheet: every spill appends at its
+/// end, so a row's place never changes.
+#[derive(Debug)]
+struct SpillFile {
+    file: File,
+    end: u64,
+}
+
+/// A sheet's rows (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rows {
+    rows: Vec<Row>,
+    spill: Option<Spill>,
+}
+
+#[derive(Debug, Clone)]
+struct Spill {
+    config: SpillConfig,
+    file: Option<Arc<Mutex<SpillFile>>>,
+    /// Rows `Here` with at least one cell.
+    resident: usize,
+    /// Rows `Spilled`.
+    in_file: usize,
+    /// No row before this one is `Here` with cells.
+    first_here: usize,
+    /// A spill failed (the file could not be made or written): rows stay in memory from then on.
+    failed: bool,
+}
+
+impl Rows {
+    /// Rows kept in memory past `config.resident_rows` go to a file.
+    pub(crate) fn spilling(config: Option<SpillConfig>) -> Self {
+        Rows {
+            rows: Vec::new(),
+            spill: config.map(|config| Spill {
+                config,
+                file: None,
+                resident: 0,
+                in_file: 0,
+                first_here: 0,
+                failed: false,
+            }),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Rows whose cells are in the file.
+    pub(crate) fn in_file(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.in_file)
+    }
+
+    /// Row `i`'s cells (0-based), read back from the file when spilled.
+    ///
+    /// # Panics
+    /// When a spilled row cannot be read back from the sandbox's own temporary file (an I/O
+    /// error of the disk under it): the row's cells would otherwise be answered wrongly.
+    pub(crate) fn get(&self, i: usize) -> Option<Cow<'_, [Value]>> {
+        Some(match self.rows.get(i)? {
+            Row::Here(cells) => Cow::Borrowed(cells.as_slice()),
+            Row::Spilled { at, len } => Cow::Owned(self.load(*at, *len).unwrap_or_else(|e| {
+                panic!("the Sheets sandbox could not read row {} back: {e}", i + 1)
+            })),
+        })
+    }
+
+    fn load(&self, at: u64, len: u32) -> io::Result<Vec<Value>> {
+        let file = self
+            .spill
+            .as_ref()
+            .and_then(|s| s.file.as_ref())
+            .ok_or_else(|| io::Error::other("a row is spilled but there is no file"))?;
+        let mut bytes = vec![0; len as usize];
+        {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            f.file.seek(SeekFrom::Start(at))?;
+            f.file.read_exact(&mut bytes)?;
+        }
+        decode(&bytes)
+    }
+
+    /// Row `i`'s cells to change; rows up to it are added empty, a spilled row is read back
+    /// and kept in memory until the next spill.
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut Vec<Value> {
+        if self.rows.len() <= i {
+            self.rows.resize_with(i + 1, || Row::Here(Vec::new()));
+        }
+        let loaded = match self.rows[i] {
+            Row::Spilled { at, len } => Some(self.load(at, len).unwrap_or_else(|e| {
+                panic!("the Sheets sandbox could not read row {} back: {e}", i + 1)
+            })),
+            Row::Here(_) => None,
+        };
+        let was_here = loaded.is_none();
+        let counted = match loaded {
+            Some(cells) => {
+                self.rows[i] = Row::Here(cells);
+                true
+            }
+            // Counted now: the caller sets a cell, and a row never loses its cells.
+            None => matches!(&self.rows[i], Row::Here(cells) if cells.is_empty()),
+        };
+        if let Some(spill) = &mut self.spill {
+            spill.in_file -= usize::from(counted && !was_here);
+            spill.resident += usize::from(counted);
+            spill.first_here = spill.first_here.min(i);
+        }
+        let Row::Here(cells) = &mut self.rows[i] else {
+            unreachable!("made resident above")
+        };
+        cells
+    }
+
+    /// Inserts `n` empty rows before row `at` (0-based).
+    pub(crate) fn insert_empty(&mut self, at: usize, n: usize) {
+        let at = at.min(self.rows.len());
+        self.rows.splice(
+            at..at,
+            std::iter::repeat_with(|| Row::Here(Vec::new())).take(n),
+        );
+        if let Some(spill) = &mut self.spill
+            && spill.first_here > at
+        {
+            // The rows at and after `at` moved down by `n`.
+            spill.first_here += n;
+        }
+    }
+
+    /// After a write: past one and a half times the limit, the first rows kept in memory go to
+    /// the file until the limit is met again. A spill that fails leaves its rows in memory and
+    /// stops spilling (a warning says so), so nothing written is lost.
+    pub(crate) fn after_write(&mut self) {
+        let Some(spill) = &mut self.spill else {
+            return;
+        };
+        let limit = spill.config.resident_rows;
+        if spill.failed || spill.resident <= limit.saturating_add(limit / 2) {
+            return;
+        }
+        let mut buf = Vec::new();
+        let mut moved: Vec<(usize, u64, u32)> = Vec::new();
+        let mut i = spill.first_here;
+        while spill.resident - moved.len() > limit && i < self.rows.len() {
+            if let Row::Here(cells) = &self.rows[i]
+                && !cells.is_empty()
+            {
+                let start = buf.len();
+                encode(cells, &mut buf);
+                moved.push((i, start as u64, (buf.len() - start) as u32));
+            }
+            i += 1;
+        }
+        match spill.append(&buf) {
+            Ok(base) => {
+                for &(r, at, len) in &moved {
+                    self.rows[r] = Row::Spilled { at: base + at, len };
+                }
+                spill.resident -= moved.len();
+                spill.in_file += moved.len();
+                spill.first_here = i;
+            }
+            Err(e) => {
+                spill.failed = true;
+                tracing::warn!(
+                    error = %e,
+                    "the Sheets sandbox could not write rows to its file; they stay in memory"
+                );
+            }
+        }
+    }
+}
+
+impl Spill {
+    /// Appends `bytes` to the file (made on first use); where they start.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
+        if self.file.is_none() {
+            let file = match &self.config.dir {
+                Some(dir) => tempfile::tempfile_in(dir)?,
+                None => tempfile::tempfile()?,
+            };
+            self.file = Some(Arc::new(Mutex::new(SpillFile { file, end: 0 })));
+        }
+        let file = self.file.as_ref().expect("made above");
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        let at = f.end;
+        f.file.seek(SeekFrom::Start(at))?;
+        f.file.write_all(bytes)?;
+        f.end = at + bytes.len() as u64;
+        Ok(at)
+    }
+}
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const UNSIGNED: u8 = 3;
+const SIGNED: u8 = 4;
+const FLOAT: u8 = 5;
+const STRING: u8 = 6;
+
+/// The row's cells, each a tag byte and its value (little-endian numbers, strings as a length
+/// and UTF-8): exact for every cell the grid stores (`null`, booleans, numbers, strings).
+fn encode(cells: &[Value], out: &mut Vec<u8>) {
+    for v in cells {
+        match v {
+            Value::Null => out.push(NULL),
+            Value::Bool(false) => out.push(FALSE),
+            Value::Bool(true) => out.push(TRUE),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    out.push(UNSIGNED);
+                    out.extend_from_slice(&u.to_le_bytes());
+                } else if let Some(i) = n.as_i64() {
+                    out.push(SIGNED);
+                    out.extend_from_slice(&i.to_le_bytes());
+                } else {
+                    out.push(FLOAT);
+                    out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_le_bytes());
+                }
+            }
+            // The grid stores arrays and objects as their JSON text (`grid::store`).
+            Value::String(_) | Value::Array(_) | Value::Object(_) => {
+                let text: Cow<'_, str> = match v {
+                    Value::String(s) => Cow::Borrowed(s),
+                    other => Cow::Owned(other.to_string()),
+                };
+                out.push(STRING);
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+}
+
+fn decode(mut bytes: &[u8]) -> io::Result<Vec<Value>> {
+    fn take<'b>(bytes: &mut &'b [u8], n: usize) -> io::Result<&'b [u8]> {
+        if bytes.len() < n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a row is cut short",
+            ));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn eight(bytes: &mut &[u8]) -> io::Result<[u8; 8]> {
+        Ok(take(bytes, 8)?.try_into().expect("eight bytes"))
+    }
+    let mut cells = Vec::new();
+    while let Some((&tag, rest)) = bytes.split_first() {
+        bytes = rest;
+        cells.push(match tag {
+            NULL => Value::Null,
+            FALSE => Value::Bool(false),
+            TRUE => Value::Bool(true),
+            UNSIGNED => Value::from(u64::from_le_bytes(eight(&mut bytes)?)),
+            SIGNED => Value::from(i64::from_le_bytes(eight(&mut bytes)?)),
+            FLOAT => Number::from_f64(f64::from_le_bytes(eight(&mut bytes)?))
+                .map_or(Value::Null, Value::Number),
+            STRING => {
+                let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().expect("four"));
+                let text = std::str::from_utf8(take(&mut bytes, len as usize)?)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Value::String(text.to_owned())
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown cell tag {other}"),
+                ));
+            }
+        });
+    }
+    Ok(cells)
+}
+
+#[cfg(test)]
+#[path = "rows_tests.rs"]
+mod tests;
