@@ -564,8 +564,11 @@ impl Setup<'_> {
             );
             (sink, None)
         } else {
+            // The sheet's rows past the retention go to the sandbox's file: the sheet is the
+            // run's output and grows with the orders (~320 B a row in memory).
             let sandbox = integrations_sheets::sandbox::Sandbox::builder()
                 .request_retention(self.retention)
+                .resident_rows(self.retention)
                 .start()
                 .await?;
             sandbox.add_sheet(sandbox.spreadsheet_id(), SHEET);
