@@ -245,7 +245,7 @@ impl<'a> RowsView<'a> {
 
     /// Row `r`'s stored cells in the area, to its last non-empty one (none when it has none).
     fn cells(&self, r: u32) -> Cow<'a, [Value]> {
-        let row = self.sheet.row(r);
+        let row = self.sheet.row_to(r, self.area.last_column);
         match row_end(&row, &self.area) {
             None => Cow::Borrowed(&[]),
             Some(last) => {
@@ -416,8 +416,15 @@ impl Sheet {
 
     /// Row `row`'s cells (1-based; none past the last row).
     fn row(&self, row: u32) -> Cow<'_, [Value]> {
+        self.row_to(row, u32::MAX)
+    }
+
+    /// Row `row`'s cells up to column `last` at least (a row in the sheet's file is decoded
+    /// only that far; one in memory is all there).
+    fn row_to(&self, row: u32, last: u32) -> Cow<'_, [Value]> {
+        let cells = (last as usize).saturating_add(1);
         self.rows
-            .get(row as usize - 1)
+            .get_upto(row as usize - 1, cells)
             .unwrap_or(Cow::Borrowed(&[]))
     }
 
@@ -458,7 +465,9 @@ impl Sheet {
         let data_rows = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
         // The last row with a cell in the area's columns; rows after it are dropped.
         let mut last_row = area.last_row.min(data_rows);
-        while last_row >= area.first_row && row_end(&self.row(last_row), area).is_none() {
+        while last_row >= area.first_row
+            && row_end(&self.row_to(last_row, area.last_column), area).is_none()
+        {
             last_row -= 1;
         }
         RowsView {

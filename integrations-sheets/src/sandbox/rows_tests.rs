@@ -41,8 +41,11 @@ fn every_cell_kind_comes_back_as_written() {
     ];
     let mut buf = Vec::new();
     encode(&cells, &mut buf);
-    assert_eq!(decode(&buf).unwrap(), cells);
-    assert_eq!(decode(&[]).unwrap(), Vec::<Value>::new());
+    assert_eq!(decode(&buf, usize::MAX).unwrap(), cells);
+    assert_eq!(decode(&[], usize::MAX).unwrap(), Vec::<Value>::new());
+    for max in 0..cells.len() {
+        assert_eq!(decode(&buf, max).unwrap(), cells[..max], "the first {max}");
+    }
 }
 
 #[test]
@@ -53,12 +56,12 @@ fn a_cut_or_unknown_record_is_an_error_not_a_wrong_cell() {
         &mut buf,
     );
     for cut in 1..buf.len() {
-        if let Ok(cells) = decode(&buf[..cut]) {
+        if let Ok(cells) = decode(&buf[..cut], usize::MAX) {
             // Only a cut at a cell boundary decodes, and then to a prefix of the row.
             assert_eq!(cells, vec![Value::String("abcdef".into())], "cut at {cut}");
         }
     }
-    assert!(decode(&[9]).is_err());
+    assert!(decode(&[9], usize::MAX).is_err());
 }
 
 #[test]
@@ -75,6 +78,8 @@ fn past_the_limit_the_first_rows_go_to_the_file_and_read_back() {
     );
     for i in 0..100 {
         assert_eq!(rows.get(i).unwrap().as_ref(), row(i).as_slice(), "row {i}");
+        let first = rows.get_upto(i, 2).unwrap();
+        assert_eq!(first[..2], row(i)[..2], "row {i}'s first two");
     }
     // The first rows are the ones in the file.
     assert!(matches!(rows.rows[0], Row::Spilled { .. }));
