@@ -38,7 +38,6 @@ enum Row {
 
 /// The file rows are written to, shared by the clones of a sheet: every spill appends at its
 /// end, so a row's place never changes.
-#[derive(Debug)]
 struct SpillFile {
     file: File,
     end: u64,
@@ -48,6 +47,17 @@ struct SpillFile {
     /// is only ever appended to, so a block read never goes stale.
     block_at: u64,
     block: Vec<u8>,
+}
+
+impl std::fmt::Debug for SpillFile {
+    // Not the block's bytes: a 64 KiB dump in a sheet's `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillFile")
+            .field("end", &self.end)
+            .field("block_at", &self.block_at)
+            .field("block_len", &self.block.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How much of the file one read takes.

@@ -180,3 +180,23 @@ fn a_file_that_cannot_be_made_keeps_the_rows_in_memory() {
         assert_eq!(rows.get(i).unwrap().as_ref(), row(i).as_slice());
     }
 }
+
+#[test]
+fn debug_shows_where_the_file_is_not_its_bytes() {
+    let mut rows = spilling(1);
+    for i in 0..10 {
+        write(
+            &mut rows,
+            i,
+            vec![Value::String(format!("secret-cell-{i}"))],
+        );
+    }
+    let _ = rows.get(0);
+    let file = rows.spill.as_ref().unwrap().file.as_ref().unwrap();
+    let shown = format!("{:?}", file.lock().unwrap());
+    assert!(shown.contains("block_len"), "{shown}");
+    assert!(
+        !shown.contains("115, 101, 99"),
+        "no bytes of the block: {shown}"
+    );
+}
