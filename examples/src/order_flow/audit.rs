@@ -18,6 +18,7 @@ use super::jobs::{OrderEventKind, SHEET};
 use super::ledger::Ledger;
 use super::notifier::JsonlNotifier;
 use super::orders::OrderBook;
+use super::paged::Fixed;
 use super::providers::Services;
 
 /// What the payment provider says about the run's payments.
@@ -91,6 +92,16 @@ impl ByTemplate {
     }
 }
 
+impl Fixed for ByTemplate {
+    const SIZE: usize = 4;
+    fn put(&self, out: &mut [u8]) {
+        self.0.put(out);
+    }
+    fn take(bytes: &[u8]) -> Self {
+        ByTemplate(<[u8; 4]>::take(bytes))
+    }
+}
+
 /// The status column of an order's analytics row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RowStatus {
@@ -124,6 +135,31 @@ pub struct SheetRow {
     pub status: RowStatus,
     /// Rows found in the sheet.
     pub count: u8,
+}
+
+impl Fixed for SheetRow {
+    const SIZE: usize = 2;
+    fn put(&self, out: &mut [u8]) {
+        out[0] = match self.status {
+            RowStatus::None => 0,
+            RowStatus::Paid => 1,
+            RowStatus::PartiallyRefunded => 2,
+            RowStatus::Other => 3,
+        };
+        out[1] = self.count;
+    }
+    fn take(bytes: &[u8]) -> Self {
+        let status = match bytes[0] {
+            0 => RowStatus::None,
+            1 => RowStatus::Paid,
+            2 => RowStatus::PartiallyRefunded,
+            _ => RowStatus::Other,
+        };
+        SheetRow {
+            status,
+            count: bytes[1],
+        }
+    }
 }
 
 /// The effects delivered, per order, as the receiving side saw them. Kept by the order's

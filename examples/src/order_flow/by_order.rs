@@ -6,12 +6,16 @@
 //! order for a `T` of a few bytes: with several tallies that was most of what the main job kept
 //! per order (heaptrack, `docs/scaling.md`). [`ByOrder`] keeps `T` in a `Vec` indexed by `n`
 //! — `size_of::<T>()` bytes an order — and any other id (another run's, one of another
-//! shape) in a map, so nothing is lost whatever the ids are.
+//! shape) in a map, so nothing is lost whatever the ids are. The `Vec` is a [`Paged`] one: its
+//! latest pages in memory, the rest in a temporary file, so that the tallies of a long run do
+//! not grow the process with its orders.
 //!
 //! [`Order::sample`]: super::orders::Order::sample
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+use super::paged::{Fixed, Paged};
 
 /// How far past the last dense slot a number may land and still be kept densely: a stray
 /// id with a huge number must not reserve gigabytes.
@@ -20,24 +24,24 @@ const MAX_GAP: usize = 1 << 16;
 /// Per-order values of type `T`; an order absent reads as `T::default()`, and values equal to
 /// it are not iterated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ByOrder<T> {
+pub struct ByOrder<T: Fixed> {
     /// `ord_<run>` of the first numbered id stored: ids with this prefix are kept densely.
     prefix: Option<Box<str>>,
     /// The number of `dense[0]`: the first numbered id's (a resumed run's tallies start at the
     /// order it resumed from).
     base: usize,
-    dense: Vec<T>,
+    dense: Paged<T>,
     /// Every other id, and any id first stored here stays here (checked first, so that a
     /// value is never split between the two).
     other: HashMap<Box<str>, T>,
 }
 
-impl<T> Default for ByOrder<T> {
+impl<T: Fixed> Default for ByOrder<T> {
     fn default() -> Self {
         ByOrder {
             prefix: None,
             base: 0,
-            dense: Vec::new(),
+            dense: Paged::default(),
             other: HashMap::new(),
         }
     }
@@ -58,10 +62,19 @@ fn split(id: &str) -> Option<(&str, usize)> {
     Some((prefix, digits.parse().ok()?))
 }
 
-impl<T: Copy + Default + PartialEq> ByOrder<T> {
+impl<T: Fixed> ByOrder<T> {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store keeping at most `pages` pages of its dense part in memory.
+    #[cfg(test)]
+    fn with_resident_pages(pages: usize) -> Self {
+        ByOrder {
+            dense: Paged::with_resident(pages),
+            ..Self::default()
+        }
     }
 
     /// Where `id` goes in the dense part, if it goes there: its prefix is the run's and its
@@ -87,10 +100,8 @@ impl<T: Copy + Default + PartialEq> ByOrder<T> {
         }
         match self.dense_index(id) {
             Some(i) => {
-                if i >= self.dense.len() {
-                    self.dense.resize(i + 1, T::default());
-                }
-                &mut self.dense[i]
+                self.dense.grow_to(i + 1);
+                self.dense.get_mut(i)
             }
             None => self.other.entry(id.into()).or_default(),
         }
@@ -104,8 +115,7 @@ impl<T: Copy + Default + PartialEq> ByOrder<T> {
             return *v;
         }
         self.dense_index(id)
-            .and_then(|i| self.dense.get(i))
-            .copied()
+            .map(|i| self.dense.get(i))
             .unwrap_or_default()
     }
 
@@ -117,8 +127,8 @@ impl<T: Copy + Default + PartialEq> ByOrder<T> {
             .dense
             .iter()
             .enumerate()
-            .filter(|(_, v)| **v != T::default())
-            .map(move |(i, v)| (Cow::Owned(format!("{prefix}_{:04}", base + i)), *v));
+            .filter(|(_, v)| *v != T::default())
+            .map(move |(i, v)| (Cow::Owned(format!("{prefix}_{:04}", base + i)), v));
         let other = self
             .other
             .iter()
@@ -131,8 +141,7 @@ impl<T: Copy + Default + PartialEq> ByOrder<T> {
     pub fn values(&self) -> impl Iterator<Item = T> + '_ {
         self.dense
             .iter()
-            .chain(self.other.values())
-            .copied()
+            .chain(self.other.values().copied())
             .filter(|v| *v != T::default())
     }
 
@@ -234,6 +243,27 @@ mod tests {
             m.values().sum::<u32>(),
             1 + 2 + 1 + (100_001 - 70_001 + 1) + 2
         );
+    }
+
+    #[test]
+    fn a_long_run_keeps_its_early_orders_in_the_file_and_loses_none() {
+        let mut m: ByOrder<(u32, u8)> = ByOrder::with_resident_pages(2);
+        let n = 60_000u32;
+        for i in 1..=n {
+            *m.entry(&format!("ord_r_{i:04}")) = (i, 1);
+        }
+        assert!(m.dense.pages_in_file() >= 2, "{:?}", m.dense);
+        assert_eq!(m.get("ord_r_0001"), (1, 1));
+        assert_eq!(m.get("ord_r_30000"), (30_000, 1));
+        // A late event about an early order changes it where it is.
+        m.entry("ord_r_0002").1 += 1;
+        m.remove("ord_r_0003");
+        assert_eq!(m.get("ord_r_0002"), (2, 2));
+        assert_eq!(m.iter().count(), n as usize - 1);
+        let sum: u64 = m.values().map(|(i, _)| u64::from(i)).sum();
+        assert_eq!(sum, u64::from(n) * u64::from(n + 1) / 2 - 3);
+        let first = m.iter().next().map(|(id, v)| (id.into_owned(), v));
+        assert_eq!(first, Some(("ord_r_0001".to_owned(), (1, 1))));
     }
 
     #[test]

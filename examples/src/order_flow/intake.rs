@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use super::by_order::ByOrder;
 use super::jobs::{OrderEventKind, order_event};
 use super::orders::{OrderBook, OrderRecord};
+use super::paged::Fixed;
 
 /// The path the webhook endpoint serves.
 pub const WEBHOOK_PATH: &str = "/webhooks/stripe";
@@ -88,24 +89,53 @@ impl IntakeStats {
 /// The distinct ids of the events known to be in the outbox, per order and type.
 ///
 /// A good run has one event of each handled type an order at most, so the first id of each is
-/// kept in one string, one after another, with its place kept by the order's number
-/// ([`ByOrder`]: 16 bytes an order, plus the id's ~30); only a second, different id for the
-/// same order and type (a failure the invariants report) or an event of another type is kept
-/// in a map, in full. A map of `(order, type) → ids` was ~270 bytes an order.
+/// kept by the order's number ([`ByOrder`], whose pages past the latest are in a file: 99 bytes
+/// an order there, none in memory); only an id longer than [`ID_BYTES`], a second, different id
+/// for the same order and type (a failure the invariants report) or an event of another type is
+/// kept in a map, in full. A map of `(order, type) → ids` was ~270 bytes an order, the ids in
+/// one string ~37.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownEvents {
     first: ByOrder<FirstIds>,
-    ids: String,
     more: BTreeMap<(String, String), Vec<String>>,
     total: u64,
 }
 
-/// Where the first id of each handled type is in [`KnownEvents::ids`]: the offset plus one (0:
-/// none) and the length.
+/// The longest id kept by the order's number (Stripe's are `evt_` and 24 characters).
+const ID_BYTES: usize = 32;
+
+/// The first id of each handled type (the first `len` bytes of its slot; 0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct FirstIds {
-    at: [u32; 3],
+    ids: [[u8; ID_BYTES]; 3],
     len: [u8; 3],
+}
+
+impl Fixed for FirstIds {
+    const SIZE: usize = 3 * ID_BYTES + 3;
+    fn put(&self, out: &mut [u8]) {
+        for (id, out) in self.ids.iter().zip(out.chunks_exact_mut(ID_BYTES)) {
+            out.copy_from_slice(id);
+        }
+        out[3 * ID_BYTES..].copy_from_slice(&self.len);
+    }
+    fn take(bytes: &[u8]) -> Self {
+        let mut v = FirstIds::default();
+        for (id, b) in v.ids.iter_mut().zip(bytes.chunks_exact(ID_BYTES)) {
+            id.copy_from_slice(b);
+        }
+        v.len.copy_from_slice(&bytes[3 * ID_BYTES..]);
+        v
+    }
+}
+
+impl FirstIds {
+    fn get(&self, slot: usize) -> Option<&str> {
+        let len = usize::from(self.len[slot]);
+        (len > 0)
+            .then(|| std::str::from_utf8(&self.ids[slot][..len]).ok())
+            .flatten()
+    }
 }
 
 impl KnownEvents {
@@ -113,30 +143,21 @@ impl KnownEvents {
         HANDLED_TYPES.iter().position(|t| *t == event_type)
     }
 
-    fn first_of(&self, marks: FirstIds, slot: usize) -> Option<&str> {
-        let at = marks.at[slot].checked_sub(1)? as usize;
-        self.ids.get(at..at + usize::from(marks.len[slot]))
-    }
-
     /// Notes `event_id`; `true` if it was not known yet.
     pub fn know(&mut self, order_id: &str, event_type: &str, event_id: &str) -> bool {
         if let Some(slot) = Self::slot(event_type) {
             let marks = self.first.get(order_id);
-            match self.first_of(marks, slot) {
+            match marks.get(slot) {
                 Some(first) if first == event_id => return false,
                 Some(_) => {}
-                None => {
-                    let at = u32::try_from(self.ids.len() + 1).ok();
-                    let len = u8::try_from(event_id.len()).ok();
-                    if let (Some(at), Some(len)) = (at, len) {
-                        self.ids.push_str(event_id);
-                        let m = self.first.entry(order_id);
-                        m.at[slot] = at;
-                        m.len[slot] = len;
-                        self.total += 1;
-                        return true;
-                    }
+                None if !event_id.is_empty() && event_id.len() <= ID_BYTES => {
+                    let m = self.first.entry(order_id);
+                    m.ids[slot][..event_id.len()].copy_from_slice(event_id.as_bytes());
+                    m.len[slot] = event_id.len() as u8;
+                    self.total += 1;
+                    return true;
                 }
+                None => {}
             }
         }
         let more = self
@@ -153,9 +174,8 @@ impl KnownEvents {
 
     /// How many distinct events of `event_type` about `order_id` are known.
     pub fn count(&self, order_id: &str, event_type: &str) -> usize {
-        let first = Self::slot(event_type)
-            .and_then(|slot| self.first_of(self.first.get(order_id), slot))
-            .is_some();
+        let first =
+            Self::slot(event_type).is_some_and(|slot| self.first.get(order_id).get(slot).is_some());
         let more = self
             .more
             .get(&(order_id.to_owned(), event_type.to_owned()))
@@ -164,14 +184,14 @@ impl KnownEvents {
     }
 
     /// The first event of `event_type` known about `order_id`.
-    pub fn first(&self, order_id: &str, event_type: &str) -> Option<&str> {
+    pub fn first(&self, order_id: &str, event_type: &str) -> Option<String> {
         Self::slot(event_type)
-            .and_then(|slot| self.first_of(self.first.get(order_id), slot))
+            .and_then(|slot| self.first.get(order_id).get(slot).map(str::to_owned))
             .or_else(|| {
                 self.more
                     .get(&(order_id.to_owned(), event_type.to_owned()))?
                     .first()
-                    .map(String::as_str)
+                    .cloned()
             })
     }
 
@@ -270,10 +290,7 @@ impl Intake {
 
     /// The first event id known of `event_type` about `order_id`.
     pub fn first_event_of(&self, order_id: &str, event_type: &str) -> Option<String> {
-        self.stats_mut()
-            .events
-            .first(order_id, event_type)
-            .map(str::to_owned)
+        self.stats_mut().events.first(order_id, event_type)
     }
 
     /// Handles a signed delivery: verifies the raw bytes, then routes the event and records it
@@ -740,24 +757,30 @@ mod tests {
         assert!(k.know("ord_r_0001", refund, "evt_b"));
         assert!(k.know("ord_r_0002", paid, "evt_c"));
         assert_eq!(k.count("ord_r_0001", paid), 1);
-        assert_eq!(k.first("ord_r_0001", paid), Some("evt_a"));
-        assert_eq!(k.first("ord_r_0001", refund), Some("evt_b"));
-        assert_eq!(k.first("ord_r_0002", paid), Some("evt_c"));
+        assert_eq!(k.first("ord_r_0001", paid).as_deref(), Some("evt_a"));
+        assert_eq!(k.first("ord_r_0001", refund).as_deref(), Some("evt_b"));
+        assert_eq!(k.first("ord_r_0002", paid).as_deref(), Some("evt_c"));
         assert_eq!(k.first("ord_r_0002", refund), None);
         // A second event of one type for one order: counted, and only once however often seen.
         assert!(k.know("ord_r_0001", paid, "evt_d"));
         assert!(!k.know("ord_r_0001", paid, "evt_d"));
         assert!(!k.know("ord_r_0001", paid, "evt_a"));
         assert_eq!(k.count("ord_r_0001", paid), 2);
-        assert_eq!(k.first("ord_r_0001", paid), Some("evt_a"));
+        assert_eq!(k.first("ord_r_0001", paid).as_deref(), Some("evt_a"));
         // A type the flow does not name, and an id too long for the compact form.
         assert!(k.know("ord_r_0003", "charge.refunded", "evt_e"));
         let long = "evt_".repeat(100);
         assert!(k.know("ord_r_0003", paid, &long));
         assert!(!k.know("ord_r_0003", paid, &long));
-        assert_eq!(k.first("ord_r_0003", paid), Some(long.as_str()));
+        assert_eq!(k.first("ord_r_0003", paid), Some(long.clone()));
         assert_eq!(k.count("ord_r_0003", "charge.refunded"), 1);
         assert_eq!(k.total(), 6);
+        // An id as long as a slot holds is kept by the order's number, and read back whole.
+        let longest = format!("evt_{}", "x".repeat(ID_BYTES - 4));
+        assert!(k.know("ord_r_0004", refund, &longest));
+        assert!(!k.know("ord_r_0004", refund, &longest));
+        assert_eq!(k.first("ord_r_0004", refund), Some(longest));
+        assert!(k.more.keys().all(|(o, _)| o != "ord_r_0004"));
 
         let mut stats = IntakeStats::default();
         stats.know("ord_r_0001", paid, "evt_a", 4);

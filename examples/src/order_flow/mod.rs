@@ -68,6 +68,7 @@ pub mod measure;
 pub mod notifier;
 pub mod orders;
 pub mod outbox;
+pub mod paged;
 pub mod payment_tally;
 mod pipeline;
 pub mod policies;

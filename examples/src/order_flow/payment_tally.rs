@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::Deserialize;
 
 use super::by_order::ByOrder;
+use super::paged::Fixed;
 
 /// What the events said about one order's payments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +28,24 @@ pub struct OrderPayments {
     /// A hash of the intent of the latest successful charge (an id is 27 bytes; the hash is
     /// what is needed to tell a second charge on the same intent from one on another).
     last_charged: u64,
+}
+
+impl Fixed for OrderPayments {
+    const SIZE: usize = 17;
+    fn put(&self, out: &mut [u8]) {
+        self.intents.put(&mut out[..4]);
+        self.successful_charges.put(&mut out[4..8]);
+        self.an_intent_charged_twice.put(&mut out[8..9]);
+        self.last_charged.put(&mut out[9..]);
+    }
+    fn take(bytes: &[u8]) -> Self {
+        OrderPayments {
+            intents: u32::take(&bytes[..4]),
+            successful_charges: u32::take(&bytes[4..8]),
+            an_intent_charged_twice: bool::take(&bytes[8..9]),
+            last_charged: u64::take(&bytes[9..]),
+        }
+    }
 }
 
 /// The tally, by order (the intent's `metadata[order_id]`).
