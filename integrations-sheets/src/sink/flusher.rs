@@ -3,6 +3,7 @@
 //! `values.batchGet` of their key cells, or else found with one read of the key column.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use integrations_core::provider::{AppendOutcome, Cell, Row, UpdateOutcome};
@@ -24,18 +25,72 @@ use crate::values::rows_to_json;
 /// A row is a hint, never trusted alone: an update first reads the key cells of the rows it
 /// would write (rows move when somebody inserts, deletes or sorts), and falls back to reading
 /// the column when one of them holds another key.
+///
+/// A key is kept as a 64-bit hash (seeded per sink) with its row, not as its text: a sink knows
+/// every key of its sheet for as long as it runs, and the text cost ~66 bytes a key (a sheet of
+/// a million rows, 66 MB), the hash ~20–40. A hash is a hint too: a key whose hash is known is
+/// skipped by an append, or written by an update, only once its cell has been read and holds
+/// it, or once the column has been read and has it; two keys with one hash only cost a read of
+/// the column.
 #[derive(Debug, Default)]
-struct KnownKeys {
-    rows: HashMap<String, u32>,
+struct KnownKeys<S = RandomState> {
+    rows: HashMap<u64, u32>,
+    seed: S,
     loaded: bool,
 }
 
-/// Column A as the map of [`KnownKeys`]: each key at the first row that holds it.
+impl<S: BuildHasher> KnownKeys<S> {
+    fn hash(&self, key: &str) -> u64 {
+        self.seed.hash_one(key)
+    }
+
+    /// The row a key with `key`'s hash was seen at, if any (0: somewhere).
+    fn row(&self, key: &str) -> Option<u32> {
+        self.rows.get(&self.hash(key)).copied()
+    }
+
+    /// Whether a key with `key`'s hash is known: `key` may be in the sheet.
+    fn may_hold(&self, key: &str) -> bool {
+        self.rows.contains_key(&self.hash(key))
+    }
+
+    /// Notes that `key` is at `row`.
+    fn insert(&mut self, key: &str, row: u32) {
+        self.rows.insert(self.hash(key), row);
+    }
+
+    /// Replaces what is known with column A as read: each key at the first row that holds it.
+    fn load(&mut self, col: &[Option<String>]) {
+        let mut rows = HashMap::with_capacity(col.len());
+        for (i, key) in col.iter().enumerate() {
+            if let Some(key) = key {
+                rows.entry(self.hash(key))
+                    .or_insert(u32::try_from(i + 1).unwrap_or(0));
+            }
+        }
+        self.rows = rows;
+        self.loaded = true;
+    }
+}
+
+/// Column A as a map of each key to the first row that holds it (for the keys of one append,
+/// checked after an attempt whose outcome is unknown).
 fn index(col: Vec<Option<String>>) -> HashMap<String, u32> {
     let mut rows = HashMap::with_capacity(col.len());
     for (i, key) in col.into_iter().enumerate() {
         if let Some(key) = key {
             rows.entry(key).or_insert(u32::try_from(i + 1).unwrap_or(0));
+        }
+    }
+    rows
+}
+
+/// The first row of each of `wanted` in column A as read (keys matched by their text).
+fn rows_in<'b>(col: &[Option<String>], wanted: &HashSet<&'b str>) -> HashMap<&'b str, usize> {
+    let mut rows = HashMap::with_capacity(wanted.len());
+    for (i, key) in col.iter().enumerate() {
+        if let Some(&k) = key.as_deref().and_then(|key| wanted.get(key)) {
+            rows.entry(k).or_insert(i + 1);
         }
     }
     rows
@@ -140,32 +195,55 @@ fn first_row(updated_range: Option<&str>) -> Option<u32> {
         .and_then(|c| c.row)
 }
 
-async fn append_jobs(
+async fn append_jobs<S: BuildHasher>(
     client: &GoogleSheetsClient,
     sheet: &str,
-    keys: &mut KnownKeys,
+    keys: &mut KnownKeys<S>,
     jobs: Vec<AppendJob>,
 ) -> Result<(), Error> {
-    if !keys.loaded {
+    // The column, when the sink does not know it yet: read once, and the batch's keys are
+    // matched against its text.
+    let fresh = if keys.loaded {
+        None
+    } else {
         match read_keys(client, sheet).await {
-            Ok(col) => {
-                keys.rows = index(col);
-                keys.loaded = true;
-            }
+            Ok(col) => Some(col),
             Err(e) => return Err(fail_appends(jobs, e)),
         }
-    }
+    };
     // Rows whose key is already in the sheet (or earlier in this batch) are not sent again.
     let mut outcomes = vec![AppendOutcome::default(); jobs.len()];
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut to_send: Vec<(usize, &Row)> = Vec::new();
+    let mut first: Vec<(usize, &Row)> = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         for row in &job.rows {
-            if keys.rows.contains_key(row.key()) || !seen.insert(row.key()) {
-                outcomes[j].already_present += 1;
+            if seen.insert(row.key()) {
+                first.push((j, row));
             } else {
-                to_send.push((j, row));
+                outcomes[j].already_present += 1;
             }
+        }
+    }
+    let present: HashSet<&str> = match fresh {
+        Some(col) => {
+            let present = rows_in(&col, &seen).into_keys().collect();
+            keys.load(&col);
+            present
+        }
+        None => {
+            let maybe: HashSet<&str> = seen.iter().copied().filter(|k| keys.may_hold(k)).collect();
+            match present_keys(client, sheet, keys, &maybe).await {
+                Ok(present) => present,
+                Err(e) => return Err(fail_appends(jobs, e)),
+            }
+        }
+    };
+    let mut to_send: Vec<(usize, &Row)> = Vec::with_capacity(first.len());
+    for (j, row) in first {
+        if present.contains(row.key()) {
+            outcomes[j].already_present += 1;
+        } else {
+            to_send.push((j, row));
         }
     }
     if !to_send.is_empty() {
@@ -174,7 +252,7 @@ async fn append_jobs(
             Ok(placed) => {
                 for ((j, row), at) in to_send.iter().zip(placed) {
                     outcomes[*j].appended += 1;
-                    keys.rows.insert(row.key().to_owned(), at);
+                    keys.insert(row.key(), at);
                 }
             }
             Err((e, unknown)) => {
@@ -197,6 +275,27 @@ async fn append_jobs(
         let _ = job.done.send(Ok(outcome));
     }
     Ok(())
+}
+
+/// Which of `maybe` (keys whose hash the sink knows) are in the sheet: confirmed by one
+/// `values.batchGet` of their cells when each is where the sink saw it, else by one read of the
+/// column, which then replaces what the sink knows.
+async fn present_keys<'b, S: BuildHasher>(
+    client: &GoogleSheetsClient,
+    sheet: &str,
+    keys: &mut KnownKeys<S>,
+    maybe: &HashSet<&'b str>,
+) -> Result<HashSet<&'b str>> {
+    if maybe.is_empty() {
+        return Ok(HashSet::new());
+    }
+    if checked_rows(client, sheet, keys, maybe).await.is_some() {
+        return Ok(maybe.clone());
+    }
+    let col = read_keys(client, sheet).await?;
+    let present = rows_in(&col, maybe).into_keys().collect();
+    keys.load(&col);
+    Ok(present)
 }
 
 fn fail_appends(jobs: Vec<AppendJob>, e: Error) -> Error {
@@ -308,10 +407,10 @@ async fn append_checked(
     }
 }
 
-async fn update_jobs(
+async fn update_jobs<S: BuildHasher>(
     client: &GoogleSheetsClient,
     sheet: &str,
-    keys: &mut KnownKeys,
+    keys: &mut KnownKeys<S>,
     jobs: Vec<UpdateJob>,
 ) -> Result<(), Error> {
     let batch: HashSet<&str> = jobs
@@ -325,17 +424,11 @@ async fn update_jobs(
         Some(rows) => rows,
         None => match read_keys(client, sheet).await {
             Ok(col) => {
-                // The column read is the freshest list of keys: it replaces what the appends
-                // kept (moved, not copied).
-                keys.rows = index(col);
-                keys.loaded = true;
-                batch
-                    .iter()
-                    .filter_map(|&k| match keys.rows.get(k) {
-                        Some(&row) if row > 0 => Some((k, row as usize)),
-                        _ => None,
-                    })
-                    .collect()
+                // The column read is the freshest list of keys: the batch's rows are found in
+                // it by their text, and it replaces what the appends kept.
+                let rows = rows_in(&col, &batch);
+                keys.load(&col);
+                rows
             }
             Err(e) => return Err(fail_updates(jobs, e)),
         },
@@ -381,10 +474,10 @@ const BATCH_GET_URL_BYTES: usize = 8_000;
 /// fewer for a long sheet name), or a `batchGet` that failed (a row past the end of a sheet
 /// that lost rows is a 400 at Google) — the column read decides then, as it did before the
 /// sink knew rows.
-async fn checked_rows<'b>(
+async fn checked_rows<'b, S: BuildHasher>(
     client: &GoogleSheetsClient,
     sheet: &str,
-    keys: &KnownKeys,
+    keys: &KnownKeys<S>,
     batch: &HashSet<&'b str>,
 ) -> Option<HashMap<&'b str, usize>> {
     if !keys.loaded {
@@ -397,8 +490,8 @@ async fn checked_rows<'b>(
     }
     let mut known: Vec<(&str, u32)> = Vec::with_capacity(batch.len());
     for &key in batch {
-        match keys.rows.get(key) {
-            Some(&row) if row > 0 => known.push((key, row)),
+        match keys.row(key) {
+            Some(row) if row > 0 => known.push((key, row)),
             _ => return None,
         }
     }
@@ -476,3 +569,7 @@ mod tests {
         assert_eq!((rows["a"], rows["b"]), (1, 3));
     }
 }
+
+#[cfg(all(test, feature = "sandbox"))]
+#[path = "flusher_tests.rs"]
+mod hashed_keys_tests;

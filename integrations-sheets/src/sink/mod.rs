@@ -126,7 +126,11 @@ impl Drop for Inner {
 ///   `already_present` rows were skipped because their key (column A) was already in the sheet or
 ///   earlier in the same batch. Dropping the returned future does not withdraw the rows.
 /// * **No duplicates.** Before the first append to a sheet the sink reads its key column once and
-///   keeps its keys (and their rows) up to date with its own appends. An append whose outcome
+///   keeps its keys (and their rows) up to date with its own appends. It keeps a seeded 64-bit
+///   hash of each key, not its text, so a known hash only says a key *may* be there: a row whose
+///   key's hash is known is skipped only once one `values.batchGet` finds the key in the cell
+///   where the sink saw it, or a read of the key column finds it (two keys of one hash cost that
+///   read, never a row). An append whose outcome
 ///   is unknown (timeout, connection lost after sending, 5xx) is retried only after reading the
 ///   key column again and dropping the rows that did land. Rows written by other processes
 ///   after the first read are not seen by appends until such a re-read.
@@ -150,8 +154,10 @@ impl Drop for Inner {
 /// * **Back-pressure.** At most [`BatchConfig::buffer_rows`] rows are buffered or in flight;
 ///   further calls wait for space.
 /// * **Cost with the sheet's size.** The map of keys to rows is the whole of column A: it grows
-///   with the sheet (~70–90 bytes a row; ~8 MB at 100,000 rows) and lives as long as the sink.
-///   An update of rows the sink knows costs a read of as many cells; an update of a key it does
+///   with the sheet (a hash and a row, 20–40 bytes a row with the map's spare room: ~2–4 MB at
+///   100,000 rows; the keys' text was ~70–90 bytes a row) and lives as long as the sink. An
+///   append whose keys are new costs no read; a retried one (keys the sink knows) a read of
+///   their cells. An update of rows the sink knows costs a read of as many cells; an update of a key it does
 ///   not know or whose row moved, and each append after an unknown outcome, reads the whole
 ///   column: a response about as large as the column's text, and at its peak the parsed column
 ///   beside the new map. Google offers no lookup by key; a sheet of millions of rows is better
