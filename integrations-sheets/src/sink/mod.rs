@@ -157,7 +157,8 @@ impl Drop for Inner {
 ///   with the sheet (a hash and a row, 20–40 bytes a row with the map's spare room: ~2–4 MB at
 ///   100,000 rows; the keys' text was ~70–90 bytes a row) and lives as long as the sink. An
 ///   append whose keys are new costs no read; a retried one (keys the sink knows) a read of
-///   their cells. An update of rows the sink knows costs a read of as many cells; an update of a key it does
+///   their cells, or of the column when they are more than one `values.batchGet` carries. An
+///   update of rows the sink knows costs a read of as many cells; an update of a key it does
 ///   not know or whose row moved, and each append after an unknown outcome, reads the whole
 ///   column: a response about as large as the column's text, and at its peak the parsed column
 ///   beside the new map. Google offers no lookup by key; a sheet of millions of rows is better
