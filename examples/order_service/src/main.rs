@@ -18,6 +18,7 @@
 //! | `DATABASE_URL` | unset | a Postgres URL: **everything** the service keeps lives there — orders and refund intents, the outbox (jobs, dead letters, webhook records), the metrics history — shared by every instance (which wake each other with `LISTEN/NOTIFY`), and no SQLite file is made; an order change and the jobs it owes commit in one transaction there as in SQLite. The tables are created and migrated at start (versioned; a database migrated by a newer build is refused) |
 //! | `ORDER_SERVICE_EMAIL_FROM` | `orders@example.com` | sender of confirmation emails |
 //! | `ORDER_SERVICE_SANDBOX_RETENTION` | `1000` | requests, events and messages each sandbox keeps (at least 100; Stripe's idempotency keys and its payment intents, charges, refunds and customers: at least 10,000; the Sheets sandbox's rows in memory, the rest in its temporary file) |
+//! | `ORDER_SERVICE_SANDBOX_WEBHOOK_CONCURRENCY` | `32` | Stripe webhook deliveries the Stripe sandbox makes at once (Stripe's own are as concurrent as the events; at least 1; 1 delivers in order) |
 //! | `ORDER_SERVICE_SANDBOX_WEBHOOK_BACKLOG` | `10000` | Stripe webhook deliveries that may wait for a slot before the Stripe sandbox holds the calls that make events (back-pressure from a slow webhook receiver; at least 1) |
 //! | `RUST_LOG` | `info` | log filter |
 //!

@@ -73,6 +73,31 @@ pub fn sandbox_webhook_backlog(lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     )
 }
 
+/// How many Stripe webhook deliveries the Stripe sandbox makes at once.
+pub const SANDBOX_WEBHOOK_CONCURRENCY_ENV: &str = "ORDER_SERVICE_SANDBOX_WEBHOOK_CONCURRENCY";
+
+/// [`SANDBOX_WEBHOOK_CONCURRENCY_ENV`] unless set: 32, not the sandbox's default of 8. Stripe
+/// sends each event as it happens, so its deliveries are as concurrent as the traffic; with 8
+/// at a time the service's webhook intake (a durable commit per event, shared in groups) took
+/// events more slowly than its API made them under `service_load`, the sandbox's backlog filled
+/// and the checkouts slowed to the deliveries' pace (1.7–1.9 ms an order against 1.4–1.5 with
+/// 32, and ~45 MB of queued payloads at 30,000 orders; `docs/scaling.md`).
+pub const DEFAULT_SANDBOX_WEBHOOK_CONCURRENCY: usize = 32;
+
+/// [`SANDBOX_WEBHOOK_CONCURRENCY_ENV`], checked: a whole number of at least 1;
+/// [`DEFAULT_SANDBOX_WEBHOOK_CONCURRENCY`] unless set.
+///
+/// # Errors
+/// A configuration error naming the variable.
+pub fn sandbox_webhook_concurrency(lookup: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
+    count_at_least(
+        lookup,
+        SANDBOX_WEBHOOK_CONCURRENCY_ENV,
+        1,
+        DEFAULT_SANDBOX_WEBHOOK_CONCURRENCY,
+    )
+}
+
 /// [`SANDBOX_RETENTION_ENV`], checked: a whole number of at least 100.
 ///
 /// # Errors
@@ -272,6 +297,7 @@ async fn payments(
             // checkout minutes after it was created, so as many as the idempotency keys.
             .object_retention(retention.max(MIN_IDEMPOTENCY_RETENTION))
             .webhook_backlog(sandbox_webhook_backlog(lookup)?)
+            .webhook_concurrency(sandbox_webhook_concurrency(lookup)?)
             .start()
             .await
             .map_err(|e| io("Stripe", &e))?;
@@ -469,6 +495,19 @@ mod tests {
         for bad in ["0", "-3", "many"] {
             let e = sandbox_webhook_backlog(&|_| Some(bad.into())).unwrap_err();
             assert_eq!(e.field(), Some(SANDBOX_WEBHOOK_BACKLOG_ENV), "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        assert_eq!(
+            sandbox_webhook_concurrency(&|_| None).unwrap(),
+            DEFAULT_SANDBOX_WEBHOOK_CONCURRENCY
+        );
+        assert_eq!(
+            sandbox_webhook_concurrency(&|_| Some("32".into())).unwrap(),
+            32
+        );
+        for bad in ["0", "-1", "all"] {
+            let e = sandbox_webhook_concurrency(&|_| Some(bad.into())).unwrap_err();
+            assert_eq!(e.field(), Some(SANDBOX_WEBHOOK_CONCURRENCY_ENV), "{bad}");
             assert!(e.to_string().contains(bad), "{e}");
         }
         for bad in ["99", "-1", "lots"] {
