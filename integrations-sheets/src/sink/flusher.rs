@@ -73,18 +73,6 @@ impl<S: BuildHasher> KnownKeys<S> {
     }
 }
 
-/// Column A as a map of each key to the first row that holds it (for the keys of one append,
-/// checked after an attempt whose outcome is unknown).
-fn index(col: Vec<Option<String>>) -> HashMap<String, u32> {
-    let mut rows = HashMap::with_capacity(col.len());
-    for (i, key) in col.into_iter().enumerate() {
-        if let Some(key) = key {
-            rows.entry(key).or_insert(u32::try_from(i + 1).unwrap_or(0));
-        }
-    }
-    rows
-}
-
 /// The first row of each of `wanted` in column A as read (keys matched by their text).
 fn rows_in<'b>(col: &[Option<String>], wanted: &HashSet<&'b str>) -> HashMap<&'b str, usize> {
     let mut rows = HashMap::with_capacity(wanted.len());
@@ -337,7 +325,9 @@ async fn append_checked(
             let (range, lock) = (&range, &lock);
             async move {
                 if lock().maybe_landed {
-                    let present = index(read_keys(client, sheet).await?);
+                    let col = read_keys(client, sheet).await?;
+                    let wanted: HashSet<&str> = rows.iter().map(|r| r.key()).collect();
+                    let present = rows_in(&col, &wanted);
                     let mut p = lock();
                     let before = p.pending.len();
                     let Progress {
@@ -345,7 +335,7 @@ async fn append_checked(
                     } = &mut *p;
                     pending.retain(|&i| match present.get(rows[i].key()) {
                         Some(&at) => {
-                            placed[i] = at;
+                            placed[i] = u32::try_from(at).unwrap_or(0);
                             false
                         }
                         None => true,
@@ -557,14 +547,14 @@ mod tests {
     }
 
     #[test]
-    fn the_index_keeps_each_keys_first_row() {
+    fn the_column_gives_each_keys_first_row() {
         let col = vec![
             Some("a".to_owned()),
             None,
             Some("b".to_owned()),
             Some("a".to_owned()),
         ];
-        let rows = index(col);
+        let rows = rows_in(&col, &HashSet::from(["a", "b"]));
         assert_eq!(rows.len(), 2);
         assert_eq!((rows["a"], rows["b"]), (1, 3));
     }
