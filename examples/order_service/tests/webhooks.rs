@@ -9,6 +9,7 @@ use common::Harness;
 use integrations_core::IdempotencyKey;
 use integrations_core::provider::PaymentProvider;
 use integrations_order_service::effects::{NOTIFY_PAID, SHEETS_ROW};
+use integrations_order_service::orders::OrderStatus;
 use integrations_outbox::OutboxStore;
 use integrations_stripe::StripePayments;
 use integrations_stripe::webhook::{WebhookSecret, sign_for_test};
@@ -156,6 +157,54 @@ async fn a_verified_event_pays_the_order_once_and_redeliveries_have_no_second_ef
     assert_eq!(h.drain().await.claimed, 0);
     assert_eq!(h.email.sent().len(), 1);
     assert_eq!(h.outbox.counts().await.unwrap().dead, 0);
+}
+
+/// The service creates the intent and then records it on the order. An event that changes the
+/// order and arrives in between is refused (409) with nothing recorded, so Stripe's redelivery
+/// applies it; an event that changes nothing is taken quietly.
+#[tokio::test]
+async fn an_event_before_the_order_records_its_payment_is_refused_until_it_is_recorded() {
+    let h = Harness::new().await;
+    let order = h.create_order().await["order"].clone();
+    let (id, pi) = (
+        order["id"].as_str().unwrap(),
+        order["paymentIntentId"].as_str().unwrap(),
+    );
+    let unattach = format!("UPDATE orders SET payment_id = NULL WHERE id = '{id}'");
+    h.db.execute(&unattach, &unattach).await;
+    pay_at_stripe(&h, &order).await;
+    let all = h.take_deliveries();
+    let created = all
+        .iter()
+        .find(|d| d.event_type == "payment_intent.created")
+        .unwrap();
+    let r = h.deliver(created).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let succeeded = all
+        .iter()
+        .find(|d| d.event_type == "payment_intent.succeeded")
+        .unwrap();
+
+    let r = h.deliver(succeeded).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains(pi), "{}", r.text);
+    assert_eq!(status_of(&h, &order).await, "pending");
+    let counts = h.outbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.events, counts.pending),
+        (1, 0),
+        "only `created` taken"
+    );
+
+    h.orders
+        .attach_payment(id, pi, OrderStatus::Pending)
+        .await
+        .unwrap();
+    let r = h.deliver(succeeded).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["data"]["duplicate"], false, "{}", r.text);
+    assert_eq!(status_of(&h, &order).await, "paid");
+    assert_eq!(h.outbox.counts().await.unwrap().pending, 3);
 }
 
 #[tokio::test]

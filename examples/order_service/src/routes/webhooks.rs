@@ -60,9 +60,25 @@ struct PaymentChange {
 
 /// Decides what a payment event does (reads only; the change is applied with the event's
 /// record in one transaction by [`stripe`]).
+///
+/// An event whose type changes no order (`payment_intent.created`, …) is `None` before the order
+/// is read: the service creates the intent and then records it on the order, so under load its
+/// `created` event often arrives in between, and that is no cause for a warning. An event that
+/// does change an order but arrives while the order has no payment recorded yet is a
+/// [`Error::conflict`] (409): nothing is recorded, so Stripe redelivers it and a later delivery
+/// applies it, instead of the event being taken and lost.
 async fn payment_change(app: &AppState, event: &Event) -> Result<Option<PaymentChange>> {
     let Some(pi) = event.payment_intent() else {
         return Ok(None);
+    };
+    let status = match event.event_type() {
+        "payment_intent.succeeded" => OrderStatus::Paid,
+        "payment_intent.payment_failed" => OrderStatus::PaymentFailed,
+        "payment_intent.processing" => OrderStatus::Processing,
+        "payment_intent.requires_action" => OrderStatus::RequiresAction,
+        "payment_intent.amount_capturable_updated" => OrderStatus::Authorized,
+        "payment_intent.canceled" => OrderStatus::Canceled,
+        _ => return Ok(None),
     };
     let Some(order_id) = pi.metadata.get(ORDER_ID_METADATA) else {
         tracing::debug!(event = %event.id, "payment intent without an order: not ours");
@@ -72,29 +88,27 @@ async fn payment_change(app: &AppState, event: &Event) -> Result<Option<PaymentC
         tracing::warn!(event = %event.id, order = %order_id, "event for an unknown order");
         return Ok(None);
     };
-    if order.payment_id.as_deref() != Some(pi.id.as_str()) {
-        tracing::warn!(event = %event.id, order = %order.id, "event for a payment the order does not own");
+    match order.payment_id.as_deref() {
+        None => {
+            return Err(Error::conflict(format!(
+                "order {} has no payment recorded yet; event {} is for {}: redeliver it",
+                order.id, event.id, pi.id
+            )));
+        }
+        Some(own) if own != pi.id => {
+            tracing::warn!(event = %event.id, order = %order.id, "event for a payment the order does not own");
+            return Ok(None);
+        }
+        Some(_) => {}
+    }
+    if status == OrderStatus::Paid && pi.amount_received != order.details.total {
+        tracing::error!(
+            event = %event.id, order = %order.id,
+            received = %pi.amount_received, total = %order.details.total,
+            "payment succeeded for another amount than the order's: not marked paid"
+        );
         return Ok(None);
     }
-    let status = match event.event_type() {
-        "payment_intent.succeeded" => {
-            if pi.amount_received != order.details.total {
-                tracing::error!(
-                    event = %event.id, order = %order.id,
-                    received = %pi.amount_received, total = %order.details.total,
-                    "payment succeeded for another amount than the order's: not marked paid"
-                );
-                return Ok(None);
-            }
-            OrderStatus::Paid
-        }
-        "payment_intent.payment_failed" => OrderStatus::PaymentFailed,
-        "payment_intent.processing" => OrderStatus::Processing,
-        "payment_intent.requires_action" => OrderStatus::RequiresAction,
-        "payment_intent.amount_capturable_updated" => OrderStatus::Authorized,
-        "payment_intent.canceled" => OrderStatus::Canceled,
-        _ => return Ok(None),
-    };
     let jobs = if status == OrderStatus::Paid {
         paid_jobs(&order.id)
     } else {
