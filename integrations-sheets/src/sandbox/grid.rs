@@ -14,6 +14,31 @@ const DEFAULT_ROWS: u32 = 1000;
 const DEFAULT_COLUMNS: u32 = 26;
 /// The sandbox's grid limit: no sheet grows past a million rows.
 pub(crate) const MAX_ROWS: u32 = 1_000_000;
+/// Google's limit on a spreadsheet: ten million cells, counted over its sheets' grids (rows ×
+/// columns, at least 1000 × 26 each), filled or not. A long load test meets it where a real
+/// spreadsheet would: at ~384,000 rows of one sheet in the default 26 columns.
+pub(crate) const MAX_CELLS: u64 = 10_000_000;
+
+/// Google's refusal of a write that would take a spreadsheet past [`MAX_CELLS`].
+pub(crate) fn over_cell_limit() -> OutOfRange {
+    OutOfRange(format!(
+        "This action would increase the number of cells in the workbook above the limit of \
+         {MAX_CELLS} cells."
+    ))
+}
+
+/// How far the cells a write sets reach: `(last row, columns)`, both counts from the sheet's
+/// start (a write's empty input cells set nothing and grow no grid).
+pub(crate) fn reach(area: &Bounds, values: &[Vec<Value>]) -> (u64, u64) {
+    let (mut rows, mut columns) = (0u64, 0u64);
+    for (i, row) in values.iter().enumerate() {
+        if let Some(last) = row.iter().rposition(|v| !v.is_null()) {
+            rows = u64::from(area.first_row) + i as u64;
+            columns = columns.max(u64::from(area.first_column) + last as u64 + 1);
+        }
+    }
+    (rows, columns)
+}
 
 /// How input strings are interpreted (`valueInputOption`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +439,13 @@ impl Sheet {
         (rows.max(DEFAULT_ROWS), self.widest.max(DEFAULT_COLUMNS))
     }
 
+    /// The grid's cells ([`grid`](Self::grid)) once it has at least `rows` rows and `columns`
+    /// columns.
+    pub(crate) fn cells_reaching(&self, rows: u64, columns: u64) -> u64 {
+        let (r, c) = self.grid();
+        u64::from(r).max(rows) * u64::from(c).max(columns)
+    }
+
     /// Row `row`'s cells (1-based; none past the last row).
     fn row(&self, row: u32) -> Cow<'_, [Value]> {
         self.row_to(row, u32::MAX)
@@ -523,12 +555,15 @@ impl Sheet {
 
     /// Google's append: find the table in `range` (the first run of non-empty rows at or below its
     /// first row), then write `values` on the rows after it, inserting new rows when `insert`.
+    /// `others` is the cells of the spreadsheet's other sheets: an append that would take the
+    /// spreadsheet past [`MAX_CELLS`] is refused and changes nothing.
     pub(crate) fn append(
         &mut self,
         range: &Bounds,
         values: &[Vec<Value>],
         input: InputOption,
         insert: bool,
+        others: u64,
     ) -> Result<Appended, OutOfRange> {
         let table = self
             .last_table
@@ -561,7 +596,17 @@ impl Sheet {
         // Checked before the rows are inserted: an append refused for its width changes
         // nothing (it used to leave the inserted empty rows behind).
         check_write(&target, values, "")?;
-        if insert && (at as usize) <= self.rows.len() {
+        let inserted = insert && (at as usize) <= self.rows.len();
+        let (last_row, columns) = reach(&target, values);
+        let rows = if inserted {
+            (self.rows.len() + values.len()) as u64
+        } else {
+            last_row
+        };
+        if others + self.cells_reaching(rows.max(last_row), columns) > MAX_CELLS {
+            return Err(over_cell_limit());
+        }
+        if inserted {
             self.rows.insert_empty(at as usize - 1, values.len());
         }
         // Moves the sheet to a new version (the insert's too).

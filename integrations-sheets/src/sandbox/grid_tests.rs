@@ -19,6 +19,7 @@ fn append_finds_the_table_and_inserts_after_it() {
             &rows(json!([["k1", 1], ["k2", 2]])),
             InputOption::Raw,
             true,
+            0,
         )
         .unwrap();
     assert_eq!(first.table, None);
@@ -30,6 +31,7 @@ fn append_finds_the_table_and_inserts_after_it() {
             &rows(json!([["k3", 3, true]])),
             InputOption::Raw,
             true,
+            0,
         )
         .unwrap();
     assert_eq!(second.table.unwrap().render("S"), "S!A1:B2");
@@ -53,6 +55,7 @@ fn insert_rows_shifts_what_lies_below_the_table() {
             &rows(json!([["x"], ["y"]])),
             InputOption::Raw,
             true,
+            0,
         )
         .unwrap();
     assert_eq!(a.written.area.unwrap().render("S"), "S!A2:A3");
@@ -67,6 +70,7 @@ fn insert_rows_shifts_what_lies_below_the_table() {
         &rows(json!([["x"], ["y"]])),
         InputOption::Raw,
         false,
+        0,
     )
     .unwrap();
     assert_eq!(o.snapshot(), vec![vec!["h"], vec!["x"], vec!["y"]]);
@@ -98,7 +102,7 @@ fn writes_past_the_grid_limit_are_refused_not_allocated() {
     assert!(s.snapshot().is_empty());
     let three = rows(json!([["a"], ["b"], ["c"]]));
     assert!(
-        s.append(&write_bounds(&far), &three, InputOption::Raw, true)
+        s.append(&write_bounds(&far), &three, InputOption::Raw, true, 0)
             .is_err()
     );
     assert!(s.snapshot().is_empty());
@@ -325,9 +329,9 @@ proptest::proptest! {
                 }
                 Op::Append { range, values, insert } => {
                     scanned.last_table = None;
-                    let a = kept.append(&range, &values, InputOption::Raw, insert);
-                    let b = scanned.append(&range, &values, InputOption::Raw, insert);
-                    let c = spilled.append(&range, &values, InputOption::Raw, insert);
+                    let a = kept.append(&range, &values, InputOption::Raw, insert, 0);
+                    let b = scanned.append(&range, &values, InputOption::Raw, insert, 0);
+                    let c = spilled.append(&range, &values, InputOption::Raw, insert, 0);
                     proptest::prop_assert_eq!(&a, &b, "append to {:?}", range);
                     proptest::prop_assert_eq!(a, c, "append to {:?}, spilled", range);
                 }
@@ -370,7 +374,36 @@ fn an_append_refused_for_its_width_inserts_nothing() {
         .unwrap();
     let before = s.snapshot();
     let too_wide = vec![vec![json!("v"); MAX_COLUMN as usize + 2]];
-    let refused = s.append(&b("A1"), &too_wide, InputOption::Raw, true);
+    let refused = s.append(&b("A1"), &too_wide, InputOption::Raw, true, 0);
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(s.snapshot(), before);
+}
+
+#[test]
+fn an_append_past_the_cell_limit_inserts_nothing() {
+    let mut s = Sheet::new("S");
+    s.write(
+        &b("A1"),
+        &rows(json!([["h"], ["x"], ["below"]])),
+        InputOption::Raw,
+        "A1",
+    )
+    .unwrap();
+    s.write(&b("A5"), &rows(json!([["far"]])), InputOption::Raw, "A5")
+        .unwrap();
+    let before = s.snapshot();
+    // The other sheets leave this one its 1000 × 26 grid and not a cell more.
+    let others = MAX_CELLS - 1000 * 26;
+    let full = |n| vec![vec![json!("v")]; n];
+    // The table is rows 1-3; the insert moves `far` from row 5 down by as many rows as come.
+    let refused = s.append(&b("A1"), &full(996), InputOption::Raw, true, others);
+    assert_eq!(refused.unwrap_err(), over_cell_limit());
+    assert_eq!(s.snapshot(), before);
+    // 995 take the grid to exactly 1000 rows.
+    s.append(&b("A1"), &full(995), InputOption::Raw, true, others)
+        .unwrap();
+    assert_eq!(s.grid(), (1000, 26));
+    let wider = vec![vec![json!("v"); 27]];
+    let refused = s.append(&b("A1"), &wider, InputOption::Raw, false, 0);
+    assert!(refused.is_ok(), "no other sheets: {refused:?}");
 }

@@ -7,6 +7,12 @@
 //! * `GET|PUT /v4/spreadsheets/{id}/values/{range}`, `POST …/values/{range}:append`,
 //!   `GET …/values:batchGet`, `POST …/values:batchUpdate`: A1 ranges, append's table detection and `INSERT_ROWS`,
 //!   `updates` in the response, Google's error shape.
+//! * Google's size limits: a sheet's grid goes to 1,000,000 rows at most, and a spreadsheet to
+//!   10,000,000 cells, counted over its sheets' grids (rows × columns, at least 1000 × 26 each,
+//!   filled or not). A write that would pass the cell limit is refused whole with Google's
+//!   `400 INVALID_ARGUMENT` "This action would increase the number of cells in the workbook above
+//!   the limit of 10000000 cells." A load test meets it where Google would: one sheet in the
+//!   default 26 columns holds ~384,000 rows.
 //! * A per-user, per-minute quota for reads and writes (fixed windows on tokio's clock, so a
 //!   paused test clock drives it), answering `429 RESOURCE_EXHAUSTED` when used up.
 //! * Fault injection with the testkit's [`Fault`] and [`FaultRule`]: [`Sandbox::fail_next`],

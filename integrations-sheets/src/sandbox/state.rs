@@ -203,23 +203,59 @@ impl State {
         title: Option<&str>,
         create: bool,
     ) -> Option<&mut Sheet> {
+        self.sheet_and_others(spreadsheet, title, create)
+            .map(|(sheet, _)| sheet)
+    }
+
+    /// As [`sheet_mut`](Self::sheet_mut), with the cells of the spreadsheet's other sheets'
+    /// grids (what a write to this sheet may add to stays within
+    /// [`MAX_CELLS`](super::grid::MAX_CELLS)).
+    pub(crate) fn sheet_and_others(
+        &mut self,
+        spreadsheet: &str,
+        title: Option<&str>,
+        create: bool,
+    ) -> Option<(&mut Sheet, u64)> {
         let auto = self.config.auto_create_sheets && create;
         let sheets = self.spreadsheets.get_mut(spreadsheet)?;
-        let idx = match title {
-            None => (!sheets.is_empty()).then_some(0),
-            Some(t) => sheets
-                .iter()
-                .position(|s| s.title == t)
-                .or_else(|| sheets.iter().position(|s| s.title.eq_ignore_ascii_case(t))),
-        };
-        match (idx, title) {
-            (Some(i), _) => sheets.get_mut(i),
+        let i = match (position(sheets, title), title) {
+            (Some(i), _) => i,
             (None, Some(t)) if auto => {
                 sheets.push(Sheet::spilling(t, self.config.spill.clone()));
-                sheets.last_mut()
+                sheets.len() - 1
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        let others = sheets
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| s.cells_reaching(0, 0))
+            .sum();
+        Some((&mut sheets[i], others))
+    }
+
+    /// The sheets of `spreadsheet`, and where the one called `title` is among them.
+    pub(crate) fn sheets_with(
+        &self,
+        spreadsheet: &str,
+        title: Option<&str>,
+    ) -> Option<(&[Sheet], usize)> {
+        let sheets = self.spreadsheets.get(spreadsheet)?;
+        let i = position(sheets, title)?;
+        Some((sheets.as_slice(), i))
+    }
+}
+
+/// Where the sheet called `title` is (exact match first, then case-insensitive; the first sheet
+/// when no title is given).
+fn position(sheets: &[Sheet], title: Option<&str>) -> Option<usize> {
+    match title {
+        None => (!sheets.is_empty()).then_some(0),
+        Some(t) => sheets
+            .iter()
+            .position(|s| s.title == t)
+            .or_else(|| sheets.iter().position(|s| s.title.eq_ignore_ascii_case(t))),
     }
 }
 

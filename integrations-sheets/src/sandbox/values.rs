@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::Endpoint;
 use super::grid::{
-    ColumnsView, InputOption, RenderOption, RowsView, Written, check_write, write_bounds,
+    ColumnsView, InputOption, MAX_CELLS, RenderOption, RowsView, Written, check_write,
+    over_cell_limit, reach, write_bounds,
 };
 use super::server::Reply;
 use super::state::{QuotaKind, State};
@@ -373,11 +374,11 @@ fn append(
     let range = resolve(state, &route.spreadsheet, text)?;
     let values = rows_of(parse_body(body)?)?;
     let id = route.spreadsheet.clone();
-    let sheet = state
-        .sheet_mut(&id, range.sheet_name(), true)
+    let (sheet, others) = state
+        .sheet_and_others(&id, range.sheet_name(), true)
         .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
     let done = sheet
-        .append(&write_bounds(&range), &values, input, insert)
+        .append(&write_bounds(&range), &values, input, insert, others)
         .map_err(|e| bad_request(e.0))?;
     let mut out = json!({
         "spreadsheetId": id,
@@ -422,11 +423,17 @@ fn update(
     }
     let values = rows_of(body)?;
     let id = route.spreadsheet.clone();
-    let sheet = state
-        .sheet_mut(&id, range.sheet_name(), false)
+    let (sheet, others) = state
+        .sheet_and_others(&id, range.sheet_name(), false)
         .ok_or_else(|| bad_request(format!("Unable to parse range: {text}")))?;
+    let bounds = write_bounds(&range);
+    check_write(&bounds, &values, text).map_err(|e| bad_request(e.0))?;
+    let (rows, columns) = reach(&bounds, &values);
+    if others + sheet.cells_reaching(rows, columns) > MAX_CELLS {
+        return Err(bad_request(over_cell_limit().0));
+    }
     let written = sheet
-        .write(&write_bounds(&range), &values, input, text)
+        .write(&bounds, &values, input, text)
         .map_err(|e| bad_request(e.0))?;
     Ok(Reply::json(200, updates(&id, &sheet.title, &written)).with_rows(values.len()))
 }
@@ -439,17 +446,42 @@ fn batch_update(state: &mut State, route: &Route, body: &[u8]) -> Result<Reply, 
     // its data or none. The checks change nothing, so no copy of the spreadsheet is kept to
     // undo a write (it was the whole grid, ~30 MB at 100,000 rows, for every update).
     let mut plan = Vec::with_capacity(body.data.len());
+    // How far the writes take each sheet's grid: (sheet, last row, columns).
+    let mut grown: Vec<(usize, u64, u64)> = Vec::new();
     for (i, v) in body.data.into_iter().enumerate() {
         let Some(text) = v.range.clone() else {
             return Err(bad_request(format!("Invalid data[{i}]: range is required")));
         };
         let range = resolve(state, &id, &text)?;
-        if state.sheet_mut(&id, range.sheet_name(), false).is_none() {
+        let Some((_, at)) = state.sheets_with(&id, range.sheet_name()) else {
             return Err(bad_request(format!("Unable to parse range: {text}")));
-        }
+        };
         let values = rows_of(v)?;
-        check_write(&write_bounds(&range), &values, &text).map_err(|e| bad_request(e.0))?;
+        let bounds = write_bounds(&range);
+        check_write(&bounds, &values, &text).map_err(|e| bad_request(e.0))?;
+        let (rows, columns) = reach(&bounds, &values);
+        match grown.iter_mut().find(|(s, ..)| *s == at) {
+            Some(g) => (g.1, g.2) = (g.1.max(rows), g.2.max(columns)),
+            None => grown.push((at, rows, columns)),
+        }
         plan.push((text, range, values));
+    }
+    if let Some((sheets, _)) = state.sheets_with(&id, None) {
+        let cells: u64 = sheets
+            .iter()
+            .enumerate()
+            .map(|(j, sheet)| {
+                grown
+                    .iter()
+                    .find(|(s, ..)| *s == j)
+                    .map_or(sheet.cells_reaching(0, 0), |&(_, rows, columns)| {
+                        sheet.cells_reaching(rows, columns)
+                    })
+            })
+            .sum();
+        if cells > MAX_CELLS {
+            return Err(bad_request(over_cell_limit().0));
+        }
     }
     let mut responses = Vec::new();
     let (mut cells, mut rows_total, mut columns_total) = (0u32, 0u32, 0u32);
