@@ -70,20 +70,27 @@ impl SpillFile {
         let len = len as usize;
         let cached = at >= self.block_at && (at - self.block_at) as usize + len <= self.block.len();
         if !cached {
-            let want = (self.end.saturating_sub(at) as usize).min(BLOCK.max(len));
-            if want < len {
+            // From the 64 KiB boundary at or before the row, so a read of rows backwards (a
+            // read by columns, the search for trailing empty rows) finds the rows before it in
+            // the same block instead of reading a block per row.
+            let start = at - at % BLOCK as u64;
+            let need = (at - start) as usize + len;
+            let want = (self.end.saturating_sub(start) as usize).min(BLOCK.max(need));
+            if want < need {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "a row lies past the end of the file",
                 ));
             }
+            // Cleared before anything can fail: a block is never left half-read.
+            self.block.clear();
+            self.file.seek(SeekFrom::Start(start))?;
             self.block.resize(want, 0);
-            self.file.seek(SeekFrom::Start(at))?;
             if let Err(e) = self.file.read_exact(&mut self.block) {
                 self.block.clear();
                 return Err(e);
             }
-            self.block_at = at;
+            self.block_at = start;
         }
         let from = (at - self.block_at) as usize;
         Ok(&self.block[from..from + len])
