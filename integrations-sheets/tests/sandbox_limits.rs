@@ -7,12 +7,23 @@ mod common;
 use common::fast_builder;
 use integrations_core::ErrorKind;
 use integrations_core::provider::Cell;
-use integrations_sheets::A1Range;
 use integrations_sheets::sandbox::Sandbox;
+use integrations_sheets::{A1Range, GoogleSheetsClient};
 
 const LIMIT: &str = "above the limit of 10000000 cells";
 /// The last row of a 26-column grid within the limit: 384,615 × 26 = 9,999,990 cells.
 const LAST_ROW: u32 = 10_000_000 / 26;
+
+/// A sandbox whose spreadsheet has `Sheet1` and the two `sheets`, and a client of it.
+async fn with_sheets(sheets: [&str; 2]) -> (Sandbox, GoogleSheetsClient) {
+    let sandbox = Sandbox::start().await.unwrap();
+    let id = sandbox.spreadsheet_id().to_owned();
+    for sheet in sheets {
+        sandbox.add_sheet(&id, sheet);
+    }
+    let client = fast_builder(&sandbox).build_client().unwrap();
+    (sandbox, client)
+}
 
 fn one(text: &str) -> Vec<Vec<Cell>> {
     vec![vec![Cell::from(text)]]
@@ -20,11 +31,7 @@ fn one(text: &str) -> Vec<Vec<Cell>> {
 
 #[tokio::test(start_paused = true)]
 async fn a_write_past_ten_million_cells_is_refused_and_changes_nothing() {
-    let sandbox = Sandbox::start().await.unwrap();
-    let id = sandbox.spreadsheet_id().to_owned();
-    sandbox.add_sheet(&id, "Orders");
-    sandbox.add_sheet(&id, "Refunds");
-    let client = fast_builder(&sandbox).build_client().unwrap();
+    let (_sandbox, client) = with_sheets(["Orders", "Refunds"]).await;
 
     // The other sheets' 1000 × 26 grids (`Sheet1`, which every sandbox starts with, and
     // `Refunds`) count too: Orders may reach only 2000 rows short of LAST_ROW.
@@ -89,11 +96,7 @@ async fn a_write_past_ten_million_cells_is_refused_and_changes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_of_writes_that_together_pass_the_limit_is_refused_whole() {
-    let sandbox = Sandbox::start().await.unwrap();
-    let id = sandbox.spreadsheet_id().to_owned();
-    sandbox.add_sheet(&id, "A");
-    sandbox.add_sheet(&id, "B");
-    let client = fast_builder(&sandbox).build_client().unwrap();
+    let (_sandbox, client) = with_sheets(["A", "B"]).await;
     // Each sheet to 200,000 rows of 26 columns alone fits (5.2 M + 2 × 26,000); both do not.
     let half = 200_000;
     let e = client

@@ -360,8 +360,8 @@ proptest::proptest! {
     }
 }
 
-#[test]
-fn an_append_refused_for_its_width_inserts_nothing() {
+/// A table in rows 1-3 of column A and a row of its own at row 5.
+fn table_and_a_row_below() -> Sheet {
     let mut s = Sheet::new("S");
     s.write(
         &b("A1"),
@@ -372,6 +372,12 @@ fn an_append_refused_for_its_width_inserts_nothing() {
     .unwrap();
     s.write(&b("A5"), &rows(json!([["far"]])), InputOption::Raw, "A5")
         .unwrap();
+    s
+}
+
+#[test]
+fn an_append_refused_for_its_width_inserts_nothing() {
+    let mut s = table_and_a_row_below();
     let before = s.snapshot();
     let too_wide = vec![vec![json!("v"); MAX_COLUMN as usize + 2]];
     let refused = s.append(&b("A1"), &too_wide, InputOption::Raw, true, 0);
@@ -381,16 +387,7 @@ fn an_append_refused_for_its_width_inserts_nothing() {
 
 #[test]
 fn an_append_past_the_cell_limit_inserts_nothing() {
-    let mut s = Sheet::new("S");
-    s.write(
-        &b("A1"),
-        &rows(json!([["h"], ["x"], ["below"]])),
-        InputOption::Raw,
-        "A1",
-    )
-    .unwrap();
-    s.write(&b("A5"), &rows(json!([["far"]])), InputOption::Raw, "A5")
-        .unwrap();
+    let mut s = table_and_a_row_below();
     let before = s.snapshot();
     // The other sheets leave this one its 1000 × 26 grid and not a cell more.
     let others = MAX_CELLS - 1000 * 26;
