@@ -1,6 +1,6 @@
-//! Google's ten-million-cell limit on a spreadsheet, as the sandbox keeps it: the cells of every
-//! sheet's grid (rows × columns, at least 1000 × 26), filled or not. A write past it is refused
-//! with Google's 400 and changes nothing.
+//! Google's size limits as the sandbox keeps them: ten million cells a spreadsheet (the cells
+//! of every sheet's grid, rows × columns, at least 1000 × 26, filled or not) and 50,000
+//! characters a cell. A write past either is refused with Google's 400 and changes nothing.
 
 mod common;
 
@@ -118,4 +118,50 @@ async fn a_batch_of_writes_that_together_pass_the_limit_is_refused_whole() {
         ])
         .await
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cell_over_fifty_thousand_characters_is_refused_and_changes_nothing() {
+    const TOO_LONG: &str = "more than the maximum of 50000 characters in a single cell";
+    let (_sandbox, client) = with_sheets(["Orders", "Refunds"]).await;
+    // Characters count, not bytes: 50,000 two-byte characters fit.
+    let at_limit = "é".repeat(50_000);
+    client
+        .update(&A1Range::cell("Orders", 0, 1), &one(&at_limit))
+        .await
+        .unwrap();
+    let over = "x".repeat(50_001);
+    let row = vec![vec![Cell::from("fits"), Cell::from(over.as_str())]];
+    let refusals = [
+        client
+            .update(&A1Range::cell("Orders", 0, 2), &row)
+            .await
+            .map(|_| ()),
+        client
+            .append(&A1Range::columns("Orders", 0, 1), &row)
+            .await
+            .map(|_| ()),
+        client
+            .batch_update(&[
+                (A1Range::cell("Refunds", 0, 1), one("fits")),
+                (A1Range::cell("Refunds", 0, 2), one(&over)),
+            ])
+            .await
+            .map(|_| ()),
+    ];
+    for e in refusals {
+        let e = e.unwrap_err();
+        assert_eq!(e.code(), Some("INVALID_ARGUMENT"), "{e}");
+        assert!(e.to_string().contains(TOO_LONG), "{e}");
+    }
+    let orders = client
+        .get(&A1Range::area("Orders", 0, 1, 1, 3))
+        .await
+        .unwrap();
+    assert_eq!(orders.values, [vec![Cell::from(at_limit.as_str())]]);
+    let refunds = client
+        .get(&A1Range::columns("Refunds", 0, 1))
+        .await
+        .unwrap();
+    assert!(refunds.values.is_empty(), "{refunds:?}");
 }

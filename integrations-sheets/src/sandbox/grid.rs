@@ -19,6 +19,22 @@ pub(crate) const MAX_ROWS: u32 = 1_000_000;
 /// spreadsheet would: at ~384,000 rows of one sheet in the default 26 columns.
 pub(crate) const MAX_CELLS: u64 = 10_000_000;
 
+/// The most characters one cell takes: Google refuses a longer input value with 400
+/// `INVALID_ARGUMENT`. Counted here in Unicode characters (Google does not say whether a
+/// character outside the Basic Multilingual Plane counts once or twice).
+pub(crate) const MAX_CELL_CHARS: usize = 50_000;
+
+/// Whether an input value is longer than a cell takes (an array or object as the JSON text
+/// the grid stores).
+fn over_cell_chars(v: &Value) -> bool {
+    let long = |s: &str| s.len() > MAX_CELL_CHARS && s.chars().count() > MAX_CELL_CHARS;
+    match v {
+        Value::String(s) => long(s),
+        Value::Array(_) | Value::Object(_) => long(&v.to_string()),
+        _ => false,
+    }
+}
+
 /// Google's refusal of a write that would take a spreadsheet past [`MAX_CELLS`].
 pub(crate) fn over_cell_limit() -> OutOfRange {
     OutOfRange(format!(
@@ -181,6 +197,12 @@ pub(crate) fn check_write(
             crate::a1::column_letters(
                 (u64::from(area.first_column) + widest - 1).min(u64::from(u32::MAX)) as u32
             )
+        )));
+    }
+    if values.iter().flatten().any(over_cell_chars) {
+        return Err(OutOfRange(format!(
+            "Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a \
+             single cell."
         )));
     }
     Ok(widest)

@@ -12,7 +12,9 @@
 //!   filled or not). A write that would pass the cell limit is refused whole with Google's
 //!   `400 INVALID_ARGUMENT` "This action would increase the number of cells in the workbook above
 //!   the limit of 10000000 cells." A load test meets it where Google would: one sheet in the
-//!   default 26 columns holds ~384,000 rows.
+//!   default 26 columns holds ~384,000 rows. A cell takes 50,000 characters at most: a longer
+//!   input value is refused the same way ("Your input contains more than the maximum of 50000
+//!   characters in a single cell.").
 //! * A per-user, per-minute quota for reads and writes (fixed windows on tokio's clock, so a
 //!   paused test clock drives it), answering `429 RESOURCE_EXHAUSTED` when used up.
 //! * Fault injection with the testkit's [`Fault`] and [`FaultRule`]: [`Sandbox::fail_next`],
