@@ -219,16 +219,19 @@ impl SandboxBuilder {
         self
     }
 
-    /// Keeps about `n` rows of each sheet in memory (between `n` and 1.5 `n` rows with cells),
-    /// and the others in an anonymous temporary file, read back when a request touches them
-    /// (default: every row in memory). The file takes the first rows first, so a sheet that is
-    /// appended to keeps its newest rows in memory.
+    /// Keeps about `n` rows of each sheet in memory (between `n` and 1.5 `n` rows with cells
+    /// between requests, at most 2 `n` during one), and the others in an anonymous temporary
+    /// file, read back when a request touches them (default: every row in memory). The file
+    /// takes the first rows first, so a sheet that is appended to keeps its newest rows in
+    /// memory.
     ///
     /// For a long load test: a sheet of a million order rows is ~320 MB in memory, and with a
-    /// limit ~24 bytes a row plus the limit's rows. The file grows with every row written
-    /// (a row changed after it went to the file is written again when it goes back); it is
-    /// removed when the sandbox is dropped. Reads of rows in the file decode them, so a read of
-    /// the whole sheet costs more than from memory.
+    /// limit ~24 bytes a row plus the limit's rows. A row changed after it went to the file is
+    /// written again when it goes back; once the bytes no row points at pass half of those
+    /// rows do (and 64 KiB), the file is rewritten in row order, so it stays within 1.5 times
+    /// its rows' size however often they change. It is removed when the sandbox is dropped.
+    /// Reads of rows in the file decode them, so a read of the whole sheet costs more than from
+    /// memory.
     ///
     /// If the file cannot be made or written (the disk is full), the rows stay in memory and a
     /// warning is logged; a row that cannot be read back from it panics the request's task

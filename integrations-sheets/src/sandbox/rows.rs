@@ -8,6 +8,13 @@
 //! sandbox ends, on every platform), read back when a request touches the row. The rows kept
 //! are the ones a sheet that is appended to touches next: the file takes the first rows first.
 //!
+//! What stays bounded: rows in memory stay under one and a half times the limit between writes,
+//! and under twice the limit during one (a write that changes many rows of the file sends the
+//! rows it has changed back to the file as it goes). A row read back and changed is appended to
+//! the file again; once the bytes no row points at pass half of those that rows do, the file is
+//! rewritten in row order without them, so the file stays within 1.5 times its rows' encoded
+//! size (plus 64 KiB) however often rows change, and a read of rows in order reads it forward.
+//!
 //! Why not a crate: the store is ~200 lines over a `Vec` and one file, with an exact encoding of
 //! the four cell kinds a sheet holds (the grid stores no arrays or objects); an embedded
 //! key-value store would bring its own pages, cache and threads for what is an append-only log.
@@ -82,8 +89,10 @@ impl SpillFile {
                     "a row lies past the end of the file",
                 ));
             }
-            // Cleared before anything can fail: a block is never left half-read.
+            // Cleared before anything can fail: a block is never left half-read. A block grown
+            // for a row longer than 64 KiB is given back.
             self.block.clear();
+            self.block.shrink_to(BLOCK.max(need));
             self.file.seek(SeekFrom::Start(start))?;
             self.block.resize(want, 0);
             if let Err(e) = self.file.read_exact(&mut self.block) {
@@ -116,6 +125,10 @@ struct Spill {
     first_here: usize,
     /// A spill failed (the file could not be made or written): rows stay in memory from then on.
     failed: bool,
+    /// Bytes of the file that `Spilled` rows point at; the rest belongs to rows read back since.
+    live: u64,
+    /// Bytes no row points at before a rewrite of the file is worth it (64 KiB; less in tests).
+    compact_after: u64,
 }
 
 impl Rows {
@@ -130,6 +143,8 @@ impl Rows {
                 in_file: 0,
                 first_here: 0,
                 failed: false,
+                live: 0,
+                compact_after: BLOCK as u64,
             }),
         }
     }
@@ -180,14 +195,36 @@ impl Rows {
 
     /// Row `i`'s cells to change; rows up to it are added empty, a spilled row is read back
     /// and kept in memory until the next spill.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut Vec<Value> {
         if self.rows.len() <= i {
             self.rows.resize_with(i + 1, || Row::Here(Vec::new()));
         }
+        // A row about to be counted in memory when twice the limit already are: the rows kept
+        // go to the file first (not row `i`: it has no cells in memory yet), so a write that
+        // changes many rows of the file holds twice the limit at most, not all it touched.
+        let counts = match &self.rows[i] {
+            Row::Spilled { .. } => true,
+            Row::Here(cells) => cells.is_empty(),
+        };
+        if counts
+            && let Some(spill) = &self.spill
+            && spill.resident >= spill.config.resident_rows.saturating_mul(2).max(1)
+        {
+            self.spill_to_limit();
+        }
         let loaded = match self.rows[i] {
-            Row::Spilled { at, len } => Some(self.load(at, len, usize::MAX).unwrap_or_else(|e| {
-                panic!("the Sheets sandbox could not read row {} back: {e}", i + 1)
-            })),
+            Row::Spilled { at, len } => {
+                let cells = self.load(at, len, usize::MAX).unwrap_or_else(|e| {
+                    panic!("the Sheets sandbox could not read row {} back: {e}", i + 1)
+                });
+                if let Some(spill) = &mut self.spill {
+                    spill.live -= u64::from(len);
+                }
+                Some(cells)
+            }
             Row::Here(_) => None,
         };
         let was_here = loaded.is_none();
@@ -229,11 +266,22 @@ impl Rows {
     /// the file until the limit is met again. A spill that fails leaves its rows in memory and
     /// stops spilling (a warning says so), so nothing written is lost.
     pub(crate) fn after_write(&mut self) {
+        if let Some(spill) = &self.spill {
+            let limit = spill.config.resident_rows;
+            if spill.resident > limit.saturating_add(limit / 2) {
+                self.spill_to_limit();
+            }
+        }
+    }
+
+    /// The first rows kept in memory go to the file until the limit is met, and the file is
+    /// rewritten when enough of it belongs to rows read back since.
+    fn spill_to_limit(&mut self) {
         let Some(spill) = &mut self.spill else {
             return;
         };
         let limit = spill.config.resident_rows;
-        if spill.failed || spill.resident <= limit.saturating_add(limit / 2) {
+        if spill.failed {
             return;
         }
         let mut buf = Vec::new();
@@ -245,9 +293,12 @@ impl Rows {
             {
                 let start = buf.len();
                 encode(cells, &mut buf);
-                moved.push((i, start as u64, (buf.len() - start) as u32));
+                moved.push((i, start as u64, encoded_len(buf.len() - start)));
             }
             i += 1;
+        }
+        if moved.is_empty() {
+            return;
         }
         match spill.append(&buf) {
             Ok(base) => {
@@ -257,6 +308,7 @@ impl Rows {
                 spill.resident -= moved.len();
                 spill.in_file += moved.len();
                 spill.first_here = i;
+                spill.live += buf.len() as u64;
             }
             Err(e) => {
                 spill.failed = true;
@@ -264,19 +316,102 @@ impl Rows {
                     error = %e,
                     "the Sheets sandbox could not write rows to its file; they stay in memory"
                 );
+                return;
             }
+        }
+        let dead = spill.end().saturating_sub(spill.live);
+        if dead >= spill.compact_after
+            && dead > spill.live / 2
+            && let Err(e) = compact(&mut self.rows, spill)
+        {
+            // The rows still point into the old file, which is whole: nothing is lost.
+            tracing::warn!(
+                error = %e,
+                "the Sheets sandbox could not rewrite its rows' file; it keeps the old one"
+            );
         }
     }
 }
 
+/// Rewrites the rows in the file to a new file, in row order, without the bytes of rows read
+/// back since. The old file is read in its own order (a row changed and spilled again sits
+/// after rows below it, so a read in row order would read a block per row at each seam) and
+/// each run of rows that lands together in the new file is written at once. Until the new file
+/// is whole the rows point into the old one, which a clone of the sheet may still share.
+fn compact(rows: &mut [Row], spill: &mut Spill) -> io::Result<()> {
+    let Some(old) = spill.file.clone() else {
+        return Ok(());
+    };
+    // (place in the old file, length, place in the new one)
+    let mut places: Vec<(u64, u32, u64)> = Vec::with_capacity(spill.in_file);
+    let mut end = 0u64;
+    for row in rows.iter() {
+        if let Row::Spilled { at, len } = *row {
+            places.push((at, len, end));
+            end += u64::from(len);
+        }
+    }
+    places.sort_unstable_by_key(|p| p.0);
+    let mut file = spill.make_file()?;
+    {
+        let mut old = old.lock().unwrap_or_else(|p| p.into_inner());
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = 0u64;
+        for &(at, len, to) in &places {
+            if to != run_at + run.len() as u64 || run.len() >= BLOCK {
+                write_at(&mut file, run_at, &run)?;
+                run.clear();
+                run_at = to;
+            }
+            run.extend_from_slice(old.bytes(at, len)?);
+        }
+        write_at(&mut file, run_at, &run)?;
+    }
+    let mut next = 0u64;
+    for row in rows.iter_mut() {
+        if let Row::Spilled { at, len } = row {
+            *at = next;
+            next += u64::from(*len);
+        }
+    }
+    spill.file = Some(Arc::new(Mutex::new(SpillFile {
+        file,
+        end,
+        block_at: 0,
+        block: Vec::new(),
+    })));
+    spill.live = end;
+    Ok(())
+}
+
+fn write_at(file: &mut File, at: u64, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(at))?;
+    file.write_all(bytes)
+}
+
 impl Spill {
+    /// A new anonymous file in the configured directory.
+    fn make_file(&self) -> io::Result<File> {
+        match &self.config.dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+    }
+
+    /// The file's length (0 before it is made).
+    fn end(&self) -> u64 {
+        self.file
+            .as_ref()
+            .map_or(0, |f| f.lock().unwrap_or_else(|p| p.into_inner()).end)
+    }
+
     /// Appends `bytes` to the file (made on first use); where they start.
     fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
         if self.file.is_none() {
-            let file = match &self.config.dir {
-                Some(dir) => tempfile::tempfile_in(dir)?,
-                None => tempfile::tempfile()?,
-            };
+            let file = self.make_file()?;
             self.file = Some(Arc::new(Mutex::new(SpillFile {
                 file,
                 end: 0,
@@ -329,11 +464,18 @@ fn encode(cells: &[Value], out: &mut Vec<u8>) {
                     other => Cow::Owned(other.to_string()),
                 };
                 out.push(STRING);
-                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(&encoded_len(text.len()).to_le_bytes());
                 out.extend_from_slice(text.as_bytes());
             }
         }
     }
+}
+
+/// A row's or a string's encoded length. Under 4 GiB: the grid takes at most 18,278 columns
+/// ([`MAX_COLUMN`](crate::a1::MAX_COLUMN)) of 50,000 characters
+/// ([`MAX_CELL_CHARS`](super::grid::MAX_CELL_CHARS)), at most 3.7 GB a row.
+fn encoded_len(len: usize) -> u32 {
+    u32::try_from(len).expect("a row the grid takes encodes in under 4 GiB")
 }
 
 /// The first `max` cells of an encoded row.

@@ -221,3 +221,232 @@ fn rows_read_backwards_and_rows_longer_than_a_block_come_back_whole() {
         assert!(got.len() == 1 || got.as_ref() == want.as_slice(), "row {i}");
     }
 }
+
+/// The counters the spill keeps agree with the rows: rows in memory, rows in the file, the
+/// first row in memory, and the bytes of the file rows point at.
+fn check(rows: &Rows) {
+    let spill = rows.spill.as_ref().expect("a spilling sheet");
+    let here = |r: &Row| matches!(r, Row::Here(c) if !c.is_empty());
+    let resident = rows.rows.iter().filter(|r| here(r)).count();
+    assert_eq!(spill.resident, resident, "rows with cells in memory");
+    let spilled: Vec<(u64, u32)> = (rows.rows.iter())
+        .filter_map(|r| match *r {
+            Row::Spilled { at, len } => Some((at, len)),
+            Row::Here(_) => None,
+        })
+        .collect();
+    assert_eq!(spill.in_file, spilled.len(), "rows in the file");
+    let first = rows.rows.iter().position(here).unwrap_or(rows.rows.len());
+    assert!(
+        spill.first_here <= first,
+        "first_here {} is past row {first}, which has cells in memory",
+        spill.first_here
+    );
+    let live: u64 = spilled.iter().map(|&(_, len)| u64::from(len)).sum();
+    assert_eq!(spill.live, live, "bytes rows point at");
+    let end = spill.end();
+    assert!(spilled.iter().all(|&(at, len)| at + u64::from(len) <= end));
+}
+
+#[test]
+fn rows_in_memory_stay_between_the_limit_and_half_as_many_again() {
+    let mut rows = spilling(10);
+    for i in 0..15 {
+        write(&mut rows, i, row(i));
+        check(&rows);
+    }
+    assert_eq!(rows.in_file(), 0, "up to 15 rows stay in memory");
+    write(&mut rows, 15, row(15));
+    check(&rows);
+    assert_eq!(
+        (rows.in_file(), rows.spill.as_ref().unwrap().resident),
+        (6, 10),
+        "the 16th row sends the first six to the file"
+    );
+    assert!(matches!(rows.rows[5], Row::Spilled { .. }));
+    assert!(matches!(rows.rows[6], Row::Here(_)));
+}
+
+#[test]
+fn a_write_across_many_rows_of_the_file_holds_twice_the_limit_at_most() {
+    let mut rows = spilling(10);
+    for i in 0..200 {
+        write(&mut rows, i, row(i));
+    }
+    assert!(rows.in_file() >= 185, "{}", rows.in_file());
+    // One write changing every row, the way `Sheet::write` does: no `after_write` until the end.
+    for i in 0..200 {
+        rows.get_mut(i)[1] = Value::from(i as u64 * 7);
+        let resident = rows.spill.as_ref().unwrap().resident;
+        assert!(resident <= 20, "{resident} rows in memory after row {i}");
+        check(&rows);
+    }
+    rows.after_write();
+    check(&rows);
+    for i in 0..200 {
+        let mut want = row(i);
+        want[1] = Value::from(i as u64 * 7);
+        assert_eq!(rows.get(i).unwrap().as_ref(), want.as_slice(), "row {i}");
+    }
+}
+
+/// Every row's second cell rewritten `times` times, then the file's length and the rows' bytes.
+fn rewrite_all(rows: &mut Rows, n: usize, times: u64) -> (u64, u64) {
+    for i in 0..n {
+        write(rows, i, row(i));
+    }
+    for t in 0..times {
+        for i in 0..n {
+            rows.get_mut(i)[1] = Value::from(t);
+            rows.after_write();
+        }
+    }
+    for i in 0..n {
+        let mut want = row(i);
+        want[1] = Value::from(times - 1);
+        assert_eq!(rows.get(i).unwrap().as_ref(), want.as_slice(), "row {i}");
+    }
+    check(rows);
+    let spill = rows.spill.as_ref().unwrap();
+    (spill.end(), spill.live)
+}
+
+#[test]
+fn the_file_is_rewritten_once_most_of_it_belongs_to_rows_changed_since() {
+    // Without a rewrite (the review's case: 100 rows at a limit of 10, 20 rewrites) the file
+    // holds every version of every row.
+    let mut kept = spilling(10);
+    kept.spill.as_mut().unwrap().compact_after = u64::MAX;
+    let (end, live) = rewrite_all(&mut kept, 100, 20);
+    assert!(end > 15 * live, "{end} bytes for {live} of rows");
+    // With one, at most half as much again as the rows' bytes, and the rows in row order.
+    let mut rows = spilling(10);
+    rows.spill.as_mut().unwrap().compact_after = 1;
+    let (end, live) = rewrite_all(&mut rows, 100, 20);
+    assert!(
+        end <= live + live / 2 + 200,
+        "{end} bytes for {live} of rows"
+    );
+    // The default: a rewrite once 64 KiB is no row's.
+    let mut rows = spilling(10);
+    let (end, live) = rewrite_all(&mut rows, 1000, 20);
+    assert!(
+        end <= live + live / 2 + BLOCK as u64 + 2000,
+        "{end} bytes for {live} of rows"
+    );
+    assert!(end < 3 * live, "{end} bytes for {live} of rows");
+}
+
+fn places(rows: &Rows) -> Vec<u64> {
+    (rows.rows.iter())
+        .filter_map(|r| match *r {
+            Row::Spilled { at, .. } => Some(at),
+            Row::Here(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rewrite_puts_the_rows_in_the_file_in_row_order() {
+    let mut rows = spilling(4);
+    rows.spill.as_mut().unwrap().compact_after = 1;
+    for i in 0..60 {
+        write(&mut rows, i, row(i));
+    }
+    // Rows changed one write at a time, each spilled again after the rows below it, until a
+    // rewrite: before it the file is out of row order, right after it in order.
+    let (mut scattered, mut rewritten) = (false, false);
+    for i in (0..60).filter(|i| i % 3 != 0) {
+        rows.get_mut(i)[0] = Value::String(format!("changed {i}"));
+        rows.after_write();
+        check(&rows);
+        let sorted = places(&rows).windows(2).all(|w| w[0] < w[1]);
+        let spill = rows.spill.as_ref().unwrap();
+        if spill.end() == spill.live && i > 10 {
+            assert!(sorted, "after a rewrite at row {i}: {:?}", places(&rows));
+            rewritten = true;
+            break;
+        }
+        scattered |= !sorted;
+    }
+    assert!(
+        scattered && rewritten,
+        "scattered {scattered}, rewritten {rewritten}"
+    );
+    for i in 0..60 {
+        let got = rows.get(i).unwrap();
+        assert!(
+            got.as_ref() == row(i).as_slice() || got[0] == format!("changed {i}").as_str(),
+            "row {i}: {got:?}"
+        );
+        assert_eq!(got[1..], row(i)[1..], "row {i}");
+    }
+}
+
+#[test]
+fn any_sequence_of_writes_and_inserts_reads_back_as_a_plain_list_would() {
+    // A small generator (xorshift): the same sequence on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for limit in [0, 1, 3, 8] {
+        let mut rows = spilling(limit);
+        rows.spill.as_mut().unwrap().compact_after = 64;
+        let mut model: Vec<Vec<Value>> = Vec::new();
+        for step in 0..1500 {
+            match next(10) {
+                0 => {
+                    let at = next(model.len() + 2);
+                    let n = 1 + next(3);
+                    rows.insert_empty(at, n);
+                    let at = at.min(model.len());
+                    model.splice(at..at, std::iter::repeat_n(Vec::new(), n));
+                }
+                1..=3 => {
+                    let i = next(model.len() + 3);
+                    write(&mut rows, i, row(step));
+                    if model.len() <= i {
+                        model.resize(i + 1, Vec::new());
+                    }
+                    model[i] = row(step);
+                }
+                _ if !model.is_empty() => {
+                    // One cell of a row changed, as `Sheet::set` does.
+                    let i = next(model.len());
+                    let c = next(4);
+                    let cells = rows.get_mut(i);
+                    if cells.len() <= c {
+                        cells.resize(c + 1, Value::Null);
+                    }
+                    cells[c] = Value::from(step as u64);
+                    if model[i].len() <= c {
+                        model[i].resize(c + 1, Value::Null);
+                    }
+                    model[i][c] = Value::from(step as u64);
+                    if next(3) == 0 {
+                        rows.after_write();
+                    }
+                }
+                _ => {}
+            }
+            check(&rows);
+            if step % 100 == 99 {
+                rows.after_write();
+                assert_eq!(rows.len(), model.len());
+                for (i, want) in model.iter().enumerate() {
+                    let got = rows.get(i).unwrap();
+                    assert_eq!(
+                        got.as_ref(),
+                        want.as_slice(),
+                        "limit {limit}, step {step}, row {i}"
+                    );
+                }
+            }
+        }
+        assert!(rows.in_file() > 0, "limit {limit}: rows went to the file");
+    }
+}
