@@ -134,6 +134,13 @@ impl RequestLog {
 
     /// Records one request.
     pub fn record(&self, request: RecordedRequest) {
+        // Copied before the lock, both ways: a service may answer with a value it took from
+        // the request.
+        let request = RecordedRequest {
+            headers: detached(&request.headers),
+            response_headers: detached(&request.response_headers),
+            ..request
+        };
         let mut g = self.lock();
         let t = &mut g.totals;
         t.requests += 1;
@@ -150,10 +157,6 @@ impl RequestLog {
         while g.recent.len() >= g.retention {
             g.recent.pop_front();
         }
-        let request = RecordedRequest {
-            headers: detached(&request.headers),
-            ..request
-        };
         g.recent.push_back(request);
     }
 
@@ -227,9 +230,14 @@ mod tests {
         sensitive.set_sensitive(true);
         headers.append("x-note", sensitive);
         headers.append("x-note", HeaderValue::from_static("second"));
+        // A service answering with a value it took from the request, as Stripe echoes the key.
+        let mut response_headers = HeaderMap::new();
+        let echoed = HeaderValue::from_maybe_shared(buffer.slice(100..132)).unwrap();
+        response_headers.insert("idempotency-key", echoed);
         let log = RequestLog::with_retention(10);
         log.record(RecordedRequest {
             headers,
+            response_headers,
             ..rec("a", 200)
         });
         let mut buffer = buffer;
