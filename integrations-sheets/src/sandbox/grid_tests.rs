@@ -404,3 +404,16 @@ fn an_append_past_the_cell_limit_inserts_nothing() {
     let refused = s.append(&b("A1"), &wider, InputOption::Raw, false, 0);
     assert!(refused.is_ok(), "no other sheets: {refused:?}");
 }
+
+#[test]
+fn an_array_or_object_counts_as_the_json_text_the_cell_would_hold() {
+    // `["…"]`: the text and four characters of JSON around it.
+    let array = |n: usize| vec![vec![json!(["x".repeat(n)])]];
+    assert!(check_write(&b("A1"), &array(MAX_CELL_CHARS - 4), "A1").is_ok());
+    let e = check_write(&b("A1"), &array(MAX_CELL_CHARS - 3), "A1").unwrap_err();
+    assert!(e.0.contains("maximum of 50000 characters"), "{e:?}");
+    let object = vec![vec![json!({ "k": "é".repeat(MAX_CELL_CHARS) })]];
+    assert!(check_write(&b("A1"), &object, "A1").is_err());
+    let number = vec![vec![json!(u64::MAX), json!(true), Value::Null]];
+    assert!(check_write(&b("A1"), &number, "A1").is_ok());
+}

@@ -229,7 +229,8 @@ impl SandboxBuilder {
     /// limit ~24 bytes a row plus the limit's rows. A row changed after it went to the file is
     /// written again when it goes back; once the bytes no row points at pass half of those
     /// rows do (and 64 KiB), the file is rewritten in row order, so it stays within 1.5 times
-    /// its rows' size however often they change. It is removed when the sandbox is dropped.
+    /// its rows' size however often they change (unless a rewrite fails: a warning, and the
+    /// file grows as rows change from then on). It is removed when the sandbox is dropped.
     /// Reads of rows in the file decode them, so a read of the whole sheet costs more than from
     /// memory.
     ///

@@ -14,10 +14,13 @@
 //! the file again; once the bytes no row points at pass half of those that rows do, the file is
 //! rewritten in row order without them, so the file stays within 1.5 times its rows' encoded
 //! size (plus 64 KiB) however often rows change, and a read of rows in order reads it forward.
+//! (A rewrite that fails, the disk full, keeps the old file and is not tried again: from then
+//! on the file grows with every row changed, as before.)
 //!
 //! Why not a crate: the store is ~200 lines over a `Vec` and one file, with an exact encoding of
 //! the four cell kinds a sheet holds (the grid stores no arrays or objects); an embedded
-//! key-value store would bring its own pages, cache and threads for what is an append-only log.
+//! key-value store would bring its own pages, cache and threads for what is an append-only log
+//! rewritten now and then.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -44,13 +47,14 @@ enum Row {
 }
 
 /// The file rows are written to, shared by the clones of a sheet: every spill appends at its
-/// end, so a row's place never changes.
+/// end, so a row's place in it never changes (a rewrite makes a new file; a clone still
+/// reading the old one keeps it).
 struct SpillFile {
     file: File,
     end: u64,
     /// The bytes of the file from `block_at` on, as last read: a read of rows in order (a
     /// range, a key column) reads the file a block at a time, not a row at a time (that was
-    /// ~1.3 µs a row for the read's system call; `benches/benches/sheets_sandbox.rs`). The file
+    /// ~1.3 µs a row for the read's system call; `benches/benches/sheets_sandbox.rs`). A file
     /// is only ever appended to, so a block read never goes stale.
     block_at: u64,
     block: Vec<u8>,
@@ -82,7 +86,9 @@ impl SpillFile {
             // the same block instead of reading a block per row.
             let start = at - at % BLOCK as u64;
             let need = (at - start) as usize + len;
-            let want = (self.end.saturating_sub(start) as usize).min(BLOCK.max(need));
+            // Whole blocks up to the row's end and past it: a row across a block's end takes
+            // the next block too, so a forward read does not read that block twice.
+            let want = (self.end.saturating_sub(start) as usize).min(need.next_multiple_of(BLOCK));
             if want < need {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -92,7 +98,7 @@ impl SpillFile {
             // Cleared before anything can fail: a block is never left half-read. A block grown
             // for a row longer than 64 KiB is given back.
             self.block.clear();
-            self.block.shrink_to(BLOCK.max(need));
+            self.block.shrink_to(want);
             self.file.seek(SeekFrom::Start(start))?;
             self.block.resize(want, 0);
             if let Err(e) = self.file.read_exact(&mut self.block) {
@@ -125,6 +131,9 @@ struct Spill {
     first_here: usize,
     /// A spill failed (the file could not be made or written): rows stay in memory from then on.
     failed: bool,
+    /// A rewrite of the file failed: the old file is kept, and no rewrite is tried again (each
+    /// try would copy every row in the file once more).
+    compact_failed: bool,
     /// Bytes of the file that `Spilled` rows point at; the rest belongs to rows read back since.
     live: u64,
     /// Bytes no row points at before a rewrite of the file is worth it (64 KiB; less in tests).
@@ -143,6 +152,7 @@ impl Rows {
                 in_file: 0,
                 first_here: 0,
                 failed: false,
+                compact_failed: false,
                 live: 0,
                 compact_after: BLOCK as u64,
             }),
@@ -320,11 +330,14 @@ impl Rows {
             }
         }
         let dead = spill.end().saturating_sub(spill.live);
-        if dead >= spill.compact_after
+        if !spill.compact_failed
+            && dead >= spill.compact_after
             && dead > spill.live / 2
             && let Err(e) = compact(&mut self.rows, spill)
         {
-            // The rows still point into the old file, which is whole: nothing is lost.
+            // The rows still point into the old file, which is whole: nothing is lost, but the
+            // file grows with every row changed from now on.
+            spill.compact_failed = true;
             tracing::warn!(
                 error = %e,
                 "the Sheets sandbox could not rewrite its rows' file; it keeps the old one"
@@ -342,7 +355,8 @@ fn compact(rows: &mut [Row], spill: &mut Spill) -> io::Result<()> {
     let Some(old) = spill.file.clone() else {
         return Ok(());
     };
-    // (place in the old file, length, place in the new one)
+    // (place in the old file, length, place in the new one): 24 bytes a row in the file while
+    // the rewrite runs.
     let mut places: Vec<(u64, u32, u64)> = Vec::with_capacity(spill.in_file);
     let mut end = 0u64;
     for row in rows.iter() {
@@ -380,7 +394,7 @@ fn compact(rows: &mut [Row], spill: &mut Spill) -> io::Result<()> {
         block_at: 0,
         block: Vec::new(),
     })));
-    spill.live = end;
+    debug_assert_eq!(spill.live, end, "the rows' bytes, now all there is");
     Ok(())
 }
 

@@ -265,6 +265,8 @@ fn rows_in_memory_stay_between_the_limit_and_half_as_many_again() {
     );
     assert!(matches!(rows.rows[5], Row::Spilled { .. }));
     assert!(matches!(rows.rows[6], Row::Here(_)));
+    // The next spill starts from the first row still in memory, not from the top again.
+    assert_eq!(rows.spill.as_ref().unwrap().first_here, 6);
 }
 
 #[test]
@@ -449,4 +451,60 @@ fn any_sequence_of_writes_and_inserts_reads_back_as_a_plain_list_would() {
         }
         assert!(rows.in_file() > 0, "limit {limit}: rows went to the file");
     }
+}
+
+#[test]
+fn a_rewrite_that_fails_keeps_the_old_file_and_is_not_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Rows::spilling(Some(SpillConfig {
+        resident_rows: 4,
+        dir: Some(dir.path().to_owned()),
+    }));
+    rows.spill.as_mut().unwrap().compact_after = 1;
+    for i in 0..100 {
+        write(&mut rows, i, row(i));
+    }
+    // The file is open already; a new one can no longer be made.
+    drop(dir);
+    for t in 0..5u64 {
+        for i in 0..100 {
+            rows.get_mut(i)[1] = Value::from(t);
+            rows.after_write();
+        }
+    }
+    check(&rows);
+    let spill = rows.spill.as_ref().unwrap();
+    assert!(spill.compact_failed && !spill.failed);
+    assert!(spill.end() > 2 * spill.live, "no rewrite happened");
+    for i in 0..100 {
+        let mut want = row(i);
+        want[1] = Value::from(4u64);
+        assert_eq!(rows.get(i).unwrap().as_ref(), want.as_slice(), "row {i}");
+    }
+}
+
+#[test]
+fn a_forward_read_reads_each_block_of_the_file_once() {
+    let mut rows = spilling(1);
+    // Rows of ~1,000 bytes: many lie across a block's end.
+    let long = |i: usize| vec![Value::String(format!("{i:>1000}"))];
+    for i in 0..300 {
+        write(&mut rows, i, long(i));
+    }
+    let file = rows.spill.as_ref().unwrap().file.clone().unwrap();
+    let end = file.lock().unwrap().end;
+    let mut reads = 0;
+    let mut last = None;
+    for i in 0..300 {
+        assert_eq!(rows.get(i).unwrap().as_ref(), long(i).as_slice(), "row {i}");
+        let f = file.lock().unwrap();
+        let now = (f.block_at, f.block.len());
+        if last != Some(now) {
+            reads += 1;
+            last = Some(now);
+        }
+    }
+    let blocks = end.div_ceil(BLOCK as u64);
+    assert!(blocks >= 4, "{end} bytes");
+    assert!(reads <= blocks, "{reads} reads of a {blocks}-block file");
 }
