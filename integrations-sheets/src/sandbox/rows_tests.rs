@@ -222,6 +222,16 @@ fn rows_read_backwards_and_rows_longer_than_a_block_come_back_whole() {
     }
 }
 
+/// Where each row in the file is, `(place, length)`, in row order.
+fn spilled(rows: &Rows) -> Vec<(u64, u32)> {
+    (rows.rows.iter())
+        .filter_map(|r| match *r {
+            Row::Spilled { at, len } => Some((at, len)),
+            Row::Here(_) => None,
+        })
+        .collect()
+}
+
 /// The counters the spill keeps agree with the rows: rows in memory, rows in the file, the
 /// first row in memory, and the bytes of the file rows point at.
 fn check(rows: &Rows) {
@@ -229,12 +239,7 @@ fn check(rows: &Rows) {
     let here = |r: &Row| matches!(r, Row::Here(c) if !c.is_empty());
     let resident = rows.rows.iter().filter(|r| here(r)).count();
     assert_eq!(spill.resident, resident, "rows with cells in memory");
-    let spilled: Vec<(u64, u32)> = (rows.rows.iter())
-        .filter_map(|r| match *r {
-            Row::Spilled { at, len } => Some((at, len)),
-            Row::Here(_) => None,
-        })
-        .collect();
+    let spilled = spilled(rows);
     assert_eq!(spill.in_file, spilled.len(), "rows in the file");
     let first = rows.rows.iter().position(here).unwrap_or(rows.rows.len());
     assert!(
@@ -339,15 +344,6 @@ fn the_file_is_rewritten_once_most_of_it_belongs_to_rows_changed_since() {
     assert!(end < 3 * live, "{end} bytes for {live} of rows");
 }
 
-fn places(rows: &Rows) -> Vec<u64> {
-    (rows.rows.iter())
-        .filter_map(|r| match *r {
-            Row::Spilled { at, .. } => Some(at),
-            Row::Here(_) => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_rewrite_puts_the_rows_in_the_file_in_row_order() {
     let mut rows = spilling(4);
@@ -362,10 +358,10 @@ fn a_rewrite_puts_the_rows_in_the_file_in_row_order() {
         rows.get_mut(i)[0] = Value::String(format!("changed {i}"));
         rows.after_write();
         check(&rows);
-        let sorted = places(&rows).windows(2).all(|w| w[0] < w[1]);
+        let sorted = spilled(&rows).windows(2).all(|w| w[0].0 < w[1].0);
         let spill = rows.spill.as_ref().unwrap();
         if spill.end() == spill.live && i > 10 {
-            assert!(sorted, "after a rewrite at row {i}: {:?}", places(&rows));
+            assert!(sorted, "after a rewrite at row {i}: {:?}", spilled(&rows));
             rewritten = true;
             break;
         }
